@@ -2,21 +2,29 @@
 # twice, and one target directory outside the clone that later builds and CI
 # on the same machine reuse. Override with CARGO_TARGET_DIR=... make test.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tollgate/target
+# RocksDB's C++ is built once per machine by scripts/build-rocksdb.sh and
+# linked from here, so cargo never recompiles it (see ARCHITECTURE.md).
+export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/tollgate/rocksdb-11.8.1
+export ROCKSDB_STATIC = 1
 CARGO ?= cargo
 
 .PHONY: deps test bench lint fmt
 
-## deps: install missing system packages (compiler, libclang)
+## deps: install missing system packages (compiler, libclang), build RocksDB once
 deps:
 	@./scripts/install-deps.sh
+	@./scripts/build-rocksdb.sh
 
 ## test: the whole suite
 test: deps
 	$(CARGO) test --release --workspace
 
-## bench: criterion benchmarks (numbers in target/criterion)
+## bench: criterion benchmarks, then the ledger's append and proof tables
 bench: deps
 	$(CARGO) bench --workspace
+	$(CARGO) build --release --workspace --all-targets
+	$(CARGO_TARGET_DIR)/release/ledger-load bench
+	$(CARGO_TARGET_DIR)/release/ledger-load proofs
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: deps

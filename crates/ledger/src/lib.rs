@@ -1,1 +1,339 @@
+//! The receipt ledger: an append-only RFC 9162 log on RocksDB.
+//!
+//! In scope: durable appends with group commit and exact idempotency
+//! ([`Ledger::append`]), one signed C2SP checkpoint per committed batch, and
+//! every read the log serves — checkpoints by size, inclusion and consistency
+//! proofs, entries, and C2SP tlog-tiles hash tiles and entry bundles — each in
+//! O(log n) with memory that does not grow with the log. Also the key files
+//! the log (and the gate) sign with ([`keyfile`]).
+//!
+//! Out of scope: what the leaves mean (receipts are opaque bytes here), HTTP,
+//! witnesses. This is the only crate that links RocksDB.
+//!
+//! Layout on disk (one RocksDB key space, one-byte prefixes, big-endian u64s):
+//!
+//! | key                      | value                                   |
+//! |--------------------------|-----------------------------------------|
+//! | `h` ‖ stored index       | 32-byte stored hash ([`tlog::stored_hash_index`]) |
+//! | `e` ‖ leaf index         | the leaf (entry) bytes                  |
+//! | `l` ‖ leaf hash          | leaf index of the first leaf with that hash |
+//! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
+//! | `c` ‖ tree size          | the signed checkpoint note of that size |
+//!
+//! Every batch writes all of these in one synced `WriteBatch`, so the state on
+//! disk is always exactly some committed batch.
 
+pub mod keyfile;
+mod sequencer;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use note::{Checkpoint, SignerKey, VerifierKey};
+use tlog::{Hash, Tile};
+
+pub use sequencer::WriteFault;
+
+/// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
+pub const MAX_LEAF_SIZE: usize = tlog::MAX_ENTRY_SIZE;
+/// Largest idempotency key, in bytes.
+pub const MAX_KEY_SIZE: usize = 1024;
+
+/// Errors from the ledger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// RocksDB failed.
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// The stored log is inconsistent; the ledger refuses to use it.
+    #[error("the log on disk is corrupt: {0}")]
+    Corrupt(String),
+    /// The batch holding this append could not be made durable; nothing of
+    /// it was acknowledged. Retrying with the same idempotency key is safe.
+    #[error("append not committed: {0}")]
+    NotCommitted(String),
+    /// The sequencer has stopped (closed, or a fatal storage error).
+    #[error("the ledger is not accepting appends: {0}")]
+    Stopped(String),
+    /// The leaf is empty or larger than [`MAX_LEAF_SIZE`], or the idempotency
+    /// key is empty or larger than [`MAX_KEY_SIZE`].
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    /// The idempotency key was used before with a different leaf.
+    #[error("idempotency key already used for a different leaf (index {index})")]
+    Conflict {
+        /// Index of the leaf the key was first used for.
+        index: u64,
+    },
+    /// A read asked for something beyond the committed tree, or absent.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Proof computation failed.
+    #[error(transparent)]
+    Tlog(#[from] tlog::Error),
+    /// Signing or parsing a checkpoint failed.
+    #[error(transparent)]
+    Note(#[from] note::Error),
+    /// Reading or writing a key file failed.
+    #[error("key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Group-commit settings.
+#[derive(Clone)]
+pub struct Options {
+    /// A batch closes when it holds this many appends.
+    pub batch_max: usize,
+    /// ... or this long after its first append arrived.
+    pub batch_wait: Duration,
+    /// Test hook: decides, before each batch write, whether it fails.
+    pub write_fault: Option<WriteFault>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("batch_max", &self.batch_max)
+            .field("batch_wait", &self.batch_wait)
+            .field("write_fault", &self.write_fault.is_some())
+            .finish()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            batch_max: 256,
+            batch_wait: Duration::from_micros(500),
+            write_fault: None,
+        }
+    }
+}
+
+/// A checkpoint the log signed, with its signed note text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// The parsed checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The signed note, as served at `/log/checkpoint`.
+    pub note: String,
+}
+
+/// The answer to a committed append.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// Leaf index.
+    pub index: u64,
+    /// The checkpoint of the batch that answered this append; it covers `index`.
+    pub checkpoint: Arc<SignedCheckpoint>,
+    /// Inclusion proof of `index` to `checkpoint`.
+    pub proof: Vec<Hash>,
+    /// True if the idempotency key was seen before: nothing was added.
+    pub duplicate: bool,
+    /// How many appends the committing batch held (for metrics).
+    pub batch_len: usize,
+}
+
+/// An open ledger. Cheap to clone; the sequencer stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    sequencer: Arc<sequencer::Handle>,
+}
+
+/// What readers and the sequencer share.
+pub(crate) struct Shared {
+    pub(crate) store: store::Store,
+    pub(crate) latest: RwLock<Arc<SignedCheckpoint>>,
+    pub(crate) verifier: VerifierKey,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in directory `path`, signing checkpoints
+    /// with `key`, whose name is the log's origin. Runs recovery: the root
+    /// recomputed from stored hashes must equal the last signed checkpoint's,
+    /// which must verify with `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if recovery finds the log inconsistent, or a storage error.
+    pub fn open(path: &Path, key: SignerKey, options: Options) -> Result<Ledger, Error> {
+        let store = store::Store::open(path)?;
+        let latest = store.recover(&key)?;
+        let shared = Arc::new(Shared {
+            store,
+            latest: RwLock::new(Arc::new(latest)),
+            verifier: key.verifier().clone(),
+        });
+        let sequencer = Arc::new(sequencer::Handle::start(shared.clone(), key, options));
+        Ok(Ledger { shared, sequencer })
+    }
+
+    /// Appends `leaf` under `idempotency_key` and resolves once it is durable,
+    /// with its index, the batch's checkpoint and an inclusion proof. The same
+    /// key with the same leaf resolves to the original index and adds nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAppend`], [`Error::Conflict`], [`Error::NotCommitted`]
+    /// (this batch failed; retry is safe), [`Error::Stopped`].
+    pub async fn append(&self, leaf: Vec<u8>, idempotency_key: Vec<u8>) -> Result<Appended, Error> {
+        self.sequencer
+            .submit(leaf, idempotency_key)?
+            .await
+            .unwrap_or_else(|_| Err(Error::Stopped("the sequencer exited".into())))
+    }
+
+    /// [`Ledger::append`] for threads outside an async runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::append`].
+    pub fn append_blocking(
+        &self,
+        leaf: Vec<u8>,
+        idempotency_key: Vec<u8>,
+    ) -> Result<Appended, Error> {
+        self.sequencer
+            .submit(leaf, idempotency_key)?
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(Error::Stopped("the sequencer exited".into())))
+    }
+
+    /// The log's checkpoint verifier key (its vkey is `to_string()`).
+    #[must_use]
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.shared.verifier
+    }
+
+    /// The latest signed checkpoint.
+    #[must_use]
+    pub fn latest(&self) -> Arc<SignedCheckpoint> {
+        self.shared.latest.read().expect("latest lock").clone()
+    }
+
+    fn committed_size(&self) -> u64 {
+        self.latest().checkpoint.size
+    }
+
+    /// The checkpoint the log signed at tree size `size`, if it signed one.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
+        self.shared.store.checkpoint(size)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of size `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if `size` exceeds the committed tree or `index >= size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(Error::NotFound(format!(
+                "index {index} is not in a tree of size {size}"
+            )));
+        }
+        Ok(tlog::prove_inclusion(
+            index,
+            size,
+            &self.shared.store.hashes(),
+        )?)
+    }
+
+    /// The index of the first leaf whose leaf hash is `leaf_hash`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
+        self.shared.store.index_of(leaf_hash)
+    }
+
+    /// The consistency proof from tree size `old` to `new` (`0 < old <= new`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if `new` exceeds the committed tree; [`Error::Tlog`]
+    /// for sizes with no proof.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+        self.check_size(new)?;
+        Ok(tlog::prove_consistency(
+            old,
+            new,
+            &self.shared.store.hashes(),
+        )?)
+    }
+
+    /// The root hash of the tree of size `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if `size` exceeds the committed tree.
+    pub fn tree_hash(&self, size: u64) -> Result<Hash, Error> {
+        self.check_size(size)?;
+        Ok(tlog::tree_hash(size, &self.shared.store.hashes())?)
+    }
+
+    /// The leaf at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] beyond the committed tree.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, Error> {
+        if index >= self.committed_size() {
+            return Err(Error::NotFound(format!("no entry {index}")));
+        }
+        self.shared
+            .store
+            .entries(index, 1)?
+            .pop()
+            .ok_or_else(|| Error::Corrupt(format!("entry {index} missing")))
+    }
+
+    /// The contents of a C2SP tlog-tiles hash tile or entry bundle. A tile is
+    /// served if the committed tree holds at least `tile.width` of its hashes
+    /// (or entries); contents never change once served.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for a tile the tree does not (yet) hold.
+    pub fn tile(&self, tile: &Tile) -> Result<Vec<u8>, Error> {
+        let size = self.committed_size();
+        let available = Tile::in_tree(tile.level, tile.index, size).map_or(0, |t| t.width);
+        if tile.width > available {
+            return Err(Error::NotFound(format!(
+                "tile {} is not in a tree of size {size}",
+                tile.path()
+            )));
+        }
+        if tile.entries {
+            let start = tile.index * u64::from(tlog::TILE_WIDTH);
+            let entries = self.shared.store.entries(start, u64::from(tile.width))?;
+            Ok(tlog::encode_entry_bundle(&entries)?)
+        } else {
+            Ok(tlog::read_tile_data(tile, &self.shared.store.hashes())?)
+        }
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), Error> {
+        let committed = self.committed_size();
+        if size > committed {
+            return Err(Error::NotFound(format!(
+                "tree size {size} exceeds the log's {committed}"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! `ledger-load`: load generator and crash-test driver for the ledger.
+//!
+//! - `ledger-load bench`: appends/s and append latency for a matrix of batch
+//!   sizes and concurrent appenders, with fsync, and disk bytes per leaf.
+//! - `ledger-load proofs`: grows one log to 10M leaves and measures inclusion
+//!   and consistency proof latency at 1k, 1M and 10M leaves.
+//! - `ledger-load crash-child`: appends forever and prints every
+//!   acknowledgement; the crash test SIGKILLs it and checks the log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ledger::{Ledger, Options};
+use note::{KeyType, SignerKey};
+
+#[derive(Parser)]
+#[command(about = "Load generator and crash-test driver for the Tollgate ledger")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Appends/s and latency over batch sizes and appender counts (fsync on).
+    Bench {
+        /// Scratch directory (a fresh RocksDB per run is made inside).
+        #[arg(long, default_value = "/tmp/ledger-bench")]
+        dir: PathBuf,
+        /// Appends per run.
+        #[arg(long, default_value_t = 50_000)]
+        count: u64,
+        /// Leaf size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        leaf_size: usize,
+        /// Batch sizes (N) to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
+        batch: Vec<usize>,
+        /// Concurrent appenders to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        appenders: Vec<usize>,
+        /// Batch wait (T) in microseconds.
+        #[arg(long, default_value_t = 200)]
+        wait_us: u64,
+    },
+    /// Proof latency at 1k, 1M and 10M leaves.
+    Proofs {
+        /// Scratch directory.
+        #[arg(long, default_value = "/tmp/ledger-proofs")]
+        dir: PathBuf,
+        /// Largest size to measure.
+        #[arg(long, default_value_t = 10_000_000)]
+        max: u64,
+    },
+    /// Append forever from several threads and print `ack <key> <index> <size> <root>` lines.
+    CrashChild {
+        /// Ledger directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Log key file (generated if missing).
+        #[arg(long)]
+        key: PathBuf,
+        /// Key prefix, unique per child run.
+        #[arg(long)]
+        prefix: String,
+        /// Concurrent appenders.
+        #[arg(long, default_value_t = 8)]
+        appenders: usize,
+    },
+}
+
+const ORIGIN: &str = "bench.tollgate.invalid/log";
+
+fn main() {
+    match Cli::parse().cmd {
+        Cmd::Bench {
+            dir,
+            count,
+            leaf_size,
+            batch,
+            appenders,
+            wait_us,
+        } => {
+            bench(&dir, count, leaf_size, &batch, &appenders, wait_us);
+        }
+        Cmd::Proofs { dir, max } => proofs(&dir, max),
+        Cmd::CrashChild {
+            dir,
+            key,
+            prefix,
+            appenders,
+        } => crash_child(&dir, &key, &prefix, appenders),
+    }
+}
+
+fn fresh(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("scratch dir");
+    dir.to_path_buf()
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn bench(
+    dir: &Path,
+    count: u64,
+    leaf_size: usize,
+    batches: &[usize],
+    appenders: &[usize],
+    wait_us: u64,
+) {
+    println!("ledger append benchmark: {count} appends of {leaf_size}-byte leaves per run, fsync on, T = {wait_us} µs");
+    println!(
+        "{:>6} {:>9} {:>12} {:>10} {:>10} {:>10} {:>12}",
+        "N", "appenders", "appends/s", "p50 µs", "p99 µs", "avg batch", "disk B/leaf"
+    );
+    for &n in batches {
+        for &c in appenders {
+            let path = fresh(&dir.join(format!("n{n}-c{c}")));
+            let key = SignerKey::generate(ORIGIN, KeyType::Ed25519).expect("key");
+            let options = Options {
+                batch_max: n,
+                batch_wait: Duration::from_micros(wait_us),
+                write_fault: None,
+            };
+            let ledger = Ledger::open(&path, key, options).expect("open");
+            let next = Arc::new(AtomicU64::new(0));
+            let batches_seen = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let lat: Vec<Duration> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..c)
+                    .map(|_| {
+                        let (ledger, next, batches_seen) = (&ledger, &next, &batches_seen);
+                        s.spawn(move || {
+                            let mut lat = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                if i >= count {
+                                    return lat;
+                                }
+                                let mut leaf = vec![0x5a; leaf_size];
+                                leaf[..8].copy_from_slice(&i.to_be_bytes());
+                                let t = Instant::now();
+                                let a = ledger
+                                    .append_blocking(leaf, i.to_be_bytes().to_vec())
+                                    .expect("append");
+                                lat.push(t.elapsed());
+                                batches_seen.fetch_add(a.batch_len as u64, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("appender"))
+                    .collect()
+            });
+            let elapsed = start.elapsed();
+            let mut lat = lat;
+            lat.sort();
+            // Each append saw its batch's length; the mean of that over appends
+            // is the batch-size-weighted mean batch length.
+            let avg_batch = batches_seen.load(Ordering::Relaxed) as f64 / count as f64;
+            drop(ledger);
+            println!(
+                "{:>6} {:>9} {:>12.0} {:>10} {:>10} {:>10.1} {:>12.0}",
+                n,
+                c,
+                count as f64 / elapsed.as_secs_f64(),
+                pct(&lat, 0.50).as_micros(),
+                pct(&lat, 0.99).as_micros(),
+                avg_batch,
+                dir_bytes(&path) as f64 / count as f64
+            );
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn proofs(dir: &Path, max: u64) {
+    let path = fresh(dir);
+    let key = SignerKey::generate(ORIGIN, KeyType::Ed25519).expect("key");
+    let options = Options {
+        batch_max: 4096,
+        batch_wait: Duration::from_millis(2),
+        write_fault: None,
+    };
+    let ledger = Ledger::open(&path, key, options).expect("open");
+    println!("proof latency from RocksDB (32-byte leaves), 2000 random proofs per size");
+    println!(
+        "{:>10} {:>14} {:>14} {:>16} {:>16}",
+        "size", "incl p50 µs", "incl p99 µs", "consist p50 µs", "consist p99 µs"
+    );
+    let mut size = 0u64;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let mut targets: Vec<u64> = [1_000, 1_000_000, 10_000_000]
+        .into_iter()
+        .filter(|&t| t <= max)
+        .collect();
+    targets.reverse();
+    while let Some(&target) = targets.last() {
+        std::thread::scope(|s| {
+            for t in 0..64u64 {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    let mut i = size + t;
+                    while i < target {
+                        ledger
+                            .append_blocking(i.to_be_bytes().repeat(4), i.to_be_bytes().to_vec())
+                            .expect("append");
+                        i += 64;
+                    }
+                });
+            }
+        });
+        size = target;
+        assert_eq!(ledger.latest().checkpoint.size, size);
+        let mut inc = Vec::new();
+        let mut con = Vec::new();
+        for _ in 0..2000 {
+            let i = rand(size);
+            let t = Instant::now();
+            ledger.inclusion_proof(i, size).expect("proof");
+            inc.push(t.elapsed());
+            let old = 1 + rand(size);
+            let t = Instant::now();
+            ledger.consistency_proof(old, size).expect("proof");
+            con.push(t.elapsed());
+        }
+        inc.sort();
+        con.sort();
+        println!(
+            "{:>10} {:>14.1} {:>14.1} {:>16.1} {:>16.1}",
+            size,
+            pct(&inc, 0.5).as_secs_f64() * 1e6,
+            pct(&inc, 0.99).as_secs_f64() * 1e6,
+            pct(&con, 0.5).as_secs_f64() * 1e6,
+            pct(&con, 0.99).as_secs_f64() * 1e6
+        );
+        targets.pop();
+    }
+    println!(
+        "disk bytes per leaf at {size}: {:.0}",
+        dir_bytes(&path) as f64 / size as f64
+    );
+}
+
+fn crash_child(dir: &Path, key_path: &Path, prefix: &str, appenders: usize) {
+    let (key, _) =
+        ledger::keyfile::load_or_generate(key_path, ORIGIN, KeyType::Ed25519).expect("key");
+    let options = Options {
+        batch_max: 64,
+        batch_wait: Duration::from_micros(300),
+        write_fault: None,
+    };
+    let ledger = Ledger::open(dir, key, options).expect("open");
+    let out = Mutex::new(std::io::stdout());
+    println!("ready {}", ledger.latest().checkpoint.size);
+    std::thread::scope(|s| {
+        for t in 0..appenders {
+            let (ledger, out) = (&ledger, &out);
+            s.spawn(move || {
+                for i in 0u64.. {
+                    let k = format!("{prefix}-{t}-{i}");
+                    let a = ledger
+                        .append_blocking(format!("leaf:{k}").into_bytes(), k.clone().into_bytes())
+                        .expect("append");
+                    let cp = &a.checkpoint.checkpoint;
+                    let mut o = out.lock().expect("stdout");
+                    // One line per acknowledgement, written only after the append is durable.
+                    let _ = writeln!(o, "ack {k} {} {} {:?}", a.index, cp.size, cp.root);
+                    let _ = o.flush();
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,263 @@
+//! The RocksDB schema (see the crate docs), reads, and recovery.
+
+use std::path::Path;
+
+use note::{Checkpoint, Note, SignerKey};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use tlog::{Hash, HashReader, ReadError};
+
+use crate::{Error, SignedCheckpoint};
+
+const HASH: u8 = b'h';
+const ENTRY: u8 = b'e';
+const LEAF: u8 = b'l';
+const IDEMPOTENCY: u8 = b'i';
+const CHECKPOINT: u8 = b'c';
+
+pub(crate) fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn key_bytes(prefix: u8, b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + b.len());
+    k.push(prefix);
+    k.extend_from_slice(b);
+    k
+}
+
+fn u64_at(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+/// An idempotency record: the leaf an idempotency key was first used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdempotencyRecord {
+    pub(crate) index: u64,
+    pub(crate) leaf_hash: Hash,
+}
+
+pub(crate) struct Store {
+    db: DB,
+}
+
+/// Stored hashes, read straight from RocksDB.
+pub(crate) struct DbHashes<'a>(&'a DB);
+
+impl HashReader for DbHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
+        let keys: Vec<[u8; 9]> = indexes.iter().map(|&i| key_u64(HASH, i)).collect();
+        self.0
+            .multi_get(&keys)
+            .into_iter()
+            .zip(indexes)
+            .map(|(v, i)| match v? {
+                Some(v) => Hash::from_slice(&v)
+                    .ok_or_else(|| format!("stored hash {i} is not 32 bytes").into()),
+                None => Err(format!("stored hash {i} is missing").into()),
+            })
+            .collect()
+    }
+}
+
+/// A batch being built: everything one commit writes.
+pub(crate) struct Batch {
+    wb: WriteBatch,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch {
+            wb: WriteBatch::default(),
+        }
+    }
+    pub(crate) fn entry(&mut self, index: u64, leaf: &[u8]) {
+        self.wb.put(key_u64(ENTRY, index), leaf);
+    }
+    pub(crate) fn hash(&mut self, stored_index: u64, h: &Hash) {
+        self.wb.put(key_u64(HASH, stored_index), h.0);
+    }
+    pub(crate) fn leaf_index(&mut self, leaf_hash: &Hash, index: u64) {
+        self.wb
+            .put(key_bytes(LEAF, &leaf_hash.0), index.to_be_bytes());
+    }
+    pub(crate) fn idempotency(&mut self, key: &[u8], rec: IdempotencyRecord) {
+        let mut v = rec.index.to_be_bytes().to_vec();
+        v.extend_from_slice(&rec.leaf_hash.0);
+        self.wb.put(key_bytes(IDEMPOTENCY, key), v);
+    }
+    pub(crate) fn checkpoint(&mut self, size: u64, note: &str) {
+        self.wb.put(key_u64(CHECKPOINT, size), note.as_bytes());
+    }
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> Result<Store, Error> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        // Keys are prefix ‖ big-endian integers: entries and hashes are written
+        // in key order, so compaction is cheap. No compression is compiled in.
+        opts.set_compression_type(rocksdb::DBCompressionType::None);
+        opts.set_max_background_jobs(2);
+        Ok(Store {
+            db: DB::open(&opts, path)?,
+        })
+    }
+
+    pub(crate) fn hashes(&self) -> DbHashes<'_> {
+        DbHashes(&self.db)
+    }
+
+    /// Writes a batch with a synced WAL: when this returns Ok the batch is
+    /// durable; when it returns Err, RocksDB applied all of it or none of it.
+    pub(crate) fn write(&self, batch: Batch) -> Result<(), Error> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch.wb, &wo)?;
+        Ok(())
+    }
+
+    pub(crate) fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
+        self.db
+            .get(key_u64(CHECKPOINT, size))?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    /// The stored checkpoint with the largest size.
+    fn last_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        let start = key_u64(CHECKPOINT, u64::MAX);
+        let mut it = self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Reverse));
+        match it.next().transpose()? {
+            Some((k, v)) if k.first() == Some(&CHECKPOINT) && k.len() == 9 => {
+                let size = u64_at(&k[1..]).expect("9-byte key");
+                let note = String::from_utf8(v.to_vec())
+                    .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                Ok(Some((size, note)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
+        Ok(self
+            .db
+            .get(key_bytes(LEAF, &leaf_hash.0))?
+            .as_deref()
+            .and_then(u64_at))
+    }
+
+    /// Looks up idempotency keys; one answer per key, in order.
+    pub(crate) fn idempotency(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<IdempotencyRecord>>, Error> {
+        let db_keys: Vec<Vec<u8>> = keys.iter().map(|k| key_bytes(IDEMPOTENCY, k)).collect();
+        self.db
+            .multi_get(&db_keys)
+            .into_iter()
+            .map(|v| {
+                Ok(match v? {
+                    None => None,
+                    Some(v) if v.len() == 40 => Some(IdempotencyRecord {
+                        index: u64_at(&v).expect("40 bytes"),
+                        leaf_hash: Hash::from_slice(&v[8..]).expect("32 bytes"),
+                    }),
+                    Some(_) => return Err(Error::Corrupt("malformed idempotency record".into())),
+                })
+            })
+            .collect()
+    }
+
+    /// `count` entries starting at `start`; all must exist.
+    pub(crate) fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let keys: Vec<[u8; 9]> = (start..start + count).map(|i| key_u64(ENTRY, i)).collect();
+        self.db
+            .multi_get(&keys)
+            .into_iter()
+            .zip(start..)
+            .map(|(v, i)| v?.ok_or_else(|| Error::Corrupt(format!("entry {i} is missing"))))
+            .collect()
+    }
+
+    fn exists(&self, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.db.get_pinned(key)?.is_some())
+    }
+
+    /// Recovery, run by every open: the same code path for a clean start and
+    /// after a crash. The state is the last checkpoint written (each batch
+    /// writes its checkpoint atomically with its data), and it must be
+    /// self-consistent:
+    /// - the checkpoint verifies with `key` and names `key`'s origin;
+    /// - the root recomputed from stored hashes equals the checkpoint's root;
+    /// - nothing is stored beyond it (no entry `size`, no hash past the layout).
+    ///
+    /// An empty directory gets a signed checkpoint of the empty tree, so the
+    /// log always has a latest checkpoint.
+    pub(crate) fn recover(&self, key: &SignerKey) -> Result<SignedCheckpoint, Error> {
+        let origin = key.verifier().name();
+        let Some((size, text)) = self.last_checkpoint()? else {
+            if self.exists(&key_u64(ENTRY, 0))? || self.exists(&key_u64(HASH, 0))? {
+                return Err(Error::Corrupt(
+                    "entries are stored but no checkpoint is".into(),
+                ));
+            }
+            let checkpoint = Checkpoint::new(origin, 0, tlog::EMPTY_ROOT);
+            let note = note::sign_checkpoint(&checkpoint, key)?.to_text();
+            let mut b = Batch::new();
+            b.checkpoint(0, &note);
+            self.write(b)?;
+            return Ok(SignedCheckpoint { checkpoint, note });
+        };
+        let signed = Note::parse(text.as_bytes())?;
+        signed
+            .verify(std::slice::from_ref(key.verifier()))
+            .map_err(|e| {
+                Error::Corrupt(format!(
+                    "the last checkpoint (size {size}) does not verify with log key {}: {e}; \
+                 is this the right key for this data directory?",
+                    key.verifier()
+                ))
+            })?;
+        let checkpoint = Checkpoint::parse(signed.text())?;
+        if checkpoint.size != size || checkpoint.origin != origin {
+            return Err(Error::Corrupt(format!(
+                "checkpoint stored under size {size} is for {:?} size {}",
+                checkpoint.origin, checkpoint.size
+            )));
+        }
+        let root = tlog::tree_hash(size, &self.hashes()).map_err(|e| {
+            Error::Corrupt(format!("cannot recompute the root of size {size}: {e}"))
+        })?;
+        if root != checkpoint.root {
+            return Err(Error::Corrupt(format!(
+                "root recomputed from stored hashes at size {size} is {root:?}, the signed checkpoint says {:?}",
+                checkpoint.root
+            )));
+        }
+        if size > 0 && !self.exists(&key_u64(ENTRY, size - 1))? {
+            return Err(Error::Corrupt(format!(
+                "entry {} of the last checkpoint is missing",
+                size - 1
+            )));
+        }
+        if self.exists(&key_u64(ENTRY, size))?
+            || self.exists(&key_u64(HASH, tlog::stored_hash_count(size)))?
+        {
+            return Err(Error::Corrupt(format!(
+                "data is stored beyond the last checkpoint (size {size})"
+            )));
+        }
+        Ok(SignedCheckpoint {
+            checkpoint,
+            note: text,
+        })
+    }
+}

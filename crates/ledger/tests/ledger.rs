@@ -1,0 +1,349 @@
+//! The ledger against a real RocksDB directory, with real signatures.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{check_appended, check_whole_log, verified};
+use ledger::{keyfile, Error, Ledger, Options};
+use note::{KeyType, SignerKey};
+
+const ORIGIN: &str = "test.tollgate.invalid/log";
+
+fn key() -> SignerKey {
+    SignerKey::generate(ORIGIN, KeyType::Ed25519).unwrap()
+}
+
+fn opts(batch_max: usize) -> Options {
+    Options {
+        batch_max,
+        batch_wait: Duration::from_micros(300),
+        write_fault: None,
+    }
+}
+
+fn leaf(k: &str) -> Vec<u8> {
+    format!("leaf for {k}").into_bytes()
+}
+
+#[test]
+fn concurrent_appenders_get_gapless_indexes_and_verifiable_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), key(), opts(32)).unwrap();
+    let results: Vec<(String, ledger::Appended)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16)
+            .map(|t| {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    (0..150)
+                        .map(|i| {
+                            let k = format!("t{t}-{i}");
+                            let a = ledger
+                                .append_blocking(leaf(&k), k.clone().into_bytes())
+                                .unwrap();
+                            (k, a)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let n = results.len() as u64;
+    assert_eq!(ledger.latest().checkpoint.size, n);
+    let mut indexes: Vec<u64> = results.iter().map(|(_, a)| a.index).collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..n).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    assert!(
+        results.iter().any(|(_, a)| a.batch_len > 1),
+        "group commit batched something"
+    );
+    let key = ledger.verifier().clone();
+    let mut checkpoints = BTreeMap::new();
+    for (k, a) in &results {
+        assert!(!a.duplicate);
+        check_appended(a, &leaf(k), &key);
+        assert_eq!(ledger.entry(a.index).unwrap(), leaf(k));
+        assert_eq!(
+            ledger.index_of(&tlog::leaf_hash(&leaf(k))).unwrap(),
+            Some(a.index)
+        );
+        checkpoints.insert(a.checkpoint.checkpoint.size, verified(&a.checkpoint, &key));
+    }
+    // Every checkpoint is consistent with every later one, and stored by size.
+    let cps: Vec<_> = checkpoints.values().collect();
+    for (i, old) in cps.iter().enumerate() {
+        assert_eq!(
+            ledger.checkpoint(old.size).unwrap().as_deref(),
+            Some(
+                results
+                    .iter()
+                    .find(|(_, a)| a.checkpoint.checkpoint.size == old.size)
+                    .unwrap()
+                    .1
+                    .checkpoint
+                    .note
+                    .as_str()
+            )
+        );
+        for new in &cps[i + 1..] {
+            let proof = ledger.consistency_proof(old.size, new.size).unwrap();
+            tlog::verify_consistency(old.size, new.size, &old.root, &new.root, &proof).unwrap();
+        }
+    }
+    check_whole_log(&ledger);
+    assert!(matches!(
+        ledger.inclusion_proof(0, n + 1),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(ledger.entry(n), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn idempotency_holds_across_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let first = {
+        let ledger = Ledger::open(dir.path(), k.clone(), opts(8)).unwrap();
+        ledger
+            .append_blocking(b"x".to_vec(), b"warm-up".to_vec())
+            .unwrap();
+        let a = ledger
+            .append_blocking(leaf("a"), b"key-a".to_vec())
+            .unwrap();
+        let again = ledger
+            .append_blocking(leaf("a"), b"key-a".to_vec())
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.index, a.index);
+        check_appended(&again, &leaf("a"), ledger.verifier());
+        assert!(matches!(
+            ledger.append_blocking(leaf("b"), b"key-a".to_vec()),
+            Err(Error::Conflict { index }) if index == a.index
+        ));
+        assert_eq!(ledger.latest().checkpoint.size, 2);
+        a.index
+    };
+    let ledger = Ledger::open(dir.path(), k, opts(8)).unwrap();
+    assert_eq!(ledger.latest().checkpoint.size, 2);
+    let again = ledger
+        .append_blocking(leaf("a"), b"key-a".to_vec())
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.index, first);
+    assert!(matches!(
+        ledger.append_blocking(leaf("b"), b"key-a".to_vec()),
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(
+        ledger.latest().checkpoint.size,
+        2,
+        "duplicates and conflicts add nothing"
+    );
+    // Within one batch: the second use of a key is a duplicate of the first.
+    let (x, y) = std::thread::scope(|s| {
+        let a = s.spawn(|| ledger.append_blocking(leaf("c"), b"key-c".to_vec()));
+        let b = s.spawn(|| ledger.append_blocking(leaf("c"), b"key-c".to_vec()));
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert_eq!(x.index, y.index);
+    assert_eq!(ledger.latest().checkpoint.size, 3);
+    check_whole_log(&ledger);
+}
+
+#[test]
+fn invalid_appends_are_refused_before_sequencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), key(), opts(8)).unwrap();
+    assert!(matches!(
+        ledger.append_blocking(vec![], b"k".to_vec()),
+        Err(Error::InvalidAppend(_))
+    ));
+    assert!(matches!(
+        ledger.append_blocking(vec![0; 65_536], b"k".to_vec()),
+        Err(Error::InvalidAppend(_))
+    ));
+    assert!(matches!(
+        ledger.append_blocking(vec![1], vec![]),
+        Err(Error::InvalidAppend(_))
+    ));
+    assert!(matches!(
+        ledger.append_blocking(vec![1], vec![0; 1025]),
+        Err(Error::InvalidAppend(_))
+    ));
+    let a = ledger
+        .append_blocking(vec![7; 65_535], b"k".to_vec())
+        .unwrap();
+    check_appended(&a, &[7; 65_535], ledger.verifier());
+    assert_eq!(ledger.latest().checkpoint.size, 1);
+}
+
+#[test]
+fn a_failed_write_fails_only_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_once = Arc::new(AtomicBool::new(false));
+    let trigger = fail_once.clone();
+    let options = Options {
+        batch_max: 16,
+        batch_wait: Duration::from_millis(2),
+        write_fault: Some(Arc::new(move |_, _| {
+            trigger
+                .swap(false, Ordering::SeqCst)
+                .then(|| "disk on fire".to_string())
+        })),
+    };
+    let ledger = Ledger::open(dir.path(), key(), options).unwrap();
+    for i in 0..20 {
+        ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+    }
+    fail_once.store(true, Ordering::SeqCst);
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (20..28)
+            .map(|i| {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    ledger.append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(Error::NotCommitted(_))))
+        .count();
+    assert!(
+        failed >= 1,
+        "the injected failure failed at least its own batch"
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| o.is_ok() || matches!(o, Err(Error::NotCommitted(_)))));
+    let committed = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+    assert_eq!(ledger.latest().checkpoint.size, 20 + committed);
+    // The sequencer continues, and the failed appends can be retried with their keys.
+    for i in 20..28 {
+        let a = ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+        check_appended(&a, &leaf(&i.to_string()), ledger.verifier());
+    }
+    assert_eq!(ledger.latest().checkpoint.size, 28);
+    let entries = check_whole_log(&ledger);
+    let mut got: Vec<String> = entries
+        .iter()
+        .map(|e| String::from_utf8(e.clone()).unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..28)
+        .map(|i| String::from_utf8(leaf(&i.to_string())).unwrap())
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every key exactly once");
+}
+
+#[test]
+fn tiles_only_client_recomputes_roots_and_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), key(), opts(100)).unwrap();
+    let mut appended = Vec::new();
+    for i in 0..1300u32 {
+        appended.push(
+            ledger
+                .append_blocking(i.to_be_bytes().to_vec(), i.to_be_bytes().to_vec())
+                .unwrap(),
+        );
+    }
+    check_whole_log(&ledger);
+    let n = ledger.latest().checkpoint.size;
+    let source = common::LedgerTiles(&ledger);
+    let tiles = tlog::TileHashReader::new(n, &source);
+    for i in [0, 1, 255, 256, 257, 1000, 1299] {
+        assert_eq!(
+            tlog::prove_inclusion(i, n, &tiles).unwrap(),
+            ledger.inclusion_proof(i, n).unwrap()
+        );
+    }
+    for old in [1, 2, 256, 700, 1299] {
+        assert_eq!(
+            tlog::prove_consistency(old, n, &tiles).unwrap(),
+            ledger.consistency_proof(old, n).unwrap()
+        );
+    }
+    // Partial tiles beyond the tree are refused; served tiles never change.
+    let beyond = tlog::Tile {
+        level: 0,
+        index: 5,
+        width: 21,
+        entries: false,
+    };
+    assert!(ledger.tile(&beyond).is_err());
+    let partial = tlog::Tile {
+        level: 0,
+        index: 5,
+        width: 20,
+        entries: false,
+    };
+    let before = ledger.tile(&partial).unwrap();
+    ledger
+        .append_blocking(b"more".to_vec(), b"more".to_vec())
+        .unwrap();
+    assert_eq!(ledger.tile(&partial).unwrap(), before);
+}
+
+#[test]
+fn recovery_refuses_a_wrong_key_and_a_tampered_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    {
+        let ledger = Ledger::open(dir.path(), k.clone(), opts(8)).unwrap();
+        for i in 0..10u8 {
+            ledger.append_blocking(vec![i], vec![i]).unwrap();
+        }
+    }
+    let err = Ledger::open(dir.path(), key(), opts(8))
+        .err()
+        .expect("a different key is refused");
+    assert!(matches!(err, Error::Corrupt(_)), "{err}");
+    {
+        // Recovery recomputes the root from the stored hashes it is made of:
+        // for 10 leaves, the subtrees over leaves 0..8 and 8..10.
+        let db = rocksdb::DB::open_default(dir.path()).unwrap();
+        let mut k = vec![b'h'];
+        k.extend_from_slice(&tlog::stored_hash_index(3, 0).to_be_bytes());
+        db.put(k, [0u8; 32]).unwrap();
+    }
+    let err = Ledger::open(dir.path(), k, opts(8))
+        .err()
+        .expect("a tampered hash is refused");
+    assert!(err.to_string().contains("root recomputed"), "{err}");
+}
+
+#[test]
+fn key_files_are_0600_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys/log.key");
+    let (k, generated) = keyfile::load_or_generate(&path, ORIGIN, KeyType::Ed25519).unwrap();
+    assert!(generated);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (again, generated) = keyfile::load_or_generate(&path, ORIGIN, KeyType::Ed25519).unwrap();
+    assert!(!generated);
+    assert_eq!(again.verifier(), k.verifier());
+    assert!(keyfile::load(&path, "other.example/log", KeyType::Ed25519).is_err());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = keyfile::load(&path, ORIGIN, KeyType::Ed25519).unwrap_err();
+    assert!(err.to_string().contains("0600"), "{err}");
+}

@@ -1,0 +1,1 @@
+//! Empty: this package exists to build librocksdb-sys's static library.
