@@ -101,6 +101,12 @@ impl Store {
         // in key order, so compaction is cheap. No compression is compiled in.
         opts.set_compression_type(rocksdb::DBCompressionType::None);
         opts.set_max_background_jobs(2);
+        opts.set_write_buffer_size(128 << 20);
+        opts.set_enable_pipelined_write(true);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
         Ok(Store {
             db: DB::open(&opts, path)?,
         })
