@@ -145,12 +145,16 @@ fn bench(
             let batches_seen = Arc::new(AtomicU64::new(0));
             // Appenders are tasks on a two-worker tokio runtime, as the gate's
             // request handlers will be: many outstanding appends, few threads.
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .expect("runtime");
             let start = Instant::now();
             let lat: Vec<Duration> = rt.block_on(async {
                 let tasks: Vec<_> = (0..c)
                     .map(|_| {
-                        let (ledger, next, batches_seen) = (ledger.clone(), next.clone(), batches_seen.clone());
+                        let (ledger, next, batches_seen) =
+                            (ledger.clone(), next.clone(), batches_seen.clone());
                         tokio::spawn(async move {
                             let mut lat = Vec::new();
                             loop {
@@ -161,7 +165,10 @@ fn bench(
                                 let mut leaf = vec![0x5a; leaf_size];
                                 leaf[..8].copy_from_slice(&i.to_be_bytes());
                                 let t = Instant::now();
-                                let a = ledger.append(leaf, i.to_be_bytes().to_vec()).await.expect("append");
+                                let a = ledger
+                                    .append(leaf, i.to_be_bytes().to_vec())
+                                    .await
+                                    .expect("append");
                                 lat.push(t.elapsed());
                                 batches_seen.fetch_add(a.batch_len as u64, Ordering::Relaxed);
                             }

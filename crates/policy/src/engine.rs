@@ -1,0 +1,122 @@
+//! The one evaluation contract over both engines.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cedar::CedarPolicy;
+use crate::rego::RegoPolicy;
+use crate::{Bundle, Engine, Error};
+
+/// Longest a single evaluation may run before it is SILENCE.
+pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
+
+/// The three decisions. Nothing else exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Decision {
+    /// A policy explicitly permitted the call.
+    Permit,
+    /// A policy explicitly denied it.
+    Deny,
+    /// Nothing permitted it, or evaluation failed: fail closed.
+    Silence,
+}
+
+/// A decision and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The decision.
+    pub decision: Decision,
+    /// Which rules or policies decided, or what failed.
+    pub reason: String,
+}
+
+impl Evaluation {
+    pub(crate) fn silence(reason: impl Into<String>) -> Evaluation {
+        Evaluation {
+            decision: Decision::Silence,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a policy sees: the validated request and the context the gate derived.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalInput {
+    /// The validated request: `actor` {id, kind, ...}, `surface`, `action`,
+    /// `target`, `context`, ...
+    pub request: serde_json::Value,
+    /// The derived context. `decided_at_ns` (integer, UNIX nanoseconds) is the
+    /// bound decision time that time builtins return.
+    pub derived: serde_json::Value,
+}
+
+impl EvalInput {
+    pub(crate) fn decided_at_ns(&self) -> i64 {
+        self.derived["decided_at_ns"].as_i64().unwrap_or(0)
+    }
+}
+
+/// A compiled bundle, shareable across threads.
+pub enum CompiledPolicy {
+    /// Rego via regorus.
+    Rego(Box<RegoPolicy>),
+    /// Cedar via cedar-policy.
+    Cedar(Box<CedarPolicy>),
+}
+
+impl CompiledPolicy {
+    /// Compiles `bundle`, refusing parse and compile errors, a missing
+    /// entrypoint, Cedar policies that fail schema validation, and
+    /// non-deterministic builtins.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Compile`], [`Error::NonDeterministic`], [`Error::InvalidBundle`].
+    pub fn compile(bundle: &Bundle) -> Result<CompiledPolicy, Error> {
+        Ok(match bundle.manifest().engine {
+            Engine::Rego => CompiledPolicy::Rego(Box::new(RegoPolicy::compile(bundle)?)),
+            Engine::Cedar => CompiledPolicy::Cedar(Box::new(CedarPolicy::compile(bundle)?)),
+        })
+    }
+
+    /// The engine.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        match self {
+            CompiledPolicy::Rego(_) => Engine::Rego,
+            CompiledPolicy::Cedar(_) => Engine::Cedar,
+        }
+    }
+
+    /// The attributes the bundle holds for an actor (Rego: `data.actors[id]`;
+    /// Cedar: the attributes of entity `Actor::"id"`), for the derived context.
+    #[must_use]
+    pub fn actor_attributes(&self, actor_id: &str) -> serde_json::Value {
+        match self {
+            CompiledPolicy::Rego(p) => p.actor_attributes(actor_id),
+            CompiledPolicy::Cedar(p) => p.actor_attributes(actor_id),
+        }
+    }
+
+    /// Evaluates `input`. Never fails and never hangs: errors, timeouts,
+    /// undefined results and panics are SILENCE with the reason. Deterministic:
+    /// the same input and bundle give the same evaluation.
+    #[must_use]
+    pub fn evaluate(&self, input: &EvalInput) -> Evaluation {
+        let run = AssertUnwindSafe(|| match self {
+            CompiledPolicy::Rego(p) => p.evaluate(input),
+            CompiledPolicy::Cedar(p) => p.evaluate(input),
+        });
+        catch_unwind(run).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Evaluation::silence(format!("engine panicked: {what}"))
+        })
+    }
+}

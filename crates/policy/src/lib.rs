@@ -1,0 +1,69 @@
+//! Policy bundles and the engines behind Tollgate's one evaluation contract.
+//!
+//! In scope: content-addressed, immutable policy bundles ([`Bundle`]: a
+//! directory, or an OPA bundle `.tar.gz` as `opa build` writes it); compiling
+//! them for Rego (regorus) or Cedar (cedar-policy), refusing at publish time
+//! what would make evaluation fail or be non-deterministic; evaluating a
+//! request under a bound decision time to exactly one of PERMIT, DENY or
+//! SILENCE with a reason ([`CompiledPolicy::evaluate`]); replay is the same
+//! call with the recorded input.
+//!
+//! Out of scope: the request contract's validation (the `protocol` crate),
+//! storage of bundles (the ledger), HTTP.
+//!
+//! The contract, for both engines:
+//! - Rego: the manifest's entrypoint rule evaluates to `"permit"`, `"deny"`
+//!   or `"silence"`; undefined, any other value, an error, a conflict or a
+//!   timeout is SILENCE with the reason.
+//! - Cedar: Allow is PERMIT; Deny with at least one satisfied `forbid` is
+//!   DENY; Deny with nothing satisfied is SILENCE; any evaluation error is
+//!   SILENCE (Cedar skips erroring policies, so an erroring `forbid` must not
+//!   let a `permit` through).
+//! - An engine panic is SILENCE. Time builtins see the bound decision time.
+
+mod bundle;
+mod cedar;
+mod engine;
+mod rego;
+
+pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
+pub use engine::{CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+
+/// Errors from loading or compiling a bundle. Evaluation never errors: it
+/// answers SILENCE with a reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bundle is malformed: missing or bad manifest, unreadable archive.
+    #[error("invalid bundle: {0}")]
+    InvalidBundle(String),
+    /// A policy file does not parse or compile; names the file and line.
+    #[error("{file}:{line}: {message}")]
+    Compile {
+        /// File within the bundle.
+        file: String,
+        /// 1-based line, 0 if unknown.
+        line: usize,
+        /// What the engine said.
+        message: String,
+    },
+    /// A policy uses a builtin that would make evaluation non-deterministic.
+    #[error("{file}:{line}: builtin {builtin} is not deterministic and is refused")]
+    NonDeterministic {
+        /// File within the bundle.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The builtin.
+        builtin: String,
+    },
+    /// Reading a bundle from disk failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

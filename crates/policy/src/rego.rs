@@ -1,0 +1,277 @@
+//! Rego bundles on regorus.
+
+use std::cell::Cell;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::Value;
+
+use crate::bundle::line_of;
+use crate::engine::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+use crate::{Bundle, Error};
+
+/// Builtins refused at publish time: their results depend on more than the
+/// input, the bundle and the bound decision time.
+const NON_DETERMINISTIC: &[&str] = &[
+    "rand.intn",
+    "uuid.rfc4122",
+    "uuid.parse",
+    "http.send",
+    "net.lookup_ip_addr",
+    "opa.runtime",
+    "time.now",
+];
+
+thread_local! {
+    /// The bound decision time of the evaluation running on this thread;
+    /// `time.now_ns()` returns it.
+    static DECIDED_AT_NS: Cell<i64> = const { Cell::new(0) };
+}
+
+/// A compiled Rego bundle: a template engine and a pool of clones, one per
+/// concurrent evaluation.
+///
+/// The execution timer is cooperative: regorus checks it between units of
+/// work, so loops and comprehensions are stopped at [`EVAL_TIME_LIMIT`], but a
+/// single builtin call (say `numbers.range(1, 1e9)`) runs to its end. A caller
+/// that must answer by a deadline runs the evaluation off its request thread
+/// and answers SILENCE when the deadline passes.
+pub struct RegoPolicy {
+    entrypoint: String,
+    template: regorus::Engine,
+    pool: Mutex<Vec<regorus::Engine>>,
+    actors: serde_json::Value,
+}
+
+impl RegoPolicy {
+    pub(crate) fn compile(bundle: &Bundle) -> Result<RegoPolicy, Error> {
+        let entrypoint = bundle
+            .manifest()
+            .entrypoint
+            .clone()
+            .expect("checked by Bundle::new");
+        let mut engine = regorus::Engine::new();
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: EVAL_TIME_LIMIT,
+            check_interval: NonZeroU32::new(64).expect("non-zero"),
+        });
+        // time.now_ns() is the bound decision time (extensions are looked up
+        // before builtins).
+        engine
+            .add_extension(
+                "time.now_ns".into(),
+                0,
+                Box::new(|_| Ok(Value::from(DECIDED_AT_NS.with(Cell::get)))),
+            )
+            .map_err(|e| Error::InvalidBundle(format!("pinning time.now_ns: {e}")))?;
+        let mut any = false;
+        for (file, src) in bundle.files_ending(".rego") {
+            let text = std::str::from_utf8(src).map_err(|_| Error::Compile {
+                file: file.into(),
+                line: 0,
+                message: "not UTF-8".into(),
+            })?;
+            check_deterministic(file, text)?;
+            engine
+                .add_policy(file.to_string(), text.to_string())
+                .map_err(|e| compile_error(file, &e))?;
+            any = true;
+        }
+        if !any {
+            return Err(Error::InvalidBundle(
+                "a Rego bundle needs at least one .rego file".into(),
+            ));
+        }
+        let data = bundle_data(bundle)?;
+        let actors = data
+            .get("actors")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        engine
+            .add_data(
+                Value::from_json_str(&data.to_string())
+                    .map_err(|e| Error::InvalidBundle(e.to_string()))?,
+            )
+            .map_err(|e| Error::InvalidBundle(format!("data: {e}")))?;
+        // The entrypoint must be a rule some module defines.
+        let (package, rule) = entrypoint.rsplit_once('.').expect("starts with data.");
+        let rule_root = rule.to_string();
+        let defined = bundle.files_ending(".rego").any(|(_, src)| {
+            let text = String::from_utf8_lossy(src);
+            let in_package = text
+                .lines()
+                .any(|l| l.trim() == format!("package {}", &package["data.".len()..]));
+            in_package
+                && text.lines().any(|l| {
+                    let l = l.trim_start();
+                    let l = l.strip_prefix("default ").unwrap_or(l);
+                    l.strip_prefix(rule_root.as_str()).is_some_and(|rest| {
+                        rest.starts_with([' ', ':', '=', '[', '{', '\t']) || rest.is_empty()
+                    })
+                })
+        });
+        if !defined {
+            return Err(Error::Compile {
+                file: "tollgate.json".into(),
+                line: 0,
+                message: format!("entrypoint {entrypoint} is not defined by any module"),
+            });
+        }
+        Ok(RegoPolicy {
+            entrypoint,
+            template: engine,
+            pool: Mutex::new(Vec::new()),
+            actors,
+        })
+    }
+
+    pub(crate) fn actor_attributes(&self, actor_id: &str) -> serde_json::Value {
+        self.actors
+            .get(actor_id)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub(crate) fn evaluate(&self, input: &EvalInput) -> Evaluation {
+        let mut engine = self
+            .pool
+            .lock()
+            .expect("pool")
+            .pop()
+            .unwrap_or_else(|| self.template.clone());
+        let mut doc = input.request.clone();
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("derived".into(), input.derived.clone());
+        }
+        engine.set_input(Value::from(doc));
+        DECIDED_AT_NS.with(|c| c.set(input.decided_at_ns()));
+        let result = engine.eval_rule(self.entrypoint.clone());
+        self.pool.lock().expect("pool").push(engine);
+        let value = match result {
+            Ok(v) => v,
+            Err(e) => return Evaluation::silence(format!("rego evaluation error: {e}")),
+        };
+        match &value {
+            Value::Undefined => Evaluation::silence(format!("{} is undefined", self.entrypoint)),
+            Value::String(s) => {
+                let decision = match s.as_ref() {
+                    "permit" => Decision::Permit,
+                    "deny" => Decision::Deny,
+                    "silence" => Decision::Silence,
+                    other => {
+                        return Evaluation::silence(format!(
+                            "{} = {other:?}, not permit, deny or silence",
+                            self.entrypoint
+                        ))
+                    }
+                };
+                Evaluation {
+                    decision,
+                    reason: format!("{} = {s:?}", self.entrypoint),
+                }
+            }
+            other => Evaluation::silence(format!("{} = {other}, not a string", self.entrypoint)),
+        }
+    }
+}
+
+fn compile_error(file: &str, e: &dyn std::fmt::Display) -> Error {
+    let message = e.to_string();
+    // regorus reports "<file>:<line>:<col>" in its messages.
+    let line = message
+        .find(&format!("{file}:"))
+        .and_then(|at| {
+            message[at + file.len() + 1..]
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    Error::Compile {
+        file: file.to_string(),
+        line,
+        message,
+    }
+}
+
+/// Refuses non-deterministic builtins, naming file and line. Comments are ignored.
+fn check_deterministic(file: &str, text: &str) -> Result<(), Error> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or("");
+        for b in NON_DETERMINISTIC {
+            if let Some(at) = code.find(b) {
+                let rest = code[at + b.len()..].trim_start();
+                let starts_word = at == 0
+                    || !code.as_bytes()[at - 1].is_ascii_alphanumeric()
+                        && code.as_bytes()[at - 1] != b'_'
+                        && code.as_bytes()[at - 1] != b'.';
+                if rest.starts_with('(') && starts_word {
+                    return Err(Error::NonDeterministic {
+                        file: file.into(),
+                        line: line_of(text, offset + at),
+                        builtin: (*b).into(),
+                    });
+                }
+            }
+        }
+        offset += line.len();
+    }
+    Ok(())
+}
+
+/// The data document: every `data.json` merged at its directory's path.
+fn bundle_data(bundle: &Bundle) -> Result<serde_json::Value, Error> {
+    let mut root = serde_json::Value::Object(Default::default());
+    for (file, src) in bundle.files_ending("data.json") {
+        if file != "data.json" && !file.ends_with("/data.json") {
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_slice(src).map_err(|e| Error::Compile {
+            file: file.into(),
+            line: e.line(),
+            message: e.to_string(),
+        })?;
+        let mut at = &mut root;
+        for part in file
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            at = at
+                .as_object_mut()
+                .ok_or_else(|| Error::InvalidBundle(format!("{file}: data path conflicts")))?
+                .entry(part)
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
+        merge(at, doc)
+            .map_err(|p| Error::InvalidBundle(format!("{file}: conflicting data at {p}")))?;
+    }
+    Ok(root)
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) -> Result<(), String> {
+    match (into, from) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) => merge(existing, v).map_err(|p| format!("{k}.{p}"))?,
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+            Ok(())
+        }
+        (into, from) if *into == serde_json::Value::Object(Default::default()) => {
+            *into = from;
+            Ok(())
+        }
+        _ => Err(String::new()),
+    }
+}

@@ -1,0 +1,528 @@
+//! Both engines on the example bundles, publish-time refusals, and the
+//! fail-closed edges of the contract.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use policy::{Bundle, CompiledPolicy, Decision, Engine, Error, EvalInput, Manifest};
+use serde_json::{json, Value};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
+}
+
+fn compile(dir: &str) -> CompiledPolicy {
+    CompiledPolicy::compile(&Bundle::from_dir(&examples().join(dir)).unwrap()).unwrap()
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 UTC time like 2026-11-25T12:00:00Z.
+fn ns(rfc3339: &str) -> i64 {
+    // Days from civil date (Howard Hinnant's algorithm), enough for test times.
+    let (date, time) = rfc3339.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400) + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000
+}
+
+fn input(policy: &CompiledPolicy, request: Value, at: &str) -> EvalInput {
+    let actor = request["actor"]["id"].as_str().unwrap_or("").to_string();
+    EvalInput {
+        derived: json!({"decided_at": at, "decided_at_ns": ns(at), "actor": policy.actor_attributes(&actor)}),
+        request,
+    }
+}
+
+fn req(actor: &str, surface: &str, action: &str, target: Value, context: Value) -> Value {
+    json!({
+        "actor": {"id": actor, "kind": "agent"},
+        "surface": surface, "action": action, "target": target, "context": context,
+        "idempotency_key": "k-1"
+    })
+}
+
+const NORMAL: &str = "2026-11-25T12:00:00Z";
+const FROZEN: &str = "2026-12-24T09:30:00Z";
+
+#[test]
+fn both_engines_give_the_same_decision_for_every_case() {
+    let rego = compile("rego");
+    let cedar = compile("cedar");
+    let cases: Vec<(&str, Value, &str, Decision)> = vec![
+        (
+            "permit: small transfer",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 500, "to": "acct-9"}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Permit,
+        ),
+        (
+            "deny: over threshold",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 50_000}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Deny,
+        ),
+        (
+            "deny: approval false",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 50_000}),
+                json!({"dual_control_approved": false}),
+            ),
+            NORMAL,
+            Decision::Deny,
+        ),
+        (
+            "permit: over threshold with dual control",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 50_000}),
+                json!({"dual_control_approved": true}),
+            ),
+            NORMAL,
+            Decision::Permit,
+        ),
+        (
+            "permit: exactly at threshold",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 10_000}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Permit,
+        ),
+        (
+            "silence: unknown actor",
+            req(
+                "agent-nobody",
+                "payments",
+                "transfer",
+                json!({"amount": 10}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "silence: unknown actor over threshold",
+            req(
+                "agent-nobody",
+                "payments",
+                "transfer",
+                json!({"amount": 50_000}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "silence: deploy under freeze",
+            req(
+                "agent-deployer",
+                "deploy",
+                "deploy",
+                json!({"service": "api"}),
+                json!({}),
+            ),
+            FROZEN,
+            Decision::Silence,
+        ),
+        (
+            "permit: deploy outside freeze",
+            req(
+                "agent-deployer",
+                "deploy",
+                "deploy",
+                json!({"service": "api"}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Permit,
+        ),
+        (
+            "permit: crm under freeze is not change-sensitive",
+            req(
+                "agent-deployer",
+                "crm",
+                "update",
+                json!({"record": 7}),
+                json!({}),
+            ),
+            FROZEN,
+            Decision::Permit,
+        ),
+        (
+            "silence: suspended actor",
+            req(
+                "agent-suspended",
+                "payments",
+                "transfer",
+                json!({"amount": 10}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "deny: suspended actor over threshold",
+            req(
+                "agent-suspended",
+                "payments",
+                "transfer",
+                json!({"amount": 50_000}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Deny,
+        ),
+        (
+            "silence: surface not allowed",
+            req("agent-treasury", "deploy", "deploy", json!({}), json!({})),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "silence: amount as a string",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": "5"}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "silence: transfer without amount",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Silence,
+        ),
+        (
+            "silence: unknown surface",
+            req("agent-treasury", "mail", "send", json!({}), json!({})),
+            NORMAL,
+            Decision::Silence,
+        ),
+        ("silence: empty input", json!({}), NORMAL, Decision::Silence),
+    ];
+    for (name, request, at, want) in cases {
+        for (engine, p) in [("rego", &rego), ("cedar", &cedar)] {
+            let got = p.evaluate(&input(p, request.clone(), at));
+            assert_eq!(got.decision, want, "{engine}: {name}: {}", got.reason);
+            assert!(!got.reason.is_empty());
+        }
+    }
+}
+
+#[test]
+fn versions_are_content_addresses() {
+    let a = Bundle::from_dir(&examples().join("rego")).unwrap();
+    let b = Bundle::from_dir(&examples().join("rego")).unwrap();
+    assert_eq!(a.version(), b.version());
+    assert!(a.version().starts_with("sha256:") && a.version().len() == 71);
+    assert_ne!(
+        a.version(),
+        Bundle::from_dir(&examples().join("cedar"))
+            .unwrap()
+            .version()
+    );
+    // The same content from an archive, in another order with other timestamps.
+    let mut files: Vec<(String, Vec<u8>)> = a
+        .files()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    files.push((
+        "tollgate.json".into(),
+        serde_json::to_vec(a.manifest()).unwrap(),
+    ));
+    files.reverse();
+    let archived = Bundle::from_tar_gz(&tar_gz(&files, 1_234_567), None).unwrap();
+    assert_eq!(archived.version(), a.version());
+    // One byte more anywhere is another version.
+    let mut changed = a.files().clone();
+    changed.get_mut("data.json").unwrap().push(b'\n');
+    assert_ne!(
+        Bundle::new(a.manifest().clone(), changed)
+            .unwrap()
+            .version(),
+        a.version()
+    );
+}
+
+fn tar_gz(files: &[(String, Vec<u8>)], mtime: u64) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        // opa build writes absolute names ("/data.json"), which tar::Builder's
+        // path setters refuse; write the name field directly.
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(mtime);
+        h.set_cksum();
+        builder.append(&h, data.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn opa_bundles_are_accepted_as_opa_build_writes_them() {
+    let dir = examples().join("rego");
+    let rego = std::fs::read(dir.join("policy.rego")).unwrap();
+    let data: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("data.json")).unwrap()).unwrap();
+    // opa build: /.manifest, /<path>.rego, data.json documents nested by path.
+    let manifest = json!({"revision": "", "roots": [""], "metadata": {"tollgate_entrypoint": "tollgate/example/decision"}});
+    let files = vec![
+        (
+            "/.manifest".to_string(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
+        ("/example/policy.rego".to_string(), rego),
+        (
+            "/actors/data.json".to_string(),
+            serde_json::to_vec(&data["actors"]).unwrap(),
+        ),
+        (
+            "/data.json".to_string(),
+            serde_json::to_vec(&json!({"freeze": data["freeze"], "limits": data["limits"]}))
+                .unwrap(),
+        ),
+    ];
+    let bundle = Bundle::from_tar_gz(&tar_gz(&files, 0), None).unwrap();
+    assert_eq!(
+        bundle.manifest().entrypoint.as_deref(),
+        Some("data.tollgate.example.decision")
+    );
+    let opa = CompiledPolicy::compile(&bundle).unwrap();
+    let r = req(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 50_000}),
+        json!({}),
+    );
+    assert_eq!(
+        opa.evaluate(&input(&opa, r.clone(), NORMAL)).decision,
+        Decision::Deny
+    );
+    let r = req(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 5}),
+        json!({}),
+    );
+    assert_eq!(
+        opa.evaluate(&input(&opa, r, NORMAL)).decision,
+        Decision::Permit
+    );
+    // Without metadata the entrypoint comes from the caller; without either it is refused.
+    let bare: Vec<_> = files[1..].to_vec();
+    assert!(Bundle::from_tar_gz(&tar_gz(&bare, 0), None).is_err());
+    let b = Bundle::from_tar_gz(&tar_gz(&bare, 0), Some("data.tollgate.example.decision")).unwrap();
+    CompiledPolicy::compile(&b).unwrap();
+}
+
+fn rego_bundle(src: &str, entrypoint: &str) -> Result<CompiledPolicy, Error> {
+    let files = BTreeMap::from([("p.rego".to_string(), src.as_bytes().to_vec())]);
+    let m = Manifest {
+        engine: Engine::Rego,
+        entrypoint: Some(entrypoint.into()),
+        schema: None,
+        entities: None,
+    };
+    CompiledPolicy::compile(&Bundle::new(m, files)?)
+}
+
+#[test]
+fn publishing_refuses_broken_rego_naming_file_and_line() {
+    let err = rego_bundle(
+        "package t\n\ndecision := \"permit\" if {\n  input.x ==\n}\n",
+        "data.t.decision",
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, Error::Compile { ref file, line, .. } if file == "p.rego" && line >= 4),
+        "{err}"
+    );
+    let err = rego_bundle("package t\n\nother := 1\n", "data.t.decision")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not defined"), "{err}");
+    let err = rego_bundle("package t\n\n# rand.intn(\"x\", 1) is fine in a comment\ndecision := \"permit\" if {\n  rand.intn(\"x\", 10) > 5\n}\n", "data.t.decision").err().unwrap();
+    assert!(
+        matches!(err, Error::NonDeterministic { line: 5, ref builtin, .. } if builtin == "rand.intn"),
+        "{err}"
+    );
+    let err = rego_bundle(
+        "package t\ndecision := \"permit\" if http.send({\"url\": \"x\"})\n",
+        "data.t.decision",
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, Error::NonDeterministic { line: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn rego_failures_are_silence_with_a_reason() {
+    let cases = [
+        ("package t\ndecision := \"maybe\"\n", "maybe"),
+        ("package t\nimport rego.v1\ndecision := \"permit\" if input.go\n", "undefined"),
+        ("package t\nimport rego.v1\ndecision := \"permit\" if input.a\ndecision := \"deny\" if input.b\n", "error"),
+        ("package t\ndecision := 7\n", "not a string"),
+    ];
+    for (src, why) in cases {
+        let p = rego_bundle(src, "data.t.decision").unwrap();
+        let got = p.evaluate(&EvalInput {
+            request: json!({"a": true, "b": true}),
+            derived: json!({"decided_at_ns": 0}),
+        });
+        assert_eq!(got.decision, Decision::Silence, "{src}");
+        assert!(got.reason.contains(why), "{src}: {}", got.reason);
+    }
+}
+
+#[test]
+fn an_expensive_rego_policy_is_stopped_and_is_silence() {
+    // Nine million iterations: far past the 50 ms timer, which regorus checks between them.
+    let src = "package t\nimport rego.v1\ndecision := \"permit\" if {\n  n := count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j])\n  n < 0\n}\n";
+    let p = rego_bundle(src, "data.t.decision").unwrap();
+    let got = p.evaluate(&EvalInput {
+        request: json!({}),
+        derived: json!({"decided_at_ns": 0}),
+    });
+    assert_eq!(got.decision, Decision::Silence);
+    assert!(got.reason.contains("time limit"), "{}", got.reason);
+}
+
+fn cedar_bundle(policy: &str, schema: Option<&str>) -> Result<CompiledPolicy, Error> {
+    let mut files = BTreeMap::from([("p.cedar".to_string(), policy.as_bytes().to_vec())]);
+    if let Some(s) = schema {
+        files.insert("s.cedarschema".into(), s.as_bytes().to_vec());
+    }
+    let m = Manifest {
+        engine: Engine::Cedar,
+        entrypoint: None,
+        schema: schema.map(|_| "s.cedarschema".into()),
+        entities: None,
+    };
+    CompiledPolicy::compile(&Bundle::new(m, files)?)
+}
+
+#[test]
+fn publishing_refuses_broken_cedar() {
+    let schema = std::fs::read_to_string(examples().join("cedar/schema.cedarschema")).unwrap();
+    let err = cedar_bundle(
+        "permit (principal, action, resource)\nwhen { principal.nope };\n",
+        Some(&schema),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("schema validation"), "{err}");
+    let err = cedar_bundle(
+        "permit (principal, action, resource)\n\nwhen { 1 + };\n",
+        None,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::Compile { line: 3, .. }), "{err}");
+}
+
+#[test]
+fn an_erroring_cedar_forbid_never_lets_a_permit_through() {
+    let p = cedar_bundle(
+        "permit (principal, action, resource);\nforbid (principal, action, resource) when { context.target.amount > 5 };\n",
+        None,
+    )
+    .unwrap();
+    let ok = EvalInput {
+        request: req("a", "s", "x", json!({"amount": 1}), json!({})),
+        derived: json!({"decided_at_ns": 0}),
+    };
+    assert_eq!(p.evaluate(&ok).decision, Decision::Permit);
+    let over = EvalInput {
+        request: req("a", "s", "x", json!({"amount": 9}), json!({})),
+        derived: json!({"decided_at_ns": 0}),
+    };
+    assert_eq!(p.evaluate(&over).decision, Decision::Deny);
+    let erroring = EvalInput {
+        request: req("a", "s", "x", json!({"amount": "9"}), json!({})),
+        derived: json!({"decided_at_ns": 0}),
+    };
+    let got = p.evaluate(&erroring);
+    assert_eq!(got.decision, Decision::Silence, "{}", got.reason);
+}
+
+#[test]
+fn evaluation_is_deterministic_concurrent_and_replayable() {
+    let rego = compile("rego");
+    let cedar = compile("cedar");
+    let deploy = req("agent-deployer", "deploy", "deploy", json!({}), json!({}));
+    for p in [&rego, &cedar] {
+        // Many threads, alternating decision times: each sees its own bound time.
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let deploy = deploy.clone();
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let (at, want) = if (i + t) % 2 == 0 {
+                            (FROZEN, Decision::Silence)
+                        } else {
+                            (NORMAL, Decision::Permit)
+                        };
+                        assert_eq!(p.evaluate(&input(p, deploy.clone(), at)).decision, want);
+                    }
+                });
+            }
+        });
+        // Replay: the recorded input, serialized and read back, decides the same.
+        let original = input(p, deploy.clone(), FROZEN);
+        let replayed: EvalInput =
+            serde_json::from_str(&serde_json::to_string(&original).unwrap()).unwrap();
+        assert_eq!(p.evaluate(&replayed), p.evaluate(&original));
+    }
+}
