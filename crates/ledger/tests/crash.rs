@@ -68,24 +68,27 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        // Read acknowledgements on a thread; kill at a random moment.
+        // Read acknowledgements on a thread; once the child is up (recovery
+        // can take a while after a kill), kill it at a random moment under load.
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
         });
+        let ready = rx.recv_timeout(Duration::from_secs(120));
+        assert!(
+            ready.as_deref().is_ok_and(|l| l.starts_with("ready")),
+            "cycle {cycle}: child did not start: {ready:?}"
+        );
         let start = Instant::now();
         while start.elapsed() < run_for {
             std::thread::sleep(Duration::from_millis(10));
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        assert!(
-            lines.first().is_some_and(|l| l.starts_with("ready")),
-            "cycle {cycle}: child did not start: {lines:?}"
-        );
+        reader.join().unwrap();
+        let lines: Vec<String> = rx.into_iter().collect();
         // A line cut by the kill does not parse and is not an acknowledgement.
         let new: Vec<Ack> = lines.iter().filter_map(|l| parse_ack(l)).collect();
         eprintln!(
