@@ -59,6 +59,25 @@ impl EvalInput {
     }
 }
 
+/// Replays a recorded decision: checks that `bundle` is the recorded policy
+/// version (its content digest equals `version`), compiles it and evaluates
+/// the recorded input. A receipt's decision can be re-derived this way long
+/// after the fact.
+///
+/// # Errors
+///
+/// [`Error::InvalidBundle`] if the bundle is not that version, or any
+/// compile error.
+pub fn replay(bundle: &Bundle, version: &str, input: &EvalInput) -> Result<Evaluation, Error> {
+    let actual = bundle.version();
+    if actual != version {
+        return Err(Error::InvalidBundle(format!(
+            "bundle is version {actual}, the record names {version}"
+        )));
+    }
+    Ok(CompiledPolicy::compile(bundle)?.evaluate(input))
+}
+
 /// A compiled bundle, shareable across threads.
 pub enum CompiledPolicy {
     /// Rego via regorus.

@@ -27,7 +27,7 @@ mod engine;
 mod rego;
 
 pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
-pub use engine::{CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+pub use engine::{replay, CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
 
 /// Errors from loading or compiling a bundle. Evaluation never errors: it
 /// answers SILENCE with a reason.

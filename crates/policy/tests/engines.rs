@@ -526,3 +526,23 @@ fn evaluation_is_deterministic_concurrent_and_replayable() {
         assert_eq!(p.evaluate(&replayed), p.evaluate(&original));
     }
 }
+
+#[test]
+fn replay_checks_the_recorded_version() {
+    let bundle = Bundle::from_dir(&examples().join("cedar")).unwrap();
+    let p = CompiledPolicy::compile(&bundle).unwrap();
+    let transfer = req(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 50_000}),
+        json!({}),
+    );
+    let record = input(&p, transfer, NORMAL);
+    let got = policy::replay(&bundle, &bundle.version(), &record).unwrap();
+    assert_eq!(got.decision, Decision::Deny);
+    assert_eq!(got, p.evaluate(&record));
+    let other = Bundle::from_dir(&examples().join("rego")).unwrap();
+    let err = policy::replay(&other, &bundle.version(), &record).unwrap_err();
+    assert!(err.to_string().contains("the record names"), "{err}");
+}
