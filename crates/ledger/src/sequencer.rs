@@ -248,6 +248,29 @@ impl Sequencer {
             })
         };
 
+        // Each answer's inclusion proof to this batch's checkpoint, computed
+        // now (memory and the old tree's right edge) so that nothing after
+        // the write can fail.
+        let batch_len = batch.len();
+        let answers = plans
+            .into_iter()
+            .map(|plan| {
+                let (index, duplicate) = match plan {
+                    Plan::New(i) => (i, false),
+                    Plan::Duplicate(i) => (i, true),
+                    Plan::Conflict(index) => return Ok(Err(Error::Conflict { index })),
+                };
+                let proof = tlog::prove_inclusion(index, checkpoint.checkpoint.size, &reader)?;
+                Ok(Ok(Appended {
+                    index,
+                    checkpoint: checkpoint.clone(),
+                    proof,
+                    duplicate,
+                    batch_len,
+                }))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+
         // 3. One WriteBatch with a synced WAL: entries, stored hashes,
         //    leaf index, idempotency records and the checkpoint. A crash
         //    during the write: RocksDB's WAL recovery yields this whole batch
@@ -271,26 +294,9 @@ impl Sequencer {
         //    the answers, and a retry with the same key gets the original index.
         *self.shared.latest.write().expect("latest lock") = checkpoint.clone();
 
-        // 5. Answer, each with an inclusion proof to this batch's checkpoint.
-        let batch_len = batch.len();
-        plans
-            .into_iter()
-            .map(|plan| {
-                let (index, duplicate) = match plan {
-                    Plan::New(i) => (i, false),
-                    Plan::Duplicate(i) => (i, true),
-                    Plan::Conflict(index) => return Ok(Err(Error::Conflict { index })),
-                };
-                let proof = tlog::prove_inclusion(index, checkpoint.checkpoint.size, &reader)?;
-                Ok(Ok(Appended {
-                    index,
-                    checkpoint: checkpoint.clone(),
-                    proof,
-                    duplicate,
-                    batch_len,
-                }))
-            })
-            .collect()
+        // 5. Answer. Nothing after the write can fail, so no caller is told
+        //    "not committed" about a batch that was.
+        Ok(answers)
     }
 }
 
