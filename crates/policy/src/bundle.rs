@@ -245,6 +245,26 @@ impl Bundle {
         format!("sha256:{}", hex::encode(h.finalize()))
     }
 
+    /// The file at `path` as UTF-8 text (policy, schema and data files must be).
+    pub(crate) fn text(&self, path: &str) -> Result<&str, Error> {
+        let bytes = self
+            .files
+            .get(path)
+            .ok_or_else(|| Error::InvalidBundle(format!("no file {path:?}")))?;
+        std::str::from_utf8(bytes).map_err(|_| Error::Compile {
+            file: path.into(),
+            line: 0,
+            message: "not UTF-8".into(),
+        })
+    }
+
+    /// The texts of the files whose path ends with `suffix`, in path order.
+    pub(crate) fn texts_ending(&self, suffix: &str) -> Result<Vec<(&str, &str)>, Error> {
+        self.files_ending(suffix)
+            .map(|(p, _)| Ok((p, self.text(p)?)))
+            .collect()
+    }
+
     /// Files whose path ends with `suffix`, in path order.
     pub(crate) fn files_ending(&self, suffix: &str) -> impl Iterator<Item = (&str, &[u8])> {
         let suffix = suffix.to_string();

@@ -64,28 +64,21 @@ fn diag_line(d: &dyn miette::Diagnostic, text: &str) -> usize {
 impl CedarPolicy {
     pub(crate) fn compile(bundle: &Bundle) -> Result<CedarPolicy, Error> {
         let m = bundle.manifest();
-        let text = |f: &str| -> Result<String, Error> {
-            String::from_utf8(bundle.files()[f].clone()).map_err(|_| Error::Compile {
-                file: f.into(),
-                line: 0,
-                message: "not UTF-8".into(),
-            })
-        };
         let schema = match &m.schema {
             None => None,
             Some(f) => {
-                let src = text(f)?;
+                let src = bundle.text(f)?;
                 let parsed = if f.ends_with(".json") {
-                    Schema::from_json_str(&src).map_err(|e| Error::Compile {
+                    Schema::from_json_str(src).map_err(|e| Error::Compile {
                         file: f.clone(),
-                        line: diag_line(&e, &src),
+                        line: diag_line(&e, src),
                         message: e.to_string(),
                     })?
                 } else {
-                    Schema::from_cedarschema_str(&src)
+                    Schema::from_cedarschema_str(src)
                         .map_err(|e| Error::Compile {
                             file: f.clone(),
-                            line: diag_line(&e, &src),
+                            line: diag_line(&e, src),
                             message: e.to_string(),
                         })?
                         .0
@@ -95,12 +88,7 @@ impl CedarPolicy {
         };
         let mut policies = PolicySet::new();
         let mut sources = Vec::new();
-        for (file, src) in bundle.files_ending(".cedar") {
-            let src = std::str::from_utf8(src).map_err(|_| Error::Compile {
-                file: file.into(),
-                line: 0,
-                message: "not UTF-8".into(),
-            })?;
+        for (file, src) in bundle.texts_ending(".cedar")? {
             let set = PolicySet::from_str(src).map_err(|e| Error::Compile {
                 file: file.into(),
                 line: diag_line(&e, src),
@@ -147,8 +135,8 @@ impl CedarPolicy {
         let entities = match &m.entities {
             None => Entities::empty(),
             Some(f) => {
-                let src = text(f)?;
-                Entities::from_json_str(&src, schema.as_ref()).map_err(|e| Error::Compile {
+                let src = bundle.text(f)?;
+                Entities::from_json_str(src, schema.as_ref()).map_err(|e| Error::Compile {
                     file: f.clone(),
                     line: 0,
                     message: e.to_string(),

@@ -65,13 +65,9 @@ impl RegoPolicy {
                 Box::new(|_| Ok(Value::from(DECIDED_AT_NS.with(Cell::get)))),
             )
             .map_err(|e| Error::InvalidBundle(format!("pinning time.now_ns: {e}")))?;
+        let modules = bundle.texts_ending(".rego")?;
         let mut any = false;
-        for (file, src) in bundle.files_ending(".rego") {
-            let text = std::str::from_utf8(src).map_err(|_| Error::Compile {
-                file: file.into(),
-                line: 0,
-                message: "not UTF-8".into(),
-            })?;
+        for &(file, text) in &modules {
             check_deterministic(file, text)?;
             engine
                 .add_policy(file.to_string(), text.to_string())
@@ -97,8 +93,7 @@ impl RegoPolicy {
         // The entrypoint must be a rule some module defines.
         let (package, rule) = entrypoint.rsplit_once('.').expect("starts with data.");
         let rule_root = rule.to_string();
-        let defined = bundle.files_ending(".rego").any(|(_, src)| {
-            let text = String::from_utf8_lossy(src);
+        let defined = modules.iter().any(|(_, text)| {
             let in_package = text
                 .lines()
                 .any(|l| l.trim() == format!("package {}", &package["data.".len()..]));
