@@ -24,6 +24,7 @@
 //! disk is always exactly some committed batch.
 
 pub mod keyfile;
+mod policies;
 mod sequencer;
 mod store;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 use note::{Checkpoint, SignerKey, VerifierKey};
 use tlog::{Hash, Tile};
 
+pub use policies::PublishedPolicy;
 pub use sequencer::WriteFault;
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
@@ -154,6 +156,8 @@ pub(crate) struct Shared {
     pub(crate) store: store::Store,
     pub(crate) latest: RwLock<Arc<SignedCheckpoint>>,
     pub(crate) verifier: VerifierKey,
+    /// Serializes policy publish and activate.
+    pub(crate) policy_lock: std::sync::Mutex<()>,
 }
 
 impl Ledger {
@@ -172,6 +176,7 @@ impl Ledger {
             store,
             latest: RwLock::new(Arc::new(latest)),
             verifier: key.verifier().clone(),
+            policy_lock: std::sync::Mutex::new(()),
         });
         let sequencer = Arc::new(sequencer::Handle::start(shared.clone(), key, options));
         Ok(Ledger { shared, sequencer })
@@ -259,6 +264,20 @@ impl Ledger {
     /// A storage error.
     pub fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
         self.shared.store.index_of(leaf_hash)
+    }
+
+    /// The committed leaf first appended under `idempotency_key`: its index
+    /// and leaf hash. `None` if the key is unused, or its batch is being
+    /// committed right now (its append will answer).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn lookup(&self, idempotency_key: &[u8]) -> Result<Option<(u64, Hash)>, Error> {
+        let size = self.committed_size();
+        Ok(self.shared.store.idempotency(&[idempotency_key])?[0]
+            .filter(|r| r.index < size)
+            .map(|r| (r.index, r.leaf_hash)))
     }
 
     /// The consistency proof from tree size `old` to `new` (`0 < old <= new`).

@@ -13,6 +13,10 @@ const ENTRY: u8 = b'e';
 const LEAF: u8 = b'l';
 const IDEMPOTENCY: u8 = b'i';
 const CHECKPOINT: u8 = b'c';
+/// Policy bundles: `p` ‖ version → published-at (u64 BE UNIX ns) ‖ bundle bytes.
+pub(crate) const POLICY: u8 = b'p';
+/// The active policy version: the single key `a`.
+pub(crate) const ACTIVE_POLICY: &[u8] = b"a";
 
 pub(crate) fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -21,7 +25,7 @@ pub(crate) fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
     k
 }
 
-fn key_bytes(prefix: u8, b: &[u8]) -> Vec<u8> {
+pub(crate) fn key_bytes(prefix: u8, b: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + b.len());
     k.push(prefix);
     k.extend_from_slice(b);
@@ -110,6 +114,10 @@ impl Store {
         Ok(Store {
             db: DB::open(&opts, path)?,
         })
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
     }
 
     pub(crate) fn hashes(&self) -> DbHashes<'_> {

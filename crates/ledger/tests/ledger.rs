@@ -347,3 +347,42 @@ fn key_files_are_0600_and_checked() {
     let err = keyfile::load(&path, ORIGIN, KeyType::Ed25519).unwrap_err();
     assert!(err.to_string().contains("0600"), "{err}");
 }
+
+#[test]
+fn policy_store_publishes_activates_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    {
+        let l = Ledger::open(dir.path(), k.clone(), opts(16)).unwrap();
+        assert_eq!(l.active_policy().unwrap(), None);
+        assert!(l.publish_policy("sha256:aa", b"bundle a", 5).unwrap());
+        assert!(
+            !l.publish_policy("sha256:aa", b"other bytes", 6).unwrap(),
+            "first publication wins"
+        );
+        assert!(l.publish_policy("sha256:bb", b"bundle b", 7).unwrap());
+        assert!(matches!(
+            l.activate_policy("sha256:cc"),
+            Err(Error::NotFound(_))
+        ));
+        l.activate_policy("sha256:aa").unwrap();
+        l.activate_policy("sha256:bb").unwrap();
+        // The log itself is untouched by policy writes.
+        l.append_blocking(leaf("x"), b"x".to_vec()).unwrap();
+        assert_eq!(l.lookup(b"x").unwrap().map(|(i, _)| i), Some(0));
+        assert_eq!(l.lookup(b"y").unwrap(), None);
+    }
+    let l = Ledger::open(dir.path(), k, opts(16)).unwrap();
+    assert_eq!(l.active_policy().unwrap().as_deref(), Some("sha256:bb"));
+    assert_eq!(
+        l.policy_versions().unwrap(),
+        vec![("sha256:aa".to_string(), 5), ("sha256:bb".to_string(), 7)]
+    );
+    let a = l.policy("sha256:aa").unwrap().unwrap();
+    assert_eq!(
+        (a.bytes.as_slice(), a.published_at_ns),
+        (&b"bundle a"[..], 5)
+    );
+    assert_eq!(l.policy("sha256:zz").unwrap(), None);
+    check_whole_log(&l);
+}

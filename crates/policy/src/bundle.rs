@@ -212,6 +212,34 @@ impl Bundle {
         )
     }
 
+    /// The bundle as a `.tar.gz` with `tollgate.json` and every file, in path
+    /// order with zeroed timestamps and owners, so the same bundle always
+    /// gives the same bytes. [`Bundle::from_tar_gz`] reads it back to an equal
+    /// bundle (same version).
+    #[must_use]
+    pub fn to_tar_gz(&self) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let manifest = serde_json::to_vec(&self.manifest).expect("manifest serializes");
+        let files = std::iter::once((MANIFEST_FILE, manifest.as_slice()))
+            .chain(self.files.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+        for (path, contents) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            // Writing to a Vec cannot fail; paths were checked in `Bundle::new`.
+            tar.append_data(&mut header, path, contents)
+                .expect("in-memory archive");
+        }
+        tar.into_inner()
+            .and_then(flate2::write::GzEncoder::finish)
+            .expect("in-memory archive")
+    }
+
     /// The manifest.
     #[must_use]
     pub fn manifest(&self) -> &Manifest {

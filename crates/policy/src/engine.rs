@@ -8,21 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::cedar::CedarPolicy;
 use crate::rego::RegoPolicy;
 use crate::{Bundle, Engine, Error};
+pub use protocol::Decision;
 
 /// Longest a single evaluation may run before it is SILENCE.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
-
-/// The three decisions. Nothing else exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Decision {
-    /// A policy explicitly permitted the call.
-    Permit,
-    /// A policy explicitly denied it.
-    Deny,
-    /// Nothing permitted it, or evaluation failed: fail closed.
-    Silence,
-}
 
 /// A decision and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +64,7 @@ pub fn replay(bundle: &Bundle, version: &str, input: &EvalInput) -> Result<Evalu
             "bundle is version {actual}, the record names {version}"
         )));
     }
-    Ok(CompiledPolicy::compile(bundle)?.evaluate(input))
+    Ok(CompiledPolicy::compile(bundle)?.decide(version, input))
 }
 
 /// A compiled bundle, shareable across threads.
@@ -117,6 +106,22 @@ impl CompiledPolicy {
         match self {
             CompiledPolicy::Rego(p) => p.actor_attributes(actor_id),
             CompiledPolicy::Cedar(p) => p.actor_attributes(actor_id),
+        }
+    }
+
+    /// The gate's rule, then evaluation: a request that pins an
+    /// `expected_policy_version` other than `version` (the version this
+    /// policy was compiled from) is SILENCE — a caller can never choose a
+    /// policy — and anything else is [`CompiledPolicy::evaluate`]. Decisions
+    /// and their replays both go through here.
+    #[must_use]
+    pub fn decide(&self, version: &str, input: &EvalInput) -> Evaluation {
+        match input.request.get("expected_policy_version") {
+            Some(expected) if expected.as_str() != Some(version) => Evaluation::silence(format!(
+                "the request expects policy version {}, the bound version is {version}",
+                expected.as_str().unwrap_or("(not a string)")
+            )),
+            _ => self.evaluate(input),
         }
     }
 

@@ -546,3 +546,16 @@ fn replay_checks_the_recorded_version() {
     let err = policy::replay(&other, &bundle.version(), &record).unwrap_err();
     assert!(err.to_string().contains("the record names"), "{err}");
 }
+
+#[test]
+fn to_tar_gz_reads_back_to_the_same_version() {
+    for engine in ["rego", "cedar"] {
+        let dir = examples().join(engine);
+        let bundle = Bundle::from_dir(&dir).unwrap();
+        let bytes = bundle.to_tar_gz();
+        assert_eq!(bytes, bundle.to_tar_gz(), "{engine}: deterministic");
+        let back = Bundle::from_tar_gz(&bytes, None).unwrap();
+        assert_eq!(back, bundle, "{engine}");
+        assert_eq!(back.version(), bundle.version(), "{engine}");
+    }
+}

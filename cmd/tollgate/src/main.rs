@@ -1,0 +1,356 @@
+//! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
+
+mod bench;
+mod client;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use gate::{Config, Gate};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate: a binding, provable PERMIT/DENY/SILENCE decision for every agent tool call",
+    long_about = "Tollgate sits in front of every tool call an AI agent makes. It validates the \
+                  intent, evaluates it under the active policy (Rego or Cedar), signs a receipt \
+                  and appends it to an RFC 9162 Merkle log before answering with the decision and \
+                  an inclusion proof. Dispatch the tool call only on PERMIT."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gate. With no configuration: RocksDB under ./data, keys and an
+    /// admin token generated on first start, the example Rego policy active,
+    /// listening on 127.0.0.1:8080.
+    Serve(ServeArgs),
+    /// Publish, activate and list policy versions through the admin API.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Load generator: decisions/s and latency over HTTP/1.1 keep-alive, and
+    /// the in-process floor per decision.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see tollgate.example.toml). TOLLGATE_* environment
+    /// variables override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (log, keys, admin token).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Also listen on this Unix socket.
+    #[arg(long)]
+    unix_socket: Option<PathBuf>,
+    /// sidecar (loopback only) or central (any address).
+    #[arg(long)]
+    mode: Option<String>,
+}
+
+#[derive(clap::Args, Clone)]
+struct AdminArgs {
+    /// The gate's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOLLGATE_URL")]
+    url: String,
+    /// Admin bearer token. Default: read from --token-file.
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the admin token (the embedded default writes data/admin.token).
+    #[arg(long, default_value = "data/admin.token")]
+    token_file: PathBuf,
+}
+
+impl AdminArgs {
+    fn token(&self) -> Result<String> {
+        match &self.token {
+            Some(t) => Ok(t.clone()),
+            None => Ok(std::fs::read_to_string(&self.token_file)
+                .with_context(|| {
+                    format!(
+                        "no --token given and {} is unreadable",
+                        self.token_file.display()
+                    )
+                })?
+                .trim()
+                .to_string()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Publish a bundle: a directory with tollgate.json, or a .tar.gz (Tollgate
+    /// or OPA bundle). Prints its version.
+    Publish {
+        /// Bundle directory or .tar.gz file.
+        bundle: PathBuf,
+        /// Also activate it.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a published version the active policy.
+    Activate {
+        /// The version (sha256:<hex>).
+        version: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List published versions; the active one is marked.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Policy { command } => policy(command),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut config = Config::load(args.config.as_deref(), env).map_err(anyhow::Error::msg)?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(u) = args.unix_socket {
+        config.unix_socket = Some(u);
+    }
+    if let Some(m) = args.mode {
+        config.mode = match m.as_str() {
+            "sidecar" => gate::Mode::Sidecar,
+            "central" => gate::Mode::Central,
+            _ => bail!("--mode {m:?}: expected sidecar or central"),
+        };
+    }
+    config.check().map_err(anyhow::Error::msg)?;
+    init_logging(&config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_server(config))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run_server(config: Config) -> Result<()> {
+    let started = Gate::open(&config).map_err(anyhow::Error::msg)?;
+    let gate = started.gate.clone();
+    let app = gate::router(gate.clone());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    banner(&config, &started, addr);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    if let Some(path) = &config.unix_socket {
+        let _ = std::fs::remove_file(path);
+        let unix = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("binding unix socket {}", path.display()))?;
+        println!("also listening on unix:{}", path.display());
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(unix, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    while let Some(r) = servers.join_next().await {
+        r??;
+    }
+    drop(gate);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {
+    let gate = &started.gate;
+    let url = format!("http://{addr}");
+    println!("tollgate listening on {url}");
+    println!("  mode          {:?}", config.mode);
+    println!("  data          {}", config.data_dir.display());
+    println!(
+        "  log key       {}{}",
+        gate.log_verifier(),
+        if started.log_key_generated {
+            "  (generated)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  gate key      {}{}",
+        gate.gate_verifier(),
+        if started.gate_key_generated {
+            "  (generated)"
+        } else {
+            ""
+        }
+    );
+    match gate.active_policy() {
+        Some(a) => println!(
+            "  policy        {}{}",
+            a.version,
+            if started.example_activated.is_some() {
+                "  (example Rego bundle, activated now)"
+            } else {
+                ""
+            }
+        ),
+        None => println!(
+            "  policy        none active: every decision is SILENCE until one is activated"
+        ),
+    }
+    if let Some(f) = &started.admin_token_file {
+        println!("  admin token   in {}", f.display());
+    }
+    println!("  log size      {}", gate.ledger().latest().checkpoint.size);
+    println!();
+    println!("Ask for a decision:");
+    println!(
+        "  curl -s {url}/v1/decisions -H 'content-type: application/json' -d \
+         '{{\"actor\":{{\"id\":\"agent-treasury\",\"kind\":\"agent\"}},\"surface\":\"payments\",\
+         \"action\":\"transfer\",\"target\":{{\"amount\":500,\"to\":\"acct-9\"}},\"idempotency_key\":\"demo-1\"}}'"
+    );
+    println!("The log: {url}/log/checkpoint   Metrics: {url}/metrics");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+fn policy(command: PolicyCommand) -> Result<()> {
+    match command {
+        PolicyCommand::Publish {
+            bundle,
+            activate,
+            admin,
+        } => {
+            let bytes = if bundle.is_dir() {
+                policy::Bundle::from_dir(&bundle)
+                    .with_context(|| format!("reading {}", bundle.display()))?
+                    .to_tar_gz()
+            } else {
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?
+            };
+            let token = admin.token()?;
+            let published = client::post(
+                &format!("{}/v1/admin/policies", admin.url),
+                &token,
+                "application/gzip",
+                &bytes,
+            )?;
+            let version = published["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            println!(
+                "{version} ({}{})",
+                published["engine"].as_str().unwrap_or("?"),
+                if published["created"] == true {
+                    ", new"
+                } else {
+                    ", already published"
+                }
+            );
+            if activate {
+                client::post(
+                    &format!("{}/v1/admin/policies/{version}/activate", admin.url),
+                    &token,
+                    "application/json",
+                    b"",
+                )?;
+                println!("activated {version}");
+            }
+        }
+        PolicyCommand::Activate { version, admin } => {
+            let r = client::post(
+                &format!("{}/v1/admin/policies/{version}/activate", admin.url),
+                &admin.token()?,
+                "application/json",
+                b"",
+            )?;
+            println!(
+                "activated {version} (was {})",
+                r["previous"].as_str().unwrap_or("none")
+            );
+        }
+        PolicyCommand::List { admin } => {
+            let r = client::get(&format!("{}/v1/admin/policies", admin.url), &admin.token()?)?;
+            for v in r["versions"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {}  published {}",
+                    if v["active"] == true { "*" } else { " " },
+                    v["version"].as_str().unwrap_or("?"),
+                    v["published_at"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(())
+}

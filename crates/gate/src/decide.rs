@@ -1,0 +1,271 @@
+//! `POST /v1/decisions`: the decision pipeline.
+//!
+//! validate → idempotency → bind the active policy and derive context →
+//! evaluate (bounded by a wall-clock limit) → sign the receipt → append to
+//! the log → answer with the receipt and a tlog-proof. Fail closed: anything
+//! that goes wrong before the append is a SILENCE receipt with the reason;
+//! an append that cannot commit is 503 and no decision is claimed.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::Json;
+use note::ProofBundle;
+use policy::{EvalInput, Evaluation};
+use protocol::{
+    format_rfc3339_ns, parse_receipt, policy_derived, Decision, DecisionRequest, DecisionResponse,
+    PolicyRef, ReceiptBody, RequestError, MAX_BODY_BYTES, RECEIPT_FORMAT,
+};
+
+use crate::metrics::Outcome;
+use crate::{Gate, GateError};
+
+/// Now, in UNIX nanoseconds.
+pub(crate) fn now_ns() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_nanos()).expect("clock before 2262")
+}
+
+/// Reads a body of at most `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, GateError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        GateError::InvalidRequest(RequestError {
+            field: String::new(),
+            problem: format!("body exceeds {limit} bytes or could not be read"),
+        })
+    })
+}
+
+pub(crate) async fn decide(
+    State(gate): State<Arc<Gate>>,
+    body: Body,
+) -> Result<Json<DecisionResponse>, GateError> {
+    let started = Instant::now();
+    let result = match read_body(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => gate.decide(&bytes).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok((r, _)) if r.replayed => Outcome::Replayed,
+        Ok((r, batch_len)) => Outcome::Decided {
+            decision: r.decision,
+            batch_len: *batch_len,
+        },
+        Err(GateError::Conflict { .. }) => Outcome::Conflict,
+        Err(GateError::Unavailable(_)) => Outcome::Unavailable,
+        Err(_) => Outcome::Rejected,
+    };
+    gate.metrics
+        .record(&outcome, started.elapsed().as_secs_f64());
+    result.map(|(r, _)| Json(r))
+}
+
+impl Gate {
+    /// The pipeline for one request body. Returns the response and the size
+    /// of the batch that committed it (0 for a replayed receipt).
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::InvalidRequest`] (nothing evaluated or written),
+    /// [`GateError::Conflict`], [`GateError::Unavailable`] (nothing claimed),
+    /// [`GateError::Internal`].
+    pub async fn decide(&self, body: &[u8]) -> Result<(DecisionResponse, usize), GateError> {
+        // 1. Validate: parse into the contract's types, or 400 with the field.
+        let request = DecisionRequest::parse(body)?;
+        let receipt_id = request.receipt_id();
+        let request_digest = request.digest();
+
+        // 2. Idempotency (DESIGN.md): a committed receipt for this actor and
+        //    key answers again if the request is the same, else 409.
+        if let Some(found) = self.existing(&receipt_id, &request_digest)? {
+            return Ok((found, 0));
+        }
+
+        // 3. Bind the active policy and the decision time; derive context.
+        let active = self.active_policy();
+        let decided_at_ns = now_ns();
+        let decided_at = format_rfc3339_ns(decided_at_ns);
+        let request_value = request.to_value();
+        let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
+            a.compiled.actor_attributes(request.actor().id())
+        });
+
+        // 4. Evaluate, fail closed.
+        let evaluation = match &active {
+            None => Evaluation {
+                decision: Decision::Silence,
+                reason: "no policy is active".into(),
+            },
+            Some(a) => {
+                let input = EvalInput {
+                    request: request_value.clone(),
+                    derived: policy_derived(&decided_at, decided_at_ns, actor.clone()),
+                };
+                self.evaluate(a.clone(), input).await
+            }
+        };
+
+        // 5. Sign the receipt.
+        let body = ReceiptBody {
+            format: RECEIPT_FORMAT.into(),
+            receipt_id: receipt_id.clone(),
+            log: self.ledger.verifier().name().to_string(),
+            request: request_value,
+            request_digest: request_digest.clone(),
+            decision: evaluation.decision,
+            reason: evaluation.reason,
+            policy: active.as_ref().map(|a| PolicyRef {
+                version: a.version.clone(),
+                engine: engine_name(&a.compiled).into(),
+            }),
+            derived: serde_json::json!({ "actor": actor }),
+            decided_at,
+        };
+        let leaf = body
+            .sign(&self.gate_key)
+            .map_err(|e| GateError::Internal(format!("signing the receipt: {e}")))?;
+
+        // 6. Append; answered only once durable. The receipt id is the log's
+        //    idempotency key, so a concurrent retry with the same key cannot
+        //    add a second leaf.
+        let appended = match self
+            .ledger
+            .append(leaf.clone(), receipt_id.clone().into_bytes())
+            .await
+        {
+            Ok(a) => a,
+            Err(ledger::Error::Conflict { .. }) => {
+                // A concurrent request with this key committed first.
+                return self
+                    .existing(&receipt_id, &request_digest)?
+                    .map(|r| (r, 0))
+                    .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
+            }
+            Err(e @ ledger::Error::InvalidAppend(_)) => {
+                return Err(GateError::Internal(format!("receipt not appendable: {e}")))
+            }
+            Err(e) => return Err(GateError::Unavailable(e.to_string())),
+        };
+        let proof = ProofBundle {
+            extra: None,
+            index: appended.index,
+            proof: appended.proof,
+            checkpoint: appended.checkpoint.note.clone(),
+        };
+        Ok((
+            DecisionResponse {
+                decision: body.decision,
+                reason: body.reason,
+                receipt_id,
+                policy_version: body.policy.map(|p| p.version),
+                log_index: appended.index,
+                receipt: String::from_utf8(leaf).expect("receipts are UTF-8"),
+                proof: proof.to_text(),
+                replayed: appended.duplicate,
+            },
+            appended.batch_len,
+        ))
+    }
+
+    /// Evaluates on the blocking pool under the wall-clock limit. A timeout,
+    /// a panic or a lost task is SILENCE.
+    async fn evaluate(&self, active: Arc<crate::ActivePolicy>, input: EvalInput) -> Evaluation {
+        let task =
+            tokio::task::spawn_blocking(move || active.compiled.decide(&active.version, &input));
+        match tokio::time::timeout(self.eval_timeout, task).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(join)) => Evaluation {
+                decision: Decision::Silence,
+                reason: format!("evaluation failed: {join}"),
+            },
+            Err(_) => Evaluation {
+                decision: Decision::Silence,
+                reason: format!(
+                    "evaluation exceeded the {} ms limit",
+                    self.eval_timeout.as_millis()
+                ),
+            },
+        }
+    }
+
+    /// The committed receipt for `receipt_id`, as a response with a proof to
+    /// the latest checkpoint, if it exists and records `request_digest`.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Conflict`] if it records a different request.
+    fn existing(
+        &self,
+        receipt_id: &str,
+        request_digest: &str,
+    ) -> Result<Option<DecisionResponse>, GateError> {
+        let Some(found) = self.receipt(receipt_id)? else {
+            return Ok(None);
+        };
+        let (_, body) = parse_receipt(found.receipt.as_bytes())
+            .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
+        if body.request_digest != request_digest {
+            return Err(GateError::Conflict {
+                receipt_id: receipt_id.to_string(),
+            });
+        }
+        Ok(Some(found))
+    }
+
+    /// A committed receipt by id, with an inclusion proof to the latest checkpoint.
+    pub(crate) fn receipt(&self, receipt_id: &str) -> Result<Option<DecisionResponse>, GateError> {
+        let Some((index, _)) = self.ledger.lookup(receipt_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let leaf = self.ledger.entry(index)?;
+        let (_, body) = parse_receipt(&leaf)
+            .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
+        let proof = self.proof_bundle(index, None)?;
+        Ok(Some(DecisionResponse {
+            decision: body.decision,
+            reason: body.reason,
+            receipt_id: body.receipt_id,
+            policy_version: body.policy.map(|p| p.version),
+            log_index: index,
+            receipt: String::from_utf8(leaf)
+                .map_err(|_| GateError::Internal("stored receipt is not UTF-8".into()))?,
+            proof: proof.to_text(),
+            replayed: true,
+        }))
+    }
+
+    /// A tlog-proof bundle for `index` in the checkpoint of `size` (latest if `None`).
+    pub(crate) fn proof_bundle(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<ProofBundle, GateError> {
+        let latest = self.ledger.latest();
+        let (size, checkpoint) = match size {
+            None => (latest.checkpoint.size, latest.note.clone()),
+            Some(s) => (
+                s,
+                self.ledger.checkpoint(s)?.ok_or_else(|| {
+                    GateError::NotFound(format!("no checkpoint was signed at size {s}"))
+                })?,
+            ),
+        };
+        Ok(ProofBundle {
+            extra: None,
+            index,
+            proof: self.ledger.inclusion_proof(index, size)?,
+            checkpoint,
+        })
+    }
+}
+
+pub(crate) fn engine_name(p: &policy::CompiledPolicy) -> &'static str {
+    match p.engine() {
+        policy::Engine::Rego => "rego",
+        policy::Engine::Cedar => "cedar",
+    }
+}

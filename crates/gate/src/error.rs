@@ -1,0 +1,107 @@
+//! The one place server errors become HTTP responses (body: schemas/error.schema.json).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::{ErrorBody, RequestError};
+
+/// Everything an API call can fail with. Client errors are answered as they
+/// are; internal ones are logged and answered generically.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The request does not meet the contract (400); names the field.
+    #[error(transparent)]
+    InvalidRequest(#[from] RequestError),
+    /// A malformed input other than a decision request (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// The idempotency key was used for a different request (409).
+    #[error("idempotency key already used for a different request (receipt {receipt_id})")]
+    Conflict {
+        /// The original receipt.
+        receipt_id: String,
+    },
+    /// Missing or wrong admin token (401).
+    #[error("admin token missing or wrong")]
+    Unauthorized,
+    /// Nothing there (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The bundle does not load or compile (422).
+    #[error("{0}")]
+    InvalidPolicy(String),
+    /// The log could not make the receipt durable; no decision is claimed (503).
+    #[error("the log could not commit: {0}")]
+    Unavailable(String),
+    /// A bug or a storage failure (500); details go to the log, not the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ledger::Error> for GateError {
+    fn from(e: ledger::Error) -> GateError {
+        match e {
+            ledger::Error::NotFound(what) => GateError::NotFound(what),
+            ledger::Error::NotCommitted(_) | ledger::Error::Stopped(_) => {
+                GateError::Unavailable(e.to_string())
+            }
+            ledger::Error::Tlog(e) => GateError::BadInput(e.to_string()),
+            other => GateError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl GateError {
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GateError::InvalidRequest(_) | GateError::BadInput(_) => StatusCode::BAD_REQUEST,
+            GateError::Conflict { .. } => StatusCode::CONFLICT,
+            GateError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GateError::NotFound(_) => StatusCode::NOT_FOUND,
+            GateError::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (code, field) = match self {
+            GateError::InvalidRequest(e) => ("invalid_request", Some(e.field.clone())),
+            GateError::BadInput(_) => ("invalid_request", None),
+            GateError::Conflict { .. } => ("idempotency_conflict", None),
+            GateError::Unauthorized => ("unauthorized", None),
+            GateError::NotFound(_) => ("not_found", None),
+            GateError::InvalidPolicy(_) => ("invalid_policy", None),
+            GateError::Unavailable(_) => ("unavailable", None),
+            GateError::Internal(_) => ("internal", None),
+        };
+        let message = match self {
+            GateError::Internal(_) => "internal error; see the gate's log".to_string(),
+            other => other.to_string(),
+        };
+        ErrorBody {
+            error: code.into(),
+            message,
+            field,
+        }
+    }
+}
+
+impl IntoResponse for GateError {
+    fn into_response(self) -> Response {
+        match &self {
+            GateError::Internal(_) | GateError::Unavailable(_) => tracing::error!(error = %self),
+            _ => tracing::debug!(error = %self),
+        }
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, GateError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,165 @@
+//! Prometheus metrics, text exposition format 0.0.4, kept in atomics.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use protocol::Decision;
+
+/// A histogram with fixed upper bounds.
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The gate's metrics.
+pub struct Metrics {
+    decisions: [AtomicU64; 3],
+    replayed: AtomicU64,
+    rejected: AtomicU64,
+    conflicts: AtomicU64,
+    unavailable: AtomicU64,
+    latency: Histogram,
+    batch: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            decisions: Default::default(),
+            replayed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            latency: Histogram::new(&[
+                0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
+        }
+    }
+}
+
+/// How one `POST /v1/decisions` ended, for the counters.
+pub(crate) enum Outcome {
+    Decided {
+        decision: Decision,
+        batch_len: usize,
+    },
+    Replayed,
+    Rejected,
+    Conflict,
+    Unavailable,
+}
+
+impl Metrics {
+    pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
+        match outcome {
+            Outcome::Decided {
+                decision,
+                batch_len,
+            } => {
+                let i = match decision {
+                    Decision::Permit => 0,
+                    Decision::Deny => 1,
+                    Decision::Silence => 2,
+                };
+                self.decisions[i].fetch_add(1, Relaxed);
+                self.batch.observe(*batch_len as f64);
+                self.latency.observe(seconds);
+            }
+            Outcome::Replayed => {
+                self.replayed.fetch_add(1, Relaxed);
+                self.latency.observe(seconds);
+            }
+            Outcome::Rejected => drop(self.rejected.fetch_add(1, Relaxed)),
+            Outcome::Conflict => drop(self.conflicts.fetch_add(1, Relaxed)),
+            Outcome::Unavailable => drop(self.unavailable.fetch_add(1, Relaxed)),
+        }
+    }
+
+    /// The exposition text; `log_size` is the latest checkpoint's size.
+    #[must_use]
+    pub fn render(&self, log_size: u64) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP tollgate_decisions_total Decisions signed and logged, by outcome.\n\
+             # TYPE tollgate_decisions_total counter\n",
+        );
+        for (i, d) in ["PERMIT", "DENY", "SILENCE"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tollgate_decisions_total{{decision=\"{d}\"}} {}",
+                self.decisions[i].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP tollgate_requests_total Decision requests not decided anew, by result.\n\
+             # TYPE tollgate_requests_total counter\n",
+        );
+        for (result, c) in [
+            ("replayed", &self.replayed),
+            ("invalid", &self.rejected),
+            ("conflict", &self.conflicts),
+            ("unavailable", &self.unavailable),
+        ] {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_total{{result=\"{result}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        self.latency.render(
+            &mut out,
+            "tollgate_decision_seconds",
+            "Time from request to durable, proven decision.",
+        );
+        self.batch.render(
+            &mut out,
+            "tollgate_log_batch_size",
+            "Appends in the batch that committed each decision.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_log_size Entries in the log's latest checkpoint.\n\
+             # TYPE tollgate_log_size gauge\ntollgate_log_size {log_size}"
+        );
+        out
+    }
+}

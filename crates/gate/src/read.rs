@@ -1,0 +1,209 @@
+//! The read/portal API: receipts, proofs, checkpoints, C2SP tlog-tiles,
+//! policy bundles for replay, replay itself; and the ops endpoints.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use policy::{Bundle, EvalInput};
+use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
+use serde::Deserialize;
+
+use crate::decide::read_body;
+use crate::{Gate, GateError};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, TEXT)], body).into_response()
+}
+
+/// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
+pub(crate) async fn receipt(
+    State(gate): State<Arc<Gate>>,
+    Path(receipt_id): Path<String>,
+) -> Result<Json<DecisionResponse>, GateError> {
+    gate.receipt(&receipt_id)?
+        .map(Json)
+        .ok_or_else(|| GateError::NotFound(format!("no receipt {receipt_id}")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InclusionQuery {
+    receipt_id: Option<String>,
+    index: Option<u64>,
+    size: Option<u64>,
+}
+
+/// `GET /v1/proofs/inclusion?receipt_id=…|index=…[&size=…]`: a C2SP
+/// tlog-proof bundle to the checkpoint signed at `size` (default: latest).
+pub(crate) async fn inclusion(
+    State(gate): State<Arc<Gate>>,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Response, GateError> {
+    let index = match (q.index, q.receipt_id) {
+        (Some(i), None) => i,
+        (None, Some(id)) => {
+            gate.ledger
+                .lookup(id.as_bytes())?
+                .ok_or_else(|| GateError::NotFound(format!("no receipt {id}")))?
+                .0
+        }
+        _ => {
+            return Err(GateError::BadInput(
+                "give exactly one of receipt_id and index".into(),
+            ))
+        }
+    };
+    Ok(text(gate.proof_bundle(index, q.size)?.to_text()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsistencyQuery {
+    old: u64,
+    new: Option<u64>,
+}
+
+/// `GET /v1/proofs/consistency?old=…[&new=…]`: the RFC 9162 consistency
+/// proof, one base64 hash per line (as in tlog-witness requests).
+pub(crate) async fn consistency(
+    State(gate): State<Arc<Gate>>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Response, GateError> {
+    let new = q
+        .new
+        .unwrap_or_else(|| gate.ledger.latest().checkpoint.size);
+    let proof = gate.ledger.consistency_proof(q.old, new)?;
+    Ok(text(proof.iter().map(|h| B64.encode(h.0) + "\n").collect()))
+}
+
+/// `GET /v1/checkpoints/{size}`: the checkpoint signed at that size.
+pub(crate) async fn checkpoint(
+    State(gate): State<Arc<Gate>>,
+    Path(size): Path<u64>,
+) -> Result<Response, GateError> {
+    gate.ledger
+        .checkpoint(size)?
+        .map(text)
+        .ok_or_else(|| GateError::NotFound(format!("no checkpoint was signed at size {size}")))
+}
+
+/// `GET /log/checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
+pub(crate) async fn latest_checkpoint(State(gate): State<Arc<Gate>>) -> Response {
+    let mut r = text(gate.ledger.latest().note.clone());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().expect("header"));
+    r
+}
+
+/// `GET /log/tile/…`: hash tiles and entry bundles (C2SP tlog-tiles).
+pub(crate) async fn tile(
+    State(gate): State<Arc<Gate>>,
+    Path(path): Path<String>,
+) -> Result<Response, GateError> {
+    let tile = tlog::Tile::parse_path(&format!("tile/{path}"))
+        .map_err(|e| GateError::NotFound(format!("tile/{path}: {e}")))?;
+    let g = gate.clone();
+    let bytes = tokio::task::spawn_blocking(move || g.ledger.tile(&tile))
+        .await
+        .map_err(|e| GateError::Internal(e.to_string()))??;
+    // tlog-tiles: full and partial tiles never change once served.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /v1/policies/{version}`: the bundle (`.tar.gz`), for replay.
+pub(crate) async fn policy_bundle(
+    State(gate): State<Arc<Gate>>,
+    Path(version): Path<String>,
+) -> Result<Response, GateError> {
+    let p = gate
+        .ledger
+        .policy(&version)?
+        .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
+    Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
+}
+
+/// `POST /v1/replay`: body is a receipt (the signed note) or a saved decision
+/// response. Verifies it with the gate key, re-evaluates its recorded request
+/// and derived context under its recorded policy version, and says whether
+/// the decision is the same.
+pub(crate) async fn replay(
+    State(gate): State<Arc<Gate>>,
+    body: Body,
+) -> Result<Json<ReplayResponse>, GateError> {
+    let bytes = read_body(body, 256 * 1024).await?;
+    let receipt = match serde_json::from_slice::<DecisionResponse>(&bytes) {
+        Ok(r) => r.receipt.into_bytes(),
+        Err(_) => bytes.to_vec(),
+    };
+    let body = verify_receipt(&receipt, gate.gate_verifier())
+        .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
+    let derived = body
+        .policy_derived()
+        .map_err(|e| GateError::BadInput(e.to_string()))?;
+    let replayed = match &body.policy {
+        None => policy::Evaluation {
+            decision: protocol::Decision::Silence,
+            reason: "no policy is active".into(),
+        },
+        Some(p) => {
+            let stored = gate.ledger.policy(&p.version)?.ok_or_else(|| {
+                GateError::NotFound(format!("policy version {} is not published", p.version))
+            })?;
+            let input = EvalInput {
+                request: body.request.clone(),
+                derived,
+            };
+            let version = p.version.clone();
+            tokio::task::spawn_blocking(move || {
+                let bundle = Bundle::from_tar_gz(&stored.bytes, None)?;
+                policy::replay(&bundle, &version, &input)
+            })
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))?
+            .map_err(|e| GateError::Internal(format!("replaying: {e}")))?
+        }
+    };
+    Ok(Json(ReplayResponse {
+        receipt_id: body.receipt_id,
+        policy_version: body.policy.map(|p| p.version),
+        recorded: body.decision,
+        same: replayed.decision == body.decision,
+        replayed: replayed.decision,
+        reason: replayed.reason,
+    }))
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: ready to decide (a policy is active).
+pub(crate) async fn readyz(State(gate): State<Arc<Gate>>) -> Response {
+    match gate.active_policy() {
+        Some(a) => text(format!("ready: policy {}\n", a.version)),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no policy is active\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
+    let body = gate.metrics.render(gate.ledger.latest().checkpoint.size);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

@@ -1,0 +1,72 @@
+//! Tollgate's wire contract: decision requests, receipts and responses.
+//!
+//! In scope: the request contract of DESIGN.md parsed into types that cannot
+//! hold an invalid request ([`DecisionRequest`]), with errors that name the
+//! field; RFC 8785 canonical JSON ([`canonical`]); receipt bodies, signing
+//! and verification as C2SP signed notes ([`ReceiptBody`], [`verify_receipt`]);
+//! response and error bodies; the decision-time format.
+//!
+//! Out of scope: evaluation (the `policy` crate), storage (the ledger), HTTP
+//! (the gate). The JSON Schemas in `schemas/` state the same contract; the
+//! tests hold the two to one corpus.
+//!
+//! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
+
+mod jcs;
+mod receipt;
+mod request;
+mod response;
+mod time;
+
+use serde::{Deserialize, Serialize};
+
+pub use jcs::canonical;
+pub use receipt::{
+    parse_receipt, policy_derived, verify_receipt, PolicyRef, ReceiptBody, RECEIPT_FORMAT,
+};
+pub use request::{
+    digest_of, is_policy_version, receipt_id, Actor, ActorKind, DecisionRequest, RequestError,
+    MAX_BODY_BYTES, MAX_DEPTH, MAX_ID_CHARS, MAX_ITEMS, MAX_KEY_CHARS, MAX_NAME_CHARS,
+    MAX_SAFE_INTEGER, MAX_STRING_CHARS,
+};
+pub use response::{DecisionResponse, ErrorBody, ReplayResponse};
+pub use time::{format_rfc3339_ns, parse_rfc3339_ns};
+
+/// The three decisions. Nothing else exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Decision {
+    /// A policy explicitly permitted the call.
+    Permit,
+    /// A policy explicitly denied it.
+    Deny,
+    /// Nothing permitted it, or evaluation failed: fail closed.
+    Silence,
+}
+
+impl Decision {
+    /// The wire name: `PERMIT`, `DENY` or `SILENCE`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Permit => "PERMIT",
+            Decision::Deny => "DENY",
+            Decision::Silence => "SILENCE",
+        }
+    }
+}
+
+/// Errors reading or verifying receipts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The signed note is malformed or its signature does not verify.
+    #[error("receipt note: {0}")]
+    Note(#[from] note::Error),
+    /// The receipt text is JSON but not in RFC 8785 canonical form.
+    #[error("receipt text is not RFC 8785 canonical JSON")]
+    NotCanonical,
+    /// The body is not a well-formed, self-consistent receipt; says why.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+}

@@ -1,0 +1,164 @@
+//! Receipts: C2SP signed notes whose text is one line of RFC 8785 canonical
+//! JSON (DESIGN.md "Formats"; schema `schemas/receipt.schema.json`).
+//!
+//! ```text
+//! {"decided_at":"2026-11-25T12:00:00.000000000Z","decision":"PERMIT",...}
+//!
+//! — tollgate.local/gate <base64 key id ‖ Ed25519 signature>
+//! ```
+//!
+//! The leaf in the log is exactly these bytes. The leaf index is not in the
+//! receipt: it comes with the proof, so receipts are signed before sequencing.
+
+use note::{Note, SignerKey, VerifierKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::jcs::canonical;
+use crate::request::{digest_of, DecisionRequest};
+use crate::time::parse_rfc3339_ns;
+use crate::{Decision, Error};
+
+/// The `format` of every receipt this crate writes.
+pub const RECEIPT_FORMAT: &str = "tollgate.receipt/v1";
+
+/// The policy a decision was made under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// The bundle's version: `sha256:<hex>` of its canonical content.
+    pub version: String,
+    /// `rego` or `cedar`.
+    pub engine: String,
+}
+
+/// The body of a receipt: everything the gate binds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    /// [`RECEIPT_FORMAT`].
+    pub format: String,
+    /// See [`crate::receipt_id`].
+    pub receipt_id: String,
+    /// The origin of the log the receipt is appended to.
+    pub log: String,
+    /// The validated request in normalized form ([`DecisionRequest::to_value`]).
+    pub request: Value,
+    /// [`DecisionRequest::digest`] of `request`.
+    pub request_digest: String,
+    /// PERMIT, DENY or SILENCE.
+    pub decision: Decision,
+    /// Which rules or policies decided, or why it is SILENCE.
+    pub reason: String,
+    /// The active policy bound to the decision; `null` if none was active.
+    pub policy: Option<PolicyRef>,
+    /// The context the gate derived: `actor` (the policy data's attributes of
+    /// the actor, `null` if none).
+    pub derived: Value,
+    /// The bound decision time, RFC 3339 UTC with nanoseconds. Time builtins
+    /// in the policy saw exactly this instant.
+    pub decided_at: String,
+}
+
+impl ReceiptBody {
+    /// The canonical text that is signed: RFC 8785 JSON and a newline.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice; serialization of this type cannot fail.
+    pub fn text(&self) -> Result<String, Error> {
+        let v = serde_json::to_value(self).map_err(|e| Error::Malformed(e.to_string()))?;
+        Ok(canonical(&v) + "\n")
+    }
+
+    /// Signs the receipt with the gate key: the signed note's bytes, which are
+    /// the log leaf.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Note`] if the text is not a valid note (too large).
+    pub fn sign(&self, gate_key: &SignerKey) -> Result<Vec<u8>, Error> {
+        let mut note = Note::new(self.text()?)?;
+        note.sign(gate_key)?;
+        Ok(note.to_text().into_bytes())
+    }
+
+    /// The `derived` object a policy sees for this receipt: the recorded
+    /// derived context plus `decided_at` and `decided_at_ns`. Replay feeds a
+    /// policy exactly this.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] if `decided_at` is not the fixed RFC 3339 form.
+    pub fn policy_derived(&self) -> Result<Value, Error> {
+        let ns = parse_rfc3339_ns(&self.decided_at).map_err(Error::Malformed)?;
+        Ok(policy_derived(
+            &self.decided_at,
+            ns,
+            self.derived["actor"].clone(),
+        ))
+    }
+}
+
+/// The `derived` input a policy sees: the decision time as RFC 3339 and UNIX
+/// nanoseconds, and the actor's attributes from the policy data.
+#[must_use]
+pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value) -> Value {
+    json!({"decided_at": decided_at, "decided_at_ns": decided_at_ns, "actor": actor})
+}
+
+/// Parses a receipt without checking its signature (the gate reading its own
+/// log does this). Checks everything else [`verify_receipt`] checks.
+///
+/// # Errors
+///
+/// [`Error`] naming what is wrong.
+pub fn parse_receipt(bytes: &[u8]) -> Result<(Note, ReceiptBody), Error> {
+    let note = Note::parse(bytes)?;
+    let text = note.text();
+    let value: Value = serde_json::from_str(text.trim_end_matches('\n'))
+        .map_err(|e| Error::Malformed(format!("receipt text is not JSON: {e}")))?;
+    if canonical(&value) + "\n" != text {
+        return Err(Error::NotCanonical);
+    }
+    let body: ReceiptBody = serde_json::from_value(value)
+        .map_err(|e| Error::Malformed(format!("receipt body: {e}")))?;
+    if body.format != RECEIPT_FORMAT {
+        return Err(Error::Malformed(format!(
+            "format {:?}, expected {RECEIPT_FORMAT:?}",
+            body.format
+        )));
+    }
+    let request = DecisionRequest::from_value(body.request.clone())
+        .map_err(|e| Error::Malformed(format!("recorded request: {e}")))?;
+    if request.to_value() != body.request {
+        return Err(Error::Malformed(
+            "recorded request is not in normalized form".into(),
+        ));
+    }
+    if digest_of(&body.request) != body.request_digest {
+        return Err(Error::Malformed(
+            "request_digest does not match the recorded request".into(),
+        ));
+    }
+    if request.receipt_id() != body.receipt_id {
+        return Err(Error::Malformed(
+            "receipt_id does not match the request's actor and idempotency key".into(),
+        ));
+    }
+    parse_rfc3339_ns(&body.decided_at).map_err(Error::Malformed)?;
+    Ok((note, body))
+}
+
+/// Verifies a receipt: its gate signature (by `gate_key`), that its text is
+/// canonical, and that its body is well formed and self-consistent.
+///
+/// # Errors
+///
+/// [`Error::Note`] for a bad or missing signature, otherwise as
+/// [`parse_receipt`].
+pub fn verify_receipt(bytes: &[u8], gate_key: &VerifierKey) -> Result<ReceiptBody, Error> {
+    let (note, body) = parse_receipt(bytes)?;
+    note.verify(std::slice::from_ref(gate_key))?;
+    Ok(body)
+}

@@ -1,0 +1,62 @@
+//! What the gate answers (schemas `decision-response.schema.json`,
+//! `error.schema.json`, `replay-response.schema.json`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Decision;
+
+/// The answer to `POST /v1/decisions`. Saved as a file, it is what
+/// `proofcheck receipt` verifies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionResponse {
+    /// PERMIT, DENY or SILENCE. Dispatch the tool call only on PERMIT.
+    pub decision: Decision,
+    /// Why.
+    pub reason: String,
+    /// The receipt's id.
+    pub receipt_id: String,
+    /// The policy version bound to the decision, if one was active.
+    pub policy_version: Option<String>,
+    /// The receipt's index in the log.
+    pub log_index: u64,
+    /// The signed receipt (a C2SP signed note): the log leaf, byte for byte.
+    pub receipt: String,
+    /// A C2SP tlog-proof bundle: inclusion of the receipt in a signed checkpoint.
+    pub proof: String,
+    /// True when this is the original receipt returned again for a retried
+    /// idempotency key.
+    pub replayed: bool,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// A stable code: `invalid_request`, `idempotency_conflict`, `unauthorized`,
+    /// `not_found`, `unavailable`, `invalid_policy`, `internal`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// For `invalid_request`: JSON Pointer (RFC 6901) to the offending field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The answer to `POST /v1/replay`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayResponse {
+    /// The receipt's id.
+    pub receipt_id: String,
+    /// The policy version the receipt recorded.
+    pub policy_version: Option<String>,
+    /// The recorded decision.
+    pub recorded: Decision,
+    /// The decision re-derived now from the recorded version and input.
+    pub replayed: Decision,
+    /// The replay's reason.
+    pub reason: String,
+    /// Whether the two decisions are the same.
+    pub same: bool,
+}
