@@ -8,12 +8,19 @@ export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/tollgate/rocksdb-11.8.1
 export ROCKSDB_STATIC = 1
 CARGO ?= cargo
 
-.PHONY: deps test bench lint fmt
+.PHONY: deps run test bench lint fmt
 
 ## deps: install missing system packages (compiler, libclang), build RocksDB once
 deps:
 	@./scripts/install-deps.sh
 	@./scripts/build-rocksdb.sh
+
+## run: build and start the gate on its embedded default (./data, keys and
+## admin token generated on first start, the example Rego policy active,
+## http://127.0.0.1:8080). Ctrl-C stops it gracefully.
+run: deps
+	$(CARGO) build --release --workspace
+	$(CARGO_TARGET_DIR)/release/tollgate serve
 
 ## test: the whole suite
 test: deps
@@ -25,6 +32,7 @@ bench: deps
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/ledger-load bench
 	$(CARGO_TARGET_DIR)/release/ledger-load proofs
+	$(CARGO_TARGET_DIR)/release/tollgate bench
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: deps

@@ -1,9 +1,337 @@
-//! The load generator (filled in below).
+//! `tollgate bench`: the load generator.
+//!
+//! Starts a gate (this binary, `serve`, on a fresh data directory and port 0)
+//! unless `--url` names one, then drives `POST /v1/decisions` over HTTP/1.1
+//! keep-alive connections:
+//! - closed loop: each connection sends its next request when the last one
+//!   is answered;
+//! - fixed rate: requests are scheduled at a constant rate across
+//!   connections and latency counts from the scheduled time, so a slow
+//!   answer cannot hide the queueing behind it (no coordinated omission).
+//!
+//! It also measures, in the same run, the in-process floor per decision: one
+//! policy evaluation plus one Ed25519 receipt signature, no HTTP, no log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use policy::{CompiledPolicy, EvalInput};
+use protocol::{policy_derived, DecisionRequest, ReceiptBody};
 
 /// Load generator arguments.
 #[derive(clap::Args)]
-pub(crate) struct BenchArgs {}
+pub(crate) struct BenchArgs {
+    /// A running gate to drive. Default: start one on a fresh temporary data directory.
+    #[arg(long)]
+    url: Option<String>,
+    /// Engine of the policy the started gate runs: rego (the example) or cedar.
+    #[arg(long, default_value = "rego")]
+    policy: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Closed-loop runs at these connection counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    connections: Vec<usize>,
+    /// Fixed-rate runs at these decisions per second (0 to skip).
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    rate: Vec<u64>,
+    /// Connections used by fixed-rate runs.
+    #[arg(long, default_value_t = 64)]
+    rate_connections: usize,
+}
 
-pub(crate) fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    let floor = floor(&args.policy)?;
+    let mut server = None;
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let s = Server::start(&args.policy)?;
+            let u = s.url.clone();
+            server = Some(s);
+            u
+        }
+    };
+    let addr = url
+        .strip_prefix("http://")
+        .context("--url must be http://host:port")?
+        .trim_end_matches('/')
+        .to_string();
+    println!(
+        "tollgate bench against {url} ({} policy), {} s per row",
+        args.policy, args.duration
+    );
+    println!(
+        "in-process floor (1 thread): evaluation {:.1} µs + receipt signature {:.1} µs = {:.1} µs per decision ({:.0}/s per core)",
+        floor.0,
+        floor.1,
+        floor.0 + floor.1,
+        1e6 / (floor.0 + floor.1)
+    );
+    println!();
+    println!(
+        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "mode", "conns", "rate", "decisions/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "errors"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let duration = Duration::from_secs(args.duration);
+    let run_id = std::process::id();
+    for &c in &args.connections {
+        let r = rt.block_on(load(&addr, c, None, duration, run_id))?;
+        r.print("closed", c, None);
+    }
+    for &rate in args.rate.iter().filter(|&&r| r > 0) {
+        let r = rt.block_on(load(
+            &addr,
+            args.rate_connections,
+            Some(rate),
+            duration,
+            run_id,
+        ))?;
+        r.print("rate", args.rate_connections, Some(rate));
+    }
+    drop(server);
+    Ok(())
+}
+
+/// µs per evaluation and per receipt signature, one thread.
+fn floor(engine: &str) -> Result<(f64, f64)> {
+    let bundle = match engine {
+        "rego" => gate::example_bundle(),
+        "cedar" => policy::Bundle::from_dir(&examples_dir().join("cedar"))?,
+        other => bail!("--policy {other:?}: expected rego or cedar"),
+    };
+    let version = bundle.version();
+    let compiled = CompiledPolicy::compile(&bundle)?;
+    let request = DecisionRequest::parse(&body(0, 0))?;
+    let key = note::SignerKey::generate("bench/gate", note::KeyType::Ed25519)?;
+    let ns = 1_764_072_000_000_000_000;
+    let at = protocol::format_rfc3339_ns(ns);
+    let actor = compiled.actor_attributes(request.actor().id());
+    let input = EvalInput {
+        request: request.to_value(),
+        derived: policy_derived(&at, ns, actor.clone()),
+    };
+    let n = 2000;
+    let t = Instant::now();
+    let mut evaluation = None;
+    for _ in 0..n {
+        evaluation = Some(compiled.decide(&version, &input));
+    }
+    let eval_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let evaluation = evaluation.expect("n > 0");
+    let receipt = ReceiptBody {
+        format: protocol::RECEIPT_FORMAT.into(),
+        receipt_id: request.receipt_id(),
+        log: "bench/log".into(),
+        request: request.to_value(),
+        request_digest: request.digest(),
+        decision: evaluation.decision,
+        reason: evaluation.reason,
+        policy: None,
+        derived: serde_json::json!({ "actor": actor }),
+        decided_at: at,
+    };
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(receipt.sign(&key)?);
+    }
+    let sign_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    Ok((eval_us, sign_us))
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
+}
+
+/// The request body: a permitted transfer with a unique idempotency key, so
+/// every request is a new decision and a new log entry.
+fn body(run: u32, n: u64) -> Vec<u8> {
+    format!(
+        r#"{{"actor":{{"id":"agent-treasury","kind":"agent"}},"surface":"payments","action":"transfer","target":{{"amount":500,"to":"acct-9"}},"context":{{"ticket":"OPS-1"}},"idempotency_key":"bench-{run}-{n}"}}"#
+    )
+    .into_bytes()
+}
+
+struct Results {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Results {
+    fn print(mut self, mode: &str, conns: usize, rate: Option<u64>) {
+        self.latencies_us.sort_unstable();
+        let q = |p: f64| -> u32 {
+            if self.latencies_us.is_empty() {
+                return 0;
+            }
+            let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).saturating_sub(1);
+            self.latencies_us[i.min(self.latencies_us.len() - 1)]
+        };
+        println!(
+            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            mode,
+            conns,
+            rate.map_or("-".into(), |r| r.to_string()),
+            self.latencies_us.len() as f64 / self.elapsed.as_secs_f64(),
+            q(0.50),
+            q(0.90),
+            q(0.99),
+            q(0.999),
+            self.errors
+        );
+    }
+}
+
+async fn connect(addr: &str) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Runs `conns` connections for `duration`: closed loop, or `rate` per second.
+async fn load(
+    addr: &str,
+    conns: usize,
+    rate: Option<u64>,
+    duration: Duration,
+    run_id: u32,
+) -> Result<Results> {
+    static ROW: AtomicU64 = AtomicU64::new(0);
+    let row = ROW.fetch_add(1, Ordering::Relaxed);
+    let next = Arc::new(AtomicU64::new(row << 40));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = tokio::time::Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let mut sender = connect(addr).await?;
+        let (next, errors, addr) = (next.clone(), errors.clone(), addr.to_string());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                // Fixed rate: request n is due at start + n/rate; latency counts from then.
+                let due = match rate {
+                    Some(r) => {
+                        let i = n - (row << 40);
+                        let due = start + Duration::from_nanos(i * 1_000_000_000 / r);
+                        tokio::time::sleep_until(due).await;
+                        due
+                    }
+                    None => tokio::time::Instant::now(),
+                };
+                if due >= deadline {
+                    break;
+                }
+                let request = hyper::Request::post("/v1/decisions")
+                    .header("host", &addr)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body(run_id, n))))
+                    .expect("request");
+                let ok = match sender.send_request(request).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body_ok = resp.into_body().collect().await.is_ok();
+                        status == hyper::StatusCode::OK && body_ok
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    let us = due.elapsed().as_micros();
+                    latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    match connect(&addr).await {
+                        Ok(s) => sender = s,
+                        Err(_) => break,
+                    }
+                }
+            }
+            latencies
+        });
+    }
+    let mut latencies_us = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        latencies_us.extend(l?);
+    }
+    Ok(Results {
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
+}
+
+/// A gate started for the benchmark; killed and its data removed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(policy: &str) -> Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("TOLLGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the gate")?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                bail!("the gate exited before it listened")
+            };
+            if let Some(u) = line?.strip_prefix("tollgate listening on ") {
+                break u.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        if policy == "cedar" {
+            let token = std::fs::read_to_string(dir.path().join("data/admin.token"))?;
+            let bytes = policy::Bundle::from_dir(&examples_dir().join("cedar"))?.to_tar_gz();
+            let published = crate::client::post(
+                &format!("{url}/v1/admin/policies"),
+                token.trim(),
+                "application/gzip",
+                &bytes,
+            )?;
+            let version = published["version"].as_str().unwrap_or_default();
+            crate::client::post(
+                &format!("{url}/v1/admin/policies/{version}/activate"),
+                token.trim(),
+                "application/json",
+                b"",
+            )?;
+        }
+        Ok(Server {
+            child,
+            url,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -181,6 +181,22 @@ async fn run_server(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let unix = match &config.unix_socket {
+        Some(path) => {
+            // A socket left by a previous run would make bind fail; remove
+            // only a socket, never another kind of file.
+            use std::os::unix::fs::FileTypeExt as _;
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing stale socket {}", path.display()))?;
+            }
+            Some(
+                tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("binding unix socket {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     banner(&config, &started, addr);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -196,11 +212,7 @@ async fn run_server(config: Config) -> Result<()> {
                 .await
         });
     }
-    if let Some(path) = &config.unix_socket {
-        let _ = std::fs::remove_file(path);
-        let unix = tokio::net::UnixListener::bind(path)
-            .with_context(|| format!("binding unix socket {}", path.display()))?;
-        println!("also listening on unix:{}", path.display());
+    if let Some(unix) = unix {
         let mut rx = stop_rx.clone();
         servers.spawn(async move {
             axum::serve(unix, app)
@@ -235,6 +247,9 @@ fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) 
     let url = format!("http://{addr}");
     println!("tollgate listening on {url}");
     println!("  mode          {:?}", config.mode);
+    if let Some(path) = &config.unix_socket {
+        println!("  unix socket   {}", path.display());
+    }
     println!("  data          {}", config.data_dir.display());
     println!(
         "  log key       {}{}",

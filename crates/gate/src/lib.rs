@@ -18,6 +18,7 @@ mod error;
 mod metrics;
 mod read;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, RwLock};
 
 use axum::routing::{get, post};
@@ -118,7 +119,23 @@ impl Gate {
     /// A message naming what failed: key files, the log's recovery, a stored
     /// policy that no longer compiles.
     pub fn open(config: &Config) -> Result<Started, String> {
-        std::fs::create_dir_all(&config.data_dir)
+        Gate::open_with_fault(config, None)
+    }
+
+    /// [`Gate::open`] with a ledger write-fault hook: tests use it to make
+    /// appends fail and check that the gate answers 503 and claims nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::open`].
+    pub fn open_with_fault(
+        config: &Config,
+        write_fault: Option<ledger::WriteFault>,
+    ) -> Result<Started, String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
             .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
         let (log_key, log_key_generated) =
             keyfile::load_or_generate(&config.log_key_path(), &config.origin, KeyType::Ed25519)
@@ -139,7 +156,7 @@ impl Gate {
         let options = ledger::Options {
             batch_max: config.batch_max,
             batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
-            write_fault: None,
+            write_fault,
         };
         let ledger = Ledger::open(&config.data_dir.join("log"), log_key, options)
             .map_err(|e| format!("opening the log in {}: {e}", config.data_dir.display()))?;
