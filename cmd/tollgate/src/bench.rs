@@ -212,32 +212,53 @@ async fn load(
     run_id: u32,
 ) -> Result<Results> {
     static ROW: AtomicU64 = AtomicU64::new(0);
-    let row = ROW.fetch_add(1, Ordering::Relaxed);
-    let next = Arc::new(AtomicU64::new(row << 40));
+    let first = ROW.fetch_add(1, Ordering::Relaxed) << 40;
+    let next = Arc::new(AtomicU64::new(first));
     let errors = Arc::new(AtomicU64::new(0));
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     let deadline = start + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
-        let mut sender = connect(addr).await?;
-        let (next, errors, addr) = (next.clone(), errors.clone(), addr.to_string());
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                // Fixed rate: request n is due at start + n/rate; latency counts from then.
-                let due = match rate {
-                    Some(r) => {
-                        let i = n - (row << 40);
-                        let due = start + Duration::from_nanos(i * 1_000_000_000 / r);
-                        tokio::time::sleep_until(due).await;
-                        due
-                    }
-                    None => tokio::time::Instant::now(),
-                };
+    // Fixed rate: a pacer thread (std sleeps are accurate to tens of µs;
+    // tokio timers only to 1 ms) releases request n at start + n/rate into a
+    // queue the connections share. Latency counts from that due time.
+    let paced = rate.map(|r| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let due = start + Duration::from_nanos(i * 1_000_000_000 / r);
                 if due >= deadline {
                     break;
                 }
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if tx.send(due).is_err() {
+                    break;
+                }
+            }
+        });
+        Arc::new(tokio::sync::Mutex::new(rx))
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let mut sender = connect(addr).await?;
+        let (next, errors, addr, paced) = (
+            next.clone(),
+            errors.clone(),
+            addr.to_string(),
+            paced.clone(),
+        );
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let due = match &paced {
+                    Some(q) => match q.lock().await.recv().await {
+                        Some(due) => due,
+                        None => break,
+                    },
+                    None if Instant::now() >= deadline => break,
+                    None => Instant::now(),
+                };
+                let n = next.fetch_add(1, Ordering::Relaxed);
                 let request = hyper::Request::post("/v1/decisions")
                     .header("host", &addr)
                     .header("content-type", "application/json")

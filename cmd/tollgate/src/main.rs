@@ -9,6 +9,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gate::{Config, Gate};
 
+// Decisions allocate a lot of short-lived values (JSON, Rego values, notes)
+// from every worker thread; under load glibc malloc spent ~18% of the gate's
+// CPU in malloc/free and arena contention (perf, `tollgate bench`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",
