@@ -1,0 +1,341 @@
+//! `proofcheck`: the auditors' offline verifier. Thin: arguments, files,
+//! output and exit codes (0 verified, 1 verification failed, 2 usage or I/O).
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use note::{Policy, VerifierKey};
+use proofcheck::{AuditState, Error, Log};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "proofcheck",
+    version,
+    about = "Verify Tollgate receipts, proofs and checkpoints offline; replay decisions; audit a whole log",
+    long_about = "Verify Tollgate receipts, proofs and checkpoints offline; replay decisions; audit a \
+                  whole log through its C2SP tlog-tiles.\n\nExit status: 0 verified, 1 verification \
+                  failed (the output says what and where), 2 usage or I/O error.\n\nKeys (VKEY) are \
+                  C2SP note verifier keys (name+id+base64), given inline or as a file holding one."
+)]
+struct Cli {
+    /// Machine-readable output (one JSON object).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a saved decision: FILE is the JSON the gate answered to
+    /// POST /v1/decisions (or GET /v1/receipts/{id}), saved as is. Checks the
+    /// receipt's gate signature, its inclusion proof, the checkpoint's log
+    /// signature, and with --witness-policy the witness quorum.
+    Receipt {
+        /// The saved decision response.
+        file: PathBuf,
+        /// The log's checkpoint key.
+        #[arg(long)]
+        log_key: String,
+        /// The gate's receipt key.
+        #[arg(long)]
+        gate_key: String,
+        /// A C2SP tlog-policy file: the log and the witnesses that must cosign.
+        #[arg(long)]
+        witness_policy: Option<PathBuf>,
+    },
+    /// Verify that signed checkpoint NEW extends signed checkpoint OLD.
+    Consistency {
+        /// Older signed checkpoint file.
+        old: PathBuf,
+        /// Newer signed checkpoint file.
+        new: PathBuf,
+        /// The log's checkpoint key.
+        #[arg(long)]
+        log_key: String,
+        /// A proof file: one base64 hash per line (as GET /v1/proofs/consistency serves).
+        #[arg(long, conflicts_with = "log")]
+        proof: Option<PathBuf>,
+        /// Compute the proof from the log's tlog-tiles at this URL.
+        #[arg(long)]
+        log: Option<String>,
+    },
+    /// Re-evaluate a receipt's recorded request under its recorded policy
+    /// version and report whether the decision is the same (exit 1 if not).
+    Replay {
+        /// A saved decision response, or a receipt (signed note).
+        file: PathBuf,
+        /// The bundle: a directory, a .tar.gz, or the gate's URL (fetches
+        /// /v1/policies/{version}). Its digest must equal the recorded version.
+        #[arg(long)]
+        policy: String,
+        /// The gate's receipt key; without it the signature is not checked.
+        #[arg(long)]
+        gate_key: Option<String>,
+    },
+    /// Walk the whole log through tlog-tiles: recompute the root, verify every
+    /// receipt, and check the log extends what was audited before.
+    Audit {
+        /// The gate's URL.
+        #[arg(long)]
+        log: String,
+        /// The log's checkpoint key.
+        #[arg(long)]
+        log_key: String,
+        /// The gate's receipt key.
+        #[arg(long)]
+        gate_key: String,
+        /// Where the last audit's state is kept (default
+        /// ~/.local/state/proofcheck/<origin>.json).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+fn io<E: std::fmt::Display>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
+    move |e| Error::Io(format!("{}: {e}", what.display()))
+}
+
+fn key(arg: &str) -> Result<VerifierKey, Error> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).map_err(io(Path::new(arg)))?
+    } else {
+        arg.to_string()
+    };
+    VerifierKey::parse(text.trim()).map_err(|e| Error::Io(format!("key {arg:?}: {e}")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(io(path))
+}
+
+fn output<T: Serialize>(json: bool, report: &T, human: String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("serializable")
+        );
+    } else {
+        println!("{human}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            if json {
+                let kind = if matches!(e, Error::Failed(_)) {
+                    "failed"
+                } else {
+                    "error"
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({ "result": kind, "message": e.to_string() })
+                );
+            } else {
+                eprintln!("proofcheck: {e}");
+            }
+            ExitCode::from(if matches!(e, Error::Failed(_)) { 1 } else { 2 })
+        }
+    }
+}
+
+fn state_path(explicit: Option<PathBuf>, origin: &str) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let safe: String = origin
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        home.join(".local/state/proofcheck")
+            .join(format!("{safe}.json"))
+    })
+}
+
+/// Ok(true) verified, Ok(false) a replay that differs.
+fn run(cli: Cli) -> Result<bool, Error> {
+    match cli.command {
+        Command::Receipt {
+            file,
+            log_key,
+            gate_key,
+            witness_policy,
+        } => {
+            let witnesses = match &witness_policy {
+                Some(p) => Some(
+                    Policy::parse(&String::from_utf8_lossy(&read(p)?))
+                        .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?,
+                ),
+                None => None,
+            };
+            let r = proofcheck::check_receipt(
+                &read(&file)?,
+                &key(&log_key)?,
+                &key(&gate_key)?,
+                witnesses.as_ref(),
+            )?;
+            let human = format!(
+                "verified: receipt {} ({}) is entry {} of {}, included in the checkpoint of size {} (root {}){}",
+                r.receipt_id,
+                r.decision.as_str(),
+                r.log_index,
+                r.origin,
+                r.checkpoint_size,
+                r.checkpoint_root,
+                if witness_policy.is_some() {
+                    format!("; witness quorum met ({})", r.witnesses.join(", "))
+                } else {
+                    String::new()
+                }
+            );
+            output(cli.json, &r, human);
+            Ok(true)
+        }
+        Command::Consistency {
+            old,
+            new,
+            log_key,
+            proof,
+            log,
+        } => {
+            let proof = match &proof {
+                Some(p) => Some(proofcheck::parse_hashes(&String::from_utf8_lossy(&read(
+                    p,
+                )?))?),
+                None => None,
+            };
+            let log = log.as_deref().map(Log::new);
+            let r = proofcheck::check_consistency(
+                &read(&old)?,
+                &read(&new)?,
+                &key(&log_key)?,
+                proof,
+                log.as_ref(),
+            )?;
+            let human = format!(
+                "verified: the checkpoint of size {} extends the checkpoint of size {} ({} proof hashes)",
+                r.new_size, r.old_size, r.proof_len
+            );
+            output(cli.json, &r, human);
+            Ok(true)
+        }
+        Command::Replay {
+            file,
+            policy,
+            gate_key,
+        } => {
+            let gate_key = gate_key.as_deref().map(key).transpose()?;
+            let log;
+            let source = if policy.starts_with("http://") || policy.starts_with("https://") {
+                log = Log::new(&policy);
+                proofcheck::PolicySource::Url(&log)
+            } else if Path::new(&policy).is_dir() {
+                proofcheck::PolicySource::Dir(Path::new(&policy))
+            } else {
+                proofcheck::PolicySource::File(Path::new(&policy))
+            };
+            let r = proofcheck::replay(&read(&file)?, gate_key.as_ref(), source)?;
+            let human = format!(
+                "{}: receipt {} recorded {}, replay under {} gives {} ({}){}",
+                if r.same { "same" } else { "DIFFERENT" },
+                r.receipt_id,
+                r.recorded.as_str(),
+                r.policy_version.as_deref().unwrap_or("no policy"),
+                r.replayed.as_str(),
+                r.reason,
+                if r.signature_checked {
+                    ""
+                } else {
+                    "\nwarning: no --gate-key, the receipt's signature was not checked"
+                }
+            );
+            output(cli.json, &r, human);
+            Ok(r.same)
+        }
+        Command::Audit {
+            log,
+            log_key,
+            gate_key,
+            state,
+        } => {
+            let log_key = key(&log_key)?;
+            let gate_key = key(&gate_key)?;
+            let path = state_path(state, log_key.name());
+            let previous: Option<AuditState> = match std::fs::read(&path) {
+                Ok(b) => Some(
+                    serde_json::from_slice(&b)
+                        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?,
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::Io(format!("{}: {e}", path.display()))),
+            };
+            let tty = std::io::stderr().is_terminal() && !cli.json;
+            let started = std::time::Instant::now();
+            let mut last = std::time::Instant::now();
+            let mut progress = |done: u64, total: u64| {
+                if tty && (last.elapsed().as_millis() >= 200 || done == total) {
+                    last = std::time::Instant::now();
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    let eta = (total - done) as f64 / rate.max(1e-9);
+                    let width = 30u64;
+                    let filled = (done * width).checked_div(total).unwrap_or(width);
+                    eprint!(
+                        "\r[{}{}] {done}/{total} entries  {rate:.0}/s  ETA {eta:.0} s ",
+                        "#".repeat(filled as usize),
+                        ".".repeat((width - filled) as usize)
+                    );
+                }
+            };
+            let (report, new_state) = proofcheck::audit(
+                &Log::new(&log),
+                &log_key,
+                &gate_key,
+                previous.as_ref(),
+                &mut progress,
+            )?;
+            if tty {
+                eprintln!();
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec_pretty(&new_state).expect("serializable"),
+            )
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(io(&path))?;
+            let human = format!(
+                "verified: {} has {} entries (root {}); {} new since the last audit ({}), every receipt signed by {}\n\
+                 decisions: {}\n{:.1} s, {:.0} entries/s; state saved to {}",
+                report.origin,
+                report.size,
+                report.root,
+                report.entries_verified,
+                report.previous_size,
+                gate_key.name(),
+                report.decisions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                report.seconds,
+                report.entries_per_second,
+                path.display()
+            );
+            output(cli.json, &report, human);
+            Ok(true)
+        }
+    }
+}
