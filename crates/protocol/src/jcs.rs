@@ -20,6 +20,38 @@ pub fn canonical(value: &Value) -> String {
     out
 }
 
+/// [`canonical`] of an object, and where in it the canonical form of the
+/// value of its top-level member `name` lies (RFC 8785 output is
+/// compositional: a member's value is written exactly as it would be alone).
+#[must_use]
+pub fn canonical_with_member(
+    value: &Value,
+    name: &str,
+) -> (String, Option<std::ops::Range<usize>>) {
+    let Value::Object(map) = value else {
+        return (canonical(value), None);
+    };
+    let mut out = String::new();
+    let mut found = None;
+    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push('{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(&mut out, k);
+        out.push(':');
+        let start = out.len();
+        write_value(&mut out, v);
+        if k == name {
+            found = Some(start..out.len());
+        }
+    }
+    out.push('}');
+    (out, found)
+}
+
 fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
@@ -63,21 +95,31 @@ fn write_value(out: &mut String, value: &Value) {
 /// lowercase `\u00xx`, everything else literal.
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Copy runs of bytes that need no escape in one go. Bytes below 0x80 never
+    // occur inside a multi-byte UTF-8 sequence, so splitting at them keeps
+    // every run valid UTF-8.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -137,6 +179,24 @@ mod tests {
         .unwrap();
         let want = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
         assert_eq!(canonical(&v), want);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_round_trip_and_carry_no_raw_controls(s in "(\\PC|[\u{0}-\u{1f}\"\\\\\u{7f}\u{2028}])*") {
+            let text = canonical(&serde_json::Value::String(s.clone()));
+            proptest::prop_assert!(!text.bytes().any(|b| b < 0x20));
+            proptest::prop_assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn a_member_is_written_as_it_would_be_alone() {
+        let v = json!({"z": 1, "request": {"b": [1.5, "x\n"], "a": null}, "a": true});
+        let (text, range) = super::canonical_with_member(&v, "request");
+        assert_eq!(text, canonical(&v));
+        assert_eq!(&text[range.unwrap()], canonical(&v["request"]));
+        assert_eq!(super::canonical_with_member(&v, "missing").1, None);
     }
 
     #[test]

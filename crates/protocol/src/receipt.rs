@@ -14,8 +14,8 @@ use note::{Note, SignerKey, VerifierKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::jcs::canonical;
-use crate::request::{digest_of, DecisionRequest};
+use crate::jcs::{canonical, canonical_with_member};
+use crate::request::{sha256_digest, DecisionRequest};
 use crate::time::parse_rfc3339_ns;
 use crate::{Decision, Error};
 
@@ -118,7 +118,10 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<(Note, ReceiptBody), Error> {
     let text = note.text();
     let value: Value = serde_json::from_str(text.trim_end_matches('\n'))
         .map_err(|e| Error::Malformed(format!("receipt text is not JSON: {e}")))?;
-    if canonical(&value) + "\n" != text {
+    // One canonicalization gives both the canonical-text check and the
+    // canonical request the digest is over.
+    let (canonical_text, request_at) = canonical_with_member(&value, "request");
+    if canonical_text.len() + 1 != text.len() || !text.starts_with(canonical_text.as_str()) {
         return Err(Error::NotCanonical);
     }
     let body: ReceiptBody = serde_json::from_value(value)
@@ -136,7 +139,8 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<(Note, ReceiptBody), Error> {
             "recorded request is not in normalized form".into(),
         ));
     }
-    if digest_of(&body.request) != body.request_digest {
+    let request_text = &canonical_text[request_at.expect("a parsed body has a request")];
+    if sha256_digest(request_text) != body.request_digest {
         return Err(Error::Malformed(
             "request_digest does not match the recorded request".into(),
         ));

@@ -261,9 +261,14 @@ impl DecisionRequest {
 /// `sha256:<hex>` of the canonical form of `value`.
 #[must_use]
 pub fn digest_of(value: &Value) -> String {
+    sha256_digest(&canonical(value))
+}
+
+/// `sha256:<hex>` of already-canonical text.
+pub(crate) fn sha256_digest(canonical_text: &str) -> String {
     format!(
         "sha256:{}",
-        hex::encode(Sha256::digest(canonical(value).as_bytes()))
+        hex::encode(Sha256::digest(canonical_text.as_bytes()))
     )
 }
 
