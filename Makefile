@@ -26,13 +26,15 @@ run: deps
 test: deps
 	$(CARGO) test --release --workspace
 
-## bench: criterion benchmarks, then the ledger's append and proof tables
+## bench: criterion benchmarks, the ledger's append and proof tables, the gate
+## load generator, then proofcheck's audit throughput
 bench: deps
 	$(CARGO) bench --workspace
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/ledger-load bench
 	$(CARGO_TARGET_DIR)/release/ledger-load proofs
 	$(CARGO_TARGET_DIR)/release/tollgate bench
+	./scripts/bench-audit.sh
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: deps
