@@ -1,0 +1,115 @@
+//! `witness`: the witness daemon. Thin: arguments, key file, wiring.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use note::{KeyType, SignerKey, VerifierKey};
+
+#[derive(Parser)]
+#[command(
+    name = "witness",
+    version,
+    about = "A C2SP tlog-witness: cosigns checkpoints that extend what it cosigned before"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve POST /add-checkpoint and GET /checkpoint?origin=… .
+    Serve {
+        /// Listen address (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// State directory: the witness key (witness.skey, 0600, generated on
+        /// first start) and one state file per log.
+        #[arg(long, default_value = "witness-data")]
+        data_dir: PathBuf,
+        /// The witness's key name (used when generating its key).
+        #[arg(long, default_value = "witness.local/w1")]
+        name: String,
+        /// A log to witness: its checkpoint vkey (the key name is the origin).
+        /// Repeat for several logs.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+    },
+}
+
+/// Loads the witness key, or generates it (mode 0600) on first start.
+fn load_or_generate(path: &Path, name: &str) -> Result<SignerKey> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                bail!("{}: readable by others; chmod 600 it", path.display());
+            }
+            let text = std::fs::read_to_string(path)?;
+            let key = SignerKey::parse(text.trim()).with_context(|| path.display().to_string())?;
+            if key.verifier().kind() != KeyType::CosignatureV1 {
+                bail!("{}: not a cosignature/v1 key", path.display());
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SignerKey::generate(name, KeyType::CosignatureV1)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            f.write_all(format!("{}\n", key.to_skey()).as_bytes())?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| path.display().to_string()),
+    }
+}
+
+fn main() -> Result<()> {
+    let Command::Serve {
+        listen,
+        data_dir,
+        name,
+        logs,
+    } = Cli::parse().command;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WITNESS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&data_dir).with_context(|| data_dir.display().to_string())?;
+    let key = load_or_generate(&data_dir.join("witness.skey"), &name)?;
+    let logs: Vec<VerifierKey> = logs
+        .iter()
+        .map(|v| VerifierKey::parse(v).with_context(|| format!("--log {v}")))
+        .collect::<Result<_>>()?;
+    let w = Arc::new(
+        witness::Witness::open(key, logs.clone(), &data_dir.join("state"))
+            .map_err(anyhow::Error::msg)?,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        println!("witness listening on http://{}", listener.local_addr()?);
+        println!("  witness key   {}", w.verifier());
+        for l in &logs {
+            println!("  witnessing    {}", l.name());
+        }
+        std::io::stdout().flush()?;
+        axum::serve(listener, witness::router(w))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,304 @@
+//! A C2SP tlog-witness: checks that each checkpoint a log submits extends the
+//! last one it cosigned for that log, and cosigns it (C2SP tlog-cosignature
+//! `cosignature/v1`).
+//!
+//! In scope: the `add-checkpoint` rules of C2SP tlog-witness ([`Witness::add_checkpoint`],
+//! HTTP-free), durable per-log state (`state.rs`: check and persist are one
+//! step under one lock), and the HTTP surface ([`router`]). Out of scope: the
+//! monitor mode (polling a log's tiles) and the gate's push loop — not built
+//! yet.
+
+mod state;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use note::{Checkpoint, Note, SignerKey, VerifierKey};
+use tlog::Hash;
+
+pub use state::LogState;
+
+/// Most consistency proof lines a request may carry (tlog-witness: "MUST NOT
+/// send more than 63").
+const MAX_PROOF_LINES: usize = 63;
+
+/// Why a checkpoint was not cosigned; each maps to the status tlog-witness names.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Malformed request, or old size above the checkpoint's (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No known log key signed the checkpoint (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The origin is not a log this witness knows (404).
+    #[error("unknown log origin {0:?}")]
+    UnknownLog(String),
+    /// The old size is not the size last cosigned (409, body: that size).
+    #[error("old size {old} does not match the latest cosigned size {latest}")]
+    SizeMismatch {
+        /// What the client sent.
+        old: u64,
+        /// What the witness has.
+        latest: u64,
+    },
+    /// Same size as the last cosigned checkpoint with a different root (409):
+    /// a fork.
+    #[error("checkpoint of size {0} has a different root than the one cosigned: a fork")]
+    RootMismatch(u64),
+    /// The consistency proof does not verify (422).
+    #[error("consistency proof does not verify: {0}")]
+    Inconsistent(String),
+    /// Persisting the new state failed; nothing was cosigned (500).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::UnknownLog(_) => StatusCode::NOT_FOUND,
+            Refusal::SizeMismatch { .. } | Refusal::RootMismatch(_) => StatusCode::CONFLICT,
+            Refusal::Inconsistent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match &self {
+            Refusal::SizeMismatch { latest, .. } => (
+                StatusCode::CONFLICT,
+                [(header::CONTENT_TYPE, "text/x.tlog.size")],
+                format!("{latest}\n"),
+            )
+                .into_response(),
+            other => {
+                if matches!(other, Refusal::Inconsistent(_) | Refusal::RootMismatch(_)) {
+                    tracing::warn!(refusal = %other, "possible log misbehaviour");
+                }
+                (other.status(), format!("{other}\n")).into_response()
+            }
+        }
+    }
+}
+
+/// A witness: its cosigning key, the logs it witnesses, their state.
+pub struct Witness {
+    key: SignerKey,
+    logs: HashMap<String, VerifierKey>,
+    store: state::Store,
+    /// Check-and-persist is one critical section (tlog-witness §add-checkpoint:
+    /// otherwise a slow older request could roll the state back).
+    lock: Mutex<()>,
+}
+
+/// A parsed add-checkpoint body.
+struct Request<'a> {
+    old: u64,
+    proof: Vec<Hash>,
+    checkpoint: &'a [u8],
+}
+
+fn parse_request(body: &[u8]) -> Result<Request<'_>, Refusal> {
+    let bad = |m: &str| Refusal::BadRequest(m.to_string());
+    let split = body
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .ok_or_else(|| bad("no empty line before the checkpoint"))?;
+    let head = std::str::from_utf8(&body[..split]).map_err(|_| bad("not UTF-8"))?;
+    let mut lines = head.split('\n');
+    let old = lines
+        .next()
+        .and_then(|l| l.strip_prefix("old "))
+        .filter(|n| *n == "0" || (!n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| bad("first line must be `old <size>` in canonical decimal"))?;
+    let proof = lines
+        .map(|l| {
+            B64.decode(l)
+                .ok()
+                .and_then(|b| Hash::from_slice(&b))
+                .ok_or_else(|| bad("a proof line is not a base64 32-byte hash"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if proof.len() > MAX_PROOF_LINES {
+        return Err(bad("more than 63 proof lines"));
+    }
+    Ok(Request {
+        old,
+        proof,
+        checkpoint: &body[split + 2..],
+    })
+}
+
+impl Witness {
+    /// A witness signing with `key` (a `cosignature/v1` key) over `logs`
+    /// (origin → the log's checkpoint key), keeping state in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The state directory cannot be created or read.
+    pub fn open(key: SignerKey, logs: Vec<VerifierKey>, dir: &Path) -> Result<Witness, String> {
+        Ok(Witness {
+            key,
+            logs: logs
+                .into_iter()
+                .map(|k| (k.name().to_string(), k))
+                .collect(),
+            store: state::Store::open(dir)?,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// The witness's verifier key.
+    #[must_use]
+    pub fn verifier(&self) -> &VerifierKey {
+        self.key.verifier()
+    }
+
+    /// The latest cosigned checkpoint for `origin`.
+    ///
+    /// # Errors
+    ///
+    /// A state file that cannot be read.
+    pub fn latest(&self, origin: &str) -> Result<Option<LogState>, String> {
+        self.store.load(origin)
+    }
+
+    /// C2SP tlog-witness `add-checkpoint`: every rule in the spec's order,
+    /// then the cosignature lines (`— <name> <base64>\n`) at `now` (POSIX
+    /// seconds). The new state is durable before this returns.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] naming the rule that failed.
+    pub fn add_checkpoint(&self, body: &[u8], now: u64) -> Result<String, Refusal> {
+        let req = parse_request(body)?;
+        let mut note = Note::parse(req.checkpoint)
+            .map_err(|e| Refusal::BadRequest(format!("checkpoint note: {e}")))?;
+        let checkpoint = Checkpoint::parse(note.text())
+            .map_err(|e| Refusal::BadRequest(format!("checkpoint: {e}")))?;
+        // Unknown origin → 404; no trusted signature verifies → 403.
+        let log_key = self
+            .logs
+            .get(&checkpoint.origin)
+            .ok_or_else(|| Refusal::UnknownLog(checkpoint.origin.clone()))?;
+        note.verify(std::slice::from_ref(log_key))
+            .map_err(|e| Refusal::Forbidden(e.to_string()))?;
+        if req.old > checkpoint.size {
+            return Err(Refusal::BadRequest(format!(
+                "old size {} is above the checkpoint size {}",
+                req.old, checkpoint.size
+            )));
+        }
+        let _one_at_a_time = self.lock.lock().expect("witness lock");
+        let latest = self
+            .store
+            .load(&checkpoint.origin)
+            .map_err(Refusal::Storage)?;
+        let (latest_size, latest_root) = match &latest {
+            Some(s) => (s.size, Some(s.root()?)),
+            None => (0, None),
+        };
+        if req.old != latest_size {
+            return Err(Refusal::SizeMismatch {
+                old: req.old,
+                latest: latest_size,
+            });
+        }
+        if req.old == checkpoint.size {
+            if let Some(root) = latest_root {
+                if root != checkpoint.root {
+                    return Err(Refusal::RootMismatch(checkpoint.size));
+                }
+            }
+            if !req.proof.is_empty() {
+                return Err(Refusal::Inconsistent(
+                    "a proof between equal sizes must be empty".into(),
+                ));
+            }
+        } else if req.old == 0 {
+            // Every tree extends the empty one; the proof must be empty.
+            if !req.proof.is_empty() {
+                return Err(Refusal::Inconsistent(
+                    "the proof from size 0 must be empty".into(),
+                ));
+            }
+        } else {
+            let old_root = latest_root.expect("latest_size > 0 has a root");
+            tlog::verify_consistency(
+                req.old,
+                checkpoint.size,
+                &old_root,
+                &checkpoint.root,
+                &req.proof,
+            )
+            .map_err(|e| Refusal::Inconsistent(e.to_string()))?;
+        }
+        // Cosign, persist, then answer: a crash before the rename leaves the
+        // old state (the client retries); after it, the new one.
+        note.add_cosignature(&self.key, now)
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        let text = note.to_text();
+        self.store
+            .save(&LogState::new(&checkpoint, &text))
+            .map_err(Refusal::Storage)?;
+        let name_prefix = format!("\u{2014} {} ", self.key.verifier().name());
+        let lines: String = text
+            .lines()
+            .filter(|l| l.starts_with(&name_prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        tracing::info!(origin = %checkpoint.origin, size = checkpoint.size, "cosigned");
+        Ok(lines)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OriginQuery {
+    origin: String,
+}
+
+async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Bytes) -> Response {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let w2 = w.clone();
+    match tokio::task::spawn_blocking(move || w2.add_checkpoint(&body, now)).await {
+        Ok(Ok(lines)) => (StatusCode::OK, lines).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn latest(State(w): State<Arc<Witness>>, Query(q): Query<OriginQuery>) -> Response {
+    match w.latest(&q.origin) {
+        Ok(Some(s)) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            s.checkpoint,
+        )
+            .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "nothing cosigned for that origin\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// The witness's HTTP API: `POST /add-checkpoint` (C2SP tlog-witness) and
+/// `GET /checkpoint?origin=…` (the latest cosigned checkpoint).
+pub fn router(w: Arc<Witness>) -> Router {
+    Router::new()
+        .route("/add-checkpoint", post(add_checkpoint))
+        .route("/checkpoint", get(latest))
+        .with_state(w)
+}

@@ -1,0 +1,87 @@
+//! Per-log witness state in files: the latest cosigned checkpoint, written
+//! atomically (temporary file, fsync, rename, fsync of the directory).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use note::Checkpoint;
+use serde::{Deserialize, Serialize};
+use tlog::Hash;
+
+use crate::Refusal;
+
+/// What the witness holds for one log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogState {
+    /// The log's origin.
+    pub origin: String,
+    /// Size of the latest cosigned checkpoint.
+    pub size: u64,
+    /// Its root, base64.
+    pub root: String,
+    /// The checkpoint with the log's signature and this witness's cosignature.
+    pub checkpoint: String,
+}
+
+impl LogState {
+    pub(crate) fn new(c: &Checkpoint, cosigned: &str) -> LogState {
+        LogState {
+            origin: c.origin.clone(),
+            size: c.size,
+            root: B64.encode(c.root.0),
+            checkpoint: cosigned.to_string(),
+        }
+    }
+
+    pub(crate) fn root(&self) -> Result<Hash, Refusal> {
+        B64.decode(&self.root)
+            .ok()
+            .and_then(|b| Hash::from_slice(&b))
+            .ok_or_else(|| Refusal::Storage(format!("state of {:?}: bad root", self.origin)))
+    }
+}
+
+pub(crate) struct Store {
+    dir: PathBuf,
+}
+
+/// A file name for an origin: hex, so any origin is a safe name.
+fn file_name(origin: &str) -> String {
+    let hex: String = origin.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.json")
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn load(&self, origin: &str) -> Result<Option<LogState>, String> {
+        let path = self.dir.join(file_name(origin));
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub(crate) fn save(&self, s: &LogState) -> Result<(), String> {
+        let path = self.dir.join(file_name(&s.origin));
+        let tmp = path.with_extension("json.tmp");
+        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&serde_json::to_vec(s).expect("serializable"))
+            .and_then(|()| f.sync_all())
+            .map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)
+    }
+}
