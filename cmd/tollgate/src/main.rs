@@ -182,6 +182,7 @@ fn init_logging(format: &str) {
 async fn run_server(config: Config) -> Result<()> {
     let started = Gate::open(&config).map_err(anyhow::Error::msg)?;
     let gate = started.gate.clone();
+    gate.start_background();
     let app = gate::router(gate.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -51,6 +51,14 @@ pub struct Config {
     pub example_policy: bool,
     /// `text` (default) or `json` structured logs.
     pub log_format: String,
+    /// A C2SP tlog-policy file naming the witnesses to push checkpoints to
+    /// (`witness <name> <vkey> <url>`) and the quorum; this log's `log` line is
+    /// added. Unset: no witnesses.
+    pub witness_policy: Option<PathBuf>,
+    /// How often to check whether the tree grew and push it, in milliseconds.
+    pub witness_interval_ms: u64,
+    /// Push the same checkpoint again after this many idle seconds.
+    pub witness_refresh_s: u64,
 }
 
 impl Default for Config {
@@ -70,6 +78,9 @@ impl Default for Config {
             eval_timeout_ms: 50,
             example_policy: true,
             log_format: "text".into(),
+            witness_policy: None,
+            witness_interval_ms: 1000,
+            witness_refresh_s: 60,
         }
     }
 }
@@ -79,7 +90,8 @@ impl Config {
     /// overrides: `TOLLGATE_MODE`, `TOLLGATE_LISTEN`, `TOLLGATE_UNIX_SOCKET`,
     /// `TOLLGATE_DATA_DIR`, `TOLLGATE_ORIGIN`, `TOLLGATE_GATE_KEY_NAME`,
     /// `TOLLGATE_ADMIN_TOKEN`, `TOLLGATE_BATCH_MAX`, `TOLLGATE_BATCH_WAIT_US`,
-    /// `TOLLGATE_EVAL_TIMEOUT_MS`, `TOLLGATE_EXAMPLE_POLICY`, `TOLLGATE_LOG_FORMAT`.
+    /// `TOLLGATE_EVAL_TIMEOUT_MS`, `TOLLGATE_EXAMPLE_POLICY`, `TOLLGATE_LOG_FORMAT`,
+    /// `TOLLGATE_WITNESS_POLICY`.
     ///
     /// # Errors
     ///
@@ -115,6 +127,7 @@ impl Config {
             "TOLLGATE_EVAL_TIMEOUT_MS",
             "TOLLGATE_EXAMPLE_POLICY",
             "TOLLGATE_LOG_FORMAT",
+            "TOLLGATE_WITNESS_POLICY",
         ] {
             let Some(v) = env(var) else { continue };
             match var {
@@ -135,6 +148,7 @@ impl Config {
                 "TOLLGATE_BATCH_WAIT_US" => c.batch_wait_us = parse(var, &v)?,
                 "TOLLGATE_EVAL_TIMEOUT_MS" => c.eval_timeout_ms = parse(var, &v)?,
                 "TOLLGATE_EXAMPLE_POLICY" => c.example_policy = parse(var, &v)?,
+                "TOLLGATE_WITNESS_POLICY" => c.witness_policy = Some(v.into()),
                 _ => c.log_format = v,
             }
         }

@@ -245,8 +245,14 @@ impl Gate {
         size: Option<u64>,
     ) -> Result<ProofBundle, GateError> {
         let latest = self.ledger.latest();
+        let cosigned = self.witnessing.as_ref().and_then(|w| w.cosigned());
         let (size, checkpoint) = match size {
             None => (latest.checkpoint.size, latest.note.clone()),
+            // The checkpoint cosigned to the quorum at that size, if any, so
+            // the bundle carries the witnesses' cosignatures.
+            Some(s) if cosigned.as_ref().is_some_and(|c| c.0 == s) => {
+                (s, cosigned.expect("checked").1)
+            }
             Some(s) => (
                 s,
                 self.ledger.checkpoint(s)?.ok_or_else(|| {

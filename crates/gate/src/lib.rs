@@ -17,6 +17,7 @@ mod decide;
 mod error;
 mod metrics;
 mod read;
+mod witnessing;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, RwLock};
@@ -68,6 +69,7 @@ pub struct Gate {
     activation: tokio::sync::Mutex<()>,
     eval_timeout: std::time::Duration,
     metrics: Metrics,
+    witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 
 /// What startup did, for the banner.
@@ -160,7 +162,18 @@ impl Gate {
         };
         let ledger = Ledger::open(&config.data_dir.join("log"), log_key, options)
             .map_err(|e| format!("opening the log in {}: {e}", config.data_dir.display()))?;
+        let witnessing = match &config.witness_policy {
+            Some(path) => Some(Arc::new(witnessing::Witnessing::open(
+                path,
+                ledger.verifier(),
+                config.data_dir.join("cosigned.checkpoint"),
+                std::time::Duration::from_millis(config.witness_interval_ms.max(10)),
+                std::time::Duration::from_secs(config.witness_refresh_s),
+            )?)),
+            None => None,
+        };
         let gate = Gate {
+            witnessing,
             ledger,
             gate_key,
             admin_token,
@@ -199,6 +212,25 @@ impl Gate {
             admin_token_file,
             example_activated,
         })
+    }
+
+    /// Starts the background work (pushing checkpoints to witnesses). Call
+    /// once, inside a tokio runtime.
+    pub fn start_background(&self) {
+        if let Some(w) = &self.witnessing {
+            tokio::spawn(w.clone().run(self.ledger.clone()));
+        }
+    }
+
+    /// The checkpoint served at `/log/checkpoint`: with witnesses configured,
+    /// the latest one cosigned to the quorum (cosignature lines included) once
+    /// there is one; otherwise the latest.
+    #[must_use]
+    pub fn served_checkpoint(&self) -> String {
+        self.witnessing
+            .as_ref()
+            .and_then(|w| w.cosigned())
+            .map_or_else(|| self.ledger.latest().note.clone(), |(_, note)| note)
     }
 
     /// The log's checkpoint key.

@@ -94,7 +94,7 @@ pub(crate) async fn checkpoint(
 
 /// `GET /log/checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
 pub(crate) async fn latest_checkpoint(State(gate): State<Arc<Gate>>) -> Response {
-    let mut r = text(gate.ledger.latest().note.clone());
+    let mut r = text(gate.served_checkpoint());
     r.headers_mut()
         .insert(header::CACHE_CONTROL, "no-store".parse().expect("header"));
     r

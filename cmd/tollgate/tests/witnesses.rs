@@ -1,0 +1,239 @@
+//! The gate with two real witnesses (the `witness` binary) on loopback: the
+//! quorum is met and proof bundles verify under the quorum policy; with one
+//! witness down decisions go on and a 1-of-2 quorum is still met; a witness
+//! restarted keeps its state and the gate carries on.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use note::{Policy, ProofBundle, SignerKey, VerifierKey};
+use serde_json::{json, Value};
+
+fn bin(name: &str) -> PathBuf {
+    let p = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run cargo test --workspace",
+        p.display()
+    );
+    p
+}
+
+struct Proc {
+    child: Child,
+    url: String,
+    lines: Vec<String>,
+}
+
+impl Proc {
+    fn start(mut cmd: Command, ready: &str, banner_lines: usize) -> Proc {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut lines = Vec::new();
+        let url = loop {
+            let l = out.next().expect("banner").unwrap();
+            if let Some(u) = l.strip_prefix(ready) {
+                break u.to_string();
+            }
+        };
+        for _ in 0..banner_lines {
+            lines.push(out.next().unwrap().unwrap());
+        }
+        std::thread::spawn(move || for _ in out {});
+        Proc { child, url, lines }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn witness(dir: &Path, port: u16, name: &str, log: &VerifierKey) -> Proc {
+    let mut cmd = Command::new(bin("witness"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--name",
+        name,
+        "--log",
+        &log.to_string(),
+        "--data-dir",
+    ])
+    .arg(dir)
+    .env("WITNESS_LOG", "error");
+    Proc::start(cmd, "witness listening on ", 1)
+}
+
+fn witness_key(p: &Proc) -> VerifierKey {
+    VerifierKey::parse(
+        p.lines[0]
+            .trim()
+            .strip_prefix("witness key")
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn decide(url: &str, key: &str) -> Value {
+    let body = json!({"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
+        "action": "transfer", "target": {"amount": 5}, "idempotency_key": key});
+    ureq::post(&format!("{url}/v1/decisions"))
+        .send_string(&body.to_string())
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+/// Waits until /log/checkpoint verifies under `policy` at a size ≥ `size`.
+fn wait_cosigned(url: &str, policy: &Policy, size: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = ureq::get(&format!("{url}/log/checkpoint"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        if let Ok((cp, _)) = policy.verify_checkpoint(text.as_bytes()) {
+            if cp.size >= size {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint of size ≥ {size} cosigned to the quorum:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_witnesses_quorum_one_down_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The log key first, so the witnesses can be told whom they witness.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log_key = SignerKey::generate("tollgate.local/log", note::KeyType::Ed25519).unwrap();
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(data.join("log.skey"))
+            .unwrap();
+        writeln!(f, "{}", log_key.to_skey()).unwrap();
+    }
+    let lk = log_key.verifier().clone();
+    let (p1, p2) = (free_port(), free_port());
+    let w1 = witness(&dir.path().join("w1"), p1, "witness.test/w1", &lk);
+    let w2 = witness(&dir.path().join("w2"), p2, "witness.test/w2", &lk);
+    let (k1, k2) = (witness_key(&w1), witness_key(&w2));
+    // The gate pushes to both; any one cosignature meets its quorum.
+    let policy_file = dir.path().join("witnesses.policy");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "witness w1 {k1} {}\nwitness w2 {k2} {}\ngroup any 1 w1 w2\nquorum any\n",
+            w1.url, w2.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("tollgate"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("TOLLGATE_WITNESS_POLICY", &policy_file)
+        .env("TOLLGATE_LOG", "error");
+    let config = dir.path().join("gate.toml");
+    std::fs::write(&config, "witness_interval_ms = 50\nwitness_refresh_s = 1\n").unwrap();
+    cmd.arg("--config").arg(&config);
+    let gate = Proc::start(cmd, "tollgate listening on ", 0);
+
+    let both = Policy::parse(&format!(
+        "log {lk}\nwitness w1 {k1}\nwitness w2 {k2}\ngroup both 2 w1 w2\nquorum both\n"
+    ))
+    .unwrap();
+    let r = decide(&gate.url, "a");
+    let index = r["log_index"].as_u64().unwrap();
+    let cosigned = wait_cosigned(&gate.url, &both, index + 1);
+    let size = Policy::for_log(lk.clone())
+        .verify_checkpoint(cosigned.as_bytes())
+        .unwrap()
+        .0
+        .size;
+    // A proof bundle at the cosigned size carries both cosignatures and
+    // verifies under the 2-of-2 policy.
+    let receipt = r["receipt"].as_str().unwrap();
+    let proof = ureq::get(&format!(
+        "{}/v1/proofs/inclusion?index={index}&size={size}",
+        gate.url
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    ProofBundle::parse(&proof)
+        .unwrap()
+        .verify(&tlog::leaf_hash(receipt.as_bytes()), &both)
+        .unwrap();
+
+    // One witness down: decisions go on, and the 1-of-2 quorum is still met.
+    drop(w2);
+    let any = Policy::parse(&format!(
+        "log {lk}\nwitness w1 {k1}\nwitness w2 {k2}\ngroup any 1 w1 w2\nquorum any\n"
+    ))
+    .unwrap();
+    let started = Instant::now();
+    let mut last = 0;
+    for i in 0..20 {
+        last = decide(&gate.url, &format!("b{i}"))["log_index"]
+            .as_u64()
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "decisions waited on a witness"
+    );
+    wait_cosigned(&gate.url, &any, last + 1);
+
+    // w1 restarted on its port keeps its state; the gate carries on with it.
+    drop(w1);
+    let w1 = witness(&dir.path().join("w1"), p1, "witness.test/w1", &lk);
+    assert_eq!(witness_key(&w1), k1, "same key after restart");
+    let last = decide(&gate.url, "c")["log_index"].as_u64().unwrap();
+    wait_cosigned(&gate.url, &any, last + 1);
+    let held = ureq::get(&format!("{}/checkpoint?origin={}", w1.url, lk.name()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        Policy::for_log(lk.clone())
+            .verify_checkpoint(held.as_bytes())
+            .unwrap()
+            .0
+            .size
+            > last
+    );
+}
