@@ -38,6 +38,16 @@ enum Command {
         /// Repeat for several logs.
         #[arg(long = "log", required = true)]
         logs: Vec<String>,
+        /// Monitor mode: poll this log URL (serving /log/checkpoint and
+        /// tlog-tiles) and cosign what is consistent, without any push. On a
+        /// fork, rollback or bad signature: evidence files under
+        /// <data-dir>/state/evidence, an alert, and no more cosignatures for
+        /// that log. Repeatable.
+        #[arg(long = "monitor")]
+        monitors: Vec<String>,
+        /// How often monitor mode polls, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        monitor_interval_ms: u64,
     },
 }
 
@@ -76,6 +86,8 @@ fn main() -> Result<()> {
         data_dir,
         name,
         logs,
+        monitors,
+        monitor_interval_ms,
     } = Cli::parse().command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -103,6 +115,11 @@ fn main() -> Result<()> {
         println!("  witness key   {}", w.verifier());
         for l in &logs {
             println!("  witnessing    {}", l.name());
+        }
+        for m in monitors {
+            println!("  monitoring    {m}");
+            let interval = std::time::Duration::from_millis(monitor_interval_ms.max(10));
+            tokio::spawn(witness::Monitor::new(&m).run(w.clone(), interval));
         }
         std::io::stdout().flush()?;
         axum::serve(listener, witness::router(w))

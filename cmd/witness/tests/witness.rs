@@ -160,30 +160,6 @@ fn cosigns_growth_refuses_what_the_spec_refuses_and_survives_restart() {
     .unwrap();
     assert_eq!(w.add(40, &[], &forged.to_text()).0, 403);
 
-    // A fork signed with the real log key: the same size as the cosigned one
-    // with another root (409, per tlog-witness), and a larger one whose proof
-    // cannot verify (422). Neither is cosigned.
-    let fork40 = note::sign_checkpoint(
-        &Checkpoint::new(lk.name(), 40, tlog::leaf_hash(b"fork")),
-        &log_key,
-    )
-    .unwrap();
-    assert_eq!(w.add(40, &[], &fork40.to_text()).0, 409);
-    let fork50 = note::sign_checkpoint(
-        &Checkpoint::new(lk.name(), 50, tlog::leaf_hash(b"fork")),
-        &log_key,
-    )
-    .unwrap();
-    assert_eq!(
-        w.add(
-            40,
-            &log.consistency_proof(40, 50).unwrap(),
-            &fork50.to_text()
-        )
-        .0,
-        422
-    );
-
     // Restart: the witness still holds size 40.
     let url_before = w.url.clone();
     drop(w);
@@ -202,4 +178,227 @@ fn cosigns_growth_refuses_what_the_spec_refuses_and_survives_restart() {
     let policy = Policy::parse(&format!("log {lk}\nwitness w1 {}\nquorum w1\n", w.key)).unwrap();
     let (cp, _) = policy.verify_checkpoint(latest.as_bytes()).unwrap();
     assert_eq!(cp.size, 50);
+
+    // A fork signed with the real log key: a larger checkpoint whose proof
+    // cannot verify (422, not cosigned), then one of the same size as the
+    // cosigned one with another root (409, per tlog-witness): proof of a fork,
+    // kept as evidence, after which the witness cosigns nothing for this log.
+    let fork60 = note::sign_checkpoint(
+        &Checkpoint::new(lk.name(), 60, tlog::leaf_hash(b"fork")),
+        &log_key,
+    )
+    .unwrap();
+    let cp60 = grow(&log, 50, 10);
+    assert_eq!(
+        w.add(
+            50,
+            &log.consistency_proof(50, 60).unwrap(),
+            &fork60.to_text()
+        )
+        .0,
+        422
+    );
+    let fork50 = note::sign_checkpoint(
+        &Checkpoint::new(lk.name(), 50, tlog::leaf_hash(b"fork")),
+        &log_key,
+    )
+    .unwrap();
+    assert_eq!(w.add(50, &[], &fork50.to_text()).0, 409);
+    let (status, body, _) = w.add(50, &log.consistency_proof(50, 60).unwrap(), &cp60);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("stopped"), "{body}");
+    let evidence: Vec<_> = std::fs::read_dir(dir.path().join("w/state/evidence"))
+        .unwrap()
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    let e = evidence[0].as_ref().unwrap().path();
+    assert_eq!(
+        std::fs::read_to_string(e.join("offending.checkpoint")).unwrap(),
+        fork50.to_text()
+    );
+    assert!(std::fs::read_to_string(e.join("held.checkpoint"))
+        .unwrap()
+        .starts_with(&cp50[..cp50.find('\u{2014}').unwrap()]));
+    let metrics = ureq::get(&format!("{}/metrics", w.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metrics.contains("witness_alerts_total 1"), "{metrics}");
+}
+
+/// A log served over HTTP from a ledger, whose `/log/checkpoint` the test can
+/// replace with a forged one.
+struct ServedLog {
+    url: String,
+    forged: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+fn serve(log: Ledger) -> ServedLog {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let forged = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let f = forged.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split(' ').nth(1).unwrap_or("/").to_string();
+            let (status, body) = if path == "/log/checkpoint" {
+                let text = f
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .unwrap_or_else(|| log.latest().note.clone());
+                ("200 OK", text.into_bytes())
+            } else if let Some(t) = path.strip_prefix("/log/") {
+                match tlog::Tile::parse_path(t)
+                    .ok()
+                    .and_then(|t| log.tile(&t).ok())
+                {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", Vec::new()),
+                }
+            } else {
+                ("404 Not Found", Vec::new())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    ServedLog { url, forged }
+}
+
+#[test]
+fn monitor_mode_cosigns_by_polling_and_keeps_evidence_of_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = SignerKey::generate("example.test/log", KeyType::Ed25519).unwrap();
+    let log = Ledger::open(&dir.path().join("log"), log_key.clone(), Options::default()).unwrap();
+    let lk = log.verifier().clone();
+    grow(&log, 0, 300);
+    let served = serve(log.clone());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_witness"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--monitor-interval-ms",
+        "20",
+        "--monitor",
+        &served.url,
+        "--log",
+        &lk.to_string(),
+        "--data-dir",
+    ])
+    .arg(dir.path().join("w"))
+    .env("WITNESS_LOG", "error")
+    .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("witness listening on ")
+        .unwrap()
+        .to_string();
+    let wkey = VerifierKey::parse(
+        lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .trim()
+            .strip_prefix("witness key")
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let policy = Policy::parse(&format!("log {lk}\nwitness w {wkey}\nquorum w\n")).unwrap();
+    let cosigned_size = |want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(r) = ureq::get(&format!("{url}/checkpoint?origin={}", lk.name())).call() {
+                let text = r.into_string().unwrap();
+                if let Ok((cp, _)) = policy.verify_checkpoint(text.as_bytes()) {
+                    if cp.size == want {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "monitor never cosigned size {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // Growth is cosigned without any push; the proofs come from tiles.
+    cosigned_size(300);
+    grow(&log, 300, 500);
+    cosigned_size(800);
+
+    // The log serves a fork: same size, another root, signed with its key.
+    let fork = note::sign_checkpoint(
+        &Checkpoint::new(lk.name(), 800, tlog::leaf_hash(b"fork")),
+        &log_key,
+    )
+    .unwrap();
+    *served.forged.lock().unwrap() = Some(fork.to_text());
+    let evidence = dir.path().join("w/state/evidence");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(&evidence).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no evidence of the fork"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let e = std::fs::read_dir(&evidence)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(e.join("offending.checkpoint")).unwrap(),
+        fork.to_text()
+    );
+    assert!(std::fs::read_to_string(e.join("reason"))
+        .unwrap()
+        .contains("fork"));
+    let metrics = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metrics.contains("witness_alerts_total 1"), "{metrics}");
+    // Cosigning of that log has stopped: honest growth is not cosigned any more.
+    *served.forged.lock().unwrap() = None;
+    grow(&log, 800, 10);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let text = ureq::get(&format!("{url}/checkpoint?origin={}", lk.name()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        policy.verify_checkpoint(text.as_bytes()).unwrap().0.size,
+        800
+    );
 }

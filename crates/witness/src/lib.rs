@@ -4,10 +4,11 @@
 //!
 //! In scope: the `add-checkpoint` rules of C2SP tlog-witness ([`Witness::add_checkpoint`],
 //! HTTP-free), durable per-log state (`state.rs`: check and persist are one
-//! step under one lock), and the HTTP surface ([`router`]). Out of scope: the
-//! monitor mode (polling a log's tiles) and the gate's push loop — not built
-//! yet.
+//! step under one lock), monitor mode (`monitor.rs`: poll a log's checkpoint
+//! and tiles, cosign what is consistent, keep evidence and stop cosigning on a
+//! fork, rollback or bad signature), and the HTTP surface ([`router`]).
 
+mod monitor;
 mod state;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use note::{Checkpoint, Note, SignerKey, VerifierKey};
 use tlog::Hash;
 
+pub use monitor::Monitor;
 pub use state::LogState;
 
 /// Most consistency proof lines a request may carry (tlog-witness: "MUST NOT
@@ -56,6 +58,9 @@ pub enum Refusal {
     /// The consistency proof does not verify (422).
     #[error("consistency proof does not verify: {0}")]
     Inconsistent(String),
+    /// The witness stopped cosigning this log after evidence of misbehaviour (403).
+    #[error("cosigning of {0:?} is stopped: {1}")]
+    Halted(String, String),
     /// Persisting the new state failed; nothing was cosigned (500).
     #[error("storage: {0}")]
     Storage(String),
@@ -65,7 +70,7 @@ impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Forbidden(_) | Refusal::Halted(..) => StatusCode::FORBIDDEN,
             Refusal::UnknownLog(_) => StatusCode::NOT_FOUND,
             Refusal::SizeMismatch { .. } | Refusal::RootMismatch(_) => StatusCode::CONFLICT,
             Refusal::Inconsistent(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -101,6 +106,8 @@ pub struct Witness {
     /// Check-and-persist is one critical section (tlog-witness §add-checkpoint:
     /// otherwise a slow older request could roll the state back).
     lock: Mutex<()>,
+    dir: std::path::PathBuf,
+    alerts: std::sync::atomic::AtomicU64,
 }
 
 /// A parsed add-checkpoint body.
@@ -158,7 +165,51 @@ impl Witness {
                 .collect(),
             store: state::Store::open(dir)?,
             lock: Mutex::new(()),
+            dir: dir.to_path_buf(),
+            alerts: std::sync::atomic::AtomicU64::new(
+                std::fs::read_dir(dir.join("evidence")).map_or(0, |d| d.count() as u64),
+            ),
         })
+    }
+
+    /// Alerts raised so far (evidence directories kept).
+    #[must_use]
+    pub fn alerts(&self) -> u64 {
+        self.alerts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records misbehaviour of the log in `held`'s origin: writes the
+    /// checkpoint it held, the offending one and the proof as evidence files,
+    /// logs an alert, counts it, and stops cosigning that log.
+    pub(crate) fn alert(&self, held: &LogState, offending: &[u8], proof: &[Hash], why: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = self
+            .dir
+            .join("evidence")
+            .join(format!("{}-{now}", state::file_stem(&held.origin)));
+        let proof_text: String = proof.iter().map(|h| B64.encode(h.0) + "\n").collect();
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(dir.join("held.checkpoint"), &held.checkpoint)?;
+            std::fs::write(dir.join("offending.checkpoint"), offending)?;
+            std::fs::write(dir.join("proof"), proof_text)?;
+            std::fs::write(dir.join("reason"), format!("{why}\n"))
+        });
+        self.alerts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(
+            origin = %held.origin, reason = why, evidence = %dir.display(),
+            "ALERT: log misbehaviour; cosigning of this log is stopped"
+        );
+        if let Err(e) = written {
+            tracing::error!(error = %e, "writing evidence");
+        }
+        let mut halted = held.clone();
+        halted.halted = Some(format!("{why} (evidence in {})", dir.display()));
+        if let Err(e) = self.store.save(&halted) {
+            tracing::error!(error = %e, "saving the halted state");
+        }
     }
 
     /// The witness's verifier key.
@@ -207,6 +258,9 @@ impl Witness {
             .store
             .load(&checkpoint.origin)
             .map_err(Refusal::Storage)?;
+        if let Some(why) = latest.as_ref().and_then(|s| s.halted.clone()) {
+            return Err(Refusal::Halted(checkpoint.origin.clone(), why));
+        }
         let (latest_size, latest_root) = match &latest {
             Some(s) => (s.size, Some(s.root()?)),
             None => (0, None),
@@ -220,6 +274,10 @@ impl Witness {
         if req.old == checkpoint.size {
             if let Some(root) = latest_root {
                 if root != checkpoint.root {
+                    // Two checkpoints of one size with different roots, both
+                    // validly signed: proof of a fork. Keep it and stop.
+                    let held = latest.as_ref().expect("a root means a state");
+                    self.alert(held, req.checkpoint, &[], "fork: same size, different root");
                     return Err(Refusal::RootMismatch(checkpoint.size));
                 }
             }
@@ -294,11 +352,24 @@ async fn latest(State(w): State<Arc<Witness>>, Query(q): Query<OriginQuery>) -> 
     }
 }
 
-/// The witness's HTTP API: `POST /add-checkpoint` (C2SP tlog-witness) and
-/// `GET /checkpoint?origin=…` (the latest cosigned checkpoint).
+async fn metrics(State(w): State<Arc<Witness>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        format!(
+            "# HELP witness_alerts_total Log misbehaviour detected (fork, rollback, bad signature, inconsistent proof).\n\
+             # TYPE witness_alerts_total counter\nwitness_alerts_total {}\n",
+            w.alerts()
+        ),
+    )
+        .into_response()
+}
+
+/// The witness's HTTP API: `POST /add-checkpoint` (C2SP tlog-witness),
+/// `GET /checkpoint?origin=…` (the latest cosigned checkpoint) and `GET /metrics`.
 pub fn router(w: Arc<Witness>) -> Router {
     Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/checkpoint", get(latest))
+        .route("/metrics", get(metrics))
         .with_state(w)
 }

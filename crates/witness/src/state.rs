@@ -22,6 +22,10 @@ pub struct LogState {
     pub root: String,
     /// The checkpoint with the log's signature and this witness's cosignature.
     pub checkpoint: String,
+    /// Set when the witness saw the log misbehave: why, and where the
+    /// evidence is. Nothing more is cosigned for this log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 impl LogState {
@@ -31,6 +35,7 @@ impl LogState {
             size: c.size,
             root: B64.encode(c.root.0),
             checkpoint: cosigned.to_string(),
+            halted: None,
         }
     }
 
@@ -46,10 +51,13 @@ pub(crate) struct Store {
     dir: PathBuf,
 }
 
-/// A file name for an origin: hex, so any origin is a safe name.
+/// A file name stem for an origin: hex, so any origin is a safe name.
+pub(crate) fn file_stem(origin: &str) -> String {
+    origin.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 fn file_name(origin: &str) -> String {
-    let hex: String = origin.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.json")
+    format!("{}.json", file_stem(origin))
 }
 
 impl Store {

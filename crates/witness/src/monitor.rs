@@ -1,0 +1,155 @@
+//! Monitor mode: without any push, poll a log's `/log/checkpoint` and tiles
+//! (C2SP tlog-tiles), and cosign what extends the last accepted state.
+//!
+//! The consistency proof is computed from the log's tiles and then checked by
+//! exactly the rules of `add-checkpoint`, so a monitored log and a pushing log
+//! are held to the same standard. A checkpoint that does not verify with the
+//! log's key, a smaller tree (rollback), a different root at the same size
+//! (fork) or a proof that does not verify is kept as evidence and stops
+//! cosigning that log.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use note::{Checkpoint, Note};
+use tlog::{Tile, TileHashReader, TileSource};
+
+use crate::{LogState, Refusal, Witness};
+
+/// A log to monitor: its base URL (the one serving `/log/…`).
+pub struct Monitor {
+    base: String,
+}
+
+impl TileSource for Monitor {
+    fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog::ReadError> {
+        tiles
+            .iter()
+            .map(|t| self.get(&format!("log/{}", t.path())).map_err(Into::into))
+            .collect()
+    }
+}
+
+impl Monitor {
+    /// Monitors the log served at `base`.
+    #[must_use]
+    pub fn new(base: &str) -> Monitor {
+        Monitor {
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        let url = format!("{}/{path}", self.base);
+        let r = ureq::get(&url)
+            .timeout(Duration::from_secs(10))
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let mut body = Vec::new();
+        r.into_reader()
+            .take(16 << 20)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        Ok(body)
+    }
+
+    /// One poll: fetch the checkpoint, check it against the state, cosign or
+    /// raise an alert. Returns the size now cosigned (`None` when nothing
+    /// changed). Transient failures (the log unreachable) are `Err` and
+    /// change nothing.
+    ///
+    /// # Errors
+    ///
+    /// A fetch that failed, or a refusal (alerts are raised before returning).
+    pub fn poll(&self, w: &Witness, now: u64) -> Result<Option<u64>, String> {
+        let text = self.get("log/checkpoint")?;
+        let note = Note::parse(&text).map_err(|e| format!("checkpoint: {e}"))?;
+        let cp = Checkpoint::parse(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
+        let Some(key) = w.logs.get(&cp.origin) else {
+            return Err(format!(
+                "{} serves origin {:?}, which is not a configured log",
+                self.base, cp.origin
+            ));
+        };
+        let held = w.store.load(&cp.origin)?;
+        if held.as_ref().is_some_and(|s| s.halted.is_some()) {
+            return Ok(None);
+        }
+        let alert = |held: &LogState, proof: &[tlog::Hash], why: &str| {
+            w.alert(held, &text, proof, why);
+            Err(why.to_string())
+        };
+        if let Err(e) = note.verify(std::slice::from_ref(key)) {
+            return match &held {
+                Some(h) => alert(
+                    h,
+                    &[],
+                    &format!("bad signature on the served checkpoint: {e}"),
+                ),
+                None => Err(format!("bad signature on the served checkpoint: {e}")),
+            };
+        }
+        let old = held.as_ref().map_or(0, |s| s.size);
+        if let Some(h) = &held {
+            if cp.size < h.size {
+                return alert(
+                    h,
+                    &[],
+                    &format!(
+                        "rollback: served size {} is below the accepted {}",
+                        cp.size, h.size
+                    ),
+                );
+            }
+            if cp.size == h.size {
+                if h.root().map_err(|e| e.to_string())? != cp.root {
+                    return alert(h, &[], "fork: same size, different root");
+                }
+                return Ok(None);
+            }
+        }
+        let proof = if old == 0 {
+            Vec::new()
+        } else {
+            tlog::prove_consistency(old, cp.size, &TileHashReader::new(cp.size, self))
+                .map_err(|e| format!("proof from tiles: {e}"))?
+        };
+        let mut body = format!("old {old}\n");
+        for h in &proof {
+            body.push_str(&base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                h.0,
+            ));
+            body.push('\n');
+        }
+        body.push('\n');
+        let mut body = body.into_bytes();
+        body.extend_from_slice(&text);
+        match w.add_checkpoint(&body, now) {
+            Ok(_) => Ok(Some(cp.size)),
+            Err(Refusal::Inconsistent(why)) => {
+                let h = held.expect("a proof needs an accepted state");
+                alert(&h, &proof, &format!("inconsistent: {why}"))
+            }
+            Err(other) => Err(other.to_string()),
+        }
+    }
+
+    /// Polls every `interval` until the process ends.
+    pub async fn run(self, w: std::sync::Arc<Witness>, interval: Duration) {
+        let m = std::sync::Arc::new(self);
+        loop {
+            let (m2, w2) = (m.clone(), w.clone());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match tokio::task::spawn_blocking(move || m2.poll(&w2, now)).await {
+                Ok(Ok(Some(size))) => tracing::debug!(log = %m.base, size, "monitor cosigned"),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(log = %m.base, error = %e, "monitor"),
+                Err(e) => tracing::error!(error = %e, "monitor task"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
