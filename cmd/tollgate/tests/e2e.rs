@@ -414,6 +414,21 @@ fn idempotency_policy_switch_restart_and_tiles() {
     let (_, replay) = s.post("/v1/replay", first.receipt.as_bytes());
     assert_eq!(replay["same"], true, "{replay}");
     assert_eq!(replay["policy_version"], json!(rego_version));
+    // `tollgate policy activate` switches back: the next decision binds Rego.
+    let (ok, out) = s.tollgate(&["policy", "activate", &rego_version]);
+    assert!(ok && out.contains(&format!("was {cedar_version}")), "{out}");
+    let back = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 500}),
+        "back",
+    ));
+    assert_eq!(back.policy_version.as_deref(), Some(rego_version.as_str()));
+    let (ok, out) = s.tollgate(&["policy", "activate", &format!("sha256:{}", "0".repeat(64))]);
+    assert!(!ok && out.contains("not published"), "{out}");
+    let (ok, _) = s.tollgate(&["policy", "activate", &cedar_version]);
+    assert!(ok);
     // The bundle by version digests to its version.
     let bytes = s
         .get_bytes(&format!("/v1/policies/{rego_version}"))
