@@ -2,7 +2,7 @@
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use note::{Checkpoint, Policy, ProofBundle, VerifierKey};
-use policy::{Bundle, EvalInput};
+use policy::Bundle;
 use protocol::{parse_receipt, verify_receipt, Decision, DecisionResponse, ReceiptBody};
 use serde::Serialize;
 use tlog::Hash;
@@ -283,16 +283,10 @@ pub fn replay(
         None => parse_receipt(&receipt).map(|(_, b)| b),
     }
     .or_else(|e| failed(format!("receipt: {e}")))?;
-    let derived = body
-        .policy_derived()
-        .or_else(|e| failed(format!("receipt: {e}")))?;
-    let evaluation = match &body.policy {
-        None => policy::Evaluation {
-            decision: Decision::Silence,
-            reason: "no policy is active".into(),
-        },
-        Some(p) => {
-            let bundle = match source {
+    let bundle = match &body.policy {
+        None => None,
+        Some(p) => Some(
+            match source {
                 PolicySource::Dir(d) => Bundle::from_dir(d),
                 PolicySource::File(f) => {
                     let bytes =
@@ -304,14 +298,11 @@ pub fn replay(
                     Bundle::from_tar_gz(&bytes, None)
                 }
             }
-            .map_err(|e| Error::Io(format!("policy bundle: {e}")))?;
-            let input = EvalInput {
-                request: body.request.clone(),
-                derived,
-            };
-            policy::replay(&bundle, &p.version, &input).or_else(|e| failed(e.to_string()))?
-        }
+            .map_err(|e| Error::Io(format!("policy bundle: {e}")))?,
+        ),
     };
+    let evaluation =
+        policy::replay_receipt(&body, bundle.as_ref()).or_else(|e| failed(e.to_string()))?;
     Ok(ReplayReport {
         receipt_id: body.receipt_id,
         policy_version: body.policy.map(|p| p.version),

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use policy::{Bundle, EvalInput};
+use policy::Bundle;
 use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
@@ -149,32 +149,23 @@ pub(crate) async fn replay(
     };
     let body = verify_receipt(&receipt, gate.gate_verifier())
         .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
-    let derived = body
-        .policy_derived()
-        .map_err(|e| GateError::BadInput(e.to_string()))?;
-    let replayed = match &body.policy {
-        None => policy::Evaluation {
-            decision: protocol::Decision::Silence,
-            reason: "no policy is active".into(),
-        },
+    let bundle = match &body.policy {
+        None => None,
         Some(p) => {
             let stored = gate.ledger.policy(&p.version)?.ok_or_else(|| {
                 GateError::NotFound(format!("policy version {} is not published", p.version))
             })?;
-            let input = EvalInput {
-                request: body.request.clone(),
-                derived,
-            };
-            let version = p.version.clone();
-            tokio::task::spawn_blocking(move || {
-                let bundle = Bundle::from_tar_gz(&stored.bytes, None)?;
-                policy::replay(&bundle, &version, &input)
-            })
-            .await
-            .map_err(|e| GateError::Internal(e.to_string()))?
-            .map_err(|e| GateError::Internal(format!("replaying: {e}")))?
+            Some(stored.bytes)
         }
     };
+    let receipt = body.clone();
+    let replayed = tokio::task::spawn_blocking(move || {
+        let bundle = bundle.map(|b| Bundle::from_tar_gz(&b, None)).transpose()?;
+        policy::replay_receipt(&receipt, bundle.as_ref())
+    })
+    .await
+    .map_err(|e| GateError::Internal(e.to_string()))?
+    .map_err(|e| GateError::Internal(format!("replaying: {e}")))?;
     Ok(Json(ReplayResponse {
         receipt_id: body.receipt_id,
         policy_version: body.policy.map(|p| p.version),

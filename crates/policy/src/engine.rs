@@ -67,6 +67,37 @@ pub fn replay(bundle: &Bundle, version: &str, input: &EvalInput) -> Result<Evalu
     Ok(CompiledPolicy::compile(bundle)?.decide(version, input))
 }
 
+/// Replays a receipt: re-evaluates its recorded request and derived context
+/// (decision time included) under `bundle`, which must be the version the
+/// receipt recorded. A receipt made while no policy was active replays to
+/// SILENCE. The gate's `/v1/replay` and `proofcheck replay` both use this.
+///
+/// # Errors
+///
+/// [`Error::InvalidReceipt`] if the receipt names a policy and no bundle is
+/// given, or its decision time does not parse; as [`replay`] otherwise.
+pub fn replay_receipt(
+    receipt: &protocol::ReceiptBody,
+    bundle: Option<&Bundle>,
+) -> Result<Evaluation, Error> {
+    let Some(recorded) = &receipt.policy else {
+        return Ok(Evaluation::silence("no policy is active"));
+    };
+    let bundle = bundle.ok_or_else(|| {
+        Error::InvalidReceipt(format!(
+            "the receipt names policy {}; no bundle given",
+            recorded.version
+        ))
+    })?;
+    let input = EvalInput {
+        request: receipt.request.clone(),
+        derived: receipt
+            .policy_derived()
+            .map_err(|e| Error::InvalidReceipt(e.to_string()))?,
+    };
+    replay(bundle, &recorded.version, &input)
+}
+
 /// A compiled bundle, shareable across threads.
 pub enum CompiledPolicy {
     /// Rego via regorus.

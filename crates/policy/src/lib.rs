@@ -27,7 +27,9 @@ mod engine;
 mod rego;
 
 pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
-pub use engine::{replay, CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+pub use engine::{
+    replay, replay_receipt, CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT,
+};
 
 /// Errors from loading or compiling a bundle. Evaluation never errors: it
 /// answers SILENCE with a reason.
@@ -57,6 +59,9 @@ pub enum Error {
         /// The builtin.
         builtin: String,
     },
+    /// A receipt given for replay is not usable; says why.
+    #[error("invalid receipt: {0}")]
+    InvalidReceipt(String),
     /// Reading a bundle from disk failed.
     #[error("reading {path}: {source}")]
     Io {

@@ -28,28 +28,42 @@ pub fn canonical_with_member(
     value: &Value,
     name: &str,
 ) -> (String, Option<std::ops::Range<usize>>) {
-    let Value::Object(map) = value else {
-        return (canonical(value), None);
-    };
     let mut out = String::new();
-    let mut found = None;
+    let found = match value {
+        Value::Object(map) => write_object(&mut out, map, Some(name)),
+        other => {
+            write_value(&mut out, other);
+            None
+        }
+    };
+    (out, found)
+}
+
+/// Writes an object; returns where the value of member `capture` went.
+fn write_object(
+    out: &mut String,
+    map: &serde_json::Map<String, Value>,
+    capture: Option<&str>,
+) -> Option<std::ops::Range<usize>> {
+    // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
     members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    let mut found = None;
     out.push('{');
     for (i, (k, v)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_string(&mut out, k);
+        write_string(out, k);
         out.push(':');
         let start = out.len();
-        write_value(&mut out, v);
-        if k == name {
+        write_value(out, v);
+        if capture == Some(k.as_str()) {
             found = Some(start..out.len());
         }
     }
     out.push('}');
-    (out, found)
+    found
 }
 
 fn write_value(out: &mut String, value: &Value) {
@@ -73,19 +87,7 @@ fn write_value(out: &mut String, value: &Value) {
             out.push(']');
         }
         Value::Object(map) => {
-            // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (k, v)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, k);
-                out.push(':');
-                write_value(out, v);
-            }
-            out.push('}');
+            write_object(out, map, None);
         }
     }
 }
