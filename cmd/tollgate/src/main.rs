@@ -180,6 +180,12 @@ fn init_logging(format: &str) {
 }
 
 async fn run_server(config: Config) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives as soon as the banner is out
+    // must take the graceful path, not the default (terminate at once).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
     let started = Gate::open(&config).map_err(anyhow::Error::msg)?;
     let gate = started.gate.clone();
     gate.start_background();
@@ -229,7 +235,10 @@ async fn run_server(config: Config) -> Result<()> {
                 .await
         });
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     while let Some(r) = servers.join_next().await {
@@ -238,15 +247,6 @@ async fn run_server(config: Config) -> Result<()> {
     drop(gate);
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {
