@@ -110,6 +110,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Handlers before the banner, so an early SIGTERM still shuts down cleanly.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         println!("witness listening on http://{}", listener.local_addr()?);
         println!("  witness key   {}", w.verifier());
@@ -123,8 +126,11 @@ fn main() -> Result<()> {
         }
         std::io::stdout().flush()?;
         axum::serve(listener, witness::router(w))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             })
             .await?;
         Ok(())
