@@ -3,7 +3,9 @@
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use note::{Checkpoint, Policy, ProofBundle, VerifierKey};
 use policy::Bundle;
-use protocol::{parse_receipt, verify_receipt, Decision, DecisionResponse, ReceiptBody};
+use protocol::{
+    parse_receipt, verify_receipt, Decision, DecisionResponse, ReceiptBody, ReplayResponse,
+};
 use serde::Serialize;
 use tlog::Hash;
 
@@ -233,21 +235,13 @@ pub fn check_consistency(
     })
 }
 
-/// What `proofcheck replay` found.
+/// What `proofcheck replay` found: the same fields as the gate's
+/// `/v1/replay` answer, and whether the signature was checked.
 #[derive(Debug, Serialize)]
 pub struct ReplayReport {
-    /// The receipt's id.
-    pub receipt_id: String,
-    /// The policy version recorded.
-    pub policy_version: Option<String>,
-    /// The recorded decision.
-    pub recorded: Decision,
-    /// The decision re-derived now.
-    pub replayed: Decision,
-    /// The replay's reason.
-    pub reason: String,
-    /// Whether they are the same.
-    pub same: bool,
+    /// Recorded and replayed decisions.
+    #[serde(flatten)]
+    pub replay: ReplayResponse,
     /// Whether the receipt's gate signature was checked.
     pub signature_checked: bool,
 }
@@ -304,12 +298,7 @@ pub fn replay(
     let evaluation =
         policy::replay_receipt(&body, bundle.as_ref()).or_else(|e| failed(e.to_string()))?;
     Ok(ReplayReport {
-        receipt_id: body.receipt_id,
-        policy_version: body.policy.map(|p| p.version),
-        recorded: body.decision,
-        same: evaluation.decision == body.decision,
-        replayed: evaluation.decision,
-        reason: evaluation.reason,
+        replay: ReplayResponse::compare(&body, evaluation.decision, evaluation.reason),
         signature_checked: gate_key.is_some(),
     })
 }

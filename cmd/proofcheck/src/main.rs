@@ -256,12 +256,12 @@ fn run(cli: Cli) -> Result<bool, Error> {
             let r = proofcheck::replay(&read(&file)?, gate_key.as_ref(), source)?;
             let human = format!(
                 "{}: receipt {} recorded {}, replay under {} gives {} ({}){}",
-                if r.same { "same" } else { "DIFFERENT" },
-                r.receipt_id,
-                r.recorded.as_str(),
-                r.policy_version.as_deref().unwrap_or("no policy"),
-                r.replayed.as_str(),
-                r.reason,
+                if r.replay.same { "same" } else { "DIFFERENT" },
+                r.replay.receipt_id,
+                r.replay.recorded.as_str(),
+                r.replay.policy_version.as_deref().unwrap_or("no policy"),
+                r.replay.replayed.as_str(),
+                r.replay.reason,
                 if r.signature_checked {
                     ""
                 } else {
@@ -269,7 +269,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 }
             );
             output(cli.json, &r, human);
-            Ok(r.same)
+            Ok(r.replay.same)
         }
         Command::Audit {
             log,

@@ -19,9 +19,14 @@ struct WitnessProc {
 
 impl WitnessProc {
     fn start(dir: &Path, logs: &[&VerifierKey]) -> WitnessProc {
+        WitnessProc::start_with(dir, logs, &[])
+    }
+
+    fn start_with(dir: &Path, logs: &[&VerifierKey], extra: &[&str]) -> WitnessProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_witness"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("WITNESS_LOG", "warn")
             .stdout(Stdio::piped());
         for l in logs {
@@ -284,51 +289,12 @@ fn monitor_mode_cosigns_by_polling_and_keeps_evidence_of_a_fork() {
     let lk = log.verifier().clone();
     grow(&log, 0, 300);
     let served = serve(log.clone());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_witness"));
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--monitor-interval-ms",
-        "20",
-        "--monitor",
-        &served.url,
-        "--log",
-        &lk.to_string(),
-        "--data-dir",
-    ])
-    .arg(dir.path().join("w"))
-    .env("WITNESS_LOG", "error")
-    .stdout(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .strip_prefix("witness listening on ")
-        .unwrap()
-        .to_string();
-    let wkey = VerifierKey::parse(
-        lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .trim()
-            .strip_prefix("witness key")
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+    let w = WitnessProc::start_with(
+        &dir.path().join("w"),
+        &[&lk],
+        &["--monitor-interval-ms", "20", "--monitor", &served.url],
+    );
+    let (url, wkey) = (w.url.clone(), w.key.clone());
     let policy = Policy::parse(&format!("log {lk}\nwitness w {wkey}\nquorum w\n")).unwrap();
     let cosigned_size = |want: u64| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

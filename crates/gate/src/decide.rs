@@ -77,7 +77,8 @@ impl Gate {
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = DecisionRequest::parse(body)?;
         let receipt_id = request.receipt_id();
-        let request_digest = request.digest();
+        let request_value = request.to_value();
+        let request_digest = protocol::digest_of(&request_value);
 
         // 2. Idempotency (DESIGN.md): a committed receipt for this actor and
         //    key answers again if the request is the same, else 409.
@@ -89,7 +90,6 @@ impl Gate {
         let active = self.active_policy();
         let decided_at_ns = now_ns();
         let decided_at = format_rfc3339_ns(decided_at_ns);
-        let request_value = request.to_value();
         let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
             a.compiled.actor_attributes(request.actor().id())
         });

@@ -166,14 +166,11 @@ pub(crate) async fn replay(
     .await
     .map_err(|e| GateError::Internal(e.to_string()))?
     .map_err(|e| GateError::Internal(format!("replaying: {e}")))?;
-    Ok(Json(ReplayResponse {
-        receipt_id: body.receipt_id,
-        policy_version: body.policy.map(|p| p.version),
-        recorded: body.decision,
-        same: replayed.decision == body.decision,
-        replayed: replayed.decision,
-        reason: replayed.reason,
-    }))
+    Ok(Json(ReplayResponse::compare(
+        &body,
+        replayed.decision,
+        replayed.reason,
+    )))
 }
 
 /// `GET /healthz`: the process is up.

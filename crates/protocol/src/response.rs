@@ -60,3 +60,22 @@ pub struct ReplayResponse {
     /// Whether the two decisions are the same.
     pub same: bool,
 }
+
+impl ReplayResponse {
+    /// The comparison of `receipt`'s recorded decision with `replayed`.
+    #[must_use]
+    pub fn compare(
+        receipt: &crate::ReceiptBody,
+        replayed: Decision,
+        reason: String,
+    ) -> ReplayResponse {
+        ReplayResponse {
+            receipt_id: receipt.receipt_id.clone(),
+            policy_version: receipt.policy.as_ref().map(|p| p.version.clone()),
+            recorded: receipt.decision,
+            replayed,
+            reason,
+            same: replayed == receipt.decision,
+        }
+    }
+}
