@@ -65,3 +65,29 @@ impl tlog::TileSource for Log {
             .collect()
     }
 }
+
+impl Log {
+    /// A tlog-proof for entry `index` to the checkpoint the log serves at
+    /// `/log/checkpoint` (with witnesses, the latest one cosigned to their
+    /// quorum), fetched from `/v1/proofs/inclusion`. Untrusted until verified.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for fetches, or if that checkpoint does not yet cover `index`.
+    pub fn proof_to_served_checkpoint(&self, index: u64) -> Result<String, Error> {
+        let text = self.must_get("log/checkpoint")?;
+        let body = std::str::from_utf8(&text).unwrap_or("");
+        let size: u64 = body
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| Error::Io("the served checkpoint has no size line".into()))?;
+        if size <= index {
+            return Err(Error::Io(format!(
+                "the served checkpoint (size {size}) does not cover entry {index} yet; try again later"
+            )));
+        }
+        let proof = self.must_get(&format!("v1/proofs/inclusion?index={index}&size={size}"))?;
+        String::from_utf8(proof).map_err(|_| Error::Io("the proof is not UTF-8".into()))
+    }
+}

@@ -51,6 +51,10 @@ enum Command {
         /// A C2SP tlog-policy file: the log and the witnesses that must cosign.
         #[arg(long)]
         witness_policy: Option<PathBuf>,
+        /// Instead of the saved proof, fetch one from this gate to the
+        /// checkpoint it serves (with witnesses: the latest cosigned one).
+        #[arg(long)]
+        log: Option<String>,
     },
     /// Verify that signed checkpoint NEW extends signed checkpoint OLD.
     Consistency {
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
             log_key,
             gate_key,
             witness_policy,
+            log,
         } => {
             let witnesses = match &witness_policy {
                 Some(p) => Some(
@@ -187,8 +192,21 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 ),
                 None => None,
             };
+            let mut saved = read(&file)?;
+            if let Some(url) = &log {
+                // Swap in a proof to the served (cosigned) checkpoint; every
+                // other check is unchanged.
+                let mut v: serde_json::Value = serde_json::from_slice(&saved).map_err(|e| {
+                    Error::Failed(format!("the file is not a saved decision response: {e}"))
+                })?;
+                let index = v["log_index"]
+                    .as_u64()
+                    .ok_or_else(|| Error::Failed("the file has no log_index".into()))?;
+                v["proof"] = Log::new(url).proof_to_served_checkpoint(index)?.into();
+                saved = serde_json::to_vec(&v).expect("serializable");
+            }
             let r = proofcheck::check_receipt(
-                &read(&file)?,
+                &saved,
                 &key(&log_key)?,
                 &key(&gate_key)?,
                 witnesses.as_ref(),

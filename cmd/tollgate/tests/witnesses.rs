@@ -198,6 +198,51 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
         .verify(&tlog::leaf_hash(receipt.as_bytes()), &both)
         .unwrap();
 
+    // proofcheck: the saved response alone does not meet the 2-of-2 quorum
+    // (its proof is to the batch's checkpoint, signed before any witness saw
+    // it); with --log it fetches a proof to the cosigned checkpoint and does.
+    let saved = dir.path().join("decision.json");
+    std::fs::write(&saved, r.to_string()).unwrap();
+    let policy_both = dir.path().join("both.policy");
+    std::fs::write(
+        &policy_both,
+        format!("log {lk}\nwitness w1 {k1}\nwitness w2 {k2}\ngroup both 2 w1 w2\nquorum both\n"),
+    )
+    .unwrap();
+    let gate_key = SignerKey::parse(
+        std::fs::read_to_string(data.join("gate.skey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let proofcheck = |extra: &[&str]| {
+        Command::new(bin("proofcheck"))
+            .args([
+                "receipt",
+                saved.to_str().unwrap(),
+                "--log-key",
+                &lk.to_string(),
+            ])
+            .args([
+                "--gate-key",
+                &gate_key.verifier().to_string(),
+                "--witness-policy",
+                policy_both.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(proofcheck(&[]).status.code(), Some(1));
+    let out = proofcheck(&["--log", &gate.url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("witness quorum met"));
+
     // One witness down: decisions go on, and the 1-of-2 quorum is still met.
     drop(w2);
     let any = Policy::parse(&format!(
