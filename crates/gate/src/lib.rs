@@ -183,27 +183,25 @@ impl Gate {
             metrics: Metrics::default(),
         };
         let mut example_activated = None;
-        match gate.ledger.active_policy().map_err(|e| e.to_string())? {
-            Some(version) => {
-                let active = gate
-                    .load_policy(&version)
-                    .map_err(|e| format!("the active policy {version} no longer loads: {e}"))?;
-                *gate.active.write().expect("active lock") = Some(Arc::new(active));
-            }
+        let active = match gate.ledger.active_policy().map_err(|e| e.to_string())? {
+            Some(version) => Some(version),
             None if config.example_policy => {
                 let bundle = example_bundle();
                 let version = bundle.version();
                 gate.ledger
                     .publish_policy(&version, &bundle.to_tar_gz(), decide::now_ns() as u64)
+                    .and_then(|_| gate.ledger.activate_policy(&version))
                     .map_err(|e| e.to_string())?;
-                gate.ledger
-                    .activate_policy(&version)
-                    .map_err(|e| e.to_string())?;
-                let active = gate.load_policy(&version).map_err(|e| e.to_string())?;
-                *gate.active.write().expect("active lock") = Some(Arc::new(active));
-                example_activated = Some(version);
+                example_activated = Some(version.clone());
+                Some(version)
             }
-            None => {}
+            None => None,
+        };
+        if let Some(version) = active {
+            let compiled = gate
+                .load_policy(&version)
+                .map_err(|e| format!("the active policy {version} does not load: {e}"))?;
+            *gate.active.write().expect("active lock") = Some(Arc::new(compiled));
         }
         Ok(Started {
             gate: Arc::new(gate),
