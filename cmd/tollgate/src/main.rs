@@ -214,26 +214,9 @@ async fn run_server(config: Config) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    {
-        let app = app.clone();
-        let mut rx = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        });
-    }
+    servers.spawn(serve_until(listener, app.clone(), stop_rx.clone()));
     if let Some(unix) = unix {
-        let mut rx = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(unix, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        servers.spawn(serve_until(unix, app, stop_rx.clone()));
     }
     tokio::select! {
         _ = term.recv() => {}
@@ -247,6 +230,23 @@ async fn run_server(config: Config) -> Result<()> {
     drop(gate);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then drains in-flight requests.
+async fn serve_until<L>(
+    listener: L,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
 }
 
 fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {
