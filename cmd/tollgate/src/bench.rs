@@ -109,7 +109,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
 fn floor(engine: &str) -> Result<(f64, f64)> {
     let bundle = match engine {
         "rego" => gate::example_bundle(),
-        "cedar" => policy::Bundle::from_dir(&examples_dir().join("cedar"))?,
+        "cedar" => gate::example_cedar_bundle(),
         other => bail!("--policy {other:?}: expected rego or cedar"),
     };
     let version = bundle.version();
@@ -149,10 +149,6 @@ fn floor(engine: &str) -> Result<(f64, f64)> {
     }
     let sign_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     Ok((eval_us, sign_us))
-}
-
-fn examples_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
 }
 
 /// The request body: a permitted transfer with a unique idempotency key, so
@@ -327,7 +323,7 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         if policy == "cedar" {
             let token = std::fs::read_to_string(dir.path().join("data/admin.token"))?;
-            let bytes = policy::Bundle::from_dir(&examples_dir().join("cedar"))?.to_tar_gz();
+            let bytes = gate::example_cedar_bundle().to_tar_gz();
             let published = crate::client::post(
                 &format!("{url}/v1/admin/policies"),
                 token.trim(),

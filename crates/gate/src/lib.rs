@@ -90,23 +90,50 @@ pub struct Started {
 /// for the embedded default.
 #[must_use]
 pub fn example_bundle() -> Bundle {
-    let manifest = serde_json::from_slice(include_bytes!(
-        "../../../examples/policies/rego/tollgate.json"
-    ))
-    .expect("example manifest");
-    let files = [
-        (
-            "policy.rego",
-            &include_bytes!("../../../examples/policies/rego/policy.rego")[..],
-        ),
-        (
-            "data.json",
-            &include_bytes!("../../../examples/policies/rego/data.json")[..],
-        ),
-    ]
-    .into_iter()
-    .map(|(p, c)| (p.to_string(), c.to_vec()))
-    .collect();
+    embedded_bundle(
+        include_bytes!("../../../examples/policies/rego/tollgate.json"),
+        &[
+            (
+                "policy.rego",
+                include_bytes!("../../../examples/policies/rego/policy.rego"),
+            ),
+            (
+                "data.json",
+                include_bytes!("../../../examples/policies/rego/data.json"),
+            ),
+        ],
+    )
+}
+
+/// The example Cedar bundle (examples/policies/cedar), same meaning as the
+/// Rego one, compiled into the binary for `tollgate bench --policy cedar`.
+#[must_use]
+pub fn example_cedar_bundle() -> Bundle {
+    embedded_bundle(
+        include_bytes!("../../../examples/policies/cedar/tollgate.json"),
+        &[
+            (
+                "policy.cedar",
+                include_bytes!("../../../examples/policies/cedar/policy.cedar"),
+            ),
+            (
+                "schema.cedarschema",
+                include_bytes!("../../../examples/policies/cedar/schema.cedarschema"),
+            ),
+            (
+                "entities.json",
+                include_bytes!("../../../examples/policies/cedar/entities.json"),
+            ),
+        ],
+    )
+}
+
+fn embedded_bundle(manifest: &[u8], files: &[(&str, &[u8])]) -> Bundle {
+    let manifest = serde_json::from_slice(manifest).expect("example manifest");
+    let files = files
+        .iter()
+        .map(|(p, c)| ((*p).to_string(), c.to_vec()))
+        .collect();
     Bundle::new(manifest, files).expect("example bundle")
 }
 

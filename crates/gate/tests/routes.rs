@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 fn openapi_routes() -> BTreeSet<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/openapi.json");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../schemas/openapi.json");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let mut out = BTreeSet::new();
     for (p, ops) in doc["paths"].as_object().unwrap() {
@@ -126,7 +127,8 @@ async fn a_failed_append_is_503_and_claims_nothing() {
 
 #[test]
 fn the_example_config_file_is_the_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tollgate.example.toml");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../tollgate.example.toml");
     let c = Config::load(Some(&path), |_| None).unwrap();
     let d = Config::default();
     assert_eq!(
@@ -157,4 +159,17 @@ fn the_example_config_file_is_the_defaults() {
         _ => None,
     };
     assert_eq!(Config::load(Some(&path), env).unwrap().listen.port(), 9000);
+}
+
+#[test]
+fn the_embedded_examples_are_the_example_directories() {
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../examples/policies");
+    for (embedded, name) in [
+        (gate::example_bundle(), "rego"),
+        (gate::example_cedar_bundle(), "cedar"),
+    ] {
+        let on_disk = policy::Bundle::from_dir(&dir.join(name)).unwrap();
+        assert_eq!(embedded.version(), on_disk.version(), "{name}");
+    }
 }

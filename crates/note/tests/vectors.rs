@@ -4,10 +4,8 @@
 use note::{Checkpoint, KeyType, Note, SignerKey, VerifierKey};
 
 fn vectors() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/vectors/go-sumdb-note/note_vectors.json"
-    );
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../tests/vectors/go-sumdb-note/note_vectors.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

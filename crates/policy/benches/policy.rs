@@ -11,7 +11,7 @@ use policy::{Bundle, CompiledPolicy, EvalInput};
 use serde_json::json;
 
 fn compiled(dir: &str) -> CompiledPolicy {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../examples/policies")
         .join(dir);
     CompiledPolicy::compile(&Bundle::from_dir(&path).unwrap()).unwrap()

@@ -8,7 +8,8 @@ use policy::{Bundle, CompiledPolicy, Decision, Engine, Error, EvalInput, Manifes
 use serde_json::{json, Value};
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../examples/policies")
 }
 
 fn compile(dir: &str) -> CompiledPolicy {

@@ -9,7 +9,7 @@ use protocol::{DecisionRequest, ReceiptBody};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..")
 }
 
 fn load(path: &Path) -> Value {

@@ -12,7 +12,8 @@ use tlog::{
 };
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../tests/vectors")
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
