@@ -3,11 +3,11 @@
 //! Every entry is hashed into a compact range (the right edge of the tree:
 //! at most 64 hashes, so memory does not grow with the log) and the root it
 //! gives must equal the signed checkpoint's. Every entry must be a receipt
-//! signed by the gate key (Ed25519 batch verification, one batch per
-//! bundle) whose body is canonical and names this log. The compact range is
-//! saved, so the next audit reads only new entries: arriving at the new
-//! signed root from the saved range is itself the proof that the new tree
-//! extends the audited one.
+//! signed by the gate key (one-key Ed25519 batch verification per job of
+//! bundles, `note::verify_batch`) whose body is canonical and names this
+//! log. The compact range is saved, so the next audit reads only new
+//! entries: arriving at the new signed root from the saved range is itself
+//! the proof that the new tree extends the audited one.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -143,7 +143,10 @@ fn verify_receipts(
             .iter()
             .find(|s| s.name == gate_key.name() && s.key_id == gate_key.id())
             .ok_or_else(|| format!("entry {at}: no signature by the gate key"))?;
-        let sig = Signature::from_slice(&sig.signature)
+        let sig: [u8; 64] = sig
+            .signature
+            .as_slice()
+            .try_into()
             .map_err(|_| format!("entry {at}: malformed signature"))?;
         messages.push(note);
         signatures.push(sig);
@@ -153,11 +156,11 @@ fn verify_receipts(
         .iter()
         .map(|n: &Note| n.text().as_bytes())
         .collect();
-    let keys = vec![*gate_key.public_key(); texts.len()];
-    if ed25519_dalek::verify_batch(&texts, &signatures, &keys).is_err() {
+    if !note::verify_batch(gate_key.public_key(), &texts, &signatures) {
         // Find which one, to say where.
         for (i, (t, s)) in texts.iter().zip(&signatures).enumerate() {
-            if gate_key.public_key().verify_strict(t, s).is_err() {
+            let s = Signature::from_bytes(s);
+            if gate_key.public_key().verify_strict(t, &s).is_err() {
                 return Err(format!(
                     "entry {}: the receipt signature does not verify",
                     first + i as u64

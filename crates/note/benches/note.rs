@@ -70,5 +70,37 @@ fn bundles(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, notes, bundles);
+/// 1024 receipt-sized signatures by one key: ed25519-dalek's general batch
+/// (2n + 1 points) against the one-key batch (n + 2 points).
+fn batches(c: &mut Criterion) {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let messages: Vec<Vec<u8>> = (0..1024)
+        .map(|i| format!("{i:0600}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = messages.iter().map(|m| key.sign(m)).collect();
+    let raw: Vec<[u8; 64]> = sigs
+        .iter()
+        .map(ed25519_dalek::Signature::to_bytes)
+        .collect();
+    let keys = vec![key.verifying_key(); 1024];
+    let mut g = c.benchmark_group("batch_1024");
+    g.sample_size(20);
+    g.bench_function("ed25519_dalek_verify_batch", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(black_box(&refs), &sigs, &keys).unwrap())
+    });
+    g.bench_function("note_verify_batch_one_key", |b| {
+        b.iter(|| {
+            assert!(note::verify_batch(
+                &key.verifying_key(),
+                black_box(&refs),
+                &raw
+            ))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, notes, bundles, batches);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //! In scope:
 //! - signed notes: parse, sign, verify, key IDs, and keys in vkey/skey text form
 //!   (<https://c2sp.org/signed-note>), Ed25519 (type 0x01);
+//! - batch verification of many signatures by one Ed25519 key (a log's receipts);
 //! - checkpoints (<https://c2sp.org/tlog-checkpoint>), strict;
 //! - Ed25519 `cosignature/v1` witness cosignatures, type 0x04
 //!   (<https://c2sp.org/tlog-cosignature>);
@@ -15,12 +16,14 @@
 //! ML-DSA signature types are not supported: signatures of those types are
 //! unknown signatures and are ignored, as the spec requires.
 
+mod batch;
 mod checkpoint;
 mod key;
 mod policy;
 mod proof;
 mod signed;
 
+pub use batch::verify_batch;
 pub use checkpoint::{cosignature_message, sign_checkpoint, Checkpoint};
 pub use key::{key_id, KeyType, SignerKey, VerifierKey};
 pub use policy::Policy;

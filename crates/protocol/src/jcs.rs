@@ -20,35 +20,18 @@ pub fn canonical(value: &Value) -> String {
     out
 }
 
-/// [`canonical`] of an object, and where in it the canonical form of the
-/// value of its top-level member `name` lies (RFC 8785 output is
-/// compositional: a member's value is written exactly as it would be alone).
-#[must_use]
-pub fn canonical_with_member(
-    value: &Value,
-    name: &str,
-) -> (String, Option<std::ops::Range<usize>>) {
-    let mut out = String::new();
-    let found = match value {
-        Value::Object(map) => write_object(&mut out, map, Some(name)),
-        other => {
-            write_value(&mut out, other);
-            None
-        }
-    };
-    (out, found)
-}
-
-/// Writes an object; returns where the value of member `capture` went.
-fn write_object(
-    out: &mut String,
-    map: &serde_json::Map<String, Value>,
-    capture: Option<&str>,
-) -> Option<std::ops::Range<usize>> {
+/// Writes an object, members sorted.
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
     // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-    let mut found = None;
+    members.sort_by(|(a, _), (b, _)| {
+        // UTF-16 order is byte order for ASCII, which nearly every name is.
+        if a.is_ascii() && b.is_ascii() {
+            a.as_bytes().cmp(b.as_bytes())
+        } else {
+            a.encode_utf16().cmp(b.encode_utf16())
+        }
+    });
     out.push('{');
     for (i, (k, v)) in members.into_iter().enumerate() {
         if i > 0 {
@@ -56,17 +39,12 @@ fn write_object(
         }
         write_string(out, k);
         out.push(':');
-        let start = out.len();
         write_value(out, v);
-        if capture == Some(k.as_str()) {
-            found = Some(start..out.len());
-        }
     }
     out.push('}');
-    found
 }
 
-fn write_value(out: &mut String, value: &Value) {
+pub(crate) fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -86,16 +64,14 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            write_object(out, map, None);
-        }
+        Value::Object(map) => write_object(out, map),
     }
 }
 
 /// RFC 8785 §3.2.2.2: the ES6 JSON.stringify string form: `"` and `\`
 /// escaped, the short escapes for \b \t \n \f \r, other controls as
 /// lowercase `\u00xx`, everything else literal.
-fn write_string(out: &mut String, s: &str) {
+pub(crate) fn write_string(out: &mut String, s: &str) {
     out.push('"');
     // Copy runs of bytes that need no escape in one go. Bytes below 0x80 never
     // occur inside a multi-byte UTF-8 sequence, so splitting at them keeps
@@ -190,15 +166,6 @@ mod tests {
             proptest::prop_assert!(!text.bytes().any(|b| b < 0x20));
             proptest::prop_assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s);
         }
-    }
-
-    #[test]
-    fn a_member_is_written_as_it_would_be_alone() {
-        let v = json!({"z": 1, "request": {"b": [1.5, "x\n"], "a": null}, "a": true});
-        let (text, range) = super::canonical_with_member(&v, "request");
-        assert_eq!(text, canonical(&v));
-        assert_eq!(&text[range.unwrap()], canonical(&v["request"]));
-        assert_eq!(super::canonical_with_member(&v, "missing").1, None);
     }
 
     #[test]

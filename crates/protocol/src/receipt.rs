@@ -14,7 +14,7 @@ use note::{Note, SignerKey, VerifierKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::jcs::{canonical, canonical_with_member};
+use crate::jcs::{canonical, write_string, write_value};
 use crate::request::{sha256_digest, DecisionRequest};
 use crate::time::parse_rfc3339_ns;
 use crate::{Decision, Error};
@@ -67,8 +67,54 @@ impl ReceiptBody {
     ///
     /// Never in practice; serialization of this type cannot fail.
     pub fn text(&self) -> Result<String, Error> {
-        let v = serde_json::to_value(self).map_err(|e| Error::Malformed(e.to_string()))?;
-        Ok(canonical(&v) + "\n")
+        let (mut text, _) = self.canonical();
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// The RFC 8785 form of the body (what `jcs::canonical` gives for its
+    /// serde JSON, tested), written member by member in sorted order without
+    /// building a JSON tree, and where the request lies in it.
+    fn canonical(&self) -> (String, std::ops::Range<usize>) {
+        let mut out = String::with_capacity(1024);
+        let member = |out: &mut String, name: &str| {
+            out.push(if out.is_empty() { '{' } else { ',' });
+            write_string(out, name);
+            out.push(':');
+        };
+        member(&mut out, "decided_at");
+        write_string(&mut out, &self.decided_at);
+        member(&mut out, "decision");
+        write_string(&mut out, self.decision.as_str());
+        member(&mut out, "derived");
+        write_value(&mut out, &self.derived);
+        member(&mut out, "format");
+        write_string(&mut out, &self.format);
+        member(&mut out, "log");
+        write_string(&mut out, &self.log);
+        member(&mut out, "policy");
+        match &self.policy {
+            None => out.push_str("null"),
+            Some(p) => {
+                out.push_str("{\"engine\":");
+                write_string(&mut out, &p.engine);
+                out.push_str(",\"version\":");
+                write_string(&mut out, &p.version);
+                out.push('}');
+            }
+        }
+        member(&mut out, "reason");
+        write_string(&mut out, &self.reason);
+        member(&mut out, "receipt_id");
+        write_string(&mut out, &self.receipt_id);
+        member(&mut out, "request");
+        let start = out.len();
+        write_value(&mut out, &self.request);
+        let request_at = start..out.len();
+        member(&mut out, "request_digest");
+        write_string(&mut out, &self.request_digest);
+        out.push('}');
+        (out, request_at)
     }
 
     /// Signs the receipt with the gate key: the signed note's bytes, which are
@@ -116,30 +162,34 @@ pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value) -> Val
 pub fn parse_receipt(bytes: &[u8]) -> Result<(Note, ReceiptBody), Error> {
     let note = Note::parse(bytes)?;
     let text = note.text();
-    let value: Value = serde_json::from_str(text.trim_end_matches('\n'))
-        .map_err(|e| Error::Malformed(format!("receipt text is not JSON: {e}")))?;
-    // One canonicalization gives both the canonical-text check and the
-    // canonical request the digest is over.
-    let (canonical_text, request_at) = canonical_with_member(&value, "request");
-    if canonical_text.len() + 1 != text.len() || !text.starts_with(canonical_text.as_str()) {
-        return Err(Error::NotCanonical);
-    }
-    let body: ReceiptBody = serde_json::from_value(value)
-        .map_err(|e| Error::Malformed(format!("receipt body: {e}")))?;
+    let json = text.trim_end_matches('\n');
+    let mut body: ReceiptBody = serde_json::from_str(json).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::Malformed(format!("receipt body: {e}")),
+        _ => Error::Malformed(format!("receipt text is not JSON: {e}")),
+    })?;
     if body.format != RECEIPT_FORMAT {
         return Err(Error::Malformed(format!(
             "format {:?}, expected {RECEIPT_FORMAT:?}",
             body.format
         )));
     }
-    let request = DecisionRequest::from_value(body.request.clone())
+    let request = DecisionRequest::from_value(std::mem::take(&mut body.request))
         .map_err(|e| Error::Malformed(format!("recorded request: {e}")))?;
-    if request.to_value() != body.request {
-        return Err(Error::Malformed(
-            "recorded request is not in normalized form".into(),
-        ));
+    body.request = request.to_value();
+    // The text must be exactly the canonical form of the body with the
+    // request normalized; one canonicalization checks both and gives the
+    // canonical request the digest is over.
+    let (canonical_text, request_at) = body.canonical();
+    if canonical_text.len() + 1 != text.len() || !text.starts_with(canonical_text.as_str()) {
+        // Only on failure: say which of the two it was.
+        let as_parsed = serde_json::from_str::<Value>(json).map(|v| canonical(&v));
+        return Err(if as_parsed.is_ok_and(|c| c == json) {
+            Error::Malformed("recorded request is not in normalized form".into())
+        } else {
+            Error::NotCanonical
+        });
     }
-    let request_text = &canonical_text[request_at.expect("a parsed body has a request")];
+    let request_text = &canonical_text[request_at];
     if sha256_digest(request_text) != body.request_digest {
         return Err(Error::Malformed(
             "request_digest does not match the recorded request".into(),

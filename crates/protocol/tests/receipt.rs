@@ -78,11 +78,47 @@ fn inconsistent_bodies_are_refused_even_when_signed() {
         verify_receipt(&b.sign(&key).unwrap(), key.verifier()),
         Err(Error::Malformed(_))
     ));
-    // A signed note whose JSON is not canonical.
-    let mut n = note::Note::new("{\"b\":1, \"a\":2}\n").unwrap();
+    // A signed note whose JSON is a valid body, but not canonical.
+    let text = body().text().unwrap().replacen(",\"", ", \"", 1);
+    let mut n = note::Note::new(text).unwrap();
     n.sign(&key).unwrap();
     assert!(matches!(
         parse_receipt(n.to_text().as_bytes()),
         Err(Error::NotCanonical)
     ));
+}
+
+/// `ReceiptBody::text` writes the canonical form member by member; it must
+/// be exactly RFC 8785 of the body's serde JSON, whatever the body holds.
+#[test]
+fn receipt_text_is_the_canonical_form_of_the_body() {
+    let mut bodies = vec![body()];
+    let mut b = body();
+    b.policy = Some(protocol::PolicyRef {
+        version: format!("sha256:{}", "ab".repeat(32)),
+        engine: "cedar".into(),
+    });
+    b.derived = json!({"actor": {"é": 1, "z": [true, null, 2.5], "a\u{1}": "\u{2028}"}});
+    b.reason = "for \"reasons\"\n\u{10000}".into();
+    bodies.push(b);
+    let mut b = body();
+    b.decision = Decision::Silence;
+    b.request = json!({"target": {"\u{e000}": 1, "\u{10000}": 2, "a": {}}, "actor": {"id": "x"}});
+    bodies.push(b);
+    for b in bodies {
+        let want = protocol::canonical(&serde_json::to_value(&b).unwrap()) + "\n";
+        assert_eq!(b.text().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_request_not_in_normalized_form_is_named() {
+    // Canonical JSON, correct digest and id, but `context` is missing: the
+    // normalized form always has it.
+    let key = SignerKey::generate("tollgate.local/gate", KeyType::Ed25519).unwrap();
+    let mut b = body();
+    b.request.as_object_mut().unwrap().remove("context");
+    b.request_digest = protocol::digest_of(&b.request);
+    let err = verify_receipt(&b.sign(&key).unwrap(), key.verifier()).unwrap_err();
+    assert!(err.to_string().contains("normalized form"), "{err}");
 }
