@@ -219,6 +219,16 @@ impl Ledger {
         &self.shared.verifier
     }
 
+    /// Waits until RocksDB has flushed and finished its background
+    /// compactions, so a benchmark measures reads, not compaction beside them.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn wait_for_compaction(&self) -> Result<(), Error> {
+        self.shared.store.wait_for_compaction()
+    }
+
     /// The latest signed checkpoint.
     #[must_use]
     pub fn latest(&self) -> Arc<SignedCheckpoint> {

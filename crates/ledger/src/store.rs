@@ -120,6 +120,12 @@ impl Store {
         &self.db
     }
 
+    pub(crate) fn wait_for_compaction(&self) -> Result<(), Error> {
+        let mut opts = rocksdb::WaitForCompactOptions::default();
+        opts.set_flush(true);
+        Ok(self.db.wait_for_compact(&opts)?)
+    }
+
     pub(crate) fn hashes(&self) -> DbHashes<'_> {
         DbHashes(&self.db)
     }
