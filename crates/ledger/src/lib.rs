@@ -4,7 +4,7 @@
 //! ([`Ledger::append`]), one signed C2SP checkpoint per committed batch, and
 //! every read the log serves — checkpoints by size, inclusion and consistency
 //! proofs, entries, and C2SP tlog-tiles hash tiles and entry bundles — each in
-//! O(log n) with memory that does not grow with the log. Also the key files
+//! O(log n) with memory bounded by fixed caps, not by the log. Also the key files
 //! the log (and the gate) sign with ([`keyfile`]).
 //!
 //! Out of scope: what the leaves mean (receipts are opaque bytes here), HTTP,

@@ -1,6 +1,8 @@
 //! The RocksDB schema (see the crate docs), reads, and recovery.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::RwLock;
 
 use note::{Checkpoint, Note, SignerKey};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
@@ -45,24 +47,96 @@ pub(crate) struct IdempotencyRecord {
 
 pub(crate) struct Store {
     db: DB,
+    upper: UpperCache,
 }
 
-/// Stored hashes, read straight from RocksDB.
-pub(crate) struct DbHashes<'a>(&'a DB);
+/// Stored hashes at this level and above (perfect subtrees of at least 256
+/// leaves: the C2SP tile rows above the first) are kept in memory once read.
+/// Every proof path runs through them, so a proof costs about eight RocksDB
+/// reads whatever the size of the log, instead of one per level.
+pub(crate) const UPPER_LEVEL: u8 = 8;
+
+/// At most this many upper hashes are kept (≈ 48 MiB): all of them for logs
+/// up to 2^27 leaves. Beyond that the rest are read from RocksDB as before.
+pub(crate) const UPPER_CAPACITY: usize = 1 << 20;
+
+/// The upper-level cache. Stored hashes never change once committed, and only
+/// hashes read back from RocksDB (so committed) enter it, so it is never stale.
+pub(crate) struct UpperCache {
+    capacity: usize,
+    map: RwLock<HashMap<u64, Hash>>,
+}
+
+impl UpperCache {
+    pub(crate) fn new(capacity: usize) -> UpperCache {
+        UpperCache {
+            capacity,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn insert(&self, found: impl IntoIterator<Item = (u64, Hash)>) {
+        let mut found = found
+            .into_iter()
+            .filter(|&(i, _)| tlog::split_stored_hash_index(i).0 >= UPPER_LEVEL)
+            .peekable();
+        if found.peek().is_none() {
+            return;
+        }
+        let mut map = self.map.write().expect("upper cache lock");
+        for (i, h) in found {
+            if map.len() >= self.capacity {
+                break;
+            }
+            map.insert(i, h);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.read().expect("upper cache lock").len()
+    }
+}
+
+/// Stored hashes: upper levels from the cache, the rest from RocksDB.
+pub(crate) struct DbHashes<'a> {
+    db: &'a DB,
+    upper: &'a UpperCache,
+}
 
 impl HashReader for DbHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
-        let keys: Vec<[u8; 9]> = indexes.iter().map(|&i| key_u64(HASH, i)).collect();
-        self.0
-            .multi_get(&keys)
+        let mut out: Vec<Option<Hash>> = {
+            let map = self.upper.map.read().expect("upper cache lock");
+            indexes.iter().map(|i| map.get(i).copied()).collect()
+        };
+        let missing: Vec<u64> = indexes
+            .iter()
+            .zip(&out)
+            .filter(|(_, h)| h.is_none())
+            .map(|(&i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            let keys: Vec<[u8; 9]> = missing.iter().map(|&i| key_u64(HASH, i)).collect();
+            let mut read = Vec::with_capacity(missing.len());
+            for (v, &i) in self.db.multi_get(&keys).into_iter().zip(&missing) {
+                let h = match v? {
+                    Some(v) => Hash::from_slice(&v)
+                        .ok_or_else(|| format!("stored hash {i} is not 32 bytes"))?,
+                    None => return Err(format!("stored hash {i} is missing").into()),
+                };
+                read.push((i, h));
+            }
+            let mut next = read.iter();
+            for slot in out.iter_mut().filter(|h| h.is_none()) {
+                *slot = next.next().map(|&(_, h)| h);
+            }
+            self.upper.insert(read);
+        }
+        Ok(out
             .into_iter()
-            .zip(indexes)
-            .map(|(v, i)| match v? {
-                Some(v) => Hash::from_slice(&v)
-                    .ok_or_else(|| format!("stored hash {i} is not 32 bytes").into()),
-                None => Err(format!("stored hash {i} is missing").into()),
-            })
-            .collect()
+            .map(|h| h.expect("every slot filled"))
+            .collect())
     }
 }
 
@@ -113,6 +187,7 @@ impl Store {
         opts.set_block_based_table_factory(&table);
         Ok(Store {
             db: DB::open(&opts, path)?,
+            upper: UpperCache::new(UPPER_CAPACITY),
         })
     }
 
@@ -127,7 +202,10 @@ impl Store {
     }
 
     pub(crate) fn hashes(&self) -> DbHashes<'_> {
-        DbHashes(&self.db)
+        DbHashes {
+            db: &self.db,
+            upper: &self.upper,
+        }
     }
 
     /// Writes a batch with a synced WAL: when this returns Ok the batch is
@@ -279,5 +357,55 @@ impl Store {
             checkpoint,
             note: text,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Batch, DbHashes, Store, UpperCache, UPPER_LEVEL};
+    use tlog::HashReader;
+
+    /// Reads through the upper-level cache give exactly the stored hashes,
+    /// cold and warm; only upper levels are cached, never more than capacity.
+    #[test]
+    fn upper_cache_reads_are_the_stored_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let n = 3000u64;
+        let leaves: Vec<tlog::Hash> = (0..n).map(|i| tlog::leaf_hash(&i.to_be_bytes())).collect();
+        let stored = tlog::append_leaves(0, &leaves, &Vec::new()).unwrap();
+        let mut batch = Batch::new();
+        for (i, h) in stored.iter().enumerate() {
+            batch.hash(i as u64, h);
+        }
+        store.write(batch).unwrap();
+        let all: Vec<u64> = (0..stored.len() as u64).rev().collect();
+        let upper = (0..stored.len() as u64)
+            .filter(|&i| tlog::split_stored_hash_index(i).0 >= UPPER_LEVEL)
+            .count();
+        assert!(upper > 10);
+        for capacity in [0, 5, 1 << 20] {
+            let cache = UpperCache::new(capacity);
+            let reader = DbHashes {
+                db: &store.db,
+                upper: &cache,
+            };
+            for _ in 0..2 {
+                let got = reader.read_hashes(&all).unwrap();
+                assert!(got.iter().rev().eq(stored.iter()), "capacity {capacity}");
+            }
+            assert_eq!(cache.len(), upper.min(capacity));
+            // A proof through a warm cache is the proof from the hashes.
+            assert_eq!(
+                tlog::prove_inclusion(1234, n, &reader).unwrap(),
+                tlog::prove_inclusion(1234, n, &stored).unwrap()
+            );
+        }
+        assert!(DbHashes {
+            db: &store.db,
+            upper: &UpperCache::new(10),
+        }
+        .read_hashes(&[stored.len() as u64])
+        .is_err());
     }
 }
