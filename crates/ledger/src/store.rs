@@ -56,9 +56,11 @@ pub(crate) struct Store {
 /// reads whatever the size of the log, instead of one per level.
 pub(crate) const UPPER_LEVEL: u8 = 8;
 
-/// At most this many upper hashes are kept (≈ 48 MiB): all of them for logs
-/// up to 2^27 leaves. Beyond that the rest are read from RocksDB as before.
-pub(crate) const UPPER_CAPACITY: usize = 1 << 20;
+/// At most this many upper hashes are kept: 7/8 of 2^20, so the map stays
+/// at 2^20 buckets of 41 bytes (≈ 43 MB). A log of n leaves has about n/128
+/// upper hashes, so all of them are kept up to ~117M leaves; beyond that the
+/// rest are read from RocksDB as before.
+pub(crate) const UPPER_CAPACITY: usize = 7 << 17;
 
 /// The upper-level cache. Stored hashes never change once committed, and only
 /// hashes read back from RocksDB (so committed) enter it, so it is never stale.
