@@ -16,7 +16,7 @@
 //! |--------------------------|-----------------------------------------|
 //! | `h` ‖ stored index       | 32-byte stored hash ([`tlog::stored_hash_index`]) |
 //! | `e` ‖ leaf index         | the leaf (entry) bytes                  |
-//! | `l` ‖ leaf hash          | leaf index of the first leaf with that hash |
+//! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
 //! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
 //!
@@ -267,7 +267,9 @@ impl Ledger {
         )?)
     }
 
-    /// The index of the first leaf whose leaf hash is `leaf_hash`.
+    /// The index of a leaf whose leaf hash is `leaf_hash`: the latest one
+    /// appended, if the same bytes were appended under several idempotency
+    /// keys (an inclusion proof for any of them proves the leaf is logged).
     ///
     /// # Errors
     ///

@@ -386,3 +386,38 @@ fn policy_store_publishes_activates_and_survives_reopen() {
     assert_eq!(l.policy("sha256:zz").unwrap(), None);
     check_whole_log(&l);
 }
+
+/// The same bytes under two idempotency keys are two leaves; the leaf-hash
+/// index names the latest, within one batch and across batches.
+#[test]
+fn the_leaf_hash_index_names_the_latest_of_equal_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), key(), opts(8)).unwrap();
+    let same = b"same bytes".to_vec();
+    let hash = tlog::leaf_hash(&same);
+    let first = ledger
+        .append_blocking(same.clone(), b"k1".to_vec())
+        .unwrap();
+    assert_eq!(ledger.index_of(&hash).unwrap(), Some(first.index));
+    let second = ledger
+        .append_blocking(same.clone(), b"k2".to_vec())
+        .unwrap();
+    assert_ne!(first.index, second.index);
+    assert_eq!(ledger.index_of(&hash).unwrap(), Some(second.index));
+    // Two in one batch.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            ledger
+                .append_blocking(same.clone(), b"k3".to_vec())
+                .unwrap()
+        });
+        let b = s.spawn(|| {
+            ledger
+                .append_blocking(same.clone(), b"k4".to_vec())
+                .unwrap()
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let latest = a.index.max(b.index);
+    assert_eq!(ledger.index_of(&hash).unwrap(), Some(latest));
+}
