@@ -78,8 +78,17 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     println!();
     println!(
-        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
-        "mode", "conns", "rate", "decisions/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "errors"
+        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12}",
+        "mode",
+        "conns",
+        "rate",
+        "decisions/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "errors",
+        "slow fsync %"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,10 +97,17 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let duration = Duration::from_secs(args.duration);
     let run_id = std::process::id();
     for &c in &args.connections {
+        let before = LogWrites::scrape(&url)?;
         let r = rt.block_on(load(&addr, c, None, duration, run_id))?;
-        r.print("closed", c, None);
+        r.print(
+            "closed",
+            c,
+            None,
+            LogWrites::scrape(&url)?.slow_share_since(before),
+        );
     }
     for &rate in args.rate.iter().filter(|&&r| r > 0) {
+        let before = LogWrites::scrape(&url)?;
         let r = rt.block_on(load(
             &addr,
             args.rate_connections,
@@ -99,8 +115,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             duration,
             run_id,
         ))?;
-        r.print("rate", args.rate_connections, Some(rate));
+        let slow = LogWrites::scrape(&url)?.slow_share_since(before);
+        r.print("rate", args.rate_connections, Some(rate), slow);
     }
+    println!();
+    println!(
+        "slow fsync %: decisions committed in a batch whose synced log write took over 2 ms\n\
+         (the gate's tollgate_log_write_seconds); decisions queued behind that batch wait too."
+    );
     drop(server);
     Ok(())
 }
@@ -167,7 +189,7 @@ struct Results {
 }
 
 impl Results {
-    fn print(mut self, mode: &str, conns: usize, rate: Option<u64>) {
+    fn print(mut self, mode: &str, conns: usize, rate: Option<u64>, slow_fsync: f64) {
         self.latencies_us.sort_unstable();
         let q = |p: f64| -> u32 {
             if self.latencies_us.is_empty() {
@@ -177,7 +199,7 @@ impl Results {
             self.latencies_us[i.min(self.latencies_us.len() - 1)]
         };
         println!(
-            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2}",
             mode,
             conns,
             rate.map_or("-".into(), |r| r.to_string()),
@@ -186,8 +208,42 @@ impl Results {
             q(0.90),
             q(0.99),
             q(0.999),
-            self.errors
+            self.errors,
+            slow_fsync
         );
+    }
+}
+
+/// The gate's `tollgate_log_write_seconds` histogram: decisions counted, and
+/// those whose batch's synced write took at most 2 ms.
+#[derive(Clone, Copy)]
+struct LogWrites {
+    count: u64,
+    within_2ms: u64,
+}
+
+impl LogWrites {
+    fn scrape(url: &str) -> Result<LogWrites> {
+        let text = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
+        let value = |name: &str| -> Result<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .with_context(|| format!("the gate's /metrics has no {name}"))
+        };
+        Ok(LogWrites {
+            count: value("tollgate_log_write_seconds_count")?,
+            within_2ms: value("tollgate_log_write_seconds_bucket{le=\"0.002\"}")?,
+        })
+    }
+
+    /// Percent of the decisions since `before` whose write took over 2 ms.
+    fn slow_share_since(self, before: LogWrites) -> f64 {
+        let n = self.count.saturating_sub(before.count);
+        let fast = self.within_2ms.saturating_sub(before.within_2ms);
+        if n == 0 {
+            return 0.0;
+        }
+        100.0 * n.saturating_sub(fast) as f64 / n as f64
     }
 }
 

@@ -251,6 +251,16 @@ fn permit_deny_silence_and_replay() {
     );
     assert!(metrics.contains("tollgate_decisions_total{decision=\"SILENCE\"} 2"));
     assert!(metrics.contains("tollgate_log_size 5"));
+    // Every decision observes its batch's size and its batch's synced write.
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    let decided = count("tollgate_log_batch_size_count");
+    assert!(decided >= 4, "{metrics}");
+    assert_eq!(count("tollgate_log_write_seconds_count"), decided);
     s.stop();
 }
 

@@ -51,9 +51,9 @@ pub(crate) async fn decide(
     };
     let outcome = match &result {
         Ok((r, _)) if r.replayed => Outcome::Replayed,
-        Ok((r, batch_len)) => Outcome::Decided {
+        Ok((r, logged)) => Outcome::Decided {
             decision: r.decision,
-            batch_len: *batch_len,
+            logged: *logged,
         },
         Err(GateError::Conflict { .. }) => Outcome::Conflict,
         Err(GateError::Unavailable(_)) => Outcome::Unavailable,
@@ -64,16 +64,25 @@ pub(crate) async fn decide(
     result.map(|(r, _)| Json(r))
 }
 
+/// How a decision's batch was logged, for the metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Logged {
+    /// Appends in the batch that committed it.
+    pub batch_len: usize,
+    /// That batch's synced write time.
+    pub write_time: std::time::Duration,
+}
+
 impl Gate {
-    /// The pipeline for one request body. Returns the response and the size
-    /// of the batch that committed it (0 for a replayed receipt).
+    /// The pipeline for one request body. Returns the response and how its
+    /// batch was logged (zeros for a replayed receipt).
     ///
     /// # Errors
     ///
     /// [`GateError::InvalidRequest`] (nothing evaluated or written),
     /// [`GateError::Conflict`], [`GateError::Unavailable`] (nothing claimed),
     /// [`GateError::Internal`].
-    pub async fn decide(&self, body: &[u8]) -> Result<(DecisionResponse, usize), GateError> {
+    pub async fn decide(&self, body: &[u8]) -> Result<(DecisionResponse, Logged), GateError> {
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = DecisionRequest::parse(body)?;
         let receipt_id = request.receipt_id();
@@ -83,7 +92,7 @@ impl Gate {
         // 2. Idempotency (DESIGN.md): a committed receipt for this actor and
         //    key answers again if the request is the same, else 409.
         if let Some(found) = self.existing(&receipt_id, &request_digest)? {
-            return Ok((found, 0));
+            return Ok((found, Logged::default()));
         }
 
         // 3. Bind the active policy and the decision time; derive context.
@@ -142,7 +151,7 @@ impl Gate {
                 // A concurrent request with this key committed first.
                 return self
                     .existing(&receipt_id, &request_digest)?
-                    .map(|r| (r, 0))
+                    .map(|r| (r, Logged::default()))
                     .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
             }
             Err(e @ ledger::Error::InvalidAppend(_)) => {
@@ -167,7 +176,10 @@ impl Gate {
                 proof: proof.to_text(),
                 replayed: appended.duplicate,
             },
-            appended.batch_len,
+            Logged {
+                batch_len: appended.batch_len,
+                write_time: appended.write_time,
+            },
         ))
     }
 

@@ -29,6 +29,7 @@ use note::{KeyType, SignerKey, VerifierKey};
 use policy::{Bundle, CompiledPolicy};
 
 pub use config::{Config, Mode};
+pub use decide::Logged;
 pub use error::GateError;
 pub use metrics::Metrics;
 

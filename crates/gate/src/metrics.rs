@@ -58,6 +58,7 @@ pub struct Metrics {
     unavailable: AtomicU64,
     latency: Histogram,
     batch: Histogram,
+    write: Histogram,
 }
 
 impl Default for Metrics {
@@ -72,6 +73,9 @@ impl Default for Metrics {
                 0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
+            write: Histogram::new(&[
+                0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
         }
     }
 }
@@ -80,7 +84,7 @@ impl Default for Metrics {
 pub(crate) enum Outcome {
     Decided {
         decision: Decision,
-        batch_len: usize,
+        logged: crate::decide::Logged,
     },
     Replayed,
     Rejected,
@@ -91,17 +95,15 @@ pub(crate) enum Outcome {
 impl Metrics {
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
         match outcome {
-            Outcome::Decided {
-                decision,
-                batch_len,
-            } => {
+            Outcome::Decided { decision, logged } => {
                 let i = match decision {
                     Decision::Permit => 0,
                     Decision::Deny => 1,
                     Decision::Silence => 2,
                 };
                 self.decisions[i].fetch_add(1, Relaxed);
-                self.batch.observe(*batch_len as f64);
+                self.batch.observe(logged.batch_len as f64);
+                self.write.observe(logged.write_time.as_secs_f64());
                 self.latency.observe(seconds);
             }
             Outcome::Replayed => {
@@ -154,6 +156,11 @@ impl Metrics {
             &mut out,
             "tollgate_log_batch_size",
             "Appends in the batch that committed each decision.",
+        );
+        self.write.render(
+            &mut out,
+            "tollgate_log_write_seconds",
+            "Synced log write (fsync) of the batch that committed each decision.",
         );
         let _ = writeln!(
             out,

@@ -142,6 +142,9 @@ pub struct Appended {
     pub duplicate: bool,
     /// How many appends the committing batch held (for metrics).
     pub batch_len: usize,
+    /// How long the committing batch's synced write took (for metrics);
+    /// zero if the batch added no leaf and so wrote nothing.
+    pub write_time: Duration,
 }
 
 /// An open ledger. Cheap to clone; the sequencer stops when the last clone is dropped.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use note::{Checkpoint, SignerKey};
 use tlog::{Hash, HashReader, ReadError};
@@ -252,7 +252,7 @@ impl Sequencer {
         // now (memory and the old tree's right edge) so that nothing after
         // the write can fail.
         let batch_len = batch.len();
-        let answers = plans
+        let mut answers = plans
             .into_iter()
             .map(|plan| {
                 let (index, duplicate) = match plan {
@@ -267,9 +267,10 @@ impl Sequencer {
                     proof,
                     duplicate,
                     batch_len,
+                    write_time: Duration::ZERO,
                 }))
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect::<Result<Vec<Result<Appended, Error>>, Error>>()?;
 
         // 3. One WriteBatch with a synced WAL: entries, stored hashes,
         //    leaf index, idempotency records and the checkpoint. A crash
@@ -287,7 +288,12 @@ impl Sequencer {
                     "injected write failure: {reason}"
                 )));
             }
+            let started = Instant::now();
             store.write(wb)?;
+            let write_time = started.elapsed();
+            for a in answers.iter_mut().flatten() {
+                a.write_time = write_time;
+            }
         }
 
         // 4. Publish. The batch is durable: a crash from here on loses only
