@@ -49,6 +49,11 @@ impl Histogram {
     }
 }
 
+/// Bucket bounds for durations, in seconds.
+const SECONDS: &[f64] = &[
+    0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// The gate's metrics.
 pub struct Metrics {
     decisions: [AtomicU64; 3],
@@ -69,13 +74,9 @@ impl Default for Metrics {
             rejected: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
-            latency: Histogram::new(&[
-                0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
+            latency: Histogram::new(SECONDS),
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
-            write: Histogram::new(&[
-                0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
+            write: Histogram::new(SECONDS),
         }
     }
 }

@@ -62,14 +62,11 @@ pub struct ReceiptBody {
 
 impl ReceiptBody {
     /// The canonical text that is signed: RFC 8785 JSON and a newline.
-    ///
-    /// # Errors
-    ///
-    /// Never in practice; serialization of this type cannot fail.
-    pub fn text(&self) -> Result<String, Error> {
+    #[must_use]
+    pub fn text(&self) -> String {
         let (mut text, _) = self.canonical();
         text.push('\n');
-        Ok(text)
+        text
     }
 
     /// The RFC 8785 form of the body (what `jcs::canonical` gives for its
@@ -124,7 +121,7 @@ impl ReceiptBody {
     ///
     /// [`Error::Note`] if the text is not a valid note (too large).
     pub fn sign(&self, gate_key: &SignerKey) -> Result<Vec<u8>, Error> {
-        let mut note = Note::new(self.text()?)?;
+        let mut note = Note::new(self.text())?;
         note.sign(gate_key)?;
         Ok(note.to_text().into_bytes())
     }
