@@ -3,7 +3,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,6 +247,79 @@ fn a_failed_write_fails_only_its_batch() {
     let mut want: Vec<String> = (0..28)
         .map(|i| String::from_utf8(leaf(&i.to_string())).unwrap())
         .collect();
+    want.sort();
+    assert_eq!(got, want, "every key exactly once");
+}
+
+/// The sequencer prepares the next batch on top of the one being written.
+/// When that write fails, the batch prepared on it is prepared again on the
+/// recovered state: only the failed batch's callers see the failure.
+#[test]
+fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let failed_len = Arc::new(AtomicUsize::new(0));
+    let (trigger, record) = (armed.clone(), failed_len.clone());
+    let options = Options {
+        batch_max: 4,
+        batch_wait: Duration::from_millis(1),
+        write_fault: Some(Arc::new(move |_, n| {
+            if !trigger.swap(false, Ordering::SeqCst) {
+                return None;
+            }
+            // Long enough for the other appenders' batches to be prepared on
+            // top of this one before it fails.
+            std::thread::sleep(Duration::from_millis(300));
+            record.store(n, Ordering::SeqCst);
+            Some("disk on fire".to_string())
+        })),
+    };
+    let ledger = Ledger::open(dir.path(), key(), options).unwrap();
+    for i in 0..3 {
+        ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+    }
+    armed.store(true, Ordering::SeqCst);
+    let outcomes: Vec<(u32, Result<ledger::Appended, Error>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (3..15)
+            .map(|i| {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    let r =
+                        ledger.append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes());
+                    (i, r)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let failed: Vec<u32> = outcomes
+        .iter()
+        .filter(|(_, o)| o.is_err())
+        .map(|(i, _)| *i)
+        .collect();
+    let n = failed_len.load(Ordering::SeqCst);
+    assert!(n >= 1, "the fault fired");
+    assert_eq!(failed.len(), n, "exactly the failed batch's appends failed");
+    for (i, o) in &outcomes {
+        match o {
+            Ok(a) => check_appended(a, &leaf(&i.to_string()), ledger.verifier()),
+            Err(e) => assert!(matches!(e, Error::NotCommitted(_)), "{e}"),
+        }
+    }
+    assert_eq!(ledger.latest().checkpoint.size, 15 - n as u64);
+    // The failed appends can be retried; then every key is in the log once.
+    for i in failed {
+        let a = ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+        assert!(!a.duplicate);
+        check_appended(&a, &leaf(&i.to_string()), ledger.verifier());
+    }
+    let mut got: Vec<Vec<u8>> = check_whole_log(&ledger);
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..15).map(|i| leaf(&i.to_string())).collect();
     want.sort();
     assert_eq!(got, want, "every key exactly once");
 }
