@@ -36,6 +36,8 @@ type Reply = oneshot::Sender<Result<Appended, Error>>;
 
 struct Request {
     leaf: Vec<u8>,
+    /// Computed by the caller's thread, off the sequencer's critical path.
+    leaf_hash: Hash,
     key: Vec<u8>,
     reply: Reply,
 }
@@ -109,10 +111,15 @@ impl Handle {
             )));
         }
         let (reply, rx) = oneshot::channel();
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|tx| tx.send(Request { leaf, key, reply }));
+        let leaf_hash = tlog::leaf_hash(&leaf);
+        let sent = self.tx.as_ref().map(|tx| {
+            tx.send(Request {
+                leaf,
+                leaf_hash,
+                key,
+                reply,
+            })
+        });
         match sent {
             Some(Ok(())) => Ok(rx),
             _ => Err(Error::Stopped(
@@ -296,7 +303,7 @@ impl Sequencer {
         let mut wb = Batch::new();
         let mut plans = Vec::with_capacity(batch.len());
         for (req, known) in batch.iter().zip(known) {
-            let leaf_hash = tlog::leaf_hash(&req.leaf);
+            let leaf_hash = req.leaf_hash;
             let seen = known
                 .or_else(|| in_flight.and_then(|p| p.keys.get(&req.key).copied()))
                 .or_else(|| in_batch.get(&req.key).copied());
