@@ -187,6 +187,7 @@ impl Gate {
             batch_max: config.batch_max,
             batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
             write_fault,
+            sync_fault: None,
         };
         let ledger = Ledger::open(&config.data_dir.join("log"), log_key, options)
             .map_err(|e| format!("opening the log in {}: {e}", config.data_dir.display()))?;

@@ -20,8 +20,10 @@
 //! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
 //!
-//! Every batch writes all of these in one synced `WriteBatch`, so the state on
-//! disk is always exactly some committed batch.
+//! Every batch writes all of these in one `WriteBatch`, batches enter the WAL
+//! one at a time and in order, and nothing is answered or served before an
+//! fsync of the WAL covers it: the state on disk is always exactly some
+//! batch, and never one before an acknowledged batch.
 
 pub mod keyfile;
 mod policies;
@@ -36,7 +38,7 @@ use note::{Checkpoint, SignerKey, VerifierKey};
 use tlog::{Hash, Tile};
 
 pub use policies::PublishedPolicy;
-pub use sequencer::WriteFault;
+pub use sequencer::{SyncFault, WriteFault};
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
 pub const MAX_LEAF_SIZE: usize = tlog::MAX_ENTRY_SIZE;
@@ -98,6 +100,8 @@ pub struct Options {
     pub batch_wait: Duration,
     /// Test hook: decides, before each batch write, whether it fails.
     pub write_fault: Option<WriteFault>,
+    /// Test hook: decides, before each fsync of the WAL, whether it fails.
+    pub sync_fault: Option<SyncFault>,
 }
 
 impl std::fmt::Debug for Options {
@@ -106,6 +110,7 @@ impl std::fmt::Debug for Options {
             .field("batch_max", &self.batch_max)
             .field("batch_wait", &self.batch_wait)
             .field("write_fault", &self.write_fault.is_some())
+            .field("sync_fault", &self.sync_fault.is_some())
             .finish()
     }
 }
@@ -116,6 +121,7 @@ impl Default for Options {
             batch_max: 256,
             batch_wait: Duration::from_micros(500),
             write_fault: None,
+            sync_fault: None,
         }
     }
 }
@@ -197,7 +203,7 @@ impl Ledger {
         self.sequencer
             .submit(leaf, idempotency_key)?
             .await
-            .unwrap_or_else(|_| Err(Error::Stopped("the sequencer exited".into())))
+            .unwrap_or_else(|_| Err(self.sequencer.stopped()))
     }
 
     /// [`Ledger::append`] for threads outside an async runtime.
@@ -213,7 +219,7 @@ impl Ledger {
         self.sequencer
             .submit(leaf, idempotency_key)?
             .blocking_recv()
-            .unwrap_or_else(|_| Err(Error::Stopped("the sequencer exited".into())))
+            .unwrap_or_else(|_| Err(self.sequencer.stopped()))
     }
 
     /// The log's checkpoint verifier key (its vkey is `to_string()`).
@@ -248,6 +254,11 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
+        // Batches are readable in RocksDB before their fsync returns; only
+        // what is durable (published) is served.
+        if size > self.committed_size() {
+            return Ok(None);
+        }
         self.shared.store.checkpoint(size)
     }
 
@@ -278,7 +289,12 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        self.shared.store.index_of(leaf_hash)
+        let size = self.committed_size();
+        Ok(self
+            .shared
+            .store
+            .index_of(leaf_hash)?
+            .filter(|&index| index < size))
     }
 
     /// The committed leaf first appended under `idempotency_key`: its index

@@ -1,18 +1,26 @@
-//! The sequencer: group commit in two overlapping stages.
+//! The sequencer: group commit in three overlapping stages, a thread each.
 //!
-//! - The **sequencer thread** collects a batch, resolves its idempotency
-//!   keys, extends the tree, signs the batch's checkpoint and computes every
+//! - The **sequencer** collects a batch, resolves its idempotency keys,
+//!   extends the tree, signs the batch's checkpoint and computes every
 //!   answer's inclusion proof: all in memory, nothing written.
-//! - The **writer thread** writes each prepared batch in one synced RocksDB
-//!   write, publishes its checkpoint and answers its callers.
+//! - The **inserter** writes each prepared batch as one RocksDB `WriteBatch`
+//!   (WAL appended, memtable updated), without waiting for the disk.
+//! - The **syncer** makes everything inserted so far durable with one fsync
+//!   of the WAL, publishes the newest checkpoint and answers the callers.
 //!
-//! Batch k+1 is prepared, on top of batch k, while batch k is being written,
-//! so the CPU work of one batch hides behind the other's fsync. Batch k+1 is
-//! handed to the writer only once batch k is durable. If batch k fails, batch
-//! k+1 (built on a state that never became durable) is prepared again on the
-//! recovered state: a failed write fails its own callers and nobody else.
-//! At most one batch is being written and one prepared, so the memory held
-//! for batches not yet durable is bounded by two batches.
+//! Batch k+1 is prepared on top of batch k while k is inserted, and handed
+//! over once k is inserted; while the syncer waits for the disk, the next
+//! batches are inserted, and one fsync covers all of them. Batches are
+//! inserted one at a time, in order, into one WAL, so whatever a crash leaves
+//! is a prefix of them (RocksDB's point-in-time WAL recovery stops at the
+//! first incomplete record). Nobody is answered, and nothing is published,
+//! before the fsync that covers their batch returns.
+//!
+//! Failures: if inserting batch k fails, nothing of it was written; its
+//! callers get `NotCommitted`, and batch k+1 (built on k) is prepared again
+//! on the recovered state, so nobody else fails. If an fsync fails, the
+//! state of everything not yet synced is unknown: that is fatal, the ledger
+//! stops, and reopening it recovers whatever prefix is on disk.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -31,6 +39,10 @@ use crate::{Appended, Error, Options, Shared, SignedCheckpoint, MAX_KEY_SIZE, MA
 /// size before the batch and the number of new leaves; returning `Some(reason)`
 /// makes that write fail as a storage error would, without writing.
 pub type WriteFault = Arc<dyn Fn(u64, usize) -> Option<String> + Send + Sync>;
+
+/// Fault injection for tests: called before each fsync of the WAL; returning
+/// `Some(reason)` makes that fsync fail, which stops the ledger.
+pub type SyncFault = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 type Reply = oneshot::Sender<Result<Appended, Error>>;
 
@@ -56,33 +68,46 @@ impl Handle {
         let thread = std::thread::Builder::new()
             .name("ledger-sequencer".into())
             .spawn(move || {
-                let (to_writer, writer_rx) = mpsc::channel();
-                let (done_tx, done) = mpsc::channel();
-                let writer = Writer {
+                let (to_inserter, inserter_rx) = mpsc::channel();
+                let (to_syncer, syncer_rx) = mpsc::channel();
+                let (inserted_tx, inserted) = mpsc::channel();
+                let syncer = Syncer {
+                    shared: shared.clone(),
+                    sync_fault: options.sync_fault.clone(),
+                    stopped: stop.clone(),
+                };
+                let syncer = std::thread::Builder::new()
+                    .name("ledger-syncer".into())
+                    .spawn(move || syncer.run(&syncer_rx))
+                    .expect("spawning the ledger syncer thread");
+                let inserter = Inserter {
                     shared: shared.clone(),
                     write_fault: options.write_fault.clone(),
+                    stopped: stop.clone(),
                 };
-                let writer = std::thread::Builder::new()
-                    .name("ledger-writer".into())
-                    .spawn(move || writer.run(&writer_rx, &done_tx))
-                    .expect("spawning the ledger writer thread");
+                let inserter = std::thread::Builder::new()
+                    .name("ledger-inserter".into())
+                    .spawn(move || inserter.run(&inserter_rx, &to_syncer, &inserted_tx))
+                    .expect("spawning the ledger inserter thread");
                 let tip = shared.latest.read().expect("latest lock").clone();
                 let mut s = Sequencer {
                     shared,
                     key,
                     options,
                     rx,
-                    writer: Some(to_writer),
-                    done,
+                    inserter: Some(to_inserter),
+                    inserted,
                     tip,
                     in_flight: None,
                 };
                 let outcome = s.run();
-                // Closing or stopping: the writer finishes what it was given.
-                drop(s.writer.take());
-                let _ = writer.join();
+                // Closing or stopping: the later stages finish what they
+                // were given, in order, then exit.
+                drop(s.inserter.take());
+                let _ = inserter.join();
+                let _ = syncer.join();
                 if let Err(reason) = outcome {
-                    *stop.lock().expect("stop lock") = Some(reason);
+                    stop.lock().expect("stop lock").get_or_insert(reason);
                 }
             })
             .expect("spawning the sequencer thread");
@@ -122,14 +147,19 @@ impl Handle {
         });
         match sent {
             Some(Ok(())) => Ok(rx),
-            _ => Err(Error::Stopped(
-                self.stopped
-                    .lock()
-                    .expect("stop lock")
-                    .clone()
-                    .unwrap_or_else(|| "closed".into()),
-            )),
+            _ => Err(self.stopped()),
         }
+    }
+
+    /// The error for an append the sequencer will not answer: why it stopped.
+    pub(crate) fn stopped(&self) -> Error {
+        Error::Stopped(
+            self.stopped
+                .lock()
+                .expect("stop lock")
+                .clone()
+                .unwrap_or_else(|| "the sequencer exited".into()),
+        )
     }
 }
 
@@ -143,7 +173,7 @@ impl Drop for Handle {
     }
 }
 
-/// A batch computed in memory, ready to write: what the writer needs.
+/// A batch computed in memory, ready to write: what the later stages need.
 struct Prepared {
     /// What the writer writes; `None` if the batch adds no leaf.
     write: Option<Batch>,
@@ -154,9 +184,11 @@ struct Prepared {
     new_leaves: usize,
     /// One answer per request, in request order.
     answers: Vec<Result<Appended, Error>>,
+    /// When the inserter started writing it (for the `write_time` metric).
+    write_started: Option<Instant>,
 }
 
-/// A batch handed to the writer and not yet known to be durable: what the
+/// A batch handed to the inserter and not yet known to be inserted: what the
 /// next batch, prepared on top of it, must see before the store has it.
 struct Pending {
     /// Stored-hash index of `hashes[0]`.
@@ -165,7 +197,7 @@ struct Pending {
     keys: HashMap<Vec<u8>, IdempotencyRecord>,
 }
 
-/// What the sequencer hands to the writer.
+/// What the sequencer hands to the inserter, and the inserter to the syncer.
 struct Job {
     requests: Vec<Request>,
     prepared: Prepared,
@@ -176,13 +208,23 @@ struct Sequencer {
     key: SignerKey,
     options: Options,
     rx: mpsc::Receiver<Request>,
-    writer: Option<mpsc::Sender<Job>>,
-    /// One outcome per job, in order: Ok, or the reason its write failed.
-    done: mpsc::Receiver<Result<(), String>>,
-    /// The checkpoint of the last batch handed to the writer.
+    inserter: Option<mpsc::Sender<Job>>,
+    /// One outcome per job, in order.
+    inserted: mpsc::Receiver<Inserted>,
+    /// The checkpoint of the last batch handed to the inserter.
     tip: Arc<SignedCheckpoint>,
     /// That batch, while its outcome is unknown.
     in_flight: Option<Pending>,
+}
+
+/// What the inserter reports to the sequencer, once per job, in order.
+enum Inserted {
+    /// Written (not yet durable): the next batch may be handed over.
+    Written,
+    /// Nothing of it was written; the sequencer recovers and carries on.
+    Failed(String),
+    /// The ledger cannot make anything durable any more; the sequencer stops.
+    Fatal(String),
 }
 
 /// What a request turns into once idempotency keys are resolved.
@@ -225,8 +267,8 @@ impl Sequencer {
         batch
     }
 
-    /// Prepares a batch while the previous one is being written, then hands
-    /// it over once the previous one is durable. Returns Err only for a fatal
+    /// Prepares a batch while the previous one is being inserted, then hands
+    /// it over once the previous one is written. Returns Err only for a fatal
     /// error, after which the sequencer stops and every later append fails.
     fn sequence(&mut self, requests: Vec<Request>) -> Result<(), String> {
         let mut prepared = self.prepare(&requests);
@@ -240,11 +282,11 @@ impl Sequencer {
                 self.tip = prepared.checkpoint.clone();
                 self.in_flight = Some(pending);
                 let job = Job { requests, prepared };
-                let sent = self.writer.as_ref().is_some_and(|w| w.send(job).is_ok());
+                let sent = self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok());
                 if sent {
                     Ok(())
                 } else {
-                    Err("the ledger writer thread exited".into())
+                    Err("the ledger inserter thread exited".into())
                 }
             }
             Err(e) => {
@@ -258,30 +300,32 @@ impl Sequencer {
         }
     }
 
-    /// Waits for the outcome of the batch being written, if any. Returns
+    /// Waits until the batch handed over last is inserted, if any. Returns
     /// whether it failed (and the state was recovered since).
     fn settle(&mut self) -> Result<bool, String> {
         if self.in_flight.take().is_none() {
             return Ok(false);
         }
-        match self.done.recv() {
-            Ok(Ok(())) => Ok(false),
-            Ok(Err(reason)) => self.recover(&reason).map(|()| true),
-            Err(_) => Err("the ledger writer thread exited".into()),
+        match self.inserted.recv() {
+            Ok(Inserted::Written) => Ok(false),
+            Ok(Inserted::Failed(reason)) => self.recover(&reason).map(|()| true),
+            Ok(Inserted::Fatal(reason)) => Err(reason),
+            Err(_) => Err("the ledger inserter thread exited".into()),
         }
     }
 
-    /// After a failed batch the write may or may not have been applied: learn
-    /// the truth the way startup does. If even that fails, stop.
+    /// After a failed batch, learn the state the way startup does: the last
+    /// checkpoint written and the stored hashes must agree. If even that
+    /// fails, stop. Only the tip moves: batches written before the failed
+    /// one may still be on their way to the disk, and the syncer publishes
+    /// each checkpoint once it is durable.
     fn recover(&mut self, reason: &str) -> Result<(), String> {
         let recovered = self
             .shared
             .store
             .recover(&self.key)
             .map_err(|e| format!("after a failed batch ({reason}), recovery failed: {e}"))?;
-        let recovered = Arc::new(recovered);
-        *self.shared.latest.write().expect("latest lock") = recovered.clone();
-        self.tip = recovered;
+        self.tip = Arc::new(recovered);
         Ok(())
     }
 
@@ -378,6 +422,7 @@ impl Sequencer {
             old_size,
             new_leaves: new_leaves.len(),
             answers,
+            write_started: None,
         };
         let pending = Pending {
             base,
@@ -388,56 +433,62 @@ impl Sequencer {
     }
 }
 
-/// The writer: writes prepared batches in the order it gets them.
-struct Writer {
-    shared: Arc<Shared>,
-    write_fault: Option<WriteFault>,
+/// Fails every caller of a job that will not be committed.
+fn fail(requests: Vec<Request>, reason: &str) {
+    for req in requests {
+        let _ = req.reply.send(Err(Error::NotCommitted(reason.to_string())));
+    }
 }
 
-impl Writer {
-    fn run(&self, jobs: &mpsc::Receiver<Job>, done: &mpsc::Sender<Result<(), String>>) {
-        while let Ok(Job {
-            requests,
-            mut prepared,
-        }) = jobs.recv()
-        {
-            match self.write(&mut prepared) {
-                Ok(write_time) => {
-                    // 5. Publish. The batch is durable: a crash from here on
-                    //    loses only the answers, and a retry with the same key
-                    //    gets the original index.
-                    *self.shared.latest.write().expect("latest lock") = prepared.checkpoint.clone();
-                    // The sequencer may hand over the next batch now.
-                    let _ = done.send(Ok(()));
-                    // 6. Answer. Nothing after the write can fail, so no
-                    //    caller is told "not committed" about a batch that was.
-                    for (req, mut answer) in requests.into_iter().zip(prepared.answers) {
-                        if let Ok(a) = &mut answer {
-                            a.write_time = write_time;
-                        }
-                        let _ = req.reply.send(answer);
+/// The inserter: writes prepared batches, in the order it gets them,
+/// without waiting for the disk.
+struct Inserter {
+    shared: Arc<Shared>,
+    write_fault: Option<WriteFault>,
+    stopped: Arc<Mutex<Option<String>>>,
+}
+
+impl Inserter {
+    fn run(
+        &self,
+        jobs: &mpsc::Receiver<Job>,
+        to_syncer: &mpsc::Sender<Job>,
+        inserted: &mpsc::Sender<Inserted>,
+    ) {
+        while let Ok(mut job) = jobs.recv() {
+            if let Some(reason) = self.stopped.lock().expect("stop lock").clone() {
+                fail(job.requests, &reason);
+                let _ = inserted.send(Inserted::Fatal(reason));
+                continue;
+            }
+            let outcome = match self.insert(&mut job.prepared) {
+                Ok(()) => match to_syncer.send(job) {
+                    Ok(()) => Inserted::Written,
+                    Err(mpsc::SendError(job)) => {
+                        let reason = "the ledger syncer thread exited".to_string();
+                        fail(job.requests, &reason);
+                        Inserted::Fatal(reason)
                     }
-                }
+                },
                 Err(e) => {
                     let reason = e.to_string();
-                    for req in requests {
-                        let _ = req.reply.send(Err(Error::NotCommitted(reason.clone())));
-                    }
-                    let _ = done.send(Err(reason));
+                    fail(job.requests, &reason);
+                    Inserted::Failed(reason)
                 }
-            }
+            };
+            let _ = inserted.send(outcome);
         }
     }
 
-    /// 4. One WriteBatch with a synced WAL: entries, stored hashes, leaf
-    ///    index, idempotency records and the checkpoint. A crash during the
-    ///    write: RocksDB's WAL recovery yields this whole batch or none of it
-    ///    (batches are written one at a time, in order, so the disk holds a
-    ///    prefix of them), and open() re-checks the root of whichever state it
-    ///    finds against that state's own signed checkpoint.
-    fn write(&self, prepared: &mut Prepared) -> Result<Duration, Error> {
+    /// 4. One WriteBatch: entries, stored hashes, leaf index, idempotency
+    ///    records and the checkpoint, appended to the WAL and the memtable.
+    ///    A crash during or after it: RocksDB's WAL recovery yields this whole
+    ///    batch or none of it (and never a later batch without this one), and
+    ///    open() re-checks the root of whichever state it finds against that
+    ///    state's own signed checkpoint. Nobody was answered yet.
+    fn insert(&self, prepared: &mut Prepared) -> Result<(), Error> {
         let Some(wb) = prepared.write.take() else {
-            return Ok(Duration::ZERO);
+            return Ok(());
         };
         if let Some(reason) = self
             .write_fault
@@ -448,9 +499,70 @@ impl Writer {
                 "injected write failure: {reason}"
             )));
         }
-        let started = Instant::now();
-        self.shared.store.write(wb)?;
-        Ok(started.elapsed())
+        prepared.write_started = Some(Instant::now());
+        self.shared.store.write(wb, false)
+    }
+}
+
+/// The syncer: makes inserted batches durable, a group per fsync, then
+/// publishes and answers.
+struct Syncer {
+    shared: Arc<Shared>,
+    sync_fault: Option<SyncFault>,
+    stopped: Arc<Mutex<Option<String>>>,
+}
+
+impl Syncer {
+    fn run(&self, jobs: &mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            // Everything inserted by now: one fsync covers it all.
+            let mut group = vec![first];
+            group.extend(jobs.try_iter());
+            let writes = group.iter().any(|j| j.prepared.new_leaves > 0);
+            if let Err(reason) = self.sync(writes) {
+                // What is on the disk is unknown until the log is reopened:
+                // answer nobody, stop everything.
+                let reason = format!("syncing the log failed, the ledger stopped: {reason}");
+                self.stopped
+                    .lock()
+                    .expect("stop lock")
+                    .get_or_insert(reason.clone());
+                for job in group.into_iter().chain(jobs.iter()) {
+                    fail(job.requests, &reason);
+                }
+                return;
+            }
+            // 5. Publish. The group is durable: a crash from here on loses
+            //    only the answers, and a retry with the same key gets the
+            //    original index. Jobs are in order, so the last checkpoint
+            //    is the newest.
+            let newest = group.last().expect("a group").prepared.checkpoint.clone();
+            *self.shared.latest.write().expect("latest lock") = newest;
+            // 6. Answer. Nothing after the fsync can fail, so no caller is
+            //    told "not committed" about a batch that was.
+            for job in group {
+                let write_time = job
+                    .prepared
+                    .write_started
+                    .map_or(Duration::ZERO, |t| t.elapsed());
+                for (req, mut answer) in job.requests.into_iter().zip(job.prepared.answers) {
+                    if let Ok(a) = &mut answer {
+                        a.write_time = write_time;
+                    }
+                    let _ = req.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    fn sync(&self, writes: bool) -> Result<(), String> {
+        if !writes {
+            return Ok(());
+        }
+        if let Some(reason) = self.sync_fault.as_ref().and_then(|f| f()) {
+            return Err(format!("injected sync failure: {reason}"));
+        }
+        self.shared.store.sync().map_err(|e| e.to_string())
     }
 }
 

@@ -239,13 +239,20 @@ impl Store {
         }
     }
 
-    /// Writes a batch with a synced WAL: when this returns Ok the batch is
-    /// durable; when it returns Err, RocksDB applied all of it or none of it.
-    pub(crate) fn write(&self, batch: Batch) -> Result<(), Error> {
+    /// Writes a batch, atomically: RocksDB applies all of it or none of it.
+    /// With `sync` it is durable when this returns Ok; without, it is
+    /// readable but durable only after the next [`Store::sync`].
+    pub(crate) fn write(&self, batch: Batch, sync: bool) -> Result<(), Error> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(batch.finish(), &wo)?;
         Ok(())
+    }
+
+    /// Makes every write that returned before this call durable (an fsync of
+    /// the WAL). RocksDB goes on accepting writes meanwhile.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        Ok(self.db.flush_wal(true)?)
     }
 
     pub(crate) fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
@@ -342,7 +349,7 @@ impl Store {
             let note = note::sign_checkpoint(&checkpoint, key)?.to_text();
             let mut b = Batch::new();
             b.checkpoint(0, &note);
-            self.write(b)?;
+            self.write(b, true)?;
             return Ok(SignedCheckpoint { checkpoint, note });
         };
         let signed = Note::parse(text.as_bytes())?;
@@ -409,7 +416,7 @@ mod tests {
         for (i, h) in stored.iter().enumerate() {
             batch.hash(i as u64, h);
         }
-        store.write(batch).unwrap();
+        store.write(batch, true).unwrap();
         let all: Vec<u64> = (0..stored.len() as u64).rev().collect();
         let upper = (0..stored.len() as u64)
             .filter(|&i| tlog::split_stored_hash_index(i).0 >= UPPER_LEVEL)

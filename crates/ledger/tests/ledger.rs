@@ -22,6 +22,7 @@ fn opts(batch_max: usize) -> Options {
         batch_max,
         batch_wait: Duration::from_micros(300),
         write_fault: None,
+        sync_fault: None,
     }
 }
 
@@ -198,6 +199,7 @@ fn a_failed_write_fails_only_its_batch() {
                 .swap(false, Ordering::SeqCst)
                 .then(|| "disk on fire".to_string())
         })),
+        sync_fault: None,
     };
     let ledger = Ledger::open(dir.path(), key(), options).unwrap();
     for i in 0..20 {
@@ -273,6 +275,7 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
             record.store(n, Ordering::SeqCst);
             Some("disk on fire".to_string())
         })),
+        sync_fault: None,
     };
     let ledger = Ledger::open(dir.path(), key(), options).unwrap();
     for i in 0..3 {
@@ -322,6 +325,74 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
     let mut want: Vec<Vec<u8>> = (0..15).map(|i| leaf(&i.to_string())).collect();
     want.sort();
     assert_eq!(got, want, "every key exactly once");
+}
+
+/// A failed fsync leaves the disk's state unknown: the ledger answers nobody
+/// whose batch it did not cover, publishes nothing more and stops. Reopening
+/// recovers a consistent log that holds every acknowledged append.
+#[test]
+fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = armed.clone();
+    let options = Options {
+        sync_fault: Some(Arc::new(move || {
+            trigger
+                .swap(false, Ordering::SeqCst)
+                .then(|| "disk gone".to_string())
+        })),
+        ..opts(8)
+    };
+    let ledger = Ledger::open(dir.path(), k.clone(), options).unwrap();
+    let acked: Vec<(u32, ledger::Appended)> = (0..20)
+        .map(|i| {
+            let a = ledger
+                .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+                .unwrap();
+            (i, a)
+        })
+        .collect();
+    armed.store(true, Ordering::SeqCst);
+    match ledger.append_blocking(leaf("20"), b"k20".to_vec()) {
+        Err(Error::NotCommitted(reason)) => assert!(reason.contains("disk gone"), "{reason}"),
+        other => panic!("expected NotCommitted, got {other:?}"),
+    }
+    // Nothing more is accepted or published.
+    for i in 21..24 {
+        let r = ledger.append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes());
+        assert!(
+            matches!(&r, Err(Error::NotCommitted(m) | Error::Stopped(m)) if m.contains("disk gone")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(ledger.latest().checkpoint.size, 20);
+    assert_eq!(ledger.checkpoint(21).unwrap(), None);
+    drop(ledger);
+
+    let ledger = Ledger::open(dir.path(), k, opts(8)).unwrap();
+    let size = ledger.latest().checkpoint.size;
+    assert!(
+        (20..=21).contains(&size),
+        "a prefix of what was written: {size}"
+    );
+    for (i, a) in &acked {
+        assert_eq!(ledger.entry(a.index).unwrap(), leaf(&i.to_string()));
+        let proof = ledger.inclusion_proof(a.index, size).unwrap();
+        let root = ledger.latest().checkpoint.root;
+        tlog::verify_inclusion(
+            &tlog::leaf_hash(&leaf(&i.to_string())),
+            a.index,
+            size,
+            &proof,
+            &root,
+        )
+        .unwrap();
+    }
+    // The append that was not acknowledged can be retried with its key.
+    let again = ledger.append_blocking(leaf("20"), b"k20".to_vec()).unwrap();
+    check_appended(&again, &leaf("20"), ledger.verifier());
+    check_whole_log(&ledger);
 }
 
 #[test]

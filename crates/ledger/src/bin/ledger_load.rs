@@ -139,6 +139,7 @@ fn bench(
                 batch_max: n,
                 batch_wait: Duration::from_micros(wait_us),
                 write_fault: None,
+                sync_fault: None,
             };
             let ledger = Ledger::open(&path, key, options).expect("open");
             let next = Arc::new(AtomicU64::new(0));
@@ -210,6 +211,7 @@ fn proofs(dir: &Path, max: u64) {
         batch_max: 4096,
         batch_wait: Duration::from_millis(2),
         write_fault: None,
+        sync_fault: None,
     };
     let ledger = Ledger::open(&path, key, options).expect("open");
     println!("proof latency from RocksDB (32-byte leaves), 2000 random proofs per size, after compaction");
@@ -286,6 +288,7 @@ fn crash_child(dir: &Path, key_path: &Path, prefix: &str, appenders: usize) {
         batch_max: 64,
         batch_wait: Duration::from_micros(300),
         write_fault: None,
+        sync_fault: None,
     };
     let ledger = Ledger::open(dir, key, options).expect("open");
     let out = Mutex::new(std::io::stdout());
