@@ -69,7 +69,7 @@ pub(crate) async fn decide(
 pub struct Logged {
     /// Appends in the batch that committed it.
     pub batch_len: usize,
-    /// That batch's synced write time.
+    /// That batch's time from insert to durable.
     pub write_time: std::time::Duration,
 }
 

@@ -161,7 +161,7 @@ impl Metrics {
         self.write.render(
             &mut out,
             "tollgate_log_write_seconds",
-            "Synced log write (fsync) of the batch that committed each decision.",
+            "Log write of the batch that committed each decision: from its insert until the fsync that covered it returned.",
         );
         let _ = writeln!(
             out,

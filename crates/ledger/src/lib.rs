@@ -148,7 +148,8 @@ pub struct Appended {
     pub duplicate: bool,
     /// How many appends the committing batch held (for metrics).
     pub batch_len: usize,
-    /// How long the committing batch's synced write took (for metrics);
+    /// How long the committing batch took to become durable, from the start
+    /// of its insert until the fsync that covered it returned (for metrics);
     /// zero if the batch added no leaf and so wrote nothing.
     pub write_time: Duration,
 }
