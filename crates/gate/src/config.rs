@@ -44,6 +44,10 @@ pub struct Config {
     pub batch_max: usize,
     /// ... or this many microseconds after its first.
     pub batch_wait_us: u64,
+    /// Memory for the log's newest stored hashes, in MiB (64 bytes per leaf):
+    /// proofs that need only those read nothing from disk. Grows with the log
+    /// up to this, then stays. 0 keeps none.
+    pub hash_cache_mb: usize,
     /// Wall-clock limit on one policy evaluation, in milliseconds; past it
     /// the decision is SILENCE.
     pub eval_timeout_ms: u64,
@@ -75,6 +79,7 @@ impl Default for Config {
             admin_token: None,
             batch_max: 256,
             batch_wait_us: 200,
+            hash_cache_mb: 256,
             eval_timeout_ms: 50,
             example_policy: true,
             log_format: "text".into(),
@@ -90,7 +95,7 @@ impl Config {
     /// overrides: `TOLLGATE_MODE`, `TOLLGATE_LISTEN`, `TOLLGATE_UNIX_SOCKET`,
     /// `TOLLGATE_DATA_DIR`, `TOLLGATE_ORIGIN`, `TOLLGATE_GATE_KEY_NAME`,
     /// `TOLLGATE_ADMIN_TOKEN`, `TOLLGATE_BATCH_MAX`, `TOLLGATE_BATCH_WAIT_US`,
-    /// `TOLLGATE_EVAL_TIMEOUT_MS`, `TOLLGATE_EXAMPLE_POLICY`, `TOLLGATE_LOG_FORMAT`,
+    /// `TOLLGATE_HASH_CACHE_MB`, `TOLLGATE_EVAL_TIMEOUT_MS`, `TOLLGATE_EXAMPLE_POLICY`, `TOLLGATE_LOG_FORMAT`,
     /// `TOLLGATE_WITNESS_POLICY`.
     ///
     /// # Errors
@@ -124,6 +129,7 @@ impl Config {
             "TOLLGATE_ADMIN_TOKEN",
             "TOLLGATE_BATCH_MAX",
             "TOLLGATE_BATCH_WAIT_US",
+            "TOLLGATE_HASH_CACHE_MB",
             "TOLLGATE_EVAL_TIMEOUT_MS",
             "TOLLGATE_EXAMPLE_POLICY",
             "TOLLGATE_LOG_FORMAT",
@@ -146,6 +152,7 @@ impl Config {
                 "TOLLGATE_ADMIN_TOKEN" => c.admin_token = Some(v),
                 "TOLLGATE_BATCH_MAX" => c.batch_max = parse(var, &v)?,
                 "TOLLGATE_BATCH_WAIT_US" => c.batch_wait_us = parse(var, &v)?,
+                "TOLLGATE_HASH_CACHE_MB" => c.hash_cache_mb = parse(var, &v)?,
                 "TOLLGATE_EVAL_TIMEOUT_MS" => c.eval_timeout_ms = parse(var, &v)?,
                 "TOLLGATE_EXAMPLE_POLICY" => c.example_policy = parse(var, &v)?,
                 "TOLLGATE_WITNESS_POLICY" => c.witness_policy = Some(v.into()),
@@ -171,6 +178,13 @@ impl Config {
         }
         if self.batch_max == 0 {
             return Err("batch_max must be at least 1".into());
+        }
+        if self.hash_cache_mb > 1 << 20 {
+            return Err(format!(
+                "hash_cache_mb = {}: at most {} (1 TiB)",
+                self.hash_cache_mb,
+                1 << 20
+            ));
         }
         if self.eval_timeout_ms == 0 {
             return Err("eval_timeout_ms must be at least 1".into());

@@ -188,6 +188,7 @@ impl Gate {
             batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
             write_fault,
             sync_fault: None,
+            recent_hashes: config.hash_cache_mb << 15, // 2^20 bytes / 32 per hash
         };
         let ledger = Ledger::open(&config.data_dir.join("log"), log_key, options)
             .map_err(|e| format!("opening the log in {}: {e}", config.data_dir.display()))?;

@@ -139,12 +139,14 @@ fn the_example_config_file_is_the_defaults() {
         (
             c.batch_max,
             c.batch_wait_us,
+            c.hash_cache_mb,
             c.eval_timeout_ms,
             c.example_policy
         ),
         (
             d.batch_max,
             d.batch_wait_us,
+            d.hash_cache_mb,
             d.eval_timeout_ms,
             d.example_policy
         )

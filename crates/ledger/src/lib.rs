@@ -27,6 +27,7 @@
 
 pub mod keyfile;
 mod policies;
+mod recent;
 mod sequencer;
 mod store;
 
@@ -102,6 +103,10 @@ pub struct Options {
     pub write_fault: Option<WriteFault>,
     /// Test hook: decides, before each fsync of the WAL, whether it fails.
     pub sync_fault: Option<SyncFault>,
+    /// How many of the newest stored hashes to keep in memory (32 bytes
+    /// each; a log of n leaves has about 2n). Proofs that need only those are
+    /// computed without reading RocksDB. 0 keeps none.
+    pub recent_hashes: usize,
 }
 
 impl std::fmt::Debug for Options {
@@ -111,6 +116,7 @@ impl std::fmt::Debug for Options {
             .field("batch_wait", &self.batch_wait)
             .field("write_fault", &self.write_fault.is_some())
             .field("sync_fault", &self.sync_fault.is_some())
+            .field("recent_hashes", &self.recent_hashes)
             .finish()
     }
 }
@@ -122,9 +128,14 @@ impl Default for Options {
             batch_wait: Duration::from_micros(500),
             write_fault: None,
             sync_fault: None,
+            recent_hashes: DEFAULT_RECENT_HASHES,
         }
     }
 }
+
+/// The default [`Options::recent_hashes`]: 2^23 hashes, at most 256 MiB,
+/// every stored hash of the newest ~4M leaves.
+pub const DEFAULT_RECENT_HASHES: usize = 1 << 23;
 
 /// A checkpoint the log signed, with its signed note text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,7 +191,7 @@ impl Ledger {
     ///
     /// [`Error::Corrupt`] if recovery finds the log inconsistent, or a storage error.
     pub fn open(path: &Path, key: SignerKey, options: Options) -> Result<Ledger, Error> {
-        let store = store::Store::open(path)?;
+        let store = store::Store::open(path, options.recent_hashes)?;
         let latest = store.recover(&key)?;
         let shared = Arc::new(Shared {
             store,

@@ -186,6 +186,10 @@ struct Prepared {
     answers: Vec<Result<Appended, Error>>,
     /// When the inserter started writing it (for the `write_time` metric).
     write_started: Option<Instant>,
+    /// Its new stored hashes and the index of the first, for the in-memory
+    /// ring of recent hashes once they are written.
+    hash_base: u64,
+    hashes: Vec<Hash>,
 }
 
 /// A batch handed to the inserter and not yet known to be inserted: what the
@@ -423,6 +427,8 @@ impl Sequencer {
             new_leaves: new_leaves.len(),
             answers,
             write_started: None,
+            hash_base: base,
+            hashes: new_hashes.clone(),
         };
         let pending = Pending {
             base,
@@ -535,7 +541,13 @@ impl Syncer {
             // 5. Publish. The group is durable: a crash from here on loses
             //    only the answers, and a retry with the same key gets the
             //    original index. Jobs are in order, so the last checkpoint
-            //    is the newest.
+            //    is the newest. Its hashes go to the in-memory caches first
+            //    (here, off the inserter's critical path), so that readers of
+            //    the new checkpoint find them there.
+            for job in &group {
+                let p = &job.prepared;
+                self.shared.store.remember(p.hash_base, &p.hashes);
+            }
             let newest = group.last().expect("a group").prepared.checkpoint.clone();
             *self.shared.latest.write().expect("latest lock") = newest;
             // 6. Answer. Nothing after the fsync can fail, so no caller is

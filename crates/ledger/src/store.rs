@@ -8,6 +8,7 @@ use note::{Checkpoint, Note, SignerKey};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use tlog::{Hash, HashReader, ReadError};
 
+use crate::recent::RecentHashes;
 use crate::{Error, SignedCheckpoint};
 
 const HASH: u8 = b'h';
@@ -48,10 +49,12 @@ pub(crate) struct IdempotencyRecord {
 pub(crate) struct Store {
     db: DB,
     upper: UpperCache,
+    recent: RecentHashes,
 }
 
 /// Stored hashes at this level and above (perfect subtrees of at least 256
-/// leaves: the C2SP tile rows above the first) are kept in memory once read.
+/// leaves: the C2SP tile rows above the first) are kept in memory once written
+/// or read.
 /// Every proof path runs through them, so a proof costs about eight RocksDB
 /// reads whatever the size of the log, instead of one per level.
 pub(crate) const UPPER_LEVEL: u8 = 8;
@@ -62,8 +65,9 @@ pub(crate) const UPPER_LEVEL: u8 = 8;
 /// rest are read from RocksDB as before.
 pub(crate) const UPPER_CAPACITY: usize = 7 << 17;
 
-/// The upper-level cache. Stored hashes never change once committed, and only
-/// hashes read back from RocksDB (so committed) enter it, so it is never stale.
+/// The upper-level cache. Stored hashes never change once durable, and only
+/// durable hashes (made so by this process, or read back from RocksDB) enter
+/// it, so it is never stale.
 pub(crate) struct UpperCache {
     capacity: usize,
     map: RwLock<HashMap<u64, Hash>>,
@@ -100,18 +104,29 @@ impl UpperCache {
     }
 }
 
-/// Stored hashes: upper levels from the cache, the rest from RocksDB.
+/// Stored hashes: the most recent and the upper levels from memory, the
+/// rest from RocksDB.
 pub(crate) struct DbHashes<'a> {
     db: &'a DB,
     upper: &'a UpperCache,
+    recent: &'a RecentHashes,
 }
 
 impl HashReader for DbHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
-        let mut out: Vec<Option<Hash>> = {
+        // The ring first: one range check per index. (Asking the upper-level
+        // map first, which stays in the CPU's caches, was measured slower:
+        // 10M leaves 4.1 µs a proof against 2.9 µs, 1M 4.1 against 1.8.)
+        let mut out: Vec<Option<Hash>> = vec![None; indexes.len()];
+        self.recent.fill(indexes, &mut out);
+        if out.iter().any(Option::is_none) {
             let map = self.upper.map.read().expect("upper cache lock");
-            indexes.iter().map(|i| map.get(i).copied()).collect()
-        };
+            for (i, slot) in indexes.iter().zip(out.iter_mut()) {
+                if slot.is_none() {
+                    *slot = map.get(i).copied();
+                }
+            }
+        }
         let missing: Vec<u64> = indexes
             .iter()
             .zip(&out)
@@ -203,7 +218,9 @@ impl Batch {
 }
 
 impl Store {
-    pub(crate) fn open(path: &Path) -> Result<Store, Error> {
+    /// Opens the store, keeping the newest `recent_hashes` stored hashes in
+    /// memory as they are written.
+    pub(crate) fn open(path: &Path, recent_hashes: usize) -> Result<Store, Error> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         // Keys are prefix ‖ big-endian integers: entries and hashes are written
@@ -219,6 +236,7 @@ impl Store {
         Ok(Store {
             db: DB::open(&opts, path)?,
             upper: UpperCache::new(UPPER_CAPACITY),
+            recent: RecentHashes::new(recent_hashes),
         })
     }
 
@@ -236,7 +254,15 @@ impl Store {
         DbHashes {
             db: &self.db,
             upper: &self.upper,
+            recent: &self.recent,
         }
+    }
+
+    /// Keeps hashes just made durable (stored at `base..`) in memory: all of
+    /// them in the ring of recent hashes, the upper levels in their cache.
+    pub(crate) fn remember(&self, base: u64, hashes: &[Hash]) {
+        self.recent.extend(base, hashes);
+        self.upper.insert((base..).zip(hashes.iter().copied()));
     }
 
     /// Writes a batch, atomically: RocksDB applies all of it or none of it.
@@ -400,7 +426,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{Batch, DbHashes, Store, UpperCache, UPPER_LEVEL};
+    use super::{Batch, DbHashes, RecentHashes, Store, UpperCache, UPPER_LEVEL};
     use tlog::HashReader;
 
     /// Reads through the upper-level cache give exactly the stored hashes,
@@ -408,7 +434,7 @@ mod tests {
     #[test]
     fn upper_cache_reads_are_the_stored_hashes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 0).unwrap();
         let n = 3000u64;
         let leaves: Vec<tlog::Hash> = (0..n).map(|i| tlog::leaf_hash(&i.to_be_bytes())).collect();
         let stored = tlog::append_leaves(0, &leaves, &Vec::new()).unwrap();
@@ -427,6 +453,7 @@ mod tests {
             let reader = DbHashes {
                 db: &store.db,
                 upper: &cache,
+                recent: &store.recent,
             };
             for _ in 0..2 {
                 let got = reader.read_hashes(&all).unwrap();
@@ -442,6 +469,7 @@ mod tests {
         assert!(DbHashes {
             db: &store.db,
             upper: &UpperCache::new(10),
+            recent: &RecentHashes::new(0),
         }
         .read_hashes(&[stored.len() as u64])
         .is_err());

@@ -23,6 +23,8 @@ fn opts(batch_max: usize) -> Options {
         batch_wait: Duration::from_micros(300),
         write_fault: None,
         sync_fault: None,
+        // Smaller than most logs here, so proofs read both memory and RocksDB.
+        recent_hashes: 1000,
     }
 }
 
@@ -200,6 +202,7 @@ fn a_failed_write_fails_only_its_batch() {
                 .then(|| "disk on fire".to_string())
         })),
         sync_fault: None,
+        recent_hashes: 1000,
     };
     let ledger = Ledger::open(dir.path(), key(), options).unwrap();
     for i in 0..20 {
@@ -276,6 +279,7 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
             Some("disk on fire".to_string())
         })),
         sync_fault: None,
+        recent_hashes: 1000,
     };
     let ledger = Ledger::open(dir.path(), key(), options).unwrap();
     for i in 0..3 {
