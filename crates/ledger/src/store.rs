@@ -229,6 +229,11 @@ impl Store {
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(128 << 20);
         opts.set_enable_pipelined_write(true);
+        // RocksDB's default, set because the sequencer relies on it: batches
+        // are written unsynced and fsynced later, so after a machine crash the
+        // WAL may end in a torn record; recovery must stop there and keep the
+        // prefix before it, never skip a hole.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
