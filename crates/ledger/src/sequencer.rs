@@ -187,9 +187,9 @@ struct Prepared {
     /// When the inserter started writing it (for the `write_time` metric).
     write_started: Option<Instant>,
     /// Its new stored hashes and the index of the first, for the in-memory
-    /// ring of recent hashes once they are written.
+    /// caches once they are durable (shared with the batch's `Pending`).
     hash_base: u64,
-    hashes: Vec<Hash>,
+    hashes: Arc<[Hash]>,
 }
 
 /// A batch handed to the inserter and not yet known to be inserted: what the
@@ -197,7 +197,7 @@ struct Prepared {
 struct Pending {
     /// Stored-hash index of `hashes[0]`.
     base: u64,
-    hashes: Vec<Hash>,
+    hashes: Arc<[Hash]>,
     keys: HashMap<Vec<u8>, IdempotencyRecord>,
 }
 
@@ -375,7 +375,7 @@ impl Sequencer {
         let new_size = old_size + new_leaves.len() as u64;
         let base = tlog::stored_hash_count(old_size);
         let below = BatchReader::new(store.hashes(), in_flight, None);
-        let new_hashes = tlog::append_leaves(old_size, &new_leaves, &below)?;
+        let new_hashes: Arc<[Hash]> = tlog::append_leaves(old_size, &new_leaves, &below)?.into();
         let reader = BatchReader::new(store.hashes(), in_flight, Some((base, &new_hashes)));
         let checkpoint = if new_leaves.is_empty() {
             self.tip.clone()
@@ -596,7 +596,7 @@ impl<'a> BatchReader<'a> {
         batch: Option<(u64, &'a [Hash])>,
     ) -> BatchReader<'a> {
         let runs = in_flight
-            .map(|p| (p.base, p.hashes.as_slice()))
+            .map(|p| (p.base, &p.hashes[..]))
             .into_iter()
             .chain(batch)
             .collect();
