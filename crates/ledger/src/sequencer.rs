@@ -296,9 +296,7 @@ impl Sequencer {
             Err(e) => {
                 // Nothing of this batch was handed over, so nothing is written.
                 let reason = e.to_string();
-                for req in requests {
-                    let _ = req.reply.send(Err(Error::NotCommitted(reason.clone())));
-                }
+                fail(requests, &reason);
                 self.recover(&reason)
             }
         }

@@ -219,7 +219,7 @@ impl Batch {
 
 impl Store {
     /// Opens the store, keeping the newest `recent_hashes` stored hashes in
-    /// memory as they are written.
+    /// memory as they become durable ([`Store::remember`]).
     pub(crate) fn open(path: &Path, recent_hashes: usize) -> Result<Store, Error> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
