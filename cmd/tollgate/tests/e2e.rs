@@ -22,10 +22,19 @@ impl Server {
     }
 
     fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_args_env(dir, extra, &[])
+    }
+
+    fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with_args_env(dir, &[], env)
+    }
+
+    fn start_with_args_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
             .args(extra)
+            .envs(env.iter().copied())
             .env("TOLLGATE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -623,5 +632,40 @@ fn sigterm_drains_in_flight_decisions() {
     // After restart, every answered decision is in the log.
     let s = Server::start(dir.path());
     assert!(s.checkpoint().size >= n);
+    s.stop();
+}
+
+#[test]
+fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_TIMEOUT_MS", "20")]);
+    // Nine million iterations: seconds of work, which the engine stops at 20 ms.
+    let bundle = dir.path().join("runaway");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("tollgate.json"),
+        r#"{"engine": "rego", "entrypoint": "data.runaway.decision"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("policy.rego"),
+        "package runaway\nimport rego.v1\ndecision := \"permit\" if {\n  n := count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j])\n  n > 0\n}\n",
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    for key in ["r1", "r2"] {
+        let r = s.decide(&intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({}),
+            key,
+        ));
+        assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+        // The gate's limit, not the engine's default of 50 ms.
+        assert!(r.reason.contains("limit=20000000ns"), "{}", r.reason);
+        verify(&s, &r);
+    }
     s.stop();
 }

@@ -49,7 +49,9 @@ pub struct Config {
     /// up to this, then stays. 0 keeps none.
     pub hash_cache_mb: usize,
     /// Wall-clock limit on one policy evaluation, in milliseconds; past it
-    /// the decision is SILENCE.
+    /// the decision is SILENCE. The engine enforces it: Rego checks it
+    /// between units of work (a single long builtin call finishes first),
+    /// Cedar always terminates in time linear in the policies.
     pub eval_timeout_ms: u64,
     /// Publish and activate the example Rego bundle when no policy is active.
     pub example_policy: bool,

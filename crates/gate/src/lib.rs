@@ -289,7 +289,8 @@ impl Gate {
     fn load_policy(&self, version: &str) -> Result<ActivePolicy, GateError> {
         let bundle = self.bundle(version)?;
         let compiled = CompiledPolicy::compile(&bundle)
-            .map_err(|e| GateError::InvalidPolicy(format!("policy {version}: {e}")))?;
+            .map_err(|e| GateError::InvalidPolicy(format!("policy {version}: {e}")))?
+            .with_time_limit(self.eval_timeout);
         Ok(ActivePolicy {
             version: version.to_string(),
             compiled: Arc::new(compiled),

@@ -121,6 +121,18 @@ impl CompiledPolicy {
         })
     }
 
+    /// Stops each evaluation at `limit` of wall-clock time instead of
+    /// [`EVAL_TIME_LIMIT`]; past it the evaluation is SILENCE. Rego checks
+    /// the limit between units of work (see [`RegoPolicy`]); Cedar needs none,
+    /// its evaluation always terminates in time linear in the policies.
+    #[must_use]
+    pub fn with_time_limit(mut self, limit: Duration) -> CompiledPolicy {
+        if let CompiledPolicy::Rego(p) = &mut self {
+            p.set_time_limit(limit);
+        }
+        self
+    }
+
     /// The engine.
     #[must_use]
     pub fn engine(&self) -> Engine {

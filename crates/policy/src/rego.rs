@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::Value;
@@ -32,11 +33,12 @@ thread_local! {
 /// A compiled Rego bundle: a template engine and a pool of clones, one per
 /// concurrent evaluation.
 ///
-/// The execution timer is cooperative: regorus checks it between units of
-/// work, so loops and comprehensions are stopped at [`EVAL_TIME_LIMIT`], but a
-/// single builtin call (say `numbers.range(1, 1e9)`) runs to its end. A caller
-/// that must answer by a deadline runs the evaluation off its request thread
-/// and answers SILENCE when the deadline passes.
+/// The execution timer is cooperative: regorus checks it every 64 units of
+/// work, so loops and comprehensions are stopped at the time limit
+/// ([`EVAL_TIME_LIMIT`] unless [`RegoPolicy::set_time_limit`] says otherwise)
+/// and the evaluation is SILENCE. A single builtin call (say
+/// `numbers.range(1, 1e9)`) runs to its end first; the result is still
+/// SILENCE, but late.
 pub struct RegoPolicy {
     entrypoint: String,
     template: regorus::Engine,
@@ -52,10 +54,7 @@ impl RegoPolicy {
             .clone()
             .expect("checked by Bundle::new");
         let mut engine = regorus::Engine::new();
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: EVAL_TIME_LIMIT,
-            check_interval: NonZeroU32::new(64).expect("non-zero"),
-        });
+        engine.set_execution_timer_config(timer(EVAL_TIME_LIMIT));
         // time.now_ns() is the bound decision time (extensions are looked up
         // before builtins).
         engine
@@ -121,6 +120,12 @@ impl RegoPolicy {
         })
     }
 
+    /// Stops evaluations at `limit` instead.
+    pub(crate) fn set_time_limit(&mut self, limit: Duration) {
+        self.template.set_execution_timer_config(timer(limit));
+        self.pool.get_mut().expect("pool").clear();
+    }
+
     pub(crate) fn actor_attributes(&self, actor_id: &str) -> serde_json::Value {
         self.actors
             .get(actor_id)
@@ -168,6 +173,13 @@ impl RegoPolicy {
             }
             other => Evaluation::silence(format!("{} = {other}, not a string", self.entrypoint)),
         }
+    }
+}
+
+fn timer(limit: Duration) -> ExecutionTimerConfig {
+    ExecutionTimerConfig {
+        limit,
+        check_interval: NonZeroU32::new(64).expect("non-zero"),
     }
 }
 
