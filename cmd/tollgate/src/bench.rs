@@ -78,7 +78,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     println!();
     println!(
-        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12}",
+        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>11} {:>7}",
         "mode",
         "conns",
         "rate",
@@ -88,40 +88,43 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "p99 µs",
         "p99.9 µs",
         "errors",
-        "slow fsync %"
+        "slow fsync %",
+        "gate cpu µs",
+        "steal %"
     );
+    let gate_pid = server.as_ref().map(|s| s.child.id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let duration = Duration::from_secs(args.duration);
     let run_id = std::process::id();
-    for &c in &args.connections {
-        let before = LogWrites::scrape(&url)?;
-        let r = rt.block_on(load(&addr, c, None, duration, run_id))?;
+    let rows = args.connections.iter().map(|&c| ("closed", c, None)).chain(
+        args.rate
+            .iter()
+            .filter(|&&r| r > 0)
+            .map(|&r| ("rate", args.rate_connections, Some(r))),
+    );
+    for (mode, conns, rate) in rows {
+        let before = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
+        let r = rt.block_on(load(&addr, conns, rate, duration, run_id))?;
+        let after = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
+        let decisions = r.latencies_us.len() as u64;
         r.print(
-            "closed",
-            c,
-            None,
-            LogWrites::scrape(&url)?.slow_share_since(before),
+            mode,
+            conns,
+            rate,
+            after.0.slow_share_since(before.0),
+            after.1.since(&before.1, decisions),
         );
-    }
-    for &rate in args.rate.iter().filter(|&&r| r > 0) {
-        let before = LogWrites::scrape(&url)?;
-        let r = rt.block_on(load(
-            &addr,
-            args.rate_connections,
-            Some(rate),
-            duration,
-            run_id,
-        ))?;
-        let slow = LogWrites::scrape(&url)?.slow_share_since(before);
-        r.print("rate", args.rate_connections, Some(rate), slow);
     }
     println!();
     println!(
         "slow fsync %: decisions committed in a batch that took over 2 ms from its log insert to\n\
-         the fsync covering it (the gate's tollgate_log_write_seconds)."
+         the fsync covering it (the gate's tollgate_log_write_seconds).\n\
+         gate cpu µs: the gate process's CPU time (user + system) per decision answered, when\n\
+         this run started the gate. steal %: of the machine's CPU time, what the hypervisor\n\
+         took for others (/proc/stat); on a VM it comes in stalls that show up in the tail."
     );
     drop(server);
     Ok(())
@@ -189,7 +192,14 @@ struct Results {
 }
 
 impl Results {
-    fn print(mut self, mode: &str, conns: usize, rate: Option<u64>, slow_fsync: f64) {
+    fn print(
+        mut self,
+        mode: &str,
+        conns: usize,
+        rate: Option<u64>,
+        slow_fsync: f64,
+        cpu: (Option<f64>, Option<f64>),
+    ) {
         self.latencies_us.sort_unstable();
         let q = |p: f64| -> u32 {
             if self.latencies_us.is_empty() {
@@ -198,8 +208,10 @@ impl Results {
             let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).saturating_sub(1);
             self.latencies_us[i.min(self.latencies_us.len() - 1)]
         };
+        let show =
+            |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
         println!(
-            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2}",
+            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2} {:>11} {:>7}",
             mode,
             conns,
             rate.map_or("-".into(), |r| r.to_string()),
@@ -209,8 +221,66 @@ impl Results {
             q(0.99),
             q(0.999),
             self.errors,
-            slow_fsync
+            slow_fsync,
+            show(cpu.0, 0),
+            show(cpu.1, 2),
         );
+    }
+}
+
+/// CPU time counters from /proc, in USER_HZ ticks (100 per second on Linux):
+/// the gate process's user + system time, and the machine's total and stolen
+/// time. `None` where /proc cannot tell (another OS, or no gate process).
+struct Cpu {
+    gate: Option<u64>,
+    machine: Option<(u64, u64)>,
+}
+
+impl Cpu {
+    fn sample(gate_pid: Option<u32>) -> Cpu {
+        let gate = gate_pid.and_then(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesised command name: state is field 3,
+            // utime and stime are fields 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            Some(f.iter().sum())
+        });
+        let machine = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            // cpu user nice system idle iowait irq softirq steal guest guest_nice
+            let f: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            Some((f.iter().sum(), *f.get(7)?))
+        });
+        Cpu { gate, machine }
+    }
+
+    /// The gate's CPU µs per decision and the steal percentage since `before`.
+    fn since(&self, before: &Cpu, decisions: u64) -> (Option<f64>, Option<f64>) {
+        let gate = match (self.gate, before.gate) {
+            (Some(a), Some(b)) if decisions > 0 => {
+                Some(a.saturating_sub(b) as f64 * 10_000.0 / decisions as f64)
+            }
+            _ => None,
+        };
+        let steal = match (self.machine, before.machine) {
+            (Some((total, steal)), Some((total0, steal0))) if total > total0 => {
+                Some(100.0 * steal.saturating_sub(steal0) as f64 / (total - total0) as f64)
+            }
+            _ => None,
+        };
+        (gate, steal)
     }
 }
 
