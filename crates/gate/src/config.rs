@@ -42,7 +42,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Group commit: a batch closes at this many appends...
     pub batch_max: usize,
-    /// ... or this many microseconds after its first.
+    /// ... or this many microseconds after its first, while an earlier
+    /// batch is still being made durable (an idle log closes a batch at once).
     pub batch_wait_us: u64,
     /// Memory for the log's newest stored hashes, in MiB (64 bytes per leaf):
     /// proofs that need only those read nothing from disk. Grows with the log

@@ -97,7 +97,9 @@ pub enum Error {
 pub struct Options {
     /// A batch closes when it holds this many appends.
     pub batch_max: usize,
-    /// ... or this long after its first append arrived.
+    /// ... or this long after its first append arrived, while an earlier
+    /// batch is still on its way to the disk; when everything before it is
+    /// durable, a batch closes at once with whatever is queued.
     pub batch_wait: Duration,
     /// Test hook: decides, before each batch write, whether it fails.
     pub write_fault: Option<WriteFault>,
