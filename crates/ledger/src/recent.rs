@@ -32,23 +32,25 @@ struct Ring {
     /// `capacity` is zero or the mapping failed: then nothing is held).
     slots: Option<MmapMut>,
     capacity: u64,
-    /// A stored-hash index whose slot is 0: slot of `i` is `(i - origin) % capacity`.
+    /// The index the ring (re)started at: index `i` is in slot
+    /// `(i - origin) % capacity`.
     origin: u64,
-    /// One past the newest index held.
+    /// One past the newest stored-hash index held.
     end: u64,
     /// How many indexes below `end` are held (at most `capacity`).
     held: u64,
 }
 
 impl Ring {
+    /// The byte offset of index `i`'s slot (below `32 × capacity`, which
+    /// fits a usize: the mapping exists).
     fn slot(&self, i: u64) -> usize {
-        // At most `capacity`, which was a usize.
         ((i - self.origin) % self.capacity) as usize * 32
     }
 }
 
 impl RecentHashes {
-    /// A ring of `capacity` hashes; 0 holds nothing.
+    /// A ring of `capacity` hashes (0 disables it), holding nothing yet.
     pub(crate) fn new(capacity: usize) -> RecentHashes {
         RecentHashes {
             ring: RwLock::new(Ring {
@@ -61,8 +63,9 @@ impl RecentHashes {
         }
     }
 
-    /// Holds `hashes`, stored at `base..`. Hashes must arrive in index order;
-    /// a gap (or the first call) starts the ring over at `base`.
+    /// Records the hashes stored at `base..base + hashes.len()`, which must
+    /// be durable. If `base` does not continue what is held (a batch failed
+    /// and the state was recovered in between), the ring starts over at `base`.
     pub(crate) fn extend(&self, base: u64, hashes: &[Hash]) {
         let mut ring = self.ring.write().expect("recent hashes lock");
         if ring.capacity == 0 {
@@ -89,8 +92,8 @@ impl RecentHashes {
         }
     }
 
-    /// Fills each `None` in `out` whose index (`indexes`, same order) the
-    /// ring holds.
+    /// Fills each empty `out[k]` with the hash at `indexes[k]` if the ring
+    /// holds it; leaves the other slots as they are.
     pub(crate) fn fill(&self, indexes: &[u64], out: &mut [Option<Hash>]) {
         let ring = self.ring.read().expect("recent hashes lock");
         let Some(slots) = ring.slots.as_ref().filter(|_| ring.held > 0) else {
