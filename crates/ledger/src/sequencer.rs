@@ -65,52 +65,45 @@ impl Handle {
         let (tx, rx) = mpsc::channel();
         let stopped = Arc::new(Mutex::new(None));
         let stop = stopped.clone();
-        let thread = std::thread::Builder::new()
-            .name("ledger-sequencer".into())
-            .spawn(move || {
-                let (to_inserter, inserter_rx) = mpsc::channel();
-                let (to_syncer, syncer_rx) = mpsc::channel();
-                let (inserted_tx, inserted) = mpsc::channel();
-                let syncer = Syncer {
-                    shared: shared.clone(),
-                    sync_fault: options.sync_fault.clone(),
-                    stopped: stop.clone(),
-                };
-                let syncer = std::thread::Builder::new()
-                    .name("ledger-syncer".into())
-                    .spawn(move || syncer.run(&syncer_rx))
-                    .expect("spawning the ledger syncer thread");
-                let inserter = Inserter {
-                    shared: shared.clone(),
-                    write_fault: options.write_fault.clone(),
-                    stopped: stop.clone(),
-                };
-                let inserter = std::thread::Builder::new()
-                    .name("ledger-inserter".into())
-                    .spawn(move || inserter.run(&inserter_rx, &to_syncer, &inserted_tx))
-                    .expect("spawning the ledger inserter thread");
-                let tip = shared.latest.read().expect("latest lock").clone();
-                let mut s = Sequencer {
-                    shared,
-                    key,
-                    options,
-                    rx,
-                    inserter: Some(to_inserter),
-                    inserted,
-                    tip,
-                    in_flight: None,
-                };
-                let outcome = s.run();
-                // Closing or stopping: the later stages finish what they
-                // were given, in order, then exit.
-                drop(s.inserter.take());
-                let _ = inserter.join();
-                let _ = syncer.join();
-                if let Err(reason) = outcome {
-                    stop.lock().expect("stop lock").get_or_insert(reason);
-                }
-            })
-            .expect("spawning the sequencer thread");
+        let thread = spawn("ledger-sequencer", move || {
+            let (to_inserter, inserter_rx) = mpsc::channel();
+            let (to_syncer, syncer_rx) = mpsc::channel();
+            let (inserted_tx, inserted) = mpsc::channel();
+            let syncer = Syncer {
+                shared: shared.clone(),
+                sync_fault: options.sync_fault.clone(),
+                stopped: stop.clone(),
+            };
+            let syncer = spawn("ledger-syncer", move || syncer.run(&syncer_rx));
+            let inserter = Inserter {
+                shared: shared.clone(),
+                write_fault: options.write_fault.clone(),
+                stopped: stop.clone(),
+            };
+            let inserter = spawn("ledger-inserter", move || {
+                inserter.run(&inserter_rx, &to_syncer, &inserted_tx);
+            });
+            let tip = shared.latest.read().expect("latest lock").clone();
+            let mut s = Sequencer {
+                shared,
+                key,
+                options,
+                rx,
+                inserter: Some(to_inserter),
+                inserted,
+                tip,
+                in_flight: None,
+            };
+            let outcome = s.run();
+            // Closing or stopping: the later stages finish what they
+            // were given, in order, then exit.
+            drop(s.inserter.take());
+            let _ = inserter.join();
+            let _ = syncer.join();
+            if let Err(reason) = outcome {
+                stop.lock().expect("stop lock").get_or_insert(reason);
+            }
+        });
         Handle {
             tx: Some(tx),
             thread: Some(thread),
@@ -186,9 +179,8 @@ struct Prepared {
     answers: Vec<Result<Appended, Error>>,
     /// When the inserter started writing it (for the `write_time` metric).
     write_started: Option<Instant>,
-    /// Its new stored hashes and the index of the first, for the in-memory
-    /// caches once they are durable (shared with the batch's `Pending`).
-    hash_base: u64,
+    /// Its new stored hashes (from `stored_hash_count(old_size)` on), for
+    /// the in-memory caches once they are durable (shared with its `Pending`).
     hashes: Arc<[Hash]>,
 }
 
@@ -441,7 +433,6 @@ impl Sequencer {
             new_leaves: new_leaves.len(),
             answers,
             write_started: None,
-            hash_base: base,
             hashes: new_hashes.clone(),
         };
         let pending = Pending {
@@ -451,6 +442,14 @@ impl Sequencer {
         };
         Ok((prepared, pending))
     }
+}
+
+/// Starts a named ledger thread.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("spawning the {name} thread: {e}"))
 }
 
 /// Fails every caller of a job that will not be committed.
@@ -560,7 +559,8 @@ impl Syncer {
             //    the new checkpoint find them there.
             for job in &group {
                 let p = &job.prepared;
-                self.shared.store.remember(p.hash_base, &p.hashes);
+                let base = tlog::stored_hash_count(p.old_size);
+                self.shared.store.remember(base, &p.hashes);
             }
             let newest = group.last().expect("a group").prepared.checkpoint.clone();
             *self.shared.latest.write().expect("latest lock") = newest;
