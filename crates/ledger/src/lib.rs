@@ -178,6 +178,10 @@ pub struct Ledger {
 pub(crate) struct Shared {
     pub(crate) store: store::Store,
     pub(crate) latest: RwLock<Arc<SignedCheckpoint>>,
+    /// The right edge of the newest committed size a proof was asked at:
+    /// proofs at the latest size (most of them) do not fold it again.
+    /// Committed hashes never change, so it is never stale.
+    pub(crate) edge: RwLock<Option<Arc<tlog::RightEdge>>>,
     pub(crate) verifier: VerifierKey,
     /// Serializes policy publish and activate.
     pub(crate) policy_lock: std::sync::Mutex<()>,
@@ -198,6 +202,7 @@ impl Ledger {
         let shared = Arc::new(Shared {
             store,
             latest: RwLock::new(Arc::new(latest)),
+            edge: RwLock::new(None),
             verifier: key.verifier().clone(),
             policy_lock: std::sync::Mutex::new(()),
         });
@@ -288,11 +293,30 @@ impl Ledger {
                 "index {index} is not in a tree of size {size}"
             )));
         }
-        Ok(tlog::prove_inclusion(
-            index,
-            size,
-            &self.shared.store.hashes(),
-        )?)
+        let hashes = self.shared.store.hashes();
+        Ok(match self.latest_edge(size)? {
+            Some(edge) => edge.prove_inclusion(index, &hashes)?,
+            None => tlog::prove_inclusion(index, size, &hashes)?,
+        })
+    }
+
+    /// The right edge of `size` (committed) if it is the latest size; older
+    /// sizes fold their edge in each proof.
+    fn latest_edge(&self, size: u64) -> Result<Option<Arc<tlog::RightEdge>>, Error> {
+        if size != self.committed_size() {
+            return Ok(None);
+        }
+        let cached = self.shared.edge.read().expect("edge lock").clone();
+        if let Some(edge) = cached.filter(|e| e.size() == size) {
+            return Ok(Some(edge));
+        }
+        let edge = Arc::new(tlog::RightEdge::new(size, &self.shared.store.hashes())?);
+        let mut slot = self.shared.edge.write().expect("edge lock");
+        // Another reader may have cached a newer size meanwhile: keep the newer.
+        if slot.as_ref().is_none_or(|e| e.size() < size) {
+            *slot = Some(edge.clone());
+        }
+        Ok(Some(edge))
     }
 
     /// The index of a leaf whose leaf hash is `leaf_hash`: the latest one
@@ -333,11 +357,11 @@ impl Ledger {
     /// for sizes with no proof.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
         self.check_size(new)?;
-        Ok(tlog::prove_consistency(
-            old,
-            new,
-            &self.shared.store.hashes(),
-        )?)
+        let hashes = self.shared.store.hashes();
+        Ok(match self.latest_edge(new)? {
+            Some(edge) => edge.prove_consistency(old, &hashes)?,
+            None => tlog::prove_consistency(old, new, &hashes)?,
+        })
     }
 
     /// The root hash of the tree of size `size`.

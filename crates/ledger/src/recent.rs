@@ -45,7 +45,15 @@ impl Ring {
     /// The byte offset of index `i`'s slot (below `32 × capacity`, which
     /// fits a usize: the mapping exists).
     fn slot(&self, i: u64) -> usize {
-        ((i - self.origin) % self.capacity) as usize * 32
+        let at = i - self.origin;
+        // A division (tens of cycles, per hash of every proof) only once the
+        // ring has wrapped.
+        let at = if at < self.capacity {
+            at
+        } else {
+            at % self.capacity
+        };
+        at as usize * 32
     }
 }
 
@@ -92,18 +100,19 @@ impl RecentHashes {
         }
     }
 
-    /// Fills each empty `out[k]` with the hash at `indexes[k]` if the ring
-    /// holds it; leaves the other slots as they are.
-    pub(crate) fn fill(&self, indexes: &[u64], out: &mut [Option<Hash>]) {
+    /// Sets `out[k]` to the hash at `indexes[k]` for each position `k` the
+    /// ring holds, and appends every other position to `missing`.
+    pub(crate) fn fill(&self, indexes: &[u64], out: &mut [Hash], missing: &mut Vec<usize>) {
         let ring = self.ring.read().expect("recent hashes lock");
-        let Some(slots) = ring.slots.as_ref().filter(|_| ring.held > 0) else {
-            return;
-        };
+        let slots = ring.slots.as_ref().filter(|_| ring.held > 0);
         let oldest = ring.end - ring.held;
-        for (&i, slot) in indexes.iter().zip(out.iter_mut()) {
-            if slot.is_none() && (oldest..ring.end).contains(&i) {
-                let at = ring.slot(i);
-                *slot = Hash::from_slice(&slots[at..at + 32]);
+        for (k, (&i, h)) in indexes.iter().zip(out.iter_mut()).enumerate() {
+            match slots {
+                Some(slots) if (oldest..ring.end).contains(&i) => {
+                    let at = ring.slot(i);
+                    h.0.copy_from_slice(&slots[at..at + 32]);
+                }
+                _ => missing.push(k),
             }
         }
     }
@@ -131,9 +140,13 @@ mod tests {
     }
 
     fn read(r: &RecentHashes, indexes: &[u64]) -> Vec<Option<Hash>> {
-        let mut out = vec![None; indexes.len()];
-        r.fill(indexes, &mut out);
-        out
+        let mut out = vec![Hash([0; 32]); indexes.len()];
+        let mut missing = Vec::new();
+        r.fill(indexes, &mut out, &mut missing);
+        out.into_iter()
+            .enumerate()
+            .map(|(k, h)| (!missing.contains(&k)).then_some(h))
+            .collect()
     }
 
     #[test]

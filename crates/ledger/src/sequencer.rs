@@ -383,14 +383,13 @@ impl Sequencer {
         let below = BatchReader::new(store.hashes(), in_flight, None);
         let new_hashes: Arc<[Hash]> = tlog::append_leaves(old_size, &new_leaves, &below)?.into();
         let reader = BatchReader::new(store.hashes(), in_flight, Some((base, &new_hashes)));
+        // The new tree's right edge: its root, and the part of every answer's
+        // proof that would otherwise be folded again for each one.
+        let edge = tlog::RightEdge::new(new_size, &reader)?;
         let checkpoint = if new_leaves.is_empty() {
             self.tip.clone()
         } else {
-            let cp = Checkpoint::new(
-                &self.tip.checkpoint.origin,
-                new_size,
-                tlog::tree_hash(new_size, &reader)?,
-            );
+            let cp = Checkpoint::new(&self.tip.checkpoint.origin, new_size, edge.root());
             let note = note::sign_checkpoint(&cp, &self.key)?.to_text();
             for (i, h) in new_hashes.iter().enumerate() {
                 wb.hash(base + i as u64, h);
@@ -413,7 +412,7 @@ impl Sequencer {
                     Plan::Duplicate(i) => (i, true),
                     Plan::Conflict(index) => return Ok(Err(Error::Conflict { index })),
                 };
-                let proof = tlog::prove_inclusion(index, checkpoint.checkpoint.size, &reader)?;
+                let proof = edge.prove_inclusion(index, &reader)?;
                 Ok(Ok(Appended {
                     index,
                     checkpoint: checkpoint.clone(),

@@ -117,43 +117,40 @@ impl HashReader for DbHashes<'_> {
         // The ring first: one range check per index. (Asking the upper-level
         // map first, which stays in the CPU's caches, was measured slower:
         // 10M leaves 4.1 µs a proof against 2.9 µs, 1M 4.1 against 1.8.)
-        let mut out: Vec<Option<Hash>> = vec![None; indexes.len()];
-        self.recent.fill(indexes, &mut out);
-        if out.iter().any(Option::is_none) {
+        let mut out = vec![Hash([0; 32]); indexes.len()];
+        // Positions in `indexes` not filled yet.
+        let mut missing = Vec::new();
+        self.recent.fill(indexes, &mut out, &mut missing);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        {
             let map = self.upper.map.read().expect("upper cache lock");
-            for (i, slot) in indexes.iter().zip(out.iter_mut()) {
-                if slot.is_none() {
-                    *slot = map.get(i).copied();
+            missing.retain(|&k| match map.get(&indexes[k]) {
+                Some(h) => {
+                    out[k] = *h;
+                    false
                 }
-            }
+                None => true,
+            });
         }
-        let missing: Vec<u64> = indexes
-            .iter()
-            .zip(&out)
-            .filter(|(_, h)| h.is_none())
-            .map(|(&i, _)| i)
-            .collect();
-        if !missing.is_empty() {
-            let keys: Vec<[u8; 9]> = missing.iter().map(|&i| key_u64(HASH, i)).collect();
-            let mut read = Vec::with_capacity(missing.len());
-            for (v, &i) in self.db.multi_get(&keys).into_iter().zip(&missing) {
-                let h = match v? {
-                    Some(v) => Hash::from_slice(&v)
-                        .ok_or_else(|| format!("stored hash {i} is not 32 bytes"))?,
-                    None => return Err(format!("stored hash {i} is missing").into()),
-                };
-                read.push((i, h));
-            }
-            let mut next = read.iter();
-            for slot in out.iter_mut().filter(|h| h.is_none()) {
-                *slot = next.next().map(|&(_, h)| h);
-            }
-            self.upper.insert(read);
+        if missing.is_empty() {
+            return Ok(out);
         }
-        Ok(out
-            .into_iter()
-            .map(|h| h.expect("every slot filled"))
-            .collect())
+        let keys: Vec<[u8; 9]> = missing.iter().map(|&k| key_u64(HASH, indexes[k])).collect();
+        let mut read = Vec::with_capacity(missing.len());
+        for (v, &k) in self.db.multi_get(&keys).into_iter().zip(&missing) {
+            let i = indexes[k];
+            let h = match v? {
+                Some(v) => Hash::from_slice(&v)
+                    .ok_or_else(|| format!("stored hash {i} is not 32 bytes"))?,
+                None => return Err(format!("stored hash {i} is missing").into()),
+            };
+            out[k] = h;
+            read.push((i, h));
+        }
+        self.upper.insert(read);
+        Ok(out)
     }
 }
 

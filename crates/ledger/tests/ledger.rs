@@ -446,6 +446,26 @@ fn tiles_only_client_recomputes_roots_and_proofs() {
         .append_blocking(b"more".to_vec(), b"more".to_vec())
         .unwrap();
     assert_eq!(ledger.tile(&partial).unwrap(), before);
+    // Proofs at the latest size use the ledger's cached right edge of the
+    // tree; once the log grows, proofs at the new size and at the old one
+    // must still equal the tiles' proofs.
+    for i in 1300..1345u32 {
+        ledger
+            .append_blocking(i.to_be_bytes().to_vec(), i.to_be_bytes().to_vec())
+            .unwrap();
+    }
+    let m = ledger.latest().checkpoint.size;
+    let grown = tlog::TileHashReader::new(m, &source);
+    for (i, size, reader) in [(1000, m, &grown), (1340, m, &grown), (1000, n, &tiles)] {
+        assert_eq!(
+            tlog::prove_inclusion(i, size, reader).unwrap(),
+            ledger.inclusion_proof(i, size).unwrap()
+        );
+        assert_eq!(
+            tlog::prove_consistency(i, size, reader).unwrap(),
+            ledger.consistency_proof(i, size).unwrap()
+        );
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ mod verify;
 
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT, HASH_SIZE};
 pub use layout::{append_leaves, split_stored_hash_index, stored_hash_count, stored_hash_index};
-pub use proof::{prove_consistency, prove_inclusion, tree_hash, HashReader, ReadError};
+pub use proof::{prove_consistency, prove_inclusion, tree_hash, HashReader, ReadError, RightEdge};
 pub use tile::{
     decode_entry_bundle, encode_entry_bundle, read_tile_data, Tile, TileHashReader, TileSource,
     MAX_ENTRY_SIZE, TILE_HEIGHT, TILE_WIDTH,

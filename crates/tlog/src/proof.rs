@@ -81,25 +81,137 @@ struct Plan {
 }
 
 impl Plan {
-    /// Reads every perfect subtree of every range in one call and folds each range.
-    fn resolve<R: HashReader + ?Sized>(&self, reader: &R) -> Result<Vec<Hash>, Error> {
+    /// Room for any plan's ranges: a proof has at most one per tree level.
+    fn new() -> Plan {
+        Plan {
+            ranges: Vec::with_capacity(64),
+        }
+    }
+
+    /// Reads every perfect subtree of every range in one call and folds each
+    /// range. A range `edge` already holds costs no read and no hashing.
+    fn resolve<R: HashReader + ?Sized>(
+        &self,
+        reader: &R,
+        edge: Option<&RightEdge>,
+    ) -> Result<Vec<Hash>, Error> {
         let mut indexes = Vec::with_capacity(self.ranges.len() * 2);
-        let mut counts = Vec::with_capacity(self.ranges.len());
+        // Per range: its hash from the edge, or how many parts to fold.
+        let mut parts = Vec::with_capacity(self.ranges.len());
         for &(lo, hi) in &self.ranges {
+            if let Some(h) = edge.and_then(|e| e.range(lo, hi)) {
+                parts.push(Err(h));
+                continue;
+            }
             let before = indexes.len();
             perfect_subtrees(lo, hi, |level, k| indexes.push(stored_hash_index(level, k)));
-            counts.push(indexes.len() - before);
+            parts.push(Ok(indexes.len() - before));
         }
-        let hashes = read_exact(reader, &indexes)?;
+        let hashes = if indexes.is_empty() {
+            Vec::new()
+        } else {
+            read_exact(reader, &indexes)?
+        };
         let mut at = 0;
-        Ok(counts
+        Ok(parts
             .into_iter()
-            .map(|c| {
-                let parts = &hashes[at..at + c];
-                at += c;
-                fold_right(parts)
+            .map(|p| match p {
+                Err(known) => known,
+                Ok(count) => {
+                    let range = &hashes[at..at + count];
+                    at += count;
+                    fold_right(range)
+                }
             })
             .collect())
+    }
+}
+
+/// The right edge of the tree of size `n`: `MTH(D[x:n])` for every boundary
+/// `x` of `n`'s perfect-subtree decomposition (the sums of its leading parts,
+/// `x = 0` first, whose range hash is the root).
+///
+/// Every range of an RFC 9162 proof at size `n` is either a perfect subtree
+/// (one stored hash) or one of these suffixes, which otherwise cost a fold of
+/// up to `popcount(n)` stored hashes, so up to `popcount(n) - 1` node hashes,
+/// in every proof. A log keeps the edge of its latest tree and proves from it;
+/// building one costs the same as computing the root once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RightEdge {
+    size: u64,
+    /// `suffixes[j]`: the hash of `[x_j, size)`, where `x_j` is `size` with
+    /// all but its `j` highest one bits cleared.
+    suffixes: Vec<Hash>,
+}
+
+impl RightEdge {
+    /// Reads the perfect subtrees of the tree of size `n` and folds every suffix.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::Read`] if `reader` fails.
+    pub fn new<R: HashReader + ?Sized>(n: u64, reader: &R) -> Result<RightEdge, Error> {
+        let mut indexes = Vec::with_capacity(n.count_ones() as usize);
+        perfect_subtrees(0, n, |level, k| indexes.push(stored_hash_index(level, k)));
+        let mut suffixes = read_exact(reader, &indexes)?;
+        for j in (0..suffixes.len().saturating_sub(1)).rev() {
+            suffixes[j] = node_hash(&suffixes[j], &suffixes[j + 1]);
+        }
+        Ok(RightEdge { size: n, suffixes })
+    }
+
+    /// The tree size this is the edge of.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root hash of the tree (RFC 9162 §2.1.1 MTH of all `size` leaves).
+    #[must_use]
+    pub fn root(&self) -> Hash {
+        self.suffixes.first().copied().unwrap_or(EMPTY_ROOT)
+    }
+
+    /// The hash of `[lo, hi)` if it is one of this edge's suffixes.
+    fn range(&self, lo: u64, hi: u64) -> Option<Hash> {
+        if hi != self.size || lo >= hi {
+            return None;
+        }
+        // `lo` is a boundary iff its one bits are the highest ones of `size`:
+        // every one bit of `size` not in `lo` lies below `lo`'s lowest.
+        let rest = hi ^ lo;
+        let boundary = lo & !hi == 0 && (lo == 0 || rest < (lo & lo.wrapping_neg()));
+        if !boundary {
+            return None;
+        }
+        self.suffixes.get(lo.count_ones() as usize).copied()
+    }
+
+    /// [`prove_inclusion`] at this edge's size, without folding the edge.
+    ///
+    /// # Errors
+    ///
+    /// As [`prove_inclusion`].
+    pub fn prove_inclusion<R: HashReader + ?Sized>(
+        &self,
+        index: u64,
+        reader: &R,
+    ) -> Result<Vec<Hash>, Error> {
+        inclusion(index, self.size, reader, Some(self))
+    }
+
+    /// [`prove_consistency`] from `old` to this edge's size, without folding
+    /// the edge.
+    ///
+    /// # Errors
+    ///
+    /// As [`prove_consistency`].
+    pub fn prove_consistency<R: HashReader + ?Sized>(
+        &self,
+        old: u64,
+        reader: &R,
+    ) -> Result<Vec<Hash>, Error> {
+        consistency(old, self.size, reader, Some(self))
     }
 }
 
@@ -136,10 +248,9 @@ pub fn tree_hash<R: HashReader + ?Sized>(n: u64, reader: &R) -> Result<Hash, Err
     if n == 0 {
         return Ok(EMPTY_ROOT);
     }
-    let plan = Plan {
-        ranges: vec![(0, n)],
-    };
-    Ok(plan.resolve(reader)?[0])
+    let mut plan = Plan::new();
+    plan.ranges.push((0, n));
+    Ok(plan.resolve(reader, None)?[0])
 }
 
 /// The inclusion proof of leaf `index` in the tree of size `n`
@@ -154,26 +265,35 @@ pub fn prove_inclusion<R: HashReader + ?Sized>(
     n: u64,
     reader: &R,
 ) -> Result<Vec<Hash>, Error> {
+    inclusion(index, n, reader, None)
+}
+
+fn inclusion<R: HashReader + ?Sized>(
+    index: u64,
+    n: u64,
+    reader: &R,
+    edge: Option<&RightEdge>,
+) -> Result<Vec<Hash>, Error> {
     if index >= n {
         return Err(Error::IndexOutOfRange { index, size: n });
     }
     // RFC 9162 §2.1.3.1: PATH(m, D[n]) = PATH(m, D[0:k]) : MTH(D[k:n]) if m < k,
     // and PATH(m - k, D[k:n]) : MTH(D[0:k]) otherwise. Walked top-down here,
     // so the ranges come out root-first and are reversed at the end.
-    let mut ranges = Vec::new();
+    let mut plan = Plan::new();
     let (mut lo, mut hi) = (0, n);
     while hi - lo > 1 {
         let k = split_point(hi - lo);
         if index < lo + k {
-            ranges.push((lo + k, hi));
+            plan.ranges.push((lo + k, hi));
             hi = lo + k;
         } else {
-            ranges.push((lo, lo + k));
+            plan.ranges.push((lo, lo + k));
             lo += k;
         }
     }
-    ranges.reverse();
-    Plan { ranges }.resolve(reader)
+    plan.ranges.reverse();
+    plan.resolve(reader, edge)
 }
 
 /// The consistency proof from the tree of size `old` to the tree of size `new`
@@ -195,6 +315,15 @@ pub fn prove_consistency<R: HashReader + ?Sized>(
     new: u64,
     reader: &R,
 ) -> Result<Vec<Hash>, Error> {
+    consistency(old, new, reader, None)
+}
+
+fn consistency<R: HashReader + ?Sized>(
+    old: u64,
+    new: u64,
+    reader: &R,
+    edge: Option<&RightEdge>,
+) -> Result<Vec<Hash>, Error> {
     if old == 0 || old > new {
         return Err(Error::BadSizes { old, new });
     }
@@ -203,25 +332,25 @@ pub fn prove_consistency<R: HashReader + ?Sized>(
     //   m <= k: SUBPROOF(m, D[0:k], b) : MTH(D[k:n]);
     //   m > k:  SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k]).
     // Walked top-down, so ranges are collected root-first and reversed.
-    let mut ranges = Vec::new();
+    let mut plan = Plan::new();
     let (mut lo, mut hi, mut m, mut b) = (0, new, old, true);
     while m != hi - lo {
         let k = split_point(hi - lo);
         if m <= k {
-            ranges.push((lo + k, hi));
+            plan.ranges.push((lo + k, hi));
             hi = lo + k;
         } else {
-            ranges.push((lo, lo + k));
+            plan.ranges.push((lo, lo + k));
             lo += k;
             m -= k;
             b = false;
         }
     }
     if !b {
-        ranges.push((lo, hi));
+        plan.ranges.push((lo, hi));
     }
-    ranges.reverse();
-    Plan { ranges }.resolve(reader)
+    plan.ranges.reverse();
+    plan.resolve(reader, edge)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use tlog::{
     append_leaves, leaf_hash, node_hash, prove_consistency, prove_inclusion, read_tile_data,
-    stored_hash_count, tree_hash, verify_consistency, verify_inclusion, Hash, Tile, TileHashReader,
-    TileSource,
+    stored_hash_count, stored_hash_index, tree_hash, verify_consistency, verify_inclusion, Hash,
+    HashReader, RightEdge, Tile, TileHashReader, TileSource,
 };
 
 const MAX: u64 = 100_000;
@@ -170,6 +170,65 @@ proptest! {
         // The tile reader refuses hashes beyond its tree.
         prop_assert!(tree_hash(n + 1, &tiles).is_err());
     }
+
+    #[test]
+    fn right_edge_proofs_equal_folded_proofs((n, i) in size_and_index(), old_seed in any::<u64>()) {
+        let log = log();
+        let edge = RightEdge::new(n, &log.stored).unwrap();
+        prop_assert_eq!(edge.size(), n);
+        prop_assert_eq!(edge.root(), tree_hash(n, &log.stored).unwrap());
+        prop_assert_eq!(
+            edge.prove_inclusion(i, &log.stored).unwrap(),
+            prove_inclusion(i, n, &log.stored).unwrap()
+        );
+        let old = 1 + old_seed % n;
+        prop_assert_eq!(
+            edge.prove_consistency(old, &log.stored).unwrap(),
+            prove_consistency(old, n, &log.stored).unwrap()
+        );
+        prop_assert!(edge.prove_inclusion(n, &log.stored).is_err());
+        prop_assert!(edge.prove_consistency(0, &log.stored).is_err());
+        prop_assert!(edge.prove_consistency(n + 1, &log.stored).is_err());
+    }
+}
+
+/// Serves stored hashes but refuses some indexes, to show they are not read.
+struct Refusing<'a> {
+    stored: &'a [Hash],
+    refused: Vec<u64>,
+}
+
+impl HashReader for Refusing<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::ReadError> {
+        if let Some(i) = indexes.iter().find(|i| self.refused.contains(i)) {
+            return Err(format!("hash {i} was read").into());
+        }
+        self.stored.read_hashes(indexes)
+    }
+}
+
+#[test]
+fn a_right_edge_spares_reading_the_edge() {
+    let log = log();
+    // 100 = 64 + 32 + 4: a leaf under the 64 needs MTH(D[64:100]), which
+    // folds the stored hashes of [64, 96) and [96, 100) unless the edge has it.
+    let n = 100;
+    let reader = Refusing {
+        stored: &log.stored,
+        refused: vec![stored_hash_index(5, 2), stored_hash_index(2, 24)],
+    };
+    assert!(prove_inclusion(10, n, &reader).is_err());
+    let edge = RightEdge::new(n, &log.stored).unwrap();
+    let proof = edge.prove_inclusion(10, &reader).unwrap();
+    assert_eq!(proof, prove_inclusion(10, n, &log.stored).unwrap());
+    assert_eq!(
+        edge.prove_consistency(40, &reader).unwrap(),
+        prove_consistency(40, n, &log.stored).unwrap()
+    );
+    // The empty tree's edge: the empty root, and no proofs.
+    let empty = RightEdge::new(0, &log.stored).unwrap();
+    assert_eq!(empty.root(), tlog::EMPTY_ROOT);
+    assert!(empty.prove_inclusion(0, &log.stored).is_err());
 }
 
 #[test]

@@ -58,6 +58,9 @@ enum Cmd {
         /// Largest size to measure.
         #[arg(long, default_value_t = 10_000_000)]
         max: u64,
+        /// Random proofs of each kind measured per size (raise it to profile).
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
     },
     /// Append forever from several threads and print `ack <key> <index> <size> <root>` lines.
     CrashChild {
@@ -78,6 +81,10 @@ enum Cmd {
 
 const ORIGIN: &str = "bench.tollgate.invalid/log";
 
+/// Appender threads filling the log for `proofs`: enough to keep batches
+/// large, so the fill is bounded by the sequencer rather than by fsyncs.
+const FILLERS: u64 = 512;
+
 fn main() {
     match Cli::parse().cmd {
         Cmd::Bench {
@@ -96,7 +103,7 @@ fn main() {
             };
             bench(&dir, count, leaf_size, &batch, &appenders, &options);
         }
-        Cmd::Proofs { dir, max } => proofs(&dir, max),
+        Cmd::Proofs { dir, max, samples } => proofs(&dir, max, samples),
         Cmd::CrashChild {
             dir,
             key,
@@ -212,7 +219,7 @@ fn bench(
     }
 }
 
-fn proofs(dir: &Path, max: u64) {
+fn proofs(dir: &Path, max: u64, samples: usize) {
     let path = fresh(dir);
     let key = SignerKey::generate(ORIGIN, KeyType::Ed25519).expect("key");
     let options = Options {
@@ -226,7 +233,7 @@ fn proofs(dir: &Path, max: u64) {
     let ledger = Ledger::open(&path, key, options).expect("open");
     println!(
         "proof latency (32-byte leaves; newest 2^25 stored hashes in memory, the rest from RocksDB), \
-         2000 random proofs per size, after compaction"
+         {samples} random proofs per size, after compaction"
     );
     println!(
         "{:>10} {:>14} {:>14} {:>16} {:>16}",
@@ -247,7 +254,7 @@ fn proofs(dir: &Path, max: u64) {
     targets.reverse();
     while let Some(&target) = targets.last() {
         std::thread::scope(|s| {
-            for t in 0..64u64 {
+            for t in 0..FILLERS {
                 let ledger = &ledger;
                 s.spawn(move || {
                     let mut i = size + t;
@@ -255,7 +262,7 @@ fn proofs(dir: &Path, max: u64) {
                         ledger
                             .append_blocking(i.to_be_bytes().repeat(4), i.to_be_bytes().to_vec())
                             .expect("append");
-                        i += 64;
+                        i += FILLERS;
                     }
                 });
             }
@@ -266,7 +273,7 @@ fn proofs(dir: &Path, max: u64) {
         ledger.wait_for_compaction().expect("compaction");
         let mut inc = Vec::new();
         let mut con = Vec::new();
-        for _ in 0..2000 {
+        for _ in 0..samples {
             let i = rand(size);
             let t = Instant::now();
             ledger.inclusion_proof(i, size).expect("proof");
