@@ -236,8 +236,14 @@ fn proofs(dir: &Path, max: u64, samples: usize) {
          {samples} random proofs per size, after compaction"
     );
     println!(
-        "{:>10} {:>14} {:>14} {:>16} {:>16}",
-        "size", "incl p50 µs", "incl p99 µs", "consist p50 µs", "consist p99 µs"
+        "{:>10} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14}",
+        "size",
+        "incl p50 µs",
+        "incl p99 µs",
+        "incl hashes",
+        "consist p50 µs",
+        "consist p99 µs",
+        "consist hashes"
     );
     let mut size = 0u64;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
@@ -273,25 +279,32 @@ fn proofs(dir: &Path, max: u64, samples: usize) {
         ledger.wait_for_compaction().expect("compaction");
         let mut inc = Vec::new();
         let mut con = Vec::new();
+        // Proof lengths: the work grows with them (log2 of the size), so
+        // latency per hash shows whether anything else grows with the log.
+        let (mut inc_hashes, mut con_hashes) = (0, 0);
         for _ in 0..samples {
             let i = rand(size);
             let t = Instant::now();
-            ledger.inclusion_proof(i, size).expect("proof");
+            let proof = ledger.inclusion_proof(i, size).expect("proof");
             inc.push(t.elapsed());
+            inc_hashes += proof.len();
             let old = 1 + rand(size);
             let t = Instant::now();
-            ledger.consistency_proof(old, size).expect("proof");
+            let proof = ledger.consistency_proof(old, size).expect("proof");
             con.push(t.elapsed());
+            con_hashes += proof.len();
         }
         inc.sort();
         con.sort();
         println!(
-            "{:>10} {:>14.1} {:>14.1} {:>16.1} {:>16.1}",
+            "{:>10} {:>12.2} {:>12.2} {:>12.1} {:>14.2} {:>14.2} {:>14.1}",
             size,
             pct(&inc, 0.5).as_secs_f64() * 1e6,
             pct(&inc, 0.99).as_secs_f64() * 1e6,
+            inc_hashes as f64 / samples as f64,
             pct(&con, 0.5).as_secs_f64() * 1e6,
-            pct(&con, 0.99).as_secs_f64() * 1e6
+            pct(&con, 0.99).as_secs_f64() * 1e6,
+            con_hashes as f64 / samples as f64
         );
         targets.pop();
     }
