@@ -6,7 +6,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tlog::{
     append_leaves, leaf_hash, prove_consistency, prove_inclusion, tree_hash, verify_consistency,
-    verify_inclusion, Hash,
+    verify_inclusion, Hash, RightEdge,
 };
 
 /// A stored-hash layout of `n` leaves, built with the crate's own append.
@@ -83,6 +83,13 @@ fn proofs(c: &mut Criterion) {
         let con = prove_consistency(old, n, &stored).unwrap();
         g.bench_function(format!("inclusion_prove_{name}"), |b| {
             b.iter(|| prove_inclusion(black_box(index), n, &stored).unwrap())
+        });
+        let edge = RightEdge::new(n, &stored).unwrap();
+        g.bench_function(format!("inclusion_prove_edge_{name}"), |b| {
+            b.iter(|| edge.prove_inclusion(black_box(index), &stored).unwrap())
+        });
+        g.bench_function(format!("consistency_prove_edge_{name}"), |b| {
+            b.iter(|| edge.prove_consistency(black_box(old), &stored).unwrap())
         });
         g.bench_function(format!("inclusion_verify_{name}"), |b| {
             b.iter(|| verify_inclusion(&leaf, index, n, black_box(&inc), &root).unwrap())
