@@ -593,13 +593,13 @@ impl Syncer {
 
 /// Stored hashes as a batch being prepared sees them: its own new hashes and
 /// those of the batch being written, in memory; older ones from the store
-/// (cached, since every proof in a batch shares the old tree's right edge).
+/// (whose ring and upper-level cache hold every hash a batch's proofs need,
+/// unless the ring is turned off).
 struct BatchReader<'a> {
     /// Runs of stored hashes not yet readable from the store, in index
     /// order: (index of the first, hashes).
     runs: Vec<(u64, &'a [Hash])>,
     store: DbHashes<'a>,
-    cache: Mutex<HashMap<u64, Hash>>,
 }
 
 impl<'a> BatchReader<'a> {
@@ -613,11 +613,7 @@ impl<'a> BatchReader<'a> {
             .into_iter()
             .chain(batch)
             .collect();
-        BatchReader {
-            runs,
-            store,
-            cache: Mutex::default(),
-        }
+        BatchReader { runs, store }
     }
 
     /// Where index `i` lives in memory, if it is not the store's.
@@ -635,20 +631,26 @@ impl<'a> BatchReader<'a> {
 
 impl HashReader for BatchReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        let missing: Vec<u64> = indexes
+        let stored: Vec<u64> = indexes
             .iter()
             .copied()
-            .filter(|&i| self.in_memory(i).is_none() && !cache.contains_key(&i))
+            .filter(|&i| self.in_memory(i).is_none())
             .collect();
-        if !missing.is_empty() {
-            for (i, h) in missing.iter().zip(self.store.read_hashes(&missing)?) {
-                cache.insert(*i, h);
-            }
+        let mut stored = if stored.is_empty() {
+            Vec::new()
+        } else {
+            self.store.read_hashes(&stored)?
         }
+        .into_iter();
         indexes
             .iter()
-            .map(|&i| self.in_memory(i).unwrap_or_else(|| Ok(cache[&i])))
+            .map(|&i| {
+                self.in_memory(i).unwrap_or_else(|| {
+                    stored
+                        .next()
+                        .ok_or_else(|| "the store answered short".into())
+                })
+            })
             .collect()
     }
 }
