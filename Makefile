@@ -31,9 +31,9 @@ test: deps
 bench: deps
 	$(CARGO) bench --workspace
 	$(CARGO) build --release --workspace --all-targets
-	$(CARGO_TARGET_DIR)/release/ledger-load bench
-	$(CARGO_TARGET_DIR)/release/ledger-load proofs
-	$(CARGO_TARGET_DIR)/release/tollgate bench
+	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger
+	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
+	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
 	./scripts/bench-audit.sh
 
 ## lint: rustfmt and clippy, warnings are errors

@@ -1,7 +1,7 @@
 //! Single checks: a saved decision, two checkpoints, a replay.
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use note::{Checkpoint, Policy, ProofBundle, VerifierKey};
+use note::{Policy, VerifierKey};
 use policy::Bundle;
 use protocol::{
     parse_receipt, verify_receipt, Decision, DecisionResponse, ReceiptBody, ReplayResponse,
@@ -39,10 +39,21 @@ fn saved_response(saved: &[u8]) -> Result<DecisionResponse, Error> {
     })
 }
 
-/// Verifies a saved decision response: the receipt's gate signature and
-/// body, that the response says what the receipt says, the inclusion proof
-/// to its checkpoint, the checkpoint's log signature, and with `witnesses`
-/// (a C2SP tlog-policy) that its cosignatures meet the quorum.
+impl From<verify::Error> for Error {
+    fn from(e: verify::Error) -> Error {
+        if e.is_verification_failure() {
+            Error::Failed(e.to_string())
+        } else {
+            Error::Io(e.to_string())
+        }
+    }
+}
+
+/// Verifies a saved decision response with [`verify::verify_decision`]: the
+/// receipt's gate signature and body, that the response says what the
+/// receipt says, the inclusion proof to its checkpoint, the checkpoint's log
+/// signature, and with `witnesses` (a C2SP tlog-policy) that its
+/// cosignatures meet the quorum.
 ///
 /// # Errors
 ///
@@ -54,67 +65,15 @@ pub fn check_receipt(
     witnesses: Option<&Policy>,
 ) -> Result<ReceiptReport, Error> {
     let r = saved_response(saved)?;
-    let body = verify_receipt(r.receipt.as_bytes(), gate_key)
-        .or_else(|e| failed(format!("receipt {}: {e}", r.receipt_id)))?;
-    if body.receipt_id != r.receipt_id
-        || body.decision != r.decision
-        || body.policy.as_ref().map(|p| &p.version) != r.policy_version.as_ref()
-    {
-        return failed(
-            "the response's receipt_id, decision or policy_version differ from the signed receipt's",
-        );
-    }
-    let bundle = ProofBundle::parse(&r.proof).or_else(|e| failed(format!("proof: {e}")))?;
-    if bundle.index != r.log_index {
-        return failed(format!(
-            "the proof is for index {}, the response says {}",
-            bundle.index, r.log_index
-        ));
-    }
-    let own;
-    let policy = match witnesses {
-        Some(p) => {
-            if !p.log_keys().any(|k| k == log_key) {
-                return Err(Error::Io(
-                    "the witness policy does not name the --log-key as a log".into(),
-                ));
-            }
-            p
-        }
-        None => {
-            own = Policy::for_log(log_key.clone());
-            &own
-        }
-    };
-    let leaf = tlog::leaf_hash(r.receipt.as_bytes());
-    let checkpoint = bundle
-        .verify(&leaf, policy)
-        .or_else(|e| failed(format!("proof of index {} : {e}", bundle.index)))?;
-    if checkpoint.origin != body.log {
-        return failed(format!(
-            "the receipt names log {:?}, the checkpoint is of {:?}",
-            body.log, checkpoint.origin
-        ));
-    }
-    let cosigners = match witnesses {
-        Some(p) => {
-            let note = note::Note::parse(bundle.checkpoint.as_bytes())
-                .or_else(|e| failed(format!("checkpoint: {e}")))?;
-            let known: Vec<VerifierKey> = p.witnesses().map(|(_, k, _)| k.clone()).collect();
-            note.verify(&known)
-                .map(|v| v.iter().map(|w| w.key.name().to_string()).collect())
-                .unwrap_or_default()
-        }
-        None => Vec::new(),
-    };
+    let v = verify::verify_decision(&r, log_key, gate_key, witnesses)?;
     Ok(ReceiptReport {
-        receipt_id: body.receipt_id,
-        decision: body.decision,
-        log_index: bundle.index,
-        origin: checkpoint.origin,
-        checkpoint_size: checkpoint.size,
-        checkpoint_root: B64.encode(checkpoint.root.0),
-        witnesses: cosigners,
+        receipt_id: v.receipt.receipt_id,
+        decision: v.receipt.decision,
+        log_index: v.index,
+        origin: v.checkpoint.origin,
+        checkpoint_size: v.checkpoint.size,
+        checkpoint_root: B64.encode(v.checkpoint.root.0),
+        witnesses: v.cosigners,
     })
 }
 
@@ -149,13 +108,6 @@ pub fn parse_hashes(text: &str) -> Result<Vec<Hash>, Error> {
         .collect()
 }
 
-fn signed(text: &[u8], log_key: &VerifierKey, what: &str) -> Result<Checkpoint, Error> {
-    Policy::for_log(log_key.clone())
-        .verify_checkpoint(text)
-        .map(|(c, _)| c)
-        .or_else(|e| failed(format!("{what} checkpoint: {e}")))
-}
-
 /// Verifies that the checkpoint `new` extends `old`, both signed by
 /// `log_key`: with `proof`, or with a proof computed from `log`'s tiles
 /// (tiles are untrusted; the proof is verified against the signed roots).
@@ -172,66 +124,16 @@ pub fn check_consistency(
     proof: Option<Vec<Hash>>,
     log: Option<&Log>,
 ) -> Result<ConsistencyReport, Error> {
-    let old = signed(old_text, log_key, "old")?;
-    let new = signed(new_text, log_key, "new")?;
-    let both = || {
-        format!(
-            "\n--- old ---\n{}--- new ---\n{}",
-            String::from_utf8_lossy(old_text),
-            String::from_utf8_lossy(new_text)
-        )
-    };
-    if old.size > new.size {
-        return failed(format!(
-            "the old checkpoint ({}) is larger than the new one ({}): a rollback{}",
-            old.size,
-            new.size,
-            both()
-        ));
-    }
-    if old.size == new.size {
-        if old.root != new.root {
-            return failed(format!(
-                "split view: two checkpoints of size {} with different roots, both validly signed{}",
-                old.size,
-                both()
-            ));
-        }
-        return Ok(ConsistencyReport {
-            old_size: old.size,
-            new_size: new.size,
-            proof_len: 0,
-        });
-    }
-    if old.size == 0 {
-        // Every tree extends the empty tree.
-        return Ok(ConsistencyReport {
-            old_size: 0,
-            new_size: new.size,
-            proof_len: 0,
-        });
-    }
     let proof = match (proof, log) {
-        (Some(p), _) => p,
-        (None, Some(log)) => {
-            let tiles = tlog::TileHashReader::new(new.size, log);
-            tlog::prove_consistency(old.size, new.size, &tiles)
-                .map_err(|e| Error::Io(format!("computing the proof from tiles: {e}")))?
-        }
+        (Some(p), _) => verify::ConsistencyProof::Given(p),
+        (None, Some(log)) => verify::ConsistencyProof::Tiles(log),
         (None, None) => return Err(Error::Io("give --proof FILE or --log URL".into())),
     };
-    tlog::verify_consistency(old.size, new.size, &old.root, &new.root, &proof).or_else(|e| {
-        failed(format!(
-            "size {} is not consistent with size {}: {e}{}",
-            new.size,
-            old.size,
-            both()
-        ))
-    })?;
+    let c = verify::verify_consistency(old_text, new_text, log_key, proof)?;
     Ok(ConsistencyReport {
-        old_size: old.size,
-        new_size: new.size,
-        proof_len: proof.len(),
+        old_size: c.old.size,
+        new_size: c.new.size,
+        proof_len: c.proof_len,
     })
 }
 

@@ -3,56 +3,30 @@
 //! shown, replay, and a whole-log audit of 100,000 entries, then an
 //! incremental one.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use testkit::{bin, Proc};
 
 use note::{Checkpoint, SignerKey, VerifierKey};
 use proofcheck::{Error, Log};
 use serde_json::{json, Value};
 
 struct Gate {
-    child: Child,
+    _proc: Proc,
     url: String,
     data: PathBuf,
-}
-
-fn bin(name: &str) -> PathBuf {
-    // Test binaries live in target/<profile>/deps; the workspace's binaries one up.
-    let p = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run cargo test --workspace",
-        p.display()
-    );
-    p
 }
 
 impl Gate {
     fn start(dir: &Path) -> Gate {
         let data = dir.join("data");
-        let mut child = Command::new(bin("tollgate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .env("TOLLGATE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("banner").unwrap();
-            if let Some(u) = line.strip_prefix("tollgate listening on ") {
-                break u.to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Gate { child, url, data }
+        let proc = Proc::start(testkit::tollgate_serve(&data), testkit::TOLLGATE_READY, 0);
+        Gate {
+            url: proc.url.clone(),
+            _proc: proc,
+            data,
+        }
     }
 
     fn skey(&self, file: &str) -> SignerKey {
@@ -86,13 +60,6 @@ impl Gate {
             .into_string()
             .unwrap()
             .into_bytes()
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,6 +1,5 @@
 //! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
 
-mod bench;
 mod client;
 
 use std::path::PathBuf;
@@ -11,7 +10,7 @@ use gate::{Config, Gate};
 
 // Decisions allocate a lot of short-lived values (JSON, Rego values, notes)
 // from every worker thread; under load glibc malloc spent ~18% of the gate's
-// CPU in malloc/free and arena contention (perf, `tollgate bench`).
+// CPU in malloc/free and arena contention (perf, `tollgate-bench gate`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -41,9 +40,6 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Load generator: decisions/s and latency over HTTP/1.1 keep-alive, and
-    /// the in-process floor per decision.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -128,7 +124,6 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
-        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -141,7 +136,7 @@ fn main() -> std::process::ExitCode {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let env = |k: &str| std::env::var(k).ok();
-    let mut config = Config::load(args.config.as_deref(), env).map_err(anyhow::Error::msg)?;
+    let mut config = Config::load(args.config.as_deref(), env)?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -186,7 +181,7 @@ async fn run_server(config: Config) -> Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing the SIGINT handler")?;
-    let started = Gate::open(&config).map_err(anyhow::Error::msg)?;
+    let started = Gate::open(&config)?;
     let gate = started.gate.clone();
     gate.start_background();
     let app = gate::router(gate.clone());

@@ -2,16 +2,17 @@
 //! RocksDB directory, real engines and real signatures. Every receipt and
 //! checkpoint is verified with the note, tlog and protocol crates.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use testkit::Proc;
 
 use note::{Checkpoint, Policy, ProofBundle, SignerKey, VerifierKey};
 use protocol::{verify_receipt, Decision, DecisionResponse, ReceiptBody, ReplayResponse};
 use serde_json::{json, Value};
 
 struct Server {
-    child: Child,
+    proc: Proc,
     url: String,
     dir: PathBuf,
 }
@@ -30,38 +31,21 @@ impl Server {
     }
 
     fn start_with_args_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(extra)
+        let mut cmd = testkit::tollgate_serve(&dir.join("data"));
+        cmd.args(extra)
             .envs(env.iter().copied())
-            .env("TOLLGATE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tollgate");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().expect("banner").unwrap();
-            if let Some(u) = line.strip_prefix("tollgate listening on ") {
-                break u.to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+            .stderr(Stdio::inherit());
+        let proc = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
         Server {
-            child,
-            url,
+            url: proc.url.clone(),
+            proc,
             dir: dir.to_path_buf(),
         }
     }
 
     /// SIGTERM and wait: the graceful path.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
+    fn stop(self) {
+        let status = self.proc.terminate();
         assert!(status.success(), "tollgate exited with {status}");
     }
 
@@ -130,13 +114,6 @@ impl Server {
             String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr),
         )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

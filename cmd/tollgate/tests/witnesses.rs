@@ -3,61 +3,14 @@
 //! witness down decisions go on and a 1-of-2 quorum is still met; a witness
 //! restarted keeps its state and the gate carries on.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+
 use std::time::{Duration, Instant};
+use testkit::{bin, Proc};
 
 use note::{Policy, ProofBundle, SignerKey, VerifierKey};
 use serde_json::{json, Value};
-
-fn bin(name: &str) -> PathBuf {
-    let p = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run cargo test --workspace",
-        p.display()
-    );
-    p
-}
-
-struct Proc {
-    child: Child,
-    url: String,
-    lines: Vec<String>,
-}
-
-impl Proc {
-    fn start(mut cmd: Command, ready: &str, banner_lines: usize) -> Proc {
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut lines = Vec::new();
-        let url = loop {
-            let l = out.next().expect("banner").unwrap();
-            if let Some(u) = l.strip_prefix(ready) {
-                break u.to_string();
-            }
-        };
-        for _ in 0..banner_lines {
-            lines.push(out.next().unwrap().unwrap());
-        }
-        std::thread::spawn(move || for _ in out {});
-        Proc { child, url, lines }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn witness(dir: &Path, port: u16, name: &str, log: &VerifierKey) -> Proc {
     let mut cmd = Command::new(bin("witness"));
@@ -78,7 +31,7 @@ fn witness(dir: &Path, port: u16, name: &str, log: &VerifierKey) -> Proc {
 
 fn witness_key(p: &Proc) -> VerifierKey {
     VerifierKey::parse(
-        p.lines[0]
+        p.banner[0]
             .trim()
             .strip_prefix("witness key")
             .unwrap()

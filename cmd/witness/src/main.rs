@@ -1,13 +1,12 @@
 //! `witness`: the witness daemon. Thin: arguments, key file, wiring.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use note::{KeyType, SignerKey, VerifierKey};
+use note::{KeyType, VerifierKey};
 
 #[derive(Parser)]
 #[command(
@@ -52,34 +51,6 @@ enum Command {
 }
 
 /// Loads the witness key, or generates it (mode 0600) on first start.
-fn load_or_generate(path: &Path, name: &str) -> Result<SignerKey> {
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            if meta.permissions().mode() & 0o077 != 0 {
-                bail!("{}: readable by others; chmod 600 it", path.display());
-            }
-            let text = std::fs::read_to_string(path)?;
-            let key = SignerKey::parse(text.trim()).with_context(|| path.display().to_string())?;
-            if key.verifier().kind() != KeyType::CosignatureV1 {
-                bail!("{}: not a cosignature/v1 key", path.display());
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SignerKey::generate(name, KeyType::CosignatureV1)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            f.write_all(format!("{}\n", key.to_skey()).as_bytes())?;
-            f.sync_all()?;
-            Ok(key)
-        }
-        Err(e) => Err(e).with_context(|| path.display().to_string()),
-    }
-}
-
 fn main() -> Result<()> {
     let Command::Serve {
         listen,
@@ -97,7 +68,12 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     std::fs::create_dir_all(&data_dir).with_context(|| data_dir.display().to_string())?;
-    let key = load_or_generate(&data_dir.join("witness.skey"), &name)?;
+    let (key, _) = keyfile::load_or_generate_key(
+        &data_dir.join("witness.skey"),
+        &name,
+        KeyType::CosignatureV1,
+        false,
+    )?;
     let logs: Vec<VerifierKey> = logs
         .iter()
         .map(|v| VerifierKey::parse(v).with_context(|| format!("--log {v}")))

@@ -3,16 +3,17 @@
 //! status C2SP tlog-witness names, refuses forks, keeps its state across a
 //! restart.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use testkit::Proc;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ledger::{Ledger, Options};
 use note::{Checkpoint, KeyType, Note, Policy, SignerKey, VerifierKey};
 
 struct WitnessProc {
-    child: Child,
+    _proc: Proc,
     url: String,
     key: VerifierKey,
 }
@@ -27,33 +28,20 @@ impl WitnessProc {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
-            .env("WITNESS_LOG", "warn")
-            .stdout(Stdio::piped());
+            .env("WITNESS_LOG", "warn");
         for l in logs {
             cmd.args(["--log", &l.to_string()]);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .strip_prefix("witness listening on ")
-            .unwrap()
-            .to_string();
-        let key = lines
-            .next()
-            .unwrap()
-            .unwrap()
+        let proc = Proc::start(cmd, testkit::WITNESS_READY, 1);
+        let key = proc.banner[0]
             .trim()
             .strip_prefix("witness key")
             .unwrap()
             .trim()
             .to_string();
-        std::thread::spawn(move || for _ in lines {});
         WitnessProc {
-            child,
-            url,
+            url: proc.url.clone(),
+            _proc: proc,
             key: VerifierKey::parse(&key).unwrap(),
         }
     }
@@ -79,13 +67,6 @@ impl WitnessProc {
             }
             Err(e) => panic!("{e}"),
         }
-    }
-}
-
-impl Drop for WitnessProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,9 +1,6 @@
 //! The admin API: publish, activate and list policy versions. Every call
 //! needs `Authorization: Bearer <token>`, compared in constant time.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -15,57 +12,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::decide::{engine_name, now_ns, read_body};
-use crate::{ActivePolicy, Gate, GateError};
+use crate::active::engine_name;
+use crate::http::{bearer, read_body};
+use crate::{now_ns, Gate, GateError};
 
 /// Largest bundle upload, in bytes.
 const MAX_BUNDLE_UPLOAD: usize = 16 << 20;
 
-/// Reads the admin token from `path`, or generates 32 random bytes as hex
-/// into it (mode 0600) on first start. A token file readable by group or
-/// others is refused.
-pub(crate) fn load_or_generate_token(path: &Path) -> Result<String, String> {
-    let err = |why: String| format!("admin token file {}: {why}", path.display());
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(err(format!(
-                    "mode {:o} lets others read it; chmod 600 it",
-                    meta.permissions().mode() & 0o777
-                )));
-            }
-            let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-            let token = token.trim().to_string();
-            if token.len() < 16 {
-                return Err(err("token shorter than 16 characters".into()));
-            }
-            Ok(token)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-            let token = hex::encode(bytes);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| err(e.to_string()))?;
-            f.write_all(format!("{token}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| err(e.to_string()))?;
-            Ok(token)
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
-}
-
 fn authorize(gate: &Gate, headers: &HeaderMap) -> Result<(), GateError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(GateError::Unauthorized)?;
+    let presented = bearer(headers).ok_or(GateError::Unauthorized)?;
     if bool::from(presented.as_bytes().ct_eq(gate.admin_token.as_bytes())) {
         Ok(())
     } else {
@@ -113,9 +68,10 @@ pub(crate) async fn publish(
     .await
     .map_err(|e| GateError::Internal(e.to_string()))??;
     let version = bundle.version();
-    let created = g
-        .ledger
-        .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)?;
+    let created =
+        g.ledger
+            .state()
+            .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)?;
     tracing::info!(%version, engine, created, "policy published");
     Ok(Json(Published {
         version,
@@ -137,16 +93,7 @@ pub(crate) async fn activate(
             "{version:?} is not a policy version (sha256:<64 hex>)"
         )));
     }
-    let _one_at_a_time = gate.activation.lock().await;
-    let g = gate.clone();
-    let v = version.clone();
-    let active: ActivePolicy = tokio::task::spawn_blocking(move || g.load_policy(&v))
-        .await
-        .map_err(|e| GateError::Internal(e.to_string()))??;
-    let previous = gate.active_policy().map(|a| a.version.clone());
-    // Durable first, then in memory: a crash between the two restarts on the new version.
-    gate.ledger.activate_policy(&version)?;
-    *gate.active.write().expect("active lock") = Some(Arc::new(active));
+    let previous = gate.policies.activate(&gate.ledger, &version).await?;
     tracing::info!(%version, ?previous, "policy activated");
     Ok(Json(json!({ "active": version, "previous": previous })))
 }
@@ -160,6 +107,7 @@ pub(crate) async fn list(
     let active = gate.active_policy().map(|a| a.version.clone());
     let versions: Vec<Value> = gate
         .ledger
+        .state()
         .policy_versions()?
         .into_iter()
         .map(|(version, at)| {

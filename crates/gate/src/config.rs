@@ -93,75 +93,149 @@ impl Default for Config {
     }
 }
 
+/// What a setting's environment value is parsed as.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Text,
+    Integer,
+    Boolean,
+}
+
+/// Every setting, by its TOML name; each has the environment override
+/// `TOLLGATE_<NAME>` (upper case). A test holds this table to the fields of
+/// [`Config`] and to `tollgate.example.toml`.
+pub const SETTINGS: &[&str] = &[
+    "mode",
+    "listen",
+    "unix_socket",
+    "data_dir",
+    "origin",
+    "gate_key_name",
+    "log_key_file",
+    "gate_key_file",
+    "admin_token",
+    "batch_max",
+    "batch_wait_us",
+    "hash_cache_mb",
+    "eval_timeout_ms",
+    "example_policy",
+    "log_format",
+    "witness_policy",
+    "witness_interval_ms",
+    "witness_refresh_s",
+];
+
+fn kind(setting: &str) -> Kind {
+    match setting {
+        "batch_max"
+        | "batch_wait_us"
+        | "hash_cache_mb"
+        | "eval_timeout_ms"
+        | "witness_interval_ms"
+        | "witness_refresh_s" => Kind::Integer,
+        "example_policy" => Kind::Boolean,
+        _ => Kind::Text,
+    }
+}
+
+/// The environment variable that overrides `setting`.
+#[must_use]
+pub fn env_var(setting: &str) -> String {
+    format!("TOLLGATE_{}", setting.to_ascii_uppercase())
+}
+
+/// A configuration that cannot be used; each names the file, variable or
+/// setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("config {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// An environment override does not parse as its setting.
+    #[error("{var}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A setting's value cannot work or would be unsafe.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Config {
     /// Loads `file` (if given) over the defaults, then applies environment
-    /// overrides: `TOLLGATE_MODE`, `TOLLGATE_LISTEN`, `TOLLGATE_UNIX_SOCKET`,
-    /// `TOLLGATE_DATA_DIR`, `TOLLGATE_ORIGIN`, `TOLLGATE_GATE_KEY_NAME`,
-    /// `TOLLGATE_ADMIN_TOKEN`, `TOLLGATE_BATCH_MAX`, `TOLLGATE_BATCH_WAIT_US`,
-    /// `TOLLGATE_HASH_CACHE_MB`, `TOLLGATE_EVAL_TIMEOUT_MS`, `TOLLGATE_EXAMPLE_POLICY`, `TOLLGATE_LOG_FORMAT`,
-    /// `TOLLGATE_WITNESS_POLICY`.
+    /// overrides: `TOLLGATE_<NAME>` for every setting in [`SETTINGS`].
     ///
     /// # Errors
     ///
-    /// A message naming the file or variable and the problem.
+    /// A [`ConfigError`] naming the file or variable and the problem.
     pub fn load(
         file: Option<&std::path::Path>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, String> {
-        let mut c = match file {
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("config {}: {e}", p.display()))?;
-                toml::from_str(&text).map_err(|e| format!("config {}: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                let file_error = |reason: String| ConfigError::File {
+                    path: p.to_path_buf(),
+                    reason,
+                };
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+                // Checked alone first, so its errors name the file.
+                Config::deserialize(table.clone()).map_err(|e| file_error(e.to_string()))?;
+                table
             }
-            None => Config::default(),
+            None => toml::Table::new(),
         };
-        fn parse<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, String>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.parse().map_err(|e| format!("{var}={v:?}: {e}"))
+        for setting in SETTINGS {
+            let var = env_var(setting);
+            let Some(value) = env(&var) else { continue };
+            let env_error = |reason: String| ConfigError::Env {
+                var: var.clone(),
+                value: value.clone(),
+                reason,
+            };
+            let parsed = match kind(setting) {
+                Kind::Text => toml::Value::String(value.clone()),
+                Kind::Integer => toml::Value::Integer(
+                    value
+                        .parse()
+                        .map_err(|e: std::num::ParseIntError| env_error(e.to_string()))?,
+                ),
+                Kind::Boolean => toml::Value::Boolean(
+                    value
+                        .parse()
+                        .map_err(|e: std::str::ParseBoolError| env_error(e.to_string()))?,
+                ),
+            };
+            let one = toml::Table::from_iter([((*setting).to_string(), parsed.clone())]);
+            Config::deserialize(one).map_err(|e| env_error(e.to_string()))?;
+            table.insert((*setting).to_string(), parsed);
         }
-        for var in [
-            "TOLLGATE_MODE",
-            "TOLLGATE_LISTEN",
-            "TOLLGATE_UNIX_SOCKET",
-            "TOLLGATE_DATA_DIR",
-            "TOLLGATE_ORIGIN",
-            "TOLLGATE_GATE_KEY_NAME",
-            "TOLLGATE_ADMIN_TOKEN",
-            "TOLLGATE_BATCH_MAX",
-            "TOLLGATE_BATCH_WAIT_US",
-            "TOLLGATE_HASH_CACHE_MB",
-            "TOLLGATE_EVAL_TIMEOUT_MS",
-            "TOLLGATE_EXAMPLE_POLICY",
-            "TOLLGATE_LOG_FORMAT",
-            "TOLLGATE_WITNESS_POLICY",
-        ] {
-            let Some(v) = env(var) else { continue };
-            match var {
-                "TOLLGATE_MODE" => {
-                    c.mode = match v.as_str() {
-                        "sidecar" => Mode::Sidecar,
-                        "central" => Mode::Central,
-                        _ => return Err(format!("{var}={v:?}: expected sidecar or central")),
-                    }
-                }
-                "TOLLGATE_LISTEN" => c.listen = parse(var, &v)?,
-                "TOLLGATE_UNIX_SOCKET" => c.unix_socket = Some(v.into()),
-                "TOLLGATE_DATA_DIR" => c.data_dir = v.into(),
-                "TOLLGATE_ORIGIN" => c.origin = v,
-                "TOLLGATE_GATE_KEY_NAME" => c.gate_key_name = v,
-                "TOLLGATE_ADMIN_TOKEN" => c.admin_token = Some(v),
-                "TOLLGATE_BATCH_MAX" => c.batch_max = parse(var, &v)?,
-                "TOLLGATE_BATCH_WAIT_US" => c.batch_wait_us = parse(var, &v)?,
-                "TOLLGATE_HASH_CACHE_MB" => c.hash_cache_mb = parse(var, &v)?,
-                "TOLLGATE_EVAL_TIMEOUT_MS" => c.eval_timeout_ms = parse(var, &v)?,
-                "TOLLGATE_EXAMPLE_POLICY" => c.example_policy = parse(var, &v)?,
-                "TOLLGATE_WITNESS_POLICY" => c.witness_policy = Some(v.into()),
-                _ => c.log_format = v,
-            }
-        }
+        let c = Config::deserialize(table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         c.check()?;
         Ok(c)
     }
@@ -170,37 +244,41 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A message naming the setting.
-    pub fn check(&self) -> Result<(), String> {
+    /// [`ConfigError::Invalid`] naming the setting.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.mode == Mode::Sidecar && !self.listen.ip().is_loopback() {
-            return Err(format!(
+            return invalid(format!(
                 "listen = {}: sidecar mode binds loopback addresses only; set mode = \"central\" \
                  to serve other hosts",
                 self.listen
             ));
         }
         if self.batch_max == 0 {
-            return Err("batch_max must be at least 1".into());
+            return invalid("batch_max must be at least 1".into());
         }
         if self.hash_cache_mb > 1 << 20 {
-            return Err(format!(
+            return invalid(format!(
                 "hash_cache_mb = {}: at most {} (1 TiB)",
                 self.hash_cache_mb,
                 1 << 20
             ));
         }
         if self.eval_timeout_ms == 0 {
-            return Err("eval_timeout_ms must be at least 1".into());
+            return invalid("eval_timeout_ms must be at least 1".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(format!(
+            return invalid(format!(
                 "log_format = {:?}: expected text or json",
                 self.log_format
             ));
         }
         if let Some(t) = &self.admin_token {
-            if t.len() < 16 {
-                return Err("admin_token must be at least 16 characters".into());
+            if t.len() < keyfile::MIN_TOKEN_LEN {
+                return invalid(format!(
+                    "admin_token must be at least {} characters",
+                    keyfile::MIN_TOKEN_LEN
+                ));
             }
         }
         Ok(())

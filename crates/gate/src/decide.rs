@@ -7,7 +7,7 @@
 //! an append that cannot commit is 503 and no decision is claimed.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -16,83 +16,61 @@ use note::ProofBundle;
 use policy::{EvalInput, Evaluation};
 use protocol::{
     format_rfc3339_ns, parse_receipt, policy_derived, Decision, DecisionRequest, DecisionResponse,
-    PolicyRef, ReceiptBody, RequestError, MAX_BODY_BYTES, RECEIPT_FORMAT,
+    PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT,
 };
 
+use crate::active::engine_name;
+use crate::http::read_body;
 use crate::metrics::Outcome;
-use crate::{Gate, GateError};
-
-/// Now, in UNIX nanoseconds.
-pub(crate) fn now_ns() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(d.as_nanos()).expect("clock before 2262")
-}
-
-/// Reads a body of at most `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, GateError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        GateError::InvalidRequest(RequestError {
-            field: String::new(),
-            problem: format!("body exceeds {limit} bytes or could not be read"),
-        })
-    })
-}
+use crate::{now_ns, Gate, GateError};
 
 pub(crate) async fn decide(
     State(gate): State<Arc<Gate>>,
     body: Body,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    let started = Instant::now();
-    let result = match read_body(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gate.decide(&bytes).await,
-        Err(e) => Err(e),
-    };
-    let outcome = match &result {
-        Ok((r, _)) if r.replayed => Outcome::Replayed,
-        Ok((r, logged)) => Outcome::Decided {
-            decision: r.decision,
-            logged: *logged,
-        },
-        Err(GateError::Conflict { .. }) => Outcome::Conflict,
-        Err(GateError::Unavailable(_)) => Outcome::Unavailable,
-        Err(_) => Outcome::Rejected,
-    };
-    gate.metrics
-        .record(&outcome, started.elapsed().as_secs_f64());
-    result.map(|(r, _)| Json(r))
-}
-
-/// How a decision's batch was logged, for the metrics.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Logged {
-    /// Appends in the batch that committed it.
-    pub batch_len: usize,
-    /// That batch's time from insert to durable.
-    pub write_time: std::time::Duration,
+    match read_body(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => gate.decide(&bytes).await.map(Json),
+        Err(e) => {
+            gate.metrics.record(&Outcome::Rejected, 0.0);
+            Err(e)
+        }
+    }
 }
 
 impl Gate {
-    /// The pipeline for one request body. Returns the response and how its
-    /// batch was logged (zeros for a replayed receipt).
+    /// The pipeline for one request body; counts the outcome in the metrics.
     ///
     /// # Errors
     ///
     /// [`GateError::InvalidRequest`] (nothing evaluated or written),
     /// [`GateError::Conflict`], [`GateError::Unavailable`] (nothing claimed),
     /// [`GateError::Internal`].
-    pub async fn decide(&self, body: &[u8]) -> Result<(DecisionResponse, Logged), GateError> {
+    pub async fn decide(&self, body: &[u8]) -> Result<DecisionResponse, GateError> {
+        let started = Instant::now();
+        let result = self.decide_once(body).await;
+        let outcome = match &result {
+            Ok((_, outcome)) => *outcome,
+            Err(GateError::Conflict { .. }) => Outcome::Conflict,
+            Err(GateError::Unavailable(_)) => Outcome::Unavailable,
+            Err(_) => Outcome::Rejected,
+        };
+        self.metrics
+            .record(&outcome, started.elapsed().as_secs_f64());
+        result.map(|(r, _)| r)
+    }
+
+    /// The pipeline: the response and its outcome for the metrics.
+    async fn decide_once(&self, body: &[u8]) -> Result<(DecisionResponse, Outcome), GateError> {
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = DecisionRequest::parse(body)?;
         let receipt_id = request.receipt_id();
         let request_value = request.to_value();
         let request_digest = protocol::digest_of(&request_value);
 
-        // 2. Idempotency (DESIGN.md): a committed receipt for this actor and
+        // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this actor and
         //    key answers again if the request is the same, else 409.
         if let Some(found) = self.existing(&receipt_id, &request_digest)? {
-            return Ok((found, Logged::default()));
+            return Ok((found, Outcome::Replayed));
         }
 
         // 3. Bind the active policy and the decision time; derive context.
@@ -154,7 +132,7 @@ impl Gate {
                 // A concurrent request with this key committed first.
                 return self
                     .existing(&receipt_id, &request_digest)?
-                    .map(|r| (r, Logged::default()))
+                    .map(|r| (r, Outcome::Replayed))
                     .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
             }
             Err(e @ ledger::Error::InvalidAppend(_)) => {
@@ -179,9 +157,14 @@ impl Gate {
                 proof: proof.to_text(),
                 replayed: appended.duplicate,
             },
-            Logged {
-                batch_len: appended.batch_len,
-                write_time: appended.write_time,
+            if appended.duplicate {
+                Outcome::Replayed
+            } else {
+                Outcome::Decided {
+                    decision: body.decision,
+                    batch_len: appended.batch_len,
+                    write_time: appended.write_time,
+                }
             },
         ))
     }
@@ -260,12 +243,5 @@ impl Gate {
             proof: self.ledger.inclusion_proof(index, size)?,
             checkpoint,
         })
-    }
-}
-
-pub(crate) fn engine_name(p: &policy::CompiledPolicy) -> &'static str {
-    match p.engine() {
-        policy::Engine::Rego => "rego",
-        policy::Engine::Cedar => "cedar",
     }
 }

@@ -82,29 +82,42 @@ impl Default for Metrics {
 }
 
 /// How one `POST /v1/decisions` ended, for the counters.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Outcome {
+    /// Decided anew, signed and logged.
     Decided {
         decision: Decision,
-        logged: crate::decide::Logged,
+        /// Appends in the batch that committed it.
+        batch_len: usize,
+        /// That batch's time from insert to durable.
+        write_time: std::time::Duration,
     },
+    /// An idempotent retry answered with the original receipt.
     Replayed,
+    /// Invalid: nothing evaluated or written.
     Rejected,
+    /// The idempotency key was used for another request.
     Conflict,
+    /// The log could not commit: no decision claimed.
     Unavailable,
 }
 
 impl Metrics {
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
         match outcome {
-            Outcome::Decided { decision, logged } => {
+            Outcome::Decided {
+                decision,
+                batch_len,
+                write_time,
+            } => {
                 let i = match decision {
                     Decision::Permit => 0,
                     Decision::Deny => 1,
                     Decision::Silence => 2,
                 };
                 self.decisions[i].fetch_add(1, Relaxed);
-                self.batch.observe(logged.batch_len as f64);
-                self.write.observe(logged.write_time.as_secs_f64());
+                self.batch.observe(*batch_len as f64);
+                self.write.observe(write_time.as_secs_f64());
                 self.latency.observe(seconds);
             }
             Outcome::Replayed => {

@@ -13,14 +13,8 @@ use policy::Bundle;
 use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
-use crate::decide::read_body;
+use crate::http::{read_body, text};
 use crate::{Gate, GateError};
-
-const TEXT: &str = "text/plain; charset=utf-8";
-
-fn text(body: String) -> Response {
-    ([(header::CONTENT_TYPE, TEXT)], body).into_response()
-}
 
 /// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
 pub(crate) async fn receipt(
@@ -127,10 +121,10 @@ pub(crate) async fn policy_bundle(
     State(gate): State<Arc<Gate>>,
     Path(version): Path<String>,
 ) -> Result<Response, GateError> {
-    let p = gate
-        .ledger
-        .policy(&version)?
-        .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
+    let p =
+        gate.ledger.state().policy(&version)?.ok_or_else(|| {
+            GateError::NotFound(format!("policy version {version} is not published"))
+        })?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
 }
 
@@ -152,7 +146,7 @@ pub(crate) async fn replay(
     let bundle = match &body.policy {
         None => None,
         Some(p) => {
-            let stored = gate.ledger.policy(&p.version)?.ok_or_else(|| {
+            let stored = gate.ledger.state().policy(&p.version)?.ok_or_else(|| {
                 GateError::NotFound(format!("policy version {} is not published", p.version))
             })?;
             Some(stored.bytes)

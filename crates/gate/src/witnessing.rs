@@ -10,9 +10,36 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ledger::{Ledger, SignedCheckpoint};
+use note::witness::{parse_size, AddCheckpoint, SIZE_CONTENT_TYPE};
 use note::{Note, Policy, VerifierKey};
+
+/// The witness policy file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WitnessingError {
+    /// The file cannot be read.
+    #[error("witness policy {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not a valid C2SP tlog-policy.
+    #[error("witness policy {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: note::Error,
+    },
+    /// No witness line has a URL, so there is nobody to push to.
+    #[error("witness policy {0}: no witness line has a URL to push to")]
+    NoTargets(PathBuf),
+}
 
 /// One witness the gate pushes to.
 #[derive(Clone)]
@@ -42,17 +69,22 @@ impl Witnessing {
         file: PathBuf,
         interval: Duration,
         refresh: Duration,
-    ) -> Result<Witnessing, String> {
-        let text = std::fs::read_to_string(policy_file)
-            .map_err(|e| format!("witness policy {}: {e}", policy_file.display()))?;
+    ) -> Result<Witnessing, WitnessingError> {
+        let text =
+            std::fs::read_to_string(policy_file).map_err(|source| WitnessingError::Read {
+                path: policy_file.to_path_buf(),
+                source,
+            })?;
         let log_line = format!("log {log_key}");
         let text = if text.contains(&log_line) {
             text
         } else {
             format!("{log_line}\n{text}")
         };
-        let policy = Policy::parse(&text)
-            .map_err(|e| format!("witness policy {}: {e}", policy_file.display()))?;
+        let policy = Policy::parse(&text).map_err(|source| WitnessingError::Parse {
+            path: policy_file.to_path_buf(),
+            source,
+        })?;
         let targets: Vec<Target> = policy
             .witnesses()
             .filter_map(|(name, key, url)| {
@@ -64,10 +96,7 @@ impl Witnessing {
             })
             .collect();
         if targets.is_empty() {
-            return Err(format!(
-                "witness policy {}: no witness line has a URL to push to",
-                policy_file.display()
-            ));
+            return Err(WitnessingError::NoTargets(policy_file.to_path_buf()));
         }
         let cosigned = match std::fs::read_to_string(&file) {
             Ok(t) => policy
@@ -127,10 +156,7 @@ impl Witnessing {
             let note = format!("{}{lines}", latest.note);
             match self.policy.verify_checkpoint(note.as_bytes()) {
                 Ok(_) => {
-                    let tmp = self.file.with_extension("tmp");
-                    if let Err(e) =
-                        std::fs::write(&tmp, &note).and_then(|()| std::fs::rename(&tmp, &self.file))
-                    {
+                    if let Err(e) = keyfile::write_durable(&self.file, note.as_bytes(), 0o600) {
                         tracing::warn!(error = %e, "saving the cosigned checkpoint");
                     }
                     *self.cosigned.write().expect("cosigned lock") = Some((size, note));
@@ -165,20 +191,18 @@ fn push(
                 .consistency_proof(old, size)
                 .map_err(|e| (None, format!("consistency proof {old}→{size}: {e}")))?
         };
-        // C2SP tlog-witness: old size line, proof lines, empty line, checkpoint.
-        let mut body = format!("old {old}\n");
-        for h in &proof {
-            body.push_str(&B64.encode(h.0));
-            body.push('\n');
+        let body = AddCheckpoint {
+            old,
+            proof,
+            checkpoint: latest.note.as_bytes(),
         }
-        body.push('\n');
-        body.push_str(&latest.note);
+        .to_bytes();
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(10))
             .build();
         match agent
             .post(&format!("{}/add-checkpoint", t.url))
-            .send_string(&body)
+            .send_bytes(&body)
         {
             Ok(r) => {
                 let lines = r.into_string().map_err(|e| (None, e.to_string()))?;
@@ -195,12 +219,9 @@ fn push(
                     .collect();
                 return Ok((size, own));
             }
-            Err(ureq::Error::Status(409, r)) if r.content_type() == "text/x.tlog.size" => {
+            Err(ureq::Error::Status(409, r)) if r.content_type() == SIZE_CONTENT_TYPE => {
                 let text = r.into_string().unwrap_or_default();
-                old = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| (None, format!("409 with a bad size body {text:?}")))?;
+                old = parse_size(&text).map_err(|e| (None, format!("409: {e}")))?;
             }
             Err(ureq::Error::Status(code, r)) => {
                 return Err((

@@ -153,7 +153,7 @@ fn the_example_config_file_is_the_defaults() {
     );
     // Environment overrides the file; sidecar refuses a public address.
     let env = |k: &str| (k == "TOLLGATE_LISTEN").then(|| "0.0.0.0:9000".to_string());
-    let err = Config::load(Some(&path), env).unwrap_err();
+    let err = Config::load(Some(&path), env).unwrap_err().to_string();
     assert!(err.contains("sidecar"), "{err}");
     let env = |k: &str| match k {
         "TOLLGATE_LISTEN" => Some("0.0.0.0:9000".to_string()),
@@ -173,5 +173,58 @@ fn the_embedded_examples_are_the_example_directories() {
     ] {
         let on_disk = policy::Bundle::from_dir(&dir.join(name)).unwrap();
         assert_eq!(embedded.version(), on_disk.version(), "{name}");
+    }
+}
+
+/// Every field of `Config` has an environment override and a line in the
+/// example file, and a bad or unknown value names its variable.
+#[test]
+fn every_setting_has_an_environment_override() {
+    // serde names every field it expects when it meets an unknown one.
+    let err = toml::from_str::<Config>("no_such_setting = 1")
+        .unwrap_err()
+        .to_string();
+    let fields: BTreeSet<String> = err
+        .split("expected one of ")
+        .nth(1)
+        .expect("serde lists the fields")
+        .split(", ")
+        .map(|f| f.trim().trim_matches('`').to_string())
+        .collect();
+    let table: BTreeSet<String> = gate::config::SETTINGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(fields, table, "config::SETTINGS is the fields of Config");
+    let example = std::fs::read_to_string(
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../tollgate.example.toml"),
+    )
+    .unwrap();
+    for s in &table {
+        assert!(
+            example
+                .lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{s} ="))),
+            "tollgate.example.toml lacks {s}"
+        );
+    }
+    let one = |var: &'static str, value: &'static str| {
+        move |k: &str| (k == var).then(|| value.to_string())
+    };
+    let c = Config::load(None, one("TOLLGATE_WITNESS_INTERVAL_MS", "25")).unwrap();
+    assert_eq!(c.witness_interval_ms, 25);
+    let c = Config::load(None, one("TOLLGATE_WITNESS_REFRESH_S", "7")).unwrap();
+    assert_eq!(c.witness_refresh_s, 7);
+    let c = Config::load(None, one("TOLLGATE_LOG_FORMAT", "json")).unwrap();
+    assert_eq!(c.log_format, "json");
+    for (var, value) in [
+        ("TOLLGATE_BATCH_MAX", "many"),
+        ("TOLLGATE_EXAMPLE_POLICY", "yes"),
+        ("TOLLGATE_MODE", "cloud"),
+        ("TOLLGATE_LISTEN", "localhost"),
+    ] {
+        let err = Config::load(None, one(var, value)).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{var}=")), "{err}");
     }
 }

@@ -1,14 +1,22 @@
-//! The receipt ledger: an append-only RFC 9162 log on RocksDB.
+//! The receipt ledger: an append-only RFC 9162 log over a storage backend
+//! (RocksDB today), and the state kept beside it.
 //!
 //! In scope: durable appends with group commit and exact idempotency
 //! ([`Ledger::append`]), one signed C2SP checkpoint per committed batch, and
 //! every read the log serves — checkpoints by size, inclusion and consistency
 //! proofs, entries, and C2SP tlog-tiles hash tiles and entry bundles — each in
-//! O(log n) with memory bounded by fixed caps, not by the log. Also the key files
-//! the log (and the gate) sign with ([`keyfile`]).
+//! O(log n) with memory bounded by fixed caps, not by the log.
 //!
 //! Out of scope: what the leaves mean (receipts are opaque bytes here), HTTP,
-//! witnesses. This is the only crate that links RocksDB.
+//! witnesses. This is the only crate that links RocksDB, and only `rocks.rs`
+//! names it.
+//!
+//! Structure: the sequencer (`sequencer.rs`) prepares batches in memory and
+//! hands them, as plain data, to a storage backend through the `LogStore`
+//! trait (`store.rs`: reads, an atomic insert, a sync); the hash caches sit
+//! above whichever backend is used, and recovery is the same code for all of
+//! them. State that is not the log (policy bundles, the active version) is
+//! behind [`State`] (`state.rs`), in the same backend.
 //!
 //! Layout on disk (one RocksDB key space, one-byte prefixes, big-endian u64s):
 //!
@@ -19,16 +27,18 @@
 //! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
 //! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
+//! | `p` ‖ policy version     | state: a published bundle ([`State`])   |
+//! | `a`                      | state: the active policy version        |
 //!
-//! Every batch writes all of these in one `WriteBatch`, batches enter the WAL
+//! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL
 //! one at a time and in order, and nothing is answered or served before an
 //! fsync of the WAL covers it: the state on disk is always exactly some
 //! batch, and never one before an acknowledged batch.
 
-pub mod keyfile;
-mod policies;
 mod recent;
+mod rocks;
 mod sequencer;
+mod state;
 mod store;
 
 use std::path::Path;
@@ -38,8 +48,8 @@ use std::time::Duration;
 use note::{Checkpoint, SignerKey, VerifierKey};
 use tlog::{Hash, Tile};
 
-pub use policies::PublishedPolicy;
 pub use sequencer::{SyncFault, WriteFault};
+pub use state::{PublishedPolicy, State};
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
 pub const MAX_LEAF_SIZE: usize = tlog::MAX_ENTRY_SIZE;
@@ -50,9 +60,9 @@ pub const MAX_KEY_SIZE: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// RocksDB failed.
+    /// The storage backend failed.
     #[error("storage: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(String),
     /// The stored log is inconsistent; the ledger refuses to use it.
     #[error("the log on disk is corrupt: {0}")]
     Corrupt(String),
@@ -82,14 +92,6 @@ pub enum Error {
     /// Signing or parsing a checkpoint failed.
     #[error(transparent)]
     Note(#[from] note::Error),
-    /// Reading or writing a key file failed.
-    #[error("key file {path}: {reason}")]
-    KeyFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
 }
 
 /// Group-commit settings.
@@ -172,6 +174,7 @@ pub struct Appended {
 pub struct Ledger {
     shared: Arc<Shared>,
     sequencer: Arc<sequencer::Handle>,
+    state: Arc<State>,
 }
 
 /// What readers and the sequencer share.
@@ -183,8 +186,6 @@ pub(crate) struct Shared {
     /// Committed hashes never change, so it is never stale.
     pub(crate) edge: RwLock<Option<Arc<tlog::RightEdge>>>,
     pub(crate) verifier: VerifierKey,
-    /// Serializes policy publish and activate.
-    pub(crate) policy_lock: std::sync::Mutex<()>,
 }
 
 impl Ledger {
@@ -197,17 +198,21 @@ impl Ledger {
     ///
     /// [`Error::Corrupt`] if recovery finds the log inconsistent, or a storage error.
     pub fn open(path: &Path, key: SignerKey, options: Options) -> Result<Ledger, Error> {
-        let store = store::Store::open(path, options.recent_hashes)?;
+        let backend: Arc<dyn store::LogStore> = Arc::new(rocks::RocksStore::open(path)?);
+        let store = store::Store::new(backend.clone(), options.recent_hashes);
         let latest = store.recover(&key)?;
         let shared = Arc::new(Shared {
             store,
             latest: RwLock::new(Arc::new(latest)),
             edge: RwLock::new(None),
             verifier: key.verifier().clone(),
-            policy_lock: std::sync::Mutex::new(()),
         });
         let sequencer = Arc::new(sequencer::Handle::start(shared.clone(), key, options));
-        Ok(Ledger { shared, sequencer })
+        Ok(Ledger {
+            shared,
+            sequencer,
+            state: Arc::new(State::new(backend)),
+        })
     }
 
     /// Appends `leaf` under `idempotency_key` and resolves once it is durable,
@@ -241,6 +246,12 @@ impl Ledger {
             .unwrap_or_else(|_| Err(self.sequencer.stopped()))
     }
 
+    /// The state kept beside the log: policy bundles and the active version.
+    #[must_use]
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
     /// The log's checkpoint verifier key (its vkey is `to_string()`).
     #[must_use]
     pub fn verifier(&self) -> &VerifierKey {
@@ -254,7 +265,7 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn wait_for_compaction(&self) -> Result<(), Error> {
-        self.shared.store.wait_for_compaction()
+        self.shared.store.backend().wait_for_compaction()
     }
 
     /// The latest signed checkpoint.
@@ -273,12 +284,12 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
-        // Batches are readable in RocksDB before their fsync returns; only
+        // Batches are readable in the store before their sync returns; only
         // what is durable (published) is served.
         if size > self.committed_size() {
             return Ok(None);
         }
-        self.shared.store.checkpoint(size)
+        self.shared.store.backend().checkpoint(size)
     }
 
     /// The inclusion proof of leaf `index` in the tree of size `size`.
@@ -331,6 +342,7 @@ impl Ledger {
         Ok(self
             .shared
             .store
+            .backend()
             .index_of(leaf_hash)?
             .filter(|&index| index < size))
     }
@@ -344,7 +356,11 @@ impl Ledger {
     /// A storage error.
     pub fn lookup(&self, idempotency_key: &[u8]) -> Result<Option<(u64, Hash)>, Error> {
         let size = self.committed_size();
-        Ok(self.shared.store.idempotency(&[idempotency_key])?[0]
+        Ok(self
+            .shared
+            .store
+            .backend()
+            .idempotency(&[idempotency_key])?[0]
             .filter(|r| r.index < size)
             .map(|r| (r.index, r.leaf_hash)))
     }
@@ -385,6 +401,7 @@ impl Ledger {
         }
         self.shared
             .store
+            .backend()
             .entries(index, 1)?
             .pop()
             .ok_or_else(|| Error::Corrupt(format!("entry {index} missing")))
@@ -408,7 +425,11 @@ impl Ledger {
         }
         if tile.entries {
             let start = tile.index * u64::from(tlog::TILE_WIDTH);
-            let entries = self.shared.store.entries(start, u64::from(tile.width))?;
+            let entries = self
+                .shared
+                .store
+                .backend()
+                .entries(start, u64::from(tile.width))?;
             Ok(tlog::encode_entry_bundle(&entries)?)
         } else {
             Ok(tlog::read_tile_data(tile, &self.shared.store.hashes())?)

@@ -3,16 +3,18 @@
 //! - The **sequencer** collects a batch, resolves its idempotency keys,
 //!   extends the tree, signs the batch's checkpoint and computes every
 //!   answer's inclusion proof: all in memory, nothing written.
-//! - The **inserter** writes each prepared batch as one RocksDB `WriteBatch`
-//!   (WAL appended, memtable updated), without waiting for the disk.
-//! - The **syncer** makes everything inserted so far durable with one fsync
-//!   of the WAL, publishes the newest checkpoint and answers the callers.
+//! - The **inserter** hands each prepared batch to the store's atomic insert
+//!   (RocksDB: one `WriteBatch`, WAL appended, memtable updated), without
+//!   waiting for the disk.
+//! - The **syncer** makes everything inserted so far durable with one sync
+//!   (RocksDB: one fsync of the WAL), publishes the newest checkpoint and
+//!   answers the callers.
 //!
 //! Batch k+1 is prepared on top of batch k while k is inserted, and handed
 //! over once k is inserted; while the syncer waits for the disk, the next
 //! batches are inserted, and one fsync covers all of them. Batches are
-//! inserted one at a time, in order, into one WAL, so whatever a crash leaves
-//! is a prefix of them (RocksDB's point-in-time WAL recovery stops at the
+//! inserted one at a time, in order, so whatever a crash leaves is a prefix
+//! of them (RocksDB: one WAL, whose point-in-time recovery stops at the
 //! first incomplete record). Nobody is answered, and nothing is published,
 //! before the fsync that covers their batch returns.
 //!
@@ -32,7 +34,7 @@ use note::{Checkpoint, SignerKey};
 use tlog::{Hash, HashReader, ReadError};
 use tokio::sync::oneshot;
 
-use crate::store::{Batch, DbHashes, IdempotencyRecord};
+use crate::store::{Batch, CachedHashes, IdempotencyRecord, NewLeaf};
 use crate::{Appended, Error, Options, Shared, SignedCheckpoint, MAX_KEY_SIZE, MAX_LEAF_SIZE};
 
 /// Fault injection for tests: called before each batch write with the tree
@@ -351,10 +353,10 @@ impl Sequencer {
         // 1. Resolve idempotency keys against the batch being written (not
         //    yet readable from the store), the store, and this batch.
         let keys: Vec<&[u8]> = batch.iter().map(|r| r.key.as_slice()).collect();
-        let known = store.idempotency(&keys)?;
+        let known = store.backend().idempotency(&keys)?;
         let mut in_batch: HashMap<Vec<u8>, IdempotencyRecord> = HashMap::new();
         let mut new_leaves: Vec<Hash> = Vec::new();
-        let mut wb = Batch::new();
+        let mut leaves: Vec<NewLeaf> = Vec::new();
         let mut plans = Vec::with_capacity(batch.len());
         for (req, known) in batch.iter().zip(known) {
             let leaf_hash = req.leaf_hash;
@@ -369,9 +371,11 @@ impl Sequencer {
                     let record = IdempotencyRecord { index, leaf_hash };
                     in_batch.insert(req.key.clone(), record);
                     new_leaves.push(leaf_hash);
-                    wb.entry(index, &req.leaf);
-                    wb.leaf_index(&leaf_hash, index);
-                    wb.idempotency(&req.key, record);
+                    leaves.push(NewLeaf {
+                        leaf: req.leaf.clone(),
+                        leaf_hash,
+                        key: req.key.clone(),
+                    });
                     Plan::New(index)
                 }
             });
@@ -386,19 +390,22 @@ impl Sequencer {
         // The new tree's right edge: its root, and the part of every answer's
         // proof that would otherwise be folded again for each one.
         let edge = tlog::RightEdge::new(new_size, &reader)?;
-        let checkpoint = if new_leaves.is_empty() {
-            self.tip.clone()
+        let (checkpoint, write) = if new_leaves.is_empty() {
+            (self.tip.clone(), None)
         } else {
             let cp = Checkpoint::new(&self.tip.checkpoint.origin, new_size, edge.root());
             let note = note::sign_checkpoint(&cp, &self.key)?.to_text();
-            for (i, h) in new_hashes.iter().enumerate() {
-                wb.hash(base + i as u64, h);
-            }
-            wb.checkpoint(new_size, &note);
-            Arc::new(SignedCheckpoint {
+            let write = Batch {
+                old_size,
+                leaves,
+                hashes: new_hashes.clone(),
+                checkpoint: note.clone(),
+            };
+            let signed = SignedCheckpoint {
                 checkpoint: cp,
                 note,
-            })
+            };
+            (Arc::new(signed), Some(write))
         };
 
         // 3. Each answer's inclusion proof to this batch's checkpoint, computed
@@ -426,7 +433,7 @@ impl Sequencer {
         drop(reader);
 
         let prepared = Prepared {
-            write: (!new_leaves.is_empty()).then_some(wb),
+            write,
             checkpoint,
             old_size,
             new_leaves: new_leaves.len(),
@@ -498,14 +505,15 @@ impl Inserter {
         }
     }
 
-    /// 4. One WriteBatch: entries, stored hashes, leaf index, idempotency
-    ///    records and the checkpoint, appended to the WAL and the memtable.
-    ///    A crash during or after it: RocksDB's WAL recovery yields this whole
-    ///    batch or none of it (and never a later batch without this one), and
-    ///    open() re-checks the root of whichever state it finds against that
-    ///    state's own signed checkpoint. Nobody was answered yet.
+    /// 4. One atomic insert: entries, stored hashes, leaf index, idempotency
+    ///    records and the checkpoint (RocksDB: one WriteBatch, appended to the
+    ///    WAL and the memtable). A crash during or after it: the store's
+    ///    recovery yields this whole batch or none of it (and never a later
+    ///    batch without this one), and open() re-checks the root of whichever
+    ///    state it finds against that state's own signed checkpoint. Nobody
+    ///    was answered yet.
     fn insert(&self, prepared: &mut Prepared) -> Result<(), Error> {
-        let Some(wb) = prepared.write.take() else {
+        let Some(batch) = prepared.write.take() else {
             return Ok(());
         };
         if let Some(reason) = self
@@ -518,7 +526,7 @@ impl Inserter {
             )));
         }
         prepared.write_started = Some(Instant::now());
-        self.shared.store.write(wb, false)
+        self.shared.store.backend().insert(&batch)
     }
 }
 
@@ -587,7 +595,11 @@ impl Syncer {
         if let Some(reason) = self.sync_fault.as_ref().and_then(|f| f()) {
             return Err(format!("injected sync failure: {reason}"));
         }
-        self.shared.store.sync().map_err(|e| e.to_string())
+        self.shared
+            .store
+            .backend()
+            .sync()
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -599,12 +611,12 @@ struct BatchReader<'a> {
     /// Runs of stored hashes not yet readable from the store, in index
     /// order: (index of the first, hashes).
     runs: Vec<(u64, &'a [Hash])>,
-    store: DbHashes<'a>,
+    store: CachedHashes<'a>,
 }
 
 impl<'a> BatchReader<'a> {
     fn new(
-        store: DbHashes<'a>,
+        store: CachedHashes<'a>,
         in_flight: Option<&'a Pending>,
         batch: Option<(u64, &'a [Hash])>,
     ) -> BatchReader<'a> {

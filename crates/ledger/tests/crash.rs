@@ -2,12 +2,16 @@
 //! killed with SIGKILL at random moments, ten times. After each kill the log
 //! is reopened: every acknowledged append must be there with a valid proof,
 //! and every checkpoint ever returned must be consistent with the recovered tree.
+//!
+//! The child is this test binary itself, running the ignored test
+//! [`crash_child`] with `CRASH_CHILD` set: the driver lives beside the test.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledger::{Ledger, Options};
@@ -52,18 +56,12 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let run_for = Duration::from_millis(100 + seed % 700);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-load"))
-            .args([
-                "crash-child",
-                "--appenders",
-                "8",
-                "--prefix",
-                &format!("c{cycle}"),
-            ])
-            .arg("--dir")
-            .arg(&data)
-            .arg("--key")
-            .arg(&key_path)
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+            .env("CRASH_CHILD", "1")
+            .env("CRASH_CHILD_PREFIX", format!("c{cycle}"))
+            .env("CRASH_CHILD_DIR", &data)
+            .env("CRASH_CHILD_KEY", &key_path)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -76,7 +74,13 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
                 let _ = tx.send(line);
             }
         });
-        let ready = rx.recv_timeout(Duration::from_secs(120));
+        // The test harness prints its own lines first.
+        let ready = loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) if !l.starts_with("ready") && !l.starts_with("ack") => {}
+                other => break other,
+            }
+        };
         assert!(
             ready.as_deref().is_ok_and(|l| l.starts_with("ready")),
             "cycle {cycle}: child did not start: {ready:?}"
@@ -104,7 +108,7 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
 
         // Reopen, as the next start would, and check everything acknowledged so far.
         let (key, _) =
-            ledger::keyfile::load_or_generate(&key_path, ORIGIN, KeyType::Ed25519).unwrap();
+            keyfile::load_or_generate_key(&key_path, ORIGIN, KeyType::Ed25519, true).unwrap();
         let ledger = Ledger::open(&data, key, Options::default()).unwrap();
         let n = ledger.latest().checkpoint.size;
         let root = ledger.latest().checkpoint.root;
@@ -135,7 +139,8 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
         "the children acknowledged only {} appends",
         acks.len()
     );
-    let (key, _) = ledger::keyfile::load_or_generate(&key_path, ORIGIN, KeyType::Ed25519).unwrap();
+    let (key, _) =
+        keyfile::load_or_generate_key(&key_path, ORIGIN, KeyType::Ed25519, true).unwrap();
     let ledger = Ledger::open(&data, key, Options::default()).unwrap();
     let entries = common::check_whole_log(&ledger);
     // No duplicates: each key's leaf is in the log at most once.
@@ -143,4 +148,49 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), entries.len());
+}
+
+/// The child process of the crash test (it does nothing unless `CRASH_CHILD`
+/// is set): appends forever from eight threads and prints
+/// `ack <key> <index> <size> <root>` once each append is durable.
+#[test]
+#[ignore = "the crash test's child process; run by sigkill_under_load_loses_nothing_acknowledged"]
+fn crash_child() {
+    if std::env::var_os("CRASH_CHILD").is_none() {
+        return;
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let (dir, key_path, prefix) = (
+        var("CRASH_CHILD_DIR"),
+        var("CRASH_CHILD_KEY"),
+        var("CRASH_CHILD_PREFIX"),
+    );
+    let (key, _) = keyfile::load_or_generate_key(key_path.as_ref(), ORIGIN, KeyType::Ed25519, true)
+        .expect("key");
+    let options = Options {
+        batch_max: 64,
+        batch_wait: Duration::from_micros(300),
+        ..Options::default()
+    };
+    let ledger = Ledger::open(dir.as_ref(), key, options).expect("open");
+    let out = Mutex::new(std::io::stdout());
+    println!("ready {}", ledger.latest().checkpoint.size);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (ledger, out, prefix) = (&ledger, &out, &prefix);
+            s.spawn(move || {
+                for i in 0u64.. {
+                    let k = format!("{prefix}-{t}-{i}");
+                    let a = ledger
+                        .append_blocking(format!("leaf:{k}").into_bytes(), k.clone().into_bytes())
+                        .expect("append");
+                    let cp = &a.checkpoint.checkpoint;
+                    let mut o = out.lock().expect("stdout");
+                    // One line per acknowledgement, written only after the append is durable.
+                    let _ = writeln!(o, "ack {k} {} {} {:?}", a.index, cp.size, cp.root);
+                    let _ = o.flush();
+                }
+            });
+        }
+    });
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{check_appended, check_whole_log, verified};
-use ledger::{keyfile, Error, Ledger, Options};
+use ledger::{Error, Ledger, Options};
 use note::{KeyType, SignerKey};
 
 const ORIGIN: &str = "test.tollgate.invalid/log";
@@ -497,61 +497,52 @@ fn recovery_refuses_a_wrong_key_and_a_tampered_log() {
 }
 
 #[test]
-fn key_files_are_0600_and_checked() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys/log.key");
-    let (k, generated) = keyfile::load_or_generate(&path, ORIGIN, KeyType::Ed25519).unwrap();
-    assert!(generated);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let (again, generated) = keyfile::load_or_generate(&path, ORIGIN, KeyType::Ed25519).unwrap();
-    assert!(!generated);
-    assert_eq!(again.verifier(), k.verifier());
-    assert!(keyfile::load(&path, "other.example/log", KeyType::Ed25519).is_err());
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = keyfile::load(&path, ORIGIN, KeyType::Ed25519).unwrap_err();
-    assert!(err.to_string().contains("0600"), "{err}");
-}
-
-#[test]
 fn policy_store_publishes_activates_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let k = key();
     {
         let l = Ledger::open(dir.path(), k.clone(), opts(16)).unwrap();
-        assert_eq!(l.active_policy().unwrap(), None);
-        assert!(l.publish_policy("sha256:aa", b"bundle a", 5).unwrap());
+        assert_eq!(l.state().active_policy().unwrap(), None);
+        assert!(l
+            .state()
+            .publish_policy("sha256:aa", b"bundle a", 5)
+            .unwrap());
         assert!(
-            !l.publish_policy("sha256:aa", b"other bytes", 6).unwrap(),
+            !l.state()
+                .publish_policy("sha256:aa", b"other bytes", 6)
+                .unwrap(),
             "first publication wins"
         );
-        assert!(l.publish_policy("sha256:bb", b"bundle b", 7).unwrap());
+        assert!(l
+            .state()
+            .publish_policy("sha256:bb", b"bundle b", 7)
+            .unwrap());
         assert!(matches!(
-            l.activate_policy("sha256:cc"),
+            l.state().activate_policy("sha256:cc"),
             Err(Error::NotFound(_))
         ));
-        l.activate_policy("sha256:aa").unwrap();
-        l.activate_policy("sha256:bb").unwrap();
+        l.state().activate_policy("sha256:aa").unwrap();
+        l.state().activate_policy("sha256:bb").unwrap();
         // The log itself is untouched by policy writes.
         l.append_blocking(leaf("x"), b"x".to_vec()).unwrap();
         assert_eq!(l.lookup(b"x").unwrap().map(|(i, _)| i), Some(0));
         assert_eq!(l.lookup(b"y").unwrap(), None);
     }
     let l = Ledger::open(dir.path(), k, opts(16)).unwrap();
-    assert_eq!(l.active_policy().unwrap().as_deref(), Some("sha256:bb"));
     assert_eq!(
-        l.policy_versions().unwrap(),
+        l.state().active_policy().unwrap().as_deref(),
+        Some("sha256:bb")
+    );
+    assert_eq!(
+        l.state().policy_versions().unwrap(),
         vec![("sha256:aa".to_string(), 5), ("sha256:bb".to_string(), 7)]
     );
-    let a = l.policy("sha256:aa").unwrap().unwrap();
+    let a = l.state().policy("sha256:aa").unwrap().unwrap();
     assert_eq!(
         (a.bytes.as_slice(), a.published_at_ns),
         (&b"bundle a"[..], 5)
     );
-    assert_eq!(l.policy("sha256:zz").unwrap(), None);
+    assert_eq!(l.state().policy("sha256:zz").unwrap(), None);
     check_whole_log(&l);
 }
 

@@ -9,10 +9,12 @@
 //!   (<https://c2sp.org/tlog-cosignature>);
 //! - offline proof bundles `c2sp.org/tlog-proof@v1` (<https://c2sp.org/tlog-proof>);
 //! - trust policies: parse, and decide whether verified cosignatures meet the
-//!   quorum (<https://c2sp.org/tlog-policy>).
+//!   quorum (<https://c2sp.org/tlog-policy>);
+//! - the tlog-witness `add-checkpoint` body and size answer ([`witness`],
+//!   <https://c2sp.org/tlog-witness>).
 //!
 //! Out of scope: I/O of any kind, key storage, the witness protocol's HTTP
-//! exchange, and Merkle math (the `tlog` crate). ECDSA, RFC 6962 tree-head and
+//! exchange itself, and Merkle math (the `tlog` crate). ECDSA, RFC 6962 tree-head and
 //! ML-DSA signature types are not supported: signatures of those types are
 //! unknown signatures and are ignored, as the spec requires.
 
@@ -22,6 +24,7 @@ mod key;
 mod policy;
 mod proof;
 mod signed;
+pub mod witness;
 
 pub use batch::verify_batch;
 pub use checkpoint::{cosignature_message, sign_checkpoint, Checkpoint};
@@ -54,6 +57,9 @@ pub enum Error {
     /// A checkpoint's text is malformed.
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
+    /// A tlog-witness `add-checkpoint` request or size answer is malformed.
+    #[error("malformed add-checkpoint request: {0}")]
+    MalformedWitnessRequest(String),
     /// A proof bundle is malformed.
     #[error("malformed tlog-proof: {0}")]
     MalformedProof(String),

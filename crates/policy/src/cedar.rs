@@ -13,7 +13,7 @@ use cedar_policy::{
     Validator,
 };
 
-use crate::engine::{Decision, EvalInput, Evaluation};
+use crate::contract::{Decision, EvalInput, Evaluation};
 
 /// A JSON value as a Cedar value. Cedar has no null and no floats: those are
 /// errors, which the caller turns into SILENCE.

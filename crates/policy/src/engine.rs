@@ -1,52 +1,13 @@
-//! The one evaluation contract over both engines.
+//! The dispatcher: a compiled bundle of either engine behind the contract
+//! (`contract.rs`), the gate's version rule, panic containment and replay.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::cedar::CedarPolicy;
+use crate::contract::{EvalInput, Evaluation};
 use crate::rego::RegoPolicy;
 use crate::{Bundle, Engine, Error};
-pub use protocol::Decision;
-
-/// Longest a single evaluation may run before it is SILENCE.
-pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
-
-/// A decision and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// The decision.
-    pub decision: Decision,
-    /// Which rules or policies decided, or what failed.
-    pub reason: String,
-}
-
-impl Evaluation {
-    pub(crate) fn silence(reason: impl Into<String>) -> Evaluation {
-        Evaluation {
-            decision: Decision::Silence,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// What a policy sees: the validated request and the context the gate derived.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalInput {
-    /// The validated request: `actor` {id, kind, ...}, `surface`, `action`,
-    /// `target`, `context`, ...
-    pub request: serde_json::Value,
-    /// The derived context. `decided_at_ns` (integer, UNIX nanoseconds) is the
-    /// bound decision time that time builtins return.
-    pub derived: serde_json::Value,
-}
-
-impl EvalInput {
-    pub(crate) fn decided_at_ns(&self) -> i64 {
-        self.derived["decided_at_ns"].as_i64().unwrap_or(0)
-    }
-}
 
 /// Replays a recorded decision: checks that `bundle` is the recorded policy
 /// version (its content digest equals `version`), compiles it and evaluates

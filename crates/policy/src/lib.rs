@@ -11,25 +11,18 @@
 //! Out of scope: the request contract's validation (the `protocol` crate),
 //! storage of bundles (the ledger), HTTP.
 //!
-//! The contract, for both engines:
-//! - Rego: the manifest's entrypoint rule evaluates to `"permit"`, `"deny"`
-//!   or `"silence"`; undefined, any other value, an error, a conflict or a
-//!   timeout is SILENCE with the reason.
-//! - Cedar: Allow is PERMIT; Deny with at least one satisfied `forbid` is
-//!   DENY; Deny with nothing satisfied is SILENCE; any evaluation error is
-//!   SILENCE (Cedar skips erroring policies, so an erroring `forbid` must not
-//!   let a `permit` through).
-//! - An engine panic is SILENCE. Time builtins see the bound decision time.
+//! The contract both engines implement is in `contract.rs` ([`EvalInput`] in,
+//! [`Evaluation`] out).
 
 mod bundle;
 mod cedar;
+mod contract;
 mod engine;
 mod rego;
 
 pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
-pub use engine::{
-    replay, replay_receipt, CompiledPolicy, Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT,
-};
+pub use contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+pub use engine::{replay, replay_receipt, CompiledPolicy};
 
 /// Errors from loading or compiling a bundle. Evaluation never errors: it
 /// answers SILENCE with a reason.

@@ -9,7 +9,7 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::Value;
 
 use crate::bundle::line_of;
-use crate::engine::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+use crate::contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
 use crate::{Bundle, Error};
 
 /// Builtins refused at publish time: their results depend on more than the

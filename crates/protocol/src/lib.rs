@@ -1,6 +1,6 @@
 //! Tollgate's wire contract: decision requests, receipts and responses.
 //!
-//! In scope: the request contract of DESIGN.md parsed into types that cannot
+//! In scope: the request contract (ARCHITECTURE.md, `schemas/`) parsed into types that cannot
 //! hold an invalid request ([`DecisionRequest`]), with errors that name the
 //! field; RFC 8785 canonical JSON ([`canonical`]); receipt bodies, signing
 //! and verification as C2SP signed notes ([`ReceiptBody`], [`verify_receipt`]);

@@ -1,5 +1,5 @@
 //! Receipts: C2SP signed notes whose text is one line of RFC 8785 canonical
-//! JSON (DESIGN.md "Formats"; schema `schemas/receipt.schema.json`).
+//! JSON (RFC 8785; schema `schemas/receipt.schema.json`).
 //!
 //! ```text
 //! {"decided_at":"2026-11-25T12:00:00.000000000Z","decision":"PERMIT",...}

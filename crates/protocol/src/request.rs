@@ -1,4 +1,4 @@
-//! The decision request contract (DESIGN.md "The request contract"),
+//! The decision request contract (`schemas/decision-request.schema.json`),
 //! parsed into types that cannot hold an invalid request.
 //!
 //! `schemas/decision-request.schema.json` states the same contract as JSON

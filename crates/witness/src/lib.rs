@@ -21,15 +21,64 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use note::witness::AddCheckpoint;
 use note::{Checkpoint, Note, SignerKey, VerifierKey};
 use tlog::Hash;
 
 pub use monitor::Monitor;
 pub use state::LogState;
 
-/// Most consistency proof lines a request may carry (tlog-witness: "MUST NOT
-/// send more than 63").
-const MAX_PROOF_LINES: usize = 63;
+/// Errors of the witness other than a refusal to cosign.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A state file or directory cannot be read or written.
+    #[error("witness state {path}: {reason}")]
+    State {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Monitor mode: fetching from the log failed (transient; nothing changed).
+    #[error("GET {url}: {reason}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Monitor mode: the log serves a checkpoint that does not parse.
+    #[error("served checkpoint: {0}")]
+    Checkpoint(#[from] note::Error),
+    /// Monitor mode: the log serves a checkpoint of an origin not configured.
+    #[error("{base} serves origin {origin:?}, which is not a configured log")]
+    UnknownLog {
+        /// The log's URL.
+        base: String,
+        /// The origin it serves.
+        origin: String,
+    },
+    /// Monitor mode: the tiles do not yield a consistency proof.
+    #[error("proof from tiles: {0}")]
+    Tiles(#[from] tlog::Error),
+    /// Monitor mode: evidence of misbehaviour was kept and cosigning of the
+    /// log stopped.
+    #[error("log misbehaviour: {0}")]
+    Misbehaviour(String),
+    /// Monitor mode: the witness refused the checkpoint.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl Error {
+    pub(crate) fn state(path: &Path, reason: impl std::fmt::Display) -> Error {
+        Error::State {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
 
 /// Why a checkpoint was not cosigned; each maps to the status tlog-witness names.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +133,7 @@ impl IntoResponse for Refusal {
         match &self {
             Refusal::SizeMismatch { latest, .. } => (
                 StatusCode::CONFLICT,
-                [(header::CONTENT_TYPE, "text/x.tlog.size")],
+                [(header::CONTENT_TYPE, note::witness::SIZE_CONTENT_TYPE)],
                 format!("{latest}\n"),
             )
                 .into_response(),
@@ -110,45 +159,6 @@ pub struct Witness {
     alerts: std::sync::atomic::AtomicU64,
 }
 
-/// A parsed add-checkpoint body.
-struct Request<'a> {
-    old: u64,
-    proof: Vec<Hash>,
-    checkpoint: &'a [u8],
-}
-
-fn parse_request(body: &[u8]) -> Result<Request<'_>, Refusal> {
-    let bad = |m: &str| Refusal::BadRequest(m.to_string());
-    let split = body
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .ok_or_else(|| bad("no empty line before the checkpoint"))?;
-    let head = std::str::from_utf8(&body[..split]).map_err(|_| bad("not UTF-8"))?;
-    let mut lines = head.split('\n');
-    let old = lines
-        .next()
-        .and_then(|l| l.strip_prefix("old "))
-        .filter(|n| *n == "0" || (!n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())))
-        .and_then(|n| n.parse::<u64>().ok())
-        .ok_or_else(|| bad("first line must be `old <size>` in canonical decimal"))?;
-    let proof = lines
-        .map(|l| {
-            B64.decode(l)
-                .ok()
-                .and_then(|b| Hash::from_slice(&b))
-                .ok_or_else(|| bad("a proof line is not a base64 32-byte hash"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if proof.len() > MAX_PROOF_LINES {
-        return Err(bad("more than 63 proof lines"));
-    }
-    Ok(Request {
-        old,
-        proof,
-        checkpoint: &body[split + 2..],
-    })
-}
-
 impl Witness {
     /// A witness signing with `key` (a `cosignature/v1` key) over `logs`
     /// (origin → the log's checkpoint key), keeping state in `dir`.
@@ -156,7 +166,7 @@ impl Witness {
     /// # Errors
     ///
     /// The state directory cannot be created or read.
-    pub fn open(key: SignerKey, logs: Vec<VerifierKey>, dir: &Path) -> Result<Witness, String> {
+    pub fn open(key: SignerKey, logs: Vec<VerifierKey>, dir: &Path) -> Result<Witness, Error> {
         Ok(Witness {
             key,
             logs: logs
@@ -223,19 +233,19 @@ impl Witness {
     /// # Errors
     ///
     /// A state file that cannot be read.
-    pub fn latest(&self, origin: &str) -> Result<Option<LogState>, String> {
+    pub fn latest(&self, origin: &str) -> Result<Option<LogState>, Error> {
         self.store.load(origin)
     }
 
-    /// C2SP tlog-witness `add-checkpoint`: every rule in the spec's order,
-    /// then the cosignature lines (`— <name> <base64>\n`) at `now` (POSIX
+    /// C2SP tlog-witness `add-checkpoint` on a parsed request (a body that
+    /// does not parse is the 400 of [`AddCheckpoint::parse`]): every rule in
+    /// the spec's order, then the cosignature lines (`— <name> <base64>\n`) at `now` (POSIX
     /// seconds). The new state is durable before this returns.
     ///
     /// # Errors
     ///
     /// A [`Refusal`] naming the rule that failed.
-    pub fn add_checkpoint(&self, body: &[u8], now: u64) -> Result<String, Refusal> {
-        let req = parse_request(body)?;
+    pub fn add_checkpoint(&self, req: &AddCheckpoint<'_>, now: u64) -> Result<String, Refusal> {
         let mut note = Note::parse(req.checkpoint)
             .map_err(|e| Refusal::BadRequest(format!("checkpoint note: {e}")))?;
         let checkpoint = Checkpoint::parse(note.text())
@@ -257,7 +267,7 @@ impl Witness {
         let latest = self
             .store
             .load(&checkpoint.origin)
-            .map_err(Refusal::Storage)?;
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
         if let Some(why) = latest.as_ref().and_then(|s| s.halted.clone()) {
             return Err(Refusal::Halted(checkpoint.origin.clone(), why));
         }
@@ -311,7 +321,7 @@ impl Witness {
         let text = note.to_text();
         self.store
             .save(&LogState::new(&checkpoint, &text))
-            .map_err(Refusal::Storage)?;
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
         let name_prefix = format!("\u{2014} {} ", self.key.verifier().name());
         let lines: String = text
             .lines()
@@ -333,7 +343,11 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Bytes) 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let w2 = w.clone();
-    match tokio::task::spawn_blocking(move || w2.add_checkpoint(&body, now)).await {
+    let request = move |body: &[u8]| {
+        let req = AddCheckpoint::parse(body).map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        w2.add_checkpoint(&req, now)
+    };
+    match tokio::task::spawn_blocking(move || request(&body)).await {
         Ok(Ok(lines)) => (StatusCode::OK, lines).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -348,7 +362,7 @@ async fn latest(State(w): State<Arc<Witness>>, Query(q): Query<OriginQuery>) -> 
         )
             .into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "nothing cosigned for that origin\n").into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

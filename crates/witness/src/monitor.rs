@@ -14,7 +14,7 @@ use std::time::Duration;
 use note::{Checkpoint, Note};
 use tlog::{Tile, TileHashReader, TileSource};
 
-use crate::{LogState, Refusal, Witness};
+use crate::{Error, LogState, Refusal, Witness};
 
 /// A log to monitor: its base URL (the one serving `/log/…`).
 pub struct Monitor {
@@ -25,7 +25,10 @@ impl TileSource for Monitor {
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog::ReadError> {
         tiles
             .iter()
-            .map(|t| self.get(&format!("log/{}", t.path())).map_err(Into::into))
+            .map(|t| {
+                self.get(&format!("log/{}", t.path()))
+                    .map_err(|e| e.to_string().into())
+            })
             .collect()
     }
 }
@@ -39,17 +42,21 @@ impl Monitor {
         }
     }
 
-    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    fn get(&self, path: &str) -> Result<Vec<u8>, Error> {
         let url = format!("{}/{path}", self.base);
+        let fetch = |reason: String| Error::Fetch {
+            url: url.clone(),
+            reason,
+        };
         let r = ureq::get(&url)
             .timeout(Duration::from_secs(10))
             .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| fetch(e.to_string()))?;
         let mut body = Vec::new();
         r.into_reader()
             .take(16 << 20)
             .read_to_end(&mut body)
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| fetch(e.to_string()))?;
         Ok(body)
     }
 
@@ -61,15 +68,15 @@ impl Monitor {
     /// # Errors
     ///
     /// A fetch that failed, or a refusal (alerts are raised before returning).
-    pub fn poll(&self, w: &Witness, now: u64) -> Result<Option<u64>, String> {
+    pub fn poll(&self, w: &Witness, now: u64) -> Result<Option<u64>, Error> {
         let text = self.get("log/checkpoint")?;
-        let note = Note::parse(&text).map_err(|e| format!("checkpoint: {e}"))?;
-        let cp = Checkpoint::parse(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
+        let note = Note::parse(&text)?;
+        let cp = Checkpoint::parse(note.text())?;
         let Some(key) = w.logs.get(&cp.origin) else {
-            return Err(format!(
-                "{} serves origin {:?}, which is not a configured log",
-                self.base, cp.origin
-            ));
+            return Err(Error::UnknownLog {
+                base: self.base.clone(),
+                origin: cp.origin,
+            });
         };
         let held = w.store.load(&cp.origin)?;
         if held.as_ref().is_some_and(|s| s.halted.is_some()) {
@@ -77,7 +84,7 @@ impl Monitor {
         }
         let alert = |held: &LogState, proof: &[tlog::Hash], why: &str| {
             w.alert(held, &text, proof, why);
-            Err(why.to_string())
+            Err(Error::Misbehaviour(why.to_string()))
         };
         if let Err(e) = note.verify(std::slice::from_ref(key)) {
             return match &held {
@@ -86,7 +93,7 @@ impl Monitor {
                     &[],
                     &format!("bad signature on the served checkpoint: {e}"),
                 ),
-                None => Err(format!("bad signature on the served checkpoint: {e}")),
+                None => Err(e.into()),
             };
         }
         let old = held.as_ref().map_or(0, |s| s.size);
@@ -102,7 +109,7 @@ impl Monitor {
                 );
             }
             if cp.size == h.size {
-                if h.root().map_err(|e| e.to_string())? != cp.root {
+                if h.root()? != cp.root {
                     return alert(h, &[], "fork: same size, different root");
                 }
                 return Ok(None);
@@ -111,27 +118,20 @@ impl Monitor {
         let proof = if old == 0 {
             Vec::new()
         } else {
-            tlog::prove_consistency(old, cp.size, &TileHashReader::new(cp.size, self))
-                .map_err(|e| format!("proof from tiles: {e}"))?
+            tlog::prove_consistency(old, cp.size, &TileHashReader::new(cp.size, self))?
         };
-        let mut body = format!("old {old}\n");
-        for h in &proof {
-            body.push_str(&base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                h.0,
-            ));
-            body.push('\n');
-        }
-        body.push('\n');
-        let mut body = body.into_bytes();
-        body.extend_from_slice(&text);
-        match w.add_checkpoint(&body, now) {
+        let request = note::witness::AddCheckpoint {
+            old,
+            proof,
+            checkpoint: &text,
+        };
+        match w.add_checkpoint(&request, now) {
             Ok(_) => Ok(Some(cp.size)),
             Err(Refusal::Inconsistent(why)) => {
                 let h = held.expect("a proof needs an accepted state");
-                alert(&h, &proof, &format!("inconsistent: {why}"))
+                alert(&h, &request.proof, &format!("inconsistent: {why}"))
             }
-            Err(other) => Err(other.to_string()),
+            Err(other) => Err(other.into()),
         }
     }
 

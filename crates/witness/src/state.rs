@@ -1,7 +1,6 @@
 //! Per-log witness state in files: the latest cosigned checkpoint, written
 //! atomically (temporary file, fsync, rename, fsync of the directory).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -9,7 +8,7 @@ use note::Checkpoint;
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
 
-use crate::Refusal;
+use crate::{Error, Refusal};
 
 /// What the witness holds for one log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,35 +60,27 @@ fn file_name(origin: &str) -> String {
 }
 
 impl Store {
-    pub(crate) fn open(dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub(crate) fn open(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::state(dir, e))?;
         Ok(Store {
             dir: dir.to_path_buf(),
         })
     }
 
-    pub(crate) fn load(&self, origin: &str) -> Result<Option<LogState>, String> {
+    pub(crate) fn load(&self, origin: &str) -> Result<Option<LogState>, Error> {
         let path = self.dir.join(file_name(origin));
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
+                .map_err(|e| Error::state(&path, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(Error::state(&path, e)),
         }
     }
 
-    pub(crate) fn save(&self, s: &LogState) -> Result<(), String> {
+    pub(crate) fn save(&self, s: &LogState) -> Result<(), Error> {
         let path = self.dir.join(file_name(&s.origin));
-        let tmp = path.with_extension("json.tmp");
-        let err = |e: std::io::Error| format!("{}: {e}", path.display());
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&serde_json::to_vec(s).expect("serializable"))
-            .and_then(|()| f.sync_all())
-            .map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)
+        keyfile::write_durable(&path, &serde_json::to_vec(s).expect("serializable"), 0o600)
+            .map_err(|e| Error::state(&path, e.reason))
     }
 }

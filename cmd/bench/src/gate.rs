@@ -1,7 +1,7 @@
-//! `tollgate bench`: the load generator.
+//! `tollgate-bench gate`: the gate's load generator.
 //!
-//! Starts a gate (this binary, `serve`, on a fresh data directory and port 0)
-//! unless `--url` names one, then drives `POST /v1/decisions` over HTTP/1.1
+//! Starts a gate (`tollgate serve` from beside this binary, or `--gate-bin`,
+//! on a fresh data directory and port 0) unless `--url` names one, then drives `POST /v1/decisions` over HTTP/1.1
 //! keep-alive connections:
 //! - closed loop: each connection sends its next request when the last one
 //!   is answered;
@@ -31,6 +31,9 @@ pub(crate) struct BenchArgs {
     /// A running gate to drive. Default: start one on a fresh temporary data directory.
     #[arg(long)]
     url: Option<String>,
+    /// The `tollgate` binary to start. Default: the one beside this binary.
+    #[arg(long)]
+    gate_bin: Option<std::path::PathBuf>,
     /// Engine of the policy the started gate runs: rego (the example) or cedar.
     #[arg(long, default_value = "rego")]
     policy: String,
@@ -54,7 +57,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
-            let s = Server::start(&args.policy)?;
+            let s = Server::start(args.gate_bin.as_deref(), &args.policy)?;
             let u = s.url.clone();
             server = Some(s);
             u
@@ -66,7 +69,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         .trim_end_matches('/')
         .to_string();
     println!(
-        "tollgate bench against {url} ({} policy), {} s per row",
+        "tollgate-bench gate against {url} ({} policy), {} s per row",
         args.policy, args.duration
     );
     println!(
@@ -427,16 +430,19 @@ struct Server {
 }
 
 impl Server {
-    fn start(policy: &str) -> Result<Server> {
+    fn start(gate_bin: Option<&std::path::Path>, policy: &str) -> Result<Server> {
         let dir = tempfile::tempdir()?;
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let exe = match gate_bin {
+            Some(p) => p.to_path_buf(),
+            None => std::env::current_exe()?.with_file_name("tollgate"),
+        };
+        let mut child = Command::new(&exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .env("TOLLGATE_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting the gate")?;
+            .with_context(|| format!("starting the gate {}", exe.display()))?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let url = loop {
             let Some(line) = lines.next() else {
@@ -450,14 +456,14 @@ impl Server {
         if policy == "cedar" {
             let token = std::fs::read_to_string(dir.path().join("data/admin.token"))?;
             let bytes = gate::example_cedar_bundle().to_tar_gz();
-            let published = crate::client::post(
+            let published = post(
                 &format!("{url}/v1/admin/policies"),
                 token.trim(),
                 "application/gzip",
                 &bytes,
             )?;
             let version = published["version"].as_str().unwrap_or_default();
-            crate::client::post(
+            post(
                 &format!("{url}/v1/admin/policies/{version}/activate"),
                 token.trim(),
                 "application/json",
@@ -476,5 +482,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An admin API call; the answer's JSON.
+fn post(url: &str, token: &str, content_type: &str, body: &[u8]) -> Result<serde_json::Value> {
+    match ureq::post(url)
+        .set("authorization", &format!("Bearer {token}"))
+        .set("content-type", content_type)
+        .send_bytes(body)
+    {
+        Ok(r) => Ok(r.into_json()?),
+        Err(ureq::Error::Status(code, r)) => {
+            bail!("POST {url}: {code} {}", r.into_string().unwrap_or_default())
+        }
+        Err(e) => bail!("POST {url}: {e}"),
     }
 }

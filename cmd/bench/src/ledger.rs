@@ -1,82 +1,52 @@
-//! `ledger-load`: load generator and crash-test driver for the ledger.
-//!
-//! - `ledger-load bench`: appends/s and append latency for a matrix of batch
-//!   sizes and concurrent appenders, with fsync, and disk bytes per leaf.
-//! - `ledger-load proofs`: grows one log to 10M leaves and measures inclusion
-//!   and consistency proof latency at 1k, 1M and 10M leaves.
-//! - `ledger-load crash-child`: appends forever and prints every
-//!   acknowledgement; the crash test SIGKILLs it and checks the log.
+//! `tollgate-bench ledger` and `tollgate-bench proofs`: the ledger's load
+//! generators (the crash test's child process lives with the crash test).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
 use ledger::{Ledger, Options};
 use note::{KeyType, SignerKey};
 
-#[derive(Parser)]
-#[command(about = "Load generator and crash-test driver for the Tollgate ledger")]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
+/// `tollgate-bench ledger` arguments.
+#[derive(clap::Args)]
+pub(crate) struct LedgerArgs {
+    /// Scratch directory (a fresh RocksDB per run is made inside).
+    #[arg(long, default_value = "/tmp/ledger-bench")]
+    dir: PathBuf,
+    /// Appends per run.
+    #[arg(long, default_value_t = 50_000)]
+    count: u64,
+    /// Leaf size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    leaf_size: usize,
+    /// Batch sizes (N) to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
+    batch: Vec<usize>,
+    /// Concurrent appenders to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256,1024")]
+    appenders: Vec<usize>,
+    /// Batch wait (T) in microseconds.
+    #[arg(long, default_value_t = 200)]
+    wait_us: u64,
+    /// Newest stored hashes kept in memory (Options::recent_hashes).
+    #[arg(long, default_value_t = ledger::DEFAULT_RECENT_HASHES)]
+    recent_hashes: usize,
 }
 
-#[derive(Subcommand)]
-enum Cmd {
-    /// Appends/s and latency over batch sizes and appender counts (fsync on).
-    Bench {
-        /// Scratch directory (a fresh RocksDB per run is made inside).
-        #[arg(long, default_value = "/tmp/ledger-bench")]
-        dir: PathBuf,
-        /// Appends per run.
-        #[arg(long, default_value_t = 50_000)]
-        count: u64,
-        /// Leaf size in bytes.
-        #[arg(long, default_value_t = 1024)]
-        leaf_size: usize,
-        /// Batch sizes (N) to try.
-        #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
-        batch: Vec<usize>,
-        /// Concurrent appenders to try.
-        #[arg(long, value_delimiter = ',', default_value = "1,16,256,1024")]
-        appenders: Vec<usize>,
-        /// Batch wait (T) in microseconds.
-        #[arg(long, default_value_t = 200)]
-        wait_us: u64,
-        /// Newest stored hashes kept in memory (Options::recent_hashes).
-        #[arg(long, default_value_t = ledger::DEFAULT_RECENT_HASHES)]
-        recent_hashes: usize,
-    },
-    /// Proof latency at 1k, 1M and 10M leaves.
-    Proofs {
-        /// Scratch directory.
-        #[arg(long, default_value = "/tmp/ledger-proofs")]
-        dir: PathBuf,
-        /// Largest size to measure.
-        #[arg(long, default_value_t = 10_000_000)]
-        max: u64,
-        /// Random proofs of each kind measured per size (raise it to profile).
-        #[arg(long, default_value_t = 2000)]
-        samples: usize,
-    },
-    /// Append forever from several threads and print `ack <key> <index> <size> <root>` lines.
-    CrashChild {
-        /// Ledger directory.
-        #[arg(long)]
-        dir: PathBuf,
-        /// Log key file (generated if missing).
-        #[arg(long)]
-        key: PathBuf,
-        /// Key prefix, unique per child run.
-        #[arg(long)]
-        prefix: String,
-        /// Concurrent appenders.
-        #[arg(long, default_value_t = 8)]
-        appenders: usize,
-    },
+/// `tollgate-bench proofs` arguments.
+#[derive(clap::Args)]
+pub(crate) struct ProofsArgs {
+    /// Scratch directory.
+    #[arg(long, default_value = "/tmp/ledger-proofs")]
+    dir: PathBuf,
+    /// Largest size to measure.
+    #[arg(long, default_value_t = 10_000_000)]
+    max: u64,
+    /// Random proofs of each kind measured per size (raise it to profile).
+    #[arg(long, default_value_t = 2000)]
+    samples: usize,
 }
 
 const ORIGIN: &str = "bench.tollgate.invalid/log";
@@ -85,32 +55,26 @@ const ORIGIN: &str = "bench.tollgate.invalid/log";
 /// large, so the fill is bounded by the sequencer rather than by fsyncs.
 const FILLERS: u64 = 512;
 
-fn main() {
-    match Cli::parse().cmd {
-        Cmd::Bench {
-            dir,
-            count,
-            leaf_size,
-            batch,
-            appenders,
-            wait_us,
-            recent_hashes,
-        } => {
-            let options = Options {
-                batch_wait: Duration::from_micros(wait_us),
-                recent_hashes,
-                ..Options::default()
-            };
-            bench(&dir, count, leaf_size, &batch, &appenders, &options);
-        }
-        Cmd::Proofs { dir, max, samples } => proofs(&dir, max, samples),
-        Cmd::CrashChild {
-            dir,
-            key,
-            prefix,
-            appenders,
-        } => crash_child(&dir, &key, &prefix, appenders),
-    }
+/// `tollgate-bench ledger`.
+pub(crate) fn bench(args: LedgerArgs) {
+    let options = Options {
+        batch_wait: Duration::from_micros(args.wait_us),
+        recent_hashes: args.recent_hashes,
+        ..Options::default()
+    };
+    run_bench(
+        &args.dir,
+        args.count,
+        args.leaf_size,
+        &args.batch,
+        &args.appenders,
+        &options,
+    );
+}
+
+/// `tollgate-bench proofs`.
+pub(crate) fn proofs(args: ProofsArgs) {
+    run_proofs(&args.dir, args.max, args.samples);
 }
 
 fn fresh(dir: &Path) -> PathBuf {
@@ -134,7 +98,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn bench(
+fn run_bench(
     dir: &Path,
     count: u64,
     leaf_size: usize,
@@ -219,7 +183,7 @@ fn bench(
     }
 }
 
-fn proofs(dir: &Path, max: u64, samples: usize) {
+fn run_proofs(dir: &Path, max: u64, samples: usize) {
     let path = fresh(dir);
     let key = SignerKey::generate(ORIGIN, KeyType::Ed25519).expect("key");
     let options = Options {
@@ -312,37 +276,4 @@ fn proofs(dir: &Path, max: u64, samples: usize) {
         "disk bytes per leaf at {size}: {:.0}",
         dir_bytes(&path) as f64 / size as f64
     );
-}
-
-fn crash_child(dir: &Path, key_path: &Path, prefix: &str, appenders: usize) {
-    let (key, _) =
-        ledger::keyfile::load_or_generate(key_path, ORIGIN, KeyType::Ed25519).expect("key");
-    let options = Options {
-        batch_max: 64,
-        batch_wait: Duration::from_micros(300),
-        write_fault: None,
-        sync_fault: None,
-        recent_hashes: ledger::DEFAULT_RECENT_HASHES,
-    };
-    let ledger = Ledger::open(dir, key, options).expect("open");
-    let out = Mutex::new(std::io::stdout());
-    println!("ready {}", ledger.latest().checkpoint.size);
-    std::thread::scope(|s| {
-        for t in 0..appenders {
-            let (ledger, out) = (&ledger, &out);
-            s.spawn(move || {
-                for i in 0u64.. {
-                    let k = format!("{prefix}-{t}-{i}");
-                    let a = ledger
-                        .append_blocking(format!("leaf:{k}").into_bytes(), k.clone().into_bytes())
-                        .expect("append");
-                    let cp = &a.checkpoint.checkpoint;
-                    let mut o = out.lock().expect("stdout");
-                    // One line per acknowledgement, written only after the append is durable.
-                    let _ = writeln!(o, "ack {k} {} {} {:?}", a.index, cp.size, cp.root);
-                    let _ = o.flush();
-                }
-            });
-        }
-    });
 }

@@ -1,13 +1,28 @@
-//! The policy bundle store: published bundles by version (immutable, kept
-//! forever for replay) and the one active version.
+//! State that is not the log: what the gate keeps beside it, durably, in the
+//! backend's small key-value space (today the policy bundles and the active
+//! version; callers, approvals and counters are to join them here).
+//!
+//! Keys, one-byte prefixes that no log key uses (see the crate docs):
+//!
+//! | key                | value                                              |
+//! |--------------------|----------------------------------------------------|
+//! | `p` ‖ version      | published-at (u64 BE UNIX ns) ‖ bundle bytes       |
+//! | `a`                | the active policy version                          |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
-//! and names them by content digest before storing. Every write is synced.
+//! and names them by content digest before storing. Every write is durable
+//! when it returns, and writes are serialized, so a check and the write it
+//! guards cannot interleave with another writer's.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use std::sync::{Arc, Mutex};
 
-use crate::store::{key_bytes, ACTIVE_POLICY, POLICY};
-use crate::{Error, Ledger};
+use crate::store::LogStore;
+use crate::Error;
+
+/// Policy bundles: `p` ‖ version.
+const POLICY: u8 = b'p';
+/// The active policy version: the single key `a`.
+const ACTIVE_POLICY: &[u8] = b"a";
 
 /// A published policy bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,10 +35,17 @@ pub struct PublishedPolicy {
     pub bytes: Vec<u8>,
 }
 
-fn synced() -> WriteOptions {
-    let mut wo = WriteOptions::default();
-    wo.set_sync(true);
-    wo
+/// The state beside the log. Get it from [`crate::Ledger::state`].
+pub struct State {
+    store: Arc<dyn LogStore>,
+    /// Serializes writers.
+    lock: Mutex<()>,
+}
+
+fn policy_key(version: &str) -> Vec<u8> {
+    let mut k = vec![POLICY];
+    k.extend_from_slice(version.as_bytes());
+    k
 }
 
 fn decode(version: &[u8], value: &[u8]) -> Result<PublishedPolicy, Error> {
@@ -37,7 +59,14 @@ fn decode(version: &[u8], value: &[u8]) -> Result<PublishedPolicy, Error> {
     })
 }
 
-impl Ledger {
+impl State {
+    pub(crate) fn new(store: Arc<dyn LogStore>) -> State {
+        State {
+            store,
+            lock: Mutex::new(()),
+        }
+    }
+
     /// Stores bundle `bytes` as `version`, durably. Publishing a version that
     /// exists keeps the original (versions are content digests, so the bytes
     /// mean the same policy) and returns false.
@@ -46,16 +75,14 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn publish_policy(&self, version: &str, bytes: &[u8], now_ns: u64) -> Result<bool, Error> {
-        let db = self.shared.store.db();
-        let key = key_bytes(POLICY, version.as_bytes());
-        // One publisher at a time, so the check and the write cannot interleave.
-        let _guard = self.shared.policy_lock.lock().expect("policy lock");
-        if db.get_pinned(&key)?.is_some() {
+        let key = policy_key(version);
+        let _guard = self.lock.lock().expect("state lock");
+        if self.store.state_get(&key)?.is_some() {
             return Ok(false);
         }
         let mut value = now_ns.to_be_bytes().to_vec();
         value.extend_from_slice(bytes);
-        db.put_opt(key, value, &synced())?;
+        self.store.state_put(&[(&key, &value)])?;
         Ok(true)
     }
 
@@ -65,8 +92,8 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn policy(&self, version: &str) -> Result<Option<PublishedPolicy>, Error> {
-        let db = self.shared.store.db();
-        db.get(key_bytes(POLICY, version.as_bytes()))?
+        self.store
+            .state_get(&policy_key(version))?
             .map(|v| decode(version.as_bytes(), &v))
             .transpose()
     }
@@ -77,17 +104,14 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn policy_versions(&self) -> Result<Vec<(String, u64)>, Error> {
-        let db = self.shared.store.db();
-        let mut out = Vec::new();
-        for kv in db.iterator(IteratorMode::From(&[POLICY], Direction::Forward)) {
-            let (k, v) = kv?;
-            if k.first() != Some(&POLICY) {
-                break;
-            }
-            let p = decode(&k[1..], v.get(..8).unwrap_or(&[]))?;
-            out.push((p.version, p.published_at_ns));
-        }
-        Ok(out)
+        self.store
+            .state_scan(&[POLICY])?
+            .into_iter()
+            .map(|(k, v)| {
+                let p = decode(&k[1..], v.get(..8).unwrap_or(&[]))?;
+                Ok((p.version, p.published_at_ns))
+            })
+            .collect()
     }
 
     /// Makes `version` the active policy, durably and atomically.
@@ -96,20 +120,13 @@ impl Ledger {
     ///
     /// [`Error::NotFound`] if it was never published; a storage error.
     pub fn activate_policy(&self, version: &str) -> Result<(), Error> {
-        let db = self.shared.store.db();
-        let _guard = self.shared.policy_lock.lock().expect("policy lock");
-        if db
-            .get_pinned(key_bytes(POLICY, version.as_bytes()))?
-            .is_none()
-        {
+        let _guard = self.lock.lock().expect("state lock");
+        if self.store.state_get(&policy_key(version))?.is_none() {
             return Err(Error::NotFound(format!(
                 "policy version {version} is not published"
             )));
         }
-        let mut wb = WriteBatch::default();
-        wb.put(ACTIVE_POLICY, version.as_bytes());
-        db.write_opt(wb, &synced())?;
-        Ok(())
+        self.store.state_put(&[(ACTIVE_POLICY, version.as_bytes())])
     }
 
     /// The active policy version, if one was activated.
@@ -118,8 +135,8 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn active_policy(&self) -> Result<Option<String>, Error> {
-        let db = self.shared.store.db();
-        db.get(ACTIVE_POLICY)?
+        self.store
+            .state_get(ACTIVE_POLICY)?
             .map(|v| {
                 String::from_utf8(v)
                     .map_err(|_| Error::Corrupt("active policy is not UTF-8".into()))

@@ -1,0 +1,63 @@
+//! `tollgate-bench`: the load generators, kept out of the server binary and
+//! the ledger library.
+//!
+//! - `tollgate-bench gate`: decisions/s and latency of a running or freshly
+//!   started gate (`tollgate serve`) over HTTP/1.1 keep-alive, and the
+//!   in-process floor per decision.
+//! - `tollgate-bench ledger`: appends/s and append latency for a matrix of
+//!   batch sizes and concurrent appenders, with fsync, and disk bytes per leaf.
+//! - `tollgate-bench proofs`: grows one log to 10M leaves and measures
+//!   inclusion and consistency proof latency at 1k, 1M and 10M leaves.
+
+mod gate;
+mod ledger;
+
+use clap::{Parser, Subcommand};
+
+// The same allocator as the gate, so the in-process floor is comparable.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate-bench",
+    version,
+    about = "Load generators for the Tollgate gate and its ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decisions/s and latency over HTTP/1.1 keep-alive, and the in-process
+    /// floor per decision. Starts `tollgate serve` (beside this binary) on a
+    /// fresh data directory unless --url names a running gate.
+    Gate(gate::BenchArgs),
+    /// Ledger appends/s and latency over batch sizes and appender counts (fsync on).
+    Ledger(ledger::LedgerArgs),
+    /// Ledger proof latency at 1k, 1M and 10M leaves.
+    Proofs(ledger::ProofsArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Gate(args) => gate::run(args),
+        Command::Ledger(args) => {
+            ledger::bench(args);
+            Ok(())
+        }
+        Command::Proofs(args) => {
+            ledger::proofs(args);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The active policy, in one place: the compiled version decisions bind,
+//! how a published version is loaded (digest checked, compiled, time limit
+//! set) and how activation swaps it (durable first, then in memory).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ledger::Ledger;
+use policy::{Bundle, CompiledPolicy};
+
+use crate::GateError;
+
+/// The compiled active policy and its version.
+pub struct ActivePolicy {
+    /// `sha256:<hex>` of the bundle.
+    pub version: String,
+    /// The compiled bundle.
+    pub compiled: Arc<CompiledPolicy>,
+}
+
+/// The gate's policy state: the active version in memory, mirroring the
+/// ledger's durable record of it.
+pub(crate) struct Policies {
+    active: RwLock<Option<Arc<ActivePolicy>>>,
+    /// Serializes activations so memory and disk agree on the active version.
+    activation: tokio::sync::Mutex<()>,
+    eval_timeout: Duration,
+}
+
+impl Policies {
+    pub(crate) fn new(eval_timeout: Duration) -> Policies {
+        Policies {
+            active: RwLock::new(None),
+            activation: tokio::sync::Mutex::new(()),
+            eval_timeout,
+        }
+    }
+
+    /// The active policy, if any.
+    pub(crate) fn active(&self) -> Option<Arc<ActivePolicy>> {
+        self.active.read().expect("active lock").clone()
+    }
+
+    /// Sets the active policy in memory (startup: what the ledger records).
+    pub(crate) fn set(&self, active: ActivePolicy) {
+        *self.active.write().expect("active lock") = Some(Arc::new(active));
+    }
+
+    /// Makes `version` active: loads it (off the async workers), records it
+    /// durably, then swaps it in memory; one activation at a time. A crash
+    /// between the two restarts on the new version. Returns the previous
+    /// active version.
+    pub(crate) async fn activate(
+        &self,
+        ledger: &Ledger,
+        version: &str,
+    ) -> Result<Option<String>, GateError> {
+        let _one_at_a_time = self.activation.lock().await;
+        let (l, v, limit) = (ledger.clone(), version.to_string(), self.eval_timeout);
+        let active = tokio::task::spawn_blocking(move || load(&l, &v, limit))
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))??;
+        let previous = self.active().map(|a| a.version.clone());
+        ledger.state().activate_policy(version)?;
+        self.set(active);
+        Ok(previous)
+    }
+
+    /// Loads a published version with this gate's evaluation time limit.
+    pub(crate) fn load(&self, ledger: &Ledger, version: &str) -> Result<ActivePolicy, GateError> {
+        load(ledger, version, self.eval_timeout)
+    }
+}
+
+/// Reads a published bundle, checks its digest and compiles it.
+fn load(ledger: &Ledger, version: &str, limit: Duration) -> Result<ActivePolicy, GateError> {
+    let bundle = bundle(ledger, version)?;
+    let compiled = CompiledPolicy::compile(&bundle)
+        .map_err(|e| GateError::InvalidPolicy(format!("policy {version}: {e}")))?
+        .with_time_limit(limit);
+    Ok(ActivePolicy {
+        version: version.to_string(),
+        compiled: Arc::new(compiled),
+    })
+}
+
+/// A published bundle by version, checked against its digest.
+pub(crate) fn bundle(ledger: &Ledger, version: &str) -> Result<Bundle, GateError> {
+    let stored = ledger
+        .state()
+        .policy(version)?
+        .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
+    let bundle = Bundle::from_tar_gz(&stored.bytes, None)
+        .map_err(|e| GateError::Internal(format!("stored policy {version}: {e}")))?;
+    if bundle.version() != version {
+        return Err(GateError::Internal(format!(
+            "stored policy {version} has digest {}",
+            bundle.version()
+        )));
+    }
+    Ok(bundle)
+}
+
+/// The engine's name as receipts and the admin API spell it.
+pub(crate) fn engine_name(p: &CompiledPolicy) -> &'static str {
+    match p.engine() {
+        policy::Engine::Rego => "rego",
+        policy::Engine::Cedar => "cedar",
+    }
+}

@@ -1,0 +1,239 @@
+//! Startup wiring: the data directory, the log and gate keys and the admin
+//! token (generated on first start), the ledger's recovery, witnessing, and
+//! the active policy (the embedded example published and activated on a log
+//! that has none).
+
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+
+use ledger::Ledger;
+use note::KeyType;
+use policy::Bundle;
+
+use crate::active::Policies;
+use crate::{now_ns, witnessing, Config, Gate, Metrics};
+
+/// Why the gate could not start. Each names the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key or token file cannot be read, written or trusted.
+    #[error("key or token file {0}")]
+    KeyFile(#[from] keyfile::Error),
+    /// The log cannot be opened or recovered.
+    #[error("opening the log in {path}: {source}")]
+    Log {
+        /// The data directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: ledger::Error,
+    },
+    /// The witness policy cannot be read or used.
+    #[error(transparent)]
+    Witnessing(#[from] witnessing::WitnessingError),
+    /// The stored policy state cannot be read or the example not stored.
+    #[error("policy store: {0}")]
+    PolicyStore(#[from] ledger::Error),
+    /// The active policy no longer loads.
+    #[error("the active policy {version} does not load: {reason}")]
+    ActivePolicy {
+        /// Its version.
+        version: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What startup did, for the banner.
+pub struct Started {
+    /// The gate.
+    pub gate: Arc<Gate>,
+    /// The log key was generated now.
+    pub log_key_generated: bool,
+    /// The gate key was generated now.
+    pub gate_key_generated: bool,
+    /// Where the admin token is, if it came from (or went to) a file.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// The example policy was published and activated now.
+    pub example_activated: Option<String>,
+}
+
+/// The example Rego bundle (examples/policies/rego), compiled into the binary
+/// for the embedded default.
+#[must_use]
+pub fn example_bundle() -> Bundle {
+    embedded_bundle(
+        include_bytes!("../../../examples/policies/rego/tollgate.json"),
+        &[
+            (
+                "policy.rego",
+                include_bytes!("../../../examples/policies/rego/policy.rego"),
+            ),
+            (
+                "data.json",
+                include_bytes!("../../../examples/policies/rego/data.json"),
+            ),
+        ],
+    )
+}
+
+/// The example Cedar bundle (examples/policies/cedar), same meaning as the
+/// Rego one, compiled into the binary for `tollgate-bench gate --policy cedar`.
+#[must_use]
+pub fn example_cedar_bundle() -> Bundle {
+    embedded_bundle(
+        include_bytes!("../../../examples/policies/cedar/tollgate.json"),
+        &[
+            (
+                "policy.cedar",
+                include_bytes!("../../../examples/policies/cedar/policy.cedar"),
+            ),
+            (
+                "schema.cedarschema",
+                include_bytes!("../../../examples/policies/cedar/schema.cedarschema"),
+            ),
+            (
+                "entities.json",
+                include_bytes!("../../../examples/policies/cedar/entities.json"),
+            ),
+        ],
+    )
+}
+
+fn embedded_bundle(manifest: &[u8], files: &[(&str, &[u8])]) -> Bundle {
+    let manifest = serde_json::from_slice(manifest).expect("example manifest");
+    let files = files
+        .iter()
+        .map(|(p, c)| ((*p).to_string(), c.to_vec()))
+        .collect();
+    Bundle::new(manifest, files).expect("example bundle")
+}
+
+impl Gate {
+    /// Opens the data directory (creating it, the keys and the admin token on
+    /// first start), recovers the log, loads the active policy, and on a log
+    /// with no active policy publishes and activates the example bundle if
+    /// `config.example_policy`.
+    ///
+    /// # Errors
+    ///
+    /// A [`StartupError`] naming what failed: the data directory, key
+    /// files, the log's recovery, the witness policy, a stored policy that no
+    /// longer compiles.
+    pub fn open(config: &Config) -> Result<Started, StartupError> {
+        Gate::open_with_fault(config, None)
+    }
+
+    /// [`Gate::open`] with a ledger write-fault hook: tests use it to make
+    /// appends fail and check that the gate answers 503 and claims nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::open`].
+    pub fn open_with_fault(
+        config: &Config,
+        write_fault: Option<ledger::WriteFault>,
+    ) -> Result<Started, StartupError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|source| StartupError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let (log_key, log_key_generated) = keyfile::load_or_generate_key(
+            &config.log_key_path(),
+            &config.origin,
+            KeyType::Ed25519,
+            true,
+        )?;
+        let (gate_key, gate_key_generated) = keyfile::load_or_generate_key(
+            &config.gate_key_path(),
+            &config.gate_key_name,
+            KeyType::Ed25519,
+            true,
+        )?;
+        let (admin_token, admin_token_file) = match &config.admin_token {
+            Some(t) => (t.clone(), None),
+            None => {
+                let path = config.admin_token_path();
+                let (token, _) = keyfile::load_or_generate_token(&path)?;
+                (token, Some(path))
+            }
+        };
+        let options = ledger::Options {
+            batch_max: config.batch_max,
+            batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
+            write_fault,
+            sync_fault: None,
+            recent_hashes: config.hash_cache_mb << 15, // 2^20 bytes / 32 per hash
+        };
+        let ledger =
+            Ledger::open(&config.data_dir.join("log"), log_key, options).map_err(|source| {
+                StartupError::Log {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?;
+        let witnessing = match &config.witness_policy {
+            Some(path) => Some(Arc::new(witnessing::Witnessing::open(
+                path,
+                ledger.verifier(),
+                config.data_dir.join("cosigned.checkpoint"),
+                std::time::Duration::from_millis(config.witness_interval_ms.max(10)),
+                std::time::Duration::from_secs(config.witness_refresh_s),
+            )?)),
+            None => None,
+        };
+        let gate = Gate {
+            witnessing,
+            ledger,
+            gate_key,
+            admin_token,
+            policies: Policies::new(config.eval_timeout()),
+            metrics: Metrics::default(),
+        };
+        let mut example_activated = None;
+        let active = match gate.ledger.state().active_policy()? {
+            Some(version) => Some(version),
+            None if config.example_policy => {
+                let bundle = example_bundle();
+                let version = bundle.version();
+                gate.ledger
+                    .state()
+                    .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)
+                    .and_then(|_| gate.ledger.state().activate_policy(&version))?;
+                example_activated = Some(version.clone());
+                Some(version)
+            }
+            None => None,
+        };
+        if let Some(version) = active {
+            let active = gate.policies.load(&gate.ledger, &version).map_err(|e| {
+                StartupError::ActivePolicy {
+                    version: version.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            gate.policies.set(active);
+        }
+        Ok(Started {
+            gate: Arc::new(gate),
+            log_key_generated,
+            gate_key_generated,
+            admin_token_file,
+            example_activated,
+        })
+    }
+}

@@ -1,0 +1,321 @@
+//! The RocksDB backend: the crate's key layout (see the crate docs), batch
+//! writes through the WAL, and reads. The only file that names RocksDB.
+
+use std::path::Path;
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use tlog::Hash;
+
+use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs};
+use crate::Error;
+
+const HASH: u8 = b'h';
+const ENTRY: u8 = b'e';
+const LEAF: u8 = b'l';
+const IDEMPOTENCY: u8 = b'i';
+const CHECKPOINT: u8 = b'c';
+
+fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn key_bytes(prefix: u8, b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + b.len());
+    k.push(prefix);
+    k.extend_from_slice(b);
+    k
+}
+
+fn u64_at(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+fn storage(e: rocksdb::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// The log in one RocksDB key space.
+pub(crate) struct RocksStore {
+    db: DB,
+}
+
+impl RocksStore {
+    /// Opens (or creates) the database in directory `path`.
+    pub(crate) fn open(path: &Path) -> Result<RocksStore, Error> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        // Keys are prefix ‖ big-endian integers: entries and hashes are written
+        // in key order, so compaction is cheap. No compression is compiled in.
+        opts.set_compression_type(rocksdb::DBCompressionType::None);
+        opts.set_max_background_jobs(2);
+        opts.set_write_buffer_size(128 << 20);
+        opts.set_enable_pipelined_write(true);
+        // RocksDB's default, set because the sequencer relies on it: batches
+        // are written unsynced and fsynced later, so after a machine crash the
+        // WAL may end in a torn record; recovery must stop there and keep the
+        // prefix before it, never skip a hole.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
+        Ok(RocksStore {
+            db: DB::open(&opts, path).map_err(storage)?,
+        })
+    }
+
+    fn exists(&self, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.db.get_pinned(key).map_err(storage)?.is_some())
+    }
+
+    /// The batch as one `WriteBatch`.
+    ///
+    /// Entries and hashes go in as they come (ascending keys); the two
+    /// random-key indexes are added last, each sorted. The memtable's skip
+    /// list reuses the previous insert's position when the next key is close
+    /// to it, so runs of neighbouring keys are cheap to insert, and
+    /// interleaving the random keys with the sequential ones would break every
+    /// run (measured: inserting was most of the writer thread's time).
+    fn write_batch(batch: &Batch) -> WriteBatch {
+        let mut wb = WriteBatch::default();
+        let mut leaf_index = Vec::with_capacity(batch.leaves.len());
+        let mut idempotency = Vec::with_capacity(batch.leaves.len());
+        for (index, l) in (batch.old_size..).zip(&batch.leaves) {
+            wb.put(key_u64(ENTRY, index), &l.leaf);
+            let mut k = [0u8; 33];
+            k[0] = LEAF;
+            k[1..].copy_from_slice(&l.leaf_hash.0);
+            leaf_index.push((k, index));
+            let mut v = [0u8; 40];
+            v[..8].copy_from_slice(&index.to_be_bytes());
+            v[8..].copy_from_slice(&l.leaf_hash.0);
+            idempotency.push((key_bytes(IDEMPOTENCY, &l.key), v));
+        }
+        let base = tlog::stored_hash_count(batch.old_size);
+        for (i, h) in (base..).zip(batch.hashes.iter()) {
+            wb.put(key_u64(HASH, i), h.0);
+        }
+        wb.put(
+            key_u64(CHECKPOINT, batch.new_size()),
+            batch.checkpoint.as_bytes(),
+        );
+        // Equal leaf hashes keep their order (a stable sort), so the last
+        // put, the latest leaf, is the one the index names.
+        leaf_index.sort_by_key(|a| a.0);
+        for (k, index) in &leaf_index {
+            wb.put(k, index.to_be_bytes());
+        }
+        idempotency.sort_unstable();
+        for (k, v) in &idempotency {
+            wb.put(k, v);
+        }
+        wb
+    }
+}
+
+impl LogStore for RocksStore {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Error> {
+        let keys: Vec<[u8; 9]> = indexes.iter().map(|&i| key_u64(HASH, i)).collect();
+        self.db
+            .multi_get(&keys)
+            .into_iter()
+            .zip(indexes)
+            .map(|(v, &i)| match v.map_err(storage)? {
+                Some(v) => Hash::from_slice(&v)
+                    .ok_or_else(|| Error::Corrupt(format!("stored hash {i} is not 32 bytes"))),
+                None => Err(Error::Corrupt(format!("stored hash {i} is missing"))),
+            })
+            .collect()
+    }
+
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let keys: Vec<[u8; 9]> = (start..start + count).map(|i| key_u64(ENTRY, i)).collect();
+        self.db
+            .multi_get(&keys)
+            .into_iter()
+            .zip(start..)
+            .map(|(v, i)| {
+                v.map_err(storage)?
+                    .ok_or_else(|| Error::Corrupt(format!("entry {i} is missing")))
+            })
+            .collect()
+    }
+
+    fn has_entry(&self, index: u64) -> Result<bool, Error> {
+        self.exists(&key_u64(ENTRY, index))
+    }
+
+    fn has_hash(&self, index: u64) -> Result<bool, Error> {
+        self.exists(&key_u64(HASH, index))
+    }
+
+    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
+        Ok(self
+            .db
+            .get(key_bytes(LEAF, &leaf_hash.0))
+            .map_err(storage)?
+            .as_deref()
+            .and_then(u64_at))
+    }
+
+    fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {
+        let db_keys: Vec<Vec<u8>> = keys.iter().map(|k| key_bytes(IDEMPOTENCY, k)).collect();
+        self.db
+            .multi_get(&db_keys)
+            .into_iter()
+            .map(|v| {
+                Ok(match v.map_err(storage)? {
+                    None => None,
+                    Some(v) if v.len() == 40 => Some(IdempotencyRecord {
+                        index: u64_at(&v).expect("40 bytes"),
+                        leaf_hash: Hash::from_slice(&v[8..]).expect("32 bytes"),
+                    }),
+                    Some(_) => return Err(Error::Corrupt("malformed idempotency record".into())),
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
+        self.db
+            .get(key_u64(CHECKPOINT, size))
+            .map_err(storage)?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        let start = key_u64(CHECKPOINT, u64::MAX);
+        let mut it = self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Reverse));
+        match it.next().transpose().map_err(storage)? {
+            Some((k, v)) if k.first() == Some(&CHECKPOINT) && k.len() == 9 => {
+                let size = u64_at(&k[1..]).expect("9-byte key");
+                let note = String::from_utf8(v.to_vec())
+                    .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                Ok(Some((size, note)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// One `WriteBatch` into the WAL and the memtable, unsynced: RocksDB
+    /// applies all of it or none of it, and batches enter the one WAL in
+    /// order, so its point-in-time recovery yields a prefix of them.
+    fn insert(&self, batch: &Batch) -> Result<(), Error> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db
+            .write_opt(RocksStore::write_batch(batch), &wo)
+            .map_err(storage)
+    }
+
+    /// An fsync of the WAL; RocksDB goes on accepting writes meanwhile.
+    fn sync(&self) -> Result<(), Error> {
+        self.db.flush_wal(true).map_err(storage)
+    }
+
+    fn wait_for_compaction(&self) -> Result<(), Error> {
+        let mut opts = rocksdb::WaitForCompactOptions::default();
+        opts.set_flush(true);
+        self.db.wait_for_compact(&opts).map_err(storage)
+    }
+
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.db.get(key).map_err(storage)
+    }
+
+    fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error> {
+        let mut wb = WriteBatch::default();
+        for (k, v) in pairs {
+            wb.put(k, v);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(storage)
+    }
+
+    fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error> {
+        let mut out = Vec::new();
+        for kv in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tlog::HashReader;
+
+    use super::RocksStore;
+    use crate::recent::RecentHashes;
+    use crate::store::{Batch, CachedHashes, LogStore, UpperCache, UPPER_LEVEL};
+
+    /// Reads through the upper-level cache give exactly the stored hashes,
+    /// cold and warm; only upper levels are cached, never more than capacity.
+    #[test]
+    fn upper_cache_reads_are_the_stored_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let n = 3000u64;
+        let leaves: Vec<tlog::Hash> = (0..n).map(|i| tlog::leaf_hash(&i.to_be_bytes())).collect();
+        let stored = tlog::append_leaves(0, &leaves, &Vec::new()).unwrap();
+        store
+            .insert(&Batch {
+                old_size: 0,
+                leaves: Vec::new(),
+                hashes: Arc::from(stored.clone()),
+                checkpoint: String::new(),
+            })
+            .unwrap();
+        store.sync().unwrap();
+        let all: Vec<u64> = (0..stored.len() as u64).rev().collect();
+        let upper = (0..stored.len() as u64)
+            .filter(|&i| tlog::split_stored_hash_index(i).0 >= UPPER_LEVEL)
+            .count();
+        assert!(upper > 10);
+        let none = RecentHashes::new(0);
+        for capacity in [0, 5, 1 << 20] {
+            let cache = UpperCache::new(capacity);
+            let reader = CachedHashes {
+                store: &store,
+                upper: &cache,
+                recent: &none,
+            };
+            for _ in 0..2 {
+                let got = reader.read_hashes(&all).unwrap();
+                assert!(got.iter().rev().eq(stored.iter()), "capacity {capacity}");
+            }
+            assert_eq!(cache.len(), upper.min(capacity));
+            // A proof through a warm cache is the proof from the hashes.
+            assert_eq!(
+                tlog::prove_inclusion(1234, n, &reader).unwrap(),
+                tlog::prove_inclusion(1234, n, &stored).unwrap()
+            );
+        }
+        assert!(CachedHashes {
+            store: &store,
+            upper: &UpperCache::new(10),
+            recent: &none,
+        }
+        .read_hashes(&[stored.len() as u64])
+        .is_err());
+    }
+}
