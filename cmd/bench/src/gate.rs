@@ -49,6 +49,11 @@ pub(crate) struct BenchArgs {
     /// Connections used by fixed-rate runs.
     #[arg(long, default_value_t = 64)]
     rate_connections: usize,
+    /// File with the bearer token of a caller that may decide for the
+    /// example actors (`agent-*`). Default with --url: none (give one);
+    /// without: the started gate's `demo` caller.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -63,6 +68,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             u
         }
     };
+    let token_file = match (&args.token_file, &server) {
+        (Some(f), _) => f.clone(),
+        (None, Some(s)) => s.demo_token.clone(),
+        (None, None) => bail!("--url needs --token-file: a caller's token that may decide"),
+    };
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the token in {}", token_file.display()))?;
+    let auth: Arc<str> = format!("Bearer {}", token.trim()).into();
     let addr = url
         .strip_prefix("http://")
         .context("--url must be http://host:port")?
@@ -110,7 +123,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     for (mode, conns, rate) in rows {
         let before = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
-        let r = rt.block_on(load(&addr, conns, rate, duration, run_id))?;
+        let r = rt.block_on(load(&addr, &auth, conns, rate, duration, run_id))?;
         let after = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
         let decisions = r.latencies_us.len() as u64;
         r.print(
@@ -149,7 +162,12 @@ fn floor(engine: &str) -> Result<(f64, f64)> {
     let actor = compiled.actor_attributes(request.actor().id());
     let input = EvalInput {
         request: request.to_value(),
-        derived: policy_derived(&at, ns, actor.clone()),
+        derived: policy_derived(
+            &at,
+            ns,
+            actor.clone(),
+            serde_json::json!({"name": "bench", "via": "token"}),
+        ),
     };
     let n = 2000;
     let t = Instant::now();
@@ -161,14 +179,14 @@ fn floor(engine: &str) -> Result<(f64, f64)> {
     let evaluation = evaluation.expect("n > 0");
     let receipt = ReceiptBody {
         format: protocol::RECEIPT_FORMAT.into(),
-        receipt_id: request.receipt_id(),
+        receipt_id: request.receipt_id("bench"),
         log: "bench/log".into(),
         request: request.to_value(),
         request_digest: request.digest(),
         decision: evaluation.decision,
         reason: evaluation.reason,
         policy: None,
-        derived: serde_json::json!({ "actor": actor }),
+        derived: protocol::receipt_derived(actor, "bench", protocol::VIA_TOKEN),
         decided_at: at,
     };
     let t = Instant::now();
@@ -331,6 +349,7 @@ async fn connect(addr: &str) -> Result<hyper::client::conn::http1::SendRequest<F
 /// Runs `conns` connections for `duration`: closed loop, or `rate` per second.
 async fn load(
     addr: &str,
+    auth: &Arc<str>,
     conns: usize,
     rate: Option<u64>,
     duration: Duration,
@@ -366,11 +385,12 @@ async fn load(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..conns {
         let mut sender = connect(addr).await?;
-        let (next, errors, addr, paced) = (
+        let (next, errors, addr, paced, auth) = (
             next.clone(),
             errors.clone(),
             addr.to_string(),
             paced.clone(),
+            auth.clone(),
         );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -387,6 +407,7 @@ async fn load(
                 let request = hyper::Request::post("/v1/decisions")
                     .header("host", &addr)
                     .header("content-type", "application/json")
+                    .header("authorization", &*auth)
                     .body(Full::new(Bytes::from(body(run_id, n))))
                     .expect("request");
                 let ok = match sender.send_request(request).await {
@@ -426,6 +447,8 @@ async fn load(
 struct Server {
     child: Child,
     url: String,
+    /// The `demo` caller's token file.
+    demo_token: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -473,6 +496,7 @@ impl Server {
         Ok(Server {
             child,
             url,
+            demo_token: dir.path().join("data/demo.token"),
             _dir: dir,
         })
     }

@@ -98,7 +98,7 @@ enum Command {
         #[arg(long)]
         gate_key: String,
         /// Where the last audit's state is kept (default
-        /// ~/.local/state/proofcheck/<origin>.json).
+        /// ~/.local/state/proofcheck/<origin>-<log key id>.json).
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -157,7 +157,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn state_path(explicit: Option<PathBuf>, origin: &str) -> PathBuf {
+/// The audit state of one log: by origin and log key id, so two logs that
+/// share an origin never share a state.
+fn state_path(explicit: Option<PathBuf>, log_key: &VerifierKey) -> PathBuf {
+    let origin = log_key.name();
     explicit.unwrap_or_else(|| {
         let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
         let safe: String = origin
@@ -171,7 +174,7 @@ fn state_path(explicit: Option<PathBuf>, origin: &str) -> PathBuf {
             })
             .collect();
         home.join(".local/state/proofcheck")
-            .join(format!("{safe}.json"))
+            .join(format!("{safe}-{:08x}.json", log_key.id()))
     })
 }
 
@@ -297,7 +300,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
         } => {
             let log_key = key(&log_key)?;
             let gate_key = key(&gate_key)?;
-            let path = state_path(state, log_key.name());
+            let path = state_path(state, &log_key);
             let previous: Option<AuditState> = match std::fs::read(&path) {
                 Ok(b) => Some(
                     serde_json::from_slice(&b)

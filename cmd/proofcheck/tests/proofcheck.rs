@@ -42,12 +42,19 @@ impl Gate {
         self.skey(file).verifier().clone()
     }
 
+    /// The `demo` caller's authorization header.
+    fn auth(&self) -> String {
+        let token = std::fs::read_to_string(self.data.join("demo.token")).unwrap();
+        format!("Bearer {}", token.trim())
+    }
+
     fn decide(&self, amount: u64, key: &str) -> Vec<u8> {
         let body = json!({
             "actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
             "action": "transfer", "target": {"amount": amount}, "idempotency_key": key,
         });
         let r = ureq::post(&format!("{}/v1/decisions", self.url))
+            .set("authorization", &self.auth())
             .send_string(&body.to_string())
             .unwrap();
         r.into_string().unwrap().into_bytes()
@@ -299,7 +306,7 @@ fn audit_of_100k_entries_then_incremental() {
                             "actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
                             "action": "transfer", "target": {"amount": i % 20_000}, "idempotency_key": format!("k{i}"),
                         });
-                        agent.post(&format!("{}/v1/decisions", g.url)).send_string(&body.to_string()).unwrap();
+                        agent.post(&format!("{}/v1/decisions", g.url)).set("authorization", &g.auth()).send_string(&body.to_string()).unwrap();
                     }
                 });
             }

@@ -40,6 +40,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Add, list, revoke and rotate callers (who may ask for decisions, for
+    /// which actors) through the admin API.
+    Caller {
+        #[command(subcommand)]
+        command: CallerCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -119,11 +125,56 @@ enum PolicyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum CallerCommand {
+    /// Add a caller. Prints its token once (to stdout, or to --token-out);
+    /// the gate keeps only its SHA-256.
+    Add {
+        /// The caller's name (a-z 0-9 _ . -).
+        name: String,
+        /// A role: decide, read, approve or admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// An actor it may speak for: an id, or a prefix ending in * (repeat).
+        #[arg(long = "actor")]
+        actors: Vec<String>,
+        /// Write the token to this new file (mode 0600) instead of stdout.
+        #[arg(long)]
+        token_out: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List callers (revoked ones too; never tokens).
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a caller: its token authenticates no more.
+    Revoke {
+        /// The caller's name.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Give a caller a new token; the old one stops working. Prints the new
+    /// token once (to stdout, or to --token-out).
+    Rotate {
+        /// The caller's name.
+        name: String,
+        /// Write the token to this new file (mode 0600) instead of stdout.
+        #[arg(long)]
+        token_out: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
+        Command::Caller { command } => caller(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -254,6 +305,15 @@ fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) 
     }
     println!("  data          {}", config.data_dir.display());
     println!(
+        "  origin        {}{}",
+        gate.log_verifier().name(),
+        if started.origin_generated {
+            "  (generated; kept in the data directory)"
+        } else {
+            ""
+        }
+    );
+    println!(
         "  log key       {}{}",
         gate.log_verifier(),
         if started.log_key_generated {
@@ -289,16 +349,117 @@ fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) 
         println!("  admin token   in {}", f.display());
     }
     println!("  log size      {}", gate.ledger().latest().checkpoint.size);
+    let demo = config.demo_token_path();
+    if let Some(f) = &started.demo_token_file {
+        println!(
+            "  demo caller   created now: decide and read for actors {}; its token is in {}",
+            gate::DEMO_ACTORS,
+            f.display()
+        );
+    }
     println!();
-    println!("Ask for a decision:");
+    println!("Ask for a decision (as the demo caller):");
     println!(
-        "  curl -s {url}/v1/decisions -H 'content-type: application/json' -d \
+        "  curl -s {url}/v1/decisions -H \"authorization: Bearer $(cat {})\" \
+         -H 'content-type: application/json' -d \
          '{{\"actor\":{{\"id\":\"agent-treasury\",\"kind\":\"agent\"}},\"surface\":\"payments\",\
-         \"action\":\"transfer\",\"target\":{{\"amount\":500,\"to\":\"acct-9\"}},\"idempotency_key\":\"demo-1\"}}'"
+         \"action\":\"transfer\",\"target\":{{\"amount\":500,\"to\":\"acct-9\"}},\"idempotency_key\":\"demo-1\"}}'",
+        demo.display()
     );
     println!("The log: {url}/log/checkpoint   Metrics: {url}/metrics");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+}
+
+/// Shows a new token: into a new 0600 file, or on stdout.
+fn show_token(name: &str, token: &str, out: Option<&std::path::Path>) -> Result<()> {
+    match out {
+        Some(path) => {
+            if path.exists() {
+                bail!("{} exists; give a new file for the token", path.display());
+            }
+            keyfile::write_durable(path, format!("{token}\n").as_bytes(), 0o600)?;
+            println!("token of {name} written to {}", path.display());
+        }
+        None => println!("{token}"),
+    }
+    Ok(())
+}
+
+fn caller(command: CallerCommand) -> Result<()> {
+    match command {
+        CallerCommand::Add {
+            name,
+            roles,
+            actors,
+            token_out,
+            admin,
+        } => {
+            let body = serde_json::json!({"name": name, "roles": roles, "actors": actors});
+            let r = client::post(
+                &format!("{}/v1/admin/callers", admin.url),
+                &admin.token()?,
+                "application/json",
+                body.to_string().as_bytes(),
+            )?;
+            eprintln!(
+                "added caller {name}: roles {}, actors {}",
+                r["caller"]["roles"], r["caller"]["actors"]
+            );
+            show_token(
+                &name,
+                r["token"].as_str().unwrap_or_default(),
+                token_out.as_deref(),
+            )?;
+        }
+        CallerCommand::List { admin } => {
+            let r = client::get(&format!("{}/v1/admin/callers", admin.url), &admin.token()?)?;
+            for c in r["callers"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} roles {}  actors {}  created {}{}",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["roles"],
+                    c["actors"],
+                    c["created_at"].as_str().unwrap_or("?"),
+                    c["revoked_at"]
+                        .as_str()
+                        .map(|t| format!("  REVOKED {t}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        CallerCommand::Revoke { name, admin } => {
+            let r = client::post(
+                &format!("{}/v1/admin/callers/{name}/revoke", admin.url),
+                &admin.token()?,
+                "application/json",
+                b"",
+            )?;
+            println!(
+                "revoked {name} at {}",
+                r["revoked_at"].as_str().unwrap_or("?")
+            );
+        }
+        CallerCommand::Rotate {
+            name,
+            token_out,
+            admin,
+        } => {
+            let r = client::post(
+                &format!("{}/v1/admin/callers/{name}/rotate", admin.url),
+                &admin.token()?,
+                "application/json",
+                b"",
+            )?;
+            eprintln!("rotated the token of {name}; the old one no longer works");
+            show_token(
+                &name,
+                r["token"].as_str().unwrap_or_default(),
+                token_out.as_deref(),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn policy(command: PolicyCommand) -> Result<()> {

@@ -61,9 +61,19 @@ impl Server {
             .to_string()
     }
 
+    /// The `demo` caller's token, made on first start.
+    fn demo(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/demo.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A POST as the `demo` caller.
     fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
         let r = ureq::post(&format!("{}{path}", self.url))
             .set("content-type", "application/json")
+            .set("authorization", &format!("Bearer {}", self.demo()))
             .send_bytes(body);
         response(r)
     }
@@ -534,7 +544,8 @@ fn unix_socket_serves_the_same_api() {
     write!(
         stream,
         "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+         authorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        s.demo(),
         body.len()
     )
     .unwrap();
@@ -562,9 +573,10 @@ fn sigterm_drains_in_flight_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let url = s.url.clone();
+    let auth = format!("Bearer {}", s.demo());
     let workers: Vec<_> = (0..8)
         .map(|w| {
-            let url = url.clone();
+            let (url, auth) = (url.clone(), auth.clone());
             std::thread::spawn(move || {
                 let mut answered = Vec::new();
                 for i in 0.. {
@@ -575,7 +587,9 @@ fn sigterm_drains_in_flight_decisions() {
                         json!({"amount": 5}),
                         &format!("drain-{w}-{i}"),
                     );
-                    match ureq::post(&format!("{url}/v1/decisions")).send_string(&body.to_string())
+                    match ureq::post(&format!("{url}/v1/decisions"))
+                        .set("authorization", &auth)
+                        .send_string(&body.to_string())
                     {
                         Ok(r) => answered.push(r.into_json::<DecisionResponse>().unwrap()),
                         // Refused or reset once the listener closed: never started.

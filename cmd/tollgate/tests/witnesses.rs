@@ -48,10 +48,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn decide(url: &str, key: &str) -> Value {
+/// A decision as the `demo` caller of the gate whose data directory is `data`.
+fn decide(url: &str, data: &Path, key: &str) -> Value {
     let body = json!({"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
         "action": "transfer", "target": {"amount": 5}, "idempotency_key": key});
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
     ureq::post(&format!("{url}/v1/decisions"))
+        .set("authorization", &format!("Bearer {}", token.trim()))
         .send_string(&body.to_string())
         .unwrap()
         .into_json()
@@ -127,7 +130,7 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
         "log {lk}\nwitness w1 {k1}\nwitness w2 {k2}\ngroup both 2 w1 w2\nquorum both\n"
     ))
     .unwrap();
-    let r = decide(&gate.url, "a");
+    let r = decide(&gate.url, &data, "a");
     let index = r["log_index"].as_u64().unwrap();
     let cosigned = wait_cosigned(&gate.url, &both, index + 1);
     let size = Policy::for_log(lk.clone())
@@ -205,7 +208,7 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
     let started = Instant::now();
     let mut last = 0;
     for i in 0..20 {
-        last = decide(&gate.url, &format!("b{i}"))["log_index"]
+        last = decide(&gate.url, &data, &format!("b{i}"))["log_index"]
             .as_u64()
             .unwrap();
     }
@@ -219,7 +222,7 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
     drop(w1);
     let w1 = witness(&dir.path().join("w1"), p1, "witness.test/w1", &lk);
     assert_eq!(witness_key(&w1), k1, "same key after restart");
-    let last = decide(&gate.url, "c")["log_index"].as_u64().unwrap();
+    let last = decide(&gate.url, &data, "c")["log_index"].as_u64().unwrap();
     wait_cosigned(&gate.url, &any, last + 1);
     let held = ureq::get(&format!("{}/checkpoint?origin={}", w1.url, lk.name()))
         .call()

@@ -1,5 +1,7 @@
-//! The admin API: publish, activate and list policy versions. Every call
-//! needs `Authorization: Bearer <token>`, compared in constant time.
+//! The admin API: publish, activate and list policy versions; add, list,
+//! revoke and rotate callers. Every call needs `Authorization: Bearer
+//! <token>`: the admin token (compared in constant time) or the token of a
+//! caller with the `admin` role.
 
 use std::sync::Arc;
 
@@ -12,21 +14,109 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use std::collections::BTreeSet;
+
 use crate::active::engine_name;
+use crate::callers::{Caller, Callers, Role};
 use crate::http::{bearer, read_body};
 use crate::{now_ns, Gate, GateError};
 
 /// Largest bundle upload, in bytes.
 const MAX_BUNDLE_UPLOAD: usize = 16 << 20;
 
-fn authorize(gate: &Gate, headers: &HeaderMap) -> Result<(), GateError> {
-    let presented = bearer(headers).ok_or(GateError::Unauthorized)?;
+/// Who made an admin call, for the gate's log.
+fn authorize(gate: &Gate, headers: &HeaderMap) -> Result<String, GateError> {
+    let presented = bearer(headers).ok_or_else(|| {
+        GateError::Unauthorized(
+            "no bearer token: the admin API needs the admin token or an admin caller's".into(),
+        )
+    })?;
     if bool::from(presented.as_bytes().ct_eq(gate.admin_token.as_bytes())) {
-        Ok(())
-    } else {
-        tracing::warn!("admin call with a wrong token refused");
-        Err(GateError::Unauthorized)
+        return Ok("admin token".into());
     }
+    match gate.authenticate(headers, Role::Admin) {
+        Ok(caller) => Ok(format!("caller {}", caller.name)),
+        Err(e) => {
+            tracing::warn!("admin call refused: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// `POST /v1/admin/callers` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCaller {
+    /// The caller's name.
+    pub name: String,
+    /// Its roles.
+    pub roles: BTreeSet<Role>,
+    /// The actors it may speak for (exact ids, `prefix*`).
+    #[serde(default)]
+    pub actors: Vec<String>,
+}
+
+/// The answer to adding a caller or rotating its token: the only time the
+/// token is shown.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CallerToken {
+    /// The caller (without its token digest).
+    pub caller: Caller,
+    /// Its bearer token.
+    pub token: String,
+}
+
+/// `POST /v1/admin/callers`: adds a caller; answers its token once.
+pub(crate) async fn add_caller(
+    State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<CallerToken>, GateError> {
+    let by = authorize(&gate, &headers)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let new: NewCaller =
+        serde_json::from_slice(&bytes).map_err(|e| GateError::BadInput(format!("caller: {e}")))?;
+    let now = protocol::format_rfc3339_ns(now_ns());
+    let (caller, token) = gate
+        .callers
+        .add(&gate.ledger, &new.name, new.roles, new.actors, &now)?;
+    tracing::info!(caller = %caller.name, roles = ?caller.roles, actors = ?caller.actors, %by, "caller added");
+    Ok(Json(CallerToken { caller, token }))
+}
+
+/// `GET /v1/admin/callers`: every caller, revoked ones included, without tokens.
+pub(crate) async fn list_callers(
+    State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GateError> {
+    authorize(&gate, &headers)?;
+    Ok(Json(json!({ "callers": Callers::list(&gate.ledger)? })))
+}
+
+/// `POST /v1/admin/callers/{name}/revoke`: the caller authenticates no more.
+pub(crate) async fn revoke_caller(
+    State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Caller>, GateError> {
+    let by = authorize(&gate, &headers)?;
+    let now = protocol::format_rfc3339_ns(now_ns());
+    let caller = gate.callers.revoke(&gate.ledger, &name, &now)?;
+    tracing::info!(caller = %name, %by, "caller revoked");
+    Ok(Json(caller))
+}
+
+/// `POST /v1/admin/callers/{name}/rotate`: a new token; the old one stops working.
+pub(crate) async fn rotate_caller(
+    State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<CallerToken>, GateError> {
+    let by = authorize(&gate, &headers)?;
+    let now = protocol::format_rfc3339_ns(now_ns());
+    let (caller, token) = gate.callers.rotate(&gate.ledger, &name, &now)?;
+    tracing::info!(caller = %name, %by, "caller token rotated");
+    Ok(Json(CallerToken { caller, token }))
 }
 
 /// The answer to a publish.

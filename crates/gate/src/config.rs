@@ -29,8 +29,11 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
     /// Directory for the RocksDB log, keys and the admin token. Default `./data`.
     pub data_dir: PathBuf,
-    /// The log's origin (checkpoint first line and log key name).
-    pub origin: String,
+    /// The log's origin (checkpoint first line and log key name). Default:
+    /// generated on first start (`<host>/tollgate-<8 random hex>`) and kept in
+    /// `<data_dir>/origin`, so two installs never share one; once a data
+    /// directory has an origin, a different one here is refused.
+    pub origin: Option<String>,
     /// The gate key's name (receipt signature line).
     pub gate_key_name: String,
     /// Log key file; default `<data_dir>/log.skey`, generated if absent.
@@ -54,7 +57,9 @@ pub struct Config {
     /// between units of work (a single long builtin call finishes first),
     /// Cedar always terminates in time linear in the policies.
     pub eval_timeout_ms: u64,
-    /// Publish and activate the example Rego bundle when no policy is active.
+    /// Publish and activate the example Rego bundle when no policy is active,
+    /// and on a log with no callers create the `demo` caller (decide and read
+    /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
     pub example_policy: bool,
     /// `text` (default) or `json` structured logs.
     pub log_format: String,
@@ -75,7 +80,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             unix_socket: None,
             data_dir: PathBuf::from("data"),
-            origin: "tollgate.local/log".into(),
+            origin: None,
             gate_key_name: "tollgate.local/gate".into(),
             log_key_file: None,
             gate_key_file: None,
@@ -254,6 +259,14 @@ impl Config {
                 self.listen
             ));
         }
+        if let Some(o) = &self.origin {
+            if o.is_empty() || o.chars().any(|c| c.is_whitespace() || c == '+') {
+                return invalid(format!(
+                    "origin = {o:?}: a log origin is non-empty, without spaces or '+' \
+                     (for example \"example.com/tollgate\")"
+                ));
+            }
+        }
         if self.batch_max == 0 {
             return invalid("batch_max must be at least 1".into());
         }
@@ -298,6 +311,18 @@ impl Config {
         self.gate_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("gate.skey"))
+    }
+
+    /// Where the `demo` caller's token is written on first start.
+    #[must_use]
+    pub fn demo_token_path(&self) -> PathBuf {
+        self.data_dir.join("demo.token")
+    }
+
+    /// Where the data directory keeps its log's origin.
+    #[must_use]
+    pub fn origin_path(&self) -> PathBuf {
+        self.data_dir.join("origin")
     }
 
     /// The admin token file used when `admin_token` is unset.

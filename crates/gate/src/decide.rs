@@ -11,25 +11,39 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use note::ProofBundle;
 use policy::{EvalInput, Evaluation};
 use protocol::{
-    format_rfc3339_ns, parse_receipt, policy_derived, Decision, DecisionRequest, DecisionResponse,
-    PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT,
+    format_rfc3339_ns, parse_receipt, policy_derived, receipt_derived, Decision, DecisionRequest,
+    DecisionResponse, PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT, VIA_TOKEN,
 };
 
 use crate::active::engine_name;
+use crate::callers::{Caller, Role};
 use crate::http::read_body;
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
 
+/// The reason of the SILENCE receipt for a caller claiming an actor it may
+/// not speak for; the policy is not evaluated.
+pub const ACTOR_NOT_BOUND: &str = "actor_not_bound_to_caller";
+
 pub(crate) async fn decide(
     State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<DecisionResponse>, GateError> {
+    let caller = match gate.authenticate(&headers, Role::Decide) {
+        Ok(c) => c,
+        Err(e) => {
+            gate.metrics.record(&Outcome::Unauthorized, 0.0);
+            return Err(e);
+        }
+    };
     match read_body(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gate.decide(&bytes).await.map(Json),
+        Ok(bytes) => gate.decide(&caller, VIA_TOKEN, &bytes).await.map(Json),
         Err(e) => {
             gate.metrics.record(&Outcome::Rejected, 0.0);
             Err(e)
@@ -38,16 +52,23 @@ pub(crate) async fn decide(
 }
 
 impl Gate {
-    /// The pipeline for one request body; counts the outcome in the metrics.
+    /// The pipeline for one request body from an authenticated `caller`
+    /// (authenticated `via`, as receipts record it); counts the outcome in
+    /// the metrics.
     ///
     /// # Errors
     ///
     /// [`GateError::InvalidRequest`] (nothing evaluated or written),
     /// [`GateError::Conflict`], [`GateError::Unavailable`] (nothing claimed),
     /// [`GateError::Internal`].
-    pub async fn decide(&self, body: &[u8]) -> Result<DecisionResponse, GateError> {
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        via: &str,
+        body: &[u8],
+    ) -> Result<DecisionResponse, GateError> {
         let started = Instant::now();
-        let result = self.decide_once(body).await;
+        let result = self.decide_once(caller, via, body).await;
         let outcome = match &result {
             Ok((_, outcome)) => *outcome,
             Err(GateError::Conflict { .. }) => Outcome::Conflict,
@@ -60,29 +81,43 @@ impl Gate {
     }
 
     /// The pipeline: the response and its outcome for the metrics.
-    async fn decide_once(&self, body: &[u8]) -> Result<(DecisionResponse, Outcome), GateError> {
+    async fn decide_once(
+        &self,
+        caller: &Caller,
+        via: &str,
+        body: &[u8],
+    ) -> Result<(DecisionResponse, Outcome), GateError> {
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = DecisionRequest::parse(body)?;
-        let receipt_id = request.receipt_id();
+        let receipt_id = request.receipt_id(&caller.name);
         let request_value = request.to_value();
         let request_digest = protocol::digest_of(&request_value);
 
-        // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this actor and
-        //    key answers again if the request is the same, else 409.
+        // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this
+        //    caller, actor and key answers again if the request is the same,
+        //    else 409.
         if let Some(found) = self.existing(&receipt_id, &request_digest)? {
             return Ok((found, Outcome::Replayed));
         }
 
-        // 3. Bind the active policy and the decision time; derive context.
-        let active = self.active_policy();
+        // 3. Bind the active policy and the decision time; derive context. A
+        //    caller claiming an actor it may not speak for binds no policy:
+        //    the attempt is logged as evidence, nothing is evaluated.
+        let bound = caller.may_speak_for(request.actor().id());
+        let active = self.active_policy().filter(|_| bound);
         let decided_at_ns = now_ns();
         let decided_at = format_rfc3339_ns(decided_at_ns);
         let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
             a.compiled.actor_attributes(request.actor().id())
         });
+        let derived = receipt_derived(actor, &caller.name, via);
 
         // 4. Evaluate, fail closed.
         let evaluation = match &active {
+            None if !bound => Evaluation {
+                decision: Decision::Silence,
+                reason: ACTOR_NOT_BOUND.into(),
+            },
             None => Evaluation {
                 decision: Decision::Silence,
                 reason: "no policy is active".into(),
@@ -90,7 +125,12 @@ impl Gate {
             Some(a) => {
                 let input = EvalInput {
                     request: request_value.clone(),
-                    derived: policy_derived(&decided_at, decided_at_ns, actor.clone()),
+                    derived: policy_derived(
+                        &decided_at,
+                        decided_at_ns,
+                        derived["actor"].clone(),
+                        derived["caller"].clone(),
+                    ),
                 };
                 // On this thread: a policy takes tens of µs, and handing it
                 // to another thread costs about as much again. The engine
@@ -112,7 +152,7 @@ impl Gate {
                 version: a.version.clone(),
                 engine: engine_name(&a.compiled).into(),
             }),
-            derived: serde_json::json!({ "actor": actor }),
+            derived,
             decided_at,
         };
         let leaf = body

@@ -21,9 +21,10 @@ pub enum GateError {
         /// The original receipt.
         receipt_id: String,
     },
-    /// Missing or wrong admin token (401).
-    #[error("admin token missing or wrong")]
-    Unauthorized,
+    /// No credential, a wrong or revoked one, or a caller without the role
+    /// the route needs (401); says which.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
@@ -58,7 +59,7 @@ impl GateError {
         match self {
             GateError::InvalidRequest(_) | GateError::BadInput(_) => StatusCode::BAD_REQUEST,
             GateError::Conflict { .. } => StatusCode::CONFLICT,
-            GateError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GateError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GateError::NotFound(_) => StatusCode::NOT_FOUND,
             GateError::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,7 +72,7 @@ impl GateError {
             GateError::InvalidRequest(e) => ("invalid_request", Some(e.field.clone())),
             GateError::BadInput(_) => ("invalid_request", None),
             GateError::Conflict { .. } => ("idempotency_conflict", None),
-            GateError::Unauthorized => ("unauthorized", None),
+            GateError::Unauthorized(_) => ("unauthorized", None),
             GateError::NotFound(_) => ("not_found", None),
             GateError::InvalidPolicy(_) => ("invalid_policy", None),
             GateError::Unavailable(_) => ("unavailable", None),
@@ -96,7 +97,7 @@ impl IntoResponse for GateError {
             _ => tracing::debug!(error = %self),
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, GateError::Unauthorized) {
+        if matches!(self, GateError::Unauthorized(_)) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),

@@ -13,6 +13,7 @@
 
 mod active;
 mod admin;
+pub mod callers;
 pub mod config;
 mod decide;
 mod error;
@@ -34,7 +35,7 @@ pub use active::ActivePolicy;
 pub use config::{Config, ConfigError, Mode};
 pub use error::GateError;
 pub use metrics::Metrics;
-pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError};
+pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError, DEMO_ACTORS};
 pub use witnessing::WitnessingError;
 
 /// Every route: (method, path in axum syntax).
@@ -46,6 +47,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/proofs/consistency"),
     ("GET", "/v1/checkpoints/{size}"),
     ("GET", "/v1/policies/{version}"),
+    ("GET", "/v1/admin/callers"),
+    ("POST", "/v1/admin/callers"),
+    ("POST", "/v1/admin/callers/{name}/revoke"),
+    ("POST", "/v1/admin/callers/{name}/rotate"),
     ("GET", "/v1/admin/policies"),
     ("POST", "/v1/admin/policies"),
     ("POST", "/v1/admin/policies/{version}/activate"),
@@ -61,6 +66,7 @@ pub struct Gate {
     ledger: Ledger,
     gate_key: SignerKey,
     admin_token: String,
+    callers: callers::Callers,
     policies: active::Policies,
     metrics: Metrics,
     witnessing: Option<Arc<witnessing::Witnessing>>,
@@ -111,6 +117,39 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// The caller whose bearer token the request carries, if it holds `role`.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Unauthorized`] saying what is missing: no token, a token
+    /// that is no live caller's, or a caller without `role`.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+        role: callers::Role,
+    ) -> Result<Arc<callers::Caller>, GateError> {
+        let token = http::bearer(headers).ok_or_else(|| {
+            GateError::Unauthorized(format!(
+                "no bearer token: this route needs a caller with the {role} role \
+                 (Authorization: Bearer <token>)"
+            ))
+        })?;
+        let caller = self.callers.authenticate(token).ok_or_else(|| {
+            GateError::Unauthorized(
+                "the token is not a live caller's (wrong, rotated or revoked)".into(),
+            )
+        })?;
+        if !caller.has(role) {
+            return Err(GateError::Unauthorized(format!(
+                "caller {} lacks the {role} role",
+                caller.name
+            )));
+        }
+        Ok(caller)
+    }
+}
+
 /// Now, in UNIX nanoseconds.
 pub(crate) fn now_ns() -> i64 {
     let d = SystemTime::now()
@@ -129,6 +168,18 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/v1/proofs/consistency", get(read::consistency))
         .route("/v1/checkpoints/{size}", get(read::checkpoint))
         .route("/v1/policies/{version}", get(read::policy_bundle))
+        .route(
+            "/v1/admin/callers",
+            get(admin::list_callers).post(admin::add_caller),
+        )
+        .route(
+            "/v1/admin/callers/{name}/revoke",
+            post(admin::revoke_caller),
+        )
+        .route(
+            "/v1/admin/callers/{name}/rotate",
+            post(admin::rotate_caller),
+        )
         .route("/v1/admin/policies", get(admin::list).post(admin::publish))
         .route(
             "/v1/admin/policies/{version}/activate",

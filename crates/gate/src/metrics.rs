@@ -60,6 +60,7 @@ pub struct Metrics {
     replayed: AtomicU64,
     rejected: AtomicU64,
     conflicts: AtomicU64,
+    unauthorized: AtomicU64,
     unavailable: AtomicU64,
     latency: Histogram,
     batch: Histogram,
@@ -73,6 +74,7 @@ impl Default for Metrics {
             replayed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
             latency: Histogram::new(SECONDS),
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
@@ -96,6 +98,8 @@ pub(crate) enum Outcome {
     Replayed,
     /// Invalid: nothing evaluated or written.
     Rejected,
+    /// No caller, or one without the decide role: nothing evaluated or written.
+    Unauthorized,
     /// The idempotency key was used for another request.
     Conflict,
     /// The log could not commit: no decision claimed.
@@ -126,6 +130,7 @@ impl Metrics {
             }
             Outcome::Rejected => drop(self.rejected.fetch_add(1, Relaxed)),
             Outcome::Conflict => drop(self.conflicts.fetch_add(1, Relaxed)),
+            Outcome::Unauthorized => drop(self.unauthorized.fetch_add(1, Relaxed)),
             Outcome::Unavailable => drop(self.unavailable.fetch_add(1, Relaxed)),
         }
     }
@@ -153,6 +158,7 @@ impl Metrics {
             ("replayed", &self.replayed),
             ("invalid", &self.rejected),
             ("conflict", &self.conflicts),
+            ("unauthorized", &self.unauthorized),
             ("unavailable", &self.unavailable),
         ] {
             let _ = writeln!(

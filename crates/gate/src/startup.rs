@@ -11,6 +11,7 @@ use note::KeyType;
 use policy::Bundle;
 
 use crate::active::Policies;
+use crate::callers::{Callers, Role};
 use crate::{now_ns, witnessing, Config, Gate, Metrics};
 
 /// Why the gate could not start. Each names the file or setting at fault.
@@ -26,8 +27,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    /// A key or token file cannot be read, written or trusted.
-    #[error("key or token file {0}")]
+    /// A key, token or origin file cannot be read, written or trusted.
+    #[error("{0}")]
     KeyFile(#[from] keyfile::Error),
     /// The log cannot be opened or recovered.
     #[error("opening the log in {path}: {source}")]
@@ -41,9 +42,25 @@ pub enum StartupError {
     /// The witness policy cannot be read or used.
     #[error(transparent)]
     Witnessing(#[from] witnessing::WitnessingError),
+    /// The data directory holds a log of another origin than the configuration names.
+    #[error(
+        "the data directory holds the log {stored:?} ({path}); the configuration says origin = \
+         {configured:?}. Use another data directory, or remove the origin setting"
+    )]
+    OriginMismatch {
+        /// The origin file.
+        path: std::path::PathBuf,
+        /// What it holds.
+        stored: String,
+        /// What the configuration says.
+        configured: String,
+    },
     /// The stored policy state cannot be read or the example not stored.
     #[error("policy store: {0}")]
     PolicyStore(#[from] ledger::Error),
+    /// The demo caller could not be created.
+    #[error("creating the demo caller: {0}")]
+    DemoCaller(String),
     /// The active policy no longer loads.
     #[error("the active policy {version} does not load: {reason}")]
     ActivePolicy {
@@ -58,6 +75,10 @@ pub enum StartupError {
 pub struct Started {
     /// The gate.
     pub gate: Arc<Gate>,
+    /// The `demo` caller was created now, its token in this file.
+    pub demo_token_file: Option<std::path::PathBuf>,
+    /// The log's origin was generated now (first start, none configured).
+    pub origin_generated: bool,
     /// The log key was generated now.
     pub log_key_generated: bool,
     /// The gate key was generated now.
@@ -152,12 +173,9 @@ impl Gate {
                 path: config.data_dir.clone(),
                 source,
             })?;
-        let (log_key, log_key_generated) = keyfile::load_or_generate_key(
-            &config.log_key_path(),
-            &config.origin,
-            KeyType::Ed25519,
-            true,
-        )?;
+        let (origin, origin_generated) = origin(config)?;
+        let (log_key, log_key_generated) =
+            keyfile::load_or_generate_key(&config.log_key_path(), &origin, KeyType::Ed25519, true)?;
         let (gate_key, gate_key_generated) = keyfile::load_or_generate_key(
             &config.gate_key_path(),
             &config.gate_key_name,
@@ -196,7 +214,9 @@ impl Gate {
             )?)),
             None => None,
         };
+        let callers = Callers::load(&ledger)?;
         let gate = Gate {
+            callers,
             witnessing,
             ledger,
             gate_key,
@@ -228,12 +248,106 @@ impl Gate {
             })?;
             gate.policies.set(active);
         }
+        let demo_token_file = if config.example_policy && !Callers::any(&gate.ledger)? {
+            Some(gate.add_demo_caller(&config.demo_token_path())?)
+        } else {
+            None
+        };
         Ok(Started {
             gate: Arc::new(gate),
+            demo_token_file,
+            origin_generated,
             log_key_generated,
             gate_key_generated,
             admin_token_file,
             example_activated,
         })
     }
+}
+
+/// The actors the `demo` caller may speak for: the example policy's.
+pub const DEMO_ACTORS: &str = "agent-*";
+
+impl Gate {
+    /// Creates the `demo` caller (decide and read, for the example actors
+    /// `agent-*`) and writes its token to `path` (0600). Returns the path.
+    fn add_demo_caller(&self, path: &std::path::Path) -> Result<std::path::PathBuf, StartupError> {
+        let now = protocol::format_rfc3339_ns(now_ns());
+        let (_, token) = self
+            .callers
+            .add(
+                &self.ledger,
+                "demo",
+                [Role::Decide, Role::Read].into(),
+                vec![DEMO_ACTORS.to_string()],
+                &now,
+            )
+            .map_err(|e| StartupError::DemoCaller(e.to_string()))?;
+        keyfile::write_durable(path, format!("{token}\n").as_bytes(), 0o600)?;
+        Ok(path.to_path_buf())
+    }
+}
+
+/// The log's origin: the one the data directory keeps in its `origin` file;
+/// on first start the configured one, the name of an existing log key (a data
+/// directory from before origins were kept), or a new one unique to this
+/// install: `<host>/tollgate-<8 random hex>`. Returns it and whether it was
+/// generated now.
+fn origin(config: &Config) -> Result<(String, bool), StartupError> {
+    let path = config.origin_path();
+    let file_error = |reason: String| keyfile::Error {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(stored) => {
+            let stored = stored.trim().to_string();
+            match &config.origin {
+                Some(c) if *c != stored => Err(StartupError::OriginMismatch {
+                    path,
+                    stored,
+                    configured: c.clone(),
+                }),
+                _ => Ok((stored, false)),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let existing_key = config.log_key_path();
+            let (origin, generated) = match &config.origin {
+                Some(o) => (o.clone(), false),
+                None if existing_key.exists() => {
+                    let text = std::fs::read_to_string(&existing_key)
+                        .map_err(|e| file_error(e.to_string()))?;
+                    let key = note::SignerKey::parse(text.trim())
+                        .map_err(|e| file_error(format!("{}: {e}", existing_key.display())))?;
+                    (key.verifier().name().to_string(), false)
+                }
+                None => (new_origin(), true),
+            };
+            keyfile::write_durable(&path, format!("{origin}\n").as_bytes(), 0o600)?;
+            Ok((origin, generated))
+        }
+        Err(e) => Err(file_error(e.to_string()).into()),
+    }
+}
+
+/// `<host>/tollgate-<8 random hex>`, the host name reduced to what an origin
+/// may hold.
+fn new_origin() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    let host = if host.is_empty() {
+        "localhost".into()
+    } else {
+        host
+    };
+    let id = &keyfile::new_token()[..8];
+    format!("{host}/tollgate-{id}")
 }

@@ -57,7 +57,8 @@ async fn every_route_is_served_by_the_router() {
             .replace("{receipt_id}", "00")
             .replace("{size}", "0")
             .replace("{version}", &format!("sha256:{}", "0".repeat(64)))
-            .replace("{*path}", "0/000");
+            .replace("{*path}", "0/000")
+            .replace("{name}", "demo");
         let request = Request::builder()
             .method(*method)
             .uri(format!("{concrete}?index=0&old=1"))
@@ -105,10 +106,12 @@ async fn a_failed_append_is_503_and_claims_nothing() {
         "action": "transfer", "target": {"amount": 5}, "idempotency_key": "k",
     })
     .to_string();
+    let token = std::fs::read_to_string(dir.path().join("demo.token")).unwrap();
     let post = || {
         Request::builder()
             .method("POST")
             .uri("/v1/decisions")
+            .header("authorization", format!("Bearer {}", token.trim()))
             .body(Body::from(body.clone()))
             .unwrap()
     };
@@ -227,4 +230,256 @@ fn every_setting_has_an_environment_override() {
         let err = Config::load(None, one(var, value)).unwrap_err().to_string();
         assert!(err.starts_with(&format!("{var}=")), "{err}");
     }
+}
+
+/// Every install gets its own origin, kept across restarts; a configured
+/// origin that is not the data directory's is refused.
+#[test]
+fn fresh_installs_get_different_origins_that_they_keep() {
+    let open = |dir: &Path, origin: Option<&str>| {
+        let config = Config {
+            data_dir: dir.join("data"),
+            origin: origin.map(str::to_string),
+            example_policy: false,
+            hash_cache_mb: 0,
+            ..Config::default()
+        };
+        Gate::open(&config).map(|s| (s.gate.log_verifier().name().to_string(), s.origin_generated))
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (origin_a, generated) = open(a.path(), None).unwrap();
+    assert!(generated);
+    let (origin_b, _) = open(b.path(), None).unwrap();
+    assert_ne!(origin_a, origin_b, "two installs share an origin");
+    assert!(origin_a.contains("/tollgate-"), "{origin_a}");
+    assert_eq!(open(a.path(), None).unwrap(), (origin_a.clone(), false));
+    assert_eq!(
+        open(a.path(), Some(&origin_a)).unwrap(),
+        (origin_a.clone(), false)
+    );
+    let err = open(a.path(), Some("example.com/other")).expect_err("refused");
+    assert!(err.to_string().contains(&origin_a), "{err}");
+    let c = tempfile::tempdir().unwrap();
+    assert_eq!(
+        open(c.path(), Some("example.com/log")).unwrap(),
+        ("example.com/log".to_string(), false)
+    );
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let mut r = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(r.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Decisions answer to authenticated callers: 401 without, with a wrong,
+/// rotated or revoked token (nothing written); a caller claiming an actor
+/// it may not speak for gets a signed SILENCE receipt without evaluation;
+/// idempotency keys are the caller's own; callers survive a restart.
+#[tokio::test]
+async fn decisions_need_a_caller_bound_to_the_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        hash_cache_mb: 0,
+        ..Config::default()
+    };
+    let started = Gate::open(&config).unwrap();
+    let demo_file = started
+        .demo_token_file
+        .clone()
+        .expect("first start makes demo");
+    let demo = std::fs::read_to_string(&demo_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let gate = started.gate;
+    let app = gate::router(gate.clone());
+    let intent = |actor: &str, key: &str| {
+        serde_json::json!({
+            "actor": {"id": actor, "kind": "agent"}, "surface": "payments",
+            "action": "transfer", "target": {"amount": 5, "to": "acct-1"}, "idempotency_key": key,
+        })
+    };
+    let size = || gate.ledger().latest().checkpoint.size;
+
+    for token in [None, Some("0".repeat(64).as_str()), Some(admin.as_str())] {
+        let (status, err) = call(
+            &app,
+            "POST",
+            "/v1/decisions",
+            token,
+            &intent("agent-treasury", "a"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(err["error"], "unauthorized");
+    }
+    assert_eq!(size(), 0, "refused requests write nothing");
+
+    let (status, ok) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&demo),
+        &intent("agent-treasury", "a"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["decision"], "PERMIT");
+    let receipt = protocol::verify_receipt(
+        ok["receipt"].as_str().unwrap().as_bytes(),
+        gate.gate_verifier(),
+    )
+    .unwrap();
+    assert_eq!(
+        receipt.derived["caller"],
+        serde_json::json!({"name": "demo", "via": "token"})
+    );
+
+    // A caller for one actor only, added through the admin API.
+    let (status, added) = call(
+        &app,
+        "POST",
+        "/v1/admin/callers",
+        Some(&admin),
+        &serde_json::json!({"name": "deployer-sdk", "roles": ["decide"], "actors": ["agent-deployer"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let deployer = added["token"].as_str().unwrap().to_string();
+    assert_eq!(deployer.len(), 64);
+    let (_, list) = call(
+        &app,
+        "GET",
+        "/v1/admin/callers",
+        Some(&admin),
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert!(!list.to_string().contains("token_sha256"), "{list}");
+    assert_eq!(list["callers"].as_array().unwrap().len(), 2);
+    // Only admins manage callers.
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/v1/admin/callers",
+        Some(&demo),
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let before = size();
+    let (status, r) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&deployer),
+        &intent("agent-treasury", "a"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["decision"], "SILENCE");
+    assert_eq!(r["reason"], "actor_not_bound_to_caller");
+    assert_eq!(
+        r["policy_version"],
+        serde_json::Value::Null,
+        "no policy evaluated"
+    );
+    assert_eq!(size(), before + 1, "the attempt is evidence in the log");
+    assert_ne!(
+        r["receipt_id"], ok["receipt_id"],
+        "idempotency keys are per caller"
+    );
+
+    // Rotation: the old token stops working, the new one works.
+    let (status, rotated) = call(
+        &app,
+        "POST",
+        "/v1/admin/callers/deployer-sdk/rotate",
+        Some(&admin),
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let new = rotated["token"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&deployer),
+        &intent("agent-deployer", "b"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&new),
+        &intent("agent-deployer", "b"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Revocation survives a restart; the demo caller is not created twice.
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/admin/callers/deployer-sdk/revoke",
+        Some(&admin),
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(app);
+    drop(gate);
+    let reopened = Gate::open(&config).unwrap();
+    assert!(reopened.demo_token_file.is_none());
+    let app = gate::router(reopened.gate.clone());
+    let after = reopened.gate.ledger().latest().checkpoint.size;
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&new),
+        &intent("agent-deployer", "c"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reopened.gate.ledger().latest().checkpoint.size, after);
+    let (status, again) = call(
+        &app,
+        "POST",
+        "/v1/decisions",
+        Some(&demo),
+        &intent("agent-treasury", "a"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["receipt_id"], ok["receipt_id"]);
+    assert_eq!(again["replayed"], true);
 }

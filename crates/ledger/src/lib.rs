@@ -29,6 +29,7 @@
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
 //! | `p` ‖ policy version     | state: a published bundle ([`State`])   |
 //! | `a`                      | state: the active policy version        |
+//! | `k` ‖ caller name        | state: a caller's record                |
 //!
 //! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL
 //! one at a time and in order, and nothing is answered or served before an

@@ -1,6 +1,6 @@
 //! State that is not the log: what the gate keeps beside it, durably, in the
 //! backend's small key-value space (today the policy bundles and the active
-//! version; callers, approvals and counters are to join them here).
+//! version, the callers; approvals and counters are to join them here).
 //!
 //! Keys, one-byte prefixes that no log key uses (see the crate docs):
 //!
@@ -8,6 +8,7 @@
 //! |--------------------|----------------------------------------------------|
 //! | `p` ‖ version      | published-at (u64 BE UNIX ns) ‖ bundle bytes       |
 //! | `a`                | the active policy version                          |
+//! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
 //! and names them by content digest before storing. Every write is durable
@@ -23,6 +24,9 @@ use crate::Error;
 const POLICY: u8 = b'p';
 /// The active policy version: the single key `a`.
 const ACTIVE_POLICY: &[u8] = b"a";
+
+/// Callers: `k` ‖ name.
+const CALLER: u8 = b'k';
 
 /// A published policy bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +49,12 @@ pub struct State {
 fn policy_key(version: &str) -> Vec<u8> {
     let mut k = vec![POLICY];
     k.extend_from_slice(version.as_bytes());
+    k
+}
+
+fn caller_key(name: &str) -> Vec<u8> {
+    let mut k = vec![CALLER];
+    k.extend_from_slice(name.as_bytes());
     k
 }
 
@@ -127,6 +137,53 @@ impl State {
             )));
         }
         self.store.state_put(&[(ACTIVE_POLICY, version.as_bytes())])
+    }
+
+    /// Stores the record of caller `name`, durably. With `create`, a caller
+    /// of that name must not exist yet (returns false and writes nothing if
+    /// it does); without, it must exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] updating a caller that does not exist; a storage error.
+    pub fn put_caller(&self, name: &str, record: &[u8], create: bool) -> Result<bool, Error> {
+        let key = caller_key(name);
+        let _guard = self.lock.lock().expect("state lock");
+        let exists = self.store.state_get(&key)?.is_some();
+        if create && exists {
+            return Ok(false);
+        }
+        if !create && !exists {
+            return Err(Error::NotFound(format!("no caller {name:?}")));
+        }
+        self.store.state_put(&[(&key, record)])?;
+        Ok(true)
+    }
+
+    /// The record of caller `name`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn caller(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.store.state_get(&caller_key(name))
+    }
+
+    /// Every caller's name and record, by name.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or a name that is not UTF-8.
+    pub fn callers(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        self.store
+            .state_scan(&[CALLER])?
+            .into_iter()
+            .map(|(k, v)| {
+                let name = String::from_utf8(k[1..].to_vec())
+                    .map_err(|_| Error::Corrupt("a caller name is not UTF-8".into()))?;
+                Ok((name, v))
+            })
+            .collect()
     }
 
     /// The active policy version, if one was activated.

@@ -20,7 +20,7 @@ fn receipts(c: &mut Criterion) {
     .unwrap();
     let body = ReceiptBody {
         format: protocol::RECEIPT_FORMAT.into(),
-        receipt_id: request.receipt_id(),
+        receipt_id: request.receipt_id("demo"),
         log: "tollgate.local/log".into(),
         request: request.to_value(),
         request_digest: request.digest(),
@@ -30,7 +30,7 @@ fn receipts(c: &mut Criterion) {
             version: format!("sha256:{}", "ab".repeat(32)),
             engine: "rego".into(),
         }),
-        derived: json!({"actor": {"approved": true, "surfaces": ["payments", "deploy"]}}),
+        derived: json!({"actor": {"approved": true, "surfaces": ["payments", "deploy"]}, "caller": {"name": "demo", "via": "token"}}),
         decided_at: protocol::format_rfc3339_ns(1_764_072_000_123_456_789),
     };
     let key = SignerKey::generate("tollgate.local/gate", KeyType::Ed25519).unwrap();

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 pub use jcs::canonical;
 pub use receipt::{
-    parse_receipt, policy_derived, verify_receipt, PolicyRef, ReceiptBody, RECEIPT_FORMAT,
+    parse_receipt, policy_derived, receipt_derived, verify_receipt, PolicyRef, ReceiptBody,
+    RECEIPT_FORMAT, VIA_TOKEN,
 };
 pub use request::{
     digest_of, is_policy_version, receipt_id, Actor, ActorKind, DecisionRequest, RequestError,

@@ -20,7 +20,7 @@ use crate::time::parse_rfc3339_ns;
 use crate::{Decision, Error};
 
 /// The `format` of every receipt this crate writes.
-pub const RECEIPT_FORMAT: &str = "tollgate.receipt/v1";
+pub const RECEIPT_FORMAT: &str = "tollgate.receipt/v2";
 
 /// The policy a decision was made under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,8 @@ pub struct ReceiptBody {
     /// The active policy bound to the decision; `null` if none was active.
     pub policy: Option<PolicyRef>,
     /// The context the gate derived: `actor` (the policy data's attributes of
-    /// the actor, `null` if none).
+    /// the actor, `null` if none) and `caller` (`{name, via}`: who asked and
+    /// how it authenticated).
     pub derived: Value,
     /// The bound decision time, RFC 3339 UTC with nanoseconds. Time builtins
     /// in the policy saw exactly this instant.
@@ -139,15 +140,38 @@ impl ReceiptBody {
             &self.decided_at,
             ns,
             self.derived["actor"].clone(),
+            self.derived["caller"].clone(),
         ))
+    }
+
+    /// The name of the caller the receipt records (`derived.caller.name`).
+    #[must_use]
+    pub fn caller(&self) -> Option<&str> {
+        self.derived["caller"]["name"].as_str()
     }
 }
 
 /// The `derived` input a policy sees: the decision time as RFC 3339 and UNIX
-/// nanoseconds, and the actor's attributes from the policy data.
+/// nanoseconds, the actor's attributes from the policy data, and the caller
+/// (`{name, via}`).
 #[must_use]
-pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value) -> Value {
-    json!({"decided_at": decided_at, "decided_at_ns": decided_at_ns, "actor": actor})
+pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value, caller: Value) -> Value {
+    json!({
+        "decided_at": decided_at,
+        "decided_at_ns": decided_at_ns,
+        "actor": actor,
+        "caller": caller,
+    })
+}
+
+/// How a caller authenticated, as receipts record it (`derived.caller.via`).
+pub const VIA_TOKEN: &str = "token";
+
+/// The `derived` object a receipt records: the actor's attributes and the
+/// caller.
+#[must_use]
+pub fn receipt_derived(actor: Value, caller: &str, via: &str) -> Value {
+    json!({"actor": actor, "caller": {"name": caller, "via": via}})
 }
 
 /// Parses a receipt without checking its signature (the gate reading its own
@@ -192,9 +216,12 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<(Note, ReceiptBody), Error> {
             "request_digest does not match the recorded request".into(),
         ));
     }
-    if request.receipt_id() != body.receipt_id {
+    let caller = body
+        .caller()
+        .ok_or_else(|| Error::Malformed("derived.caller.name is missing".into()))?;
+    if request.receipt_id(caller) != body.receipt_id {
         return Err(Error::Malformed(
-            "receipt_id does not match the request's actor and idempotency key".into(),
+            "receipt_id does not match the caller, the request's actor and idempotency key".into(),
         ));
     }
     parse_rfc3339_ns(&body.decided_at).map_err(Error::Malformed)?;

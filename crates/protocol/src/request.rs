@@ -250,11 +250,12 @@ impl DecisionRequest {
         digest_of(&self.to_value())
     }
 
-    /// The receipt id for this request: a function of the actor and the
-    /// idempotency key only, so a retry finds the original receipt.
+    /// The receipt id for this request from `caller`: a function of the
+    /// caller, the actor and the idempotency key only, so a retry finds the
+    /// original receipt and one caller cannot squat another's keys.
     #[must_use]
-    pub fn receipt_id(&self) -> String {
-        receipt_id(&self.actor.id, &self.idempotency_key)
+    pub fn receipt_id(&self, caller: &str) -> String {
+        receipt_id(caller, &self.actor.id, &self.idempotency_key)
     }
 }
 
@@ -272,12 +273,14 @@ pub(crate) fn sha256_digest(canonical_text: &str) -> String {
     )
 }
 
-/// The receipt id for (actor id, idempotency key): 32 hex digits of
-/// SHA-256 over a domain tag and both values, NUL-separated.
+/// The receipt id for (caller name, actor id, idempotency key): 32 hex
+/// digits of SHA-256 over a domain tag and the three values, NUL-separated.
 #[must_use]
-pub fn receipt_id(actor_id: &str, idempotency_key: &str) -> String {
+pub fn receipt_id(caller: &str, actor_id: &str, idempotency_key: &str) -> String {
     let mut h = Sha256::new();
-    h.update(b"tollgate receipt id v1\0");
+    h.update(b"tollgate receipt id v2\0");
+    h.update(caller.as_bytes());
+    h.update(b"\0");
     h.update(actor_id.as_bytes());
     h.update(b"\0");
     h.update(idempotency_key.as_bytes());

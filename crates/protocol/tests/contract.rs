@@ -155,7 +155,7 @@ fn receipt_bodies_match_the_receipt_schema() {
         DecisionRequest::from_value(load(&root().join("tests/corpus/accept/full.json"))).unwrap();
     let body = ReceiptBody {
         format: protocol::RECEIPT_FORMAT.into(),
-        receipt_id: request.receipt_id(),
+        receipt_id: request.receipt_id("demo"),
         log: "tollgate.local/log".into(),
         request: request.to_value(),
         request_digest: request.digest(),
@@ -165,7 +165,7 @@ fn receipt_bodies_match_the_receipt_schema() {
             version: format!("sha256:{}", "0".repeat(64)),
             engine: "rego".into(),
         }),
-        derived: json!({"actor": {"approved": true}}),
+        derived: json!({"actor": {"approved": true}, "caller": {"name": "demo", "via": "token"}}),
         decided_at: protocol::format_rfc3339_ns(1_764_072_000_000_000_001),
     };
     let request_schema = load(&root().join("schemas/decision-request.schema.json"));

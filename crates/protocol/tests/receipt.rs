@@ -13,14 +13,14 @@ fn body() -> ReceiptBody {
     .unwrap();
     ReceiptBody {
         format: protocol::RECEIPT_FORMAT.into(),
-        receipt_id: request.receipt_id(),
+        receipt_id: request.receipt_id("demo"),
         log: "tollgate.local/log".into(),
         request: request.to_value(),
         request_digest: request.digest(),
         decision: Decision::Deny,
         reason: "deny_transfer".into(),
         policy: None,
-        derived: json!({"actor": null}),
+        derived: json!({"actor": null, "caller": {"name": "demo", "via": "token"}}),
         decided_at: protocol::format_rfc3339_ns(1_764_072_000_000_000_000),
     }
 }
