@@ -17,7 +17,7 @@ gate_key="$(awk '/gate key/ {print $3}' "$dir/banner")"
 echo "filling $url for ${fill}s ..."
 "$bin/tollgate-bench" gate --url "$url" --token-file "$dir/data/demo.token" --duration "$fill" --connections 32 --rate 0 | tail -1
 echo "full audit:"
-"$bin/proofcheck" audit --log "$url" --log-key "$log_key" --gate-key "$gate_key" --state "$dir/state.json"
+"$bin/proofcheck" --token-file "$dir/data/demo.token" audit --log "$url" --log-key "$log_key" --gate-key "$gate_key" --state "$dir/state.json"
 "$bin/tollgate-bench" gate --url "$url" --token-file "$dir/data/demo.token" --duration 2 --connections 16 --rate 0 >/dev/null
 echo "incremental audit:"
-"$bin/proofcheck" audit --log "$url" --log-key "$log_key" --gate-key "$gate_key" --state "$dir/state.json"
+"$bin/proofcheck" --token-file "$dir/data/demo.token" audit --log "$url" --log-key "$log_key" --gate-key "$gate_key" --state "$dir/state.json"

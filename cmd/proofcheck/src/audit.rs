@@ -3,9 +3,10 @@
 //! Every entry is hashed into a compact range (the right edge of the tree:
 //! at most 64 hashes, so memory does not grow with the log) and the root it
 //! gives must equal the signed checkpoint's. Every entry must be a receipt
-//! signed by the gate key (one-key Ed25519 batch verification per job of
-//! bundles, `note::verify_batch`) whose body is canonical and names this
-//! log. The compact range is saved, so the next audit reads only new
+//! or a governance entry (an admin change) signed by the gate key (one-key
+//! Ed25519 batch verification per job of bundles, `note::verify_batch`)
+//! whose body is canonical and names this log. Governance entries are
+//! counted by action and kept, in order, for `proofcheck history`. The compact range is saved, so the next audit reads only new
 //! entries: arriving at the new signed root from the saved range is itself
 //! the proof that the new tree extends the audited one.
 
@@ -108,6 +109,11 @@ pub struct AuditReport {
     pub root: String,
     /// Decisions among the verified entries.
     pub decisions: BTreeMap<String, u64>,
+    /// Governance entries (admin changes) among them, by action.
+    pub governance: BTreeMap<String, u64>,
+    /// Those governance entries, by index, in log order.
+    #[serde(skip)]
+    pub history: Vec<(u64, protocol::GovernanceEntry)>,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Entries verified per second.
@@ -117,12 +123,20 @@ pub struct AuditReport {
 /// Entries per verification job (and Ed25519 batch).
 const JOB_ENTRIES: usize = 1024;
 
-/// Receipts verified in one batch: their decisions, or the first failure.
-type Verdict = Result<Vec<String>, String>;
+/// What one verified entry is.
+enum Verified {
+    /// A receipt and its decision.
+    Decision(String),
+    /// A governance entry and its index.
+    Governance(u64, protocol::GovernanceEntry),
+}
 
-/// Verifies one bundle's receipts: canonical bodies naming `origin`, and
+/// Entries verified in one batch, or the first failure.
+type Verdict = Result<Vec<Verified>, String>;
+
+/// Verifies one bundle's entries: canonical bodies naming `origin`, and
 /// gate signatures checked together.
-fn verify_receipts(
+fn verify_entries(
     first: u64,
     entries: &[Vec<u8>],
     gate_key: &VerifierKey,
@@ -133,10 +147,16 @@ fn verify_receipts(
     let mut decisions = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let at = first + i as u64;
-        let (note, body) =
-            protocol::parse_receipt(e).map_err(|err| format!("entry {at}: {err}"))?;
-        if body.log != origin {
-            return Err(format!("entry {at}: the receipt names log {:?}", body.log));
+        let (note, entry) = protocol::parse_entry(e).map_err(|err| format!("entry {at}: {err}"))?;
+        let (log, verified) = match entry {
+            protocol::Entry::Receipt(body) => (
+                body.log,
+                Verified::Decision(body.decision.as_str().to_string()),
+            ),
+            protocol::Entry::Governance(g) => (g.log.clone(), Verified::Governance(at, g)),
+        };
+        if log != origin {
+            return Err(format!("entry {at}: it names log {log:?}"));
         }
         let sig = note
             .signatures()
@@ -150,7 +170,7 @@ fn verify_receipts(
             .map_err(|_| format!("entry {at}: malformed signature"))?;
         messages.push(note);
         signatures.push(sig);
-        decisions.push(body.decision.as_str().to_string());
+        decisions.push(verified);
     }
     let texts: Vec<&[u8]> = messages
         .iter()
@@ -162,7 +182,7 @@ fn verify_receipts(
             let s = Signature::from_bytes(s);
             if gate_key.public_key().verify_strict(t, &s).is_err() {
                 return Err(format!(
-                    "entry {}: the receipt signature does not verify",
+                    "entry {}: the gate signature does not verify",
                     first + i as u64
                 ));
             }
@@ -223,6 +243,8 @@ pub fn audit(
     let total = cp.size - previous;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut decisions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut governance: BTreeMap<String, u64> = BTreeMap::new();
+    let mut history = Vec::new();
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(workers * 2);
     let work_rx = std::sync::Mutex::new(work_rx);
     std::thread::scope(|scope| -> Result<(), Error> {
@@ -234,7 +256,7 @@ pub fn audit(
                 let Ok((first, entries)) = job else { break };
                 let n = entries.len();
                 if done_tx
-                    .send((n, verify_receipts(first, &entries, gate_key, origin)))
+                    .send((n, verify_entries(first, &entries, gate_key, origin)))
                     .is_err()
                 {
                     break;
@@ -247,9 +269,17 @@ pub fn audit(
         let mut collect = |r: (usize, Verdict), done: &mut u64| {
             *done += r.0 as u64;
             match r.1 {
-                Ok(ds) => ds
-                    .into_iter()
-                    .for_each(|d| *decisions.entry(d).or_default() += 1),
+                Ok(vs) => {
+                    for v in vs {
+                        match v {
+                            Verified::Decision(d) => *decisions.entry(d).or_default() += 1,
+                            Verified::Governance(at, g) => {
+                                *governance.entry(g.action.clone()).or_default() += 1;
+                                history.push((at, g));
+                            }
+                        }
+                    }
+                }
                 Err(e) => {
                     first_failure.get_or_insert(e);
                 }
@@ -323,6 +353,11 @@ pub fn audit(
         entries_verified: total,
         root: B64.encode(root.0),
         decisions,
+        governance,
+        history: {
+            history.sort_by_key(|(at, _)| *at);
+            history
+        },
         seconds,
         entries_per_second: total as f64 / seconds.max(1e-9),
     };

@@ -10,6 +10,9 @@ use crate::Error;
 #[derive(Clone, Debug)]
 pub struct Log {
     base: String,
+    /// `Bearer <token>` of a caller with `read`, for what is not public
+    /// (entry bundles, policy bundles).
+    authorization: Option<String>,
 }
 
 impl Log {
@@ -18,7 +21,15 @@ impl Log {
     pub fn new(base: &str) -> Log {
         Log {
             base: base.trim_end_matches('/').to_string(),
+            authorization: None,
         }
+    }
+
+    /// The same log, asked with a caller's bearer token.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<&str>) -> Log {
+        self.authorization = token.map(|t| format!("Bearer {}", t.trim()));
+        self
     }
 
     /// GET `path` under the base URL; `Ok(None)` for 404.
@@ -28,7 +39,11 @@ impl Log {
     /// [`Error::Io`] for transport errors and other statuses.
     pub fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
-        match ureq::get(&url).call() {
+        let mut request = ureq::get(&url);
+        if let Some(a) = &self.authorization {
+            request = request.set("authorization", a);
+        }
+        match request.call() {
             Ok(r) => {
                 let mut body = Vec::new();
                 r.into_reader()
@@ -38,6 +53,10 @@ impl Log {
                 Ok(Some(body))
             }
             Err(ureq::Error::Status(404, _)) => Ok(None),
+            Err(ureq::Error::Status(401, _)) => Err(Error::Io(format!(
+                "GET {url}: HTTP 401: the gate needs a caller with the read role \
+                 (--token-file FILE or PROOFCHECK_TOKEN_FILE)"
+            ))),
             Err(ureq::Error::Status(code, _)) => Err(Error::Io(format!("GET {url}: HTTP {code}"))),
             Err(e) => Err(Error::Io(format!("GET {url}: {e}"))),
         }

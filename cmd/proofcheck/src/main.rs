@@ -29,6 +29,11 @@ struct Cli {
     /// Machine-readable output (one JSON object).
     #[arg(long, global = true)]
     json: bool,
+    /// A file holding the bearer token of a caller with the read role, for
+    /// what the gate does not serve publicly (entry bundles for audit, policy
+    /// bundles for replay). Checkpoints and hash tiles need none.
+    #[arg(long, global = true, env = "PROOFCHECK_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,7 +91,8 @@ enum Command {
         gate_key: Option<String>,
     },
     /// Walk the whole log through tlog-tiles: recompute the root, verify every
-    /// receipt, and check the log extends what was audited before.
+    /// receipt and governance entry, and check the log extends what was
+    /// audited before.
     Audit {
         /// The gate's URL.
         #[arg(long)]
@@ -102,6 +108,29 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// The governance history: walk and verify the whole log (as audit does,
+    /// without saved state) and print every admin change in order — policies
+    /// published and activated, callers added, revoked and rotated — with its
+    /// index, so the policy and grants in force at any index can be read off.
+    History {
+        /// The gate's URL.
+        #[arg(long)]
+        log: String,
+        /// The log's checkpoint key.
+        #[arg(long)]
+        log_key: String,
+        /// The gate's receipt key.
+        #[arg(long)]
+        gate_key: String,
+    },
+}
+
+/// One line of `proofcheck history`.
+#[derive(Serialize)]
+struct HistoryLine<'a> {
+    index: u64,
+    #[serde(flatten)]
+    entry: &'a protocol::GovernanceEntry,
 }
 
 fn io<E: std::fmt::Display>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
@@ -180,6 +209,14 @@ fn state_path(explicit: Option<PathBuf>, log_key: &VerifierKey) -> PathBuf {
 
 /// Ok(true) verified, Ok(false) a replay that differs.
 fn run(cli: Cli) -> Result<bool, Error> {
+    let token = match &cli.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| Error::Io(format!("--token-file {}: {e}", f.display())))?,
+        ),
+        None => None,
+    };
+    let token = token.as_deref();
     match cli.command {
         Command::Receipt {
             file,
@@ -205,7 +242,10 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 let index = v["log_index"]
                     .as_u64()
                     .ok_or_else(|| Error::Failed("the file has no log_index".into()))?;
-                v["proof"] = Log::new(url).proof_to_served_checkpoint(index)?.into();
+                v["proof"] = Log::new(url)
+                    .with_token(token)
+                    .proof_to_served_checkpoint(index)?
+                    .into();
                 saved = serde_json::to_vec(&v).expect("serializable");
             }
             let r = proofcheck::check_receipt(
@@ -244,7 +284,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 )?))?),
                 None => None,
             };
-            let log = log.as_deref().map(Log::new);
+            let log = log.as_deref().map(|l| Log::new(l).with_token(token));
             let r = proofcheck::check_consistency(
                 &read(&old)?,
                 &read(&new)?,
@@ -267,7 +307,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
             let gate_key = gate_key.as_deref().map(key).transpose()?;
             let log;
             let source = if policy.starts_with("http://") || policy.starts_with("https://") {
-                log = Log::new(&policy);
+                log = Log::new(&policy).with_token(token);
                 proofcheck::PolicySource::Url(&log)
             } else if Path::new(&policy).is_dir() {
                 proofcheck::PolicySource::Dir(Path::new(&policy))
@@ -327,7 +367,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 }
             };
             let (report, new_state) = proofcheck::audit(
-                &Log::new(&log),
+                &Log::new(&log).with_token(token),
                 &log_key,
                 &gate_key,
                 previous.as_ref(),
@@ -347,8 +387,8 @@ fn run(cli: Cli) -> Result<bool, Error> {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(io(&path))?;
             let human = format!(
-                "verified: {} has {} entries (root {}); {} new since the last audit ({}), every receipt signed by {}\n\
-                 decisions: {}\n{:.1} s, {:.0} entries/s; state saved to {}",
+                "verified: {} has {} entries (root {}); {} new since the last audit ({}), every entry signed by {}\n\
+                 decisions: {}\ngovernance: {}\n{:.1} s, {:.0} entries/s; state saved to {}",
                 report.origin,
                 report.size,
                 report.root,
@@ -356,11 +396,50 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 report.previous_size,
                 gate_key.name(),
                 report.decisions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                report.governance.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
                 report.seconds,
                 report.entries_per_second,
                 path.display()
             );
             output(cli.json, &report, human);
+            Ok(true)
+        }
+        Command::History {
+            log,
+            log_key,
+            gate_key,
+        } => {
+            let log_key = key(&log_key)?;
+            let gate_key = key(&gate_key)?;
+            let (report, _) = proofcheck::audit(
+                &Log::new(&log).with_token(token),
+                &log_key,
+                &gate_key,
+                None,
+                &mut |_, _| {},
+            )?;
+            let lines: Vec<HistoryLine<'_>> = report
+                .history
+                .iter()
+                .map(|(index, entry)| HistoryLine {
+                    index: *index,
+                    entry,
+                })
+                .collect();
+            let mut human = format!(
+                "verified: {} has {} entries (root {}); {} admin changes:",
+                report.origin,
+                report.size,
+                report.root,
+                lines.len()
+            );
+            for l in &lines {
+                human.push_str(&format!(
+                    "\n{:>8}  {}  {:<16} by {:<20} {}",
+                    l.index, l.entry.at, l.entry.action, l.entry.by, l.entry.subject
+                ));
+            }
+            output(cli.json, &lines, human);
             Ok(true)
         }
     }

@@ -179,9 +179,27 @@ fn receipts_verify_and_every_single_bit_change_is_refused() {
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(proofcheck(&["receipt"]).status.code(), Some(2), "usage");
 
-    // Replay: the recorded version from the gate, and the wrong bundle.
+    // Replay: the recorded version from the gate (policy bundles need a
+    // caller with read), and the wrong bundle.
     std::fs::write(&path, &second).unwrap();
+    let token_file = g.data.join("demo.token");
+    let refused = proofcheck(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--policy",
+        &g.url,
+        "--gate-key",
+        &gks,
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("read role"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let same = proofcheck(&[
+        "--token-file",
+        token_file.to_str().unwrap(),
         "replay",
         path.to_str().unwrap(),
         "--policy",
@@ -222,9 +240,10 @@ fn consistency_and_split_views() {
     let new = g.checkpoint();
     let log = Log::new(&g.url);
     let r = proofcheck::check_consistency(&old, &new, &lk, None, Some(&log)).unwrap();
-    assert_eq!((r.old_size, r.new_size), (3, 23));
+    // Three decisions after first start's three admin changes, then twenty.
+    assert_eq!((r.old_size, r.new_size), (6, 26));
     // The gate's own proof endpoint agrees.
-    let proof = ureq::get(&format!("{}/v1/proofs/consistency?old=3&new=23", g.url))
+    let proof = ureq::get(&format!("{}/v1/proofs/consistency?old=6&new=26", g.url))
         .call()
         .unwrap()
         .into_string()
@@ -313,15 +332,34 @@ fn audit_of_100k_entries_then_incremental() {
         });
     };
     fill(0, 100_000);
-    let log = Log::new(&g.url);
+    // Entry bundles need a caller with read.
+    let m = format!(
+        "{:?}",
+        proofcheck::audit(&Log::new(&g.url), &lk, &gk, None, &mut |_, _| {}).err()
+    );
+    assert!(m.contains("401"), "{m}");
+    let token = std::fs::read_to_string(g.data.join("demo.token")).unwrap();
+    let log = Log::new(&g.url).with_token(Some(&token));
     let state_file = dir.path().join("state.json");
     let mut calls = 0;
     let (report, state) = proofcheck::audit(&log, &lk, &gk, None, &mut |_, _| calls += 1).unwrap();
+    // 100,000 decisions after first start's three admin changes.
     assert_eq!(
         (report.size, report.entries_verified, report.previous_size),
-        (100_000, 100_000, 0)
+        (100_003, 100_003, 0)
     );
     assert_eq!(report.decisions.values().sum::<u64>(), 100_000);
+    assert_eq!(
+        report.governance,
+        [
+            ("caller.add", 1),
+            ("policy.activate", 1),
+            ("policy.publish", 1)
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    );
     assert!(calls > 0);
     eprintln!(
         "audit: {} entries in {:.2} s, {:.0} entries/s",
@@ -331,8 +369,11 @@ fn audit_of_100k_entries_then_incremental() {
 
     fill(100_000, 300);
     // The binary, incremental: reads only the 300 new entries.
+    let token_file = g.data.join("demo.token");
     let out = proofcheck(&[
         "--json",
+        "--token-file",
+        token_file.to_str().unwrap(),
         "audit",
         "--log",
         &g.url,
@@ -356,7 +397,47 @@ fn audit_of_100k_entries_then_incremental() {
             r["previous_size"].as_u64(),
             r["entries_verified"].as_u64()
         ),
-        (Some(100_300), Some(100_000), Some(300))
+        (Some(100_303), Some(100_003), Some(300))
+    );
+    // The governance history, from the log alone.
+    let out = proofcheck(&[
+        "--json",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "history",
+        "--log",
+        &g.url,
+        "--log-key",
+        &lk.to_string(),
+        "--gate-key",
+        &gk.to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<(u64, &str, &str)> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (0, "policy.publish", "startup"),
+            (1, "policy.activate", "startup"),
+            (2, "caller.add", "startup")
+        ]
     );
 
     // A state from another history (its edge altered) fails the continuation.

@@ -86,6 +86,7 @@ impl Server {
 
     fn get_text(&self, path: &str) -> String {
         ureq::get(&format!("{}{path}", self.url))
+            .set("authorization", &format!("Bearer {}", self.demo()))
             .call()
             .unwrap()
             .into_string()
@@ -93,7 +94,10 @@ impl Server {
     }
 
     fn get_bytes(&self, path: &str) -> Result<Vec<u8>, u16> {
-        match ureq::get(&format!("{}{path}", self.url)).call() {
+        match ureq::get(&format!("{}{path}", self.url))
+            .set("authorization", &format!("Bearer {}", self.demo()))
+            .call()
+        {
             Ok(r) => {
                 let mut v = Vec::new();
                 std::io::Read::read_to_end(&mut r.into_reader(), &mut v).unwrap();
@@ -212,10 +216,14 @@ fn permit_deny_silence_and_replay() {
             Decision::Silence,
         ),
     ];
+    // First start logged its admin changes (the example policy published
+    // and activated, the demo caller added) before any decision.
+    let base = s.checkpoint().size;
+    assert_eq!(base, 3);
     for (i, (request, want)) in cases.iter().enumerate() {
         let r = s.decide(request);
         assert_eq!(r.decision, *want, "{request}: {}", r.reason);
-        assert_eq!(r.log_index, i as u64);
+        assert_eq!(r.log_index, base + i as u64);
         assert!(!r.replayed);
         let (body, _) = verify(&s, &r);
         assert_eq!(body.request["context"], json!({}), "normalized");
@@ -246,7 +254,7 @@ fn permit_deny_silence_and_replay() {
         "{metrics}"
     );
     assert!(metrics.contains("tollgate_decisions_total{decision=\"SILENCE\"} 2"));
-    assert!(metrics.contains("tollgate_log_size 5"));
+    assert!(metrics.contains(&format!("tollgate_log_size {}", base + 5)));
     // Every decision observes its batch's size and its batch's synced write.
     let count = |name: &str| -> u64 {
         metrics
@@ -304,6 +312,7 @@ fn malformed_requests_are_400_with_the_field_and_write_nothing() {
         }
         cases.push((doc.to_string().into_bytes(), field));
     }
+    let base = s.checkpoint().size;
     for (body, field) in &cases {
         let (status, err) = s.post("/v1/decisions", body);
         assert_eq!(status, 400, "{err}");
@@ -311,7 +320,7 @@ fn malformed_requests_are_400_with_the_field_and_write_nothing() {
         assert_eq!(err["field"], *field, "{err}");
         assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(s.checkpoint().size, 0, "nothing was written");
+    assert_eq!(s.checkpoint().size, base, "nothing was written");
     s.stop();
 }
 
@@ -319,6 +328,7 @@ fn malformed_requests_are_400_with_the_field_and_write_nothing() {
 fn idempotency_policy_switch_restart_and_tiles() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
+    let base = s.checkpoint().size;
     let request = intent(
         "agent-treasury",
         "payments",
@@ -355,8 +365,8 @@ fn idempotency_policy_switch_restart_and_tiles() {
         json!({"amount": 500}),
         "same",
     ));
-    assert_eq!(r.log_index, 1);
-    assert_eq!(s.checkpoint().size, 2);
+    assert_eq!(r.log_index, base + 1);
+    assert_eq!(s.checkpoint().size, base + 2);
 
     // Admin needs the token.
     let (status, _) = s.post("/v1/admin/policies", b"");
@@ -456,7 +466,11 @@ fn idempotency_policy_switch_restart_and_tiles() {
     let s = Server::start(dir.path());
     assert_eq!(s.checkpoint(), old);
     for (id, receipt) in &ids {
-        let (status, found) = response(ureq::get(&format!("{}/v1/receipts/{id}", s.url)).call());
+        let (status, found) = response(
+            ureq::get(&format!("{}/v1/receipts/{id}", s.url))
+                .set("authorization", &format!("Bearer {}", s.demo()))
+                .call(),
+        );
         assert_eq!(status, 200);
         let found: DecisionResponse = serde_json::from_value(found).unwrap();
         assert_eq!(&found.receipt, receipt);
@@ -518,9 +532,33 @@ fn idempotency_policy_switch_restart_and_tiles() {
         .unwrap();
     let entries = tlog::decode_entry_bundle(&bundle).unwrap();
     assert_eq!(entries.len() as u64, new.size);
+    // Receipts and the admin changes (governance entries), all signed by the gate.
+    let mut actions = Vec::new();
     for e in entries {
-        verify_receipt(e, &s.key("gate.skey")).unwrap();
+        let (note, entry) = protocol::parse_entry(e).unwrap();
+        note.verify(std::slice::from_ref(&s.key("gate.skey")))
+            .unwrap();
+        match entry {
+            protocol::Entry::Receipt(_) => {
+                verify_receipt(e, &s.key("gate.skey")).unwrap();
+            }
+            protocol::Entry::Governance(g) => actions.push(g.action),
+        }
     }
+    assert_eq!(
+        actions,
+        [
+            "policy.publish",
+            "policy.activate",
+            "caller.add",
+            "policy.publish",
+            "policy.activate",
+            "policy.activate",
+            "policy.activate"
+        ],
+        "startup's changes, the Cedar switch, back to Rego and to Cedar again \
+         (the activation of an unpublished version failed and is not logged)"
+    );
     assert_eq!(s.get_bytes("/log/tile/0/x999/001"), Err(404));
     s.stop();
 }
@@ -556,9 +594,16 @@ fn unix_socket_serves_the_same_api() {
     let r: DecisionResponse = serde_json::from_str(json).unwrap();
     assert_eq!(r.decision, Decision::Permit);
     verify(&s, &r);
-    // The TCP listener serves the same log.
-    let (status, found) =
-        response(ureq::get(&format!("{}/v1/receipts/{}", s.url, r.receipt_id)).call());
+    // The TCP listener serves the same log; receipts by id need a caller
+    // with read (the demo caller has it).
+    let receipt_url = format!("{}/v1/receipts/{}", s.url, r.receipt_id);
+    let (status, err) = response(ureq::get(&receipt_url).call());
+    assert_eq!((status, err["error"].as_str()), (401, Some("unauthorized")));
+    let (status, found) = response(
+        ureq::get(&receipt_url)
+            .set("authorization", &format!("Bearer {}", s.demo()))
+            .call(),
+    );
     assert_eq!(
         (status, found["receipt"].as_str()),
         (200, Some(r.receipt.as_str()))
@@ -659,4 +704,113 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
         verify(&s, &r);
     }
     s.stop();
+}
+
+/// Callers through the CLI, and tokens never in the gate's output: the
+/// gate runs with its most verbose logging while callers are added, used,
+/// rotated and revoked, and neither its stdout nor its stderr holds a token.
+#[test]
+fn caller_cli_and_no_token_in_the_gate_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("gate.out");
+    let err_path = dir.path().join("gate.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TOLLGATE_LOG", "trace")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap();
+        if let Some(u) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tollgate listening on "))
+            .filter(|_| text.contains("The log:"))
+        {
+            break u.to_string();
+        }
+        assert!(started.elapsed().as_secs() < 60, "the gate did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .args(["--url", &url, "--token-file"])
+            .arg(dir.path().join("data/admin.token"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let token_file = dir.path().join("sdk.token");
+    cli(&[
+        "caller",
+        "add",
+        "sdk",
+        "--role",
+        "decide",
+        "--actor",
+        "agent-treasury",
+        "--token-out",
+        token_file.to_str().unwrap(),
+    ]);
+    let first = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let rotated = cli(&["caller", "rotate", "sdk"]).trim().to_string();
+    assert_eq!(rotated.len(), 64, "{rotated}");
+    let decide = |token: &str| {
+        response(
+            ureq::post(&format!("{url}/v1/decisions"))
+                .set("authorization", &format!("Bearer {token}"))
+                .send_string(
+                    &intent(
+                        "agent-treasury",
+                        "payments",
+                        "transfer",
+                        json!({"amount": 5}),
+                        "k",
+                    )
+                    .to_string(),
+                ),
+        )
+    };
+    assert_eq!(decide(&first).0, 401, "the rotated-out token");
+    let (status, r) = decide(&rotated);
+    assert_eq!((status, r["decision"].as_str()), (200, Some("PERMIT")));
+    let list = cli(&["caller", "list"]);
+    assert!(list.contains("sdk") && list.contains("demo"), "{list}");
+    cli(&["caller", "revoke", "sdk"]);
+    assert_eq!(decide(&rotated).0, 401, "revoked");
+    assert!(cli(&["caller", "list"]).contains("REVOKED"));
+    let demo = std::fs::read_to_string(dir.path().join("data/demo.token")).unwrap();
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let output =
+        std::fs::read_to_string(&out_path).unwrap() + &std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        output.contains("caller added"),
+        "the log shows the change:\n{output}"
+    );
+    for (what, token) in [
+        ("first", first.as_str()),
+        ("rotated", rotated.as_str()),
+        ("demo", demo.trim()),
+        ("admin", admin.trim()),
+    ] {
+        assert!(
+            !output.contains(token),
+            "the {what} token is in the gate's output"
+        );
+    }
 }

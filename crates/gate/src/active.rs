@@ -46,20 +46,23 @@ impl Policies {
         *self.active.write().expect("active lock") = Some(Arc::new(active));
     }
 
-    /// Makes `version` active: loads it (off the async workers), records it
-    /// durably, then swaps it in memory; one activation at a time. A crash
-    /// between the two restarts on the new version. Returns the previous
-    /// active version.
+    /// Makes `version` active: loads it (off the async workers), awaits
+    /// `record` (the governance entry in the log), stores it durably, then
+    /// swaps it in memory; one activation at a time. A crash between the
+    /// last two restarts on the new version. Returns the previous active
+    /// version.
     pub(crate) async fn activate(
         &self,
         ledger: &Ledger,
         version: &str,
+        record: impl std::future::Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
         let _one_at_a_time = self.activation.lock().await;
         let (l, v, limit) = (ledger.clone(), version.to_string(), self.eval_timeout);
         let active = tokio::task::spawn_blocking(move || load(&l, &v, limit))
             .await
             .map_err(|e| GateError::Internal(e.to_string()))??;
+        record.await?;
         let previous = self.active().map(|a| a.version.clone());
         ledger.state().activate_policy(version)?;
         self.set(active);

@@ -32,10 +32,10 @@ fn authorize(gate: &Gate, headers: &HeaderMap) -> Result<String, GateError> {
         )
     })?;
     if bool::from(presented.as_bytes().ct_eq(gate.admin_token.as_bytes())) {
-        return Ok("admin token".into());
+        return Ok("admin-token".into());
     }
     match gate.authenticate(headers, Role::Admin) {
-        Ok(caller) => Ok(format!("caller {}", caller.name)),
+        Ok(caller) => Ok(format!("caller:{}", caller.name)),
         Err(e) => {
             tracing::warn!("admin call refused: {e}");
             Err(e)
@@ -77,9 +77,15 @@ pub(crate) async fn add_caller(
     let new: NewCaller =
         serde_json::from_slice(&bytes).map_err(|e| GateError::BadInput(format!("caller: {e}")))?;
     let now = protocol::format_rfc3339_ns(now_ns());
-    let (caller, token) = gate
-        .callers
-        .add(&gate.ledger, &new.name, new.roles, new.actors, &now)?;
+    let g = gate.clone();
+    let who = by.clone();
+    let (caller, token) = tokio::task::spawn_blocking(move || {
+        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
+        g.callers
+            .add(&g.ledger, &record, &new.name, new.roles, new.actors, &now)
+    })
+    .await
+    .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %caller.name, roles = ?caller.roles, actors = ?caller.actors, %by, "caller added");
     Ok(Json(CallerToken { caller, token }))
 }
@@ -101,7 +107,13 @@ pub(crate) async fn revoke_caller(
 ) -> Result<Json<Caller>, GateError> {
     let by = authorize(&gate, &headers)?;
     let now = protocol::format_rfc3339_ns(now_ns());
-    let caller = gate.callers.revoke(&gate.ledger, &name, &now)?;
+    let (g, who, n) = (gate.clone(), by.clone(), name.clone());
+    let caller = tokio::task::spawn_blocking(move || {
+        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
+        g.callers.revoke(&g.ledger, &record, &n, &now)
+    })
+    .await
+    .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %name, %by, "caller revoked");
     Ok(Json(caller))
 }
@@ -114,7 +126,13 @@ pub(crate) async fn rotate_caller(
 ) -> Result<Json<CallerToken>, GateError> {
     let by = authorize(&gate, &headers)?;
     let now = protocol::format_rfc3339_ns(now_ns());
-    let (caller, token) = gate.callers.rotate(&gate.ledger, &name, &now)?;
+    let (g, who, n) = (gate.clone(), by.clone(), name.clone());
+    let (caller, token) = tokio::task::spawn_blocking(move || {
+        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
+        g.callers.rotate(&g.ledger, &record, &n, &now)
+    })
+    .await
+    .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %name, %by, "caller token rotated");
     Ok(Json(CallerToken { caller, token }))
 }
@@ -145,7 +163,7 @@ pub(crate) async fn publish(
     Query(q): Query<PublishQuery>,
     body: Body,
 ) -> Result<Json<Published>, GateError> {
-    authorize(&gate, &headers)?;
+    let by = authorize(&gate, &headers)?;
     let bytes = read_body(body, MAX_BUNDLE_UPLOAD).await?;
     let g = gate.clone();
     let (bundle, engine) = tokio::task::spawn_blocking(move || -> Result<_, GateError> {
@@ -158,6 +176,16 @@ pub(crate) async fn publish(
     .await
     .map_err(|e| GateError::Internal(e.to_string()))??;
     let version = bundle.version();
+    // A new version is recorded in the log before it is stored; publishing
+    // a version again changes nothing and records nothing.
+    if g.ledger.state().policy(&version)?.is_none() {
+        g.record(
+            "policy.publish",
+            &by,
+            json!({"version": version, "engine": engine}),
+        )
+        .await?;
+    }
     let created =
         g.ledger
             .state()
@@ -177,13 +205,17 @@ pub(crate) async fn activate(
     headers: HeaderMap,
     UrlPath(version): UrlPath<String>,
 ) -> Result<Json<Value>, GateError> {
-    authorize(&gate, &headers)?;
+    let by = authorize(&gate, &headers)?;
     if !protocol::is_policy_version(&version) {
         return Err(GateError::BadInput(format!(
             "{version:?} is not a policy version (sha256:<64 hex>)"
         )));
     }
-    let previous = gate.policies.activate(&gate.ledger, &version).await?;
+    let record = gate.record("policy.activate", &by, json!({ "version": version }));
+    let previous = gate
+        .policies
+        .activate(&gate.ledger, &version, record)
+        .await?;
     tracing::info!(%version, ?previous, "policy activated");
     Ok(Json(json!({ "active": version, "previous": previous })))
 }

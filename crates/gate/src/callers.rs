@@ -143,6 +143,10 @@ pub fn check_actor_pattern(p: &str) -> Result<(), GateError> {
     }
 }
 
+/// Records an admin change in the log before it takes effect: (action,
+/// subject). Fails closed: if it fails, the change is not made.
+pub(crate) type Record<'a> = &'a dyn Fn(&str, serde_json::Value) -> Result<(), GateError>;
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -201,6 +205,7 @@ impl Callers {
     pub(crate) fn add(
         &self,
         ledger: &Ledger,
+        record: Record<'_>,
         name: &str,
         roles: BTreeSet<Role>,
         actors: Vec<String>,
@@ -226,10 +231,19 @@ impl Callers {
             revoked_at: None,
         };
         let _one_at_a_time = self.changes.lock().expect("callers lock");
-        let record = serde_json::to_vec(&caller).expect("serializable");
-        if !ledger.state().put_caller(name, &record, true)? {
+        if ledger.state().caller(name)?.is_some() {
             return Err(GateError::BadInput(format!(
                 "a caller named {name:?} exists (rotate its token, or revoke it)"
+            )));
+        }
+        record(
+            "caller.add",
+            serde_json::json!({"name": name, "roles": caller.roles, "actors": caller.actors}),
+        )?;
+        let bytes = serde_json::to_vec(&caller).expect("serializable");
+        if !ledger.state().put_caller(name, &bytes, true)? {
+            return Err(GateError::Internal(format!(
+                "caller {name:?} appeared while it was being added"
             )));
         }
         self.index(caller.clone());
@@ -240,10 +254,11 @@ impl Callers {
     pub(crate) fn revoke(
         &self,
         ledger: &Ledger,
+        record: Record<'_>,
         name: &str,
         now: &str,
     ) -> Result<Caller, GateError> {
-        self.change(ledger, name, |c| {
+        self.change(ledger, record, "caller.revoke", name, |c| {
             if c.revoked_at.is_none() {
                 c.revoked_at = Some(now.to_string());
             }
@@ -256,11 +271,12 @@ impl Callers {
     pub(crate) fn rotate(
         &self,
         ledger: &Ledger,
+        record: Record<'_>,
         name: &str,
         now: &str,
     ) -> Result<(Caller, String), GateError> {
         let token = keyfile::new_token();
-        let caller = self.change(ledger, name, |c| {
+        let caller = self.change(ledger, record, "caller.rotate", name, |c| {
             c.token_sha256 = hex::encode(digest(&token));
             c.rotated_at = Some(now.to_string());
         })?;
@@ -272,10 +288,14 @@ impl Callers {
         Ok((caller.public(), token))
     }
 
-    /// Applies `f` to the stored record of `name`, durably, then in memory.
+    /// Applies `f` to the stored record of `name`: recorded in the log as
+    /// `action`, then durably in the state, then in memory. A revoked caller
+    /// is left as it is (and nothing is recorded).
     fn change(
         &self,
         ledger: &Ledger,
+        record: Record<'_>,
+        action: &str,
         name: &str,
         f: impl FnOnce(&mut Caller),
     ) -> Result<Caller, GateError> {
@@ -289,9 +309,10 @@ impl Callers {
         if caller.revoked_at.is_some() {
             return Ok(caller);
         }
+        record(action, serde_json::json!({ "name": name }))?;
         f(&mut caller);
-        let record = serde_json::to_vec(&caller).expect("serializable");
-        ledger.state().put_caller(name, &record, false)?;
+        let bytes = serde_json::to_vec(&caller).expect("serializable");
+        ledger.state().put_caller(name, &bytes, false)?;
         self.index(caller.clone());
         Ok(caller)
     }

@@ -61,6 +61,10 @@ pub struct Config {
     /// and on a log with no callers create the `demo` caller (decide and read
     /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
     pub example_policy: bool,
+    /// Let anyone read what reveals decisions (receipts by id, entry bundles,
+    /// policy bundles, replay). Default false: a caller with `read` is needed.
+    /// Checkpoints, hash tiles and proofs by index are always public.
+    pub public_read: bool,
     /// `text` (default) or `json` structured logs.
     pub log_format: String,
     /// A C2SP tlog-policy file naming the witnesses to push checkpoints to
@@ -90,6 +94,7 @@ impl Default for Config {
             hash_cache_mb: 256,
             eval_timeout_ms: 50,
             example_policy: true,
+            public_read: false,
             log_format: "text".into(),
             witness_policy: None,
             witness_interval_ms: 1000,
@@ -124,6 +129,7 @@ pub const SETTINGS: &[&str] = &[
     "hash_cache_mb",
     "eval_timeout_ms",
     "example_policy",
+    "public_read",
     "log_format",
     "witness_policy",
     "witness_interval_ms",
@@ -138,7 +144,7 @@ fn kind(setting: &str) -> Kind {
         | "eval_timeout_ms"
         | "witness_interval_ms"
         | "witness_refresh_s" => Kind::Integer,
-        "example_policy" => Kind::Boolean,
+        "example_policy" | "public_read" => Kind::Boolean,
         _ => Kind::Text,
     }
 }

@@ -17,6 +17,7 @@ pub mod callers;
 pub mod config;
 mod decide;
 mod error;
+mod governance;
 mod http;
 mod metrics;
 mod read;
@@ -66,6 +67,7 @@ pub struct Gate {
     ledger: Ledger,
     gate_key: SignerKey,
     admin_token: String,
+    public_read: bool,
     callers: callers::Callers,
     policies: active::Policies,
     metrics: Metrics,
@@ -147,6 +149,21 @@ impl Gate {
             )));
         }
         Ok(caller)
+    }
+}
+
+impl Gate {
+    /// Whether the request may read what reveals decisions: a caller with
+    /// `read`, or anyone with `public_read = true`.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Unauthorized`] as [`Gate::authenticate`].
+    pub(crate) fn may_read(&self, headers: &axum::http::HeaderMap) -> Result<(), GateError> {
+        if self.public_read {
+            return Ok(());
+        }
+        self.authenticate(headers, callers::Role::Read).map(|_| ())
     }
 }
 

@@ -58,6 +58,9 @@ pub enum StartupError {
     /// The stored policy state cannot be read or the example not stored.
     #[error("policy store: {0}")]
     PolicyStore(#[from] ledger::Error),
+    /// A startup change could not be recorded in the log.
+    #[error("recording a startup change in the log: {0}")]
+    Governance(String),
     /// The demo caller could not be created.
     #[error("creating the demo caller: {0}")]
     DemoCaller(String),
@@ -217,6 +220,7 @@ impl Gate {
         let callers = Callers::load(&ledger)?;
         let gate = Gate {
             callers,
+            public_read: config.public_read,
             witnessing,
             ledger,
             gate_key,
@@ -230,10 +234,23 @@ impl Gate {
             None if config.example_policy => {
                 let bundle = example_bundle();
                 let version = bundle.version();
-                gate.ledger
-                    .state()
-                    .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)
-                    .and_then(|_| gate.ledger.state().activate_policy(&version))?;
+                let record = |action: &str, subject| {
+                    gate.record_blocking(action, "startup", subject)
+                        .map_err(|e| StartupError::Governance(e.to_string()))
+                };
+                if gate.ledger.state().policy(&version)?.is_none() {
+                    record(
+                        "policy.publish",
+                        serde_json::json!({"version": version, "engine": "rego"}),
+                    )?;
+                    gate.ledger.state().publish_policy(
+                        &version,
+                        &bundle.to_tar_gz(),
+                        now_ns() as u64,
+                    )?;
+                }
+                record("policy.activate", serde_json::json!({ "version": version }))?;
+                gate.ledger.state().activate_policy(&version)?;
                 example_activated = Some(version.clone());
                 Some(version)
             }
@@ -273,10 +290,13 @@ impl Gate {
     /// `agent-*`) and writes its token to `path` (0600). Returns the path.
     fn add_demo_caller(&self, path: &std::path::Path) -> Result<std::path::PathBuf, StartupError> {
         let now = protocol::format_rfc3339_ns(now_ns());
+        let record =
+            |action: &str, subject| self.record_blocking(action, "startup", subject).map(|_| ());
         let (_, token) = self
             .callers
             .add(
                 &self.ledger,
+                &record,
                 "demo",
                 [Role::Decide, Role::Read].into(),
                 vec![DEMO_ACTORS.to_string()],

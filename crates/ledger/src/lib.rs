@@ -231,7 +231,9 @@ impl Ledger {
             .unwrap_or_else(|_| Err(self.sequencer.stopped()))
     }
 
-    /// [`Ledger::append`] for threads outside an async runtime.
+    /// [`Ledger::append`], blocking the calling thread until the answer: for
+    /// threads outside an async runtime, and for startup work that runs on
+    /// one before it serves (it blocks that thread, nothing else).
     ///
     /// # Errors
     ///
@@ -241,9 +243,7 @@ impl Ledger {
         leaf: Vec<u8>,
         idempotency_key: Vec<u8>,
     ) -> Result<Appended, Error> {
-        self.sequencer
-            .submit(leaf, idempotency_key)?
-            .blocking_recv()
+        wait(self.sequencer.submit(leaf, idempotency_key)?)
             .unwrap_or_else(|_| Err(self.sequencer.stopped()))
     }
 
@@ -445,5 +445,29 @@ impl Ledger {
             )));
         }
         Ok(())
+    }
+}
+
+/// Waits for `rx` on this thread by parking it, in any context (tokio's own
+/// `blocking_recv` refuses to run inside a runtime).
+fn wait<T>(
+    rx: tokio::sync::oneshot::Receiver<T>,
+) -> Result<T, tokio::sync::oneshot::error::RecvError> {
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut rx = std::pin::pin!(rx);
+    loop {
+        if let Poll::Ready(r) = rx.as_mut().poll(&mut cx) {
+            return r;
+        }
+        std::thread::park();
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
 
+mod governance;
 mod jcs;
 mod receipt;
 mod request;
@@ -20,6 +21,9 @@ mod time;
 
 use serde::{Deserialize, Serialize};
 
+pub use governance::{
+    parse_entry, parse_governance, Entry, GovernanceEntry, GOVERNANCE_ACTIONS, GOVERNANCE_FORMAT,
+};
 pub use jcs::canonical;
 pub use receipt::{
     parse_receipt, policy_derived, receipt_derived, verify_receipt, PolicyRef, ReceiptBody,

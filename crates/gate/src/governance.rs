@@ -1,0 +1,88 @@
+//! Admin changes in the log: before a policy is published or activated, or
+//! a caller is added, revoked or rotated, the gate appends a signed
+//! governance entry (`protocol::GovernanceEntry`) naming who made it, and
+//! makes the change only once that entry is durable. So the log never lacks
+//! a change that took effect; if the change then fails, the log holds an
+//! entry for a change that did not happen, which the admin sees as an error.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{now_ns, Gate, GateError};
+
+impl Gate {
+    /// The signed governance entry and its idempotency key in the log.
+    fn governance_leaf(
+        &self,
+        action: &str,
+        by: &str,
+        subject: Value,
+    ) -> Result<(Vec<u8>, Vec<u8>), GateError> {
+        let entry = protocol::GovernanceEntry {
+            format: protocol::GOVERNANCE_FORMAT.into(),
+            log: self.ledger.verifier().name().to_string(),
+            action: action.into(),
+            by: by.into(),
+            at: protocol::format_rfc3339_ns(now_ns()),
+            subject,
+        };
+        let leaf = entry
+            .sign(&self.gate_key)
+            .map_err(|e| GateError::Internal(format!("signing a governance entry: {e}")))?;
+        // Receipt ids are 32 hex digits; this prefix keeps the key spaces apart.
+        let key = format!("governance:{}", hex::encode(Sha256::digest(&leaf))).into_bytes();
+        Ok((leaf, key))
+    }
+
+    /// Appends a governance entry and waits until it is durable (blocking:
+    /// call it off the async workers).
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Unavailable`] if the log cannot commit it: the change
+    /// must then not be made.
+    pub(crate) fn record_blocking(
+        &self,
+        action: &str,
+        by: &str,
+        subject: Value,
+    ) -> Result<u64, GateError> {
+        let (leaf, key) = self.governance_leaf(action, by, subject)?;
+        let appended = self
+            .ledger
+            .append_blocking(leaf, key)
+            .map_err(|e| GateError::Unavailable(format!("recording {action} in the log: {e}")))?;
+        tracing::info!(
+            action,
+            by,
+            index = appended.index,
+            "governance entry logged"
+        );
+        Ok(appended.index)
+    }
+
+    /// [`Gate::record_blocking`] for async handlers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::record_blocking`].
+    pub(crate) async fn record(
+        &self,
+        action: &str,
+        by: &str,
+        subject: Value,
+    ) -> Result<u64, GateError> {
+        let (leaf, key) = self.governance_leaf(action, by, subject)?;
+        let appended =
+            self.ledger.append(leaf, key).await.map_err(|e| {
+                GateError::Unavailable(format!("recording {action} in the log: {e}"))
+            })?;
+        tracing::info!(
+            action,
+            by,
+            index = appended.index,
+            "governance entry logged"
+        );
+        Ok(appended.index)
+    }
+}
