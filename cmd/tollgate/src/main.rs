@@ -262,7 +262,20 @@ async fn run_server(config: Config) -> Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(serve_until(listener, app.clone(), stop_rx.clone()));
     if let Some(unix) = unix {
-        servers.spawn(serve_until(unix, app, stop_rx.clone()));
+        // Each request on the socket carries its peer's uid (SO_PEERCRED),
+        // which `unix_callers` may map to a caller.
+        let stop = stop_rx.clone();
+        servers.spawn(async move {
+            let mut stop = stop;
+            axum::serve(
+                unix,
+                app.into_make_service_with_connect_info::<gate::UnixPeer>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+        });
     }
     tokio::select! {
         _ = term.recv() => {}

@@ -814,3 +814,77 @@ fn caller_cli_and_no_token_in_the_gate_output() {
         );
     }
 }
+
+/// The sidecar case: on the Unix socket, a request without a token
+/// authenticates as the caller its peer's uid is mapped to (SO_PEERCRED), and
+/// the receipt says so; an unmapped peer without a token is refused.
+#[test]
+fn unix_socket_peer_uid_maps_to_a_caller() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gate.sock");
+    // This process's uid: the owner of a file it just created.
+    let probe = dir.path().join("uid-probe");
+    std::fs::write(&probe, b"").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    let ask = |sock: &Path, key: &str| {
+        let body = intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 5}),
+            key,
+        )
+        .to_string();
+        let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        write!(
+            stream,
+            "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    // Unmapped: 401, nothing written.
+    let s = Server::start_with(dir.path(), &["--unix-socket", sock.to_str().unwrap()]);
+    let before = s.checkpoint().size;
+    let answer = ask(&sock, "peer-1");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(s.checkpoint().size, before);
+    s.stop();
+    // Mapped to the demo caller: decided, and the receipt names how.
+    let s = Server::start_with_args_env(
+        dir.path(),
+        &["--unix-socket", sock.to_str().unwrap()],
+        &[("TOLLGATE_UNIX_CALLERS", &format!("{uid}=demo"))],
+    );
+    let answer = ask(&sock, "peer-2");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let r: DecisionResponse =
+        serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(r.decision, Decision::Permit);
+    let (body, _) = verify(&s, &r);
+    assert_eq!(
+        body.derived["caller"],
+        json!({"name": "demo", "via": "peer_uid"})
+    );
+    // Over TCP the uid means nothing: no token, 401.
+    let (status, _) = response(
+        ureq::post(&format!("{}/v1/decisions", s.url)).send_string(
+            &intent(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 5}),
+                "tcp",
+            )
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 401);
+    s.stop();
+}

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use policy::{Bundle, CompiledPolicy};
 use serde::{Deserialize, Serialize};
@@ -18,24 +17,23 @@ use std::collections::BTreeSet;
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Callers, Role};
-use crate::http::{bearer, read_body};
+use crate::http::{read_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
 /// Largest bundle upload, in bytes.
 const MAX_BUNDLE_UPLOAD: usize = 16 << 20;
 
 /// Who made an admin call, for the gate's log.
-fn authorize(gate: &Gate, headers: &HeaderMap) -> Result<String, GateError> {
-    let presented = bearer(headers).ok_or_else(|| {
-        GateError::Unauthorized(
-            "no bearer token: the admin API needs the admin token or an admin caller's".into(),
-        )
-    })?;
-    if bool::from(presented.as_bytes().ct_eq(gate.admin_token.as_bytes())) {
+fn authorize(gate: &Gate, creds: &Credentials) -> Result<String, GateError> {
+    if creds
+        .bearer
+        .as_ref()
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(gate.admin_token.as_bytes())))
+    {
         return Ok("admin-token".into());
     }
-    match gate.authenticate(headers, Role::Admin) {
-        Ok(caller) => Ok(format!("caller:{}", caller.name)),
+    match gate.authenticate(creds, Role::Admin) {
+        Ok((caller, _)) => Ok(format!("caller:{}", caller.name)),
         Err(e) => {
             tracing::warn!("admin call refused: {e}");
             Err(e)
@@ -69,10 +67,10 @@ pub struct CallerToken {
 /// `POST /v1/admin/callers`: adds a caller; answers its token once.
 pub(crate) async fn add_caller(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     body: Body,
 ) -> Result<Json<CallerToken>, GateError> {
-    let by = authorize(&gate, &headers)?;
+    let by = authorize(&gate, &creds)?;
     let bytes = read_body(body, 64 * 1024).await?;
     let new: NewCaller =
         serde_json::from_slice(&bytes).map_err(|e| GateError::BadInput(format!("caller: {e}")))?;
@@ -93,19 +91,19 @@ pub(crate) async fn add_caller(
 /// `GET /v1/admin/callers`: every caller, revoked ones included, without tokens.
 pub(crate) async fn list_callers(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
 ) -> Result<Json<Value>, GateError> {
-    authorize(&gate, &headers)?;
+    authorize(&gate, &creds)?;
     Ok(Json(json!({ "callers": Callers::list(&gate.ledger)? })))
 }
 
 /// `POST /v1/admin/callers/{name}/revoke`: the caller authenticates no more.
 pub(crate) async fn revoke_caller(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Caller>, GateError> {
-    let by = authorize(&gate, &headers)?;
+    let by = authorize(&gate, &creds)?;
     let now = protocol::format_rfc3339_ns(now_ns());
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
     let caller = tokio::task::spawn_blocking(move || {
@@ -121,10 +119,10 @@ pub(crate) async fn revoke_caller(
 /// `POST /v1/admin/callers/{name}/rotate`: a new token; the old one stops working.
 pub(crate) async fn rotate_caller(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<CallerToken>, GateError> {
-    let by = authorize(&gate, &headers)?;
+    let by = authorize(&gate, &creds)?;
     let now = protocol::format_rfc3339_ns(now_ns());
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
     let (caller, token) = tokio::task::spawn_blocking(move || {
@@ -159,11 +157,11 @@ pub(crate) struct PublishQuery {
 /// fail or be non-deterministic at evaluation) and stores it by version.
 pub(crate) async fn publish(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     Query(q): Query<PublishQuery>,
     body: Body,
 ) -> Result<Json<Published>, GateError> {
-    let by = authorize(&gate, &headers)?;
+    let by = authorize(&gate, &creds)?;
     let bytes = read_body(body, MAX_BUNDLE_UPLOAD).await?;
     let g = gate.clone();
     let (bundle, engine) = tokio::task::spawn_blocking(move || -> Result<_, GateError> {
@@ -202,10 +200,10 @@ pub(crate) async fn publish(
 /// atomically; decisions already bound keep their version.
 pub(crate) async fn activate(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     UrlPath(version): UrlPath<String>,
 ) -> Result<Json<Value>, GateError> {
-    let by = authorize(&gate, &headers)?;
+    let by = authorize(&gate, &creds)?;
     if !protocol::is_policy_version(&version) {
         return Err(GateError::BadInput(format!(
             "{version:?} is not a policy version (sha256:<64 hex>)"
@@ -223,9 +221,9 @@ pub(crate) async fn activate(
 /// `GET /v1/admin/policies`: every published version, which one is active.
 pub(crate) async fn list(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
 ) -> Result<Json<Value>, GateError> {
-    authorize(&gate, &headers)?;
+    authorize(&gate, &creds)?;
     let active = gate.active_policy().map(|a| a.version.clone());
     let versions: Vec<Value> = gate
         .ledger

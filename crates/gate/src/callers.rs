@@ -195,6 +195,12 @@ impl Callers {
         bool::from(stored.ct_eq(&d)).then(|| caller.clone())
     }
 
+    /// The live (not revoked) caller named `name`.
+    pub(crate) fn live(&self, name: &str) -> Option<Arc<Caller>> {
+        let map = self.by_digest.read().expect("callers lock");
+        map.values().find(|c| c.name == name).cloned()
+    }
+
     /// Whether any caller was ever added.
     pub(crate) fn any(ledger: &Ledger) -> Result<bool, ledger::Error> {
         Ok(!ledger.state().callers()?.is_empty())

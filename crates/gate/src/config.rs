@@ -27,6 +27,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Also (sidecar) or instead listen on this Unix socket.
     pub unix_socket: Option<PathBuf>,
+    /// On the Unix socket, a request without a bearer token authenticates
+    /// as the caller its peer's uid (`SO_PEERCRED`) is mapped to here: uid →
+    /// caller name, e.g. `{ "1000" = "agent-sdk" }` (environment:
+    /// `1000=agent-sdk,1001=other`). The sidecar case: no token to leak.
+    pub unix_callers: std::collections::BTreeMap<String, String>,
     /// Directory for the RocksDB log, keys and the admin token. Default `./data`.
     pub data_dir: PathBuf,
     /// The log's origin (checkpoint first line and log key name). Default:
@@ -83,6 +88,7 @@ impl Default for Config {
             mode: Mode::Sidecar,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             unix_socket: None,
+            unix_callers: std::collections::BTreeMap::new(),
             data_dir: PathBuf::from("data"),
             origin: None,
             gate_key_name: "tollgate.local/gate".into(),
@@ -109,6 +115,8 @@ enum Kind {
     Text,
     Integer,
     Boolean,
+    /// `key=value,key=value`, a TOML table of strings.
+    Map,
 }
 
 /// Every setting, by its TOML name; each has the environment override
@@ -118,6 +126,7 @@ pub const SETTINGS: &[&str] = &[
     "mode",
     "listen",
     "unix_socket",
+    "unix_callers",
     "data_dir",
     "origin",
     "gate_key_name",
@@ -145,6 +154,7 @@ fn kind(setting: &str) -> Kind {
         | "witness_interval_ms"
         | "witness_refresh_s" => Kind::Integer,
         "example_policy" | "public_read" => Kind::Boolean,
+        "unix_callers" => Kind::Map,
         _ => Kind::Text,
     }
 }
@@ -241,6 +251,18 @@ impl Config {
                         .parse()
                         .map_err(|e: std::str::ParseBoolError| env_error(e.to_string()))?,
                 ),
+                Kind::Map => toml::Value::Table(
+                    value
+                        .split(',')
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| {
+                            let (k, v) = p
+                                .split_once('=')
+                                .ok_or_else(|| env_error(format!("{p:?} is not key=value")))?;
+                            Ok((k.trim().to_string(), toml::Value::String(v.trim().into())))
+                        })
+                        .collect::<Result<toml::Table, ConfigError>>()?,
+                ),
             };
             let one = toml::Table::from_iter([((*setting).to_string(), parsed.clone())]);
             Config::deserialize(one).map_err(|e| env_error(e.to_string()))?;
@@ -273,6 +295,7 @@ impl Config {
                 ));
             }
         }
+        self.unix_caller_uids()?;
         if self.batch_max == 0 {
             return invalid("batch_max must be at least 1".into());
         }
@@ -317,6 +340,22 @@ impl Config {
         self.gate_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("gate.skey"))
+    }
+
+    /// `unix_callers` with the uids parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a key that is not a uid.
+    pub fn unix_caller_uids(&self) -> Result<std::collections::HashMap<u32, String>, ConfigError> {
+        self.unix_callers
+            .iter()
+            .map(|(uid, name)| {
+                uid.parse::<u32>().map(|u| (u, name.clone())).map_err(|_| {
+                    ConfigError::Invalid(format!("unix_callers: {uid:?} is not a uid (a number)"))
+                })
+            })
+            .collect()
     }
 
     /// Where the `demo` caller's token is written on first start.

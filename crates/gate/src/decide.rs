@@ -11,18 +11,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use note::ProofBundle;
 use policy::{EvalInput, Evaluation};
 use protocol::{
     format_rfc3339_ns, parse_receipt, policy_derived, receipt_derived, Decision, DecisionRequest,
-    DecisionResponse, PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT, VIA_TOKEN,
+    DecisionResponse, PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT,
 };
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Role};
-use crate::http::read_body;
+use crate::http::{read_body, Credentials};
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
 
@@ -32,10 +31,10 @@ pub const ACTOR_NOT_BOUND: &str = "actor_not_bound_to_caller";
 
 pub(crate) async fn decide(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     body: Body,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    let caller = match gate.authenticate(&headers, Role::Decide) {
+    let (caller, via) = match gate.authenticate(&creds, Role::Decide) {
         Ok(c) => c,
         Err(e) => {
             gate.metrics.record(&Outcome::Unauthorized, 0.0);
@@ -43,7 +42,7 @@ pub(crate) async fn decide(
         }
     };
     match read_body(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gate.decide(&caller, VIA_TOKEN, &bytes).await.map(Json),
+        Ok(bytes) => gate.decide(&caller, via, &bytes).await.map(Json),
         Err(e) => {
             gate.metrics.record(&Outcome::Rejected, 0.0);
             Err(e)

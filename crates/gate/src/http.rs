@@ -1,7 +1,11 @@
 //! HTTP helpers every handler module shares: bounded body reads, plain-text
-//! answers, the bearer token of a request.
+//! answers, and a request's credentials (its bearer token; on a Unix socket,
+//! the peer's uid).
 
 use axum::body::Body;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use protocol::RequestError;
@@ -31,4 +35,44 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The peer of a Unix-socket connection, from the kernel (`SO_PEERCRED`):
+/// attached to every request served on the gate's Unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixPeer {
+    /// The peer process's user id, if the kernel told.
+    pub uid: Option<u32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for UnixPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        UnixPeer {
+            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+        }
+    }
+}
+
+/// What a request presents to authenticate: a bearer token, and on a Unix
+/// socket the peer's uid.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// The `Authorization: Bearer` token.
+    pub bearer: Option<String>,
+    /// The Unix-socket peer's uid.
+    pub peer_uid: Option<u32>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Credentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Credentials {
+            bearer: bearer(&parts.headers).map(str::to_string),
+            peer_uid: parts
+                .extensions
+                .get::<ConnectInfo<UnixPeer>>()
+                .and_then(|c| c.0.uid),
+        })
+    }
 }

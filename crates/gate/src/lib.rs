@@ -18,7 +18,7 @@ pub mod config;
 mod decide;
 mod error;
 mod governance;
-mod http;
+pub mod http;
 mod metrics;
 mod read;
 mod startup;
@@ -35,6 +35,7 @@ use note::{SignerKey, VerifierKey};
 pub use active::ActivePolicy;
 pub use config::{Config, ConfigError, Mode};
 pub use error::GateError;
+pub use http::{Credentials, UnixPeer};
 pub use metrics::Metrics;
 pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError, DEMO_ACTORS};
 pub use witnessing::WitnessingError;
@@ -68,6 +69,8 @@ pub struct Gate {
     gate_key: SignerKey,
     admin_token: String,
     public_read: bool,
+    /// Unix-socket peer uids and the callers they authenticate as.
+    unix_callers: std::collections::HashMap<u32, String>,
     callers: callers::Callers,
     policies: active::Policies,
     metrics: Metrics,
@@ -120,35 +123,58 @@ impl Gate {
 }
 
 impl Gate {
-    /// The caller whose bearer token the request carries, if it holds `role`.
+    /// The caller a request authenticates as, if it holds `role`, and how
+    /// (receipts record it): the caller whose bearer token it carries, or
+    /// without a token, on the Unix socket, the caller its peer's uid is
+    /// mapped to (`unix_callers`).
     ///
     /// # Errors
     ///
-    /// [`GateError::Unauthorized`] saying what is missing: no token, a token
-    /// that is no live caller's, or a caller without `role`.
+    /// [`GateError::Unauthorized`] saying what is missing: no credential, a
+    /// token that is no live caller's, an unmapped uid, or a caller without
+    /// `role`.
     pub(crate) fn authenticate(
         &self,
-        headers: &axum::http::HeaderMap,
+        creds: &http::Credentials,
         role: callers::Role,
-    ) -> Result<Arc<callers::Caller>, GateError> {
-        let token = http::bearer(headers).ok_or_else(|| {
-            GateError::Unauthorized(format!(
-                "no bearer token: this route needs a caller with the {role} role \
-                 (Authorization: Bearer <token>)"
-            ))
-        })?;
-        let caller = self.callers.authenticate(token).ok_or_else(|| {
-            GateError::Unauthorized(
-                "the token is not a live caller's (wrong, rotated or revoked)".into(),
-            )
-        })?;
+    ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
+        let (caller, via) = match (&creds.bearer, creds.peer_uid) {
+            (Some(token), _) => {
+                let caller = self.callers.authenticate(token).ok_or_else(|| {
+                    GateError::Unauthorized(
+                        "the token is not a live caller's (wrong, rotated or revoked)".into(),
+                    )
+                })?;
+                (caller, protocol::VIA_TOKEN)
+            }
+            (None, Some(uid)) => {
+                let name = self.unix_callers.get(&uid).ok_or_else(|| {
+                    GateError::Unauthorized(format!(
+                        "no bearer token, and the socket peer's uid {uid} is mapped to no \
+                         caller (unix_callers)"
+                    ))
+                })?;
+                let caller = self.callers.live(name).ok_or_else(|| {
+                    GateError::Unauthorized(format!(
+                        "uid {uid} is mapped to caller {name:?}, which does not exist or is revoked"
+                    ))
+                })?;
+                (caller, protocol::VIA_PEER_UID)
+            }
+            (None, None) => {
+                return Err(GateError::Unauthorized(format!(
+                    "no bearer token: this route needs a caller with the {role} role \
+                     (Authorization: Bearer <token>)"
+                )))
+            }
+        };
         if !caller.has(role) {
             return Err(GateError::Unauthorized(format!(
                 "caller {} lacks the {role} role",
                 caller.name
             )));
         }
-        Ok(caller)
+        Ok((caller, via))
     }
 }
 
@@ -159,11 +185,11 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Unauthorized`] as [`Gate::authenticate`].
-    pub(crate) fn may_read(&self, headers: &axum::http::HeaderMap) -> Result<(), GateError> {
+    pub(crate) fn may_read(&self, creds: &http::Credentials) -> Result<(), GateError> {
         if self.public_read {
             return Ok(());
         }
-        self.authenticate(headers, callers::Role::Read).map(|_| ())
+        self.authenticate(creds, callers::Role::Read).map(|_| ())
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -18,16 +18,16 @@ use policy::Bundle;
 use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
-use crate::http::{read_body, text};
+use crate::http::{read_body, text, Credentials};
 use crate::{Gate, GateError};
 
 /// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
 pub(crate) async fn receipt(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     Path(receipt_id): Path<String>,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    gate.may_read(&headers)?;
+    gate.may_read(&creds)?;
     gate.receipt(&receipt_id)?
         .map(Json)
         .ok_or_else(|| GateError::NotFound(format!("no receipt {receipt_id}")))
@@ -44,13 +44,13 @@ pub(crate) struct InclusionQuery {
 /// tlog-proof bundle to the checkpoint signed at `size` (default: latest).
 pub(crate) async fn inclusion(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     Query(q): Query<InclusionQuery>,
 ) -> Result<Response, GateError> {
     let index = match (q.index, q.receipt_id) {
         (Some(i), None) => i,
         (None, Some(id)) => {
-            gate.may_read(&headers)?;
+            gate.may_read(&creds)?;
             gate.ledger
                 .lookup(id.as_bytes())?
                 .ok_or_else(|| GateError::NotFound(format!("no receipt {id}")))?
@@ -106,13 +106,13 @@ pub(crate) async fn latest_checkpoint(State(gate): State<Arc<Gate>>) -> Response
 /// `GET /log/tile/…`: hash tiles and entry bundles (C2SP tlog-tiles).
 pub(crate) async fn tile(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     Path(path): Path<String>,
 ) -> Result<Response, GateError> {
     let tile = tlog::Tile::parse_path(&format!("tile/{path}"))
         .map_err(|e| GateError::NotFound(format!("tile/{path}: {e}")))?;
     if tile.entries {
-        gate.may_read(&headers)?;
+        gate.may_read(&creds)?;
     }
     let g = gate.clone();
     let bytes = tokio::task::spawn_blocking(move || g.ledger.tile(&tile))
@@ -132,10 +132,10 @@ pub(crate) async fn tile(
 /// `GET /v1/policies/{version}`: the bundle (`.tar.gz`), for replay.
 pub(crate) async fn policy_bundle(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     Path(version): Path<String>,
 ) -> Result<Response, GateError> {
-    gate.may_read(&headers)?;
+    gate.may_read(&creds)?;
     let p =
         gate.ledger.state().policy(&version)?.ok_or_else(|| {
             GateError::NotFound(format!("policy version {version} is not published"))
@@ -149,10 +149,10 @@ pub(crate) async fn policy_bundle(
 /// the decision is the same.
 pub(crate) async fn replay(
     State(gate): State<Arc<Gate>>,
-    headers: HeaderMap,
+    creds: Credentials,
     body: Body,
 ) -> Result<Json<ReplayResponse>, GateError> {
-    gate.may_read(&headers)?;
+    gate.may_read(&creds)?;
     let bytes = read_body(body, 256 * 1024).await?;
     let receipt = match serde_json::from_slice::<DecisionResponse>(&bytes) {
         Ok(r) => r.receipt.into_bytes(),

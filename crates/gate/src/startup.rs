@@ -58,6 +58,9 @@ pub enum StartupError {
     /// The stored policy state cannot be read or the example not stored.
     #[error("policy store: {0}")]
     PolicyStore(#[from] ledger::Error),
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
     /// A startup change could not be recorded in the log.
     #[error("recording a startup change in the log: {0}")]
     Governance(String),
@@ -221,6 +224,7 @@ impl Gate {
         let gate = Gate {
             callers,
             public_read: config.public_read,
+            unix_callers: config.unix_caller_uids()?,
             witnessing,
             ledger,
             gate_key,

@@ -164,8 +164,12 @@ pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value, caller
     })
 }
 
-/// How a caller authenticated, as receipts record it (`derived.caller.via`).
+/// How a caller authenticated, as receipts record it (`derived.caller.via`):
+/// a bearer token.
 pub const VIA_TOKEN: &str = "token";
+/// ... or the uid of its Unix-socket peer (`SO_PEERCRED`), mapped to the
+/// caller in the gate's configuration.
+pub const VIA_PEER_UID: &str = "peer_uid";
 
 /// The `derived` object a receipt records: the actor's attributes and the
 /// caller.
