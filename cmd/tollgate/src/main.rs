@@ -206,10 +206,34 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     config.check().map_err(anyhow::Error::msg)?;
     init_logging(&config.log_format);
+    raise_open_files(config.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(run_server(config))
+}
+
+/// Raises the soft limit on open files to the hard limit, so that
+/// `max_connections` (per listener) plus the log's own files fit; says so
+/// if they cannot.
+fn raise_open_files(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        tracing::warn!(soft, hard, "could not raise the open-files limit");
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((soft, hard));
+    let need = 2 * max_connections as u64 + 256;
+    if soft < need {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-files limit is below what max_connections needs; \
+             connections beyond it wait in the kernel's backlog"
+        );
+    }
 }
 
 fn init_logging(format: &str) {
@@ -260,22 +284,17 @@ async fn run_server(config: Config) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(serve_until(listener, app.clone(), stop_rx.clone()));
+    let limits = config.limits();
+    servers.spawn(gate::serve::serve(
+        listener,
+        app.clone(),
+        limits,
+        stop_rx.clone(),
+    ));
     if let Some(unix) = unix {
         // Each request on the socket carries its peer's uid (SO_PEERCRED),
         // which `unix_callers` may map to a caller.
-        let stop = stop_rx.clone();
-        servers.spawn(async move {
-            let mut stop = stop;
-            axum::serve(
-                unix,
-                app.into_make_service_with_connect_info::<gate::UnixPeer>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        servers.spawn(gate::serve::serve(unix, app, limits, stop_rx.clone()));
     }
     tokio::select! {
         _ = term.recv() => {}
@@ -289,23 +308,6 @@ async fn run_server(config: Config) -> Result<()> {
     drop(gate);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Serves `app` on `listener` until `stop` turns true, then drains in-flight requests.
-async fn serve_until<L>(
-    listener: L,
-    app: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
 }
 
 fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {

@@ -888,3 +888,98 @@ fn unix_socket_peer_uid_maps_to_a_caller() {
     assert_eq!(status, 401);
     s.stop();
 }
+
+/// Server limits: 2,000 connections that never finish a request head do not
+/// keep a normal caller from being answered, and are closed once the head
+/// deadline passes; beyond `max_connections` a new connection is closed at
+/// once, and the gate serves again once slots free up.
+#[test]
+fn slow_connections_are_bounded_and_do_not_starve_callers() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    // This test holds thousands of sockets: lift the soft open-files limit.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_HEADER_READ_TIMEOUT_MS", "3000")]);
+    let addr = s.url.strip_prefix("http://").unwrap().to_string();
+    let mut slow = Vec::new();
+    for _ in 0..2000 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"POST /v1/decisions HTTP/1.1\r\nhost: gate\r\n")
+            .unwrap();
+        slow.push(c);
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let r = agent
+        .post(&format!("{}/v1/decisions", s.url))
+        .set("authorization", &format!("Bearer {}", s.demo()))
+        .send_string(
+            &intent(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 5}),
+                "busy",
+            )
+            .to_string(),
+        );
+    assert_eq!(
+        r.map(|r| r.status()).ok(),
+        Some(200),
+        "a caller beside 2,000 slow connections"
+    );
+    // Past the head deadline the gate has closed them: reads end.
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut closed = 0;
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        // EOF, or the gate's 408 answer then EOF.
+        let started = Instant::now();
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if started.elapsed() < Duration::from_secs(1) => {}
+                Ok(_) => break,
+            }
+        }
+        if c.read(&mut buf).map_or(true, |n| n == 0) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        slow.len(),
+        "slow connections closed at the head deadline"
+    );
+    drop(slow);
+    s.stop();
+
+    // The cap: with 20 connections open, the 21st is closed at once.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_MAX_CONNECTIONS", "20"),
+            ("TOLLGATE_HEADER_READ_TIMEOUT_MS", "1500"),
+        ],
+    );
+    let addr = s.url.strip_prefix("http://").unwrap().to_string();
+    let held: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = agent.get(&format!("{}/healthz", s.url)).call();
+    assert!(refused.is_err(), "a connection beyond the cap is closed");
+    // Once the held ones reach their deadline, the gate serves again.
+    std::thread::sleep(Duration::from_millis(2000));
+    let r = agent.get(&format!("{}/healthz", s.url)).call().unwrap();
+    assert_eq!(r.status(), 200);
+    drop(held);
+    s.stop();
+}

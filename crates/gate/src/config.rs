@@ -66,6 +66,15 @@ pub struct Config {
     /// and on a log with no callers create the `demo` caller (decide and read
     /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
     pub example_policy: bool,
+    /// Most connections open at once (TCP and Unix socket each); beyond it
+    /// a new connection is closed at once.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head, in milliseconds, idle
+    /// keep-alive time included: a client that sends none in time is
+    /// disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for a request body, in milliseconds (408 after it).
+    pub body_read_timeout_ms: u64,
     /// Let anyone read what reveals decisions (receipts by id, entry bundles,
     /// policy bundles, replay). Default false: a caller with `read` is needed.
     /// Checkpoints, hash tiles and proofs by index are always public.
@@ -101,6 +110,9 @@ impl Default for Config {
             eval_timeout_ms: 50,
             example_policy: true,
             public_read: false,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
             log_format: "text".into(),
             witness_policy: None,
             witness_interval_ms: 1000,
@@ -139,6 +151,9 @@ pub const SETTINGS: &[&str] = &[
     "eval_timeout_ms",
     "example_policy",
     "public_read",
+    "max_connections",
+    "header_read_timeout_ms",
+    "body_read_timeout_ms",
     "log_format",
     "witness_policy",
     "witness_interval_ms",
@@ -152,7 +167,10 @@ fn kind(setting: &str) -> Kind {
         | "hash_cache_mb"
         | "eval_timeout_ms"
         | "witness_interval_ms"
-        | "witness_refresh_s" => Kind::Integer,
+        | "witness_refresh_s"
+        | "max_connections"
+        | "header_read_timeout_ms"
+        | "body_read_timeout_ms" => Kind::Integer,
         "example_policy" | "public_read" => Kind::Boolean,
         "unix_callers" => Kind::Map,
         _ => Kind::Text,
@@ -306,6 +324,14 @@ impl Config {
                 1 << 20
             ));
         }
+        if self.max_connections == 0 {
+            return invalid("max_connections must be at least 1".into());
+        }
+        if self.header_read_timeout_ms == 0 || self.body_read_timeout_ms == 0 {
+            return invalid(
+                "header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
+            );
+        }
         if self.eval_timeout_ms == 0 {
             return invalid("eval_timeout_ms must be at least 1".into());
         }
@@ -374,6 +400,15 @@ impl Config {
     #[must_use]
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// The connection limits.
+    #[must_use]
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections,
+            header_read: Duration::from_millis(self.header_read_timeout_ms),
+        }
     }
 
     /// The evaluation time limit.

@@ -25,6 +25,9 @@ pub enum GateError {
     /// the route needs (401); says which.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request did not arrive in time (408); nothing was evaluated.
+    #[error("{0}")]
+    Timeout(String),
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
@@ -61,6 +64,7 @@ impl GateError {
             GateError::Conflict { .. } => StatusCode::CONFLICT,
             GateError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GateError::NotFound(_) => StatusCode::NOT_FOUND,
+            GateError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             GateError::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +78,7 @@ impl GateError {
             GateError::Conflict { .. } => ("idempotency_conflict", None),
             GateError::Unauthorized(_) => ("unauthorized", None),
             GateError::NotFound(_) => ("not_found", None),
+            GateError::Timeout(_) => ("timeout", None),
             GateError::InvalidPolicy(_) => ("invalid_policy", None),
             GateError::Unavailable(_) => ("unavailable", None),
             GateError::Internal(_) => ("internal", None),

@@ -3,7 +3,7 @@
 //! the peer's uid).
 
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
@@ -14,14 +14,27 @@ use crate::GateError;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Reads a body of at most `limit` bytes.
+/// How long a request body may take to arrive (`body_read_timeout_ms`),
+/// set once at startup.
+pub(crate) static BODY_READ_TIMEOUT: std::sync::OnceLock<std::time::Duration> =
+    std::sync::OnceLock::new();
+
+/// Reads a body of at most `limit` bytes, within the body read timeout
+/// (a slow body is 408 and nothing is evaluated).
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, GateError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        GateError::InvalidRequest(RequestError {
-            field: String::new(),
-            problem: format!("body exceeds {limit} bytes or could not be read"),
-        })
-    })
+    let timeout = *BODY_READ_TIMEOUT.get_or_init(|| std::time::Duration::from_secs(10));
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| {
+            GateError::InvalidRequest(RequestError {
+                field: String::new(),
+                problem: format!("body exceeds {limit} bytes or could not be read"),
+            })
+        }),
+        Err(_) => Err(GateError::Timeout(format!(
+            "the request body did not arrive within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 /// A `text/plain` answer.
@@ -38,19 +51,11 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The peer of a Unix-socket connection, from the kernel (`SO_PEERCRED`):
-/// attached to every request served on the gate's Unix socket.
+/// attached to every request served on the gate's Unix socket (`serve.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnixPeer {
     /// The peer process's user id, if the kernel told.
     pub uid: Option<u32>,
-}
-
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for UnixPeer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        UnixPeer {
-            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
-        }
-    }
 }
 
 /// What a request presents to authenticate: a bearer token, and on a Unix

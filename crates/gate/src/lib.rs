@@ -21,6 +21,7 @@ mod governance;
 pub mod http;
 mod metrics;
 mod read;
+pub mod serve;
 mod startup;
 mod witnessing;
 

@@ -221,6 +221,8 @@ impl Gate {
             None => None,
         };
         let callers = Callers::load(&ledger)?;
+        let body_read = std::time::Duration::from_millis(config.body_read_timeout_ms);
+        let _ = crate::http::BODY_READ_TIMEOUT.set(body_read);
         let gate = Gate {
             callers,
             public_read: config.public_read,

@@ -1,0 +1,116 @@
+//! Serving the router on a listener with the limits an internet-facing
+//! service needs: at most `max_connections` open at once (beyond that a new
+//! connection is closed at once, so the gate's memory and file descriptors
+//! stay bounded), a deadline for each request head (`header_read_timeout`:
+//! a client that sends no complete head in time — a slow one, or an idle
+//! keep-alive one — is disconnected), and a deadline for each body
+//! (`body_read_timeout`, enforced where bodies are read). Graceful
+//! shutdown: stop accepting, let requests in flight finish, close the rest.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::ServiceExt as _;
+
+use crate::http::UnixPeer;
+
+/// Connection limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head, idle time included.
+    pub header_read: Duration,
+}
+
+/// A listener the gate serves on.
+pub trait Listen: Send + 'static {
+    /// A connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection, and on a Unix socket its peer.
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Io, Option<UnixPeer>)>> + Send;
+}
+
+impl Listen for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Option<UnixPeer>)> {
+        let (stream, _) = tokio::net::TcpListener::accept(self).await?;
+        Ok((stream, None))
+    }
+}
+
+impl Listen for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Option<UnixPeer>)> {
+        let (stream, _) = tokio::net::UnixListener::accept(self).await?;
+        let peer = UnixPeer {
+            uid: stream.peer_cred().ok().map(|c| c.uid()),
+        };
+        Ok((stream, Some(peer)))
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `stop` turns true, then
+/// drains the requests in flight.
+///
+/// # Errors
+///
+/// None so far: accept errors (such as running out of file descriptors) are
+/// logged and retried after a pause.
+pub async fn serve<L: Listen>(
+    listener: L,
+    app: Router,
+    limits: Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (io, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // At the cap: close it now rather than queue it.
+            tracing::debug!(
+                max = limits.max_connections,
+                "connection refused: at the cap"
+            );
+            drop(io);
+            continue;
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(Body::new);
+                if let Some(p) = peer {
+                    req.extensions_mut().insert(ConnectInfo(p));
+                }
+                app.clone().oneshot(req)
+            });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
