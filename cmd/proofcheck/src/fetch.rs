@@ -10,6 +10,7 @@ use crate::Error;
 #[derive(Clone, Debug)]
 pub struct Log {
     base: String,
+    agent: ureq::Agent,
     /// `Bearer <token>` of a caller with `read`, for what is not public
     /// (entry bundles, policy bundles).
     authorization: Option<String>,
@@ -21,8 +22,16 @@ impl Log {
     pub fn new(base: &str) -> Log {
         Log {
             base: base.trim_end_matches('/').to_string(),
+            agent: ureq::Agent::new(),
             authorization: None,
         }
+    }
+
+    /// The same log, fetched with `agent` (for https with a CA file).
+    #[must_use]
+    pub fn with_agent(mut self, agent: ureq::Agent) -> Log {
+        self.agent = agent;
+        self
     }
 
     /// The same log, asked with a caller's bearer token.
@@ -39,7 +48,7 @@ impl Log {
     /// [`Error::Io`] for transport errors and other statuses.
     pub fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
-        let mut request = ureq::get(&url);
+        let mut request = self.agent.get(&url);
         if let Some(a) = &self.authorization {
             request = request.set("authorization", a);
         }

@@ -34,6 +34,10 @@ struct Cli {
     /// bundles for replay). Checkpoints and hash tiles need none.
     #[arg(long, global = true, env = "PROOFCHECK_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// With an https log URL: the CA certificate(s) (PEM) to verify the gate
+    /// against. Default: Mozilla's roots.
+    #[arg(long, global = true, env = "PROOFCHECK_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -217,6 +221,9 @@ fn run(cli: Cli) -> Result<bool, Error> {
         None => None,
     };
     let token = token.as_deref();
+    let agent = tls::agent(cli.ca_file.as_deref(), std::time::Duration::from_secs(60))
+        .map_err(|e| Error::Io(format!("--ca-file {e}")))?;
+    let open = |url: &str| Log::new(url).with_token(token).with_agent(agent.clone());
     match cli.command {
         Command::Receipt {
             file,
@@ -284,7 +291,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 )?))?),
                 None => None,
             };
-            let log = log.as_deref().map(|l| Log::new(l).with_token(token));
+            let log = log.as_deref().map(open);
             let r = proofcheck::check_consistency(
                 &read(&old)?,
                 &read(&new)?,
@@ -307,7 +314,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
             let gate_key = gate_key.as_deref().map(key).transpose()?;
             let log;
             let source = if policy.starts_with("http://") || policy.starts_with("https://") {
-                log = Log::new(&policy).with_token(token);
+                log = open(&policy);
                 proofcheck::PolicySource::Url(&log)
             } else if Path::new(&policy).is_dir() {
                 proofcheck::PolicySource::Dir(Path::new(&policy))
@@ -367,7 +374,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 }
             };
             let (report, new_state) = proofcheck::audit(
-                &Log::new(&log).with_token(token),
+                &open(&log),
                 &log_key,
                 &gate_key,
                 previous.as_ref(),
@@ -411,13 +418,8 @@ fn run(cli: Cli) -> Result<bool, Error> {
         } => {
             let log_key = key(&log_key)?;
             let gate_key = key(&gate_key)?;
-            let (report, _) = proofcheck::audit(
-                &Log::new(&log).with_token(token),
-                &log_key,
-                &gate_key,
-                None,
-                &mut |_, _| {},
-            )?;
+            let (report, _) =
+                proofcheck::audit(&open(&log), &log_key, &gate_key, None, &mut |_, _| {})?;
             let lines: Vec<HistoryLine<'_>> = report
                 .history
                 .iter()

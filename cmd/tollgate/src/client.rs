@@ -17,18 +17,32 @@ fn answer(r: Result<ureq::Response, ureq::Error>) -> Result<Value> {
     }
 }
 
-pub(crate) fn post(url: &str, token: &str, content_type: &str, body: &[u8]) -> Result<Value> {
+/// An agent for the gate at `url`: https verified against `ca_file`, or
+/// Mozilla's roots without one.
+pub(crate) fn agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent> {
+    Ok(tls::agent(ca_file, std::time::Duration::from_secs(60))?)
+}
+
+pub(crate) fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value> {
     answer(
-        ureq::post(url)
+        agent
+            .post(url)
             .set("authorization", &format!("Bearer {token}"))
             .set("content-type", content_type)
             .send_bytes(body),
     )
 }
 
-pub(crate) fn get(url: &str, token: &str) -> Result<Value> {
+pub(crate) fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<Value> {
     answer(
-        ureq::get(url)
+        agent
+            .get(url)
             .set("authorization", &format!("Bearer {token}"))
             .call(),
     )

@@ -79,9 +79,17 @@ struct AdminArgs {
     /// File holding the admin token (the embedded default writes data/admin.token).
     #[arg(long, default_value = "data/admin.token")]
     token_file: PathBuf,
+    /// With an https URL: the CA certificate(s) (PEM) to verify the gate
+    /// against. Default: Mozilla's roots.
+    #[arg(long, env = "TOLLGATE_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 impl AdminArgs {
+    fn agent(&self) -> Result<ureq::Agent> {
+        client::agent(self.ca_file.as_deref())
+    }
+
     fn token(&self) -> Result<String> {
         match &self.token {
             Some(t) => Ok(t.clone()),
@@ -285,16 +293,18 @@ async fn run_server(config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let limits = config.limits();
+    let tls = config.tls()?;
     servers.spawn(gate::serve::serve(
         listener,
         app.clone(),
         limits,
+        tls,
         stop_rx.clone(),
     ));
     if let Some(unix) = unix {
         // Each request on the socket carries its peer's uid (SO_PEERCRED),
         // which `unix_callers` may map to a caller.
-        servers.spawn(gate::serve::serve(unix, app, limits, stop_rx.clone()));
+        servers.spawn(gate::serve::serve(unix, app, limits, None, stop_rx.clone()));
     }
     tokio::select! {
         _ = term.recv() => {}
@@ -312,7 +322,12 @@ async fn run_server(config: Config) -> Result<()> {
 
 fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {
     let gate = &started.gate;
-    let url = format!("http://{addr}");
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}");
     println!("tollgate listening on {url}");
     println!("  mode          {:?}", config.mode);
     if let Some(path) = &config.unix_socket {
@@ -412,6 +427,7 @@ fn caller(command: CallerCommand) -> Result<()> {
         } => {
             let body = serde_json::json!({"name": name, "roles": roles, "actors": actors});
             let r = client::post(
+                &admin.agent()?,
                 &format!("{}/v1/admin/callers", admin.url),
                 &admin.token()?,
                 "application/json",
@@ -428,7 +444,11 @@ fn caller(command: CallerCommand) -> Result<()> {
             )?;
         }
         CallerCommand::List { admin } => {
-            let r = client::get(&format!("{}/v1/admin/callers", admin.url), &admin.token()?)?;
+            let r = client::get(
+                &admin.agent()?,
+                &format!("{}/v1/admin/callers", admin.url),
+                &admin.token()?,
+            )?;
             for c in r["callers"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} roles {}  actors {}  created {}{}",
@@ -445,6 +465,7 @@ fn caller(command: CallerCommand) -> Result<()> {
         }
         CallerCommand::Revoke { name, admin } => {
             let r = client::post(
+                &admin.agent()?,
                 &format!("{}/v1/admin/callers/{name}/revoke", admin.url),
                 &admin.token()?,
                 "application/json",
@@ -461,6 +482,7 @@ fn caller(command: CallerCommand) -> Result<()> {
             admin,
         } => {
             let r = client::post(
+                &admin.agent()?,
                 &format!("{}/v1/admin/callers/{name}/rotate", admin.url),
                 &admin.token()?,
                 "application/json",
@@ -493,6 +515,7 @@ fn policy(command: PolicyCommand) -> Result<()> {
             };
             let token = admin.token()?;
             let published = client::post(
+                &admin.agent()?,
                 &format!("{}/v1/admin/policies", admin.url),
                 &token,
                 "application/gzip",
@@ -513,6 +536,7 @@ fn policy(command: PolicyCommand) -> Result<()> {
             );
             if activate {
                 client::post(
+                    &admin.agent()?,
                     &format!("{}/v1/admin/policies/{version}/activate", admin.url),
                     &token,
                     "application/json",
@@ -523,6 +547,7 @@ fn policy(command: PolicyCommand) -> Result<()> {
         }
         PolicyCommand::Activate { version, admin } => {
             let r = client::post(
+                &admin.agent()?,
                 &format!("{}/v1/admin/policies/{version}/activate", admin.url),
                 &admin.token()?,
                 "application/json",
@@ -534,7 +559,11 @@ fn policy(command: PolicyCommand) -> Result<()> {
             );
         }
         PolicyCommand::List { admin } => {
-            let r = client::get(&format!("{}/v1/admin/policies", admin.url), &admin.token()?)?;
+            let r = client::get(
+                &admin.agent()?,
+                &format!("{}/v1/admin/policies", admin.url),
+                &admin.token()?,
+            )?;
             for v in r["versions"].as_array().into_iter().flatten() {
                 println!(
                     "{} {}  published {}",

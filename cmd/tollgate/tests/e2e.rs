@@ -983,3 +983,179 @@ fn slow_connections_are_bounded_and_do_not_starve_callers() {
     drop(held);
     s.stop();
 }
+
+/// Test PKI made at test time: a CA, the gate's certificate for 127.0.0.1,
+/// and client certificates with a subject common name.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new(dir: &Path, name: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+            ca_key,
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        let name = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("-ca.pem"))
+            .unwrap();
+        name
+    }
+
+    /// A certificate (server or client) signed by the CA: (cert file, key file).
+    fn issue(&self, file: &str, cn: &str, sans: Vec<String>, client: bool) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{file}.crt")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// Central mode over TLS: https verified against the test CA; plain HTTP
+/// and an untrusting client are refused; a client certificate from the
+/// client CA authenticates as its mapped caller (mTLS) and the receipt says
+/// so, one from another CA is refused; proofcheck and the CLI speak https.
+#[test]
+fn tls_and_mutual_tls() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&pki_dir).unwrap();
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let pki = Pki::new(&pki_dir, "gate");
+    let (cert, key) = pki.issue(
+        "gate",
+        "gate.test",
+        vec!["127.0.0.1".into(), "localhost".into()],
+        false,
+    );
+    let (client_cert, client_key) = pki.issue("client", "agent-sdk.test", vec![], true);
+    let other = Pki::new(&other_dir, "other");
+    let (rogue_cert, rogue_key) = other.issue("rogue", "agent-sdk.test", vec![], true);
+    let ca = pki.ca_file();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_TLS_CERT", cert.to_str().unwrap()),
+            ("TOLLGATE_TLS_KEY", key.to_str().unwrap()),
+            ("TOLLGATE_TLS_CLIENT_CA", ca.to_str().unwrap()),
+            ("TOLLGATE_TLS_CALLERS", "agent-sdk.test=demo"),
+        ],
+    );
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    let timeout = Duration::from_secs(10);
+    let trusting = tls::agent(Some(&ca), timeout).unwrap();
+    let body = |key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 5}),
+            key,
+        )
+        .to_string()
+    };
+    // A bearer token over verified https.
+    let (status, r) = response(
+        trusting
+            .post(&format!("{}/v1/decisions", s.url))
+            .set("authorization", &format!("Bearer {}", s.demo()))
+            .send_string(&body("tls-token")),
+    );
+    assert_eq!((status, r["decision"].as_str()), (200, Some("PERMIT")));
+    // Plain HTTP on the TLS port, and a client that does not trust the CA.
+    let plain = s.url.replacen("https://", "http://", 1);
+    assert!(ureq::get(&format!("{plain}/healthz")).call().is_err());
+    let untrusting = tls::agent(None, timeout).unwrap();
+    assert!(untrusting
+        .get(&format!("{}/healthz", s.url))
+        .call()
+        .is_err());
+    // mTLS: the client certificate is the credential.
+    let mtls = tls::agent_with_client_cert(&ca, &client_cert, &client_key, timeout).unwrap();
+    let r = mtls
+        .post(&format!("{}/v1/decisions", s.url))
+        .send_string(&body("tls-mtls"))
+        .unwrap();
+    let r: DecisionResponse = r.into_json().unwrap();
+    assert_eq!(r.decision, Decision::Permit);
+    let receipt = verify_receipt(r.receipt.as_bytes(), &s.key("gate.skey")).unwrap();
+    assert_eq!(
+        receipt.derived["caller"],
+        json!({"name": "demo", "via": "mtls"})
+    );
+    // A certificate from another CA is refused in the handshake.
+    let rogue = tls::agent_with_client_cert(&ca, &rogue_cert, &rogue_key, timeout).unwrap();
+    assert!(rogue
+        .post(&format!("{}/v1/decisions", s.url))
+        .send_string(&body("tls-rogue"))
+        .is_err());
+    // proofcheck and the CLI over https.
+    let out = Command::new(testkit::bin("proofcheck"))
+        .args(["--token-file"])
+        .arg(s.dir.join("data/demo.token"))
+        .arg("--ca-file")
+        .arg(&ca)
+        .args([
+            "audit",
+            "--log",
+            &s.url,
+            "--log-key",
+            &s.key("log.skey").to_string(),
+            "--gate-key",
+            &s.key("gate.skey").to_string(),
+            "--state",
+        ])
+        .arg(dir.path().join("audit.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["policy", "list", "--url", &s.url, "--token-file"])
+        .arg(s.dir.join("data/admin.token"))
+        .arg("--ca-file")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.stop();
+}

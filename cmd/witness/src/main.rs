@@ -47,6 +47,10 @@ enum Command {
         /// How often monitor mode polls, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         monitor_interval_ms: u64,
+        /// With an https --monitor URL: the CA certificate(s) (PEM) to verify
+        /// the log against. Default: Mozilla's roots.
+        #[arg(long, env = "WITNESS_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         logs,
         monitors,
         monitor_interval_ms,
+        ca_file,
     } = Cli::parse().command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -98,7 +103,12 @@ fn main() -> Result<()> {
         for m in monitors {
             println!("  monitoring    {m}");
             let interval = std::time::Duration::from_millis(monitor_interval_ms.max(10));
-            tokio::spawn(witness::Monitor::new(&m).run(w.clone(), interval));
+            let agent = tls::agent(ca_file.as_deref(), std::time::Duration::from_secs(10))?;
+            tokio::spawn(
+                witness::Monitor::new(&m)
+                    .with_agent(agent)
+                    .run(w.clone(), interval),
+            );
         }
         std::io::stdout().flush()?;
         axum::serve(listener, witness::router(w))

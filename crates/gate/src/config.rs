@@ -27,6 +27,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Also (sidecar) or instead listen on this Unix socket.
     pub unix_socket: Option<PathBuf>,
+    /// Serve HTTPS on `listen` with this certificate chain (PEM); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: ask for client certificates and verify them against the
+    /// CA certificates in this PEM file (mTLS). Optional for clients: callers
+    /// with bearer tokens present none.
+    pub tls_client_ca: Option<PathBuf>,
+    /// With `tls_client_ca`: a request without a bearer token authenticates
+    /// as the caller its verified client certificate's subject common name is
+    /// mapped to here: CN → caller name (environment: `cn=name,cn=name`).
+    pub tls_callers: std::collections::BTreeMap<String, String>,
     /// On the Unix socket, a request without a bearer token authenticates
     /// as the caller its peer's uid (`SO_PEERCRED`) is mapped to here: uid →
     /// caller name, e.g. `{ "1000" = "agent-sdk" }` (environment:
@@ -98,6 +110,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             unix_socket: None,
             unix_callers: std::collections::BTreeMap::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_callers: std::collections::BTreeMap::new(),
             data_dir: PathBuf::from("data"),
             origin: None,
             gate_key_name: "tollgate.local/gate".into(),
@@ -139,6 +155,10 @@ pub const SETTINGS: &[&str] = &[
     "listen",
     "unix_socket",
     "unix_callers",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_callers",
     "data_dir",
     "origin",
     "gate_key_name",
@@ -172,7 +192,7 @@ fn kind(setting: &str) -> Kind {
         | "header_read_timeout_ms"
         | "body_read_timeout_ms" => Kind::Integer,
         "example_policy" | "public_read" => Kind::Boolean,
-        "unix_callers" => Kind::Map,
+        "unix_callers" | "tls_callers" => Kind::Map,
         _ => Kind::Text,
     }
 }
@@ -314,6 +334,13 @@ impl Config {
             }
         }
         self.unix_caller_uids()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("tls_cert and tls_key go together: give both or neither".into());
+        }
+        if self.tls_cert.is_none() && (self.tls_client_ca.is_some() || !self.tls_callers.is_empty())
+        {
+            return invalid("tls_client_ca and tls_callers need tls_cert and tls_key".into());
+        }
         if self.batch_max == 0 {
             return invalid("batch_max must be at least 1".into());
         }
@@ -400,6 +427,20 @@ impl Config {
     #[must_use]
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// The TLS server configuration, if `tls_cert` is set.
+    ///
+    /// # Errors
+    ///
+    /// A [`tls::Error`] naming the file that cannot be used.
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, tls::Error> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                tls::server_config(cert, key, self.tls_client_ca.as_deref()).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The connection limits.

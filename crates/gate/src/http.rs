@@ -66,6 +66,8 @@ pub struct Credentials {
     pub bearer: Option<String>,
     /// The Unix-socket peer's uid.
     pub peer_uid: Option<u32>,
+    /// The subject common name of a verified TLS client certificate.
+    pub tls_subject: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Credentials {
@@ -78,6 +80,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
                 .extensions
                 .get::<ConnectInfo<UnixPeer>>()
                 .and_then(|c| c.0.uid),
+            tls_subject: parts
+                .extensions
+                .get::<ConnectInfo<crate::serve::TlsPeer>>()
+                .map(|c| c.0.subject_cn.clone()),
         })
     }
 }

@@ -70,6 +70,9 @@ pub struct Gate {
     gate_key: SignerKey,
     admin_token: String,
     public_read: bool,
+    /// Client certificate subjects (common names) and the callers they
+    /// authenticate as.
+    tls_callers: std::collections::BTreeMap<String, String>,
     /// Unix-socket peer uids and the callers they authenticate as.
     unix_callers: std::collections::HashMap<u32, String>,
     callers: callers::Callers,
@@ -147,6 +150,21 @@ impl Gate {
                     )
                 })?;
                 (caller, protocol::VIA_TOKEN)
+            }
+            (None, _) if creds.tls_subject.is_some() => {
+                let cn = creds.tls_subject.as_deref().unwrap_or_default();
+                let name = self.tls_callers.get(cn).ok_or_else(|| {
+                    GateError::Unauthorized(format!(
+                        "no bearer token, and the client certificate's subject {cn:?} is \
+                         mapped to no caller (tls_callers)"
+                    ))
+                })?;
+                let caller = self.callers.live(name).ok_or_else(|| {
+                    GateError::Unauthorized(format!(
+                        "subject {cn:?} is mapped to caller {name:?}, which does not exist or is revoked"
+                    ))
+                })?;
+                (caller, protocol::VIA_MTLS)
             }
             (None, Some(uid)) => {
                 let name = self.unix_callers.get(&uid).ok_or_else(|| {

@@ -57,7 +57,9 @@ impl Listen for tokio::net::UnixListener {
 }
 
 /// Serves `app` on `listener` within `limits` until `stop` turns true, then
-/// drains the requests in flight.
+/// drains the requests in flight. With `tls`, every connection first
+/// completes a TLS handshake (within the head deadline); a verified client
+/// certificate's subject common name goes with each of its requests.
 ///
 /// # Errors
 ///
@@ -67,6 +69,7 @@ pub async fn serve<L: Listen>(
     listener: L,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -74,6 +77,7 @@ pub async fn serve<L: Listen>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read);
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -96,21 +100,63 @@ pub async fn serve<L: Listen>(
             drop(io);
             continue;
         };
-        let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let mut req = req.map(Body::new);
-                if let Some(p) = peer {
-                    req.extensions_mut().insert(ConnectInfo(p));
-                }
-                app.clone().oneshot(req)
-            });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        let (app, http, watcher, tls) =
+            (app.clone(), http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => connection(&http, io, app, peer, None, watcher).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read, acceptor.accept(io)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let subject = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(tls::subject_cn);
+                            let subject = subject.map(|cn| TlsPeer { subject_cn: cn });
+                            connection(&http, stream, app, peer, subject, watcher).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(slot);
         });
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The verified client certificate of a TLS connection (mTLS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsPeer {
+    /// Its subject common name.
+    pub subject_cn: String,
+}
+
+/// Serves one connection's requests, each carrying what is known of the peer.
+async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    app: Router,
+    unix: Option<UnixPeer>,
+    tls: Option<TlsPeer>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(Body::new);
+        if let Some(p) = unix {
+            req.extensions_mut().insert(ConnectInfo(p));
+        }
+        if let Some(p) = &tls {
+            req.extensions_mut().insert(ConnectInfo(p.clone()));
+        }
+        app.clone().oneshot(req)
+    });
+    let _ = watcher
+        .watch(http.serve_connection(TokioIo::new(io), service))
+        .await;
 }

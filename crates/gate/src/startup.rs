@@ -227,6 +227,7 @@ impl Gate {
             callers,
             public_read: config.public_read,
             unix_callers: config.unix_caller_uids()?,
+            tls_callers: config.tls_callers.clone(),
             witnessing,
             ledger,
             gate_key,

@@ -170,6 +170,9 @@ pub const VIA_TOKEN: &str = "token";
 /// ... or the uid of its Unix-socket peer (`SO_PEERCRED`), mapped to the
 /// caller in the gate's configuration.
 pub const VIA_PEER_UID: &str = "peer_uid";
+/// ... or a verified TLS client certificate whose subject common name is
+/// mapped to the caller in the gate's configuration.
+pub const VIA_MTLS: &str = "mtls";
 
 /// The `derived` object a receipt records: the actor's attributes and the
 /// caller.

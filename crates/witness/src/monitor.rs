@@ -19,6 +19,7 @@ use crate::{Error, LogState, Refusal, Witness};
 /// A log to monitor: its base URL (the one serving `/log/…`).
 pub struct Monitor {
     base: String,
+    agent: ureq::Agent,
 }
 
 impl TileSource for Monitor {
@@ -39,7 +40,17 @@ impl Monitor {
     pub fn new(base: &str) -> Monitor {
         Monitor {
             base: base.trim_end_matches('/').to_string(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build(),
         }
+    }
+
+    /// The same monitor, fetching with `agent` (for https with a CA file).
+    #[must_use]
+    pub fn with_agent(mut self, agent: ureq::Agent) -> Monitor {
+        self.agent = agent;
+        self
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>, Error> {
@@ -48,8 +59,9 @@ impl Monitor {
             url: url.clone(),
             reason,
         };
-        let r = ureq::get(&url)
-            .timeout(Duration::from_secs(10))
+        let r = self
+            .agent
+            .get(&url)
             .call()
             .map_err(|e| fetch(e.to_string()))?;
         let mut body = Vec::new();
