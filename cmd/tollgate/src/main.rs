@@ -56,7 +56,7 @@ struct ServeArgs {
     config: Option<PathBuf>,
     /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<gate::ListenAddr>,
     /// Data directory (log, keys, admin token).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -268,43 +268,58 @@ async fn run_server(config: Config) -> Result<()> {
     let gate = started.gate.clone();
     gate.start_background();
     let app = gate::router(gate.clone());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let unix = match &config.unix_socket {
-        Some(path) => {
-            // A socket left by a previous run would make bind fail; remove
-            // only a socket, never another kind of file.
-            use std::os::unix::fs::FileTypeExt as _;
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path)
-                    .with_context(|| format!("removing stale socket {}", path.display()))?;
-            }
-            Some(
-                tokio::net::UnixListener::bind(path)
-                    .with_context(|| format!("binding unix socket {}", path.display()))?,
-            )
+    let (tcp, url) = match &config.listen {
+        gate::ListenAddr::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let scheme = if config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let url = format!("{scheme}://{}", listener.local_addr()?);
+            (Some(listener), url)
         }
-        None => None,
+        gate::ListenAddr::Unix(path) => (None, format!("unix:{}", path.display())),
     };
-    banner(&config, &started, addr);
+    let group = config.unix_socket_group.as_deref();
+    let mut sockets = Vec::new();
+    for path in [&config.listen]
+        .into_iter()
+        .filter_map(|l| match l {
+            gate::ListenAddr::Unix(p) => Some(p),
+            gate::ListenAddr::Tcp(_) => None,
+        })
+        .chain(config.unix_socket.as_ref())
+    {
+        sockets.push(gate::serve::bind_unix(path, group).map_err(anyhow::Error::msg)?);
+    }
+    banner(&config, &started, &url);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let limits = config.limits();
     let tls = config.tls()?;
-    servers.spawn(gate::serve::serve(
-        listener,
-        app.clone(),
-        limits,
-        tls,
-        stop_rx.clone(),
-    ));
-    if let Some(unix) = unix {
+    if let Some(listener) = tcp {
+        servers.spawn(gate::serve::serve(
+            listener,
+            app.clone(),
+            limits,
+            tls,
+            stop_rx.clone(),
+        ));
+    }
+    for unix in sockets {
         // Each request on the socket carries its peer's uid (SO_PEERCRED),
         // which `unix_callers` may map to a caller.
-        servers.spawn(gate::serve::serve(unix, app, limits, None, stop_rx.clone()));
+        servers.spawn(gate::serve::serve(
+            unix,
+            app.clone(),
+            limits,
+            None,
+            stop_rx.clone(),
+        ));
     }
     tokio::select! {
         _ = term.recv() => {}
@@ -320,15 +335,18 @@ async fn run_server(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) {
+fn banner(config: &Config, started: &gate::Started, listening: &str) {
     let gate = &started.gate;
-    let scheme = if config.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
+    // What curl is given: the URL, or on a Unix socket the socket and a URL.
+    let (curl, url) = match listening.strip_prefix("unix:") {
+        Some(path) => (
+            format!("curl -s --unix-socket {path}"),
+            "http://gate".to_string(),
+        ),
+        None => ("curl -s".to_string(), listening.to_string()),
     };
-    let url = format!("{scheme}://{addr}");
-    println!("tollgate listening on {url}");
+    let url = url.as_str();
+    println!("tollgate listening on {listening}");
     println!("  mode          {:?}", config.mode);
     if let Some(path) = &config.unix_socket {
         println!("  unix socket   {}", path.display());
@@ -390,13 +408,13 @@ fn banner(config: &Config, started: &gate::Started, addr: std::net::SocketAddr) 
     println!();
     println!("Ask for a decision (as the demo caller):");
     println!(
-        "  curl -s {url}/v1/decisions -H \"authorization: Bearer $(cat {})\" \
+        "  {curl} {url}/v1/decisions -H \"authorization: Bearer $(cat {})\" \
          -H 'content-type: application/json' -d \
          '{{\"actor\":{{\"id\":\"agent-treasury\",\"kind\":\"agent\"}},\"surface\":\"payments\",\
          \"action\":\"transfer\",\"target\":{{\"amount\":500,\"to\":\"acct-9\"}},\"idempotency_key\":\"demo-1\"}}'",
         demo.display()
     );
-    println!("The log: {url}/log/checkpoint   Metrics: {url}/metrics");
+    println!("The log: {curl} {url}/log/checkpoint   Metrics: {curl} {url}/metrics");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 }

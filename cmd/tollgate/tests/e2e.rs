@@ -1157,5 +1157,93 @@ fn tls_and_mutual_tls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A witness monitoring the log over https cosigns it.
+    let log_key = s.key("log.skey");
+    let mut cmd = Command::new(testkit::bin("witness"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("witness"))
+        .args(["--log", &log_key.to_string(), "--monitor", &s.url])
+        .args(["--monitor-interval-ms", "50", "--ca-file"])
+        .arg(&ca)
+        .arg("--token-file")
+        .arg(s.dir.join("data/demo.token"))
+        .env("WITNESS_LOG", "warn");
+    let witness = testkit::Proc::start(cmd, testkit::WITNESS_READY, 0);
+    let started = std::time::Instant::now();
+    let origin = log_key.name().to_string();
+    loop {
+        let r = ureq::get(&format!("{}/checkpoint?origin={origin}", witness.url)).call();
+        if r.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the witness did not cosign the https log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s.stop();
+}
+
+/// `listen = "unix:/path"`: the Unix socket only, created 0660 and given to
+/// `unix_socket_group`, in a directory the gate owns (one that belongs to
+/// another user is refused); decisions are served on it.
+#[test]
+fn unix_only_listen_makes_a_private_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run/gate.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .env("TOLLGATE_UNIX_SOCKET_GROUP", "65534")
+        .env("TOLLGATE_LOG", "warn");
+    let gate = testkit::Proc::start(cmd, testkit::TOLLGATE_READY, 0);
+    assert_eq!(gate.url, format!("unix:{}", sock.display()));
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+    let token = std::fs::read_to_string(dir.path().join("data/demo.token")).unwrap();
+    let body = intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 5}),
+        "u",
+    )
+    .to_string();
+    let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    write!(
+        stream,
+        "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(gate);
+
+    // A socket directory that belongs to another user is refused.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    let uid = std::fs::metadata(dir.path()).unwrap().uid();
+    if uid == 0 {
+        std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data2"))
+            .arg("--listen")
+            .arg(format!("unix:{}", foreign.join("gate.sock").display()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("belongs to uid 65534"), "{err}");
+    }
 }

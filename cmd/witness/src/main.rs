@@ -51,6 +51,11 @@ enum Command {
         /// the log against. Default: Mozilla's roots.
         #[arg(long, env = "WITNESS_CA_FILE")]
         ca_file: Option<PathBuf>,
+        /// Monitor mode: a file holding a caller's bearer token, sent with
+        /// every fetch. Monitoring needs only the public checkpoint and hash
+        /// tiles, so this is for logs behind a gate that asks for one.
+        #[arg(long, env = "WITNESS_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -64,6 +69,7 @@ fn main() -> Result<()> {
         monitors,
         monitor_interval_ms,
         ca_file,
+        token_file,
     } = Cli::parse().command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -104,9 +110,17 @@ fn main() -> Result<()> {
             println!("  monitoring    {m}");
             let interval = std::time::Duration::from_millis(monitor_interval_ms.max(10));
             let agent = tls::agent(ca_file.as_deref(), std::time::Duration::from_secs(10))?;
+            let token = match &token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("--token-file {}", f.display()))?,
+                ),
+                None => None,
+            };
             tokio::spawn(
                 witness::Monitor::new(&m)
                     .with_agent(agent)
+                    .with_token(token.as_deref())
                     .run(w.clone(), interval),
             );
         }

@@ -7,6 +7,50 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Where the gate listens: a TCP address, or (`unix:/path`) only a Unix
+/// socket.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// Only this Unix socket, no TCP.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        match s.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Ok(ListenAddr::Unix(path.into())),
+            Some(path) => Err(format!(
+                "unix:{path}: the socket path must be absolute (unix:/run/tollgate/gate.sock)"
+            )),
+            None => s.parse().map(ListenAddr::Tcp).map_err(|e| {
+                format!("{s:?}: {e}; expected host:port (127.0.0.1:8080) or unix:/path")
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<ListenAddr, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// Where and how the gate runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,9 +67,13 @@ pub enum Mode {
 pub struct Config {
     /// `sidecar` (default) or `central`.
     pub mode: Mode,
-    /// TCP address to listen on. Default `127.0.0.1:8080`; port 0 picks one.
-    pub listen: SocketAddr,
-    /// Also (sidecar) or instead listen on this Unix socket.
+    /// Where to listen: a TCP address (default `127.0.0.1:8080`; port 0
+    /// picks one), or `unix:/path` for the Unix socket only, no TCP.
+    pub listen: ListenAddr,
+    /// The group that may use the gate's Unix sockets (created 0660 and
+    /// given to it). Default: the gate's own group.
+    pub unix_socket_group: Option<String>,
+    /// Also listen on this Unix socket (beside TCP).
     pub unix_socket: Option<PathBuf>,
     /// Serve HTTPS on `listen` with this certificate chain (PEM); needs `tls_key`.
     pub tls_cert: Option<PathBuf>,
@@ -101,13 +149,17 @@ pub struct Config {
     pub witness_interval_ms: u64,
     /// Push the same checkpoint again after this many idle seconds.
     pub witness_refresh_s: u64,
+    /// For witnesses at https URLs: the CA certificate(s) (PEM) to verify
+    /// them against. Default: Mozilla's roots.
+    pub witness_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             mode: Mode::Sidecar,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            unix_socket_group: None,
             unix_socket: None,
             unix_callers: std::collections::BTreeMap::new(),
             tls_cert: None,
@@ -133,6 +185,7 @@ impl Default for Config {
             witness_policy: None,
             witness_interval_ms: 1000,
             witness_refresh_s: 60,
+            witness_ca_file: None,
         }
     }
 }
@@ -153,6 +206,7 @@ enum Kind {
 pub const SETTINGS: &[&str] = &[
     "mode",
     "listen",
+    "unix_socket_group",
     "unix_socket",
     "unix_callers",
     "tls_cert",
@@ -178,6 +232,7 @@ pub const SETTINGS: &[&str] = &[
     "witness_policy",
     "witness_interval_ms",
     "witness_refresh_s",
+    "witness_ca_file",
 ];
 
 fn kind(setting: &str) -> Kind {
@@ -318,12 +373,16 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the setting.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.mode == Mode::Sidecar && !self.listen.ip().is_loopback() {
-            return invalid(format!(
-                "listen = {}: sidecar mode binds loopback addresses only; set mode = \"central\" \
-                 to serve other hosts",
-                self.listen
-            ));
+        if let ListenAddr::Tcp(addr) = &self.listen {
+            if self.mode == Mode::Sidecar && !addr.ip().is_loopback() {
+                return invalid(format!(
+                    "listen = {addr}: sidecar mode binds loopback addresses only; set mode = \
+                     \"central\" to serve other hosts"
+                ));
+            }
+        }
+        if matches!(self.listen, ListenAddr::Unix(_)) && self.tls_cert.is_some() {
+            return invalid("TLS is served on TCP; listen = \"unix:…\" takes no tls_cert".into());
         }
         if let Some(o) = &self.origin {
             if o.is_empty() || o.chars().any(|c| c.is_whitespace() || c == '+') {

@@ -160,3 +160,68 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .watch(http.serve_connection(TokioIo::new(io), service))
         .await;
 }
+
+/// Binds the Unix socket at `path` for the gate: its directory is created
+/// (0750) if missing and must belong to the gate's user, a stale socket of a
+/// previous run is replaced (never another kind of file), and the socket is
+/// made 0660 and given to `group` (a name or a gid) if one is named, so only
+/// the gate's user and that group can connect.
+///
+/// # Errors
+///
+/// A message naming the path and the step that failed.
+pub fn bind_unix(
+    path: &std::path::Path,
+    group: Option<&str>,
+) -> Result<tokio::net::UnixListener, String> {
+    use std::os::unix::fs::{
+        DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
+    };
+    let err = |what: &str, e: &dyn std::fmt::Display| {
+        format!("unix socket {}: {what}: {e}", path.display())
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| format!("unix socket {}: no directory", path.display()))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| err("creating its directory", &e))?;
+    }
+    let me = nix::unistd::getuid().as_raw();
+    let owner = std::fs::metadata(dir)
+        .map_err(|e| err("its directory", &e))?
+        .uid();
+    if owner != me {
+        return Err(format!(
+            "unix socket {}: its directory {} belongs to uid {owner}, not to the gate (uid {me}); \
+             use a directory the gate owns",
+            path.display(),
+            dir.display()
+        ));
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path).map_err(|e| err("removing a stale socket", &e))?;
+    }
+    let gid = match group {
+        None => None,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(g)
+                .map_err(|e| err("looking up its group", &e))?
+                .ok_or_else(|| format!("unix socket {}: no group {g:?}", path.display()))?
+                .gid
+                .as_raw(),
+        }),
+    };
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err("binding", &e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| err("setting mode 0660", &e))?;
+    if gid.is_some() {
+        std::os::unix::fs::chown(path, None, gid).map_err(|e| err("giving it to its group", &e))?;
+    }
+    Ok(listener)
+}

@@ -217,6 +217,7 @@ impl Gate {
                 config.data_dir.join("cosigned.checkpoint"),
                 std::time::Duration::from_millis(config.witness_interval_ms.max(10)),
                 std::time::Duration::from_secs(config.witness_refresh_s),
+                config.witness_ca_file.as_deref(),
             )?)),
             None => None,
         };

@@ -36,6 +36,9 @@ pub enum WitnessingError {
         #[source]
         source: note::Error,
     },
+    /// The CA file for https witnesses cannot be used.
+    #[error("witness_ca_file {0}")]
+    Tls(#[from] tls::Error),
     /// No witness line has a URL, so there is nobody to push to.
     #[error("witness policy {0}: no witness line has a URL to push to")]
     NoTargets(PathBuf),
@@ -57,6 +60,8 @@ pub(crate) struct Witnessing {
     file: PathBuf,
     interval: Duration,
     refresh: Duration,
+    /// The HTTP(S) client for the witnesses.
+    agent: ureq::Agent,
 }
 
 impl Witnessing {
@@ -69,7 +74,9 @@ impl Witnessing {
         file: PathBuf,
         interval: Duration,
         refresh: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<Witnessing, WitnessingError> {
+        let agent = tls::agent(ca_file, Duration::from_secs(10))?;
         let text =
             std::fs::read_to_string(policy_file).map_err(|source| WitnessingError::Read {
                 path: policy_file.to_path_buf(),
@@ -112,6 +119,7 @@ impl Witnessing {
             file,
             interval,
             refresh,
+            agent,
         })
     }
 
@@ -136,9 +144,14 @@ impl Witnessing {
             last = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
             for (i, t) in self.targets.iter().enumerate() {
-                let (t, old, ledger, latest) =
-                    (t.clone(), known[i], ledger.clone(), latest.clone());
-                tasks.spawn_blocking(move || (i, push(&t, old, &ledger, &latest)));
+                let (t, old, ledger, latest, agent) = (
+                    t.clone(),
+                    known[i],
+                    ledger.clone(),
+                    latest.clone(),
+                    self.agent.clone(),
+                );
+                tasks.spawn_blocking(move || (i, push(&agent, &t, old, &ledger, &latest)));
             }
             let mut lines = String::new();
             while let Some(Ok((i, result))) = tasks.join_next().await {
@@ -171,6 +184,7 @@ impl Witnessing {
 /// after a 409. Returns the size the witness now holds and its verified
 /// cosignature lines, or the size it reported and why it failed.
 fn push(
+    agent: &ureq::Agent,
     t: &Target,
     mut old: u64,
     ledger: &Ledger,
@@ -197,9 +211,6 @@ fn push(
             checkpoint: latest.note.as_bytes(),
         }
         .to_bytes();
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(10))
-            .build();
         match agent
             .post(&format!("{}/add-checkpoint", t.url))
             .send_bytes(&body)

@@ -165,7 +165,20 @@ fn the_example_config_file_is_the_defaults() {
         "TOLLGATE_MODE" => Some("central".to_string()),
         _ => None,
     };
-    assert_eq!(Config::load(Some(&path), env).unwrap().listen.port(), 9000);
+    assert_eq!(
+        Config::load(Some(&path), env).unwrap().listen,
+        gate::ListenAddr::Tcp(([0, 0, 0, 0], 9000).into())
+    );
+    let env = |k: &str| (k == "TOLLGATE_LISTEN").then(|| "unix:/run/g.sock".to_string());
+    assert_eq!(
+        Config::load(Some(&path), env).unwrap().listen,
+        gate::ListenAddr::Unix("/run/g.sock".into())
+    );
+    let env = |k: &str| (k == "TOLLGATE_LISTEN").then(|| "unix:g.sock".to_string());
+    assert!(
+        Config::load(Some(&path), env).is_err(),
+        "relative socket path"
+    );
 }
 
 #[test]

@@ -20,6 +20,8 @@ use crate::{Error, LogState, Refusal, Witness};
 pub struct Monitor {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer <token>`, if the log asks for one.
+    authorization: Option<String>,
 }
 
 impl TileSource for Monitor {
@@ -43,7 +45,15 @@ impl Monitor {
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
+            authorization: None,
         }
+    }
+
+    /// The same monitor, sending a caller's bearer token with each fetch.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<&str>) -> Monitor {
+        self.authorization = token.map(|t| format!("Bearer {}", t.trim()));
+        self
     }
 
     /// The same monitor, fetching with `agent` (for https with a CA file).
@@ -59,11 +69,11 @@ impl Monitor {
             url: url.clone(),
             reason,
         };
-        let r = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| fetch(e.to_string()))?;
+        let mut request = self.agent.get(&url);
+        if let Some(a) = &self.authorization {
+            request = request.set("authorization", a);
+        }
+        let r = request.call().map_err(|e| fetch(e.to_string()))?;
         let mut body = Vec::new();
         r.into_reader()
             .take(16 << 20)
