@@ -15,11 +15,14 @@ deps:
 	@./scripts/install-deps.sh
 	@./scripts/build-rocksdb.sh
 
-## run: build and start the gate on its embedded default (./data, keys and
-## admin token generated on first start, the example Rego policy active,
-## http://127.0.0.1:8080). Ctrl-C stops it gracefully.
+## run: build and start the gate on its embedded default (./data, keys,
+## admin token and the demo caller generated on first start, the example
+## Rego policy active, http://127.0.0.1:8080). Ctrl-C stops it gracefully.
+## It builds as `make test` does (tests included, not run), so the two share
+## one build: cargo resolves dependency features differently for a plain
+## build, which would recompile much of the workspace between them.
 run: deps
-	$(CARGO) build --release --workspace
+	$(CARGO) test --release --workspace --no-run --quiet
 	$(CARGO_TARGET_DIR)/release/tollgate serve
 
 ## test: the whole suite

@@ -35,7 +35,7 @@ struct Cli {
     #[arg(long, global = true, env = "PROOFCHECK_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// With an https log URL: the CA certificate(s) (PEM) to verify the gate
-    /// against. Default: Mozilla's roots.
+    /// against. Default: the system's roots.
     #[arg(long, global = true, env = "PROOFCHECK_CA_FILE")]
     ca_file: Option<PathBuf>,
     #[command(subcommand)]

@@ -18,7 +18,7 @@ fn answer(r: Result<ureq::Response, ureq::Error>) -> Result<Value> {
 }
 
 /// An agent for the gate at `url`: https verified against `ca_file`, or
-/// Mozilla's roots without one.
+/// the system's roots without one.
 pub(crate) fn agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent> {
     Ok(tls::agent(ca_file, std::time::Duration::from_secs(60))?)
 }

@@ -80,7 +80,7 @@ struct AdminArgs {
     #[arg(long, default_value = "data/admin.token")]
     token_file: PathBuf,
     /// With an https URL: the CA certificate(s) (PEM) to verify the gate
-    /// against. Default: Mozilla's roots.
+    /// against. Default: the system's roots.
     #[arg(long, env = "TOLLGATE_CA_FILE")]
     ca_file: Option<PathBuf>,
 }

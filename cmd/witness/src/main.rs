@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         monitor_interval_ms: u64,
         /// With an https --monitor URL: the CA certificate(s) (PEM) to verify
-        /// the log against. Default: Mozilla's roots.
+        /// the log against. Default: the system's roots.
         #[arg(long, env = "WITNESS_CA_FILE")]
         ca_file: Option<PathBuf>,
         /// Monitor mode: a file holding a caller's bearer token, sent with

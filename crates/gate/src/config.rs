@@ -150,7 +150,7 @@ pub struct Config {
     /// Push the same checkpoint again after this many idle seconds.
     pub witness_refresh_s: u64,
     /// For witnesses at https URLs: the CA certificate(s) (PEM) to verify
-    /// them against. Default: Mozilla's roots.
+    /// them against. Default: the system's roots.
     pub witness_ca_file: Option<PathBuf>,
 }
 

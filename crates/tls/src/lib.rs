@@ -3,8 +3,9 @@
 //! In scope: the gate's server configuration from PEM files, optionally
 //! asking for client certificates verified against a client CA (mTLS) and
 //! reading the verified certificate's subject common name; and HTTPS agents
-//! (ureq) that verify the server against a CA file, or against Mozilla's
-//! roots (webpki-roots) when none is given. Out of scope: sockets (the
+//! (ureq) that verify the server against a CA file, or against the system's
+//! roots (`rustls-native-certs`: the OS trust store, `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` honoured) when none is given. Out of scope: sockets (the
 //! gate's accept loop does the handshake) and what a subject authorizes.
 
 use std::path::{Path, PathBuf};
@@ -105,27 +106,37 @@ pub fn subject_cn(peer_certs: &[CertificateDer<'_>]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+/// The system's trust roots: the certificates that load (an unreadable one
+/// is skipped). Possibly none, on a machine without a trust store: plain
+/// HTTP still works then, and an https server fails verification (give a
+/// CA file).
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
 /// An HTTP(S) agent: `https://` servers are verified against the
-/// certificates in `ca_file`, or Mozilla's roots without one; `timeout`
-/// bounds each request.
+/// certificates in `ca_file`, or the system's roots without one; `timeout`
+/// bounds each request. Plain `http://` works as before.
 ///
 /// # Errors
 ///
-/// [`Error`] naming the CA file that cannot be used.
+/// [`Error`] naming the CA file, or the system store, that cannot be used.
 pub fn agent(ca_file: Option<&Path>, timeout: std::time::Duration) -> Result<ureq::Agent, Error> {
-    let builder = ureq::AgentBuilder::new().timeout(timeout);
-    let builder = match ca_file {
-        Some(ca) => {
-            let config = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| error(ca, e))?
-                .with_root_certificates(roots(ca)?)
-                .with_no_client_auth();
-            builder.tls_config(Arc::new(config))
-        }
-        None => builder,
+    let (roots, at) = match ca_file {
+        Some(ca) => (roots(ca)?, ca),
+        None => (system_roots(), Path::new("the system trust store")),
     };
-    Ok(builder.build())
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(at, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .tls_config(Arc::new(config))
+        .build())
 }
 
 /// [`agent`] that also presents a client certificate (mTLS): `cert` (PEM
