@@ -1,0 +1,238 @@
+//! The SDK against the real gate and against gates that misbehave: the tool
+//! runs exactly once per verified PERMIT and never otherwise.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use note::{SignerKey, VerifierKey};
+use sdk::{Client, Refusal, Trust};
+use serde_json::{json, Value};
+use testkit::Proc;
+
+fn key(data: &std::path::Path, file: &str) -> VerifierKey {
+    let skey = std::fs::read_to_string(data.join(file)).unwrap();
+    SignerKey::parse(skey.trim()).unwrap().verifier().clone()
+}
+
+fn intent(actor: &str, amount: u64, key: &str) -> Value {
+    json!({
+        "actor": {"id": actor, "kind": "agent"}, "surface": "payments", "action": "transfer",
+        "target": {"amount": amount, "to": "acct-9"}, "idempotency_key": key,
+    })
+}
+
+/// A fake gate on 127.0.0.1:0 that answers every request with `status` and
+/// `body` after `delay`.
+fn fake_gate(status: u16, body: Vec<u8>, delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                // Read the head and the body the request announces.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                std::thread::sleep(delay);
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(&body);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn the_tool_runs_only_on_a_verified_permit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gate = Proc::start(testkit::tollgate_serve(&data), testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let client = Client::new(&gate.url, trust.clone()).with_token(&token);
+    let runs = AtomicUsize::new(0);
+    let tool = |_: &sdk::Permit| runs.fetch_add(1, Ordering::SeqCst);
+
+    // PERMIT: the tool runs once, and once more for a retry of the same
+    // request (the gate answers the original decision).
+    let permit = client.decide(&intent("agent-treasury", 500, "p")).unwrap();
+    assert_eq!(permit.receipt().decision, protocol::Decision::Permit);
+    client
+        .guard(&intent("agent-treasury", 500, "p"), tool)
+        .unwrap();
+    client
+        .guard(&intent("agent-treasury", 500, "p"), tool)
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let again = client.decide(&intent("agent-treasury", 500, "p")).unwrap();
+    assert_eq!(again.receipt_id(), permit.receipt_id());
+    assert_eq!(again.log_index(), permit.log_index());
+
+    // DENY and SILENCE, verified, and the tool not run.
+    match client.guard(&intent("agent-treasury", 50_000, "d"), tool) {
+        Err(Refusal::Deny { receipt, .. }) => {
+            assert_eq!(receipt.decision, protocol::Decision::Deny)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.guard(&intent("agent-unknown", 5, "s"), tool),
+        Err(Refusal::Silence { .. })
+    ));
+    // No token: the gate answers 401, no decision.
+    let anonymous = Client::new(&gate.url, trust.clone());
+    assert!(matches!(
+        anonymous.guard(&intent("agent-treasury", 5, "a"), tool),
+        Err(Refusal::Unavailable(_))
+    ));
+    // Answers signed by another gate key do not verify.
+    let other = SignerKey::generate("tollgate.local/gate", note::KeyType::Ed25519).unwrap();
+    let distrusting = Client::new(
+        &gate.url,
+        Trust::new(key(&data, "log.skey"), other.verifier().clone()),
+    )
+    .with_token(&token);
+    assert!(matches!(
+        distrusting.guard(&intent("agent-treasury", 5, "k"), tool),
+        Err(Refusal::Unverified(_))
+    ));
+    // An invalid intent is refused before anything is sent.
+    assert!(matches!(
+        client.guard(&json!({"actor": {"id": "x"}}), tool),
+        Err(Refusal::Invalid(_))
+    ));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "no tool run but for the PERMITs"
+    );
+
+    // Misbehaving gates: garbage, a real PERMIT for another request, a
+    // PERMIT whose signature was altered, a proof that does not verify,
+    // 503 (retried, then given up), an answer slower than the timeout, and
+    // a gate that is not there.
+    let real = serde_json::to_vec(&permit.response()).unwrap();
+    let mut bad_signature: Value = serde_json::from_slice(&real).unwrap();
+    let receipt = bad_signature["receipt"].as_str().unwrap().to_string();
+    let sig_at = receipt.rfind(' ').unwrap() + 3;
+    let mut flipped = receipt.into_bytes();
+    flipped[sig_at] = if flipped[sig_at] == b'A' { b'B' } else { b'A' };
+    bad_signature["receipt"] = String::from_utf8(flipped).unwrap().into();
+    let mut bad_proof: Value = serde_json::from_slice(&real).unwrap();
+    // Alter the first hash of the inclusion proof (the line after `index N`).
+    let mut lines: Vec<String> = bad_proof["proof"]
+        .as_str()
+        .unwrap()
+        .split('\n')
+        .map(str::to_string)
+        .collect();
+    let at = lines.iter().position(|l| l.starts_with("index ")).unwrap() + 1;
+    assert!(!lines[at].is_empty(), "the proof has a hash to alter");
+    let first = if lines[at].starts_with('A') { "B" } else { "A" };
+    lines[at].replace_range(0..1, first);
+    bad_proof["proof"] = lines.join("\n").into();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let fast = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .build();
+    // (what, gate, amount asked, what the refusal must say): every answer
+    // but "another request" is for the very request asked (500, "p").
+    let cases: Vec<(&str, String, u64, &str)> = vec![
+        (
+            "garbage",
+            fake_gate(200, b"{\"decision\":\"PERMIT\"}".to_vec(), Duration::ZERO),
+            500,
+            "not a decision",
+        ),
+        (
+            "another request",
+            fake_gate(200, real.clone(), Duration::ZERO),
+            501,
+            "another request",
+        ),
+        (
+            "bad signature",
+            fake_gate(
+                200,
+                serde_json::to_vec(&bad_signature).unwrap(),
+                Duration::ZERO,
+            ),
+            500,
+            "receipt",
+        ),
+        (
+            "bad proof",
+            fake_gate(200, serde_json::to_vec(&bad_proof).unwrap(), Duration::ZERO),
+            500,
+            "proof",
+        ),
+        (
+            "503",
+            fake_gate(503, b"{}".to_vec(), Duration::ZERO),
+            500,
+            "503",
+        ),
+        (
+            "slow",
+            fake_gate(200, real.clone(), Duration::from_secs(2)),
+            500,
+            "",
+        ),
+        ("down", format!("http://{closed}"), 500, ""),
+    ];
+    for (what, url, amount, says) in cases {
+        let c = Client::new(&url, trust.clone())
+            .with_token(&token)
+            .with_agent(fast.clone())
+            .with_retries(1);
+        let r = c.guard(&intent("agent-treasury", amount, "p"), tool);
+        let message = match (&r, what) {
+            (Err(e @ Refusal::Unavailable(_)), "503" | "slow" | "down") => e.to_string(),
+            (Err(e @ Refusal::Unverified(_)), _) if !matches!(what, "503" | "slow" | "down") => {
+                e.to_string()
+            }
+            _ => panic!("{what}: {r:?}"),
+        };
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "a misbehaving gate never runs the tool"
+    );
+    // The same answer for the request it was made for is a PERMIT.
+    let replayed = Client::new(&fake_gate(200, real, Duration::ZERO), trust).with_token(&token);
+    replayed
+        .guard(&intent("agent-treasury", 500, "p"), tool)
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
