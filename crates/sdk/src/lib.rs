@@ -8,9 +8,11 @@
 //! tlog-proof to a checkpoint signed by the log key, optionally a
 //! tlog-policy witness quorum) plus the check that the receipt's request is
 //! the one sent; and [`Client::guard`], which hands the tool a [`Permit`] —
-//! a value only a verified PERMIT can construct. Out of scope so far: the
-//! Unix-socket transport, an async client, the permit header for HTTP
-//! tools and the surface verifier (issue 16 continues).
+//! a value only a verified PERMIT can construct; and the tool side
+//! ([`surface`]): a permit header the agent attaches to an HTTP tool call,
+//! and the verifier the tool's service runs (a tower layer, or a plain
+//! function). Out of scope so far: the Unix-socket transport and an async
+//! client.
 //!
 //! ```no_run
 //! use sdk::{Client, Trust};
@@ -33,6 +35,8 @@
 //! })?;
 //! # Ok(()) }
 //! ```
+
+pub mod surface;
 
 use std::time::Duration;
 

@@ -1,0 +1,170 @@
+//! The tool's own service refuses every call that does not carry a fresh,
+//! unused PERMIT for exactly that call; its handler runs once per permit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use note::{SignerKey, VerifierKey};
+use sdk::surface::{Call, PermitLayer, SurfaceVerifier, PERMIT_HEADER};
+use sdk::{Client, Trust};
+use serde_json::{json, Value};
+use testkit::Proc;
+use tower::ServiceExt as _;
+
+fn key(data: &std::path::Path, file: &str) -> VerifierKey {
+    let skey = std::fs::read_to_string(data.join(file)).unwrap();
+    SignerKey::parse(skey.trim()).unwrap().verifier().clone()
+}
+
+fn intent(amount: u64, key: &str) -> Value {
+    json!({
+        "actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
+        "action": "transfer", "target": {"amount": amount, "to": "acct-9"}, "idempotency_key": key,
+    })
+}
+
+/// The payments service: POST /transfer, body = the target; surface fixed,
+/// action from the route.
+fn service(verifier: Arc<SurfaceVerifier>, served: Arc<AtomicUsize>) -> Router {
+    Router::new()
+        .route(
+            "/transfer",
+            post(move || {
+                let served = served.clone();
+                async move {
+                    served.fetch_add(1, Ordering::SeqCst);
+                    "paid"
+                }
+            }),
+        )
+        .layer(PermitLayer::new(verifier, |parts, body| Call {
+            surface: "payments".into(),
+            action: parts.uri.path().trim_start_matches('/').into(),
+            target: body.clone(),
+        }))
+}
+
+async fn call(app: &Router, permit: Option<&str>, target: &Value) -> (StatusCode, String) {
+    let mut r = Request::post("/transfer").header("content-type", "application/json");
+    if let Some(p) = permit {
+        r = r.header(PERMIT_HEADER, p);
+    }
+    let response = app
+        .clone()
+        .oneshot(r.body(Body::from(target.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gate = Proc::start(testkit::tollgate_serve(&data), testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let client = Client::new(&gate.url, trust.clone()).with_token(&token);
+    let served = Arc::new(AtomicUsize::new(0));
+    let verifier = Arc::new(SurfaceVerifier::new(trust.clone()));
+    let app = service(verifier.clone(), served.clone());
+    let target = json!({"amount": 500, "to": "acct-9"});
+
+    let (c, i) = (client.clone(), intent(500, "s1"));
+    let permit = tokio::task::spawn_blocking(move || c.decide(&i))
+        .await
+        .unwrap()
+        .unwrap();
+    let header = permit.header_value();
+    // The permit for exactly this call: served once.
+    assert_eq!(
+        call(&app, Some(&header), &target).await,
+        (StatusCode::OK, "paid".into())
+    );
+    // Replayed, missing, or for another amount: refused.
+    let (status, body) = call(&app, Some(&header), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("used before"), "{body}");
+    let (status, body) = call(&app, None, &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("no permit"), "{body}");
+    let (c, i) = (client.clone(), intent(500, "s2"));
+    let other = tokio::task::spawn_blocking(move || c.decide(&i))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = call(
+        &app,
+        Some(&other.header_value()),
+        &json!({"amount": 501, "to": "acct-9"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("another call"), "{body}");
+    // A DENY receipt (the gate's raw answer, as a buggy agent might send it).
+    let url = format!("{}/v1/decisions", gate.url);
+    let deny = tokio::task::spawn_blocking(move || {
+        ureq::post(&url)
+            .set("authorization", &format!("Bearer {}", token.trim()))
+            .send_string(&intent(50_000, "s3").to_string())
+            .unwrap()
+            .into_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let deny_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(deny.as_bytes());
+    let (status, body) = call(
+        &app,
+        Some(&deny_header),
+        &json!({"amount": 50_000, "to": "acct-9"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("DENY"), "{body}");
+    // Forged: one byte of the receipt's signature changed.
+    let mut forged: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(other.header_value())
+            .unwrap(),
+    )
+    .unwrap();
+    let receipt = forged["receipt"].as_str().unwrap().to_string();
+    let at = receipt.rfind(' ').unwrap() + 3;
+    let mut bytes = receipt.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    forged["receipt"] = String::from_utf8(bytes).unwrap().into();
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_string());
+    let (status, body) = call(&app, Some(&forged), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("does not verify"), "{body}");
+    // Garbage in the header.
+    let (status, body) = call(&app, Some("not-a-permit!"), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("malformed"), "{body}");
+    // Stale: a verifier with a 50 ms window refuses a permit 100 ms old.
+    let strict = Arc::new(SurfaceVerifier::new(trust).with_max_age(Duration::from_millis(50)));
+    let strict_app = service(strict.clone(), served.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = call(&strict_app, Some(&other.header_value()), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("not fresh"), "{body}");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "the handler ran once, for the one good permit"
+    );
+    // Memory: only ids that are still fresh are remembered.
+    assert_eq!(verifier.remembered(), 1);
+    assert_eq!(strict.remembered(), 0);
+}
