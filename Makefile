@@ -8,7 +8,7 @@ export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/tollgate/rocksdb-11.8.1
 export ROCKSDB_STATIC = 1
 CARGO ?= cargo
 
-.PHONY: deps run test bench lint fmt
+.PHONY: deps run test demo bench lint fmt
 
 ## deps: install missing system packages (compiler, libclang), build RocksDB once
 deps:
@@ -24,6 +24,14 @@ deps:
 run: deps
 	$(CARGO) test --release --workspace --no-run --quiet
 	$(CARGO_TARGET_DIR)/release/tollgate serve
+
+## demo: a gate, a witness and a payments service behind the surface
+## verifier; a scripted agent calls tools through the SDK's guard, a buggy
+## fallback is refused, then proofcheck verifies every receipt and audits
+## the log. Exit 0 only if every step did what it claims.
+demo: deps
+	$(CARGO) test --release --workspace --no-run --quiet
+	$(CARGO_TARGET_DIR)/release/tollgate-demo
 
 ## test: the whole suite
 test: deps
