@@ -158,13 +158,16 @@ pub struct Client {
     agent: ureq::Agent,
     trust: Trust,
     retries: u32,
+    /// The answer timeout on the Unix socket.
+    unix_timeout: Duration,
 }
 
 impl Client {
-    /// A client for the gate at `base` (`http://…` or `https://…`),
-    /// verifying answers with `trust`. Defaults: no token, a 2 s connect
-    /// and 10 s answer timeout, 2 retries; https verified against the
-    /// system's roots.
+    /// A client for the gate at `base` — `http://…`, `https://…`, or
+    /// `unix:/path` for the sidecar's Unix socket (where the gate may know
+    /// the caller by its uid, without a token) — verifying answers with
+    /// `trust`. Defaults: no token, a 2 s connect and 10 s answer timeout,
+    /// 2 retries; https verified against the system's roots.
     #[must_use]
     pub fn new(base: &str, trust: Trust) -> Client {
         Client {
@@ -176,6 +179,7 @@ impl Client {
                 .build(),
             trust,
             retries: 2,
+            unix_timeout: Duration::from_secs(10),
         }
     }
 
@@ -183,6 +187,19 @@ impl Client {
     #[must_use]
     pub fn with_token(mut self, token: &str) -> Client {
         self.token = Some(token.trim().to_string());
+        self
+    }
+
+    /// Connect within `connect` and have the whole answer within `answer`
+    /// (the defaults are 2 s and 10 s); past either, the call is
+    /// [`Refusal::Unavailable`] (retried first).
+    #[must_use]
+    pub fn with_timeouts(mut self, connect: Duration, answer: Duration) -> Client {
+        self.agent = ureq::AgentBuilder::new()
+            .timeout_connect(connect)
+            .timeout(answer)
+            .build();
+        self.unix_timeout = answer;
         self
     }
 
@@ -213,40 +230,58 @@ impl Client {
         let request =
             DecisionRequest::parse(body.as_bytes()).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let answer = self.send(&body)?;
-        let response: DecisionResponse = serde_json::from_slice(&answer)
-            .map_err(|e| Refusal::Unverified(format!("the answer is not a decision: {e}")))?;
-        let verified = verify::verify_decision(
-            &response,
-            &self.trust.log_key,
-            &self.trust.gate_key,
-            self.trust.witnesses.as_ref(),
-        )
-        .map_err(|e| Refusal::Unverified(e.to_string()))?;
-        if verified.receipt.request != request.to_value() {
-            return Err(Refusal::Unverified(
-                "the receipt is for another request than the one sent".into(),
-            ));
-        }
-        let receipt = verified.receipt;
-        match receipt.decision {
-            Decision::Permit => Ok(Permit {
-                response,
-                index: verified.index,
-                receipt,
-            }),
-            Decision::Deny => Err(Refusal::Deny {
-                reason: receipt.reason.clone(),
-                receipt_id: receipt.receipt_id.clone(),
-                receipt: Box::new(receipt),
-            }),
-            Decision::Silence => Err(Refusal::Silence {
-                reason: receipt.reason.clone(),
-                receipt_id: receipt.receipt_id.clone(),
-                receipt: Box::new(receipt),
-            }),
-        }
+        verify_answer(&self.trust, &request, &answer)
     }
+}
 
+/// Verifies a gate's answer to `request` (what [`Client::decide`] does once
+/// the answer is in): the receipt's signature and body, the tlog-proof to a
+/// checkpoint signed by the log key (and the witness quorum if `trust` asks),
+/// and that the receipt's request is `request`.
+///
+/// # Errors
+///
+/// A [`Refusal`] for anything but a verified PERMIT for `request`.
+pub fn verify_answer(
+    trust: &Trust,
+    request: &DecisionRequest,
+    answer: &[u8],
+) -> Result<Permit, Refusal> {
+    let response: DecisionResponse = serde_json::from_slice(answer)
+        .map_err(|e| Refusal::Unverified(format!("the answer is not a decision: {e}")))?;
+    let verified = verify::verify_decision(
+        &response,
+        &trust.log_key,
+        &trust.gate_key,
+        trust.witnesses.as_ref(),
+    )
+    .map_err(|e| Refusal::Unverified(e.to_string()))?;
+    if verified.receipt.request != request.to_value() {
+        return Err(Refusal::Unverified(
+            "the receipt is for another request than the one sent".into(),
+        ));
+    }
+    let receipt = verified.receipt;
+    match receipt.decision {
+        Decision::Permit => Ok(Permit {
+            response,
+            index: verified.index,
+            receipt,
+        }),
+        Decision::Deny => Err(Refusal::Deny {
+            reason: receipt.reason.clone(),
+            receipt_id: receipt.receipt_id.clone(),
+            receipt: Box::new(receipt),
+        }),
+        Decision::Silence => Err(Refusal::Silence {
+            reason: receipt.reason.clone(),
+            receipt_id: receipt.receipt_id.clone(),
+            receipt: Box::new(receipt),
+        }),
+    }
+}
+
+impl Client {
     /// Runs `tool` only on a verified PERMIT for `intent`, handing it the
     /// [`Permit`]; returns what the tool returned.
     ///
@@ -265,47 +300,144 @@ impl Client {
 
     /// POSTs the request, retrying transport errors and 503s.
     fn send(&self, body: &str) -> Result<Vec<u8>, Refusal> {
-        let url = format!("{}/v1/decisions", self.base);
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(50 << attempt.min(5)));
             }
-            let mut r = self
-                .agent
-                .post(&url)
-                .set("content-type", "application/json");
-            if let Some(t) = &self.token {
-                r = r.set("authorization", &format!("Bearer {t}"));
-            }
-            match r.send_string(body) {
-                Ok(resp) => {
-                    let mut bytes = Vec::new();
-                    std::io::Read::read_to_end(
-                        &mut std::io::Read::take(resp.into_reader(), 1 << 20),
-                        &mut bytes,
-                    )
-                    .map_err(|e| Refusal::Unavailable(format!("reading the answer: {e}")))?;
-                    return Ok(bytes);
+            let answered = match self.base.strip_prefix("unix:") {
+                Some(path) => self.post_unix(path, body),
+                None => self.post_http(body),
+            };
+            match answered {
+                Ok((200, bytes)) => return Ok(bytes),
+                Ok((503, bytes)) => {
+                    last = format!("503: {}", String::from_utf8_lossy(&bytes).trim())
                 }
-                Err(ureq::Error::Status(503, r)) => {
-                    last = format!("503: {}", r.into_string().unwrap_or_default().trim());
-                }
-                Err(ureq::Error::Status(code @ (400 | 409), r)) => {
+                Ok((code @ (400 | 409), bytes)) => {
                     return Err(Refusal::Invalid(format!(
                         "{code}: {}",
-                        r.into_string().unwrap_or_default().trim()
+                        String::from_utf8_lossy(&bytes).trim()
                     )))
                 }
-                Err(ureq::Error::Status(code, r)) => {
+                Ok((code, bytes)) => {
                     return Err(Refusal::Unavailable(format!(
                         "{code}: {}",
-                        r.into_string().unwrap_or_default().trim()
+                        String::from_utf8_lossy(&bytes).trim()
                     )))
                 }
-                Err(e) => last = e.to_string(),
+                Err(transport) => last = transport,
             }
         }
         Err(Refusal::Unavailable(last))
+    }
+
+    /// One POST over HTTP(S): the status and the body, or a transport error.
+    fn post_http(&self, body: &str) -> Result<(u16, Vec<u8>), String> {
+        let mut r = self
+            .agent
+            .post(&format!("{}/v1/decisions", self.base))
+            .set("content-type", "application/json");
+        if let Some(t) = &self.token {
+            r = r.set("authorization", &format!("Bearer {t}"));
+        }
+        let resp = match r.send_string(body) {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = resp.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp.into_reader(), MAX_ANSWER),
+            &mut bytes,
+        )
+        .map_err(|e| format!("reading the answer: {e}"))?;
+        Ok((status, bytes))
+    }
+
+    /// One POST over the gate's Unix socket: HTTP/1.1, one request per
+    /// connection, the answer read to its end within the answer timeout.
+    fn post_unix(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| format!("connecting to {path}: {e}"))?;
+        stream
+            .set_read_timeout(Some(self.unix_timeout))
+            .and_then(|()| stream.set_write_timeout(Some(self.unix_timeout)))
+            .map_err(|e| e.to_string())?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
+             {auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| format!("writing to {path}: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .take(MAX_ANSWER)
+            .read_to_end(&mut answer)
+            .map_err(|e| format!("reading from {path}: {e}"))?;
+        parse_http_answer(&answer)
+    }
+}
+
+/// The largest answer read from a gate.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// The status and body of a whole HTTP/1.1 answer (`content-length` or
+/// read to the end; chunked bodies are decoded).
+fn parse_http_answer(answer: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the answer has no complete head")?;
+    let head = std::str::from_utf8(&answer[..end]).map_err(|_| "the answer's head is not text")?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or("the answer has no status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = answer[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body).ok_or("the answer's chunked body is malformed")?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        if body.len() < len {
+            return Err("the answer ended early".into());
+        }
+        body.truncate(len);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
     }
 }

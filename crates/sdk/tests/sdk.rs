@@ -236,3 +236,40 @@ fn the_tool_runs_only_on_a_verified_permit() {
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
+
+/// The sidecar case: over the gate's Unix socket, without a token, as the
+/// caller the socket peer's uid is mapped to.
+#[test]
+fn the_sidecar_socket_needs_no_token() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sock = dir.path().join("gate.sock");
+    let uid = std::fs::metadata(dir.path()).unwrap().uid();
+    let mut cmd = testkit::tollgate_serve(&data);
+    cmd.arg("--unix-socket")
+        .arg(&sock)
+        .env("TOLLGATE_UNIX_CALLERS", format!("{uid}=demo"));
+    let _gate = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let client = Client::new(&format!("unix:{}", sock.display()), trust);
+    let permit = client.decide(&intent("agent-treasury", 500, "u")).unwrap();
+    assert_eq!(
+        permit.receipt().derived["caller"],
+        json!({"name": "demo", "via": "peer_uid"})
+    );
+    assert!(matches!(
+        client.decide(&intent("agent-treasury", 50_000, "u2")),
+        Err(Refusal::Deny { .. })
+    ));
+    // A socket nobody serves: unavailable, after the retries.
+    let gone = Client::new(
+        &format!("unix:{}", dir.path().join("none.sock").display()),
+        Trust::new(key(&data, "log.skey"), key(&data, "gate.skey")),
+    )
+    .with_retries(1);
+    assert!(matches!(
+        gone.decide(&intent("agent-treasury", 5, "u3")),
+        Err(Refusal::Unavailable(_))
+    ));
+}
