@@ -4,6 +4,8 @@
 //! 2^20 entries to a checkpoint signed by the log key, the request compare),
 //! and what the tool's service does per call (`SurfaceVerifier::check`).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use note::{Checkpoint, KeyType, ProofBundle, SignerKey};
 use protocol::{DecisionRequest, DecisionResponse, PolicyRef, ReceiptBody};
