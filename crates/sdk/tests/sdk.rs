@@ -26,12 +26,20 @@ fn intent(actor: &str, amount: u64, key: &str) -> Value {
 /// A fake gate on 127.0.0.1:0 that answers every request with `status` and
 /// `body` after `delay`.
 fn fake_gate(status: u16, body: Vec<u8>, delay: Duration) -> String {
+    fake_gate_seq(vec![(status, body)], delay)
+}
+
+/// A fake gate that gives the answers in `answers` in turn, then the last
+/// one again.
+fn fake_gate_seq(answers: Vec<(u16, Vec<u8>)>, delay: Duration) -> String {
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let body = body.clone();
+            let turn = served.fetch_add(1, Ordering::SeqCst).min(answers.len() - 1);
+            let (status, body) = answers[turn].clone();
             std::thread::spawn(move || {
                 // Read the head and the body the request announces.
                 let mut buf = Vec::new();
@@ -138,6 +146,7 @@ fn the_tool_runs_only_on_a_verified_permit() {
     // 503 (retried, then given up), an answer slower than the timeout, and
     // a gate that is not there.
     let real = serde_json::to_vec(&permit.response()).unwrap();
+    let (real_for_retry, trust_for_retry) = (real.clone(), trust.clone());
     let mut bad_signature: Value = serde_json::from_slice(&real).unwrap();
     let receipt = bad_signature["receipt"].as_str().unwrap().to_string();
     let sig_at = receipt.rfind(' ').unwrap() + 3;
@@ -235,6 +244,23 @@ fn the_tool_runs_only_on_a_verified_permit() {
         .guard(&intent("agent-treasury", 500, "p"), tool)
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // A 503 and then the answer: the retry resends the same request, and the
+    // tool runs once.
+    let r = real_for_retry;
+    let flaky = Client::new(
+        &fake_gate_seq(vec![(503, b"{}".to_vec()), (200, r)], Duration::ZERO),
+        trust_for_retry,
+    )
+    .with_token(&token)
+    .with_retries(2);
+    flaky
+        .guard(&intent("agent-treasury", 500, "p"), tool)
+        .unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "once per PERMIT, across a retry"
+    );
 }
 
 /// The sidecar case: over the gate's Unix socket, without a token, as the

@@ -132,6 +132,28 @@ async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("DENY"), "{body}");
+    // A SILENCE receipt (an unknown actor) likewise.
+    let (url, token2) = (
+        format!("{}/v1/decisions", gate.url),
+        std::fs::read_to_string(data.join("demo.token")).unwrap(),
+    );
+    let silence = tokio::task::spawn_blocking(move || {
+        let mut i = intent(500, "s4");
+        i["actor"]["id"] = "agent-unknown".into();
+        ureq::post(&url)
+            .set("authorization", &format!("Bearer {}", token2.trim()))
+            .send_string(&i.to_string())
+            .unwrap()
+            .into_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let silence_header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(silence.as_bytes());
+    let (status, body) = call(&app, Some(&silence_header), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("SILENCE"), "{body}");
     // Forged: one byte of the receipt's signature changed.
     let mut forged: Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

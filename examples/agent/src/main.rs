@@ -249,14 +249,18 @@ fn main() -> Result<()> {
                 used_permit = Some(header);
             }
         }
-        if *want == "DENY" {
-            // The raw answer, as a buggy agent would keep it.
+        if *want != "PERMIT" {
+            // The raw answer (the same idempotency key: the original
+            // receipt), kept for the auditors' check and, for the DENY, as a
+            // buggy agent would keep it.
             let answer = ureq::post(&format!("{}/v1/decisions", gate.url))
                 .set("authorization", &format!("Bearer {}", token.trim()))
                 .send_string(&intent.to_string())?
                 .into_string()?;
             std::fs::write(saved.join(format!("{i}.json")), &answer)?;
-            deny_answer = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(answer));
+            if *want == "DENY" {
+                deny_answer = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(answer));
+            }
         }
     }
     steps.check(
