@@ -96,6 +96,35 @@ fn pay(url: &str, permit: Option<&str>, target: &Value) -> (u16, String) {
     }
 }
 
+/// Publishes the example Rego bundle with its freeze window moved to around
+/// now, activates it, and returns its version.
+fn publish_freeze(gate: &str, admin: &str) -> Result<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/rego");
+    let example = policy::Bundle::from_dir(&dir)?;
+    let mut files = example.files().clone();
+    let mut data: Value = serde_json::from_slice(files.get("data.json").context("data.json")?)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let day = 86_400_000_000_000_i64;
+    let ns = i64::try_from(now.as_nanos())?;
+    data["freeze"]["start"] = protocol::format_rfc3339_ns(ns - day).into();
+    data["freeze"]["end"] = protocol::format_rfc3339_ns(ns + day).into();
+    files.insert("data.json".into(), serde_json::to_vec_pretty(&data)?);
+    let bundle = policy::Bundle::new(example.manifest().clone(), files)?;
+    let published: Value = ureq::post(&format!("{gate}/v1/admin/policies"))
+        .set("authorization", &format!("Bearer {admin}"))
+        .set("content-type", "application/gzip")
+        .send_bytes(&bundle.to_tar_gz())?
+        .into_json()?;
+    let version = published["version"]
+        .as_str()
+        .context("a version")?
+        .to_string();
+    ureq::post(&format!("{gate}/v1/admin/policies/{version}/activate"))
+        .set("authorization", &format!("Bearer {admin}"))
+        .call()?;
+    Ok(version)
+}
+
 fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
@@ -151,7 +180,14 @@ fn main() -> Result<()> {
     };
     println!("payments service {payments} (refuses calls without a permit)\n");
 
-    // 3. The agent's plan, every tool call through guard.
+    // 3. The operator publishes the example policy with a change freeze
+    //    around now (deploys frozen), and activates it: both admin changes
+    //    go into the log before they take effect.
+    let admin = std::fs::read_to_string(data.join("admin.token"))?;
+    let version = publish_freeze(&gate.url, admin.trim())?;
+    println!("policy {version}: the example, with a change freeze around now (activated)\n");
+
+    // 4. The agent's plan, every tool call through guard.
     let token = std::fs::read_to_string(data.join("demo.token"))?;
     let agent = Client::new(&gate.url, trust).with_token(&token);
     let saved = dir.path().join("receipts");
@@ -195,6 +231,17 @@ fn main() -> Result<()> {
                 "plan-3",
             ),
             "PERMIT",
+        ),
+        (
+            "deploy during the freeze",
+            intent(
+                "agent-deployer",
+                "deploy",
+                "release",
+                json!({"service": "api"}),
+                "plan-3b",
+            ),
+            "SILENCE",
         ),
         (
             "a suspended agent deploys",
@@ -269,7 +316,7 @@ fn main() -> Result<()> {
         &format!("{} transfer(s)", served.load(Ordering::SeqCst)),
     );
 
-    // 4. The buggy fallback calls the payments service directly.
+    // 5. The buggy fallback calls the payments service directly.
     println!("\nA buggy fallback calls the payments service directly:");
     let other = agent
         .decide(&intent(
@@ -305,7 +352,7 @@ fn main() -> Result<()> {
         &format!("{} transfer(s)", served.load(Ordering::SeqCst)),
     );
 
-    // 5. The auditors' side.
+    // 6. The auditors' side.
     println!("\nproofcheck:");
     let proofcheck = bin("proofcheck")?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&saved)?
