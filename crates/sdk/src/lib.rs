@@ -167,7 +167,9 @@ impl Client {
     /// `unix:/path` for the sidecar's Unix socket (where the gate may know
     /// the caller by its uid, without a token) — verifying answers with
     /// `trust`. Defaults: no token, a 2 s connect and 10 s answer timeout,
-    /// 2 retries; https verified against the system's roots.
+    /// 2 retries; https verified against ureq's bundled Mozilla roots (for a
+    /// CA file or the system's roots, pass `tls::agent(…)` to
+    /// [`Client::with_agent`]).
     #[must_use]
     pub fn new(base: &str, trust: Trust) -> Client {
         Client {
