@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use ed25519_dalek::Signature;
-use note::{Checkpoint, Note, Policy, VerifierKey};
+use note::{Checkpoint, Policy, VerifierKey};
 use serde::{Deserialize, Serialize};
 use tlog::{Hash, Tile, TILE_WIDTH};
 
@@ -144,6 +144,8 @@ fn verify_entries(
 ) -> Verdict {
     let mut messages = Vec::with_capacity(entries.len());
     let mut signatures = Vec::with_capacity(entries.len());
+    // The note each signature belongs to.
+    let mut owners = Vec::with_capacity(entries.len());
     let mut decisions = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let at = first + i as u64;
@@ -158,23 +160,32 @@ fn verify_entries(
         if log != origin {
             return Err(format!("entry {at}: it names log {log:?}"));
         }
-        let sig = note
+        // Every signature line by the gate key must verify (as
+        // verify_receipt requires), not only the first.
+        let mut found = 0;
+        for sig in note
             .signatures()
             .iter()
-            .find(|s| s.name == gate_key.name() && s.key_id == gate_key.id())
-            .ok_or_else(|| format!("entry {at}: no signature by the gate key"))?;
-        let sig: [u8; 64] = sig
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("entry {at}: malformed signature"))?;
+            .filter(|s| s.name == gate_key.name() && s.key_id == gate_key.id())
+        {
+            let sig: [u8; 64] = sig
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("entry {at}: malformed signature"))?;
+            signatures.push(sig);
+            owners.push(messages.len());
+            found += 1;
+        }
+        if found == 0 {
+            return Err(format!("entry {at}: no signature by the gate key"));
+        }
         messages.push(note);
-        signatures.push(sig);
         decisions.push(verified);
     }
-    let texts: Vec<&[u8]> = messages
+    let texts: Vec<&[u8]> = owners
         .iter()
-        .map(|n: &Note| n.text().as_bytes())
+        .map(|&k| messages[k].text().as_bytes())
         .collect();
     if !note::verify_batch(gate_key.public_key(), &texts, &signatures) {
         // Find which one, to say where.
@@ -183,7 +194,7 @@ fn verify_entries(
             if gate_key.public_key().verify_strict(t, &s).is_err() {
                 return Err(format!(
                     "entry {}: the gate signature does not verify",
-                    first + i as u64
+                    first + owners[i] as u64
                 ));
             }
         }
@@ -376,7 +387,50 @@ pub fn audit(
 
 #[cfg(test)]
 mod tests {
-    use super::CompactRange;
+    use super::{verify_entries, CompactRange};
+
+    /// A second signature line by the gate key that does not verify fails
+    /// the entry, even though the first one does.
+    #[test]
+    fn every_gate_signature_line_must_verify() {
+        use base64::Engine as _;
+        let gate = note::SignerKey::generate("example.com/gate", note::KeyType::Ed25519).unwrap();
+        let entry = protocol::GovernanceEntry {
+            format: protocol::GOVERNANCE_FORMAT.into(),
+            log: "example.com/log".into(),
+            action: "caller.revoke".into(),
+            by: "admin-token".into(),
+            at: protocol::format_rfc3339_ns(1_764_072_000_000_000_000),
+            subject: serde_json::json!({"name": "x"}),
+        };
+        let good = entry.sign(&gate).unwrap();
+        let ok = verify_entries(
+            7,
+            std::slice::from_ref(&good),
+            gate.verifier(),
+            "example.com/log",
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        // Append a copy of the signature line with one signature byte changed.
+        let text = String::from_utf8(good).unwrap();
+        let line = text.lines().last().unwrap().to_string();
+        let (head, b64) = line.rsplit_once(' ').unwrap();
+        let mut sig = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        sig[10] ^= 1;
+        let bad = format!(
+            "{text}{head} {}\n",
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        );
+        let err = verify_entries(7, &[bad.into_bytes()], gate.verifier(), "example.com/log")
+            .err()
+            .expect("a bad second signature line fails");
+        assert!(
+            err.contains("entry 7: the gate signature does not verify"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn compact_range_root_is_the_rfc9162_root() {

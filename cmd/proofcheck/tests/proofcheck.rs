@@ -108,6 +108,23 @@ fn receipts_verify_and_every_single_bit_change_is_refused() {
             failed(proofcheck::check_receipt(&saved, &lk, &gk, None));
         }
     }
+    // Every unsigned field the response repeats must be the receipt's.
+    for (field, value) in [
+        ("reason", json!("permitted, honestly")),
+        ("decision", json!("DENY")),
+        ("receipt_id", json!("0".repeat(32))),
+        ("policy_version", json!(null)),
+    ] {
+        let mut w = v.clone();
+        w[field] = value;
+        let m = failed(proofcheck::check_receipt(
+            &serde_json::to_vec(&w).unwrap(),
+            &lk,
+            &gk,
+            None,
+        ));
+        assert!(m.contains(field), "{field}: {m}");
+    }
     // Wrong keys, a proof for another index, a truncated file.
     let other = SignerKey::generate(lk.name(), note::KeyType::Ed25519).unwrap();
     failed(proofcheck::check_receipt(

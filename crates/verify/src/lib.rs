@@ -113,8 +113,8 @@ pub struct VerifiedDecision {
 }
 
 /// Verifies a decision response: the receipt's gate signature and body, that
-/// the response's `receipt_id`, `decision` and `policy_version` are the
-/// receipt's, the tlog-proof of the receipt's leaf to its checkpoint, the
+/// every field the response repeats from the receipt (`receipt_id`,
+/// `decision`, `reason`, `policy_version`) is the receipt's, the tlog-proof of the receipt's leaf to its checkpoint, the
 /// checkpoint's signature by `log_key` (and with `witnesses`, a C2SP
 /// tlog-policy naming `log_key`, its cosignature quorum), and that the
 /// receipt names that log.
@@ -133,14 +133,21 @@ pub fn verify_decision(
         receipt_id: r.receipt_id.clone(),
         source,
     })?;
-    if body.receipt_id != r.receipt_id
-        || body.decision != r.decision
-        || body.policy.as_ref().map(|p| &p.version) != r.policy_version.as_ref()
-    {
-        return Err(Error::Mismatch(
-            "the response's receipt_id, decision or policy_version differ from the signed receipt's"
-                .into(),
-        ));
+    // The unsigned fields must say what the signed receipt says: a reader
+    // of the response must not be told another reason or decision.
+    let differs = [
+        ("receipt_id", body.receipt_id != r.receipt_id),
+        ("decision", body.decision != r.decision),
+        ("reason", body.reason != r.reason),
+        (
+            "policy_version",
+            body.policy.as_ref().map(|p| &p.version) != r.policy_version.as_ref(),
+        ),
+    ];
+    if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
+        return Err(Error::Mismatch(format!(
+            "the response's {field} differs from the signed receipt's"
+        )));
     }
     let bundle = ProofBundle::parse(&r.proof).map_err(|e| Error::Proof {
         index: None,
