@@ -312,6 +312,15 @@ fn malformed_requests_are_400_with_the_field_and_write_nothing() {
         }
         cases.push((doc.to_string().into_bytes(), field));
     }
+    // A member named twice: the gate and a tool could read different values.
+    cases.push((
+        br#"{"actor":{"id":"agent-treasury","kind":"agent"},"surface":"payments","action":"transfer","target":{"amount":5},"idempotency_key":"dup","surface":"deploy"}"#.to_vec(),
+        "/surface",
+    ));
+    cases.push((
+        br#"{"actor":{"id":"agent-treasury","kind":"agent"},"surface":"payments","action":"transfer","target":{"amount":5,"amount":50000},"idempotency_key":"dup2"}"#.to_vec(),
+        "/target/amount",
+    ));
     let base = s.checkpoint().size;
     for (body, field) in &cases {
         let (status, err) = s.post("/v1/decisions", body);

@@ -17,6 +17,7 @@ mod jcs;
 mod receipt;
 mod request;
 mod response;
+pub mod strict;
 mod time;
 
 use serde::{Deserialize, Serialize};

@@ -139,8 +139,20 @@ impl DecisionRequest {
                 ),
             );
         }
-        let value: Value = match serde_json::from_slice(body) {
+        let value: Value = match crate::strict::from_slice(body) {
             Ok(v) => v,
+            Err(e) if e.to_string().starts_with("duplicate member ") => {
+                let msg = e.to_string();
+                let pointer = msg
+                    .strip_prefix("duplicate member ")
+                    .and_then(|m| m.split(" at line").next())
+                    .unwrap_or_default()
+                    .to_string();
+                return reject(
+                    &pointer,
+                    "duplicate member name: a JSON object must not repeat a name",
+                );
+            }
             Err(e) => return reject("", format!("not valid JSON: {e}")),
         };
         DecisionRequest::from_value(value)
