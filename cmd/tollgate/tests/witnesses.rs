@@ -89,6 +89,8 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
     // The log key first, so the witnesses can be told whom they witness.
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
+    // The gate refuses a data directory others may read.
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let log_key = SignerKey::generate("tollgate.local/log", note::KeyType::Ed25519).unwrap();
     {
         use std::io::Write as _;

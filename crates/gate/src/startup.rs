@@ -3,7 +3,7 @@
 //! the active policy (the embedded example published and activated on a log
 //! that has none).
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::sync::Arc;
 
 use ledger::Ledger;
@@ -26,6 +26,19 @@ pub enum StartupError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// Other users may read or enter the data directory.
+    #[error(
+        "data directory {}: mode {mode:o} lets other users in; it holds the signing keys and \
+         tokens (chmod 700 {})",
+        path.display(),
+        path.display()
+    )]
+    DataDirOpen {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Its mode.
+        mode: u32,
     },
     /// A key, token or origin file cannot be read, written or trusted.
     #[error("{0}")]
@@ -179,6 +192,21 @@ impl Gate {
                 path: config.data_dir.clone(),
                 source,
             })?;
+        // The log, the keys and the tokens live here: nobody else may read it.
+        let mode = std::fs::metadata(&config.data_dir)
+            .map_err(|source| StartupError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StartupError::DataDirOpen {
+                path: config.data_dir.clone(),
+                mode,
+            });
+        }
         let (origin, origin_generated) = origin(config)?;
         let (log_key, log_key_generated) =
             keyfile::load_or_generate_key(&config.log_key_path(), &origin, KeyType::Ed25519, true)?;

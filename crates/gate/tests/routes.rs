@@ -45,7 +45,7 @@ fn openapi_documents_exactly_the_routes() {
 
 #[tokio::test]
 async fn every_route_is_served_by_the_router() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
@@ -90,7 +90,7 @@ async fn every_route_is_served_by_the_router() {
 async fn a_failed_append_is_503_and_claims_nothing() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
@@ -261,7 +261,7 @@ fn fresh_installs_get_different_origins_that_they_keep() {
         };
         Gate::open(&config).map(|s| (s.gate.log_verifier().name().to_string(), s.origin_generated))
     };
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (private_tempdir(), private_tempdir());
     let (origin_a, generated) = open(a.path(), None).unwrap();
     assert!(generated);
     let (origin_b, _) = open(b.path(), None).unwrap();
@@ -274,7 +274,7 @@ fn fresh_installs_get_different_origins_that_they_keep() {
     );
     let err = open(a.path(), Some("example.com/other")).expect_err("refused");
     assert!(err.to_string().contains(&origin_a), "{err}");
-    let c = tempfile::tempdir().unwrap();
+    let c = private_tempdir();
     assert_eq!(
         open(c.path(), Some("example.com/log")).unwrap(),
         ("example.com/log".to_string(), false)
@@ -311,7 +311,7 @@ async fn call(
 /// idempotency keys are the caller's own; callers survive a restart.
 #[tokio::test]
 async fn decisions_need_a_caller_bound_to_the_actor() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         hash_cache_mb: 0,
@@ -521,4 +521,35 @@ async fn decisions_need_a_caller_bound_to_the_actor() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["receipt_id"], ok["receipt_id"]);
     assert_eq!(again["replayed"], true);
+}
+
+/// A data directory other users may read is refused, naming the fix.
+#[test]
+fn a_data_directory_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = private_tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = Config {
+        data_dir: data.clone(),
+        hash_cache_mb: 0,
+        ..Config::default()
+    };
+    let err = Gate::open(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("chmod 700"), "{err}");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(Gate::open(&config).is_ok());
+}
+
+/// A temporary directory only its owner may enter, as the gate requires of
+/// its data directory.
+fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }

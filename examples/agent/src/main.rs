@@ -99,9 +99,17 @@ fn pay(url: &str, permit: Option<&str>, target: &Value) -> (u16, String) {
 /// Publishes the example Rego bundle with its freeze window moved to around
 /// now, activates it, and returns its version.
 fn publish_freeze(gate: &str, admin: &str) -> Result<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/rego");
-    let example = policy::Bundle::from_dir(&dir)?;
-    let mut files = example.files().clone();
+    // The example bundle, compiled in (the binary may run from anywhere).
+    let manifest = serde_json::from_slice(include_bytes!("../../policies/rego/tollgate.json"))?;
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        "policy.rego".to_string(),
+        include_bytes!("../../policies/rego/policy.rego").to_vec(),
+    );
+    files.insert(
+        "data.json".to_string(),
+        include_bytes!("../../policies/rego/data.json").to_vec(),
+    );
     let mut data: Value = serde_json::from_slice(files.get("data.json").context("data.json")?)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let day = 86_400_000_000_000_i64;
@@ -109,7 +117,7 @@ fn publish_freeze(gate: &str, admin: &str) -> Result<String> {
     data["freeze"]["start"] = protocol::format_rfc3339_ns(ns - day).into();
     data["freeze"]["end"] = protocol::format_rfc3339_ns(ns + day).into();
     files.insert("data.json".into(), serde_json::to_vec_pretty(&data)?);
-    let bundle = policy::Bundle::new(example.manifest().clone(), files)?;
+    let bundle = policy::Bundle::new(manifest, files)?;
     let published: Value = ureq::post(&format!("{gate}/v1/admin/policies"))
         .set("authorization", &format!("Bearer {admin}"))
         .set("content-type", "application/gzip")
