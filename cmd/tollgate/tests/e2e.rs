@@ -425,6 +425,24 @@ fn idempotency_policy_switch_restart_and_tiles() {
     );
     let (before, _) = verify(&s, &first);
     assert_eq!(before.policy.unwrap().version, rego_version);
+    // Replaying the Rego receipt under Cedar's reign: the same decision,
+    // and the old version compiled once however often it is replayed.
+    for _ in 0..3 {
+        let (status, replay) = s.post(
+            "/v1/replay",
+            serde_json::to_string(&first).unwrap().as_bytes(),
+        );
+        assert_eq!(
+            (status, replay["same"].clone()),
+            (200, json!(true)),
+            "{replay}"
+        );
+    }
+    assert!(
+        s.get_text("/metrics")
+            .contains("tollgate_replay_compiles_total 1"),
+        "replay compiled the old version once"
+    );
     // A caller pinning the old version gets SILENCE, never the old policy.
     let mut pinned = intent(
         "agent-treasury",

@@ -18,10 +18,18 @@ pub struct ActivePolicy {
     pub compiled: Arc<CompiledPolicy>,
 }
 
+/// How many compiled versions replay keeps (besides the active one).
+pub(crate) const REPLAY_CACHE: usize = 8;
+
 /// The gate's policy state: the active version in memory, mirroring the
-/// ledger's durable record of it.
+/// ledger's durable record of it, and the last few versions replay compiled.
 pub(crate) struct Policies {
     active: RwLock<Option<Arc<ActivePolicy>>>,
+    /// Compiled versions for replay, most recently used last; at most
+    /// [`REPLAY_CACHE`].
+    replayed: std::sync::Mutex<std::collections::VecDeque<Arc<ActivePolicy>>>,
+    /// How many times replay compiled a bundle (for `/metrics`).
+    pub(crate) replay_compiles: std::sync::atomic::AtomicU64,
     /// Serializes activations so memory and disk agree on the active version.
     activation: tokio::sync::Mutex<()>,
     eval_timeout: Duration,
@@ -31,6 +39,8 @@ impl Policies {
     pub(crate) fn new(eval_timeout: Duration) -> Policies {
         Policies {
             active: RwLock::new(None),
+            replayed: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            replay_compiles: std::sync::atomic::AtomicU64::new(0),
             activation: tokio::sync::Mutex::new(()),
             eval_timeout,
         }
@@ -67,6 +77,39 @@ impl Policies {
         ledger.state().activate_policy(version)?;
         self.set(active);
         Ok(previous)
+    }
+
+    /// The compiled `version` for replay: the active policy if it is that
+    /// version, else from a small cache of recently replayed versions, else
+    /// loaded and compiled (and cached, evicting the least recently used).
+    /// Blocking: call it off the async workers.
+    pub(crate) fn for_replay(
+        &self,
+        ledger: &Ledger,
+        version: &str,
+    ) -> Result<Arc<ActivePolicy>, GateError> {
+        if let Some(a) = self.active().filter(|a| a.version == version) {
+            return Ok(a);
+        }
+        {
+            let mut cache = self.replayed.lock().expect("replay cache lock");
+            if let Some(at) = cache.iter().position(|p| p.version == version) {
+                let hit = cache.remove(at).expect("present");
+                cache.push_back(hit.clone());
+                return Ok(hit);
+            }
+        }
+        let loaded = Arc::new(self.load(ledger, version)?);
+        self.replay_compiles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut cache = self.replayed.lock().expect("replay cache lock");
+        if !cache.iter().any(|p| p.version == version) {
+            if cache.len() >= REPLAY_CACHE {
+                cache.pop_front();
+            }
+            cache.push_back(loaded.clone());
+        }
+        Ok(loaded)
     }
 
     /// Loads a published version with this gate's evaluation time limit.

@@ -14,7 +14,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use policy::Bundle;
 use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
@@ -160,23 +159,25 @@ pub(crate) async fn replay(
     };
     let body = verify_receipt(&receipt, gate.gate_verifier())
         .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
-    let bundle = match &body.policy {
-        None => None,
-        Some(p) => {
-            let stored = gate.ledger.state().policy(&p.version)?.ok_or_else(|| {
-                GateError::NotFound(format!("policy version {} is not published", p.version))
-            })?;
-            Some(stored.bytes)
-        }
-    };
-    let receipt = body.clone();
-    let replayed = tokio::task::spawn_blocking(move || {
-        let bundle = bundle.map(|b| Bundle::from_tar_gz(&b, None)).transpose()?;
-        policy::replay_receipt(&receipt, bundle.as_ref())
+    // The recorded version, compiled once and kept (bounded); the recorded
+    // request and derived context, decision time included.
+    let (g, receipt) = (gate.clone(), body.clone());
+    let replayed = tokio::task::spawn_blocking(move || -> Result<_, GateError> {
+        let Some(p) = &receipt.policy else {
+            return policy::replay_receipt(&receipt, None)
+                .map_err(|e| GateError::Internal(format!("replaying: {e}")));
+        };
+        let compiled = g.policies.for_replay(&g.ledger, &p.version)?;
+        let input = policy::EvalInput {
+            request: receipt.request.clone(),
+            derived: receipt
+                .policy_derived()
+                .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?,
+        };
+        Ok(compiled.compiled.decide(&p.version, &input))
     })
     .await
-    .map_err(|e| GateError::Internal(e.to_string()))?
-    .map_err(|e| GateError::Internal(format!("replaying: {e}")))?;
+    .map_err(|e| GateError::Internal(e.to_string()))??;
     Ok(Json(ReplayResponse::compare(
         &body,
         replayed.decision,
@@ -203,6 +204,13 @@ pub(crate) async fn readyz(State(gate): State<Arc<Gate>>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
-    let body = gate.metrics.render(gate.ledger.latest().checkpoint.size);
+    let mut body = gate.metrics.render(gate.ledger.latest().checkpoint.size);
+    body.push_str(&format!(
+        "# HELP tollgate_replay_compiles_total Policy bundles replay compiled (the rest came from its cache).\n\
+         # TYPE tollgate_replay_compiles_total counter\ntollgate_replay_compiles_total {}\n",
+        gate.policies
+            .replay_compiles
+            .load(std::sync::atomic::Ordering::Relaxed)
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
