@@ -136,6 +136,12 @@ impl CedarPolicy {
             None => Entities::empty(),
             Some(f) => {
                 let src = bundle.text(f)?;
+                // Strict: a member named twice is refused first.
+                protocol::strict::from_slice(src.as_bytes()).map_err(|e| Error::Compile {
+                    file: f.clone(),
+                    line: e.line(),
+                    message: e.to_string(),
+                })?;
                 Entities::from_json_str(src, schema.as_ref()).map_err(|e| Error::Compile {
                     file: f.clone(),
                     line: 0,

@@ -236,11 +236,14 @@ fn bundle_data(bundle: &Bundle) -> Result<serde_json::Value, Error> {
         if file != "data.json" && !file.ends_with("/data.json") {
             continue;
         }
-        let doc: serde_json::Value = serde_json::from_slice(src).map_err(|e| Error::Compile {
-            file: file.into(),
-            line: e.line(),
-            message: e.to_string(),
-        })?;
+        // Strict: a member named twice is refused (the policy and a reader
+        // of the bundle could see different values).
+        let doc: serde_json::Value =
+            protocol::strict::from_slice(src).map_err(|e| Error::Compile {
+                file: file.into(),
+                line: e.line(),
+                message: e.to_string(),
+            })?;
         let mut at = &mut root;
         for part in file
             .split('/')

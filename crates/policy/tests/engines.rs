@@ -560,3 +560,58 @@ fn to_tar_gz_reads_back_to_the_same_version() {
         assert_eq!(back.version(), bundle.version(), "{engine}");
     }
 }
+
+/// A bundle whose JSON names a member twice is refused at publish, naming
+/// the file and the member: the policy and a reader of the bundle must not
+/// see different values.
+#[test]
+fn publishing_refuses_duplicate_members_in_bundle_json() {
+    let files = BTreeMap::from([
+        (
+            "p.rego".to_string(),
+            b"package t\n\ndecision := \"permit\" if data.limit > 1\n".to_vec(),
+        ),
+        (
+            "data.json".to_string(),
+            br#"{"limit": 10, "limit": 0}"#.to_vec(),
+        ),
+    ]);
+    let m = Manifest {
+        engine: Engine::Rego,
+        entrypoint: Some("data.t.decision".into()),
+        schema: None,
+        entities: None,
+    };
+    let err = CompiledPolicy::compile(&Bundle::new(m, files).unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::Compile { ref file, ref message, .. }
+            if file == "data.json" && message.contains("duplicate member /limit")),
+        "{err}"
+    );
+    let schema = std::fs::read_to_string(examples().join("cedar/schema.cedarschema")).unwrap();
+    let policy = std::fs::read_to_string(examples().join("cedar/policy.cedar")).unwrap();
+    let files = BTreeMap::from([
+        ("policy.cedar".to_string(), policy.into_bytes()),
+        ("schema.cedarschema".to_string(), schema.into_bytes()),
+        (
+            "entities.json".to_string(),
+            br#"[{"uid": {"type": "Actor", "id": "a"}, "attrs": {}, "parents": [], "attrs": {}}]"#
+                .to_vec(),
+        ),
+    ]);
+    let m = Manifest {
+        engine: Engine::Cedar,
+        entrypoint: None,
+        schema: Some("schema.cedarschema".into()),
+        entities: Some("entities.json".into()),
+    };
+    let err = CompiledPolicy::compile(&Bundle::new(m, files).unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("duplicate member /0/attrs"),
+        "{err}"
+    );
+}
