@@ -98,15 +98,8 @@ enum Command {
     /// receipt and governance entry, and check the log extends what was
     /// audited before.
     Audit {
-        /// The gate's URL.
-        #[arg(long)]
-        log: String,
-        /// The log's checkpoint key.
-        #[arg(long)]
-        log_key: String,
-        /// The gate's receipt key.
-        #[arg(long)]
-        gate_key: String,
+        #[command(flatten)]
+        whole: WholeLog,
         /// Where the last audit's state is kept (default
         /// ~/.local/state/proofcheck/<origin>-<log key id>.json).
         #[arg(long)]
@@ -117,16 +110,23 @@ enum Command {
     /// published and activated, callers added, revoked and rotated — with its
     /// index, so the policy and grants in force at any index can be read off.
     History {
-        /// The gate's URL.
-        #[arg(long)]
-        log: String,
-        /// The log's checkpoint key.
-        #[arg(long)]
-        log_key: String,
-        /// The gate's receipt key.
-        #[arg(long)]
-        gate_key: String,
+        #[command(flatten)]
+        whole: WholeLog,
     },
+}
+
+/// A whole log to walk: where, and the keys that must have signed it.
+#[derive(clap::Args)]
+struct WholeLog {
+    /// The gate's URL.
+    #[arg(long)]
+    log: String,
+    /// The log's checkpoint key.
+    #[arg(long)]
+    log_key: String,
+    /// The gate's receipt key.
+    #[arg(long)]
+    gate_key: String,
 }
 
 /// One line of `proofcheck history`.
@@ -340,9 +340,12 @@ fn run(cli: Cli) -> Result<bool, Error> {
             Ok(r.replay.same)
         }
         Command::Audit {
-            log,
-            log_key,
-            gate_key,
+            whole:
+                WholeLog {
+                    log,
+                    log_key,
+                    gate_key,
+                },
             state,
         } => {
             let log_key = key(&log_key)?;
@@ -412,9 +415,12 @@ fn run(cli: Cli) -> Result<bool, Error> {
             Ok(true)
         }
         Command::History {
-            log,
-            log_key,
-            gate_key,
+            whole:
+                WholeLog {
+                    log,
+                    log_key,
+                    gate_key,
+                },
         } => {
             let log_key = key(&log_key)?;
             let gate_key = key(&gate_key)?;

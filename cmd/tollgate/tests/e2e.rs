@@ -131,6 +131,26 @@ impl Server {
     }
 }
 
+/// POST /v1/decisions over a Unix socket (with a bearer token, or none):
+/// the whole raw HTTP answer.
+fn unix_decide(sock: &Path, token: Option<&str>, body: &str) -> String {
+    use std::io::{Read, Write};
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    write!(
+        stream,
+        "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
+         {auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     match r {
         Ok(r) => (r.status(), r.into_json().unwrap()),
@@ -593,7 +613,6 @@ fn idempotency_policy_switch_restart_and_tiles() {
 /// Sidecar mode over a Unix socket: same API, same receipts.
 #[test]
 fn unix_socket_serves_the_same_api() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("gate.sock");
     let s = Server::start_with(dir.path(), &["--unix-socket", sock.to_str().unwrap()]);
@@ -605,17 +624,7 @@ fn unix_socket_serves_the_same_api() {
         "unix",
     )
     .to_string();
-    let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-    write!(
-        stream,
-        "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
-         authorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        s.demo(),
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let answer = unix_decide(&sock, Some(&s.demo()), &body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
     let r: DecisionResponse = serde_json::from_str(json).unwrap();
@@ -847,7 +856,6 @@ fn caller_cli_and_no_token_in_the_gate_output() {
 /// the receipt says so; an unmapped peer without a token is refused.
 #[test]
 fn unix_socket_peer_uid_maps_to_a_caller() {
-    use std::io::{Read, Write};
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("gate.sock");
@@ -864,17 +872,7 @@ fn unix_socket_peer_uid_maps_to_a_caller() {
             key,
         )
         .to_string();
-        let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
-        write!(
-            stream,
-            "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
+        unix_decide(sock, None, &body)
     };
     // Unmapped: 401, nothing written.
     let s = Server::start_with(dir.path(), &["--unix-socket", sock.to_str().unwrap()]);
@@ -1217,7 +1215,6 @@ fn tls_and_mutual_tls() {
 /// another user is refused); decisions are served on it.
 #[test]
 fn unix_only_listen_makes_a_private_socket() {
-    use std::io::{Read, Write};
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("run/gate.sock");
@@ -1242,17 +1239,7 @@ fn unix_only_listen_makes_a_private_socket() {
         "u",
     )
     .to_string();
-    let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-    write!(
-        stream,
-        "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
-         authorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        token.trim(),
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let answer = unix_decide(&sock, Some(token.trim()), &body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(gate);
 

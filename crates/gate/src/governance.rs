@@ -48,17 +48,7 @@ impl Gate {
         subject: Value,
     ) -> Result<u64, GateError> {
         let (leaf, key) = self.governance_leaf(action, by, subject)?;
-        let appended = self
-            .ledger
-            .append_blocking(leaf, key)
-            .map_err(|e| GateError::Unavailable(format!("recording {action} in the log: {e}")))?;
-        tracing::info!(
-            action,
-            by,
-            index = appended.index,
-            "governance entry logged"
-        );
-        Ok(appended.index)
+        logged(action, by, self.ledger.append_blocking(leaf, key))
     }
 
     /// [`Gate::record_blocking`] for async handlers.
@@ -73,16 +63,24 @@ impl Gate {
         subject: Value,
     ) -> Result<u64, GateError> {
         let (leaf, key) = self.governance_leaf(action, by, subject)?;
-        let appended =
-            self.ledger.append(leaf, key).await.map_err(|e| {
-                GateError::Unavailable(format!("recording {action} in the log: {e}"))
-            })?;
-        tracing::info!(
-            action,
-            by,
-            index = appended.index,
-            "governance entry logged"
-        );
-        Ok(appended.index)
+        logged(action, by, self.ledger.append(leaf, key).await)
     }
+}
+
+/// The outcome of appending a governance entry: its index, logged, or
+/// [`GateError::Unavailable`] (the change must then not be made).
+fn logged(
+    action: &str,
+    by: &str,
+    appended: Result<ledger::Appended, ledger::Error>,
+) -> Result<u64, GateError> {
+    let appended = appended
+        .map_err(|e| GateError::Unavailable(format!("recording {action} in the log: {e}")))?;
+    tracing::info!(
+        action,
+        by,
+        index = appended.index,
+        "governance entry logged"
+    );
+    Ok(appended.index)
 }
