@@ -707,12 +707,11 @@ fn sigterm_drains_in_flight_decisions() {
     s.stop();
 }
 
-#[test]
-fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_TIMEOUT_MS", "20")]);
-    // Nine million iterations: seconds of work, which the engine stops at 20 ms.
-    let bundle = dir.path().join("runaway");
+/// Publishes and activates a Rego policy that loops `n`² times (nothing
+/// collected): seconds of work for n = 3000, which the engine's time limit
+/// stops.
+fn activate_runaway(s: &Server, n: u32) {
+    let bundle = s.dir.join(format!("runaway-{n}"));
     std::fs::create_dir(&bundle).unwrap();
     std::fs::write(
         bundle.join("tollgate.json"),
@@ -721,11 +720,18 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
     .unwrap();
     std::fs::write(
         bundle.join("policy.rego"),
-        "package runaway\nimport rego.v1\ndecision := \"permit\" if {\n  n := count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j])\n  n > 0\n}\n",
+        format!("package runaway\nimport rego.v1\ndecision := \"permit\" if {{\n  n := count([x | some i in numbers.range(1, {n}); some j in numbers.range(1, {n}); x := i * j; x < 0])\n  n > 0\n}}\n"),
     )
     .unwrap();
     let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
     assert!(ok, "{out}");
+}
+
+#[test]
+fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_TIMEOUT_MS", "20")]);
+    activate_runaway(&s, 3000);
     for key in ["r1", "r2"] {
         let r = s.decide(&intent(
             "agent-treasury",
@@ -739,6 +745,198 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
         assert!(r.reason.contains("limit=20000000ns"), "{}", r.reason);
         verify(&s, &r);
     }
+    s.stop();
+}
+
+/// A policy that runs to its time limit occupies an evaluation thread, not
+/// a thread serving HTTP: with more slow evaluations in flight than the
+/// machine has cores, `/healthz`, checkpoints and metrics are answered
+/// before any of them ends.
+#[test]
+fn a_slow_policy_stalls_neither_healthz_nor_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "2000"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+        ],
+    );
+    activate_runaway(&s, 20_000);
+    let s = std::sync::Arc::new(s);
+    let slow: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let r = s.decide(&intent(
+                    "agent-treasury",
+                    "payments",
+                    "transfer",
+                    json!({}),
+                    &format!("slow-{i}"),
+                ));
+                (r, std::time::Instant::now())
+            })
+        })
+        .collect();
+    wait_for_metric(&s, "tollgate_decisions_pending", 4);
+    for _ in 0..10 {
+        assert_eq!(s.get_text("/healthz"), "ok\n");
+        s.checkpoint();
+        assert!(s
+            .get_text("/metrics")
+            .contains("tollgate_decisions_pending 4"));
+    }
+    let reads_done = std::time::Instant::now();
+    for t in slow {
+        let (r, answered) = t.join().unwrap();
+        assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+        assert!(r.reason.contains("limit=2000000000ns"), "{}", r.reason);
+        assert!(reads_done < answered, "a read waited for a slow evaluation");
+    }
+    assert!(s
+        .get_text("/metrics")
+        .contains("tollgate_slow_evaluations_total 4"));
+}
+
+/// Polls `/metrics` until the gauge `name` reads `value`.
+fn wait_for_metric(s: &Server, name: &str, value: u64) {
+    let line = format!("{name} {value}");
+    for _ in 0..500 {
+        if s.get_text("/metrics").lines().any(|l| l == line) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{name} never reached {value}");
+}
+
+/// Beyond `max_pending_decisions`, a decision request is answered 503
+/// `overloaded` with Retry-After at once: nothing evaluated, nothing logged.
+#[test]
+fn beyond_max_pending_decisions_is_503_overloaded_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "1000"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+            ("TOLLGATE_MAX_PENDING_DECISIONS", "2"),
+        ],
+    );
+    activate_runaway(&s, 20_000);
+    let before = s.checkpoint().size;
+    let s = std::sync::Arc::new(s);
+    let admitted: Vec<_> = (0..2)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.decide(&intent(
+                    "agent-treasury",
+                    "payments",
+                    "transfer",
+                    json!({}),
+                    &format!("admitted-{i}"),
+                ))
+            })
+        })
+        .collect();
+    wait_for_metric(&s, "tollgate_decisions_pending", 2);
+    for i in 0..6 {
+        let body = intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({}),
+            &format!("refused-{i}"),
+        );
+        let r = ureq::post(&format!("{}/v1/decisions", s.url))
+            .set("authorization", &format!("Bearer {}", s.demo()))
+            .send_string(&body.to_string());
+        let Err(ureq::Error::Status(503, r)) = r else {
+            panic!("expected 503, got {r:?}");
+        };
+        assert_eq!(r.header("retry-after"), Some("1"));
+        let body: Value = r.into_json().unwrap();
+        assert_eq!(body["error"], "overloaded", "{body}");
+    }
+    for t in admitted {
+        assert_eq!(t.join().unwrap().decision, Decision::Silence);
+    }
+    assert_eq!(
+        s.checkpoint().size,
+        before + 2,
+        "only the admitted two are logged"
+    );
+    let metrics = s.get_text("/metrics");
+    assert!(metrics.contains("tollgate_requests_total{result=\"overloaded\"} 6"));
+    assert!(metrics.contains("tollgate_decisions_pending 0"));
+}
+
+/// Overload with the example policy: 256 clients, keep-alive, for three
+/// seconds against a gate admitting 32 decisions at once. Every answer is a
+/// decision or 503 `overloaded`; the log holds exactly the decisions
+/// answered; the gate's peak resident memory (VmHWM) is printed and stays
+/// under a bound far below what the queued work could take unbounded.
+#[test]
+fn overload_answers_503_and_keeps_memory_and_the_log_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_MAX_PENDING_DECISIONS", "32")]);
+    let before = s.checkpoint().size;
+    let (url, token) = (s.url.clone(), s.demo());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let clients: Vec<_> = (0..256)
+        .map(|c| {
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                let (mut decided, mut overloaded) = (0u64, 0u64);
+                let mut i = 0;
+                while std::time::Instant::now() < until {
+                    i += 1;
+                    let body = intent(
+                        "agent-treasury",
+                        "payments",
+                        "transfer",
+                        json!({"amount": 5, "currency": "EUR", "to": "acct-1"}),
+                        &format!("load-{c}-{i}"),
+                    );
+                    let r = agent
+                        .post(&format!("{url}/v1/decisions"))
+                        .set("authorization", &format!("Bearer {token}"))
+                        .send_string(&body.to_string());
+                    match response(r) {
+                        (200, v) => {
+                            assert_eq!(v["replayed"], false);
+                            decided += 1;
+                        }
+                        (503, v) if v["error"] == "overloaded" => overloaded += 1,
+                        (code, v) => panic!("{code} {v}"),
+                    }
+                }
+                (decided, overloaded)
+            })
+        })
+        .collect();
+    let (mut decided, mut overloaded) = (0, 0);
+    for c in clients {
+        let (d, o) = c.join().unwrap();
+        decided += d;
+        overloaded += o;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.proc.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    eprintln!(
+        "overload: {decided} decided, {overloaded} overloaded, gate peak RSS {} MiB",
+        peak_kib / 1024
+    );
+    assert!(decided > 0 && overloaded > 0, "{decided} / {overloaded}");
+    assert_eq!(s.checkpoint().size, before + decided);
+    assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
     s.stop();
 }
 

@@ -122,6 +122,15 @@ pub struct Config {
     /// between units of work (a single long builtin call finishes first),
     /// Cedar always terminates in time linear in the policies.
     pub eval_timeout_ms: u64,
+    /// Evaluations that run at once, each on its own thread beside the ones
+    /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads).
+    /// 0: one per CPU.
+    pub eval_threads: usize,
+    /// Decision requests admitted at once, from validation to the answer
+    /// (waiting for an evaluation thread or the log included). Beyond it a
+    /// request is answered 503 `overloaded` with `Retry-After`, before
+    /// anything is evaluated or written.
+    pub max_pending_decisions: usize,
     /// Publish and activate the example Rego bundle when no policy is active,
     /// and on a log with no callers create the `demo` caller (decide and read
     /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
@@ -176,6 +185,8 @@ impl Default for Config {
             batch_wait_us: 200,
             hash_cache_mb: 256,
             eval_timeout_ms: 50,
+            eval_threads: 0,
+            max_pending_decisions: 1024,
             example_policy: true,
             public_read: false,
             max_connections: 4096,
@@ -189,6 +200,10 @@ impl Default for Config {
         }
     }
 }
+
+/// The longest `eval_timeout_ms` accepted: an evaluation holds one of the
+/// few evaluation threads for up to this long.
+pub const MAX_EVAL_TIMEOUT_MS: u64 = 10_000;
 
 /// What a setting's environment value is parsed as.
 #[derive(Clone, Copy, Debug)]
@@ -223,6 +238,8 @@ pub const SETTINGS: &[&str] = &[
     "batch_wait_us",
     "hash_cache_mb",
     "eval_timeout_ms",
+    "eval_threads",
+    "max_pending_decisions",
     "example_policy",
     "public_read",
     "max_connections",
@@ -241,6 +258,8 @@ fn kind(setting: &str) -> Kind {
         | "batch_wait_us"
         | "hash_cache_mb"
         | "eval_timeout_ms"
+        | "eval_threads"
+        | "max_pending_decisions"
         | "witness_interval_ms"
         | "witness_refresh_s"
         | "max_connections"
@@ -418,8 +437,20 @@ impl Config {
                 "header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
             );
         }
-        if self.eval_timeout_ms == 0 {
-            return invalid("eval_timeout_ms must be at least 1".into());
+        if self.eval_timeout_ms == 0 || self.eval_timeout_ms > MAX_EVAL_TIMEOUT_MS {
+            return invalid(format!(
+                "eval_timeout_ms = {}: between 1 and {MAX_EVAL_TIMEOUT_MS}",
+                self.eval_timeout_ms
+            ));
+        }
+        if self.eval_threads > 1024 {
+            return invalid(format!(
+                "eval_threads = {}: at most 1024",
+                self.eval_threads
+            ));
+        }
+        if self.max_pending_decisions == 0 {
+            return invalid("max_pending_decisions must be at least 1".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return invalid(format!(
@@ -515,5 +546,14 @@ impl Config {
     #[must_use]
     pub fn eval_timeout(&self) -> Duration {
         Duration::from_millis(self.eval_timeout_ms)
+    }
+
+    /// Evaluation threads: `eval_threads`, or one per CPU if 0.
+    #[must_use]
+    pub fn eval_threads(&self) -> usize {
+        match self.eval_threads {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            n => n,
+        }
     }
 }

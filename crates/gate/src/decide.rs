@@ -1,10 +1,12 @@
 //! `POST /v1/decisions`: the decision pipeline.
 //!
-//! validate → idempotency → bind the active policy and derive context →
-//! evaluate (the engine stops at the wall-clock limit) → sign the receipt → append to
-//! the log → answer with the receipt and a tlog-proof. Fail closed: anything
-//! that goes wrong before the append is a SILENCE receipt with the reason;
-//! an append that cannot commit is 503 and no decision is claimed.
+//! admit → validate → idempotency → bind the active policy and derive
+//! context → evaluate (on an evaluation thread; the engine stops at the
+//! wall-clock limit) → sign the receipt → append to the log → answer with the
+//! receipt and a tlog-proof. Fail closed: anything that goes wrong before the
+//! append is a SILENCE receipt with the reason; an append that cannot commit
+//! is 503 and no decision is claimed; a request beyond
+//! `max_pending_decisions` is 503 `overloaded` before anything is evaluated.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,26 +59,54 @@ impl Gate {
     ///
     /// # Errors
     ///
+    /// [`GateError::Overloaded`] (nothing evaluated or written),
     /// [`GateError::InvalidRequest`] (nothing evaluated or written),
     /// [`GateError::Conflict`], [`GateError::Unavailable`] (nothing claimed),
     /// [`GateError::Internal`].
     pub async fn decide(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         via: &str,
         body: &[u8],
     ) -> Result<DecisionResponse, GateError> {
         let started = Instant::now();
-        let result = self.decide_once(caller, via, body).await;
+        let result = match self.admit() {
+            // The pipeline runs as a task of its own that holds the
+            // admission: a client that goes away cannot leave work queued
+            // beyond the bound.
+            Ok(admitted) => {
+                let (gate, caller, via, body) =
+                    (self.clone(), caller.clone(), via.to_string(), body.to_vec());
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    gate.decide_once(&caller, &via, &body).await
+                })
+                .await
+                .unwrap_or_else(|e| Err(GateError::Internal(format!("decision task: {e}"))))
+            }
+            Err(e) => Err(e),
+        };
         let outcome = match &result {
             Ok((_, outcome)) => *outcome,
             Err(GateError::Conflict { .. }) => Outcome::Conflict,
             Err(GateError::Unavailable(_)) => Outcome::Unavailable,
+            Err(GateError::Overloaded(_)) => Outcome::Overloaded,
             Err(_) => Outcome::Rejected,
         };
         self.metrics
             .record(&outcome, started.elapsed().as_secs_f64());
         result.map(|(r, _)| r)
+    }
+
+    /// One of the `max_pending_decisions` admissions, or
+    /// [`GateError::Overloaded`] if all are taken.
+    pub(crate) fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, GateError> {
+        self.admission.clone().try_acquire_owned().map_err(|_| {
+            GateError::Overloaded(format!(
+                "{} requests are already being decided",
+                self.admission_limit
+            ))
+        })
     }
 
     /// The pipeline: the response and its outcome for the metrics.
@@ -131,10 +161,10 @@ impl Gate {
                         derived["caller"].clone(),
                     ),
                 };
-                // On this thread: a policy takes tens of µs, and handing it
-                // to another thread costs about as much again. The engine
-                // bounds it (eval_timeout_ms; see CompiledPolicy::with_time_limit).
-                a.compiled.decide(&a.version, &input)
+                // On an evaluation thread, not this one: a policy may run to
+                // its time limit (eval_timeout_ms), and the threads serving
+                // HTTP must stay free for everything else.
+                self.evaluators.decide(a.clone(), input).await
             }
         };
 

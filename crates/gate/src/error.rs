@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::{ErrorBody, RequestError};
 
+/// Seconds an overloaded gate asks a client to wait (`Retry-After`).
+pub const RETRY_AFTER_S: u32 = 1;
+
 /// Everything an API call can fail with. Client errors are answered as they
 /// are; internal ones are logged and answered generically.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,10 @@ pub enum GateError {
     /// The bundle does not load or compile (422).
     #[error("{0}")]
     InvalidPolicy(String),
+    /// More decisions are waiting than the gate admits (`max_pending_decisions`):
+    /// refused before anything is evaluated or written (503, `Retry-After`).
+    #[error("overloaded: {0}; retry after {RETRY_AFTER_S} s")]
+    Overloaded(String),
     /// The log could not make the receipt durable; no decision is claimed (503).
     #[error("the log could not commit: {0}")]
     Unavailable(String),
@@ -66,7 +73,7 @@ impl GateError {
             GateError::NotFound(_) => StatusCode::NOT_FOUND,
             GateError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             GateError::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            GateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::Unavailable(_) | GateError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +88,7 @@ impl GateError {
             GateError::Timeout(_) => ("timeout", None),
             GateError::InvalidPolicy(_) => ("invalid_policy", None),
             GateError::Unavailable(_) => ("unavailable", None),
+            GateError::Overloaded(_) => ("overloaded", None),
             GateError::Internal(_) => ("internal", None),
         };
         let message = match self {
@@ -102,6 +110,12 @@ impl IntoResponse for GateError {
             _ => tracing::debug!(error = %self),
         }
         let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, GateError::Overloaded(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_S),
+            );
+        }
         if matches!(self, GateError::Unauthorized(_)) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -77,6 +77,11 @@ pub struct Gate {
     unix_callers: std::collections::HashMap<u32, String>,
     callers: callers::Callers,
     policies: active::Policies,
+    evaluators: active::Evaluators,
+    /// Decision (and replay) requests admitted at once:
+    /// `max_pending_decisions`.
+    admission: Arc<tokio::sync::Semaphore>,
+    admission_limit: usize,
     metrics: Metrics,
     witnessing: Option<Arc<witnessing::Witnessing>>,
 }

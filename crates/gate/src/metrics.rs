@@ -62,6 +62,7 @@ pub struct Metrics {
     conflicts: AtomicU64,
     unauthorized: AtomicU64,
     unavailable: AtomicU64,
+    overloaded: AtomicU64,
     latency: Histogram,
     batch: Histogram,
     write: Histogram,
@@ -76,6 +77,7 @@ impl Default for Metrics {
             conflicts: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
             latency: Histogram::new(SECONDS),
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
             write: Histogram::new(SECONDS),
@@ -104,6 +106,8 @@ pub(crate) enum Outcome {
     Conflict,
     /// The log could not commit: no decision claimed.
     Unavailable,
+    /// Beyond `max_pending_decisions`: refused before evaluation.
+    Overloaded,
 }
 
 impl Metrics {
@@ -132,6 +136,7 @@ impl Metrics {
             Outcome::Conflict => drop(self.conflicts.fetch_add(1, Relaxed)),
             Outcome::Unauthorized => drop(self.unauthorized.fetch_add(1, Relaxed)),
             Outcome::Unavailable => drop(self.unavailable.fetch_add(1, Relaxed)),
+            Outcome::Overloaded => drop(self.overloaded.fetch_add(1, Relaxed)),
         }
     }
 
@@ -160,6 +165,7 @@ impl Metrics {
             ("conflict", &self.conflicts),
             ("unauthorized", &self.unauthorized),
             ("unavailable", &self.unavailable),
+            ("overloaded", &self.overloaded),
         ] {
             let _ = writeln!(
                 out,

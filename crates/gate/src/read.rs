@@ -159,25 +159,28 @@ pub(crate) async fn replay(
     };
     let body = verify_receipt(&receipt, gate.gate_verifier())
         .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
-    // The recorded version, compiled once and kept (bounded); the recorded
-    // request and derived context, decision time included.
-    let (g, receipt) = (gate.clone(), body.clone());
-    let replayed = tokio::task::spawn_blocking(move || -> Result<_, GateError> {
-        let Some(p) = &receipt.policy else {
-            return policy::replay_receipt(&receipt, None)
-                .map_err(|e| GateError::Internal(format!("replaying: {e}")));
-        };
-        let compiled = g.policies.for_replay(&g.ledger, &p.version)?;
-        let input = policy::EvalInput {
-            request: receipt.request.clone(),
-            derived: receipt
-                .policy_derived()
-                .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?,
-        };
-        Ok(compiled.compiled.decide(&p.version, &input))
-    })
-    .await
-    .map_err(|e| GateError::Internal(e.to_string()))??;
+    // Admitted like a decision, evaluated like one (on an evaluation thread).
+    let _admitted = gate.admit()?;
+    let replayed = match &body.policy {
+        None => policy::replay_receipt(&body, None)
+            .map_err(|e| GateError::Internal(format!("replaying: {e}")))?,
+        Some(p) => {
+            // The recorded version, compiled once and kept (bounded); the
+            // recorded request and derived context, decision time included.
+            let (g, version) = (gate.clone(), p.version.clone());
+            let compiled =
+                tokio::task::spawn_blocking(move || g.policies.for_replay(&g.ledger, &version))
+                    .await
+                    .map_err(|e| GateError::Internal(e.to_string()))??;
+            let input = policy::EvalInput {
+                request: body.request.clone(),
+                derived: body
+                    .policy_derived()
+                    .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?,
+            };
+            gate.evaluators.decide(compiled, input).await
+        }
+    };
     Ok(Json(ReplayResponse::compare(
         &body,
         replayed.decision,
@@ -211,6 +214,18 @@ pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
         gate.policies
             .replay_compiles
             .load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    body.push_str(&format!(
+        "# HELP tollgate_slow_evaluations_total Evaluations that needed more than the 1 ms slice on an HTTP thread and ran again on an evaluation thread.\n\
+         # TYPE tollgate_slow_evaluations_total counter\ntollgate_slow_evaluations_total {}\n",
+        gate.evaluators
+            .slow_evaluations
+            .load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    body.push_str(&format!(
+        "# HELP tollgate_decisions_pending Decision and replay requests admitted and not yet answered (at most max_pending_decisions).\n\
+         # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}\n",
+        gate.admission_limit - gate.admission.available_permits()
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -10,7 +10,7 @@ use ledger::Ledger;
 use note::KeyType;
 use policy::Bundle;
 
-use crate::active::Policies;
+use crate::active::{Evaluators, Policies};
 use crate::callers::{Callers, Role};
 use crate::{now_ns, witnessing, Config, Gate, Metrics};
 
@@ -262,6 +262,9 @@ impl Gate {
             gate_key,
             admin_token,
             policies: Policies::new(config.eval_timeout()),
+            evaluators: Evaluators::new(config.eval_threads()),
+            admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
+            admission_limit: config.max_pending_decisions,
             metrics: Metrics::default(),
         };
         let mut example_activated = None;

@@ -32,7 +32,8 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    pub(crate) fn silence(reason: impl Into<String>) -> Evaluation {
+    /// SILENCE, with `reason`.
+    pub fn silence(reason: impl Into<String>) -> Evaluation {
         Evaluation {
             decision: Decision::Silence,
             reason: reason.into(),

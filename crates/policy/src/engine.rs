@@ -120,12 +120,30 @@ impl CompiledPolicy {
     /// and their replays both go through here.
     #[must_use]
     pub fn decide(&self, version: &str, input: &EvalInput) -> Evaluation {
+        self.decide_within(version, input, None)
+            .expect("without a slice every evaluation ends")
+    }
+
+    /// [`CompiledPolicy::decide`] that gives up after `slice` of wall-clock
+    /// time if that is shorter than the limit: `None` if the evaluation needs
+    /// longer. Only Rego can need longer; Cedar always finishes. The gate
+    /// evaluates this way on the threads that serve HTTP, and hands the rare
+    /// policy that needs more than a slice to an evaluation thread.
+    #[must_use]
+    pub fn decide_within(
+        &self,
+        version: &str,
+        input: &EvalInput,
+        slice: Option<Duration>,
+    ) -> Option<Evaluation> {
         match input.request.get("expected_policy_version") {
-            Some(expected) if expected.as_str() != Some(version) => Evaluation::silence(format!(
-                "the request expects policy version {}, the bound version is {version}",
-                expected.as_str().unwrap_or("(not a string)")
-            )),
-            _ => self.evaluate(input),
+            Some(expected) if expected.as_str() != Some(version) => {
+                Some(Evaluation::silence(format!(
+                    "the request expects policy version {}, the bound version is {version}",
+                    expected.as_str().unwrap_or("(not a string)")
+                )))
+            }
+            _ => self.evaluate_within(input, slice),
         }
     }
 
@@ -134,9 +152,14 @@ impl CompiledPolicy {
     /// the same input and bundle give the same evaluation.
     #[must_use]
     pub fn evaluate(&self, input: &EvalInput) -> Evaluation {
+        self.evaluate_within(input, None)
+            .expect("without a slice every evaluation ends")
+    }
+
+    fn evaluate_within(&self, input: &EvalInput, slice: Option<Duration>) -> Option<Evaluation> {
         let run = AssertUnwindSafe(|| match self {
-            CompiledPolicy::Rego(p) => p.evaluate(input),
-            CompiledPolicy::Cedar(p) => p.evaluate(input),
+            CompiledPolicy::Rego(p) => p.evaluate_within(input, slice),
+            CompiledPolicy::Cedar(p) => Some(p.evaluate(input)),
         });
         catch_unwind(run).unwrap_or_else(|panic| {
             let what = panic
@@ -144,7 +167,7 @@ impl CompiledPolicy {
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Evaluation::silence(format!("engine panicked: {what}"))
+            Some(Evaluation::silence(format!("engine panicked: {what}")))
         })
     }
 }

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::utils::limits::{ExecutionTimerConfig, LimitError};
 use regorus::Value;
 
 use crate::bundle::line_of;
@@ -41,6 +41,8 @@ thread_local! {
 /// SILENCE, but late.
 pub struct RegoPolicy {
     entrypoint: String,
+    /// The wall-clock limit of an evaluation.
+    limit: Duration,
     template: regorus::Engine,
     pool: Mutex<Vec<regorus::Engine>>,
     actors: serde_json::Value,
@@ -114,6 +116,7 @@ impl RegoPolicy {
         }
         Ok(RegoPolicy {
             entrypoint,
+            limit: EVAL_TIME_LIMIT,
             template: engine,
             pool: Mutex::new(Vec::new()),
             actors,
@@ -122,6 +125,7 @@ impl RegoPolicy {
 
     /// Stops evaluations at `limit` instead.
     pub(crate) fn set_time_limit(&mut self, limit: Duration) {
+        self.limit = limit;
         self.template.set_execution_timer_config(timer(limit));
         self.pool.get_mut().expect("pool").clear();
     }
@@ -133,13 +137,22 @@ impl RegoPolicy {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    pub(crate) fn evaluate(&self, input: &EvalInput) -> Evaluation {
+    /// Evaluates `input`, stopped at the limit. With `slice` shorter than the limit: stops at `slice` instead, and
+    /// `None` if the evaluation needed longer (nothing else differs: the
+    /// evaluation is deterministic).
+    pub(crate) fn evaluate_within(
+        &self,
+        input: &EvalInput,
+        slice: Option<Duration>,
+    ) -> Option<Evaluation> {
+        let slice = slice.filter(|s| *s < self.limit);
         let mut engine = self
             .pool
             .lock()
             .expect("pool")
             .pop()
             .unwrap_or_else(|| self.template.clone());
+        engine.set_execution_timer_config(timer(slice.unwrap_or(self.limit)));
         let mut doc = input.request.clone();
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("derived".into(), input.derived.clone());
@@ -150,9 +163,23 @@ impl RegoPolicy {
         self.pool.lock().expect("pool").push(engine);
         let value = match result {
             Ok(v) => v,
-            Err(e) => return Evaluation::silence(format!("rego evaluation error: {e}")),
+            Err(e)
+                if slice.is_some()
+                    && matches!(
+                        e.downcast_ref::<LimitError>(),
+                        Some(LimitError::TimeLimitExceeded { .. })
+                    ) =>
+            {
+                return None
+            }
+            Err(e) => return Some(Evaluation::silence(format!("rego evaluation error: {e}"))),
         };
-        match &value {
+        Some(self.interpret(&value))
+    }
+
+    /// The entrypoint's value as a decision.
+    fn interpret(&self, value: &Value) -> Evaluation {
+        match value {
             Value::Undefined => Evaluation::silence(format!("{} is undefined", self.entrypoint)),
             Value::String(s) => {
                 let decision = match s.as_ref() {

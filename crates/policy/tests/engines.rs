@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use policy::{Bundle, CompiledPolicy, Decision, Engine, Error, EvalInput, Manifest};
 use serde_json::{json, Value};
@@ -438,6 +439,39 @@ fn an_expensive_rego_policy_is_stopped_and_is_silence() {
     });
     assert_eq!(got.decision, Decision::Silence);
     assert!(got.reason.contains("time limit"), "{}", got.reason);
+}
+
+/// A slice shorter than the limit stops an evaluation that needs longer and
+/// says so (None), and changes nothing for one that fits; a slice at least
+/// as long as the limit is the limit.
+#[test]
+fn an_evaluation_slice_gives_up_early_and_only_then() {
+    let slow = "package t\nimport rego.v1\ndecision := \"permit\" if {\n  n := count([x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j])\n  n < 0\n}\n";
+    let slow = rego_bundle(slow, "data.t.decision").unwrap();
+    let fast = rego_bundle("package t\ndecision := \"deny\"\n", "data.t.decision").unwrap();
+    let input = EvalInput {
+        request: json!({}),
+        derived: json!({"decided_at_ns": 0}),
+    };
+    let slice = Some(Duration::from_millis(1));
+    assert!(slow.decide_within("v", &input, slice).is_none());
+    let whole = slow
+        .decide_within("v", &input, Some(Duration::from_secs(60)))
+        .expect("a slice past the limit is the limit");
+    assert!(whole.reason.contains("time limit"), "{}", whole.reason);
+    assert_eq!(
+        fast.decide_within("v", &input, slice),
+        Some(fast.decide("v", &input))
+    );
+    // The version rule holds first, whatever the slice.
+    let pinned = EvalInput {
+        request: json!({"expected_policy_version": "other"}),
+        derived: json!({"decided_at_ns": 0}),
+    };
+    assert_eq!(
+        slow.decide_within("v", &pinned, slice).map(|e| e.decision),
+        Some(Decision::Silence)
+    );
 }
 
 fn cedar_bundle(policy: &str, schema: Option<&str>) -> Result<CompiledPolicy, Error> {
