@@ -166,6 +166,7 @@ fn output<T: Serialize>(json: bool, report: &T, human: String) {
 }
 
 fn main() -> ExitCode {
+    policy::use_utc_as_local_time();
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {

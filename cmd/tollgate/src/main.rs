@@ -178,6 +178,7 @@ enum CallerCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    policy::use_utc_as_local_time();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),

@@ -748,6 +748,37 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
     s.stop();
 }
 
+/// Rego's "Local" time zone is UTC in the gate whatever the machine's
+/// (`TZ` here says Tokyo), so a decision never depends on where it was made
+/// or replayed.
+#[test]
+fn local_time_in_a_policy_is_utc_on_every_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TZ", "JST-9")]);
+    let bundle = s.dir.join("local-time");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("tollgate.json"),
+        r#"{"engine": "rego", "entrypoint": "data.tz.decision"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("policy.rego"),
+        "package tz\nimport rego.v1\ndefault decision := \"deny\"\ndecision := \"permit\" if {\n  t := input.derived.decided_at_ns\n  time.clock([t, \"Local\"]) == time.clock([t, \"UTC\"])\n}\n",
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let r = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        "tz",
+    ));
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+}
+
 /// A policy that runs to its time limit occupies an evaluation thread, not
 /// a thread serving HTTP: with more slow evaluations in flight than the
 /// machine has cores, `/healthz`, checkpoints and metrics are answered

@@ -24,6 +24,14 @@ pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
 pub use contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
 pub use engine::{replay, replay_receipt, CompiledPolicy};
 
+/// Makes local time UTC in this process (sets `TZ=UTC0`), so a Rego policy
+/// that asks for the `"Local"` time zone (`time.clock([ns, "Local"])`)
+/// decides the same on every machine and in every replay. Binaries that
+/// evaluate policies call it first thing in `main`, before any thread starts.
+pub fn use_utc_as_local_time() {
+    std::env::set_var("TZ", "UTC0");
+}
+
 /// Errors from loading or compiling a bundle. Evaluation never errors: it
 /// answers SILENCE with a reason.
 #[derive(Debug, thiserror::Error)]

@@ -407,6 +407,26 @@ fn publishing_refuses_broken_rego_naming_file_and_line() {
         matches!(err, Error::NonDeterministic { line: 2, .. }),
         "{err}"
     );
+    // Decided on the parsed modules, not on lines: a `#` in a string before
+    // the call does not hide it, a call split over lines is found, and the
+    // name inside a string is no call.
+    for (src, line) in [
+        ("package t\nimport rego.v1\ndecision := \"permit\" if { s := \"#\"; rand.intn(s, 10) > 5 }\n", 3),
+        ("package t\nimport rego.v1\ndecision := \"permit\" if {\n  x := rand.intn(\n    \"s\",\n    10)\n  x > 5\n}\n", 4),
+        ("package t\nimport rego.v1\ndecision := \"permit\" if { opa.runtime().env.X == \"1\" }\n", 3),
+        ("package t\nimport rego.v1\nf(x) := uuid.rfc4122(x)\ndecision := \"permit\" if f(\"a\")\n", 3),
+    ] {
+        let err = rego_bundle(src, "data.t.decision").err().expect(src);
+        assert!(
+            matches!(err, Error::NonDeterministic { line: l, .. } if l == line),
+            "{src}: {err}"
+        );
+    }
+    rego_bundle(
+        "package t\nimport rego.v1\ndecision := \"permit\" if input.note != \"rand.intn(\\\"x\\\", 10)\"\n",
+        "data.t.decision",
+    )
+    .expect("a builtin's name in a string is not a call");
 }
 
 #[test]
