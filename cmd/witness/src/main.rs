@@ -38,10 +38,11 @@ enum Command {
         #[arg(long = "log", required = true)]
         logs: Vec<String>,
         /// Monitor mode: poll this log URL (serving /log/checkpoint and
-        /// tlog-tiles) and cosign what is consistent, without any push. On a
-        /// fork, rollback or bad signature: evidence files under
-        /// <data-dir>/state/evidence, an alert, and no more cosignatures for
-        /// that log. Repeatable.
+        /// tlog-tiles) and cosign what is consistent, without any push. On
+        /// proof of a fork (two checkpoints signed by the log that cannot both
+        /// be true): evidence files under <data-dir>/state/evidence, an alert,
+        /// and no more cosignatures for that log. Anything else (unreachable,
+        /// unsigned, stale, tiles that prove nothing) is retried. Repeatable.
         #[arg(long = "monitor")]
         monitors: Vec<String>,
         /// How often monitor mode polls, in milliseconds.

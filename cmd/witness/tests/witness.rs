@@ -214,10 +214,13 @@ fn cosigns_growth_refuses_what_the_spec_refuses_and_survives_restart() {
 }
 
 /// A log served over HTTP from a ledger, whose `/log/checkpoint` the test can
-/// replace with a forged one.
+/// replace with a forged one, whose tiles it can garble, and which it can
+/// swap for another ledger (checkpoint and tiles).
 struct ServedLog {
     url: String,
     forged: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    garbled_tiles: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    other: std::sync::Arc<std::sync::Mutex<Option<Ledger>>>,
 }
 
 fn serve(log: Ledger) -> ServedLog {
@@ -225,7 +228,9 @@ fn serve(log: Ledger) -> ServedLog {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let forged = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-    let f = forged.clone();
+    let garbled_tiles = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = std::sync::Arc::new(std::sync::Mutex::new(None::<Ledger>));
+    let (f, g, o) = (forged.clone(), garbled_tiles.clone(), other.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -233,6 +238,7 @@ fn serve(log: Ledger) -> ServedLog {
             let n = stream.read(&mut buf).unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
             let path = req.split(' ').nth(1).unwrap_or("/").to_string();
+            let log = o.lock().unwrap().clone().unwrap_or_else(|| log.clone());
             let (status, body) = if path == "/log/checkpoint" {
                 let text = f
                     .lock()
@@ -245,6 +251,9 @@ fn serve(log: Ledger) -> ServedLog {
                     .ok()
                     .and_then(|t| log.tile(&t).ok())
                 {
+                    Some(b) if g.load(std::sync::atomic::Ordering::Relaxed) => {
+                        ("200 OK", vec![0x5a; b.len()])
+                    }
                     Some(b) => ("200 OK", b),
                     None => ("404 Not Found", Vec::new()),
                 }
@@ -259,7 +268,149 @@ fn serve(log: Ledger) -> ServedLog {
             let _ = stream.write_all(&body);
         }
     });
-    ServedLog { url, forged }
+    ServedLog {
+        url,
+        forged,
+        garbled_tiles,
+        other,
+    }
+}
+
+/// The value of the counter `name` on the witness's `/metrics`.
+fn metric(url: &str, name: &str) -> u64 {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Waits until `f` holds (20 s at most).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Only proof halts a monitored log. Garbage, a checkpoint signed by some
+/// other key, a stale (older, validly signed) checkpoint and garbled tiles
+/// are transient errors, counted, after which honest growth is cosigned
+/// again. Then the log serves a larger checkpoint, validly signed, of a tree
+/// that does not extend the cosigned one, with that tree's own tiles: the
+/// tiles prove the fork, the evidence is kept and cosigning stops.
+#[test]
+fn monitor_halts_only_on_proof_of_misbehaviour() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = SignerKey::generate("example.test/log", KeyType::Ed25519).unwrap();
+    let log = Ledger::open(&dir.path().join("log"), log_key.clone(), Options::default()).unwrap();
+    let lk = log.verifier().clone();
+    grow(&log, 0, 300);
+    let served = serve(log.clone());
+    let w = WitnessProc::start_with(
+        &dir.path().join("w"),
+        &[&lk],
+        &["--monitor-interval-ms", "20", "--monitor", &served.url],
+    );
+    let url = w.url.clone();
+    let policy = Policy::parse(&format!("log {lk}\nwitness w {}\nquorum w\n", w.key)).unwrap();
+    let cosigned = || {
+        ureq::get(&format!("{url}/checkpoint?origin={}", lk.name()))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .and_then(|t| policy.verify_checkpoint(t.as_bytes()).ok())
+            .map_or(0, |(cp, _)| cp.size)
+    };
+    eventually("size 300 cosigned", || cosigned() == 300);
+    grow(&log, 300, 100);
+    eventually("size 400 cosigned", || cosigned() == 400);
+    let stale = log.checkpoint(300).unwrap().unwrap();
+    let impostor = SignerKey::generate("example.test/log", KeyType::Ed25519).unwrap();
+    let unsigned = note::sign_checkpoint(
+        &Checkpoint::new(lk.name(), 5000, tlog::leaf_hash(b"x")),
+        &impostor,
+    )
+    .unwrap()
+    .to_text();
+    for forged in ["not a checkpoint\n".to_string(), unsigned, stale] {
+        let before = metric(&url, "witness_monitor_errors_total");
+        *served.forged.lock().unwrap() = Some(forged);
+        eventually("a transient error counted", || {
+            metric(&url, "witness_monitor_errors_total") > before
+        });
+    }
+    *served.forged.lock().unwrap() = None;
+    served
+        .garbled_tiles
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let before = metric(&url, "witness_monitor_errors_total");
+    grow(&log, 400, 100);
+    eventually("garbled tiles counted", || {
+        metric(&url, "witness_monitor_errors_total") > before
+    });
+    assert_eq!(cosigned(), 400);
+    served
+        .garbled_tiles
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually("cosigning resumes at 500", || cosigned() == 500);
+    assert_eq!(metric(&url, "witness_alerts_total"), 0);
+
+    // Another tree under the same key: 600 other entries.
+    let fork = Ledger::open(&dir.path().join("fork"), log_key, Options::default()).unwrap();
+    for i in 0..600 {
+        fork.append_blocking(
+            format!("other {i}").into_bytes(),
+            format!("o{i}").into_bytes(),
+        )
+        .unwrap();
+    }
+    *served.other.lock().unwrap() = Some(fork.clone());
+    eventually("the fork proven", || {
+        metric(&url, "witness_alerts_total") == 1
+    });
+    let evidence = std::fs::read_dir(dir.path().join("w/state/evidence"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reason = std::fs::read_to_string(evidence.join("reason")).unwrap();
+    assert!(
+        reason.contains("the checkpoint of size 600 extends a tree of size 500"),
+        "{reason}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(evidence.join("offending.checkpoint")).unwrap(),
+        fork.latest().note
+    );
+    // The evidence stands on its own: the proof verifies from the fork's
+    // root at 500 to the signed 600, and that root is not the cosigned one.
+    let proof: Vec<tlog::Hash> = std::fs::read_to_string(evidence.join("proof"))
+        .unwrap()
+        .lines()
+        .map(|l| tlog::Hash(B64.decode(l).unwrap().try_into().unwrap()))
+        .collect();
+    let other_root = fork.tree_hash(500).unwrap();
+    tlog::verify_consistency(
+        500,
+        600,
+        &other_root,
+        &fork.latest().checkpoint.root,
+        &proof,
+    )
+    .unwrap();
+    assert_ne!(other_root, log.tree_hash(500).unwrap());
+    // Cosigning of that log has stopped, even for honest growth.
+    *served.other.lock().unwrap() = None;
+    grow(&log, 500, 10);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(cosigned(), 500);
 }
 
 #[test]

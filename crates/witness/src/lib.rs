@@ -62,6 +62,19 @@ pub enum Error {
     /// Monitor mode: the tiles do not yield a consistency proof.
     #[error("proof from tiles: {0}")]
     Tiles(#[from] tlog::Error),
+    /// Monitor mode: the served checkpoint, validly signed, is older than the
+    /// one cosigned (a replay or a stale cache; proves nothing).
+    #[error("stale checkpoint: size {served}, below the cosigned {cosigned}")]
+    Stale {
+        /// Its size.
+        served: u64,
+        /// The size cosigned.
+        cosigned: u64,
+    },
+    /// Monitor mode: the tiles do not prove the served checkpoint consistent
+    /// with the cosigned one, nor prove it inconsistent.
+    #[error("the tiles prove nothing: {0}")]
+    Unproven(String),
     /// Monitor mode: evidence of misbehaviour was kept and cosigning of the
     /// log stopped.
     #[error("log misbehaviour: {0}")]
@@ -157,6 +170,7 @@ pub struct Witness {
     lock: Mutex<()>,
     dir: std::path::PathBuf,
     alerts: std::sync::atomic::AtomicU64,
+    monitor_errors: std::sync::atomic::AtomicU64,
 }
 
 impl Witness {
@@ -179,6 +193,7 @@ impl Witness {
             alerts: std::sync::atomic::AtomicU64::new(
                 std::fs::read_dir(dir.join("evidence")).map_or(0, |d| d.count() as u64),
             ),
+            monitor_errors: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -186,6 +201,12 @@ impl Witness {
     #[must_use]
     pub fn alerts(&self) -> u64 {
         self.alerts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a transient monitor error (for `/metrics`).
+    pub(crate) fn count_monitor_error(&self) {
+        self.monitor_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records misbehaviour of the log in `held`'s origin: writes the
@@ -370,9 +391,12 @@ async fn metrics(State(w): State<Arc<Witness>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         format!(
-            "# HELP witness_alerts_total Log misbehaviour detected (fork, rollback, bad signature, inconsistent proof).\n\
-             # TYPE witness_alerts_total counter\nwitness_alerts_total {}\n",
-            w.alerts()
+            "# HELP witness_alerts_total Log misbehaviour proven (two validly signed checkpoints that cannot both be true); cosigning of that log stopped.\n\
+             # TYPE witness_alerts_total counter\nwitness_alerts_total {}\n\
+             # HELP witness_monitor_errors_total Monitor polls that failed without proving anything (unreachable, unsigned, stale, tiles that prove nothing); polled again.\n\
+             # TYPE witness_monitor_errors_total counter\nwitness_monitor_errors_total {}\n",
+            w.alerts(),
+            w.monitor_errors.load(std::sync::atomic::Ordering::Relaxed)
         ),
     )
         .into_response()

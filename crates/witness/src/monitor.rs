@@ -3,12 +3,22 @@
 //!
 //! The consistency proof is computed from the log's tiles and then checked by
 //! exactly the rules of `add-checkpoint`, so a monitored log and a pushing log
-//! are held to the same standard. A checkpoint that does not verify with the
-//! log's key, a smaller tree (rollback), a different root at the same size
-//! (fork) or a proof that does not verify is kept as evidence and stops
-//! cosigning that log.
+//! are held to the same standard.
+//!
+//! Cosigning of a log stops only on proof that the log itself misbehaved,
+//! which anyone can check from the evidence kept: two checkpoints, both
+//! validly signed by the log's key, that cannot both be true — the same size
+//! with different roots, or a larger tree whose own tiles prove it extends a
+//! tree of the held size with another root (a consistency proof that verifies
+//! from that other root). Everything else proves nothing about the log, since
+//! anyone on the path can cause it: an unsigned or garbage checkpoint, an
+//! older (stale) one, tiles that do not prove consistency, an unreachable log.
+//! Those are transient errors: counted (`witness_monitor_errors_total`),
+//! logged, and polled again.
 
 use std::io::Read as _;
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use note::{Checkpoint, Note};
@@ -84,12 +94,13 @@ impl Monitor {
 
     /// One poll: fetch the checkpoint, check it against the state, cosign or
     /// raise an alert. Returns the size now cosigned (`None` when nothing
-    /// changed). Transient failures (the log unreachable) are `Err` and
-    /// change nothing.
+    /// changed). Anything that is not proof of misbehaviour is `Err` and
+    /// changes nothing.
     ///
     /// # Errors
     ///
-    /// A fetch that failed, or a refusal (alerts are raised before returning).
+    /// [`Error::Misbehaviour`] once the evidence is kept and cosigning of the
+    /// log is stopped; any other error is transient.
     pub fn poll(&self, w: &Witness, now: u64) -> Result<Option<u64>, Error> {
         let text = self.get("log/checkpoint")?;
         let note = Note::parse(&text)?;
@@ -108,27 +119,17 @@ impl Monitor {
             w.alert(held, &text, proof, why);
             Err(Error::Misbehaviour(why.to_string()))
         };
-        if let Err(e) = note.verify(std::slice::from_ref(key)) {
-            return match &held {
-                Some(h) => alert(
-                    h,
-                    &[],
-                    &format!("bad signature on the served checkpoint: {e}"),
-                ),
-                None => Err(e.into()),
-            };
-        }
+        // Unsigned: anyone could have served it.
+        note.verify(std::slice::from_ref(key))?;
         let old = held.as_ref().map_or(0, |s| s.size);
         if let Some(h) = &held {
             if cp.size < h.size {
-                return alert(
-                    h,
-                    &[],
-                    &format!(
-                        "rollback: served size {} is below the accepted {}",
-                        cp.size, h.size
-                    ),
-                );
+                // Validly signed but older: a replay or a stale cache proves
+                // nothing (the log did sign it, once).
+                return Err(Error::Stale {
+                    served: cp.size,
+                    cosigned: h.size,
+                });
             }
             if cp.size == h.size {
                 if h.root()? != cp.root {
@@ -151,10 +152,43 @@ impl Monitor {
             Ok(_) => Ok(Some(cp.size)),
             Err(Refusal::Inconsistent(why)) => {
                 let h = held.expect("a proof needs an accepted state");
-                alert(&h, &request.proof, &format!("inconsistent: {why}"))
+                match self.fork_proof(&cp, old, &h.root()?) {
+                    Some((other_root, proof)) => alert(
+                        &h,
+                        &proof,
+                        &format!(
+                            "fork: the checkpoint of size {} extends a tree of size {old} \
+                             with root {} (the proof verifies from it), not the cosigned root",
+                            cp.size,
+                            crate::B64.encode(other_root.0)
+                        ),
+                    ),
+                    None => Err(Error::Unproven(why)),
+                }
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Proof that the signed checkpoint `cp` is inconsistent with the held
+    /// root at size `old`: the root of size `old` in `cp`'s tree, read from
+    /// the log's tiles, and a consistency proof from it to `cp` that
+    /// verifies. With it, by collision resistance, `cp` extends a tree of
+    /// size `old` with that root and no other, so not the held one. `None`
+    /// if the tiles do not show that (they may be wrong, or tampered with on
+    /// the way): that proves nothing.
+    fn fork_proof(
+        &self,
+        cp: &Checkpoint,
+        old: u64,
+        held_root: &tlog::Hash,
+    ) -> Option<(tlog::Hash, Vec<tlog::Hash>)> {
+        let tiles = TileHashReader::new(cp.size, self);
+        let other_root = tlog::tree_hash(old, &tiles).ok()?;
+        let proof = tlog::prove_consistency(old, cp.size, &tiles).ok()?;
+        (other_root != *held_root
+            && tlog::verify_consistency(old, cp.size, &other_root, &cp.root, &proof).is_ok())
+        .then_some((other_root, proof))
     }
 
     /// Polls every `interval` until the process ends.
@@ -168,7 +202,13 @@ impl Monitor {
             match tokio::task::spawn_blocking(move || m2.poll(&w2, now)).await {
                 Ok(Ok(Some(size))) => tracing::debug!(log = %m.base, size, "monitor cosigned"),
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::warn!(log = %m.base, error = %e, "monitor"),
+                Ok(Err(e @ Error::Misbehaviour(_))) => {
+                    tracing::error!(log = %m.base, error = %e, "monitor");
+                }
+                Ok(Err(e)) => {
+                    w.count_monitor_error();
+                    tracing::warn!(log = %m.base, error = %e, "monitor: transient, polling again");
+                }
                 Err(e) => tracing::error!(error = %e, "monitor task"),
             }
             tokio::time::sleep(interval).await;
