@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Callers, Role};
-use crate::http::{read_body, Credentials};
+use crate::http::{json_body, read_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
 /// Largest bundle upload, in bytes.
@@ -72,8 +72,7 @@ pub(crate) async fn add_caller(
 ) -> Result<Json<CallerToken>, GateError> {
     let by = authorize(&gate, &creds)?;
     let bytes = read_body(body, 64 * 1024).await?;
-    let new: NewCaller =
-        serde_json::from_slice(&bytes).map_err(|e| GateError::BadInput(format!("caller: {e}")))?;
+    let new: NewCaller = json_body(&bytes, "caller")?;
     let now = protocol::format_rfc3339_ns(now_ns());
     let g = gate.clone();
     let who = by.clone();

@@ -38,6 +38,18 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::By
 }
 
 /// A `text/plain` answer.
+/// A JSON body (`what` names it in errors) as `T`, refusing a document that
+/// names a member twice (400 naming it: the gate and a reader of the log
+/// could otherwise see different values).
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, GateError> {
+    protocol::strict::from_slice(bytes)
+        .and_then(serde_json::from_value)
+        .map_err(|e| GateError::BadInput(format!("{what}: {e}")))
+}
+
 pub(crate) fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, TEXT)], body).into_response()
 }

@@ -547,6 +547,44 @@ fn a_data_directory_others_can_read_is_refused() {
 
 /// A temporary directory only its owner may enter, as the gate requires of
 /// its data directory.
+/// Admin bodies are strict JSON too: a member named twice is 400, naming it,
+/// and nothing is written.
+#[tokio::test]
+async fn admin_bodies_naming_a_member_twice_are_400() {
+    let dir = private_tempdir();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        hash_cache_mb: 0,
+        ..Config::default()
+    };
+    let gate = Gate::open(&config).unwrap().gate;
+    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let app = gate::router(gate.clone());
+    let size = gate.ledger().latest().checkpoint.size;
+    let body = r#"{"name": "ops", "roles": ["decide"], "actors": ["agent-*"], "name": "admin2"}"#;
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/admin/callers")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let err: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate member /name"),
+        "{err}"
+    );
+    assert_eq!(gate.ledger().latest().checkpoint.size, size);
+}
+
 fn private_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
