@@ -8,7 +8,7 @@ export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/tollgate/rocksdb-11.8.1
 export ROCKSDB_STATIC = 1
 CARGO ?= cargo
 
-.PHONY: deps run test demo bench lint fmt
+.PHONY: deps run test demo bench lint fmt fuzz crashloop
 
 ## deps: install missing system packages (compiler, libclang), build RocksDB once
 deps:
@@ -46,6 +46,25 @@ bench: deps
 	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
 	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
 	./scripts/bench-audit.sh
+
+## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 60)
+## from its checked-in seeds; prints executions per target. cargo-fuzz is
+## installed once, pinned, under ~/.cache/tollgate/tools. `make test` builds
+## the targets and runs every seed through them, without a fuzzer.
+FUZZ_SECONDS ?= 60
+CARGO_FUZZ_VERSION = 0.13.2
+TOOLS = $(HOME)/.cache/tollgate/tools
+fuzz: deps
+	@$(TOOLS)/bin/cargo-fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$" \
+	  || $(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## crashloop: SIGKILL the real gate under load from concurrent clients
+## CRASHLOOP_CYCLES times (default 20; `make test` runs 3), then check that
+## nothing acknowledged was lost and audit the whole log with proofcheck.
+CRASHLOOP_CYCLES ?= 20
+crashloop: deps
+	CRASHLOOP_CYCLES=$(CRASHLOOP_CYCLES) $(CARGO) test --release -p tollgate --test crashloop -- --nocapture
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: deps

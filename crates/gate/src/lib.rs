@@ -34,6 +34,7 @@ use ledger::Ledger;
 use note::{SignerKey, VerifierKey};
 
 pub use active::ActivePolicy;
+pub use admin::NewCaller;
 pub use config::{Config, ConfigError, ListenAddr, Mode};
 pub use error::GateError;
 pub use http::{Credentials, UnixPeer};

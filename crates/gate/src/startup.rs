@@ -228,6 +228,7 @@ impl Gate {
             batch_max: config.batch_max,
             batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
             write_fault,
+            write_fault_after: None,
             sync_fault: None,
             recent_hashes: config.hash_cache_mb << 15, // 2^20 bytes / 32 per hash
         };

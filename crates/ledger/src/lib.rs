@@ -106,6 +106,10 @@ pub struct Options {
     pub batch_wait: Duration,
     /// Test hook: decides, before each batch write, whether it fails.
     pub write_fault: Option<WriteFault>,
+    /// Test hook: decides, after each batch write that succeeded, whether
+    /// to report it failed anyway: a write the WAL accepted whose caller saw
+    /// an error.
+    pub write_fault_after: Option<WriteFault>,
     /// Test hook: decides, before each fsync of the WAL, whether it fails.
     pub sync_fault: Option<SyncFault>,
     /// How many of the newest stored hashes to keep in memory (32 bytes
@@ -120,6 +124,7 @@ impl std::fmt::Debug for Options {
             .field("batch_max", &self.batch_max)
             .field("batch_wait", &self.batch_wait)
             .field("write_fault", &self.write_fault.is_some())
+            .field("write_fault_after", &self.write_fault_after.is_some())
             .field("sync_fault", &self.sync_fault.is_some())
             .field("recent_hashes", &self.recent_hashes)
             .finish()
@@ -132,6 +137,7 @@ impl Default for Options {
             batch_max: 256,
             batch_wait: Duration::from_micros(500),
             write_fault: None,
+            write_fault_after: None,
             sync_fault: None,
             recent_hashes: DEFAULT_RECENT_HASHES,
         }

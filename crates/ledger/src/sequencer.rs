@@ -18,9 +18,16 @@
 //! first incomplete record). Nobody is answered, and nothing is published,
 //! before the fsync that covers their batch returns.
 //!
-//! Failures: if inserting batch k fails, nothing of it was written; its
-//! callers get `NotCommitted`, and batch k+1 (built on k) is prepared again
-//! on the recovered state, so nobody else fails. If an fsync fails, the
+//! Failures: if inserting batch k fails, its callers get `NotCommitted`, and
+//! the tip is learnt again from the store (`recover`: the last checkpoint
+//! written, checked against the stored hashes), on which batch k+1 (built
+//! on k) is prepared again, so nobody else fails. Usually nothing of k was
+//! written. If it was (the WAL accepted it, then an error was reported),
+//! the store shows it, the tip includes it and no index is used twice; its
+//! callers' retries find their receipts by key. A write RocksDB accepted into
+//! the WAL but not the memtable (so the store would not show it) cannot be
+//! followed by another: RocksDB stops taking writes after such an error
+//! until it is reopened, and reopening replays the WAL. If an fsync fails, the
 //! state of everything not yet synced is unknown: that is fatal, the ledger
 //! stops, and reopening it recovers whatever prefix is on disk.
 
@@ -80,6 +87,7 @@ impl Handle {
             let inserter = Inserter {
                 shared: shared.clone(),
                 write_fault: options.write_fault.clone(),
+                write_fault_after: options.write_fault_after.clone(),
                 stopped: stop.clone(),
             };
             let inserter = spawn("ledger-inserter", move || {
@@ -470,6 +478,7 @@ fn fail(requests: Vec<Request>, reason: &str) {
 struct Inserter {
     shared: Arc<Shared>,
     write_fault: Option<WriteFault>,
+    write_fault_after: Option<WriteFault>,
     stopped: Arc<Mutex<Option<String>>>,
 }
 
@@ -526,7 +535,17 @@ impl Inserter {
             )));
         }
         prepared.write_started = Some(Instant::now());
-        self.shared.store.backend().insert(&batch)
+        self.shared.store.backend().insert(&batch)?;
+        if let Some(reason) = self
+            .write_fault_after
+            .as_ref()
+            .and_then(|f| f(prepared.old_size, prepared.new_leaves))
+        {
+            return Err(Error::NotCommitted(format!(
+                "injected failure after the write: {reason}"
+            )));
+        }
+        Ok(())
     }
 }
 

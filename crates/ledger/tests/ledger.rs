@@ -22,6 +22,7 @@ fn opts(batch_max: usize) -> Options {
         batch_max,
         batch_wait: Duration::from_micros(300),
         write_fault: None,
+        write_fault_after: None,
         sync_fault: None,
         // Smaller than most logs here, so proofs read both memory and RocksDB.
         recent_hashes: 1000,
@@ -201,6 +202,7 @@ fn a_failed_write_fails_only_its_batch() {
                 .swap(false, Ordering::SeqCst)
                 .then(|| "disk on fire".to_string())
         })),
+        write_fault_after: None,
         sync_fault: None,
         recent_hashes: 1000,
     };
@@ -278,6 +280,7 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
             record.store(n, Ordering::SeqCst);
             Some("disk on fire".to_string())
         })),
+        write_fault_after: None,
         sync_fault: None,
         recent_hashes: 1000,
     };
@@ -331,6 +334,100 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
     assert_eq!(got, want, "every key exactly once");
 }
 
+/// A write the store accepted (RocksDB: in the WAL and the memtable) whose
+/// insert then reports an error: its callers are told NotCommitted, but the
+/// sequencer learns the tip from the store, which holds the batch, so no
+/// later batch reuses its indexes. Retries find the receipts by key, every
+/// key is in the log once, and a reopened ledger agrees.
+#[test]
+fn a_write_that_landed_but_failed_reuses_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let failed_len = Arc::new(AtomicUsize::new(0));
+    let (trigger, record) = (armed.clone(), failed_len.clone());
+    let options = || Options {
+        batch_max: 4,
+        batch_wait: Duration::from_millis(1),
+        write_fault: None,
+        write_fault_after: Some(Arc::new({
+            let (trigger, record) = (trigger.clone(), record.clone());
+            move |_, n| {
+                if !trigger.swap(false, Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                record.store(n, Ordering::SeqCst);
+                Some("reported after the WAL took it".to_string())
+            }
+        })),
+        sync_fault: None,
+        recent_hashes: 1000,
+    };
+    let log_key = key();
+    let ledger = Ledger::open(dir.path(), log_key.clone(), options()).unwrap();
+    for i in 0..3 {
+        ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+    }
+    armed.store(true, Ordering::SeqCst);
+    let outcomes: Vec<(u32, Result<ledger::Appended, Error>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (3..15)
+            .map(|i| {
+                let ledger = &ledger;
+                s.spawn(move || {
+                    let r =
+                        ledger.append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes());
+                    (i, r)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let n = failed_len.load(Ordering::SeqCst);
+    assert!(n >= 1, "the fault fired");
+    let mut indexes = std::collections::BTreeSet::new();
+    let mut failed = Vec::new();
+    for (i, o) in &outcomes {
+        match o {
+            Ok(a) => {
+                check_appended(a, &leaf(&i.to_string()), ledger.verifier());
+                assert!(indexes.insert(a.index), "index {} twice", a.index);
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::NotCommitted(_)), "{e}");
+                failed.push(*i);
+            }
+        }
+    }
+    assert_eq!(
+        failed.len(),
+        n,
+        "exactly the reported batch's appends failed"
+    );
+    // The batch is in the log all the same: the tip counts it.
+    assert_eq!(ledger.latest().checkpoint.size, 15);
+    for i in &failed {
+        let a = ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+        assert!(a.duplicate, "the retry finds the written receipt");
+        check_appended(&a, &leaf(&i.to_string()), ledger.verifier());
+        assert!(indexes.insert(a.index), "index {} twice", a.index);
+    }
+    let mut got: Vec<Vec<u8>> = check_whole_log(&ledger);
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..15).map(|i| leaf(&i.to_string())).collect();
+    want.sort();
+    assert_eq!(got, want, "every key exactly once");
+    drop(ledger);
+    let reopened = Ledger::open(dir.path(), log_key, options()).unwrap();
+    assert_eq!(reopened.latest().checkpoint.size, 15);
+    let mut again = check_whole_log(&reopened);
+    again.sort();
+    assert_eq!(again, want);
+}
+
 /// A failed fsync leaves the disk's state unknown: the ledger answers nobody
 /// whose batch it did not cover, publishes nothing more and stops. Reopening
 /// recovers a consistent log that holds every acknowledged append.
@@ -341,6 +438,7 @@ fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
     let armed = Arc::new(AtomicBool::new(false));
     let trigger = armed.clone();
     let options = Options {
+        write_fault_after: None,
         sync_fault: Some(Arc::new(move || {
             trigger
                 .swap(false, Ordering::SeqCst)

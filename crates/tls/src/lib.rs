@@ -42,8 +42,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 ///
 /// [`Error`] naming the file.
 pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(path, e))?
+    certs_from_pem(&std::fs::read(path).map_err(|e| error(path, e))?, path)
+}
+
+/// The certificates in PEM text (at least one); `path` names it in errors.
+///
+/// # Errors
+///
+/// [`Error`] naming `path`.
+pub fn certs_from_pem(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| error(path, e))?;
     if certs.is_empty() {
