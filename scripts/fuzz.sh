@@ -21,15 +21,19 @@ if [ ${#targets[@]} -eq 0 ]; then
   for f in fuzz/fuzz_targets/*.rs; do targets+=("$(basename "$f" .rs)"); done
 fi
 flags=(--fuzz-dir fuzz --sanitizer none --release --target-dir "$target_dir")
+triple="$(rustc -vV | sed -n 's/^host: //p')"
 "$cargo_fuzz" build "${flags[@]}"
 failed=0
 printf '%-22s %12s %10s %8s  %s\n' target executions exec/s corpus result
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   log="$(mktemp)"
-  if "$cargo_fuzz" run "${flags[@]}" "$t" "$work/$t" "fuzz/corpus/$t" -- \
-      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
-      >"$log" 2>&1; then
+  mkdir -p "fuzz/artifacts/$t"
+  # The binary cargo fuzz built above, run directly (cargo fuzz run would
+  # build again, and a tree edited meanwhile would fail that build).
+  if "$target_dir/$triple/release/$t" "$work/$t" "fuzz/corpus/$t" \
+      -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$seconds" -timeout=10 \
+      -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     result=ok
   else
     result="FOUND: see fuzz/artifacts/$t/ and $log"

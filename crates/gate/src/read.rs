@@ -193,8 +193,17 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: ready to decide (a policy is active).
+/// `GET /readyz`: ready to decide: the log can commit and a policy is
+/// active. A log that cannot commit (disk full, failed fsync) stays not
+/// ready until the gate is restarted with the cause fixed.
 pub(crate) async fn readyz(State(gate): State<Arc<Gate>>) -> Response {
+    if let Err(why) = gate.ledger.writable() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response();
+    }
     match gate.active_policy() {
         Some(a) => text(format!("ready: policy {}\n", a.version)),
         None => (

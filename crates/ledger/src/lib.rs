@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     /// Committed hashes never change, so it is never stale.
     pub(crate) edge: RwLock<Option<Arc<tlog::RightEdge>>>,
     pub(crate) verifier: VerifierKey,
+    /// Why the newest batch write failed, until one succeeds again.
+    pub(crate) write_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Ledger {
@@ -213,6 +215,7 @@ impl Ledger {
             latest: RwLock::new(Arc::new(latest)),
             edge: RwLock::new(None),
             verifier: key.verifier().clone(),
+            write_error: std::sync::Mutex::new(None),
         });
         let sequencer = Arc::new(sequencer::Handle::start(shared.clone(), key, options));
         Ok(Ledger {
@@ -273,6 +276,30 @@ impl Ledger {
     /// A storage error.
     pub fn wait_for_compaction(&self) -> Result<(), Error> {
         self.shared.store.backend().wait_for_compaction()
+    }
+
+    /// Whether appends can commit: `Err` with the reason if the sequencer
+    /// stopped (a failed fsync; reopen to recover), or the newest batch write
+    /// failed and none has succeeded since (say, the disk is full; RocksDB
+    /// then refuses writes until it is reopened).
+    ///
+    /// # Errors
+    ///
+    /// The reason appends cannot commit.
+    pub fn writable(&self) -> Result<(), String> {
+        if let Some(reason) = self.sequencer.stop_reason() {
+            return Err(format!("the log stopped: {reason}"));
+        }
+        match self
+            .shared
+            .write_error
+            .lock()
+            .expect("write error lock")
+            .clone()
+        {
+            Some(reason) => Err(format!("the last write failed: {reason}")),
+            None => Ok(()),
+        }
     }
 
     /// The latest signed checkpoint.

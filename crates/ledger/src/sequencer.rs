@@ -154,6 +154,11 @@ impl Handle {
         }
     }
 
+    /// Why the sequencer stopped, if it did.
+    pub(crate) fn stop_reason(&self) -> Option<String> {
+        self.stopped.lock().expect("stop lock").clone()
+    }
+
     /// The error for an append the sequencer will not answer: why it stopped.
     pub(crate) fn stopped(&self) -> Error {
         Error::Stopped(
@@ -495,7 +500,10 @@ impl Inserter {
                 let _ = inserted.send(Inserted::Fatal(reason));
                 continue;
             }
-            let outcome = match self.insert(&mut job.prepared) {
+            let written = self.insert(&mut job.prepared);
+            *self.shared.write_error.lock().expect("write error lock") =
+                written.as_ref().err().map(ToString::to_string);
+            let outcome = match written {
                 Ok(()) => match to_syncer.send(job) {
                     Ok(()) => Inserted::Written,
                     Err(mpsc::SendError(job)) => {

@@ -237,7 +237,8 @@ fn a_failed_write_fails_only_its_batch() {
         .all(|o| o.is_ok() || matches!(o, Err(Error::NotCommitted(_)))));
     let committed = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
     assert_eq!(ledger.latest().checkpoint.size, 20 + committed);
-    // The sequencer continues, and the failed appends can be retried with their keys.
+    // The sequencer continues, and the failed appends can be retried with
+    // their keys; once a write succeeds the log is writable again.
     for i in 20..28 {
         let a = ledger
             .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
@@ -245,6 +246,7 @@ fn a_failed_write_fails_only_its_batch() {
         check_appended(&a, &leaf(&i.to_string()), ledger.verifier());
     }
     assert_eq!(ledger.latest().checkpoint.size, 28);
+    ledger.writable().unwrap();
     let entries = check_whole_log(&ledger);
     let mut got: Vec<String> = entries
         .iter()
@@ -470,9 +472,15 @@ fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
     }
     assert_eq!(ledger.latest().checkpoint.size, 20);
     assert_eq!(ledger.checkpoint(21).unwrap(), None);
+    let why = ledger.writable().unwrap_err();
+    assert!(
+        why.contains("stopped") && why.contains("disk gone"),
+        "{why}"
+    );
     drop(ledger);
 
     let ledger = Ledger::open(dir.path(), k, opts(8)).unwrap();
+    ledger.writable().unwrap();
     let size = ledger.latest().checkpoint.size;
     assert!(
         (20..=21).contains(&size),
