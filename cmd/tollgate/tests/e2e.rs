@@ -971,6 +971,150 @@ fn overload_answers_503_and_keeps_memory_and_the_log_bounded() {
     s.stop();
 }
 
+/// Hostile input on every route that takes any: each answer is a 4xx that
+/// says what is wrong, the gate keeps serving, and the log does not grow.
+#[test]
+fn hostile_input_on_every_route_is_4xx_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let base = s.checkpoint().size;
+    let (demo, admin) = (s.demo(), s.token());
+    let nested = "[".repeat(10_000) + &"]".repeat(10_000);
+    let tar_gz = |files: &[(&str, &[u8])]| {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            // Raw, so a hostile name (`..`) goes in as it is.
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            tar.append(&h, *data).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    let manifest: &[u8] = br#"{"engine": "rego", "entrypoint": "data.x.decision"}"#;
+    let zeros = vec![0u8; 64 << 20];
+    let bodies: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("/v1/decisions", demo.as_str(), nested.clone().into_bytes()),
+        ("/v1/decisions", demo.as_str(), vec![0xff, 0xfe, b'{', 0x80]),
+        ("/v1/replay", demo.as_str(), b"garbage".to_vec()),
+        ("/v1/replay", demo.as_str(), nested.clone().into_bytes()),
+        (
+            "/v1/replay",
+            demo.as_str(),
+            br#"{"receipt": 5, "receipt": "x"}"#.to_vec(),
+        ),
+        ("/v1/admin/callers", admin.as_str(), b"{".to_vec()),
+        (
+            "/v1/admin/callers",
+            admin.as_str(),
+            br#"{"name": "x", "roles": ["god"]}"#.to_vec(),
+        ),
+        (
+            "/v1/admin/callers",
+            admin.as_str(),
+            br#"{"name": "../x", "roles": ["read"]}"#.to_vec(),
+        ),
+        (
+            "/v1/admin/callers",
+            admin.as_str(),
+            br#"{"name": "x", "roles": ["read"], "actors": ["a*b*"]}"#.to_vec(),
+        ),
+        (
+            "/v1/admin/callers",
+            admin.as_str(),
+            br#"{"name": "x", "roles": ["read"], "extra": 1}"#.to_vec(),
+        ),
+        ("/v1/admin/policies", admin.as_str(), b"not gzip".to_vec()),
+        (
+            "/v1/admin/policies",
+            admin.as_str(),
+            tar_gz(&[
+                ("tollgate.json", manifest),
+                ("../escape.rego", b"package x\n"),
+            ]),
+        ),
+        (
+            "/v1/admin/policies",
+            admin.as_str(),
+            tar_gz(&[
+                ("tollgate.json", manifest),
+                ("p.rego", b"package x\ndecision := \n"),
+            ]),
+        ),
+        (
+            "/v1/admin/policies",
+            admin.as_str(),
+            tar_gz(&[("tollgate.json", manifest), ("bomb.json", &zeros)]),
+        ),
+        (
+            "/v1/admin/policies",
+            admin.as_str(),
+            tar_gz(&[("tollgate.json", b"{\"engine\": \"prolog\"}")]),
+        ),
+    ];
+    for (path, token, body) in &bodies {
+        let r = ureq::post(&format!("{}{path}", s.url))
+            .set("authorization", &format!("Bearer {token}"))
+            .send_bytes(body);
+        let (status, err) = response(r);
+        assert!(
+            (400..500).contains(&status),
+            "{path} ({} bytes): {status} {err}",
+            body.len()
+        );
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}: {status} {err}"
+        );
+    }
+    // Too large: refused at the limit. The gate answers 400 and closes the
+    // connection while the client may still be sending, so the client sees
+    // either that answer or its write cut off.
+    let r = ureq::post(&format!("{}/v1/decisions", s.url))
+        .set("authorization", &format!("Bearer {demo}"))
+        .send_bytes(&vec![b'{'; 2 << 20]);
+    match r {
+        Err(ureq::Error::Status(code, _)) => assert_eq!(code, 400),
+        Err(ureq::Error::Transport(_)) => {}
+        Ok(r) => panic!("an oversized body was answered {}", r.status()),
+    }
+    for path in [
+        "/log/tile/0/x999",
+        "/log/tile/../../etc/passwd",
+        "/log/tile/entries/000.p/0",
+        "/log/tile/99/000",
+        "/v1/proofs/inclusion?index=abc",
+        "/v1/proofs/inclusion?index=18446744073709551615",
+        "/v1/proofs/consistency?old=5&new=2",
+        "/v1/proofs/consistency?old=1&new=99999999999",
+        "/v1/checkpoints/-1",
+        "/v1/checkpoints/99999999999",
+        "/v1/policies/sha256:zz",
+    ] {
+        let status = s.get_bytes(path).expect_err(path);
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    let long_id = "a".repeat(100_000);
+    let status = s
+        .get_bytes(&format!("/v1/receipts/{long_id}"))
+        .expect_err("long id");
+    assert!((400..500).contains(&status), "long receipt id: {status}");
+    assert_eq!(s.get_text("/healthz"), "ok\n");
+    assert_eq!(s.checkpoint().size, base, "nothing was written");
+    s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 5}),
+        "after",
+    ));
+    s.stop();
+}
+
 /// Callers through the CLI, and tokens never in the gate's output: the
 /// gate runs with its most verbose logging while callers are added, used,
 /// rotated and revoked, and neither its stdout nor its stderr holds a token.

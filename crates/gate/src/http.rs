@@ -37,7 +37,6 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::By
     }
 }
 
-/// A `text/plain` answer.
 /// A JSON body (`what` names it in errors) as `T`, refusing a document that
 /// names a member twice (400 naming it: the gate and a reader of the log
 /// could otherwise see different values).
@@ -50,6 +49,7 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| GateError::BadInput(format!("{what}: {e}")))
 }
 
+/// A `text/plain` answer.
 pub(crate) fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, TEXT)], body).into_response()
 }

@@ -547,6 +547,115 @@ fn a_data_directory_others_can_read_is_refused() {
 
 /// A temporary directory only its owner may enter, as the gate requires of
 /// its data directory.
+/// Every route that needs a credential refuses none, a wrong one, a revoked
+/// one and one without the route's role (401 each, nothing written); the
+/// public routes (checkpoints, hash tiles, proofs by index, ops) need none.
+#[tokio::test]
+async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_credentials() {
+    let dir = private_tempdir();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        hash_cache_mb: 0,
+        ..Config::default()
+    };
+    let gate = Gate::open(&config).unwrap().gate;
+    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let app = gate::router(gate.clone());
+    let token = |name: &'static str, roles: &'static [&'static str]| {
+        let app = app.clone();
+        let admin = admin.clone();
+        async move {
+            let (status, made) = call(
+                &app,
+                "POST",
+                "/v1/admin/callers",
+                Some(&admin),
+                &serde_json::json!({"name": name, "roles": roles, "actors": ["agent-*"]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{made}");
+            made["token"].as_str().unwrap().to_string()
+        }
+    };
+    let revoked = token("everything", &["decide", "read", "admin"]).await;
+    let reader = token("reader", &["read"]).await;
+    let decider = token("decider", &["decide"]).await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/v1/admin/callers/everything/revoke",
+        Some(&admin),
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let size = gate.ledger().latest().checkpoint.size;
+    let wrong = "0".repeat(64);
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{receipt_id}", "00")
+            .replace("{size}", "1")
+            .replace("{version}", &format!("sha256:{}", "0".repeat(64)))
+            .replace("{name}", "reader");
+        let is = |p: &str| *path == p;
+        // The route's role, and a live caller without it.
+        let (uri, without) = if is("/v1/decisions") {
+            (concrete, Some(reader.as_str()))
+        } else if path.starts_with("/v1/admin/")
+            || is("/v1/receipts/{receipt_id}")
+            || is("/v1/policies/{version}")
+            || is("/v1/replay")
+        {
+            // Admin and read routes: the decider has neither role.
+            (concrete, Some(decider.as_str()))
+        } else if is("/log/tile/{*path}") {
+            // Entry bundles reveal decisions; hash tiles are public (below).
+            (
+                concrete.replace("{*path}", "entries/000.p/1"),
+                Some(decider.as_str()),
+            )
+        } else {
+            (format!("{concrete}?index=0&old=1&new=1"), None)
+        };
+        let Some(without) = without else {
+            let (status, body) = call(&app, method, &uri, None, &serde_json::Value::Null).await;
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+            continue;
+        };
+        for (what, t) in [
+            ("no token", None),
+            ("a wrong token", Some(wrong.as_str())),
+            ("a revoked caller", Some(revoked.as_str())),
+            ("a caller without the role", Some(without)),
+        ] {
+            let (status, body) = call(&app, method, &uri, t, &serde_json::Value::Null).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {what}: {body}"
+            );
+            assert_eq!(body["error"], "unauthorized", "{method} {uri}");
+        }
+    }
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/log/tile/0/000.p/1",
+        None,
+        &serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "hash tiles are public");
+    assert_eq!(
+        gate.ledger().latest().checkpoint.size,
+        size,
+        "nothing was written"
+    );
+}
+
 /// Admin bodies are strict JSON too: a member named twice is 400, naming it,
 /// and nothing is written.
 #[tokio::test]

@@ -222,9 +222,17 @@ fn compile_error(file: &str, e: &dyn std::fmt::Display) -> Error {
     }
 }
 
+/// Most elements `numbers.range` and `numbers.range_step` may produce. A
+/// builtin runs to its end before the evaluation timer is looked at, so
+/// `numbers.range(1, input.target.n)` let a caller choose how much memory and
+/// time one evaluation takes (3e8 elements: gigabytes, seconds past a 50 ms
+/// limit); past this bound the call fails and the decision is SILENCE.
+pub const MAX_RANGE_ELEMENTS: i64 = 1_000_000;
+
 /// An engine with the evaluation timer, `time.now_ns()` pinned to the
-/// bound decision time, and every non-deterministic builtin replaced by an
-/// extension that fails (extensions are looked up before builtins).
+/// bound decision time, `numbers.range`/`numbers.range_step` bounded
+/// ([`MAX_RANGE_ELEMENTS`]), and every non-deterministic builtin replaced by
+/// an extension that fails (extensions are looked up before builtins).
 fn new_engine() -> Result<regorus::Engine, Error> {
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(timer(EVAL_TIME_LIMIT));
@@ -235,6 +243,27 @@ fn new_engine() -> Result<regorus::Engine, Error> {
             Box::new(|_| Ok(Value::from(DECIDED_AT_NS.with(Cell::get)))),
         )
         .map_err(|e| Error::InvalidBundle(format!("pinning time.now_ns: {e}")))?;
+    engine
+        .add_extension(
+            "numbers.range".into(),
+            2,
+            Box::new(|args| bounded_range("numbers.range", &args[0], &args[1], 1)),
+        )
+        .map_err(|e| Error::InvalidBundle(format!("bounding numbers.range: {e}")))?;
+    engine
+        .add_extension(
+            "numbers.range_step".into(),
+            3,
+            Box::new(|args| {
+                let step = integer("numbers.range_step", &args[2])?;
+                anyhow::ensure!(
+                    step > 0,
+                    "numbers.range_step: step must be a positive integer"
+                );
+                bounded_range("numbers.range_step", &args[0], &args[1], step)
+            }),
+        )
+        .map_err(|e| Error::InvalidBundle(format!("bounding numbers.range_step: {e}")))?;
     for &(name, arity) in NON_DETERMINISTIC {
         engine
             .add_extension(
@@ -247,6 +276,33 @@ fn new_engine() -> Result<regorus::Engine, Error> {
             .map_err(|e| Error::InvalidBundle(format!("refusing {name}: {e}")))?;
     }
     Ok(engine)
+}
+
+fn integer(builtin: &str, v: &Value) -> anyhow::Result<i64> {
+    match v {
+        Value::Number(n) if n.is_integer() => n
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("{builtin}: {v} is out of range")),
+        other => anyhow::bail!("{builtin}: operand {other} must be an integer"),
+    }
+}
+
+/// `from` to `to` inclusive, by `step` (> 0) towards `to`, as regorus's
+/// `numbers.range`/`numbers.range_step` compute it, refused past
+/// [`MAX_RANGE_ELEMENTS`] before anything is allocated.
+fn bounded_range(builtin: &str, from: &Value, to: &Value, step: i64) -> anyhow::Result<Value> {
+    let (from, to) = (integer(builtin, from)?, integer(builtin, to)?);
+    let span = i128::from(to) - i128::from(from);
+    let elements = span.abs() / i128::from(step) + 1;
+    anyhow::ensure!(
+        elements <= i128::from(MAX_RANGE_ELEMENTS),
+        "{builtin}: {elements} elements, more than the {MAX_RANGE_ELEMENTS} a policy may build"
+    );
+    let step = if span >= 0 { step } else { -step };
+    let values = (0..elements as i64)
+        .map(|i| Value::from(from + i * step))
+        .collect::<Vec<_>>();
+    Ok(Value::from(values))
 }
 
 /// Refuses a call to a non-deterministic builtin, naming file and line,
@@ -365,6 +421,57 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bounded ranges give what regorus's builtins give below the bound
+    /// and fail past it, before allocating.
+    #[test]
+    fn ranges_are_regorus_ranges_up_to_the_bound() {
+        let cases = [
+            "numbers.range(1, 5)",
+            "numbers.range(5, 1)",
+            "numbers.range(-3, 3)",
+            "numbers.range(7, 7)",
+            "numbers.range_step(1, 10, 3)",
+            "numbers.range_step(10, 1, 3)",
+            "numbers.range_step(0, 9, 9)",
+            "numbers.range_step(2, 2, 5)",
+        ];
+        for call in cases {
+            let src = format!("package t\nx := {call}\n");
+            let mut ours = new_engine().unwrap();
+            ours.add_policy("p.rego".into(), src.clone()).unwrap();
+            let mut theirs = regorus::Engine::new();
+            theirs.add_policy("p.rego".into(), src).unwrap();
+            assert_eq!(
+                ours.eval_rule("data.t.x".into()).unwrap(),
+                theirs.eval_rule("data.t.x".into()).unwrap(),
+                "{call}"
+            );
+        }
+        for call in [
+            "numbers.range(1, 1000001)",
+            "numbers.range(0, 9223372036854775807)",
+            "numbers.range_step(0, 100000000, 2)",
+            "numbers.range_step(1, 5, 0)",
+            "numbers.range(1.5, 3)",
+        ] {
+            let mut ours = new_engine().unwrap();
+            ours.add_policy("p.rego".into(), format!("package t\nx := {call}\n"))
+                .unwrap();
+            let err = ours.eval_rule("data.t.x".into()).unwrap_err().to_string();
+            assert!(err.contains("numbers.range"), "{call}: {err}");
+        }
+        let mut ours = new_engine().unwrap();
+        ours.add_policy(
+            "p.rego".into(),
+            "package t\nx := count(numbers.range(1, 1000000))\n".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            ours.eval_rule("data.t.x".into()).unwrap(),
+            Value::from(1_000_000_i64)
+        );
+    }
 
     /// Past the publish-time check, a non-deterministic builtin still cannot
     /// run: the engine every policy compiles into fails the call.
