@@ -209,11 +209,24 @@ pub fn config_env(data: &[u8]) {
     }
 }
 
-/// Verifier and signer key strings: a parsed vkey prints as itself.
+/// Verifier and signer key strings: a parsed vkey prints in its canonical
+/// form (the key hash in lowercase hex; like Go's note package, the parser
+/// takes either case), which parses to the same key.
 pub fn vkey(data: &[u8]) {
     let Some(t) = text(data) else { return };
     if let Ok(k) = VerifierKey::parse(t) {
-        assert_eq!(k.to_string(), t);
+        let printed = k.to_string();
+        assert_eq!(VerifierKey::parse(&printed).expect("re-parses"), k);
+        let parts: Vec<&str> = t.splitn(3, '+').collect();
+        assert_eq!(
+            printed,
+            format!(
+                "{}+{}+{}",
+                parts[0],
+                parts[1].to_ascii_lowercase(),
+                parts[2]
+            )
+        );
     }
     let _ = SignerKey::parse(t);
 }
