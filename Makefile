@@ -7,13 +7,21 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/tollgate/target
 export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/tollgate/rocksdb-11.8.1
 export ROCKSDB_STATIC = 1
 CARGO ?= cargo
+# The tests beyond cargo: a Python virtual environment and npm packages,
+# installed (pinned) by scripts/install-test-deps.sh.
+VENV = $(HOME)/.cache/tollgate/venv
+NPM_DIR = $(HOME)/.cache/tollgate/npm
 
-.PHONY: deps run test demo bench lint fmt fuzz crashloop
+.PHONY: deps test-deps run test demo bench lint fmt fuzz crashloop
 
 ## deps: install missing system packages (compiler, libclang), build RocksDB once
 deps:
 	@./scripts/install-deps.sh
 	@./scripts/build-rocksdb.sh
+
+## test-deps: the Python packages and npm test servers the tests use
+test-deps:
+	@./scripts/install-test-deps.sh
 
 ## run: build and start the gate on its embedded default (./data, keys,
 ## admin token and the demo caller generated on first start, the example
@@ -33,9 +41,12 @@ demo: deps
 	$(CARGO) test --release --workspace --no-run --quiet
 	$(CARGO_TARGET_DIR)/release/tollgate-demo
 
-## test: the whole suite
-test: deps
+## test: the whole suite: every crate's tests, then the MCP gateway driven
+## by the official Python SDK against real MCP servers (pytest)
+test: deps test-deps
 	$(CARGO) test --release --workspace
+	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
 
 ## bench: criterion benchmarks, the ledger's append and proof tables, the gate
 ## load generator, then proofcheck's audit throughput
@@ -66,10 +77,13 @@ CRASHLOOP_CYCLES ?= 20
 crashloop: deps
 	CRASHLOOP_CYCLES=$(CRASHLOOP_CYCLES) $(CARGO) test --release -p tollgate --test crashloop -- --nocapture
 
-## lint: rustfmt and clippy, warnings are errors
-lint: deps
+## lint: rustfmt and clippy (warnings are errors); ruff and mypy --strict for the Python
+lint: deps test-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check tests
+	$(VENV)/bin/ruff format --check tests
+	cd tests/mcp && $(VENV)/bin/mypy --strict --cache-dir /dev/null .
 
 ## fmt: format the code
 fmt:

@@ -5,7 +5,11 @@ Both schemas/decision-request.schema.json and protocol::DecisionRequest must
 accept every document in accept/ and reject every document in reject/
 (crates/protocol/tests/contract.rs). Run from this directory to regenerate.
 """
-import copy, json, os, shutil
+
+import copy
+import json
+import os
+import shutil
 
 BASE = {
     "actor": {"id": "agent-treasury", "kind": "agent"},
@@ -16,11 +20,13 @@ BASE = {
     "idempotency_key": "k-1",
 }
 
+
 def nest(depth):
     v = 1
     for _ in range(depth):
         v = {"x": v}
     return v
+
 
 def with_(path, value):
     d = copy.deepcopy(BASE)
@@ -30,6 +36,7 @@ def with_(path, value):
     cur[path[-1]] = value
     return d
 
+
 def without(path):
     d = copy.deepcopy(BASE)
     cur = d
@@ -37,6 +44,7 @@ def without(path):
         cur = cur[p]
     del cur[path[-1]]
     return d
+
 
 accept = {
     "minimal": without(["context"]),
@@ -57,7 +65,7 @@ accept = {
     "64-items": with_(["target"], {"a": list(range(64))}),
     "id-128": with_(["actor", "id"], "a" * 128),
     "id-punctuation": with_(["idempotency_key"], "!~#$%&'()*+,-./:;<=>?@[]^_`{|}"),
-    "surface-64": with_(["surface"], "a" + "b_.-9" * 12 + "xyz"[:63 - 60]),
+    "surface-64": with_(["surface"], "a" + "b_.-9" * 12 + "xyz"[: 63 - 60]),
     "null-and-bool": with_(["context"], {"a": None, "b": False}),
 }
 

@@ -1,6 +1,7 @@
 //! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
 
 mod client;
+mod mcp;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,21 @@ enum Command {
         #[command(subcommand)]
         command: CallerCommand,
     },
+    /// Put an MCP server behind the gate: every tools/call it is sent needs
+    /// a verified PERMIT; everything else passes unchanged.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Run the server as a child and speak MCP on this process's stdin and
+    /// stdout: point the agent's MCP configuration at
+    /// `tollgate mcp stdio --server NAME --actor ID ... -- <server command>`
+    /// instead of the server command.
+    Stdio(mcp::StdioArgs),
 }
 
 #[derive(clap::Args)]
@@ -184,6 +200,12 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
         Command::Caller { command } => caller(command),
+        Command::Mcp {
+            command: McpCommand::Stdio(args),
+        } => match mcp::stdio(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -85,6 +85,8 @@ pub enum Refusal {
         receipt_id: String,
         /// The verified receipt.
         receipt: Box<ReceiptBody>,
+        /// The verified answer (receipt and tlog-proof), to keep as evidence.
+        response: Box<DecisionResponse>,
     },
     /// The gate decided SILENCE (nothing permitted it, or something
     /// failed); the verified receipt says why.
@@ -96,6 +98,8 @@ pub enum Refusal {
         receipt_id: String,
         /// The verified receipt.
         receipt: Box<ReceiptBody>,
+        /// The verified answer (receipt and tlog-proof), to keep as evidence.
+        response: Box<DecisionResponse>,
     },
     /// No usable answer: the gate is unreachable, timed out, answered 503
     /// or another error status. Treated as SILENCE; nothing to verify.
@@ -274,11 +278,13 @@ pub fn verify_answer(
             reason: receipt.reason.clone(),
             receipt_id: receipt.receipt_id.clone(),
             receipt: Box::new(receipt),
+            response: Box::new(response),
         }),
         Decision::Silence => Err(Refusal::Silence {
             reason: receipt.reason.clone(),
             receipt_id: receipt.receipt_id.clone(),
             receipt: Box::new(receipt),
+            response: Box::new(response),
         }),
     }
 }

@@ -1,0 +1,287 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn line(v: &Value) -> String {
+    v.to_string()
+}
+
+fn to_server(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToServer(l) => Some(serde_json::from_str(l).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn to_client(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToClient(l) => Some(serde_json::from_str(l).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn decide(actions: Vec<Action>) -> Call {
+    let mut calls: Vec<Call> = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Decide(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 1, "one call to decide");
+    calls.pop().unwrap()
+}
+
+fn tools_page(id: &Value, tools: Value, next: Option<&str>) -> String {
+    let mut result = json!({"tools": tools});
+    if let Some(n) = next {
+        result["nextCursor"] = json!(n);
+    }
+    line(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+fn echo_tool() -> Value {
+    json!([{
+        "name": "echo",
+        "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
+        "annotations": {"readOnlyHint": true}
+    }, {
+        "name": "Delete File!",
+        "inputSchema": {"type": "object"},
+        "annotations": {"destructiveHint": true}
+    }])
+}
+
+fn call(id: Value, tool: &str, args: Value) -> String {
+    line(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}),
+    )
+}
+
+/// Through the handshake; a first call made the gateway list the tools,
+/// and was decided (returned).
+fn ready_with(first: String) -> (Gateway, Vec<Action>) {
+    let mut g = Gateway::new("everything", "agent-1", "s1");
+    let init = line(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"clientInfo": {"name": "pytest", "version": "1"}, "capabilities": {}}}));
+    assert_eq!(g.from_client(&init), vec![Action::ToServer(init.clone())]);
+    let inited = line(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert_eq!(
+        g.from_client(&inited),
+        vec![Action::ToServer(inited.clone())]
+    );
+    let out = g.from_client(&first);
+    let sent = to_server(&out);
+    assert_eq!(sent[0]["method"], "tools/list");
+    let out = g.from_server(&tools_page(&sent[0]["id"], echo_tool(), None));
+    (g, out)
+}
+
+fn ready() -> Gateway {
+    let (mut g, out) = ready_with(call(json!("warm-up"), "echo", json!({"message": "w"})));
+    let c = decide(out);
+    assert!(g.decided(c, Outcome::Failed("warm-up".into())).len() == 1);
+    g
+}
+
+#[test]
+fn a_permitted_call_reaches_the_server_and_its_result_carries_the_decision() {
+    let mut g = ready();
+    let c = decide(g.from_client(&call(json!(7), "echo", json!({"message": "hi"}))));
+    assert_eq!(c.intent["surface"], "everything");
+    assert_eq!(c.intent["action"], "echo");
+    assert_eq!(c.intent["actor"]["id"], "agent-1");
+    assert_eq!(c.intent["target"], json!({"message": "hi"}));
+    assert_eq!(c.intent["context"]["read_only"], true);
+    assert_eq!(c.intent["context"]["client"], "pytest 1");
+    protocol::DecisionRequest::parse(c.intent.to_string().as_bytes()).expect("a valid request");
+    let decision = json!({"decision": "PERMIT", "receipt_id": "r1"});
+    let out = g.decided(c, Outcome::Permit(decision.clone()));
+    assert_eq!(to_server(&out)[0]["params"]["name"], "echo");
+    let result =
+        json!({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "hi"}]}});
+    let out = to_client(&g.from_server(&line(&result)));
+    assert_eq!(out[0]["result"]["_meta"][META_KEY], decision);
+    assert_eq!(out[0]["result"]["content"][0]["text"], "hi");
+}
+
+#[test]
+fn refused_and_failed_decisions_never_reach_the_server() {
+    let mut g = ready();
+    let c = decide(g.from_client(&call(json!("a"), "echo", json!({"message": "x"}))));
+    let response = json!({"decision": "DENY", "receipt_id": "r2"});
+    let out = g.decided(
+        c,
+        Outcome::Refused {
+            decision: "DENY".into(),
+            reason: "no".into(),
+            response: response.clone(),
+        },
+    );
+    assert!(to_server(&out).is_empty());
+    let r = &to_client(&out)[0];
+    assert_eq!(r["id"], "a");
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(r["result"]["_meta"][META_KEY], response);
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("DENY") && text.contains("no") && text.contains("r2"),
+        "{text}"
+    );
+    let c = decide(g.from_client(&call(json!("b"), "echo", json!({"message": "x"}))));
+    let out = g.decided(c, Outcome::Failed("gate unreachable".into()));
+    assert!(to_server(&out).is_empty());
+    let text = to_client(&out)[0]["result"]["content"][0]["text"].clone();
+    assert!(text.as_str().unwrap().contains("SILENCE"), "{text}");
+}
+
+#[test]
+fn invalid_arguments_and_unknown_tools_reach_neither_gate_nor_server() {
+    let mut g = ready();
+    for (tool, args, why) in [
+        ("echo", json!({}), "invalid arguments"),
+        ("echo", json!({"message": 5}), "/message"),
+        ("nope", json!({}), "no tool"),
+    ] {
+        let out = g.from_client(&call(json!(1), tool, args));
+        assert!(
+            out.iter().all(|a| matches!(a, Action::ToClient(_))),
+            "{tool}"
+        );
+        let r = &to_client(&out)[0];
+        assert_eq!(r["result"]["isError"], true);
+        let text = r["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(why), "{text}");
+    }
+}
+
+/// Stateless MCP (no initialize): the gateway's listing carries the
+/// protocol `_meta` of the call that prompted it, follows every page, and
+/// the calls waiting meanwhile are decided once it is complete.
+#[test]
+fn calls_wait_for_the_tool_list_which_follows_pages_and_carries_the_protocol_meta() {
+    let mut g = Gateway::new("s", "a", "x");
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "mcp", "version": "0.1.0"},
+        "vendor.example/trace": "not copied"
+    });
+    let first = line(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "m"}, "_meta": meta}}));
+    let out = g.from_client(&first);
+    let list = &to_server(&out)[0];
+    assert_eq!(list["method"], "tools/list");
+    assert_eq!(
+        list["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert!(list["params"]["_meta"]
+        .get("vendor.example/trace")
+        .is_none());
+    // A second call waits without a second listing.
+    assert!(g
+        .from_client(&call(json!(4), "echo", json!({"message": "n"})))
+        .is_empty());
+    let out = g.from_server(&tools_page(&list["id"], json!([]), Some("p2")));
+    let second = to_server(&out);
+    assert_eq!(second[0]["params"]["cursor"], "p2");
+    assert_eq!(second[0]["params"]["_meta"], list["params"]["_meta"]);
+    let decided: Vec<Call> = g
+        .from_server(&tools_page(&second[0]["id"], echo_tool(), None))
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Decide(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decided.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        [json!(3), json!(4)]
+    );
+    assert_eq!(decided[0].intent["context"]["client"], "mcp 0.1.0");
+}
+
+#[test]
+fn a_call_cancelled_while_decided_is_dropped() {
+    let mut g = ready();
+    let c = decide(g.from_client(&call(json!(9), "echo", json!({"message": "m"}))));
+    let cancel = line(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}),
+    );
+    assert!(g.from_client(&cancel).is_empty());
+    assert!(g.decided(c, Outcome::Permit(json!({}))).is_empty());
+    // Any other cancellation passes.
+    assert_eq!(
+        g.from_client(&cancel),
+        vec![Action::ToServer(cancel.clone())]
+    );
+}
+
+#[test]
+fn everything_else_passes_both_ways_unchanged() {
+    let mut g = ready();
+    for m in [
+        json!({"jsonrpc": "2.0", "id": 5, "method": "resources/list"}),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 2}}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+    ] {
+        assert_eq!(g.from_client(&line(&m)), vec![Action::ToServer(line(&m))]);
+    }
+    for m in [
+        json!({"jsonrpc": "2.0", "id": 5, "result": {"resources": []}}),
+        json!({"jsonrpc": "2.0", "id": "srv-1", "method": "sampling/createMessage", "params": {}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}}),
+    ] {
+        assert_eq!(g.from_server(&line(&m)), vec![Action::ToClient(line(&m))]);
+    }
+    // A changed list is passed on and fetched again at the next call.
+    let changed = line(&json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    assert_eq!(g.from_server(&changed), vec![Action::ToClient(changed)]);
+    let out = g.from_client(&call(json!(8), "echo", json!({"message": "m"})));
+    assert_eq!(to_server(&out)[0]["method"], "tools/list");
+}
+
+#[test]
+fn malformed_messages_get_a_json_rpc_error_and_batches_are_refused() {
+    let mut g = ready();
+    for bad in [
+        "not json",
+        "{\"id\": 1}",
+        "[{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"tools/call\"}]",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2}",
+    ] {
+        let r = &to_client(&g.from_client(bad))[0];
+        assert!(r["error"]["code"].as_i64().is_some(), "{bad}: {r}");
+        let r = &to_server(&g.from_server(bad))[0];
+        assert!(r["error"]["code"].as_i64().is_some(), "{bad}: {r}");
+    }
+}
+
+#[test]
+fn action_names_map_deterministically_and_keep_valid_ones() {
+    assert_eq!(action_name("echo"), "echo");
+    assert_eq!(action_name("get_sum.v2-x"), "get_sum.v2-x");
+    let a = action_name("Delete File!");
+    assert!(a.starts_with("delete-file-."), "{a}");
+    assert_eq!(a, action_name("Delete File!"));
+    assert_ne!(action_name("Delete File!"), action_name("delete file?"));
+    let b = action_name("9lives");
+    assert!(b.starts_with("t-9lives."), "{b}");
+    let long = action_name(&"X".repeat(200));
+    assert!(long.len() <= 64, "{long}");
+    for name in ["Delete File!", "9lives", "ünïcode", &"X".repeat(200)] {
+        let intent = json!({
+            "actor": {"id": "a", "kind": "agent"}, "surface": "s",
+            "action": action_name(name), "target": {}, "idempotency_key": "k",
+        });
+        protocol::DecisionRequest::parse(intent.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

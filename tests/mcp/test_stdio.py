@@ -1,0 +1,146 @@
+"""`tollgate mcp stdio` between the official Python SDK client (the agent)
+and real MCP servers nobody here wrote: the reference server-everything
+(Node) and a server written with the Python SDK whose side effects show
+which calls reached it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+from conftest import BIN, Gate
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, TextContent
+
+META = "dev.tollgate/decision"
+
+
+def params(command: list[str]) -> StdioServerParameters:
+    return StdioServerParameters(command=command[0], args=command[1:])
+
+
+def text(result: CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def decision(result: CallToolResult) -> dict[str, Any]:
+    assert result.meta is not None, text(result)
+    d = result.meta[META]
+    assert isinstance(d, dict)
+    return d
+
+
+def proofcheck(gate: Gate, response: dict[str, Any], tmp_path: Path) -> None:
+    saved = tmp_path / f"{response['receipt_id']}.json"
+    saved.write_text(json.dumps(response))
+    check = subprocess.run(
+        [str(BIN / "proofcheck"), "receipt", "--log-key", gate.log_key,
+         "--gate-key", gate.gate_key, str(saved)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_permitted_call_works_and_carries_a_receipt_proofcheck_verifies(
+    gate: Gate, everything: list[str], tmp_path: Path
+) -> None:
+    async def run() -> None:
+        async with Client(params(gate.gateway("everything", everything))) as client:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            assert {"echo", "get-env", "get-sum"} <= listed
+            result = await client.call_tool("echo", {"message": "through the gate"})
+            assert not result.is_error, text(result)
+            assert "through the gate" in text(result)
+            d = decision(result)
+            assert d["decision"] == "PERMIT"
+            proofcheck(gate, d, tmp_path)
+            total = await client.call_tool("get-sum", {"a": 2, "b": 3})
+            assert "5" in text(total) and decision(total)["decision"] == "PERMIT"
+
+    anyio.run(run)
+
+
+def test_denied_and_silent_calls_never_reach_the_server(
+    gate: Gate, notes: tuple[list[str], Path], everything: list[str], tmp_path: Path
+) -> None:
+    command, log = notes
+
+    async def run() -> None:
+        async with Client(params(gate.gateway("notes", command))) as client:
+            ok = await client.call_tool("write_note", {"text": "kept"})
+            assert not ok.is_error, text(ok)
+            assert decision(ok)["decision"] == "PERMIT"
+            # Not permitted anywhere in the policy: SILENCE, with its receipt.
+            erase = await client.call_tool("erase_everything", {"confirm": True})
+            assert erase.is_error
+            d = decision(erase)
+            assert d["decision"] == "SILENCE"
+            assert "SILENCE" in text(erase) and d["receipt_id"] in text(erase)
+            proofcheck(gate, d, tmp_path)
+        async with Client(params(gate.gateway("everything", everything))) as client:
+            env = await client.call_tool("get-env", {})
+            assert env.is_error
+            assert decision(env)["decision"] == "DENY"
+            assert "DENY" in text(env)
+
+    anyio.run(run)
+    # The server's own record: the permitted call, and nothing else.
+    assert log.read_text().splitlines() == ["write_note\tkept"]
+
+
+def test_invalid_arguments_are_refused_before_the_gate_and_the_server(
+    gate: Gate, notes: tuple[list[str], Path]
+) -> None:
+    command, log = notes
+
+    async def run() -> None:
+        async with Client(params(gate.gateway("notes", command))) as client:
+            invalid: list[dict[str, Any]] = [{}, {"text": 5}, {"text": ["x"]}]
+            for args in invalid:
+                r = await client.call_tool("write_note", args)
+                assert r.is_error
+                assert "invalid arguments" in text(r) and "not called" in text(r), text(r)
+                # Refused before the gate: no decision was asked for.
+                assert r.meta is None or META not in r.meta
+
+    anyio.run(run)
+    assert log.read_text() == ""
+
+
+def test_a_gate_that_is_down_fails_closed(gate: Gate, notes: tuple[list[str], Path]) -> None:
+    command, log = notes
+
+    async def run() -> None:
+        down = "http://127.0.0.1:9"  # discard: nothing answers
+        async with Client(params(gate.gateway("notes", command, url=down))) as client:
+            r = await client.call_tool("write_note", {"text": "must not land"})
+            assert r.is_error
+            assert "SILENCE" in text(r) and "no verified decision" in text(r), text(r)
+
+    anyio.run(run)
+    assert log.read_text() == ""
+
+
+def test_progress_notifications_pass_through(gate: Gate, everything: list[str]) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async def run() -> None:
+        async with Client(params(gate.gateway("everything", everything))) as client:
+            r = await client.call_tool(
+                "trigger-long-running-operation",
+                {"duration": 1, "steps": 3},
+                progress_callback=on_progress,
+            )
+            assert not r.is_error, text(r)
+            assert decision(r)["decision"] == "PERMIT"
+
+    anyio.run(run)
+    assert len(seen) >= 2, seen
