@@ -49,14 +49,17 @@ test: deps test-deps
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
 
 ## bench: criterion benchmarks, the ledger's append and proof tables, the gate
-## load generator, then proofcheck's audit throughput
-bench: deps
+## load generator, proofcheck's audit throughput, then the latency the MCP
+## gateway adds per tools/call
+bench: deps test-deps
 	$(CARGO) bench --workspace
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger
 	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
 	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
 	./scripts/bench-audit.sh
+	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
+	  $(VENV)/bin/python tests/mcp/bench_latency.py
 
 ## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 60)
 ## from its checked-in seeds; prints executions per target. cargo-fuzz is

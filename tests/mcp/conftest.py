@@ -41,8 +41,8 @@ class Gate:
         ]  # fmt: skip
 
 
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
+def start_gate(tmp_path: Path) -> Gate:
+    """`tollgate serve` on a fresh data directory, the example MCP policy active."""
     data = tmp_path / "data"
     env = dict(os.environ, TOLLGATE_LOG="warn")
     process = subprocess.Popen(
@@ -76,9 +76,15 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
         check=False,
     )  # fmt: skip
     assert publish.returncode == 0, publish.stderr
-    yield Gate(url, keys["log"], keys["gate"], data / "demo.token", process)
-    process.kill()
-    process.wait()
+    return Gate(url, keys["log"], keys["gate"], data / "demo.token", process)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = start_gate(tmp_path)
+    yield g
+    g.process.kill()
+    g.process.wait()
 
 
 @pytest.fixture
