@@ -144,3 +144,29 @@ def test_progress_notifications_pass_through(gate: Gate, everything: list[str]) 
 
     anyio.run(run)
     assert len(seen) >= 2, seen
+
+
+def test_malformed_lines_get_a_json_rpc_error_and_the_gateway_keeps_running(
+    gate: Gate, notes: tuple[list[str], Path]
+) -> None:
+    command, log = notes
+    lines = [
+        "garbage",
+        '[{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "write_note"}}]',
+        '{"jsonrpc": "2.0", "id": 2, "method": "ping", "id": 3}',
+        '{"jsonrpc": "2.0", "id": 4, "method": "ping"}',
+    ]
+    done = subprocess.run(
+        gate.gateway("notes", command),
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [a["error"]["code"] for a in answers[:3]] == [-32700, -32600, -32700], answers
+    # The ping after them is answered by the server: the gateway kept running.
+    assert answers[3]["id"] == 4 and "result" in answers[3], answers[3]
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == ""

@@ -3,14 +3,14 @@
 //! through only on a verified PERMIT from the gate (the rules are in the
 //! `mcp` crate; this is the I/O).
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use mcp::{Action, Gateway, Outcome};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
 
 #[derive(clap::Args)]
 pub(crate) struct StdioArgs {
@@ -54,36 +54,32 @@ pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
         .with_token(token.trim());
     let session = keyfile::new_token();
     let gateway = Gateway::new(&args.server, &args.actor, &session);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args.command, gateway, Arc::new(gate)))
+    run(&args.command, gateway, Arc::new(gate))
 }
 
-/// Where lines go, and the gate.
+/// Where lines go, and the gate. Plain threads and blocking pipes: a line
+/// crosses the gateway with no hand-off but the channel to its writer.
 #[derive(Clone)]
 struct Io {
     gateway: Arc<Mutex<Gateway>>,
-    client: mpsc::UnboundedSender<String>,
-    server: mpsc::UnboundedSender<String>,
+    client: mpsc::Sender<Option<String>>,
+    server: mpsc::Sender<Option<String>>,
     gate: Arc<sdk::Client>,
 }
 
 impl Io {
-    /// Carries out `actions`; a decision is asked for off the async threads
-    /// and its outcome carried out when it comes.
+    /// Carries out `actions`; each decision is asked for on a thread of its
+    /// own (the client may send more calls meanwhile) and its outcome
+    /// carried out when it comes.
     fn act(&self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::ToClient(line) => drop(self.client.send(line)),
-                Action::ToServer(line) => drop(self.server.send(line)),
+                Action::ToClient(line) => drop(self.client.send(Some(line))),
+                Action::ToServer(line) => drop(self.server.send(Some(line))),
                 Action::Decide(call) => {
                     let io = self.clone();
-                    tokio::spawn(async move {
-                        let (gate, intent) = (io.gate.clone(), call.intent.clone());
-                        let outcome = tokio::task::spawn_blocking(move || decide(&gate, &intent))
-                            .await
-                            .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
+                    std::thread::spawn(move || {
+                        let outcome = decide(&io.gate, &call.intent);
                         let next = io.gateway.lock().expect("gateway").decided(call, outcome);
                         io.act(next);
                     });
@@ -116,91 +112,81 @@ fn decide(gate: &sdk::Client, intent: &serde_json::Value) -> Outcome {
     }
 }
 
-async fn run(
-    command: Vec<String>,
-    gateway: Gateway,
-    gate: Arc<sdk::Client>,
-) -> Result<std::process::ExitCode> {
-    let mut child = tokio::process::Command::new(&command[0])
+/// Writes each line it is sent, newline-terminated and flushed, until it is
+/// sent `None` or every sender is gone; then `out` is dropped (for the
+/// server: the end of its input).
+fn writer(
+    out: impl Write + Send + 'static,
+    lines: mpsc::Receiver<Option<String>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(out);
+        for line in lines.iter().map_while(|l| l) {
+            let sent = out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            if sent.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Feeds each non-empty line of `input` to `handle` until it ends.
+fn reader(input: impl Read, mut handle: impl FnMut(&str)) {
+    for line in BufReader::new(input).lines() {
+        match line {
+            Ok(l) if l.trim().is_empty() => {}
+            Ok(l) => handle(&l),
+            Err(_) => break,
+        }
+    }
+}
+
+fn run(command: &[String], gateway: Gateway, gate: Arc<sdk::Client>) -> Result<ExitCode> {
+    let mut child = Command::new(&command[0])
         .args(&command[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting the MCP server {:?}", command[0]))?;
-    let mut server_in = child.stdin.take().expect("piped");
+    let server_in = child.stdin.take().expect("piped");
     let server_out = child.stdout.take().expect("piped");
-    let (to_client, mut client_lines) = mpsc::unbounded_channel::<String>();
-    let (to_server, mut server_lines) = mpsc::unbounded_channel::<String>();
+    let (to_client, client_lines) = mpsc::channel::<Option<String>>();
+    let (to_server, server_lines) = mpsc::channel::<Option<String>>();
+    let client_writer = writer(std::io::stdout(), client_lines);
+    let server_writer = writer(server_in, server_lines);
     let io = Io {
         gateway: Arc::new(Mutex::new(gateway)),
         client: to_client,
         server: to_server,
         gate,
     };
-    // Writers: one line per message, flushed.
-    let client_writer = tokio::spawn(async move {
-        let mut out = tokio::io::stdout();
-        while let Some(line) = client_lines.recv().await {
-            if out.write_all(format!("{line}\n").as_bytes()).await.is_err() {
-                break;
-            }
-            let _ = out.flush().await;
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(line) = server_lines.recv().await {
-            if server_in
-                .write_all(format!("{line}\n").as_bytes())
-                .await
-                .is_err()
-            {
-                break;
-            }
-            let _ = server_in.flush().await;
-        }
-        // Dropping stdin tells the server the client is gone.
-    });
-    // The server's output, to the gateway.
     let from_server = {
         let io = io.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(server_out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let actions = io.gateway.lock().expect("gateway").from_server(&line);
+        std::thread::spawn(move || {
+            reader(server_out, |line| {
+                let actions = io.gateway.lock().expect("gateway").from_server(line);
                 io.act(actions);
-            }
+            });
         })
     };
-    // The client's input, to the gateway, until it closes.
-    {
-        let io = io.clone();
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        loop {
-            tokio::select! {
-                line = lines.next_line() => match line {
-                    Ok(Some(line)) if line.trim().is_empty() => {}
-                    Ok(Some(line)) => {
-                        let actions = io.gateway.lock().expect("gateway").from_client(&line);
-                        io.act(actions);
-                    }
-                    _ => break,
-                },
-                _ = child.wait() => break,
-            }
-        }
-    }
-    // Close the server's stdin (its writer ends when every sender is gone),
-    // let it finish, then pass on what it said last.
-    drop(io);
-    let status = child.wait().await.context("waiting for the MCP server")?;
-    let _ = from_server.await;
-    let _ = client_writer.await;
-    Ok(std::process::ExitCode::from(
+    // The client's input until it closes; then the server's input is
+    // closed (decisions still in flight are not sent on), the server ends,
+    // and what it said last reaches the client.
+    reader(std::io::stdin(), |line| {
+        let actions = io.gateway.lock().expect("gateway").from_client(line);
+        io.act(actions);
+    });
+    let _ = io.server.send(None);
+    let _ = server_writer.join();
+    let status = child.wait().context("waiting for the MCP server")?;
+    let _ = from_server.join();
+    let _ = io.client.send(None);
+    let _ = client_writer.join();
+    Ok(ExitCode::from(
         u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
     ))
 }
