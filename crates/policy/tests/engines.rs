@@ -251,6 +251,36 @@ fn both_engines_give_the_same_decision_for_every_case() {
     }
 }
 
+/// The example policies for MCP tools (examples/policies/mcp-rego and
+/// mcp-cedar) mean the same: intents as `tollgate mcp` builds them.
+#[test]
+fn both_mcp_examples_give_the_same_decision_for_every_case() {
+    let rego = compile("mcp-rego");
+    let cedar = compile("mcp-cedar");
+    let tool = |server: &str, action: &str, hints: Value| {
+        let mut context = json!({"tool": action, "client": "pytest 1"});
+        for (k, v) in hints.as_object().unwrap() {
+            context[k] = v.clone();
+        }
+        req("agent-mcp", server, action, json!({"message": "hi"}), context)
+    };
+    let cases = [
+        ("read-only tool of a known server", tool("everything", "echo", json!({"read_only": true})), Decision::Permit),
+        ("named tool", tool("notes", "write_note", json!({"read_only": false})), Decision::Permit),
+        ("never get-env", tool("everything", "get-env", json!({"read_only": true})), Decision::Deny),
+        ("destructive", tool("notes", "erase_everything", json!({"destructive": true})), Decision::Deny),
+        ("not read-only, not named", tool("everything", "toggle-simulated-logging", json!({"read_only": false})), Decision::Silence),
+        ("no annotations", tool("notes", "erase_everything", json!({})), Decision::Silence),
+        ("unknown server", tool("other", "echo", json!({"read_only": true})), Decision::Silence),
+    ];
+    for (what, request, want) in cases {
+        for (engine, p) in [("rego", &rego), ("cedar", &cedar)] {
+            let got = p.evaluate(&input(p, request.clone(), NORMAL));
+            assert_eq!(got.decision, want, "{engine}: {what}: {}", got.reason);
+        }
+    }
+}
+
 #[test]
 fn versions_are_content_addresses() {
     let a = Bundle::from_dir(&examples().join("rego")).unwrap();
