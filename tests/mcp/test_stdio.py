@@ -170,3 +170,42 @@ def test_malformed_lines_get_a_json_rpc_error_and_the_gateway_keeps_running(
     assert answers[3]["id"] == 4 and "result" in answers[3], answers[3]
     assert done.returncode == 0, done.stderr
     assert log.read_text() == ""
+
+
+def test_the_gate_can_run_inside_the_gateway(
+    gate: Gate, notes: tuple[list[str], Path], tmp_path: Path
+) -> None:
+    """`--data-dir`: the gate runs in the gateway's own process on the data
+    directory `tollgate serve` made (and no longer holds), deciding as a
+    configured caller; receipts say `via: in_process` and verify the same."""
+    command, log = notes
+    data = gate.token_file.parent
+    add = subprocess.run(
+        [str(BIN / "tollgate"), "caller", "add", "mcp", "--role", "decide",
+         "--actor", "agent-mcp", "--token-out", str(tmp_path / "mcp.token"),
+         "--url", gate.url, "--token-file", str(data / "admin.token")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    gate.process.terminate()
+    assert gate.process.wait(timeout=30) == 0
+    gateway = [
+        str(BIN / "tollgate"), "mcp", "stdio", "--server", "notes", "--actor", "agent-mcp",
+        "--data-dir", str(data), "--caller", "mcp", "--", *command,
+    ]  # fmt: skip
+
+    async def run() -> None:
+        async with Client(params(gateway)) as client:
+            ok = await client.call_tool("write_note", {"text": "in process"})
+            assert not ok.is_error, text(ok)
+            d = decision(ok)
+            assert d["decision"] == "PERMIT"
+            assert '"via":"in_process"' in d["receipt"]
+            proofcheck(gate, d, tmp_path)
+            erase = await client.call_tool("erase_everything", {"confirm": True})
+            assert erase.is_error and decision(erase)["decision"] == "SILENCE"
+
+    anyio.run(run)
+    assert log.read_text().splitlines() == ["write_note\tin process"]

@@ -24,14 +24,27 @@ pub(crate) struct StdioArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOLLGATE_URL")]
     gate: String,
     /// File holding the bearer token of a caller that may decide for the actor.
-    #[arg(long, env = "TOLLGATE_TOKEN_FILE")]
-    token_file: PathBuf,
+    #[arg(
+        long,
+        env = "TOLLGATE_TOKEN_FILE",
+        required_unless_present = "data_dir"
+    )]
+    token_file: Option<PathBuf>,
     /// The log's checkpoint key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_LOG_KEY")]
-    log_key: String,
+    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
+    log_key: Option<String>,
     /// The gate's receipt key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_GATE_KEY")]
-    gate_key: String,
+    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
+    gate_key: Option<String>,
+    /// Run the gate inside this process on this data directory (as `tollgate
+    /// serve --data-dir` would, which must not be running on it) instead of
+    /// asking one at --gate. Receipts name --caller, `via: in_process`.
+    #[arg(long, conflicts_with_all = ["token_file", "log_key", "gate_key", "ca_file"])]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: the caller (created with `tollgate caller add`, bound
+    /// to the actor) the decisions are asked as.
+    #[arg(long, requires = "data_dir", default_value = "mcp")]
+    caller: String,
     /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
     #[arg(long, env = "TOLLGATE_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -43,18 +56,82 @@ pub(crate) struct StdioArgs {
 /// Runs the gateway until the client closes its input or the server exits;
 /// exits with the server's status.
 pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
-    let trust = sdk::Trust::new(
-        note::VerifierKey::parse(&args.log_key).context("--log-key")?,
-        note::VerifierKey::parse(&args.gate_key).context("--gate-key")?,
-    );
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("reading {}", args.token_file.display()))?;
-    let gate = sdk::Client::new(&args.gate, trust)
-        .with_agent(crate::client::agent(args.ca_file.as_deref())?)
-        .with_token(token.trim());
+    let decider = match &args.data_dir {
+        Some(dir) => in_process(dir, &args.caller, &args.actor)?,
+        None => remote(&args)?,
+    };
     let session = keyfile::new_token();
     let gateway = Gateway::new(&args.server, &args.actor, &session);
-    run(&args.command, gateway, Arc::new(gate))
+    run(&args.command, gateway, Arc::new(decider))
+}
+
+/// Where decisions come from.
+enum Decider {
+    /// A gate at a URL, through the SDK.
+    Remote(sdk::Client),
+    /// The gate inside this process. Its answers are verified like a remote
+    /// gate's, with its own keys: one path from an answer to an outcome.
+    InProcess {
+        runtime: tokio::runtime::Runtime,
+        gate: Arc<gate::Gate>,
+        caller: Arc<gate::callers::Caller>,
+        trust: sdk::Trust,
+    },
+}
+
+fn remote(args: &StdioArgs) -> Result<Decider> {
+    let (Some(log_key), Some(gate_key), Some(token_file)) =
+        (&args.log_key, &args.gate_key, &args.token_file)
+    else {
+        anyhow::bail!("--log-key, --gate-key and --token-file are needed without --data-dir");
+    };
+    let trust = sdk::Trust::new(
+        note::VerifierKey::parse(log_key).context("--log-key")?,
+        note::VerifierKey::parse(gate_key).context("--gate-key")?,
+    );
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?;
+    Ok(Decider::Remote(
+        sdk::Client::new(&args.gate, trust)
+            .with_agent(crate::client::agent(args.ca_file.as_deref())?)
+            .with_token(token.trim()),
+    ))
+}
+
+fn in_process(dir: &std::path::Path, caller: &str, actor: &str) -> Result<Decider> {
+    let config = gate::Config {
+        data_dir: dir.to_path_buf(),
+        example_policy: false,
+        ..gate::Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = {
+        let _in_runtime = runtime.enter();
+        gate::Gate::open(&config)
+            .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
+    };
+    let gate = started.gate;
+    let Some(found) = gate.caller(caller) else {
+        anyhow::bail!(
+            "no live caller {caller:?} in {}: add one with `tollgate caller add {caller} \
+             --role decide --actor {actor}`",
+            dir.display()
+        );
+    };
+    anyhow::ensure!(
+        found.may_speak_for(actor),
+        "caller {caller:?} may not decide for actor {actor:?}"
+    );
+    let trust = sdk::Trust::new(gate.log_verifier().clone(), gate.gate_verifier().clone());
+    Ok(Decider::InProcess {
+        runtime,
+        gate,
+        caller: found,
+        trust,
+    })
 }
 
 /// Where lines go, and the gate. Plain threads and blocking pipes: a line
@@ -64,7 +141,7 @@ struct Io {
     gateway: Arc<Mutex<Gateway>>,
     client: mpsc::Sender<Option<String>>,
     server: mpsc::Sender<Option<String>>,
-    gate: Arc<sdk::Client>,
+    gate: Arc<Decider>,
 }
 
 impl Io {
@@ -90,9 +167,35 @@ impl Io {
 }
 
 /// The gate's verified decision on `intent`, as the gateway takes it.
-fn decide(gate: &sdk::Client, intent: &serde_json::Value) -> Outcome {
+fn decide(decider: &Decider, intent: &serde_json::Value) -> Outcome {
     let json = |r: &protocol::DecisionResponse| serde_json::to_value(r).unwrap_or_default();
-    match gate.decide(intent) {
+    let verified = match decider {
+        Decider::Remote(client) => client.decide(intent),
+        Decider::InProcess {
+            runtime,
+            gate,
+            caller,
+            trust,
+        } => {
+            let body = intent.to_string();
+            match protocol::DecisionRequest::parse(body.as_bytes()) {
+                Err(e) => Err(sdk::Refusal::Invalid(e.to_string())),
+                Ok(request) => match runtime.block_on(gate.decide(
+                    caller,
+                    protocol::VIA_IN_PROCESS,
+                    body.as_bytes(),
+                )) {
+                    Ok(response) => sdk::verify_answer(
+                        trust,
+                        &request,
+                        &serde_json::to_vec(&response).unwrap_or_default(),
+                    ),
+                    Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                },
+            }
+        }
+    };
+    match verified {
         Ok(permit) => Outcome::Permit(json(permit.response())),
         Err(sdk::Refusal::Deny {
             reason, response, ..
@@ -144,7 +247,7 @@ fn reader(input: impl Read, mut handle: impl FnMut(&str)) {
     }
 }
 
-fn run(command: &[String], gateway: Gateway, gate: Arc<sdk::Client>) -> Result<ExitCode> {
+fn run(command: &[String], gateway: Gateway, gate: Arc<Decider>) -> Result<ExitCode> {
     let mut child = Command::new(&command[0])
         .args(&command[1..])
         .stdin(Stdio::piped())

@@ -119,6 +119,14 @@ impl Gate {
         self.gate_key.verifier()
     }
 
+    /// A live (not revoked) caller by name: for a gate run inside its
+    /// caller's process (`tollgate mcp stdio --data-dir`), where no
+    /// credential crosses a boundary.
+    #[must_use]
+    pub fn caller(&self, name: &str) -> Option<Arc<callers::Caller>> {
+        self.callers.live(name)
+    }
+
     /// The active policy, if any.
     #[must_use]
     pub fn active_policy(&self) -> Option<Arc<ActivePolicy>> {

@@ -262,16 +262,54 @@ fn both_mcp_examples_give_the_same_decision_for_every_case() {
         for (k, v) in hints.as_object().unwrap() {
             context[k] = v.clone();
         }
-        req("agent-mcp", server, action, json!({"message": "hi"}), context)
+        req(
+            "agent-mcp",
+            server,
+            action,
+            json!({"message": "hi"}),
+            context,
+        )
     };
     let cases = [
-        ("read-only tool of a known server", tool("everything", "echo", json!({"read_only": true})), Decision::Permit),
-        ("named tool", tool("notes", "write_note", json!({"read_only": false})), Decision::Permit),
-        ("never get-env", tool("everything", "get-env", json!({"read_only": true})), Decision::Deny),
-        ("destructive", tool("notes", "erase_everything", json!({"destructive": true})), Decision::Deny),
-        ("not read-only, not named", tool("everything", "toggle-simulated-logging", json!({"read_only": false})), Decision::Silence),
-        ("no annotations", tool("notes", "erase_everything", json!({})), Decision::Silence),
-        ("unknown server", tool("other", "echo", json!({"read_only": true})), Decision::Silence),
+        (
+            "read-only tool of a known server",
+            tool("everything", "echo", json!({"read_only": true})),
+            Decision::Permit,
+        ),
+        (
+            "named tool",
+            tool("notes", "write_note", json!({"read_only": false})),
+            Decision::Permit,
+        ),
+        (
+            "never get-env",
+            tool("everything", "get-env", json!({"read_only": true})),
+            Decision::Deny,
+        ),
+        (
+            "destructive",
+            tool("notes", "erase_everything", json!({"destructive": true})),
+            Decision::Deny,
+        ),
+        (
+            "not read-only, not named",
+            tool(
+                "everything",
+                "toggle-simulated-logging",
+                json!({"read_only": false}),
+            ),
+            Decision::Silence,
+        ),
+        (
+            "no annotations",
+            tool("notes", "erase_everything", json!({})),
+            Decision::Silence,
+        ),
+        (
+            "unknown server",
+            tool("other", "echo", json!({"read_only": true})),
+            Decision::Silence,
+        ),
     ];
     for (what, request, want) in cases {
         for (engine, p) in [("rego", &rego), ("cedar", &cedar)] {

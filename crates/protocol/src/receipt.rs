@@ -173,6 +173,9 @@ pub const VIA_PEER_UID: &str = "peer_uid";
 /// ... or a verified TLS client certificate whose subject common name is
 /// mapped to the caller in the gate's configuration.
 pub const VIA_MTLS: &str = "mtls";
+/// ... or the gate runs inside the caller's own process (`tollgate mcp
+/// stdio --data-dir`), which names the caller from its configuration.
+pub const VIA_IN_PROCESS: &str = "in_process";
 
 /// The `derived` object a receipt records: the actor's attributes and the
 /// caller.
