@@ -41,10 +41,13 @@ demo: deps
 	$(CARGO) test --release --workspace --no-run --quiet
 	$(CARGO_TARGET_DIR)/release/tollgate-demo
 
-## test: the whole suite: every crate's tests, then the MCP gateway driven
-## by the official Python SDK against real MCP servers (pytest)
+## test: the whole suite: every crate's tests, the Python SDK against the
+## real gate, then the MCP gateway driven by the official Python SDK against
+## real MCP servers (pytest)
 test: deps test-deps
 	$(CARGO) test --release --workspace
+	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release PYTHONPATH=sdk/python/src \
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
 
@@ -84,9 +87,10 @@ crashloop: deps
 lint: deps test-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check tests
-	$(VENV)/bin/ruff format --check tests
+	$(VENV)/bin/ruff check tests sdk/python
+	$(VENV)/bin/ruff format --check tests sdk/python
 	cd tests/mcp && $(VENV)/bin/mypy --strict --cache-dir /dev/null .
+	cd sdk/python && MYPYPATH=src $(VENV)/bin/mypy --strict --cache-dir /dev/null src tests
 
 ## fmt: format the code
 fmt:

@@ -1,0 +1,401 @@
+"""Verification of the gate's answers, from the specifications.
+
+- C2SP signed-note: text, an empty line, signature lines
+  ``— <name> <base64(key id ‖ signature)>``; Ed25519 key ids are the first 4
+  bytes of SHA-256(name ‖ "\\n" ‖ 0x01 ‖ public key).
+- C2SP tlog-checkpoint: origin, tree size, base64 root hash, extension lines.
+- RFC 9162 §2.1: leaf hash SHA-256(0x00 ‖ entry), node hash
+  SHA-256(0x01 ‖ left ‖ right); inclusion and consistency verification.
+- C2SP tlog-proof: ``c2sp.org/tlog-proof@v1``, optional ``extra``, ``index``,
+  the inclusion proof, an empty line, the signed checkpoint.
+- Tollgate receipts: a signed note (by the gate key) whose text is the
+  RFC 8785 canonical JSON of the receipt body and a newline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+Decision = Literal["PERMIT", "DENY", "SILENCE"]
+RECEIPT_FORMAT = "tollgate.receipt/v2"
+PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+EM_DASH = "\u2014 "
+MAX_NOTE_SIZE = 1 << 20
+
+
+class VerificationError(Exception):
+    """The input does not verify; the message says which check failed."""
+
+
+def _b64(s: str, what: str) -> bytes:
+    """Strict standard base64: padded, and canonical (unused bits zero), so
+    one value has one spelling, as the Rust verifier requires."""
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise VerificationError(f"{what}: not base64") from e
+    if base64.b64encode(raw).decode() != s:
+        raise VerificationError(f"{what}: not canonical base64")
+    return raw
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A C2SP signed-note verifier key (type 0x01, Ed25519)."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    @staticmethod
+    def parse(vkey: str) -> Verifier:
+        parts = vkey.split("+", 2)
+        if len(parts) != 3 or not parts[0] or len(parts[1]) != 8:
+            raise VerificationError(f"malformed verifier key {vkey!r}")
+        name, hash_hex, key_b64 = parts
+        key = _b64(key_b64, "verifier key")
+        if len(key) != 33 or key[0] != 0x01:
+            raise VerificationError("verifier key: not an Ed25519 (0x01) key")
+        try:
+            key_id = bytes.fromhex(hash_hex)
+        except ValueError as e:
+            raise VerificationError("verifier key: key hash is not hex") from e
+        want = hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]
+        if key_id != want:
+            raise VerificationError("verifier key: key hash does not match name and key")
+        return Verifier(name, key_id, key[1:])
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def verify_note(note: bytes, verifier: Verifier) -> str:
+    """The text of a signed note that carries a valid signature by `verifier`.
+
+    A signature line by the verifier's name and key id that does not verify
+    rejects the note (C2SP signed-note); so does one that is malformed.
+    """
+    if len(note) > MAX_NOTE_SIZE:
+        raise VerificationError("note too large")
+    try:
+        s = note.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VerificationError("note is not UTF-8") from e
+    split = s.rfind("\n\n")
+    if split < 0:
+        raise VerificationError("note has no empty line before its signatures")
+    text, sigs = s[: split + 1], s[split + 2 :]
+    if not sigs.endswith("\n"):
+        raise VerificationError("note does not end with a newline")
+    found = False
+    for line in sigs[:-1].split("\n"):
+        if not line.startswith(EM_DASH):
+            raise VerificationError(f"malformed signature line {line!r}")
+        parts = line[len(EM_DASH) :].split(" ")
+        if len(parts) != 2:
+            raise VerificationError(f"malformed signature line {line!r}")
+        name, sig_b64 = parts
+        sig = _b64(sig_b64, "signature")
+        if len(sig) < 5:
+            raise VerificationError("signature too short")
+        if name == verifier.name and sig[:4] == verifier.key_id:
+            if not verifier.verifies(text.encode(), sig[4:]):
+                raise VerificationError(f"signature by {name} does not verify")
+            found = True
+    if not found:
+        raise VerificationError(f"no signature by {verifier.name}")
+    return text
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+
+
+def _decimal(s: str, what: str) -> int:
+    if not s.isascii() or not s.isdigit() or (len(s) > 1 and s[0] == "0"):
+        raise VerificationError(f"{what} {s!r} is not a canonical decimal")
+    n = int(s)
+    if n >= 1 << 64:
+        raise VerificationError(f"{what} out of range")
+    return n
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise VerificationError("checkpoint: fewer than three lines")
+    root = _b64(lines[2], "checkpoint root")
+    if len(root) != 32:
+        raise VerificationError("checkpoint root is not 32 bytes")
+    if not lines[0]:
+        raise VerificationError("checkpoint: empty origin")
+    return Checkpoint(lines[0], _decimal(lines[1], "checkpoint size"), root)
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> None:
+    """RFC 9162 §2.1.3.2."""
+    if index >= size:
+        raise VerificationError("inclusion: index not below the tree size")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise VerificationError("inclusion: proof too long")
+        if fn % 2 == 1 or fn == sn:
+            r = _node(p, r)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError("inclusion: proof too short")
+    if r != root:
+        raise VerificationError("inclusion: proof does not lead to the root")
+
+
+def verify_consistency(
+    old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> None:
+    """RFC 9162 §2.1.4.2 (an old size of 0 has no proof)."""
+    if old == 0 or old > new:
+        raise VerificationError("consistency: no proof exists between these sizes")
+    if old == new:
+        if proof or old_root != new_root:
+            raise VerificationError("consistency: equal sizes need an empty proof and one root")
+        return
+    path = list(proof)
+    if old & (old - 1) == 0:  # a power of two: the old root is the first node
+        path.insert(0, old_root)
+    if not path:
+        raise VerificationError("consistency: empty proof")
+    fn, sn = old - 1, new - 1
+    while fn % 2 == 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise VerificationError("consistency: proof too long")
+        if fn % 2 == 1 or fn == sn:
+            fr, sr = _node(c, fr), _node(c, sr)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError("consistency: proof too short")
+    if fr != old_root or sr != new_root:
+        raise VerificationError("consistency: proof does not lead to both roots")
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    index: int
+    proof: list[bytes]
+    checkpoint: bytes
+    extra: bytes | None = None
+
+
+def parse_proof_bundle(text: str) -> ProofBundle:
+    head, sep, checkpoint = text.partition("\n\n")
+    if not sep:
+        raise VerificationError("tlog-proof: no empty line before the checkpoint")
+    lines = head.split("\n")
+    if lines[0] != PROOF_HEADER:
+        raise VerificationError("tlog-proof: wrong header")
+    rest = lines[1:]
+    extra = None
+    if rest and rest[0].startswith("extra "):
+        extra = _b64(rest.pop(0).removeprefix("extra "), "tlog-proof extra")
+    if not rest or not rest[0].startswith("index "):
+        raise VerificationError("tlog-proof: no index line")
+    index = _decimal(rest.pop(0).removeprefix("index "), "tlog-proof index")
+    proof = [_b64(h, "tlog-proof hash") for h in rest]
+    if any(len(h) != 32 for h in proof):
+        raise VerificationError("tlog-proof: a hash is not 32 bytes")
+    return ProofBundle(index, proof, checkpoint.encode(), extra)
+
+
+def verify_proof_bundle(entry: bytes, bundle_text: bytes, log_key: Verifier) -> ProofBundle:
+    """A tlog-proof that `entry` is in the log whose checkpoint key is `log_key`."""
+    try:
+        bundle = parse_proof_bundle(bundle_text.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise VerificationError("tlog-proof is not UTF-8") from e
+    checkpoint = parse_checkpoint(verify_note(bundle.checkpoint, log_key))
+    if checkpoint.origin != log_key.name:
+        raise VerificationError("the checkpoint's origin is not the log key's name")
+    verify_inclusion(leaf_hash(entry), bundle.index, checkpoint.size, bundle.proof, checkpoint.root)
+    return bundle
+
+
+def _es_number(x: float) -> str:
+    """ECMAScript Number::toString, as RFC 8785 requires."""
+    if math.isnan(x) or math.isinf(x):
+        raise VerificationError("JSON numbers are finite")
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    mantissa, _, exp = repr(abs(x)).partition("e")
+    digits = mantissa.replace(".", "")
+    point = mantissa.index(".") if "." in mantissa else len(mantissa)
+    e10 = point + (int(exp) if exp else 0)  # value = 0.digits * 10**e10
+    stripped = digits.lstrip("0")
+    e10 -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0") or "0"
+    k, n = len(digits), e10
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    es = f"e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + es
+
+
+def _es_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        c = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif c < 0x20:
+            out.append({8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}.get(c, f"\\u{c:04x}"))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def canonical_json(value: Any) -> str:
+    """RFC 8785 (JCS): keys sorted by their UTF-16 code units, no whitespace."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _es_number(value)
+    if isinstance(value, str):
+        return _es_string(value)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        return "{" + ",".join(_es_string(k) + ":" + canonical_json(value[k]) for k in keys) + "}"
+    raise VerificationError(f"not JSON: {type(value).__name__}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise VerificationError(f"duplicate member {k!r}")
+        out[k] = v
+    return out
+
+
+def _strict_json(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        raise VerificationError(f"not JSON: {e}") from e
+
+
+def receipt_id(caller: str, actor: str, idempotency_key: str) -> str:
+    h = hashlib.sha256(b"tollgate receipt id v2\0")
+    h.update(f"{caller}\0{actor}\0{idempotency_key}".encode())
+    return h.hexdigest()[:32]
+
+
+def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
+    """The body of a receipt signed by `gate_key` whose text is canonical and
+    whose digest and id agree with what it records."""
+    text = verify_note(receipt, gate_key)
+    body = _strict_json(text)
+    if not isinstance(body, dict):
+        raise VerificationError("receipt body is not an object")
+    if canonical_json(body) + "\n" != text:
+        raise VerificationError("receipt text is not canonical JSON")
+    if body.get("format") != RECEIPT_FORMAT:
+        raise VerificationError(f"receipt format {body.get('format')!r}")
+    request = body.get("request")
+    if not isinstance(request, dict):
+        raise VerificationError("receipt records no request")
+    digest = "sha256:" + hashlib.sha256(canonical_json(request).encode()).hexdigest()
+    if body.get("request_digest") != digest:
+        raise VerificationError("request_digest does not match the recorded request")
+    caller = body.get("derived", {}).get("caller", {}).get("name")
+    actor = request.get("actor", {}).get("id")
+    key = request.get("idempotency_key")
+    if not (isinstance(caller, str) and isinstance(actor, str) and isinstance(key, str)):
+        raise VerificationError("receipt lacks caller, actor or idempotency key")
+    if body.get("receipt_id") != receipt_id(caller, actor, key):
+        raise VerificationError("receipt_id does not match caller, actor and idempotency key")
+    if body.get("decision") not in ("PERMIT", "DENY", "SILENCE"):
+        raise VerificationError("receipt decision is not PERMIT, DENY or SILENCE")
+    return body
+
+
+def verify_decision(
+    response: dict[str, Any], log_key: Verifier, gate_key: Verifier
+) -> dict[str, Any]:
+    """A decision response (`POST /v1/decisions`), checked as `proofcheck
+    receipt` does: the receipt (signature and body), its inclusion proof to a
+    checkpoint signed by the log key, and every field the response repeats.
+    Returns the receipt body."""
+    receipt = response.get("receipt")
+    proof = response.get("proof")
+    if not isinstance(receipt, str) or not isinstance(proof, str):
+        raise VerificationError("the response lacks a receipt or a proof")
+    body = verify_receipt(receipt.encode(), gate_key)
+    bundle = verify_proof_bundle(receipt.encode(), proof.encode(), log_key)
+    repeated = {
+        "decision": body["decision"],
+        "reason": body.get("reason"),
+        "receipt_id": body["receipt_id"],
+        "policy_version": (body.get("policy") or {}).get("version"),
+        "log_index": bundle.index,
+    }
+    for field, want in repeated.items():
+        if response.get(field) != want:
+            raise VerificationError(f"the response's {field} differs from the receipt")
+    return body

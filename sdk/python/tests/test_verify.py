@@ -1,0 +1,105 @@
+"""The Python verifier against what the Rust gate emits, and the interop
+vectors: it accepts every receipt and proof the gate answers with, and
+rejects every single-bit change of them."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+from conftest import ROOT, Gate
+from tollgate import VerificationError, Verifier, canonical_json, verify_decision, verify_note
+from tollgate.verify import verify_proof_bundle, verify_receipt
+
+VECTORS = ROOT / "tests/vectors"
+
+
+def decide(gate: Gate, amount: int, key: str) -> dict[str, Any]:
+    body = {
+        "actor": {"id": "agent-treasury", "kind": "agent"},
+        "surface": "payments",
+        "action": "transfer",
+        "target": {"amount": amount, "currency": "EUR", "to": "acct-1"},
+        "idempotency_key": key,
+    }
+    request = urllib.request.Request(
+        f"{gate.url}/v1/decisions",
+        data=json.dumps(body).encode(),
+        headers={"authorization": f"Bearer {gate.token}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        answer: dict[str, Any] = json.loads(r.read())
+    return answer
+
+
+def keys(gate: Gate) -> tuple[Verifier, Verifier]:
+    return Verifier.parse(gate.log_key), Verifier.parse(gate.gate_key)
+
+
+def test_permit_and_deny_from_the_gate_verify(gate: Gate) -> None:
+    log_key, gate_key = keys(gate)
+    for amount, want in [(500, "PERMIT"), (50_000, "DENY")]:
+        response = decide(gate, amount, f"py-{amount}")
+        body = verify_decision(response, log_key, gate_key)
+        assert body["decision"] == want == response["decision"]
+        assert body["request"]["target"]["amount"] == amount
+
+
+def test_every_single_bit_change_is_refused(gate: Gate) -> None:
+    log_key, gate_key = keys(gate)
+    response = decide(gate, 700, "py-flip")
+    receipt = response["receipt"].encode()
+    proof = response["proof"].encode()
+    verify_receipt(receipt, gate_key)
+    verify_proof_bundle(receipt, proof, log_key)
+    for i in range(len(receipt)):
+        for bit in range(8):
+            flipped = bytearray(receipt)
+            flipped[i] ^= 1 << bit
+            with pytest.raises(VerificationError):
+                verify_receipt(bytes(flipped), gate_key)
+    for i in range(len(proof)):
+        for bit in range(8):
+            flipped = bytearray(proof)
+            flipped[i] ^= 1 << bit
+            with pytest.raises(VerificationError):
+                verify_proof_bundle(receipt, bytes(flipped), log_key)
+
+
+def test_a_response_that_says_otherwise_than_its_receipt_is_refused(gate: Gate) -> None:
+    log_key, gate_key = keys(gate)
+    response = decide(gate, 800, "py-lie")
+    for field, lie in [("decision", "DENY"), ("reason", "ok"), ("log_index", 0)]:
+        with pytest.raises(VerificationError, match=field):
+            verify_decision({**response, field: lie}, log_key, gate_key)
+
+
+def test_go_sumdb_note_vectors() -> None:
+    vectors = json.loads((VECTORS / "go-sumdb-note/note_vectors.json").read_text())
+    checked = 0
+    for name, v in vectors.items():
+        if not isinstance(v, dict) or not {"vkey", "signed_note", "text"} <= v.keys():
+            continue
+        verifier = Verifier.parse(v["vkey"])
+        assert verify_note(v["signed_note"].encode(), verifier) == v["text"], name
+        checked += 1
+    assert checked >= 1
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"b": 1, "a": [True, None, "é\n"]}, '{"a":[true,null,"é\\n"],"b":1}'),
+        (1e21, "1e+21"),
+        (1e-7, "1e-7"),
+        (0.000001, "0.000001"),
+        (123456789012345680000.0, "123456789012345680000"),
+        (-1.5, "-1.5"),
+        (4.35, "4.35"),
+        ({"\u20ac": 1, "\r": 2, "1": 3}, '{"\\r":2,"1":3,"€":1}'),
+    ],
+)
+def test_canonical_json_is_rfc_8785(value: Any, text: str) -> None:
+    assert canonical_json(value) == text
