@@ -1,12 +1,27 @@
 """Tollgate for Python agents.
 
-So far: independent verification of what the gate answers, written from the
-specifications (C2SP signed-note, tlog-checkpoint, tlog-cosignature,
-tlog-proof; RFC 9162 Merkle proofs; RFC 8785 canonical JSON), not bound to
-the Rust code. `verify_decision` checks a decision response the way
-`proofcheck receipt` does.
+- `Client` / `AsyncClient`: ask the gate (HTTP(S) or `unix:/path`), verify
+  the answer, get a `Permit` or a `Refusal`; `guard` and `guarded` run a tool
+  only on a verified PERMIT.
+- `tollgate.verify`: independent verification of what the gate answers,
+  written from the specifications (C2SP signed-note, tlog-checkpoint,
+  tlog-proof; RFC 9162 Merkle proofs; RFC 8785 canonical JSON), not bound to
+  the Rust code. `verify_decision` checks a decision response the way
+  `proofcheck receipt` does.
 """
 
+from tollgate.client import (
+    AsyncClient,
+    Client,
+    Deny,
+    Invalid,
+    Permit,
+    Refusal,
+    Silence,
+    Trust,
+    Unavailable,
+    Unverified,
+)
 from tollgate.verify import (
     Checkpoint,
     Decision,
@@ -24,9 +39,19 @@ from tollgate.verify import (
 )
 
 __all__ = [
+    "AsyncClient",
     "Checkpoint",
+    "Client",
     "Decision",
+    "Deny",
+    "Invalid",
+    "Permit",
     "ProofBundle",
+    "Refusal",
+    "Silence",
+    "Trust",
+    "Unavailable",
+    "Unverified",
     "VerificationError",
     "Verifier",
     "canonical_json",

@@ -1,0 +1,274 @@
+"""Asking the gate, and running a tool only on a verified PERMIT.
+
+`Client` (sync) and `AsyncClient` (asyncio/anyio) send an intent to the
+gate over HTTP(S) or a Unix socket (`unix:/path`), retry transport errors
+and 503s with the same idempotency key, verify the answer
+(`tollgate.verify.verify_decision`, and that the receipt records the intent
+sent) and return a `Permit`, or raise a `Refusal`:
+
+- `Deny` / `Silence`: a verified DENY or SILENCE (the receipt says why);
+- `Unavailable`: no usable answer (unreachable, timed out, 503, an error);
+- `Unverified`: an answer that does not verify (signature, proof, garbage,
+  a receipt for another request);
+- `Invalid`: the gate refused the intent as invalid (400) or an idempotency
+  conflict (409).
+
+Every refusal but `Invalid` is SILENCE to the agent: fail closed. `guard`
+(a context manager) and `guarded` (a decorator) make the tool call depend on
+a `Permit`: the code runs only after one, exactly once per PERMIT.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import httpx
+
+from tollgate.verify import VerificationError, Verifier, canonical_json, verify_decision
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Refusal(Exception):
+    """Why a tool was not run."""
+
+
+class Deny(Refusal):
+    """The gate decided DENY; `response` is the verified answer (receipt, proof)."""
+
+    def __init__(self, reason: str, response: dict[str, Any]) -> None:
+        super().__init__(f"DENY: {reason} (receipt {response.get('receipt_id')})")
+        self.reason, self.response = reason, response
+
+
+class Silence(Refusal):
+    """The gate decided SILENCE (nothing permitted it, or something failed)."""
+
+    def __init__(self, reason: str, response: dict[str, Any]) -> None:
+        super().__init__(f"SILENCE: {reason} (receipt {response.get('receipt_id')})")
+        self.reason, self.response = reason, response
+
+
+class Unavailable(Refusal):
+    """No usable answer: treated as SILENCE; nothing to verify."""
+
+
+class Unverified(Refusal):
+    """An answer came and did not verify: treated as SILENCE."""
+
+
+class Invalid(Refusal):
+    """The gate refused the intent as invalid (400) or as an idempotency conflict (409)."""
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The keys an answer must verify with."""
+
+    log_key: Verifier
+    gate_key: Verifier
+
+    @staticmethod
+    def of(log_key: str, gate_key: str) -> Trust:
+        return Trust(Verifier.parse(log_key), Verifier.parse(gate_key))
+
+
+@dataclass(frozen=True)
+class Permit:
+    """A verified PERMIT for exactly the intent that was sent."""
+
+    response: dict[str, Any]
+    receipt: dict[str, Any]
+
+    @property
+    def receipt_id(self) -> str:
+        return str(self.receipt["receipt_id"])
+
+    @property
+    def log_index(self) -> int:
+        return int(self.response["log_index"])
+
+
+def outcome(trust: Trust, intent: Mapping[str, Any], answer: bytes) -> Permit:
+    """The permit in a 200 answer to `intent`, or the refusal it amounts to."""
+    try:
+        response = json.loads(answer)
+        if not isinstance(response, dict):
+            raise Unverified("the answer is not a decision")
+        receipt = verify_decision(response, trust.log_key, trust.gate_key)
+    except (VerificationError, ValueError, KeyError, TypeError) as e:
+        raise Unverified(f"the answer does not verify: {e}") from e
+    recorded = receipt["request"]
+    same = all(
+        k in recorded and canonical_json(recorded[k]) == canonical_json(v)
+        for k, v in intent.items()
+    ) and all(k in intent or recorded[k] in ({}, None) for k in recorded)
+    if not same:
+        raise Unverified("the receipt is for another request than the one sent")
+    decision = receipt["decision"]
+    if decision == "PERMIT":
+        return Permit(response, receipt)
+    reason = str(receipt.get("reason", ""))
+    if decision == "DENY":
+        raise Deny(reason, response)
+    raise Silence(reason, response)
+
+
+def _transport_and_url(base: str, *, asynchronous: bool) -> tuple[Any, str]:
+    if base.startswith("unix:"):
+        path = base.removeprefix("unix:")
+        if asynchronous:
+            return httpx.AsyncHTTPTransport(uds=path), "http://localhost"
+        return httpx.HTTPTransport(uds=path), "http://localhost"
+    return None, base.rstrip("/")
+
+
+def _refusal_for(status: int, body: bytes) -> Refusal | None:
+    text = body.decode("utf-8", "replace").strip()
+    if status in (400, 409):
+        return Invalid(f"{status}: {text}")
+    if status != 200:
+        return Unavailable(f"{status}: {text}")
+    return None
+
+
+class Client:
+    """The gate at `base` (`http(s)://…` or `unix:/path`), its answers
+    verified with `trust`, as a caller with bearer `token` (none on a Unix
+    socket the gate maps by peer uid)."""
+
+    def __init__(
+        self,
+        base: str,
+        trust: Trust,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        default, self._url = _transport_and_url(base, asynchronous=False)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(transport=transport or default, timeout=timeout, headers=headers)
+        self._trust, self._retries = trust, retries
+
+    def decide(self, intent: Mapping[str, Any]) -> Permit:
+        """A verified PERMIT for `intent`, or the `Refusal` it gets."""
+        body = json.dumps(dict(intent)).encode()
+        last: Refusal = Unavailable("no attempt")
+        for attempt in range(self._retries + 1):
+            if attempt:
+                time.sleep(0.05 * 2**attempt)
+            try:
+                r = self._http.post(
+                    f"{self._url}/v1/decisions",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.HTTPError as e:
+                last = Unavailable(f"the gate did not answer: {e!r}")
+                continue
+            refused = _refusal_for(r.status_code, r.content)
+            if refused is None:
+                return outcome(self._trust, intent, r.content)
+            if r.status_code != 503:
+                raise refused
+            last = refused
+        raise last
+
+    @contextmanager
+    def guard(self, intent: Mapping[str, Any]) -> Iterator[Permit]:
+        """`with client.guard(intent) as permit:` runs its body only on a
+        verified PERMIT; otherwise raises the `Refusal` before it."""
+        yield self.decide(intent)
+
+    def guarded(
+        self, intent: Callable[P, Mapping[str, Any]]
+    ) -> Callable[[Callable[P, T]], Callable[P, T]]:
+        """A decorator: the function runs only on a verified PERMIT for
+        `intent(*args, **kwargs)`, once per call; otherwise the `Refusal`."""
+
+        def wrap(tool: Callable[P, T]) -> Callable[P, T]:
+            @functools.wraps(tool)
+            def call(*args: P.args, **kwargs: P.kwargs) -> T:
+                self.decide(intent(*args, **kwargs))
+                return tool(*args, **kwargs)
+
+            return call
+
+        return wrap
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AsyncClient:
+    """`Client` for asyncio and anyio."""
+
+    def __init__(
+        self,
+        base: str,
+        trust: Trust,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        default, self._url = _transport_and_url(base, asynchronous=True)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            transport=transport or default, timeout=timeout, headers=headers
+        )
+        self._trust, self._retries = trust, retries
+
+    async def decide(self, intent: Mapping[str, Any]) -> Permit:
+        body = json.dumps(dict(intent)).encode()
+        last: Refusal = Unavailable("no attempt")
+        for attempt in range(self._retries + 1):
+            if attempt:
+                await anyio.sleep(0.05 * 2**attempt)
+            try:
+                r = await self._http.post(
+                    f"{self._url}/v1/decisions",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.HTTPError as e:
+                last = Unavailable(f"the gate did not answer: {e!r}")
+                continue
+            refused = _refusal_for(r.status_code, r.content)
+            if refused is None:
+                return outcome(self._trust, intent, r.content)
+            if r.status_code != 503:
+                raise refused
+            last = refused
+        raise last
+
+    @asynccontextmanager
+    async def guard(self, intent: Mapping[str, Any]) -> AsyncIterator[Permit]:
+        yield await self.decide(intent)
+
+    def guarded(
+        self, intent: Callable[P, Mapping[str, Any]]
+    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+        def wrap(tool: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+            @functools.wraps(tool)
+            async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+                await self.decide(intent(*args, **kwargs))
+                return await tool(*args, **kwargs)
+
+            return call
+
+        return wrap
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,156 @@
+"""The client and the guard against the real gate: the tool runs exactly
+once per verified PERMIT and never on DENY, SILENCE, an unreachable gate,
+timeouts, garbage or a bad signature."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from conftest import Gate
+from tollgate.client import (
+    AsyncClient,
+    Client,
+    Deny,
+    Invalid,
+    Silence,
+    Trust,
+    Unavailable,
+    Unverified,
+)
+
+
+def intent(amount: int, key: str, actor: str = "agent-treasury") -> dict[str, Any]:
+    return {
+        "actor": {"id": actor, "kind": "agent"},
+        "surface": "payments",
+        "action": "transfer",
+        "target": {"amount": amount, "currency": "EUR", "to": "acct-1"},
+        "idempotency_key": key,
+    }
+
+
+def client(gate: Gate, **kw: Any) -> Client:
+    return Client(gate.url, Trust.of(gate.log_key, gate.gate_key), token=gate.token, **kw)
+
+
+def test_the_guard_runs_the_tool_once_per_permit_and_never_otherwise(gate: Gate) -> None:
+    c = client(gate)
+    calls: list[int] = []
+
+    def payment(amount: int, key: str) -> dict[str, Any]:
+        return intent(amount, key)
+
+    @c.guarded(payment)
+    def pay(amount: int, key: str) -> str:
+        calls.append(amount)
+        return "paid"
+
+    assert pay(500, "g-1") == "paid"
+    assert calls == [500]
+    with pytest.raises(Deny) as denied:
+        pay(50_000, "g-2")
+    assert denied.value.response["decision"] == "DENY"
+    # An actor the demo caller may not speak for: SILENCE, with a receipt.
+    with pytest.raises(Silence):
+        c.decide(intent(5, "g-3", actor="someone-else"))
+    with c.guard(intent(600, "g-4")) as permit:
+        calls.append(permit.log_index)
+    assert len(calls) == 2
+    # The same key and request again: the original receipt, still a permit.
+    again = c.decide(intent(600, "g-4"))
+    assert again.receipt_id == permit.receipt_id
+    # The same key for another request: the gate refuses it.
+    with pytest.raises(Invalid):
+        c.decide(intent(601, "g-4"))
+    assert calls == [500, permit.log_index]
+
+
+def tampering(gate: Gate, change: Any) -> httpx.MockTransport:
+    """Forwards to the real gate and changes its answer on the way back."""
+    real = httpx.Client()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = real.post(str(request.url), content=request.content, headers=request.headers)
+        return httpx.Response(answer.status_code, content=change(answer.content))
+
+    return httpx.MockTransport(handle)
+
+
+def flip_signature(body: bytes) -> bytes:
+    r = json.loads(body)
+    sig_at = r["receipt"].rindex(" ") + 5
+    receipt = r["receipt"]
+    r["receipt"] = (
+        receipt[:sig_at] + ("A" if receipt[sig_at] != "A" else "B") + receipt[sig_at + 1 :]
+    )
+    return json.dumps(r).encode()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda b: b"garbage", lambda b: b"{}", flip_signature],
+    ids=["garbage", "empty", "bad signature"],
+)
+def test_answers_that_do_not_verify_never_run_the_tool(gate: Gate, change: Any) -> None:
+    c = client(gate, transport=tampering(gate, change))
+    ran = []
+    with pytest.raises(Unverified), c.guard(intent(500, f"t-{id(change)}")):
+        ran.append(1)
+    assert ran == []
+
+
+def test_a_receipt_for_another_request_is_not_a_permit(gate: Gate) -> None:
+    trust = Trust.of(gate.log_key, gate.gate_key)
+    real = client(gate).decide(intent(500, "swap-1"))
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=real.response)
+
+    c = Client(gate.url, trust, transport=httpx.MockTransport(handle))
+    with pytest.raises(Unverified, match="another request"):
+        c.decide(intent(499, "swap-1"))
+
+
+def test_an_unreachable_or_slow_gate_fails_closed_and_retries_with_the_same_key(
+    gate: Gate,
+) -> None:
+    seen: list[bytes] = []
+
+    def timeout(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    trust = Trust.of(gate.log_key, gate.gate_key)
+    c = Client(gate.url, trust, retries=2, transport=httpx.MockTransport(timeout))
+    with pytest.raises(Unavailable):
+        c.decide(intent(500, "slow-1"))
+    assert len(seen) == 3 and len(set(seen)) == 1, "three attempts, one request"
+    down = Client("http://127.0.0.1:9", trust, retries=1)
+    with pytest.raises(Unavailable):
+        down.decide(intent(500, "down-1"))
+
+
+def test_the_async_client_and_its_guard(gate: Gate) -> None:
+    async def run() -> None:
+        c = AsyncClient(gate.url, Trust.of(gate.log_key, gate.gate_key), token=gate.token)
+        calls: list[str] = []
+
+        @c.guarded(lambda key: intent(500, key))
+        async def pay(key: str) -> str:
+            calls.append(key)
+            return key
+
+        assert await pay("a-1") == "a-1"
+        async with c.guard(intent(700, "a-2")) as permit:
+            calls.append(permit.receipt_id)
+        with pytest.raises(Deny):
+            async with c.guard(intent(90_000, "a-3")):
+                calls.append("never")
+        await c.aclose()
+        assert calls == ["a-1", permit.receipt_id]
+
+    anyio.run(run)
