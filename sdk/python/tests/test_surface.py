@@ -1,0 +1,124 @@
+"""The surface verifier and its ASGI middleware, with permits from the real
+gate: a service runs a call only with a fresh, unused PERMIT for exactly that
+call; everything else is 403 and the app never sees it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from conftest import Gate
+from test_client import client, intent
+from tollgate import Deny, Permit, Trust
+from tollgate.surface import (
+    PERMIT_HEADER,
+    Call,
+    Malformed,
+    Mismatch,
+    Missing,
+    NotPermit,
+    PermitMiddleware,
+    Scope,
+    Stale,
+    SurfaceVerifier,
+    Unverified,
+    Used,
+    _unix_ns,
+    header_value,
+)
+
+
+def verifier(gate: Gate, **kw: Any) -> SurfaceVerifier:
+    return SurfaceVerifier(Trust.of(gate.log_key, gate.gate_key), **kw)
+
+
+def call(amount: int) -> Call:
+    return Call("payments", "transfer", {"amount": amount, "currency": "EUR", "to": "acct-1"})
+
+
+def test_a_permit_is_accepted_once_for_exactly_its_call(gate: Gate) -> None:
+    v = verifier(gate)
+    permit = client(gate).decide(intent(500, "s-1"))
+    header = header_value(permit)
+    with pytest.raises(Mismatch, match="target"):
+        v.check(header, call(501))
+    with pytest.raises(Mismatch, match="action"):
+        v.check(header, Call("payments", "refund", call(500).target))
+    assert v.check(header, call(500))["receipt_id"] == permit.receipt_id
+    with pytest.raises(Used):
+        v.check(header, call(500))
+    assert v.remembered() == 1
+
+
+def test_everything_but_a_fresh_permit_is_refused(gate: Gate) -> None:
+    v = verifier(gate, max_age=60)
+    c = client(gate)
+    with pytest.raises(Missing):
+        v.check(None, call(500))
+    with pytest.raises(Malformed):
+        v.check("!!!", call(500))
+    permit = c.decide(intent(500, "s-2"))
+    response = dict(permit.response)
+    response["receipt"] = response["receipt"].replace("acct-1", "acct-2")
+    forged = header_value(Permit(response, permit.receipt))
+    with pytest.raises(Unverified):
+        v.check(
+            forged, Call("payments", "transfer", {"amount": 500, "currency": "EUR", "to": "acct-2"})
+        )
+    with pytest.raises(Stale):
+        v.check(header_value(permit), call(500), now_ns=permit_time(permit) + 61 * 10**9)
+    with pytest.raises(Stale):
+        v.check(header_value(permit), call(500), now_ns=permit_time(permit) - 2 * 10**9)
+    # A DENY's receipt is evidence, not a permit.
+    with pytest.raises(Deny) as denied:
+        c.decide(intent(50_000, "s-3"))
+    deny_header = header_value(Permit(denied.value.response, {}))
+    with pytest.raises(NotPermit):
+        v.check(deny_header, call(50_000))
+
+
+def permit_time(permit: Permit) -> int:
+    return _unix_ns(permit.receipt["decided_at"])
+
+
+def test_the_asgi_middleware_runs_the_app_only_on_a_valid_permit(gate: Gate) -> None:
+    served: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        body = json.loads((await receive())["body"])
+        served.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"paid"})
+
+    def call_of(scope: Scope, body: Any) -> Call:
+        return Call("payments", scope["path"].strip("/"), body)
+
+    guarded = PermitMiddleware(app, verifier(gate), call_of)
+    permit = client(gate).decide(intent(500, "s-4"))
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=guarded)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payments") as http:
+            target = call(500).target
+            ok = await http.post(
+                "/transfer", json=target, headers={PERMIT_HEADER: header_value(permit)}
+            )
+            assert ok.status_code == 200 and ok.text == "paid"
+            again = await http.post(
+                "/transfer", json=target, headers={PERMIT_HEADER: header_value(permit)}
+            )
+            assert again.status_code == 403 and "used before" in again.json()["message"]
+            none = await http.post("/transfer", json=target)
+            assert none.status_code == 403 and PERMIT_HEADER in none.json()["message"]
+            other = await http.post(
+                "/transfer",
+                json={**target, "amount": 5000},
+                headers={PERMIT_HEADER: header_value(permit)},
+            )
+            assert other.status_code == 403
+
+    anyio.run(run)
+    assert served == [call(500).target]
