@@ -103,3 +103,28 @@ def test_go_sumdb_note_vectors() -> None:
 )
 def test_canonical_json_is_rfc_8785(value: Any, text: str) -> None:
     assert canonical_json(value) == text
+
+
+def test_the_shared_decision_vectors_and_every_single_bit_change() -> None:
+    """tests/vectors/tollgate/decisions.json, also read by the Rust verifier's
+    tests: each verifies, every single-bit change of its receipt or its
+    tlog-proof is refused."""
+    v = json.loads((VECTORS / "tollgate/decisions.json").read_text())
+    log_key, gate_key = Verifier.parse(v["log_key"]), Verifier.parse(v["gate_key"])
+    checked = 0
+    for d in v["decisions"]:
+        assert verify_decision(d, log_key, gate_key)["decision"] == d["decision"]
+        receipt, proof = d["receipt"].encode(), d["proof"].encode()
+        for i in range(len(receipt) * 8):
+            flipped = bytearray(receipt)
+            flipped[i // 8] ^= 1 << (i % 8)
+            with pytest.raises(VerificationError):
+                verify_receipt(bytes(flipped), gate_key)
+            checked += 1
+        for i in range(len(proof) * 8):
+            flipped = bytearray(proof)
+            flipped[i // 8] ^= 1 << (i % 8)
+            with pytest.raises(VerificationError):
+                verify_proof_bundle(receipt, bytes(flipped), log_key)
+            checked += 1
+    assert checked > 10_000
