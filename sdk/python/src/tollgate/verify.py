@@ -156,8 +156,15 @@ def _node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def _hash_sizes(*hashes: bytes) -> None:
+    """Every hash is exactly 32 bytes: never truncated or padded."""
+    if any(len(h) != 32 for h in hashes):
+        raise VerificationError("a hash is not 32 bytes")
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> None:
     """RFC 9162 §2.1.3.2."""
+    _hash_sizes(leaf, root, *proof)
     if index >= size:
         raise VerificationError("inclusion: index not below the tree size")
     fn, sn, r = index, size - 1, leaf
@@ -184,6 +191,7 @@ def verify_consistency(
     old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
 ) -> None:
     """RFC 9162 §2.1.4.2 (an old size of 0 has no proof)."""
+    _hash_sizes(old_root, new_root, *proof)
     if old == 0 or old > new:
         raise VerificationError("consistency: no proof exists between these sizes")
     if old == new:
