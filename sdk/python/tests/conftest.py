@@ -21,16 +21,19 @@ class Gate:
     log_key: str
     gate_key: str
     token: str
+    socket: Path
 
 
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
-    data = tmp_path_factory.mktemp("gate") / "data"
+def start(dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Gate]:
+    """`tollgate serve` on a fresh data directory under `dir`, also on a
+    Unix socket there; `env` adds settings (TOLLGATE_*)."""
+    data = dir / "data"
+    socket = dir / "gate.sock"
     process = subprocess.Popen(
         [str(BIN / "tollgate"), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
         stdout=subprocess.PIPE,
         text=True,
-        env=dict(os.environ, TOLLGATE_LOG="warn"),
+        env=dict(os.environ, TOLLGATE_LOG="warn", TOLLGATE_UNIX_SOCKET=str(socket), **env),
     )
     assert process.stdout is not None
     url = ""
@@ -42,6 +45,12 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
             url = line.removeprefix("tollgate listening on ").strip()
         keys.update(re.findall(r"(log|gate) key\s+(\S+)", line))
     token = (data / "demo.token").read_text().strip()
-    yield Gate(url, keys["log"], keys["gate"], token)
+    return process, Gate(url, keys["log"], keys["gate"], token, socket)
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    process, g = start(tmp_path_factory.mktemp("gate"), {})
+    yield g
     process.kill()
     process.wait()

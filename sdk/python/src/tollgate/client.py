@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -131,6 +132,11 @@ def _transport_and_url(base: str, *, asynchronous: bool) -> tuple[Any, str]:
     return None, base.rstrip("/")
 
 
+def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """TLS verification: against `ca_file` (PEM) if given, else the system's roots."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
 def _refusal_for(status: int, body: bytes) -> Refusal | None:
     text = body.decode("utf-8", "replace").strip()
     if status in (400, 409):
@@ -143,7 +149,7 @@ def _refusal_for(status: int, body: bytes) -> Refusal | None:
 class Client:
     """The gate at `base` (`http(s)://…` or `unix:/path`), its answers
     verified with `trust`, as a caller with bearer `token` (none on a Unix
-    socket the gate maps by peer uid)."""
+    socket the gate maps by peer uid); https verified against `ca_file`."""
 
     def __init__(
         self,
@@ -153,11 +159,17 @@ class Client:
         token: str | None = None,
         timeout: float = 10.0,
         retries: int = 2,
+        ca_file: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         default, self._url = _transport_and_url(base, asynchronous=False)
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(transport=transport or default, timeout=timeout, headers=headers)
+        self._http = httpx.Client(
+            transport=transport or default,
+            timeout=timeout,
+            headers=headers,
+            verify=_verify(ca_file),
+        )
         self._trust, self._retries = trust, retries
 
     def decide(self, intent: Mapping[str, Any]) -> Permit:
@@ -221,12 +233,16 @@ class AsyncClient:
         token: str | None = None,
         timeout: float = 10.0,
         retries: int = 2,
+        ca_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         default, self._url = _transport_and_url(base, asynchronous=True)
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            transport=transport or default, timeout=timeout, headers=headers
+            transport=transport or default,
+            timeout=timeout,
+            headers=headers,
+            verify=_verify(ca_file),
         )
         self._trust, self._retries = trust, retries
 
