@@ -25,6 +25,7 @@ from tollgate.client import (
 from tollgate.verify import (
     Checkpoint,
     Decision,
+    Policy,
     ProofBundle,
     VerificationError,
     Verifier,
@@ -46,6 +47,7 @@ __all__ = [
     "Deny",
     "Invalid",
     "Permit",
+    "Policy",
     "ProofBundle",
     "Refusal",
     "Silence",

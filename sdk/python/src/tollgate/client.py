@@ -32,7 +32,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 import httpx
 
-from tollgate.verify import VerificationError, Verifier, canonical_json, verify_decision
+from tollgate.verify import Policy, VerificationError, Verifier, canonical_json, verify_decision
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -72,14 +72,17 @@ class Invalid(Refusal):
 
 @dataclass(frozen=True)
 class Trust:
-    """The keys an answer must verify with."""
+    """The keys an answer must verify with, and optionally a C2SP tlog-policy
+    (naming the log) whose witness quorum must cosign its checkpoint."""
 
     log_key: Verifier
     gate_key: Verifier
+    witnesses: Policy | None = None
 
     @staticmethod
-    def of(log_key: str, gate_key: str) -> Trust:
-        return Trust(Verifier.parse(log_key), Verifier.parse(gate_key))
+    def of(log_key: str, gate_key: str, witness_policy: str | None = None) -> Trust:
+        policy = Policy.parse(witness_policy) if witness_policy is not None else None
+        return Trust(Verifier.parse(log_key), Verifier.parse(gate_key), policy)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def outcome(trust: Trust, intent: Mapping[str, Any], answer: bytes) -> Permit:
         response = json.loads(answer)
         if not isinstance(response, dict):
             raise Unverified("the answer is not a decision")
-        receipt = verify_decision(response, trust.log_key, trust.gate_key)
+        receipt = verify_decision(response, trust.log_key, trust.gate_key, trust.witnesses)
     except (VerificationError, ValueError, KeyError, TypeError) as e:
         raise Unverified(f"the answer does not verify: {e}") from e
     recorded = receipt["request"]

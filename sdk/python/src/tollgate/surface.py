@@ -117,7 +117,9 @@ class SurfaceVerifier:
         if not isinstance(response, dict):
             raise Malformed("malformed permit: not a decision answer")
         try:
-            receipt = verify_decision(response, self._trust.log_key, self._trust.gate_key)
+            receipt = verify_decision(
+                response, self._trust.log_key, self._trust.gate_key, self._trust.witnesses
+            )
         except VerificationError as e:
             raise Unverified(f"the permit does not verify: {e}") from e
         if receipt["decision"] != "PERMIT":

@@ -48,13 +48,19 @@ def _b64(s: str, what: str) -> bytes:
     return raw
 
 
+ED25519 = 0x01
+COSIGNATURE_V1 = 0x04
+
+
 @dataclass(frozen=True)
 class Verifier:
-    """A C2SP signed-note verifier key (type 0x01, Ed25519)."""
+    """A C2SP signed-note verifier key: Ed25519 (type 0x01) or a witness's
+    timestamped cosignature/v1 key (type 0x04)."""
 
     name: str
     key_id: bytes
     public_key: bytes
+    kind: int = ED25519
 
     @staticmethod
     def parse(vkey: str) -> Verifier:
@@ -63,8 +69,8 @@ class Verifier:
             raise VerificationError(f"malformed verifier key {vkey!r}")
         name, hash_hex, key_b64 = parts
         key = _b64(key_b64, "verifier key")
-        if len(key) != 33 or key[0] != 0x01:
-            raise VerificationError("verifier key: not an Ed25519 (0x01) key")
+        if len(key) != 33 or key[0] not in (ED25519, COSIGNATURE_V1):
+            raise VerificationError("verifier key: not an Ed25519 (0x01) or cosignature (0x04) key")
         try:
             key_id = bytes.fromhex(hash_hex)
         except ValueError as e:
@@ -72,7 +78,7 @@ class Verifier:
         want = hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]
         if key_id != want:
             raise VerificationError("verifier key: key hash does not match name and key")
-        return Verifier(name, key_id, key[1:])
+        return Verifier(name, key_id, key[1:], key[0])
 
     def verifies(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -88,6 +94,15 @@ def verify_note(note: bytes, verifier: Verifier) -> str:
     A signature line by the verifier's name and key id that does not verify
     rejects the note (C2SP signed-note); so does one that is malformed.
     """
+    text, signers = note_signers(note, [verifier])
+    if not signers:
+        raise VerificationError(f"no signature by {verifier.name}")
+    return text
+
+
+def note_signers(note: bytes, verifiers: list[Verifier]) -> tuple[str, list[Verifier]]:
+    """The note's text and which of `verifiers` signed it. A signature line of
+    a known name and key id that does not verify rejects the note."""
     if len(note) > MAX_NOTE_SIZE:
         raise VerificationError("note too large")
     try:
@@ -100,7 +115,7 @@ def verify_note(note: bytes, verifier: Verifier) -> str:
     text, sigs = s[: split + 1], s[split + 2 :]
     if not sigs.endswith("\n"):
         raise VerificationError("note does not end with a newline")
-    found = False
+    found: list[Verifier] = []
     for line in sigs[:-1].split("\n"):
         if not line.startswith(EM_DASH):
             raise VerificationError(f"malformed signature line {line!r}")
@@ -111,13 +126,131 @@ def verify_note(note: bytes, verifier: Verifier) -> str:
         sig = _b64(sig_b64, "signature")
         if len(sig) < 5:
             raise VerificationError("signature too short")
-        if name == verifier.name and sig[:4] == verifier.key_id:
-            if not verifier.verifies(text.encode(), sig[4:]):
+        for v in verifiers:
+            if name != v.name or sig[:4] != v.key_id:
+                continue
+            if v.kind == COSIGNATURE_V1:
+                # cosignature/v1: key id, 8-byte big-endian timestamp, signature
+                # over "cosignature/v1\ntime <t>\n" and the checkpoint text.
+                if len(sig) != 4 + 8 + 64:
+                    raise VerificationError(f"cosignature by {name} has the wrong length")
+                t = int.from_bytes(sig[4:12], "big")
+                message = f"cosignature/v1\ntime {t}\n{text}".encode()
+                ok = t < 1 << 63 and v.verifies(message, sig[12:])
+            else:
+                ok = v.verifies(text.encode(), sig[4:])
+            if not ok:
                 raise VerificationError(f"signature by {name} does not verify")
-            found = True
-    if not found:
-        raise VerificationError(f"no signature by {verifier.name}")
-    return text
+            if v not in found:
+                found.append(v)
+    return text, found
+
+
+@dataclass(frozen=True)
+class _Group:
+    threshold: int
+    members: tuple[str, ...]
+
+
+class Policy:
+    """A C2SP tlog-policy: trusted logs, witnesses, groups and the quorum of
+    cosignatures a checkpoint needs."""
+
+    def __init__(self) -> None:
+        self.logs: list[Verifier] = []
+        self.witnesses: dict[str, Verifier] = {}
+        self.groups: dict[str, _Group] = {}
+        self.quorum: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> Policy:
+        p = Policy()
+        quorum_seen = False
+        for i, raw in enumerate(text.split("\n"), start=1):
+
+            def bad(why: str, line: int = i) -> VerificationError:
+                return VerificationError(f"policy line {line}: {why}")
+
+            if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in raw):
+                raise bad("control character")
+            words = raw.replace("\t", " ").split()
+            if not words or words[0].startswith("#"):
+                continue
+            kw, args = words[0], words[1:]
+            if kw == "log" and 1 <= len(args) <= 2:
+                key = Verifier.parse(args[0])
+                if key.kind != ED25519 or any(k.public_key == key.public_key for k in p.logs):
+                    raise bad("a log key must be a new Ed25519 key")
+                p.logs.append(key)
+            elif kw == "witness" and 2 <= len(args) <= 3:
+                name, key = args[0], Verifier.parse(args[1])
+                if name == "none" or name in p.witnesses or name in p.groups:
+                    raise bad(f"name {name!r} is reserved or already defined")
+                if key.kind != COSIGNATURE_V1 or any(
+                    w.public_key == key.public_key for w in p.witnesses.values()
+                ):
+                    raise bad("a witness key must be a new cosignature/v1 key")
+                p.witnesses[name] = key
+            elif kw == "group" and len(args) >= 3:
+                name, k, members = args[0], args[1], tuple(args[2:])
+                if name == "none" or name in p.witnesses or name in p.groups:
+                    raise bad(f"name {name!r} is reserved or already defined")
+                for m in members:
+                    if m not in p.witnesses and m not in p.groups:
+                        raise bad(f"{m!r} is not defined above")
+                if len(set(members)) != len(members):
+                    raise bad("a member is listed twice")
+                n = len(members)
+                if k == "all":
+                    t = n
+                elif k == "any":
+                    t = 1
+                elif k.isdigit() and not k.startswith("0") and 1 <= int(k) <= n:
+                    t = int(k)
+                else:
+                    raise bad(f"threshold {k!r} is not all, any or 1..{n}")
+                p.groups[name] = _Group(t, members)
+            elif kw == "quorum" and len(args) == 1:
+                if quorum_seen:
+                    raise bad("a second quorum line")
+                quorum_seen = True
+                if args[0] != "none":
+                    if args[0] not in p.witnesses and args[0] not in p.groups:
+                        raise bad(f"{args[0]!r} is not defined above")
+                    p.quorum = args[0]
+            elif kw in ("log", "witness", "group", "quorum"):
+                raise bad(f"wrong number of fields for {kw}")
+            else:
+                raise bad(f"unknown keyword {kw!r}")
+        if not quorum_seen:
+            raise VerificationError("policy: no quorum line")
+        return p
+
+    def _witnessed(self, member: str, cosigners: set[str]) -> bool:
+        if member in self.witnesses:
+            return member in cosigners
+        g = self.groups[member]
+        return sum(self._witnessed(m, cosigners) for m in g.members) >= g.threshold
+
+    def verify_checkpoint(self, signed: bytes) -> Checkpoint:
+        """A checkpoint signed by a trusted log whose origin is its name, and
+        cosigned by witnesses that satisfy the quorum."""
+        text, _ = note_signers(signed, [])
+        checkpoint = parse_checkpoint(text)
+        logs = [k for k in self.logs if k.name == checkpoint.origin]
+        if not logs:
+            raise VerificationError(f"no trusted log has origin {checkpoint.origin!r}")
+        _, signers = note_signers(signed, logs)
+        if not signers:
+            raise VerificationError(f"no signature by the log {checkpoint.origin}")
+        _, cosigners = note_signers(signed, list(self.witnesses.values()))
+        names = {n for n, w in self.witnesses.items() if w in cosigners}
+        if self.quorum is not None and not self._witnessed(self.quorum, names):
+            listed = ", ".join(sorted(names))
+            raise VerificationError(
+                f"witness quorum not met: {len(names)} valid cosignature(s) ({listed})"
+            )
+        return checkpoint
 
 
 @dataclass(frozen=True)
@@ -255,13 +388,22 @@ def parse_proof_bundle(text: str) -> ProofBundle:
     return ProofBundle(index, proof, checkpoint.encode(), extra)
 
 
-def verify_proof_bundle(entry: bytes, bundle_text: bytes, log_key: Verifier) -> ProofBundle:
-    """A tlog-proof that `entry` is in the log whose checkpoint key is `log_key`."""
+def verify_proof_bundle(
+    entry: bytes, bundle_text: bytes, log_key: Verifier, witnesses: Policy | None = None
+) -> ProofBundle:
+    """A tlog-proof that `entry` is in the log whose checkpoint key is
+    `log_key`; with `witnesses`, a C2SP tlog-policy naming that log, its
+    checkpoint must also be cosigned to the policy's quorum."""
     try:
         bundle = parse_proof_bundle(bundle_text.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise VerificationError("tlog-proof is not UTF-8") from e
-    checkpoint = parse_checkpoint(verify_note(bundle.checkpoint, log_key))
+    if witnesses is not None:
+        if log_key not in witnesses.logs:
+            raise VerificationError("the witness policy does not name the log key")
+        checkpoint = witnesses.verify_checkpoint(bundle.checkpoint)
+    else:
+        checkpoint = parse_checkpoint(verify_note(bundle.checkpoint, log_key))
     if checkpoint.origin != log_key.name:
         raise VerificationError("the checkpoint's origin is not the log key's name")
     verify_inclusion(leaf_hash(entry), bundle.index, checkpoint.size, bundle.proof, checkpoint.root)
@@ -384,7 +526,10 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
 
 
 def verify_decision(
-    response: dict[str, Any], log_key: Verifier, gate_key: Verifier
+    response: dict[str, Any],
+    log_key: Verifier,
+    gate_key: Verifier,
+    witnesses: Policy | None = None,
 ) -> dict[str, Any]:
     """A decision response (`POST /v1/decisions`), checked as `proofcheck
     receipt` does: the receipt (signature and body), its inclusion proof to a
@@ -395,7 +540,7 @@ def verify_decision(
     if not isinstance(receipt, str) or not isinstance(proof, str):
         raise VerificationError("the response lacks a receipt or a proof")
     body = verify_receipt(receipt.encode(), gate_key)
-    bundle = verify_proof_bundle(receipt.encode(), proof.encode(), log_key)
+    bundle = verify_proof_bundle(receipt.encode(), proof.encode(), log_key, witnesses)
     repeated = {
         "decision": body["decision"],
         "reason": body.get("reason"),
