@@ -190,3 +190,29 @@ async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
     assert_eq!(verifier.remembered(), 1);
     assert_eq!(strict.remembered(), 0);
 }
+
+/// The permit header is byte-for-byte the Python SDK's: both produce the
+/// `permit_header` of the shared vectors (tests/vectors/tollgate) from the
+/// same recorded PERMIT answer.
+#[test]
+fn the_permit_header_is_the_python_sdks_byte_for_byte() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/vectors/tollgate/decisions.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let trust = sdk::Trust::new(
+        note::VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap(),
+        note::VerifierKey::parse(v["gate_key"].as_str().unwrap()).unwrap(),
+    );
+    let answer = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["decision"] == "PERMIT")
+        .unwrap();
+    let receipt = protocol::parse_receipt(answer["receipt"].as_str().unwrap().as_bytes())
+        .unwrap()
+        .1;
+    let request = protocol::DecisionRequest::from_value(receipt.request).unwrap();
+    let permit = sdk::verify_answer(&trust, &request, answer.to_string().as_bytes()).unwrap();
+    assert_eq!(permit.header_value(), v["permit_header"].as_str().unwrap());
+}

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import Gate
+from conftest import ROOT, Gate
 from test_client import client, intent
 from tollgate import Deny, Permit, Trust
 from tollgate.surface import (
@@ -122,3 +122,10 @@ def test_the_asgi_middleware_runs_the_app_only_on_a_valid_permit(gate: Gate) -> 
 
     anyio.run(run)
     assert served == [call(500).target]
+
+
+def test_the_permit_header_is_the_rust_sdks_byte_for_byte() -> None:
+    """The shared vectors' permit_header, which the Rust SDK also produces."""
+    v = json.loads((ROOT / "tests/vectors/tollgate/decisions.json").read_text())
+    answer = next(d for d in v["decisions"] if d["decision"] == "PERMIT")
+    assert header_value(Permit(answer, {})) == v["permit_header"]
