@@ -129,3 +129,42 @@ def test_the_permit_header_is_the_rust_sdks_byte_for_byte() -> None:
     v = json.loads((ROOT / "tests/vectors/tollgate/decisions.json").read_text())
     answer = next(d for d in v["decisions"] if d["decision"] == "PERMIT")
     assert header_value(Permit(answer, {})) == v["permit_header"]
+
+
+def test_the_middleware_in_a_starlette_app(gate: Gate) -> None:
+    """The same middleware in Starlette (FastAPI's base): the route runs only
+    with a valid permit for its call."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    served: list[Any] = []
+
+    async def transfer(request: Request) -> JSONResponse:
+        served.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    def call_of(scope: Scope, body: Any) -> Call:
+        return Call("payments", "transfer", body)
+
+    app = Starlette(
+        routes=[Route("/transfer", transfer, methods=["POST"])],
+        middleware=[Middleware(PermitMiddleware, verifier=verifier(gate), call_of=call_of)],
+    )
+    permit = client(gate).decide(intent(500, "st-1"))
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payments") as http:
+            target = call(500).target
+            refused = await http.post("/transfer", json=target)
+            assert refused.status_code == 403
+            ok = await http.post(
+                "/transfer", json=target, headers={PERMIT_HEADER: header_value(permit)}
+            )
+            assert ok.status_code == 200 and ok.json() == {"ok": True}
+
+    anyio.run(run)
+    assert served == [call(500).target]
