@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use note::{Checkpoint, Policy, ProofBundle, SignerKey, VerifierKey};
+use note::{Checkpoint, Policy, ProofBundle};
 use protocol::{verify_receipt, DecisionResponse};
 use serde_json::{json, Value};
 use testkit::Proc;
@@ -21,11 +21,6 @@ const CLIENTS: usize = 8;
 
 fn start(data: &Path) -> Proc {
     Proc::start(testkit::tollgate_serve(data), testkit::TOLLGATE_READY, 0)
-}
-
-fn key(data: &Path, file: &str) -> VerifierKey {
-    let skey = std::fs::read_to_string(data.join(file)).unwrap();
-    SignerKey::parse(skey.trim()).unwrap().verifier().clone()
 }
 
 fn intent(key: &str) -> Value {
@@ -128,7 +123,8 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
         .unwrap()
         .trim()
         .to_string();
-    let (log_key, gate_key) = (key(&data, "log.skey"), key(&data, "gate.skey"));
+    let log_key = testkit::verifier_of(&data.join("log.skey"));
+    let gate_key = testkit::verifier_of(&data.join("gate.skey"));
     let policy = Policy::for_log(log_key.clone());
     let latest = ureq::get(&format!("{}/log/checkpoint", gate.url))
         .call()
@@ -188,28 +184,7 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
         started.elapsed().as_secs_f64()
     );
     // The whole log, entry by entry, by the auditors' tool.
-    let out = std::process::Command::new(testkit::bin("proofcheck"))
-        .arg("--token-file")
-        .arg(data.join("demo.token"))
-        .args([
-            "audit",
-            "--log",
-            &gate.url,
-            "--log-key",
-            &log_key.to_string(),
-            "--gate-key",
-            &gate_key.to_string(),
-            "--state",
-        ])
-        .arg(dir.path().join("audit.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "audit: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::audit(&gate.url, &data, &dir.path().join("audit.json"));
 }
 
 /// `old` is consistent with `new`, by a proof the gate serves and this test verifies.

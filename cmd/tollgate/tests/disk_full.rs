@@ -9,7 +9,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use note::{SignerKey, VerifierKey};
 use protocol::{Decision, DecisionResponse};
 use serde_json::{json, Value};
 use testkit::Proc;
@@ -59,11 +58,6 @@ fn decide(url: &str, token: &str, key: &str) -> (u16, Value) {
         Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
         Err(e) => panic!("{key}: {e}"),
     }
-}
-
-fn key(data: &Path, file: &str) -> VerifierKey {
-    let skey = std::fs::read_to_string(data.join(file)).unwrap();
-    SignerKey::parse(skey.trim()).unwrap().verifier().clone()
 }
 
 /// Fills the filesystem holding `dir` until a write fails.
@@ -174,28 +168,7 @@ fn a_full_disk_is_503_and_loses_nothing() {
             "recovered without a restart"
         }
     );
-    let out = Command::new(testkit::bin("proofcheck"))
-        .arg("--token-file")
-        .arg(data.join("demo.token"))
-        .args([
-            "audit",
-            "--log",
-            &gate.url,
-            "--log-key",
-            &key(&data, "log.skey").to_string(),
-            "--gate-key",
-            &key(&data, "gate.skey").to_string(),
-            "--state",
-        ])
-        .arg(dir.path().join("audit.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "audit: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::audit(&gate.url, &data, &dir.path().join("audit.json"));
     drop(gate);
     drop(fs);
 }

@@ -111,3 +111,46 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// The verifier key of the signer key in `skey_file` (a data directory's
+/// `log.skey` or `gate.skey`).
+///
+/// # Panics
+///
+/// If the file cannot be read or holds no signer key.
+#[must_use]
+pub fn verifier_of(skey_file: &Path) -> note::VerifierKey {
+    let skey = std::fs::read_to_string(skey_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", skey_file.display()));
+    note::SignerKey::parse(skey.trim())
+        .expect("a signer key")
+        .verifier()
+        .clone()
+}
+
+/// `proofcheck audit` of the gate at `url` whose data directory is `data`
+/// (its keys, and the demo caller's token for the entry bundles), keeping
+/// the audit's state in `state`: the whole log, entry by entry.
+///
+/// # Panics
+///
+/// With proofcheck's output, unless the audit passes.
+pub fn audit(url: &str, data: &Path, state: &Path) {
+    let out = Command::new(bin("proofcheck"))
+        .arg("--token-file")
+        .arg(data.join("demo.token"))
+        .args(["audit", "--log", url, "--log-key"])
+        .arg(verifier_of(&data.join("log.skey")).to_string())
+        .arg("--gate-key")
+        .arg(verifier_of(&data.join("gate.skey")).to_string())
+        .arg("--state")
+        .arg(state)
+        .output()
+        .expect("running proofcheck");
+    assert!(
+        out.status.success(),
+        "audit: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
