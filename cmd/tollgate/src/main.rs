@@ -147,6 +147,13 @@ enum PolicyCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Run the test cases a bundle ships (tests/*.json: a request, the
+    /// decision time and caller, the expected decision) against the bundle,
+    /// offline, exactly as the gate would evaluate them. Exits 1 if any fails.
+    Test {
+        /// Bundle directory or .tar.gz file.
+        bundle: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -540,8 +547,44 @@ fn caller(command: CallerCommand) -> Result<()> {
     Ok(())
 }
 
+/// Reads a bundle directory or .tar.gz file.
+fn read_bundle(path: &std::path::Path) -> Result<policy::Bundle> {
+    if path.is_dir() {
+        return policy::Bundle::from_dir(path)
+            .with_context(|| format!("reading {}", path.display()));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    policy::Bundle::from_tar_gz(&bytes, None).with_context(|| format!("reading {}", path.display()))
+}
+
 fn policy(command: PolicyCommand) -> Result<()> {
     match command {
+        PolicyCommand::Test { bundle } => {
+            let loaded = read_bundle(&bundle)?;
+            let results = policy::run_cases(&loaded)?;
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                let mark = if r.passed { "ok  " } else { "FAIL" };
+                println!(
+                    "{mark} {}: {} — expected {}, got {} ({})",
+                    r.file,
+                    r.name,
+                    r.expected.as_str(),
+                    r.got.as_str(),
+                    r.reason
+                );
+            }
+            println!(
+                "{} cases, {} failed ({} {})",
+                results.len(),
+                failed,
+                loaded.version(),
+                bundle.display()
+            );
+            if failed > 0 {
+                bail!("{failed} of {} cases failed", results.len());
+            }
+        }
         PolicyCommand::Publish {
             bundle,
             activate,

@@ -1634,3 +1634,45 @@ fn unix_only_listen_makes_a_private_socket() {
         assert!(err.contains("belongs to uid 65534"), "{err}");
     }
 }
+
+/// `tollgate policy test`: the example bundle passes its own cases; a case
+/// expecting otherwise fails the command, naming the case and what the policy
+/// gave.
+#[test]
+fn policy_test_runs_the_cases_a_bundle_ships() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let run = |bundle: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["policy", "test"])
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&examples.join("cedar"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("7 cases, 0 failed"));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    std::fs::create_dir_all(bundle.join("tests")).unwrap();
+    for f in ["tollgate.json", "policy.rego", "data.json"] {
+        std::fs::copy(examples.join("rego").join(f), bundle.join(f)).unwrap();
+    }
+    std::fs::write(
+        bundle.join("tests/wrong.json"),
+        r#"{"name": "a big transfer", "decided_at": "2026-11-25T12:00:00Z", "expected": "PERMIT",
+            "request": {"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
+            "action": "transfer", "target": {"amount": 50000}, "idempotency_key": "k"}}"#,
+    )
+    .unwrap();
+    let failed = run(&bundle);
+    assert!(!failed.status.success());
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        out.contains("FAIL tests/wrong.json: a big transfer — expected PERMIT, got DENY"),
+        "{out}"
+    );
+}

@@ -123,6 +123,10 @@ pub fn example_bundle() -> Bundle {
                 "data.json",
                 include_bytes!("../../../examples/policies/rego/data.json"),
             ),
+            (
+                "tests/cases.json",
+                include_bytes!("../../../examples/policies/rego/tests/cases.json"),
+            ),
         ],
     )
 }
@@ -145,6 +149,10 @@ pub fn example_cedar_bundle() -> Bundle {
             (
                 "entities.json",
                 include_bytes!("../../../examples/policies/cedar/entities.json"),
+            ),
+            (
+                "tests/cases.json",
+                include_bytes!("../../../examples/policies/cedar/tests/cases.json"),
             ),
         ],
     )

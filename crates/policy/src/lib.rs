@@ -15,12 +15,14 @@
 //! [`Evaluation`] out).
 
 mod bundle;
+mod cases;
 mod cedar;
 mod contract;
 mod engine;
 mod rego;
 
 pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
+pub use cases::{run_cases, CaseResult};
 pub use contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
 pub use engine::{replay, replay_receipt, CompiledPolicy};
 

@@ -737,3 +737,47 @@ fn publishing_refuses_duplicate_members_in_bundle_json() {
         "{err}"
     );
 }
+
+/// Every example bundle ships test cases, and they pass; a case that expects
+/// otherwise fails, naming what the policy gave.
+#[test]
+fn the_example_bundles_pass_their_own_cases_and_a_wrong_case_fails() {
+    for dir in ["rego", "cedar", "mcp-rego", "mcp-cedar"] {
+        let bundle = Bundle::from_dir(&examples().join(dir)).unwrap();
+        let results = policy::run_cases(&bundle).unwrap();
+        assert!(results.len() >= 6, "{dir}");
+        for r in &results {
+            assert!(
+                r.passed,
+                "{dir}: {}: got {:?} ({})",
+                r.name, r.got, r.reason
+            );
+        }
+    }
+    let mut files = Bundle::from_dir(&examples().join("rego"))
+        .unwrap()
+        .files()
+        .clone();
+    files.insert(
+        "tests/wrong.json".into(),
+        br#"{"name": "wrong", "decided_at": "2026-11-25T12:00:00Z", "expected": "PERMIT",
+             "request": {"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
+             "action": "transfer", "target": {"amount": 50000}, "idempotency_key": "k"}}"#
+            .to_vec(),
+    );
+    let manifest = Bundle::from_dir(&examples().join("rego"))
+        .unwrap()
+        .manifest()
+        .clone();
+    let results =
+        policy::run_cases(&Bundle::new(manifest.clone(), files.clone()).unwrap()).unwrap();
+    let wrong = results.iter().find(|r| r.name == "wrong").unwrap();
+    assert!(!wrong.passed && wrong.got == Decision::Deny);
+    // A case file that is not cases is refused, naming it.
+    files.insert(
+        "tests/broken.json".into(),
+        br#"{"name": "x", "name": "y"}"#.to_vec(),
+    );
+    let err = policy::run_cases(&Bundle::new(manifest, files).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("tests/broken.json"), "{err}");
+}
