@@ -12,6 +12,7 @@
 mod audit;
 mod checks;
 mod fetch;
+mod whatif;
 
 pub use audit::{audit, AuditReport, AuditState};
 pub use checks::{
@@ -19,6 +20,7 @@ pub use checks::{
     ReceiptReport, ReplayReport,
 };
 pub use fetch::Log;
+pub use whatif::{what_if, WhatIf};
 
 /// Why a check did not pass.
 #[derive(Debug)]

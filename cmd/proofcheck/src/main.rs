@@ -113,6 +113,21 @@ enum Command {
         #[command(flatten)]
         whole: WholeLog,
     },
+    /// What if a candidate policy had been active: re-evaluate every logged
+    /// decision (from --from) with the request and derived context its
+    /// receipt recorded, and print how many would change, by transition
+    /// (PERMIT → DENY, …), with example receipt ids. Receipts are verified
+    /// with the gate key; `audit` verifies the log itself.
+    WhatIf {
+        #[command(flatten)]
+        whole: WholeLog,
+        /// The candidate bundle: a directory or a .tar.gz.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The first log index to re-evaluate.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
 }
 
 /// A whole log to walk: where, and the keys that must have signed it.
@@ -449,6 +464,42 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 ));
             }
             output(cli.json, &lines, human);
+            Ok(true)
+        }
+        Command::WhatIf {
+            whole:
+                WholeLog {
+                    log,
+                    log_key,
+                    gate_key,
+                },
+            policy,
+            from,
+        } => {
+            let bundle = if policy.is_dir() {
+                policy::Bundle::from_dir(&policy)
+            } else {
+                policy::Bundle::from_tar_gz(&read(&policy)?, None)
+            }
+            .map_err(|e| Error::Io(format!("{}: {e}", policy.display())))?;
+            let r = proofcheck::what_if(
+                &open(&log),
+                &key(&log_key)?,
+                &key(&gate_key)?,
+                &bundle,
+                from,
+            )?;
+            let mut human = format!(
+                "{} receipts from index {from} to size {} re-evaluated under {}:",
+                r.evaluated, r.size, r.candidate
+            );
+            for (transition, (count, examples)) in &r.transitions {
+                human.push_str(&format!(
+                    "\n  {transition}: {count} (e.g. {})",
+                    examples.join(", ")
+                ));
+            }
+            output(cli.json, &r, human);
             Ok(true)
         }
     }

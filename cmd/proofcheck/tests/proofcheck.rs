@@ -474,3 +474,58 @@ fn audit_of_100k_entries_then_incremental() {
         &mut |_, _| {},
     ));
 }
+
+/// What-if under a candidate with a lower transfer threshold: the small
+/// transfer that was permitted would be denied, the big one stays denied;
+/// the transition table says so with the receipt ids.
+#[test]
+fn what_if_tallies_how_a_candidate_would_have_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::start(dir.path());
+    let small: serde_json::Value = serde_json::from_slice(&gate.decide(500, "w-small")).unwrap();
+    let big: serde_json::Value = serde_json::from_slice(&gate.decide(50_000, "w-big")).unwrap();
+    gate.decide(20, "w-tiny");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies/rego");
+    let candidate = dir.path().join("candidate");
+    std::fs::create_dir(&candidate).unwrap();
+    for f in ["tollgate.json", "policy.rego"] {
+        std::fs::copy(examples.join(f), candidate.join(f)).unwrap();
+    }
+    let data = std::fs::read_to_string(examples.join("data.json")).unwrap();
+    std::fs::write(
+        candidate.join("data.json"),
+        data.replace(
+            "\"transfer_threshold\": 10000",
+            "\"transfer_threshold\": 100",
+        ),
+    )
+    .unwrap();
+    let token = gate.data.join("demo.token");
+    let out = proofcheck(&[
+        "--json",
+        "--token-file",
+        token.to_str().unwrap(),
+        "what-if",
+        "--log",
+        &gate.url,
+        "--log-key",
+        &gate.vkey("log.skey").to_string(),
+        "--gate-key",
+        &gate.vkey("gate.skey").to_string(),
+        "--policy",
+        candidate.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["evaluated"], 3, "{r}");
+    let t = &r["transitions"];
+    assert_eq!(t["PERMIT → DENY"][0], 1, "{r}");
+    assert_eq!(t["PERMIT → DENY"][1][0], small["receipt_id"], "{r}");
+    assert_eq!(t["DENY → DENY"][1][0], big["receipt_id"], "{r}");
+    assert_eq!(t["PERMIT → PERMIT"][0], 1, "{r}");
+}
