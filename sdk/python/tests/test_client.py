@@ -20,6 +20,7 @@ from tollgate.client import (
     Trust,
     Unavailable,
     Unverified,
+    current_permit,
 )
 
 
@@ -46,6 +47,9 @@ def test_the_guard_runs_the_tool_once_per_permit_and_never_otherwise(gate: Gate)
 
     @c.guarded(payment)
     def pay(amount: int, key: str) -> str:
+        # The tool sees the permit it runs on (to pass to its service).
+        permit = current_permit()
+        assert permit is not None and permit.receipt["request"]["target"]["amount"] == amount
         calls.append(amount)
         return "paid"
 
@@ -58,7 +62,9 @@ def test_the_guard_runs_the_tool_once_per_permit_and_never_otherwise(gate: Gate)
     with pytest.raises(Silence):
         c.decide(intent(5, "g-3", actor="someone-else"))
     with c.guard(intent(600, "g-4")) as permit:
+        assert current_permit() is permit
         calls.append(permit.log_index)
+    assert current_permit() is None
     assert len(calls) == 2
     # The same key and request again: the original receipt, still a permit.
     again = c.decide(intent(600, "g-4"))

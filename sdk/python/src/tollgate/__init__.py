@@ -21,6 +21,7 @@ from tollgate.client import (
     Trust,
     Unavailable,
     Unverified,
+    current_permit,
 )
 from tollgate.verify import (
     Checkpoint,
@@ -57,6 +58,7 @@ __all__ = [
     "VerificationError",
     "Verifier",
     "canonical_json",
+    "current_permit",
     "parse_checkpoint",
     "parse_proof_bundle",
     "verify_consistency",

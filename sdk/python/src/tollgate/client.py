@@ -26,6 +26,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -99,6 +100,16 @@ class Permit:
     @property
     def log_index(self) -> int:
         return int(self.response["log_index"])
+
+
+_CURRENT: ContextVar[Permit | None] = ContextVar("tollgate_permit", default=None)
+
+
+def current_permit() -> Permit | None:
+    """Inside a `guarded` tool or a `guard` block: the verified permit it
+    runs on (to pass on to the tool's service, for example as the
+    `tollgate-permit` header); elsewhere None."""
+    return _CURRENT.get()
 
 
 def outcome(trust: Trust, intent: Mapping[str, Any], answer: bytes) -> Permit:
@@ -203,7 +214,12 @@ class Client:
     def guard(self, intent: Mapping[str, Any]) -> Iterator[Permit]:
         """`with client.guard(intent) as permit:` runs its body only on a
         verified PERMIT; otherwise raises the `Refusal` before it."""
-        yield self.decide(intent)
+        permit = self.decide(intent)
+        token = _CURRENT.set(permit)
+        try:
+            yield permit
+        finally:
+            _CURRENT.reset(token)
 
     def guarded(
         self, intent: Callable[P, Mapping[str, Any]]
@@ -214,8 +230,11 @@ class Client:
         def wrap(tool: Callable[P, T]) -> Callable[P, T]:
             @functools.wraps(tool)
             def call(*args: P.args, **kwargs: P.kwargs) -> T:
-                self.decide(intent(*args, **kwargs))
-                return tool(*args, **kwargs)
+                token = _CURRENT.set(self.decide(intent(*args, **kwargs)))
+                try:
+                    return tool(*args, **kwargs)
+                finally:
+                    _CURRENT.reset(token)
 
             return call
 
@@ -274,7 +293,12 @@ class AsyncClient:
 
     @asynccontextmanager
     async def guard(self, intent: Mapping[str, Any]) -> AsyncIterator[Permit]:
-        yield await self.decide(intent)
+        permit = await self.decide(intent)
+        token = _CURRENT.set(permit)
+        try:
+            yield permit
+        finally:
+            _CURRENT.reset(token)
 
     def guarded(
         self, intent: Callable[P, Mapping[str, Any]]
@@ -282,8 +306,11 @@ class AsyncClient:
         def wrap(tool: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             @functools.wraps(tool)
             async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-                await self.decide(intent(*args, **kwargs))
-                return await tool(*args, **kwargs)
+                token = _CURRENT.set(await self.decide(intent(*args, **kwargs)))
+                try:
+                    return await tool(*args, **kwargs)
+                finally:
+                    _CURRENT.reset(token)
 
             return call
 
