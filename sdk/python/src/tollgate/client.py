@@ -151,13 +151,29 @@ def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
-def _refusal_for(status: int, body: bytes) -> Refusal | None:
-    text = body.decode("utf-8", "replace").strip()
-    if status in (400, 409):
-        return Invalid(f"{status}: {text}")
-    if status != 200:
-        return Unavailable(f"{status}: {text}")
-    return None
+def _answer(trust: Trust, intent: Mapping[str, Any], r: httpx.Response) -> Permit | Unavailable:
+    """What one answer of the gate amounts to: the permit, a 503 to retry
+    (returned), or a refusal to raise at once."""
+    text = r.content.decode("utf-8", "replace").strip()
+    if r.status_code == 200:
+        return outcome(trust, intent, r.content)
+    if r.status_code in (400, 409):
+        raise Invalid(f"{r.status_code}: {text}")
+    if r.status_code == 503:
+        return Unavailable(f"503: {text}")
+    raise Unavailable(f"{r.status_code}: {text}")
+
+
+def _http_options(base: str, token: str | None, timeout: float, ca_file: str | None,
+                  *, asynchronous: bool) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The gate's base URL and the httpx client options both clients use."""
+    transport, url = _transport_and_url(base, asynchronous=asynchronous)
+    return url, {
+        "transport": transport,
+        "timeout": timeout,
+        "headers": {"authorization": f"Bearer {token}"} if token else {},
+        "verify": _verify(ca_file),
+    }
 
 
 class Client:
@@ -176,14 +192,8 @@ class Client:
         ca_file: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        default, self._url = _transport_and_url(base, asynchronous=False)
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            transport=transport or default,
-            timeout=timeout,
-            headers=headers,
-            verify=_verify(ca_file),
-        )
+        self._url, options = _http_options(base, token, timeout, ca_file, asynchronous=False)
+        self._http = httpx.Client(**{**options, "transport": transport or options["transport"]})
         self._trust, self._retries = trust, retries
 
     def decide(self, intent: Mapping[str, Any]) -> Permit:
@@ -202,12 +212,10 @@ class Client:
             except httpx.HTTPError as e:
                 last = Unavailable(f"the gate did not answer: {e!r}")
                 continue
-            refused = _refusal_for(r.status_code, r.content)
-            if refused is None:
-                return outcome(self._trust, intent, r.content)
-            if r.status_code != 503:
-                raise refused
-            last = refused
+            got = _answer(self._trust, intent, r)
+            if isinstance(got, Permit):
+                return got
+            last = got
         raise last
 
     @contextmanager
@@ -258,13 +266,9 @@ class AsyncClient:
         ca_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        default, self._url = _transport_and_url(base, asynchronous=True)
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._url, options = _http_options(base, token, timeout, ca_file, asynchronous=True)
         self._http = httpx.AsyncClient(
-            transport=transport or default,
-            timeout=timeout,
-            headers=headers,
-            verify=_verify(ca_file),
+            **{**options, "transport": transport or options["transport"]}
         )
         self._trust, self._retries = trust, retries
 
@@ -283,12 +287,10 @@ class AsyncClient:
             except httpx.HTTPError as e:
                 last = Unavailable(f"the gate did not answer: {e!r}")
                 continue
-            refused = _refusal_for(r.status_code, r.content)
-            if refused is None:
-                return outcome(self._trust, intent, r.content)
-            if r.status_code != 503:
-                raise refused
-            last = refused
+            got = _answer(self._trust, intent, r)
+            if isinstance(got, Permit):
+                return got
+            last = got
         raise last
 
     @asynccontextmanager
