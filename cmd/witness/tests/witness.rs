@@ -205,12 +205,7 @@ fn cosigns_growth_refuses_what_the_spec_refuses_and_survives_restart() {
     assert!(std::fs::read_to_string(e.join("held.checkpoint"))
         .unwrap()
         .starts_with(&cp50[..cp50.find('\u{2014}').unwrap()]));
-    let metrics = ureq::get(&format!("{}/metrics", w.url))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert!(metrics.contains("witness_alerts_total 1"), "{metrics}");
+    assert_eq!(metric(&w.url, "witness_alerts_total"), 1);
 }
 
 /// A log served over HTTP from a ledger, whose `/log/checkpoint` the test can
@@ -289,6 +284,17 @@ fn metric(url: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// The size of the checkpoint the witness at `url` holds cosigned for the
+/// log of `policy` (0 if none verifies).
+fn cosigned_size(url: &str, lk: &VerifierKey, policy: &Policy) -> u64 {
+    ureq::get(&format!("{url}/checkpoint?origin={}", lk.name()))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .and_then(|t| policy.verify_checkpoint(t.as_bytes()).ok())
+        .map_or(0, |(cp, _)| cp.size)
+}
+
 /// Waits until `f` holds (20 s at most).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -319,14 +325,7 @@ fn monitor_halts_only_on_proof_of_misbehaviour() {
     );
     let url = w.url.clone();
     let policy = Policy::parse(&format!("log {lk}\nwitness w {}\nquorum w\n", w.key)).unwrap();
-    let cosigned = || {
-        ureq::get(&format!("{url}/checkpoint?origin={}", lk.name()))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .and_then(|t| policy.verify_checkpoint(t.as_bytes()).ok())
-            .map_or(0, |(cp, _)| cp.size)
-    };
+    let cosigned = || cosigned_size(&url, &lk, &policy);
     eventually("size 300 cosigned", || cosigned() == 300);
     grow(&log, 300, 100);
     eventually("size 400 cosigned", || cosigned() == 400);
@@ -428,28 +427,11 @@ fn monitor_mode_cosigns_by_polling_and_keeps_evidence_of_a_fork() {
     );
     let (url, wkey) = (w.url.clone(), w.key.clone());
     let policy = Policy::parse(&format!("log {lk}\nwitness w {wkey}\nquorum w\n")).unwrap();
-    let cosigned_size = |want: u64| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Ok(r) = ureq::get(&format!("{url}/checkpoint?origin={}", lk.name())).call() {
-                let text = r.into_string().unwrap();
-                if let Ok((cp, _)) = policy.verify_checkpoint(text.as_bytes()) {
-                    if cp.size == want {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "monitor never cosigned size {want}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+    let cosigned = || cosigned_size(&url, &lk, &policy);
     // Growth is cosigned without any push; the proofs come from tiles.
-    cosigned_size(300);
+    eventually("size 300 cosigned", || cosigned() == 300);
     grow(&log, 300, 500);
-    cosigned_size(800);
+    eventually("size 800 cosigned", || cosigned() == 800);
 
     // The log serves a fork: same size, another root, signed with its key.
     let fork = note::sign_checkpoint(
@@ -459,14 +441,9 @@ fn monitor_mode_cosigns_by_polling_and_keeps_evidence_of_a_fork() {
     .unwrap();
     *served.forged.lock().unwrap() = Some(fork.to_text());
     let evidence = dir.path().join("w/state/evidence");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_dir(&evidence).map_or(0, |d| d.count()) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no evidence of the fork"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    eventually("evidence of the fork", || {
+        std::fs::read_dir(&evidence).map_or(0, |d| d.count()) > 0
+    });
     let e = std::fs::read_dir(&evidence)
         .unwrap()
         .next()
@@ -480,23 +457,10 @@ fn monitor_mode_cosigns_by_polling_and_keeps_evidence_of_a_fork() {
     assert!(std::fs::read_to_string(e.join("reason"))
         .unwrap()
         .contains("fork"));
-    let metrics = ureq::get(&format!("{url}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert!(metrics.contains("witness_alerts_total 1"), "{metrics}");
+    assert_eq!(metric(&url, "witness_alerts_total"), 1);
     // Cosigning of that log has stopped: honest growth is not cosigned any more.
     *served.forged.lock().unwrap() = None;
     grow(&log, 800, 10);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let text = ureq::get(&format!("{url}/checkpoint?origin={}", lk.name()))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert_eq!(
-        policy.verify_checkpoint(text.as_bytes()).unwrap().0.size,
-        800
-    );
+    assert_eq!(cosigned(), 800);
 }
