@@ -3,9 +3,12 @@ every call of a tool is appended to the file named by NOTES_LOG, so a test
 can prove which calls reached the server."""
 
 import os
+import sys
 from pathlib import Path
 
+import anyio
 from mcp.server import MCPServer
+from mcp_types import ToolAnnotations
 
 server = MCPServer("notes")
 LOG = Path(os.environ["NOTES_LOG"])
@@ -30,5 +33,28 @@ def erase_everything(confirm: bool) -> str:
     return "erased"
 
 
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def slow_echo(text: str) -> str:
+    """Echoes the text after five seconds (records a cancellation if it is cancelled first)."""
+    _record("slow_echo started", text)
+    try:
+        await anyio.sleep(5)
+    except anyio.get_cancelled_exc_class():
+        _record("slow_echo cancelled", text)
+        raise
+    _record("slow_echo", text)
+    return text
+
+
 if __name__ == "__main__":
-    server.run("stdio")
+    # `notes_server.py` speaks stdio; `notes_server.py http PORT [stateless]`
+    # serves streamable HTTP at http://127.0.0.1:PORT/mcp.
+    if sys.argv[1:2] == ["http"]:
+        server.run(
+            "streamable-http",
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            stateless_http=sys.argv[3:4] == ["stateless"],
+        )
+    else:
+        server.run("stdio")

@@ -2,6 +2,7 @@
 
 mod client;
 mod mcp;
+mod mcp_http;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,11 @@ enum McpCommand {
     /// `tollgate mcp stdio --server NAME --actor ID ... -- <server command>`
     /// instead of the server command.
     Stdio(mcp::StdioArgs),
+    /// A reverse proxy for an MCP server's streamable HTTP endpoint: point
+    /// MCP clients at `--listen` instead of the server, each with a
+    /// caller's bearer token (`Authorization: Bearer …`): that caller asks
+    /// the decisions.
+    Http(mcp_http::HttpArgs),
 }
 
 #[derive(clap::Args)]
@@ -213,6 +219,12 @@ fn main() -> std::process::ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Mcp {
+            command: McpCommand::Http(args),
+        } => {
+            init_logging("text");
+            mcp_http::http(args)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

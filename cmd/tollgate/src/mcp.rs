@@ -168,7 +168,6 @@ impl Io {
 
 /// The gate's verified decision on `intent`, as the gateway takes it.
 fn decide(decider: &Decider, intent: &serde_json::Value) -> Outcome {
-    let json = |r: &protocol::DecisionResponse| serde_json::to_value(r).unwrap_or_default();
     let verified = match decider {
         Decider::Remote(client) => client.decide(intent),
         Decider::InProcess {
@@ -195,6 +194,12 @@ fn decide(decider: &Decider, intent: &serde_json::Value) -> Outcome {
             }
         }
     };
+    outcome(verified)
+}
+
+/// What the gateway takes from the SDK's verdict on a gate's answer.
+pub(crate) fn outcome(verified: Result<sdk::Permit, sdk::Refusal>) -> Outcome {
+    let json = |r: &protocol::DecisionResponse| serde_json::to_value(r).unwrap_or_default();
     match verified {
         Ok(permit) => Outcome::Permit(json(permit.response())),
         Err(sdk::Refusal::Deny {

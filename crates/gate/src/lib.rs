@@ -46,6 +46,7 @@ pub use witnessing::WitnessingError;
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/decisions"),
     ("POST", "/v1/replay"),
+    ("GET", "/v1/whoami"),
     ("GET", "/v1/receipts/{receipt_id}"),
     ("GET", "/v1/proofs/inclusion"),
     ("GET", "/v1/proofs/consistency"),
@@ -156,7 +157,31 @@ impl Gate {
         creds: &http::Credentials,
         role: callers::Role,
     ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
-        let (caller, via) = match (&creds.bearer, creds.peer_uid) {
+        let (caller, via) = self.identify(creds, Some(role))?;
+        if !caller.has(role) {
+            return Err(GateError::Unauthorized(format!(
+                "caller {} lacks the {role} role",
+                caller.name
+            )));
+        }
+        Ok((caller, via))
+    }
+
+    /// The live caller whose bearer token this is, if any (for a gateway
+    /// in this process that authenticates its own clients by their tokens).
+    #[must_use]
+    pub fn caller_by_token(&self, token: &str) -> Option<Arc<callers::Caller>> {
+        self.callers.authenticate(token)
+    }
+
+    /// The caller a request authenticates as, whatever its roles, and how;
+    /// `role` is the one the route needs, for the error without a credential.
+    pub(crate) fn identify(
+        &self,
+        creds: &http::Credentials,
+        role: Option<callers::Role>,
+    ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
+        Ok(match (&creds.bearer, creds.peer_uid) {
             (Some(token), _) => {
                 let caller = self.callers.authenticate(token).ok_or_else(|| {
                     GateError::Unauthorized(
@@ -195,19 +220,13 @@ impl Gate {
                 (caller, protocol::VIA_PEER_UID)
             }
             (None, None) => {
+                let needed = role.map_or_else(String::new, |r| format!(" with the {r} role"));
                 return Err(GateError::Unauthorized(format!(
-                    "no bearer token: this route needs a caller with the {role} role \
+                    "no bearer token: this route needs a caller{needed} \
                      (Authorization: Bearer <token>)"
-                )))
+                )));
             }
-        };
-        if !caller.has(role) {
-            return Err(GateError::Unauthorized(format!(
-                "caller {} lacks the {role} role",
-                caller.name
-            )));
-        }
-        Ok((caller, via))
+        })
     }
 }
 
@@ -239,6 +258,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/v1/decisions", post(decide::decide))
         .route("/v1/replay", post(read::replay))
+        .route("/v1/whoami", get(read::whoami))
         .route("/v1/receipts/{receipt_id}", get(read::receipt))
         .route("/v1/proofs/inclusion", get(read::inclusion))
         .route("/v1/proofs/consistency", get(read::consistency))

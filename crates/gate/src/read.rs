@@ -32,6 +32,17 @@ pub(crate) async fn receipt(
         .ok_or_else(|| GateError::NotFound(format!("no receipt {receipt_id}")))
 }
 
+/// `GET /v1/whoami`: the caller the request authenticates as (name,
+/// roles, actors; never its token digest), whatever its roles. A gateway in
+/// front of tools checks its own clients' tokens with it.
+pub(crate) async fn whoami(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+) -> Result<Json<crate::callers::Caller>, GateError> {
+    let (caller, _) = gate.identify(&creds, None)?;
+    Ok(Json(caller.public()))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct InclusionQuery {
     receipt_id: Option<String>,

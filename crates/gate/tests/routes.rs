@@ -602,7 +602,22 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
             .replace("{name}", "reader");
         let is = |p: &str| *path == p;
         // The route's role, and a live caller without it.
-        let (uri, without) = if is("/v1/decisions") {
+        let (uri, without) = if is("/v1/whoami") {
+            // Any live caller: the reader is answered, as itself.
+            let (status, body) = call(
+                &app,
+                method,
+                &concrete,
+                Some(&reader),
+                &serde_json::Value::Null,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["name"], "reader");
+            assert_eq!(body["roles"], serde_json::json!(["read"]));
+            assert!(body.get("token_sha256").is_none(), "{body}");
+            (concrete, Some(wrong.as_str()))
+        } else if is("/v1/decisions") {
             (concrete, Some(reader.as_str()))
         } else if path.starts_with("/v1/admin/")
             || is("/v1/receipts/{receipt_id}")

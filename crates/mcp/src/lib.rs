@@ -38,6 +38,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+pub mod sse;
+
 /// The `_meta` member that carries the gate's decision (a decision response).
 pub const META_KEY: &str = "dev.tollgate/decision";
 

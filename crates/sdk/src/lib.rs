@@ -240,6 +240,56 @@ impl Client {
     }
 }
 
+/// Who a credential is, as the gate knows it (`GET /v1/whoami`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Identity {
+    /// The caller's name.
+    pub name: String,
+    /// Its roles (`decide`, `read`, `approve`, `admin`).
+    pub roles: Vec<String>,
+    /// The actors it may speak for: exact ids or `prefix*`.
+    pub actors: Vec<String>,
+}
+
+impl Client {
+    /// The caller this client's credential authenticates as.
+    ///
+    /// # Errors
+    ///
+    /// What went wrong, as text: the gate's 401 (no credential, a token that
+    /// is no live caller's), or why the gate did not answer.
+    pub fn whoami(&self) -> Result<Identity, String> {
+        let (status, body) = match self.base.strip_prefix("unix:") {
+            Some(path) => self.unix_request(path, "GET /v1/whoami", None)?,
+            None => {
+                let mut r = self.agent.get(&format!("{}/v1/whoami", self.base));
+                if let Some(t) = &self.token {
+                    r = r.set("authorization", &format!("Bearer {t}"));
+                }
+                let resp = match r.call() {
+                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let status = resp.status();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(resp.into_reader(), MAX_ANSWER),
+                    &mut bytes,
+                )
+                .map_err(|e| format!("reading the answer: {e}"))?;
+                (status, bytes)
+            }
+        };
+        if status != 200 {
+            return Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("the answer is not a caller: {e}"))
+    }
+}
+
 /// Verifies a gate's answer to `request` (what [`Client::decide`] does once
 /// the answer is in): the receipt's signature and body, the tlog-proof to a
 /// checkpoint signed by the log key (and the witness quorum if `trust` asks),
@@ -314,7 +364,7 @@ impl Client {
                 std::thread::sleep(Duration::from_millis(50 << attempt.min(5)));
             }
             let answered = match self.base.strip_prefix("unix:") {
-                Some(path) => self.post_unix(path, body),
+                Some(path) => self.unix_request(path, "POST /v1/decisions", Some(body)),
                 None => self.post_http(body),
             };
             match answered {
@@ -364,9 +414,15 @@ impl Client {
         Ok((status, bytes))
     }
 
-    /// One POST over the gate's Unix socket: HTTP/1.1, one request per
-    /// connection, the answer read to its end within the answer timeout.
-    fn post_unix(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
+    /// One request (`"METHOD /route"`, with a JSON body or none) over the
+    /// gate's Unix socket: HTTP/1.1, one request per connection, the answer
+    /// read to its end within the answer timeout.
+    fn unix_request(
+        &self,
+        path: &str,
+        request: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
         use std::io::{Read as _, Write as _};
         let mut stream = std::os::unix::net::UnixStream::connect(path)
             .map_err(|e| format!("connecting to {path}: {e}"))?;
@@ -379,11 +435,16 @@ impl Client {
             .as_ref()
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let body = body.map_or_else(String::new, |b| {
+            format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+                b.len()
+            )
+        });
         write!(
             stream,
-            "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
-             {auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
+            "{request} HTTP/1.1\r\nhost: gate\r\n{auth}connection: close\r\n{}",
+            if body.is_empty() { "\r\n" } else { &body }
         )
         .map_err(|e| format!("writing to {path}: {e}"))?;
         let mut answer = Vec::new();

@@ -1,0 +1,1061 @@
+//! `tollgate mcp http`: the MCP gateway as a reverse proxy for MCP's
+//! streamable HTTP transport. The rules are the `mcp` crate's, as in stdio
+//! mode; this is the HTTP plumbing.
+//!
+//! - Every request needs `Authorization: Bearer <token>` of a live caller
+//!   with `decide`: the caller whose decisions the client's calls become
+//!   (checked with the gate's `GET /v1/whoami`, again after 10 s). The token
+//!   is never sent upstream.
+//! - The actor: the client's `Tollgate-Actor` header, else `--actor`, else
+//!   the caller's one actor when it is bound to exactly one exact id.
+//! - A session (the upstream's `Mcp-Session-Id`, with the token and actor)
+//!   has one [`Gateway`]: the tools it learnt, the calls being decided. A
+//!   request without a session id (`initialize`, or a stateless server's
+//!   every request) starts a fresh one, kept if the upstream's answer names
+//!   a session.
+//! - POST of a request: its answer is either the gateway's own (a refusal,
+//!   as `application/json`) or the upstream's, JSON or an event stream
+//!   passed event by event, each message through the gateway (a permitted
+//!   call's result gets the decision in `_meta`). POST of a notification or
+//!   a response, GET (the server's stream) and DELETE pass through, their
+//!   messages through the gateway too.
+//! - A client that goes away cancels: a call still being decided is never
+//!   forwarded, and the upstream request of a forwarded one is dropped
+//!   (for the 2026-07-28 protocol that is the cancellation).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use mcp::sse::{Decoder, Item};
+use mcp::{Action, Call, Gateway, Outcome};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(clap::Args)]
+pub(crate) struct HttpArgs {
+    /// The server's name: the surface its tools' decisions are asked for.
+    #[arg(long)]
+    server: String,
+    /// The MCP server's streamable HTTP endpoint (http://host:port/path).
+    #[arg(long)]
+    upstream: String,
+    /// Where MCP clients connect; the endpoint's path is the upstream's.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// The actor when the client sends no `Tollgate-Actor` header (default:
+    /// the caller's actor, if it is bound to exactly one).
+    #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
+    actor: Option<String>,
+    /// The gate's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOLLGATE_URL")]
+    gate: String,
+    /// The log's checkpoint key (vkey): answers must verify with it.
+    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
+    log_key: Option<String>,
+    /// The gate's receipt key (vkey): answers must verify with it.
+    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
+    gate_key: Option<String>,
+    /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
+    #[arg(long, env = "TOLLGATE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Run the gate inside this process on this data directory (which
+    /// `tollgate serve` must not be running on) instead of asking one at
+    /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
+    #[arg(long, conflicts_with_all = ["log_key", "gate_key", "ca_file"])]
+    data_dir: Option<PathBuf>,
+}
+
+/// The largest body taken from a client or an upstream JSON answer.
+const MAX_BODY: usize = 16 << 20;
+/// The largest event of an upstream event stream.
+const MAX_EVENT: usize = 16 << 20;
+/// How long a checked token is believed before it is checked again.
+const IDENTITY_TTL: Duration = Duration::from_secs(10);
+/// At most this many sessions are kept; past it, new sessions are refused.
+const MAX_SESSIONS: usize = 10_000;
+
+const SESSION: &str = "mcp-session-id";
+const ACTOR: &str = "tollgate-actor";
+
+/// Runs the proxy until interrupted.
+pub(crate) fn http(args: HttpArgs) -> Result<()> {
+    let upstream: Uri = args.upstream.parse().context("--upstream")?;
+    anyhow::ensure!(
+        upstream.scheme_str() == Some("http") && upstream.host().is_some(),
+        "--upstream must be an http:// URL (an MCP server beside the gateway); got {}",
+        args.upstream
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let gate = match &args.data_dir {
+            Some(dir) => Gatekeeper::in_process(dir)?,
+            None => Gatekeeper::remote(&args)?,
+        };
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let path = upstream.path().to_string();
+        let proxy = Arc::new(Proxy {
+            server: args.server.clone(),
+            upstream,
+            default_actor: args.actor.clone(),
+            gate,
+            sessions: Mutex::new(HashMap::new()),
+            identities: Mutex::new(HashMap::new()),
+        });
+        let app = axum::Router::new()
+            .route(&path, axum::routing::post(post).get(get).delete(delete))
+            .with_state(proxy);
+        println!(
+            "tollgate mcp http listening on http://{}{path} for {}",
+            listener.local_addr()?,
+            args.upstream
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })
+}
+
+/// Where decisions come from.
+enum Gatekeeper {
+    /// A gate at a URL, through the SDK, as each client's caller.
+    Remote {
+        base: String,
+        trust: sdk::Trust,
+        agent: ureq::Agent,
+    },
+    /// The gate inside this process (its answers verified all the same).
+    InProcess {
+        gate: Arc<gate::Gate>,
+        trust: sdk::Trust,
+    },
+}
+
+impl Gatekeeper {
+    fn remote(args: &HttpArgs) -> Result<Gatekeeper> {
+        let (Some(log_key), Some(gate_key)) = (&args.log_key, &args.gate_key) else {
+            anyhow::bail!("--log-key and --gate-key are needed without --data-dir");
+        };
+        Ok(Gatekeeper::Remote {
+            base: args.gate.clone(),
+            trust: sdk::Trust::new(
+                note::VerifierKey::parse(log_key).context("--log-key")?,
+                note::VerifierKey::parse(gate_key).context("--gate-key")?,
+            ),
+            agent: crate::client::agent(args.ca_file.as_deref())?,
+        })
+    }
+
+    fn in_process(dir: &std::path::Path) -> Result<Gatekeeper> {
+        let config = gate::Config {
+            data_dir: dir.to_path_buf(),
+            example_policy: false,
+            ..gate::Config::default()
+        };
+        let gate = gate::Gate::open(&config)
+            .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
+            .gate;
+        let trust = sdk::Trust::new(gate.log_verifier().clone(), gate.gate_verifier().clone());
+        Ok(Gatekeeper::InProcess { gate, trust })
+    }
+
+    fn client(&self, token: &str) -> Option<sdk::Client> {
+        match self {
+            Gatekeeper::Remote { base, trust, agent } => Some(
+                sdk::Client::new(base, trust.clone())
+                    .with_agent(agent.clone())
+                    .with_token(token),
+            ),
+            Gatekeeper::InProcess { .. } => None,
+        }
+    }
+
+    /// Who `token` is; `Err` says why it is not a caller.
+    async fn identify(&self, token: &str) -> Result<sdk::Identity, String> {
+        match self {
+            Gatekeeper::InProcess { gate, .. } => {
+                let c = gate.caller_by_token(token).ok_or(
+                    "the token is not a live caller's (wrong, rotated or revoked)".to_string(),
+                )?;
+                Ok(sdk::Identity {
+                    name: c.name.clone(),
+                    roles: c.roles.iter().map(ToString::to_string).collect(),
+                    actors: c.actors.clone(),
+                })
+            }
+            Gatekeeper::Remote { .. } => {
+                let client = self.client(token).expect("remote");
+                tokio::task::spawn_blocking(move || client.whoami())
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        }
+    }
+
+    /// The gate's verified decision on `intent`, asked as `who`.
+    async fn decide(&self, who: &Who, intent: Value) -> Outcome {
+        let verified = match self {
+            Gatekeeper::Remote { .. } => {
+                let client = self.client(&who.token).expect("remote");
+                tokio::task::spawn_blocking(move || client.decide(&intent))
+                    .await
+                    .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
+            }
+            Gatekeeper::InProcess { gate, trust } => {
+                let body = intent.to_string();
+                match (
+                    protocol::DecisionRequest::parse(body.as_bytes()),
+                    gate.caller_by_token(&who.token),
+                ) {
+                    (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
+                    (_, None) => Err(sdk::Refusal::Unavailable(
+                        "the token is no longer a live caller's".into(),
+                    )),
+                    (Ok(request), Some(caller)) => match gate
+                        .decide(&caller, protocol::VIA_IN_PROCESS, body.as_bytes())
+                        .await
+                    {
+                        Ok(response) => sdk::verify_answer(
+                            trust,
+                            &request,
+                            &serde_json::to_vec(&response).unwrap_or_default(),
+                        ),
+                        Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                    },
+                }
+            }
+        };
+        crate::mcp::outcome(verified)
+    }
+}
+
+/// An authenticated client: its token and the actor it speaks for.
+#[derive(Clone)]
+struct Who {
+    token: String,
+    actor: String,
+}
+
+struct Proxy {
+    server: String,
+    upstream: Uri,
+    default_actor: Option<String>,
+    gate: Gatekeeper,
+    /// Sessions by upstream session id, token digest and actor.
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Checked tokens by digest: who, and when checked.
+    identities: Mutex<HashMap<[u8; 32], (Instant, sdk::Identity)>>,
+}
+
+/// What a client's request is answered with, once the gateway says.
+enum Reply {
+    /// The gateway's own answer (a refusal).
+    Answer(String),
+    /// Forward this message upstream and pass the answer back.
+    Forward(String),
+}
+
+/// One MCP session through the gateway.
+struct Session {
+    who: Who,
+    gateway: Mutex<Gateway>,
+    /// Client requests waiting for the gateway, by JSON-RPC id.
+    pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    /// The headers the gateway's own requests upstream carry (session id,
+    /// protocol version), as the client last sent them.
+    headers: Mutex<HeaderMap>,
+}
+
+impl Session {
+    fn new(proxy: &Proxy, who: Who) -> Session {
+        Session {
+            gateway: Mutex::new(Gateway::new(
+                &proxy.server,
+                &who.actor,
+                &keyfile::new_token(),
+            )),
+            who,
+            pending: Mutex::new(HashMap::new()),
+            headers: Mutex::new(HeaderMap::new()),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Reply>>> {
+        self.pending.lock().expect("pending lock")
+    }
+}
+
+/// A JSON-RPC error answer with HTTP `status`.
+fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tollgate\""),
+        );
+    }
+    r
+}
+
+/// The JSON-RPC id and whether it is a request (has a method), of a line
+/// the gateway produced.
+fn id_of(line: &str) -> (String, bool) {
+    let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    (v["id"].to_string(), v.get("method").is_some())
+}
+
+impl Proxy {
+    /// The client's caller and actor, or the error to answer.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Who, Response> {
+        let unauthorized = |m: &str| rpc_error(StatusCode::UNAUTHORIZED, &Value::Null, -32001, m);
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                unauthorized(
+                    "tollgate: no bearer token: send Authorization: Bearer <token> of a \
+                     caller with the decide role",
+                )
+            })?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = {
+            let ids = self.identities.lock().expect("identities lock");
+            ids.get(&digest)
+                .filter(|(at, _)| at.elapsed() < IDENTITY_TTL)
+                .map(|(_, id)| id.clone())
+        };
+        let identity = match known {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .gate
+                    .identify(token)
+                    .await
+                    .map_err(|e| unauthorized(&format!("tollgate: {e}")))?;
+                let mut ids = self.identities.lock().expect("identities lock");
+                ids.retain(|_, (at, _)| at.elapsed() < IDENTITY_TTL);
+                ids.insert(digest, (Instant::now(), id.clone()));
+                id
+            }
+        };
+        if !identity.roles.iter().any(|r| r == "decide") {
+            return Err(rpc_error(
+                StatusCode::FORBIDDEN,
+                &Value::Null,
+                -32001,
+                &format!("tollgate: caller {} lacks the decide role", identity.name),
+            ));
+        }
+        let actor = headers
+            .get(ACTOR)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| self.default_actor.clone())
+            .or_else(|| match identity.actors.as_slice() {
+                [one] if !one.ends_with('*') => Some(one.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &Value::Null,
+                    -32600,
+                    &format!(
+                        "tollgate: which actor? caller {} may speak for {:?}: send a \
+                         Tollgate-Actor header",
+                        identity.name, identity.actors
+                    ),
+                )
+            })?;
+        Ok(Who {
+            token: token.to_string(),
+            actor,
+        })
+    }
+
+    fn session_key(id: &str, who: &Who) -> String {
+        let digest = Sha256::digest(who.token.as_bytes());
+        format!("{id}\0{}\0{}", hex::encode(digest), who.actor)
+    }
+
+    /// The session a request belongs to: the one its session id names (for
+    /// this caller and actor), or a fresh one.
+    fn session(&self, headers: &HeaderMap, who: &Who) -> Arc<Session> {
+        let id = headers.get(SESSION).and_then(|v| v.to_str().ok());
+        let found = id.and_then(|id| {
+            self.sessions
+                .lock()
+                .expect("sessions lock")
+                .get(&Self::session_key(id, who))
+                .cloned()
+        });
+        let session = found.unwrap_or_else(|| Arc::new(Session::new(self, who.clone())));
+        let mut kept = session.headers.lock().expect("headers lock");
+        for name in [SESSION, "mcp-protocol-version"] {
+            if let Some(v) = headers.get(name) {
+                kept.insert(HeaderName::from_static(name), v.clone());
+            }
+        }
+        drop(kept);
+        session
+    }
+
+    /// Keeps `session` under the session id the upstream's answer named
+    /// (or, if it names none, the one the request did).
+    fn keep(
+        &self,
+        session: &Arc<Session>,
+        request: &HeaderMap,
+        answer: &HeaderMap,
+    ) -> Result<(), ()> {
+        let Some(value) = answer.get(SESSION).or_else(|| request.get(SESSION)) else {
+            return Ok(());
+        };
+        let Ok(id) = value.to_str() else {
+            return Ok(());
+        };
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let key = Self::session_key(id, &session.who);
+        if !sessions.contains_key(&key) {
+            if sessions.len() >= MAX_SESSIONS {
+                return Err(());
+            }
+            sessions.insert(key, session.clone());
+        }
+        session
+            .headers
+            .lock()
+            .expect("headers lock")
+            .insert(HeaderName::from_static(SESSION), value.clone());
+        Ok(())
+    }
+
+    /// Carries out the gateway's `actions` for `session`; returns the ones
+    /// that belong to no waiting request (for the caller to place).
+    fn execute(self: &Arc<Self>, session: &Arc<Session>, actions: Vec<Action>) -> Vec<Action> {
+        let mut unrouted = Vec::new();
+        for action in actions {
+            match action {
+                Action::ToClient(line) => {
+                    let (id, is_request) = id_of(&line);
+                    let waiting = (!is_request)
+                        .then(|| session.pending().remove(&id))
+                        .flatten();
+                    match waiting {
+                        Some(tx) => drop(tx.send(Reply::Answer(line))),
+                        None => unrouted.push(Action::ToClient(line)),
+                    }
+                }
+                Action::ToServer(line) => {
+                    let (id, is_request) = id_of(&line);
+                    if is_request && id.starts_with("\"tollgate-tools-") {
+                        let (proxy, session) = (self.clone(), session.clone());
+                        tokio::spawn(async move { proxy.own_request(&session, line).await });
+                        continue;
+                    }
+                    let waiting = is_request.then(|| session.pending().remove(&id)).flatten();
+                    match waiting {
+                        Some(tx) => drop(tx.send(Reply::Forward(line))),
+                        None => unrouted.push(Action::ToServer(line)),
+                    }
+                }
+                Action::Decide(call) => {
+                    let (proxy, session) = (self.clone(), session.clone());
+                    tokio::spawn(async move { proxy.decide(&session, call).await });
+                }
+            }
+        }
+        unrouted
+    }
+
+    async fn decide(self: &Arc<Self>, session: &Arc<Session>, call: Call) {
+        let id = call.id.to_string();
+        let outcome = self.gate.decide(&session.who, call.intent.clone()).await;
+        let actions = session
+            .gateway
+            .lock()
+            .expect("gateway lock")
+            .decided(call, outcome);
+        // The call's answer or forward goes to the request waiting for it;
+        // with none waiting (the client went away) nothing is sent anywhere.
+        drop(self.execute(session, actions));
+        // Cancelled while decided: the request waiting for it gets nothing.
+        drop(session.pending().remove(&id));
+    }
+
+    /// Messages that belong to no waiting request: to the server, a
+    /// notification or response is sent in a request of its own (never a
+    /// request: one whose client is gone is not sent); to the client,
+    /// nowhere to go (logged).
+    fn send_unrouted(self: &Arc<Self>, session: &Arc<Session>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::ToServer(line) if id_of(&line).1 => {
+                    tracing::warn!("tollgate mcp http: nobody waits for {line}; not sent");
+                }
+                Action::ToServer(line) => {
+                    let (proxy, session) = (self.clone(), session.clone());
+                    tokio::spawn(async move {
+                        let mut headers = session.headers.lock().expect("headers lock").clone();
+                        headers.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        headers.insert(
+                            header::ACCEPT,
+                            HeaderValue::from_static("application/json, text/event-stream"),
+                        );
+                        headers.remove("mcp-name");
+                        let method: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                        match method["method"].as_str().map(HeaderValue::from_str) {
+                            Some(Ok(m)) => drop(headers.insert("mcp-method", m)),
+                            _ => drop(headers.remove("mcp-method")),
+                        }
+                        if let Err(e) = proxy.send_upstream(Method::POST, &headers, line).await {
+                            tracing::warn!("tollgate mcp http: to the server: {e}");
+                        }
+                    });
+                }
+                Action::ToClient(line) => {
+                    tracing::warn!("tollgate mcp http: no request to answer with {line}");
+                }
+                Action::Decide(_) => {}
+            }
+        }
+    }
+
+    /// The gateway's own request (its `tools/list`): sent upstream, every
+    /// message of the answer back through the gateway.
+    async fn own_request(self: &Arc<Self>, session: &Arc<Session>, line: String) {
+        let mut headers = session.headers.lock().expect("headers lock").clone();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        // The 2026-07-28 transport repeats the method in a header.
+        headers.insert("mcp-method", HeaderValue::from_static("tools/list"));
+        headers.remove("mcp-name");
+        let messages = match self
+            .send_upstream(Method::POST, &headers, line.clone())
+            .await
+        {
+            Ok(answer) => collect_messages(answer).await,
+            Err(e) => Err(e),
+        };
+        let messages = messages.unwrap_or_else(|e| {
+            tracing::warn!("tollgate mcp http: the gateway's own tools/list: {e}");
+            // No list: answer the gateway's request with an error, so the
+            // calls waiting for it are refused (fail closed).
+            let (id, _) = id_of(&line);
+            vec![json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+                "error": {"code": -32603, "message": format!("tools/list failed: {e}")}})
+            .to_string()]
+        });
+        for m in messages {
+            let actions = session
+                .gateway
+                .lock()
+                .expect("gateway lock")
+                .from_server(&m);
+            let left = self.execute(session, actions);
+            self.send_unrouted(session, left);
+        }
+    }
+
+    /// One request upstream: `line` as the body (or none), the client's
+    /// headers but its credential and the hop-by-hop ones.
+    async fn send_upstream(
+        &self,
+        method: Method,
+        headers: &HeaderMap,
+        body: String,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        let authority = self.upstream.authority().expect("checked").clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(|e| format!("connecting to the MCP server {}: {e}", self.upstream))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("the MCP server {}: {e}", self.upstream))?;
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(self.upstream.path_and_query().map_or("/", |p| p.as_str()));
+        for (name, value) in headers {
+            if !is_hop_by_hop(name) && name != header::AUTHORIZATION && name != ACTOR {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .header(header::HOST, authority.as_str())
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("the MCP server {}: {e}", self.upstream))
+    }
+
+    /// Passes the upstream's `answer` to the client: status and headers as
+    /// they are, each message of the body through the gateway.
+    fn relay(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        answer: hyper::Response<hyper::body::Incoming>,
+    ) -> Response {
+        let (parts, body) = answer.into_parts();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH {
+                headers.append(name, value.clone());
+            }
+        }
+        let kind = content_type(&parts.headers);
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        let (proxy, session) = (self.clone(), session.clone());
+        tokio::spawn(async move { proxy.pass(&session, body, kind, tx).await });
+        let mut response = Response::new(Body::new(ChannelBody(rx)));
+        *response.status_mut() = parts.status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// Moves an upstream body to the client, message by message through the
+    /// gateway; stops (dropping the upstream request) when the client goes.
+    async fn pass(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        mut body: hyper::body::Incoming,
+        kind: Kind,
+        tx: mpsc::Sender<Bytes>,
+    ) {
+        match kind {
+            Kind::Json => {
+                let mut whole = Vec::new();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        whole.extend_from_slice(&data);
+                        if whole.len() > MAX_BODY {
+                            return;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&whole).into_owned();
+                let out = if text.trim().is_empty() {
+                    text
+                } else {
+                    self.through(session, &text).join("\n")
+                };
+                let _ = tx.send(Bytes::from(out)).await;
+            }
+            Kind::EventStream => {
+                let mut decoder = Decoder::new(MAX_EVENT);
+                loop {
+                    // A client that goes away between events is noticed at
+                    // once: the upstream request is dropped.
+                    let frame = tokio::select! {
+                        frame = body.frame() => frame,
+                        () = tx.closed() => return,
+                    };
+                    let Some(Ok(Ok(data))) = frame.map(|f| f.map(hyper::body::Frame::into_data))
+                    else {
+                        break;
+                    };
+                    let items = match decoder.feed(&data) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            tracing::warn!("tollgate mcp http: the server's event stream: {e}");
+                            return;
+                        }
+                    };
+                    let mut out = String::new();
+                    for item in items {
+                        match item {
+                            Item::Event(mut e) => {
+                                let data = e.data.take().unwrap_or_default();
+                                if data.is_empty() {
+                                    e.data = Some(data);
+                                    out.push_str(&Item::Event(e).encode());
+                                    continue;
+                                }
+                                for (k, line) in
+                                    self.through(session, &data).into_iter().enumerate()
+                                {
+                                    let mut each = e.clone();
+                                    if k > 0 {
+                                        each.id = None;
+                                    }
+                                    each.data = Some(line);
+                                    out.push_str(&Item::Event(each).encode());
+                                }
+                            }
+                            comment @ Item::Comment(_) => out.push_str(&comment.encode()),
+                        }
+                    }
+                    if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Kind::Other => {
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        if tx.send(data).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One server message through the gateway: the lines for the client.
+    fn through(self: &Arc<Self>, session: &Arc<Session>, message: &str) -> Vec<String> {
+        let actions = session
+            .gateway
+            .lock()
+            .expect("gateway lock")
+            .from_server(message);
+        let left = self.execute(session, actions);
+        let mut lines = Vec::new();
+        let mut rest = Vec::new();
+        for a in left {
+            match a {
+                Action::ToClient(line) => lines.push(line),
+                other => rest.push(other),
+            }
+        }
+        self.send_unrouted(session, rest);
+        lines
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Json,
+    EventStream,
+    Other,
+}
+
+fn content_type(headers: &HeaderMap) -> Kind {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        Kind::Json
+    } else if ct.starts_with("text/event-stream") {
+        Kind::EventStream
+    } else {
+        Kind::Other
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// Every JSON-RPC message of an upstream answer (JSON or event stream).
+async fn collect_messages(
+    answer: hyper::Response<hyper::body::Incoming>,
+) -> Result<Vec<String>, String> {
+    let status = answer.status();
+    let kind = content_type(answer.headers());
+    let mut body = answer.into_body();
+    let mut messages = Vec::new();
+    let mut whole = Vec::new();
+    let mut decoder = Decoder::new(MAX_EVENT);
+    while let Some(frame) = body.frame().await {
+        let data = match frame.map(hyper::body::Frame::into_data) {
+            Ok(Ok(d)) => d,
+            Ok(Err(_)) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        match kind {
+            Kind::EventStream => {
+                for item in decoder.feed(&data)? {
+                    if let Item::Event(e) = item {
+                        if let Some(d) = e.data.filter(|d| !d.is_empty()) {
+                            messages.push(d);
+                            // The answer to the gateway's one request ends it.
+                            if serde_json::from_str::<Value>(messages.last().expect("pushed"))
+                                .is_ok_and(|m| m.get("method").is_none())
+                            {
+                                return Ok(messages);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                whole.extend_from_slice(&data);
+                if whole.len() > MAX_BODY {
+                    return Err("the answer is too large".into());
+                }
+            }
+        }
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&whole).trim()
+        ));
+    }
+    if matches!(kind, Kind::Json) {
+        messages.push(String::from_utf8_lossy(&whole).into_owned());
+    }
+    Ok(messages)
+}
+
+/// A response body fed through a channel.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// `POST`: a client message.
+async fn post(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match proxy.authenticate(&headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if body.len() > MAX_BODY {
+        return rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &Value::Null,
+            -32600,
+            "tollgate: the message is too large",
+        );
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            -32700,
+            "parse error (tollgate mcp): the body is not UTF-8",
+        );
+    };
+    let session = proxy.session(&headers, &who);
+    let message: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let is_request = message.get("method").is_some() && message.get("id").is_some();
+    let waiting = if is_request {
+        let (tx, rx) = oneshot::channel();
+        let key = message["id"].to_string();
+        let mut pending = session.pending();
+        if pending.contains_key(&key) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &message["id"],
+                -32600,
+                "invalid request (tollgate mcp): a request with this id is still open",
+            );
+        }
+        pending.insert(key, tx);
+        Some(rx)
+    } else {
+        None
+    };
+    let actions = session
+        .gateway
+        .lock()
+        .expect("gateway lock")
+        .from_client(text);
+    let left = proxy.execute(&session, actions);
+    // A request: answered by the gateway or forwarded (see `execute`).
+    let Some(rx) = waiting else {
+        return pass_on(&proxy, &session, &headers, left).await;
+    };
+    if let Some(Action::ToClient(line)) = left.first() {
+        // The gateway refused the message itself (not JSON-RPC).
+        session.pending().remove(&message["id"].to_string());
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            line.clone(),
+        )
+            .into_response();
+    }
+    proxy.send_unrouted(&session, left);
+    match rx.await {
+        Ok(Reply::Answer(line)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            line,
+        )
+            .into_response(),
+        Ok(Reply::Forward(line)) => match proxy.send_upstream(Method::POST, &headers, line).await {
+            Ok(answer) => {
+                if proxy.keep(&session, &headers, answer.headers()).is_err() {
+                    return rpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &message["id"],
+                        -32000,
+                        "tollgate: too many sessions",
+                    );
+                }
+                proxy.relay(&session, answer)
+            }
+            Err(e) => rpc_error(
+                StatusCode::BAD_GATEWAY,
+                &message["id"],
+                -32603,
+                &format!("tollgate: {e}"),
+            ),
+        },
+        // Cancelled while it was decided: nothing more will come.
+        Err(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            "",
+        )
+            .into_response(),
+    }
+}
+
+/// A notification or response from the client: sent on as the gateway
+/// says, the upstream's answer passed back; 202 if nothing is sent on.
+async fn pass_on(
+    proxy: &Arc<Proxy>,
+    session: &Arc<Session>,
+    headers: &HeaderMap,
+    actions: Vec<Action>,
+) -> Response {
+    let mut answer = None;
+    for action in actions {
+        match action {
+            Action::ToServer(line) if answer.is_none() => {
+                answer = Some(proxy.send_upstream(Method::POST, headers, line).await);
+            }
+            Action::ToClient(line) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    line,
+                )
+                    .into_response()
+            }
+            other => proxy.send_unrouted(session, vec![other]),
+        }
+    }
+    match answer {
+        None => StatusCode::ACCEPTED.into_response(),
+        Some(Ok(answer)) => proxy.relay(session, answer),
+        Some(Err(e)) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            &Value::Null,
+            -32603,
+            &format!("tollgate: {e}"),
+        ),
+    }
+}
+
+/// `GET`: the server's own stream, its messages through the gateway.
+async fn get(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response {
+    let who = match proxy.authenticate(&headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let session = proxy.session(&headers, &who);
+    match proxy
+        .send_upstream(Method::GET, &headers, String::new())
+        .await
+    {
+        Ok(answer) => proxy.relay(&session, answer),
+        Err(e) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            &Value::Null,
+            -32603,
+            &format!("tollgate: {e}"),
+        ),
+    }
+}
+
+/// `DELETE`: the client ends its session; so does the gateway.
+async fn delete(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response {
+    let who = match proxy.authenticate(&headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let session = proxy.session(&headers, &who);
+    match proxy
+        .send_upstream(Method::DELETE, &headers, String::new())
+        .await
+    {
+        Ok(answer) => {
+            if answer.status().is_success() {
+                if let Some(id) = headers.get(SESSION).and_then(|v| v.to_str().ok()) {
+                    proxy
+                        .sessions
+                        .lock()
+                        .expect("sessions lock")
+                        .remove(&Proxy::session_key(id, &who));
+                }
+            }
+            proxy.relay(&session, answer)
+        }
+        Err(e) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            &Value::Null,
+            -32603,
+            &format!("tollgate: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,319 @@
+"""`tollgate mcp http` between the official Python SDK client (the agent)
+and real MCP servers speaking streamable HTTP: the reference
+server-everything (Node, sessions, event-stream answers) and a server
+written with the Python SDK (with sessions, and stateless) whose side
+effects show which calls reached it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from conftest import BIN, EVERYTHING, ROOT, Gate
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from test_stdio import META, decision, proofcheck, text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def start_server(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process
+
+
+@pytest.fixture
+def everything_http() -> Iterator[str]:
+    """The reference server over streamable HTTP: its endpoint."""
+    assert EVERYTHING.exists(), f"{EVERYTHING} is missing: run make test (it installs it)"
+    port = free_port()
+    process = start_server(["node", str(EVERYTHING), "streamableHttp"], port, {"PORT": str(port)})
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.kill()
+    process.wait()
+
+
+def notes_http(tmp_path: Path, *mode: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    log = tmp_path / "notes.log"
+    log.touch()
+    port = free_port()
+    command = [sys.executable, str(ROOT / "tests/mcp/notes_server.py"), "http", str(port), *mode]
+    process = start_server(command, port, {"NOTES_LOG": str(log)})
+    return process, f"http://127.0.0.1:{port}/mcp", log
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The Python SDK server over streamable HTTP: its endpoint and call log."""
+    process, url, log = notes_http(tmp_path)
+    yield url, log
+    process.kill()
+    process.wait()
+
+
+class Proxy:
+    """A running `tollgate mcp http`."""
+
+    def __init__(self, gate: Gate, server: str, upstream: str, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "tollgate"), "mcp", "http", "--server", server,
+                "--upstream", upstream, "--listen", "127.0.0.1:0",
+                "--gate", gate.url, "--log-key", gate.log_key, "--gate-key", gate.gate_key,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, TOLLGATE_LOG="warn"),
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert "listening on " in line, line
+        self.url = line.split("listening on ")[1].split()[0]
+        self.token = gate.token_file.read_text().strip()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+ProxyOf = Callable[..., Proxy]
+
+
+@pytest.fixture
+def proxy_of(gate: Gate) -> Iterator[ProxyOf]:
+    """Starts `tollgate mcp http` (server name, upstream, extra arguments) before `gate`."""
+    started: list[Proxy] = []
+
+    def start(server: str, upstream: str, *extra: str) -> Proxy:
+        started.append(Proxy(gate, server, upstream, *extra))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@asynccontextmanager
+async def connect(
+    url: str, token: str | None, mode: str = "auto", **headers: str
+) -> AsyncIterator[Client]:
+    """The official client through the proxy, with the caller's bearer token;
+    `mode` "legacy" speaks the initialize handshake and sessions, "auto" the
+    newest protocol the server speaks (2026-07-28 for the Python SDK's)."""
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode) as client:
+            yield client
+
+
+def test_a_permitted_call_works_and_carries_a_receipt_proofcheck_verifies(
+    gate: Gate, everything_http: str, proxy_of: ProxyOf, tmp_path: Path
+) -> None:
+    proxy = proxy_of("everything", everything_http, "--actor", "agent-mcp")
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token) as client:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            assert {"echo", "get-env", "get-sum"} <= listed
+            result = await client.call_tool("echo", {"message": "over streamable HTTP"})
+            assert not result.is_error, text(result)
+            assert "over streamable HTTP" in text(result)
+            d = decision(result)
+            assert d["decision"] == "PERMIT"
+            proofcheck(gate, d, tmp_path)
+            denied = await client.call_tool("get-env", {})
+            assert denied.is_error and "DENY" in text(denied), text(denied)
+            assert decision(denied)["decision"] == "DENY"
+
+    anyio.run(run)
+
+
+def test_progress_notifications_pass_through_the_event_stream(
+    gate: Gate, everything_http: str, proxy_of: ProxyOf
+) -> None:
+    proxy = proxy_of("everything", everything_http, "--actor", "agent-mcp")
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token) as client:
+            r = await client.call_tool(
+                "trigger-long-running-operation",
+                {"duration": 1, "steps": 3},
+                progress_callback=on_progress,
+            )
+            assert not r.is_error, text(r)
+            assert decision(r)["decision"] == "PERMIT"
+
+    anyio.run(run)
+    assert len(seen) >= 2, seen
+
+
+# The Python SDK's server with sessions and the handshake, and stateless
+# with the 2026-07-28 protocol.
+MODES = pytest.mark.parametrize(
+    ("server_mode", "client_mode"),
+    [((), "legacy"), (("stateless",), "auto")],
+    ids=["sessions", "stateless"],
+)
+
+
+@MODES
+def test_denied_and_invalid_calls_never_reach_the_server(
+    gate: Gate,
+    proxy_of: ProxyOf,
+    tmp_path: Path,
+    server_mode: tuple[str, ...],
+    client_mode: str,
+) -> None:
+    server, upstream, log = notes_http(tmp_path, *server_mode)
+    try:
+        proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+
+        async def run() -> None:
+            async with connect(proxy.url, proxy.token, client_mode) as client:
+                ok = await client.call_tool("write_note", {"text": "kept"})
+                assert not ok.is_error, text(ok)
+                assert decision(ok)["decision"] == "PERMIT"
+                denied = await client.call_tool("erase_everything", {"confirm": True})
+                assert denied.is_error, text(denied)
+                assert "SILENCE" in text(denied) or "DENY" in text(denied), text(denied)
+                assert decision(denied)["receipt_id"] in text(denied)
+                for bad in [{}, {"text": 5}]:
+                    r = await client.call_tool("write_note", bad)
+                    assert r.is_error and "invalid arguments" in text(r), text(r)
+                    assert r.meta is None or META not in r.meta
+
+        anyio.run(run)
+        assert log.read_text() == "write_note\tkept\n"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_the_callers_token_is_required_and_checked(
+    gate: Gate, notes: tuple[str, Path], proxy_of: ProxyOf
+) -> None:
+    upstream, log = notes
+    proxy = proxy_of("notes", upstream)
+    init = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}},
+    }  # fmt: skip
+    accept = {"Accept": "application/json, text/event-stream"}
+    missing = httpx.post(proxy.url, json=init, headers=accept)
+    assert missing.status_code == 401, missing.text
+    assert "no bearer token" in missing.json()["error"]["message"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = httpx.post(proxy.url, json=init, headers={**accept, "Authorization": "Bearer nope"})
+    assert wrong.status_code == 401, wrong.text
+    assert "not a live caller" in wrong.json()["error"]["message"]
+    # No --actor, and the demo caller may speak for `agent-*`: which actor must be said.
+    auth = {**accept, "Authorization": f"Bearer {proxy.token}"}
+    unsaid = httpx.post(proxy.url, json=init, headers=auth)
+    assert unsaid.status_code == 400, unsaid.text
+    assert "Tollgate-Actor" in unsaid.json()["error"]["message"]
+    said = httpx.post(proxy.url, json=init, headers={**auth, "Tollgate-Actor": "agent-mcp"})
+    assert said.status_code == 200, said.text
+
+    async def run() -> None:
+        someone = {"Tollgate-Actor": "someone-else"}
+        async with connect(proxy.url, proxy.token, **someone) as client:
+            r = await client.call_tool("write_note", {"text": "as someone else"})
+            assert r.is_error and "SILENCE" in text(r), text(r)
+            assert "actor_not_bound_to_caller" in text(r), text(r)
+
+    anyio.run(run)
+    assert log.read_text() == ""
+
+
+@MODES
+def test_a_cancelled_call_is_cancelled_at_the_server(
+    gate: Gate,
+    proxy_of: ProxyOf,
+    tmp_path: Path,
+    server_mode: tuple[str, ...],
+    client_mode: str,
+) -> None:
+    server, upstream, log = notes_http(tmp_path, *server_mode)
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+
+    async def run() -> None:
+        # Legacy: the client sends notifications/cancelled; 2026-07-28: it
+        # closes the request's stream.
+        async with connect(proxy.url, proxy.token, client_mode) as client:
+            with anyio.move_on_after(1.5) as scope:
+                await client.call_tool("slow_echo", {"text": "never finished"})
+            assert scope.cancelled_caught
+            # The server saw the cancellation (its handler was cancelled).
+            with anyio.fail_after(10):
+                while "slow_echo cancelled" not in log.read_text():
+                    await anyio.sleep(0.05)
+            # The session still works.
+            ok = await client.call_tool("write_note", {"text": "after"})
+            assert not ok.is_error, text(ok)
+
+    try:
+        anyio.run(run)
+        assert "slow_echo\tnever finished" not in log.read_text()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_gate_that_is_down_fails_closed(
+    gate: Gate, notes: tuple[str, Path], proxy_of: ProxyOf
+) -> None:
+    upstream, log = notes
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token) as client:
+            assert (await client.list_tools()).tools
+            gate.process.kill()
+            gate.process.wait()
+            r = await client.call_tool("write_note", {"text": "must not land"})
+            assert r.is_error
+            assert "SILENCE" in text(r) and "no verified decision" in text(r), text(r)
+
+    anyio.run(run)
+    assert log.read_text() == ""
