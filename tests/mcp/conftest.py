@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +31,27 @@ class Gate:
     token_file: Path
     process: subprocess.Popen[str]
 
-    def gateway(self, server: str, command: list[str], *, url: str | None = None) -> list[str]:
+    def gateway(
+        self,
+        server: str,
+        command: list[str],
+        *,
+        url: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> list[str]:
         """`tollgate mcp stdio` in front of `command`, deciding for agent-mcp."""
         return [
             str(BIN / "tollgate"), "mcp", "stdio",
             "--server", server, "--actor", "agent-mcp",
             "--gate", url or self.url, "--token-file", str(self.token_file),
-            "--log-key", self.log_key, "--gate-key", self.gate_key,
+            "--log-key", self.log_key, "--gate-key", self.gate_key, *extra,
             "--", *command,
         ]  # fmt: skip
+
+    def log_size(self) -> int:
+        """The size of the gate's log (its latest checkpoint)."""
+        with urllib.request.urlopen(f"{self.url}/log/checkpoint") as r:
+            return int(r.read().decode().split("\n")[1])
 
 
 def start_gate(tmp_path: Path) -> Gate:

@@ -317,3 +317,16 @@ def test_a_gate_that_is_down_fails_closed(
 
     anyio.run(run)
     assert log.read_text() == ""
+
+
+def test_hide_denied_over_http(gate: Gate, everything_http: str, proxy_of: ProxyOf) -> None:
+    proxy = proxy_of("everything", everything_http, "--actor", "agent-mcp", "--hide-denied")
+
+    async def run() -> None:
+        size = gate.log_size()
+        async with connect(proxy.url, proxy.token) as client:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            assert "get-env" not in listed and "echo" in listed, listed
+        assert gate.log_size() == size
+
+    anyio.run(run)

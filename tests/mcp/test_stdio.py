@@ -209,3 +209,24 @@ def test_the_gate_can_run_inside_the_gateway(
 
     anyio.run(run)
     assert log.read_text().splitlines() == ["write_note\tin process"]
+
+
+def test_hide_denied_lists_no_tool_the_policy_denies_and_logs_nothing(
+    gate: Gate, everything: list[str]
+) -> None:
+    async def run() -> None:
+        size = gate.log_size()
+        command = gate.gateway("everything", everything, extra=("--hide-denied",))
+        async with Client(params(command)) as client:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            # The example policy denies get-env outright; the rest stay listed.
+            assert "get-env" not in listed
+            assert {"echo", "get-sum", "trigger-long-running-operation"} <= listed
+            assert gate.log_size() == size, "listing evaluations are not logged"
+            # A hidden tool called anyway is decided (and denied) as always.
+            r = await client.call_tool("get-env", {})
+            assert r.is_error and decision(r)["decision"] == "DENY", text(r)
+        async with Client(params(gate.gateway("everything", everything))) as client:
+            assert "get-env" in {t.name for t in (await client.list_tools()).tools}
+
+    anyio.run(run)

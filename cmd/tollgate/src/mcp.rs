@@ -48,6 +48,11 @@ pub(crate) struct StdioArgs {
     /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
     #[arg(long, env = "TOLLGATE_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// `tools/list` answers omit the tools the policy denies this actor
+    /// outright (each evaluated with the arguments unknown and
+    /// `context.listing = true`, never logged); calls are decided as always.
+    #[arg(long)]
+    hide_denied: bool,
     /// The MCP server's command and its arguments (after `--`).
     #[arg(required = true, last = true)]
     command: Vec<String>,
@@ -61,7 +66,10 @@ pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
         None => remote(&args)?,
     };
     let session = keyfile::new_token();
-    let gateway = Gateway::new(&args.server, &args.actor, &session);
+    let mut gateway = Gateway::new(&args.server, &args.actor, &session);
+    if args.hide_denied {
+        gateway = gateway.hide_denied();
+    }
     run(&args.command, gateway, Arc::new(decider))
 }
 
@@ -161,8 +169,45 @@ impl Io {
                         io.act(next);
                     });
                 }
+                Action::Screen(listing) => {
+                    let io = self.clone();
+                    std::thread::spawn(move || {
+                        let denied = listing
+                            .intents
+                            .iter()
+                            .filter(|(_, intent)| denies(&io.gate, intent))
+                            .map(|(name, _)| name.clone())
+                            .collect();
+                        let next = io
+                            .gateway
+                            .lock()
+                            .expect("gateway")
+                            .screened(listing, &denied);
+                        io.act(next);
+                    });
+                }
             }
         }
+    }
+}
+
+/// Whether the active policy denies `intent` outright (an unlogged
+/// evaluation; one that fails denies nothing).
+fn denies(decider: &Decider, intent: &serde_json::Value) -> bool {
+    match decider {
+        Decider::Remote(client) => client.evaluate(intent).is_ok_and(|e| e.decision == "DENY"),
+        Decider::InProcess {
+            runtime,
+            gate,
+            caller,
+            ..
+        } => runtime
+            .block_on(gate.evaluate(
+                caller,
+                protocol::VIA_IN_PROCESS,
+                intent.to_string().as_bytes(),
+            ))
+            .is_ok_and(|e| e["decision"] == "DENY"),
     }
 }
 

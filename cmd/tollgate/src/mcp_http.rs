@@ -23,7 +23,7 @@
 //!   forwarded, and the upstream request of a forwarded one is dropped
 //!   (for the 2026-07-28 protocol that is the cancellation).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -76,6 +76,11 @@ pub(crate) struct HttpArgs {
     /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
     #[arg(long, conflicts_with_all = ["log_key", "gate_key", "ca_file"])]
     data_dir: Option<PathBuf>,
+    /// `tools/list` answers omit the tools the policy denies the client's
+    /// actor outright (each evaluated with the arguments unknown and
+    /// `context.listing = true`, never logged); calls are decided as always.
+    #[arg(long)]
+    hide_denied: bool,
 }
 
 /// The largest body taken from a client or an upstream JSON answer.
@@ -114,6 +119,7 @@ pub(crate) fn http(args: HttpArgs) -> Result<()> {
             server: args.server.clone(),
             upstream,
             default_actor: args.actor.clone(),
+            hide_denied: args.hide_denied,
             gate,
             sessions: Mutex::new(HashMap::new()),
             identities: Mutex::new(HashMap::new()),
@@ -211,6 +217,31 @@ impl Gatekeeper {
         }
     }
 
+    /// Whether the active policy denies `intent` outright, asked as `who`
+    /// (an unlogged evaluation; one that fails denies nothing).
+    async fn denies(&self, who: &Who, intent: &Value) -> bool {
+        match self {
+            Gatekeeper::Remote { .. } => {
+                let client = self.client(&who.token).expect("remote");
+                let intent = intent.clone();
+                tokio::task::spawn_blocking(move || client.evaluate(&intent))
+                    .await
+                    .is_ok_and(|e| e.is_ok_and(|e| e.decision == "DENY"))
+            }
+            Gatekeeper::InProcess { gate, .. } => match gate.caller_by_token(&who.token) {
+                None => false,
+                Some(caller) => gate
+                    .evaluate(
+                        &caller,
+                        protocol::VIA_IN_PROCESS,
+                        intent.to_string().as_bytes(),
+                    )
+                    .await
+                    .is_ok_and(|e| e["decision"] == "DENY"),
+            },
+        }
+    }
+
     /// The gate's verified decision on `intent`, asked as `who`.
     async fn decide(&self, who: &Who, intent: Value) -> Outcome {
         let verified = match self {
@@ -259,6 +290,7 @@ struct Proxy {
     server: String,
     upstream: Uri,
     default_actor: Option<String>,
+    hide_denied: bool,
     gate: Gatekeeper,
     /// Sessions by upstream session id, token digest and actor.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -287,16 +319,36 @@ struct Session {
 
 impl Session {
     fn new(proxy: &Proxy, who: Who) -> Session {
+        let mut gateway = Gateway::new(&proxy.server, &who.actor, &keyfile::new_token());
+        if proxy.hide_denied {
+            gateway = gateway.hide_denied();
+        }
         Session {
-            gateway: Mutex::new(Gateway::new(
-                &proxy.server,
-                &who.actor,
-                &keyfile::new_token(),
-            )),
+            gateway: Mutex::new(gateway),
             who,
             pending: Mutex::new(HashMap::new()),
             headers: Mutex::new(HeaderMap::new()),
         }
+    }
+
+    /// The headers of a message the gateway sends upstream itself: the
+    /// session's, JSON, and (as the 2026-07-28 transport wants) its method.
+    fn own_headers(&self, method: Option<&str>) -> HeaderMap {
+        let mut headers = self.headers.lock().expect("headers lock").clone();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.remove("mcp-name");
+        match method.map(HeaderValue::from_str) {
+            Some(Ok(m)) => drop(headers.insert("mcp-method", m)),
+            _ => drop(headers.remove("mcp-method")),
+        }
+        headers
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Reply>>> {
@@ -491,6 +543,8 @@ impl Proxy {
                     let (proxy, session) = (self.clone(), session.clone());
                     tokio::spawn(async move { proxy.decide(&session, call).await });
                 }
+                // Part of the answer being passed (see `through`).
+                screen @ Action::Screen(_) => unrouted.push(screen),
             }
         }
         unrouted
@@ -524,21 +578,8 @@ impl Proxy {
                 Action::ToServer(line) => {
                     let (proxy, session) = (self.clone(), session.clone());
                     tokio::spawn(async move {
-                        let mut headers = session.headers.lock().expect("headers lock").clone();
-                        headers.insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        );
-                        headers.insert(
-                            header::ACCEPT,
-                            HeaderValue::from_static("application/json, text/event-stream"),
-                        );
-                        headers.remove("mcp-name");
                         let method: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                        match method["method"].as_str().map(HeaderValue::from_str) {
-                            Some(Ok(m)) => drop(headers.insert("mcp-method", m)),
-                            _ => drop(headers.remove("mcp-method")),
-                        }
+                        let headers = session.own_headers(method["method"].as_str());
                         if let Err(e) = proxy.send_upstream(Method::POST, &headers, line).await {
                             tracing::warn!("tollgate mcp http: to the server: {e}");
                         }
@@ -547,7 +588,7 @@ impl Proxy {
                 Action::ToClient(line) => {
                     tracing::warn!("tollgate mcp http: no request to answer with {line}");
                 }
-                Action::Decide(_) => {}
+                Action::Decide(_) | Action::Screen(_) => {}
             }
         }
     }
@@ -555,18 +596,7 @@ impl Proxy {
     /// The gateway's own request (its `tools/list`): sent upstream, every
     /// message of the answer back through the gateway.
     async fn own_request(self: &Arc<Self>, session: &Arc<Session>, line: String) {
-        let mut headers = session.headers.lock().expect("headers lock").clone();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        // The 2026-07-28 transport repeats the method in a header.
-        headers.insert("mcp-method", HeaderValue::from_static("tools/list"));
-        headers.remove("mcp-name");
+        let headers = session.own_headers(Some("tools/list"));
         let messages = match self
             .send_upstream(Method::POST, &headers, line.clone())
             .await
@@ -678,7 +708,7 @@ impl Proxy {
                 let out = if text.trim().is_empty() {
                     text
                 } else {
-                    self.through(session, &text).join("\n")
+                    self.through(session, &text).await.join("\n")
                 };
                 let _ = tx.send(Bytes::from(out)).await;
             }
@@ -712,9 +742,8 @@ impl Proxy {
                                     out.push_str(&Item::Event(e).encode());
                                     continue;
                                 }
-                                for (k, line) in
-                                    self.through(session, &data).into_iter().enumerate()
-                                {
+                                let lines = self.through(session, &data).await;
+                                for (k, line) in lines.into_iter().enumerate() {
                                     let mut each = e.clone();
                                     if k > 0 {
                                         each.id = None;
@@ -743,19 +772,34 @@ impl Proxy {
         }
     }
 
-    /// One server message through the gateway: the lines for the client.
-    fn through(self: &Arc<Self>, session: &Arc<Session>, message: &str) -> Vec<String> {
+    /// One server message through the gateway: the lines for the client
+    /// (a listing screened first, with `--hide-denied`).
+    async fn through(self: &Arc<Self>, session: &Arc<Session>, message: &str) -> Vec<String> {
         let actions = session
             .gateway
             .lock()
             .expect("gateway lock")
             .from_server(message);
-        let left = self.execute(session, actions);
+        let mut left: VecDeque<Action> = self.execute(session, actions).into();
         let mut lines = Vec::new();
         let mut rest = Vec::new();
-        for a in left {
+        while let Some(a) = left.pop_front() {
             match a {
                 Action::ToClient(line) => lines.push(line),
+                Action::Screen(listing) => {
+                    let mut denied = HashSet::new();
+                    for (name, intent) in &listing.intents {
+                        if self.gate.denies(&session.who, intent).await {
+                            denied.insert(name.clone());
+                        }
+                    }
+                    let screened = session
+                        .gateway
+                        .lock()
+                        .expect("gateway lock")
+                        .screened(listing, &denied);
+                    left.extend(self.execute(session, screened));
+                }
                 other => rest.push(other),
             }
         }

@@ -31,6 +31,14 @@ use crate::{now_ns, Gate, GateError};
 /// not speak for; the policy is not evaluated.
 pub const ACTOR_NOT_BOUND: &str = "actor_not_bound_to_caller";
 
+/// A request bound to a policy and evaluated (not yet signed or logged).
+struct Bound {
+    active: Option<Arc<crate::ActivePolicy>>,
+    decided_at: String,
+    derived: serde_json::Value,
+    evaluation: Evaluation,
+}
+
 pub(crate) async fn decide(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
@@ -52,7 +60,46 @@ pub(crate) async fn decide(
     }
 }
 
+/// `POST /v1/evaluations`: what the active policy would decide on a
+/// request, evaluated exactly as a decision is (the contract, the caller's
+/// binding, the derived context) but neither signed nor logged: advice, never
+/// a permit. The MCP gateway's `--hide-denied` lists tools with it.
+pub(crate) async fn evaluate(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    body: Body,
+) -> Result<Json<serde_json::Value>, GateError> {
+    let (caller, via) = gate.authenticate(&creds, Role::Decide)?;
+    let bytes = read_body(body, MAX_BODY_BYTES).await?;
+    gate.evaluate(&caller, via, &bytes).await.map(Json)
+}
+
 impl Gate {
+    /// An unlogged evaluation (see `POST /v1/evaluations`): `decision`,
+    /// `reason`, `policy_version` and `"logged": false`.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Overloaded`], [`GateError::InvalidRequest`] (nothing
+    /// evaluated).
+    pub async fn evaluate(
+        self: &Arc<Self>,
+        caller: &Caller,
+        via: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, GateError> {
+        let _admitted = self.admit()?;
+        let request = DecisionRequest::parse(body)?;
+        let value = request.to_value();
+        let bound = self.bind_and_evaluate(caller, via, &request, &value).await;
+        Ok(serde_json::json!({
+            "decision": bound.evaluation.decision,
+            "reason": bound.evaluation.reason,
+            "policy_version": bound.active.map(|a| a.version.clone()),
+            "logged": false,
+        }))
+    }
+
     /// The pipeline for one request body from an authenticated `caller`
     /// (authenticated `via`, as receipts record it); counts the outcome in
     /// the metrics.
@@ -129,44 +176,15 @@ impl Gate {
             return Ok((found, Outcome::Replayed));
         }
 
-        // 3. Bind the active policy and the decision time; derive context. A
-        //    caller claiming an actor it may not speak for binds no policy:
-        //    the attempt is logged as evidence, nothing is evaluated.
-        let bound = caller.may_speak_for(request.actor().id());
-        let active = self.active_policy().filter(|_| bound);
-        let decided_at_ns = now_ns();
-        let decided_at = format_rfc3339_ns(decided_at_ns);
-        let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
-            a.compiled.actor_attributes(request.actor().id())
-        });
-        let derived = receipt_derived(actor, &caller.name, via);
-
-        // 4. Evaluate, fail closed.
-        let evaluation = match &active {
-            None if !bound => Evaluation {
-                decision: Decision::Silence,
-                reason: ACTOR_NOT_BOUND.into(),
-            },
-            None => Evaluation {
-                decision: Decision::Silence,
-                reason: "no policy is active".into(),
-            },
-            Some(a) => {
-                let input = EvalInput {
-                    request: request_value.clone(),
-                    derived: policy_derived(
-                        &decided_at,
-                        decided_at_ns,
-                        derived["actor"].clone(),
-                        derived["caller"].clone(),
-                    ),
-                };
-                // On an evaluation thread, not this one: a policy may run to
-                // its time limit (eval_timeout_ms), and the threads serving
-                // HTTP must stay free for everything else.
-                self.evaluators.decide(a.clone(), input).await
-            }
-        };
+        // 3.–4. Bind, derive, evaluate.
+        let Bound {
+            active,
+            decided_at,
+            derived,
+            evaluation,
+        } = self
+            .bind_and_evaluate(caller, via, &request, &request_value)
+            .await;
 
         // 5. Sign the receipt.
         let body = ReceiptBody {
@@ -236,6 +254,63 @@ impl Gate {
                 }
             },
         ))
+    }
+
+    /// Steps 3 and 4 of the pipeline: bind the active policy and the
+    /// decision time, derive the context, evaluate (fail closed). A caller
+    /// claiming an actor it may not speak for binds no policy: nothing is
+    /// evaluated, and the decision is SILENCE [`ACTOR_NOT_BOUND`].
+    async fn bind_and_evaluate(
+        &self,
+        caller: &Caller,
+        via: &str,
+        request: &DecisionRequest,
+        request_value: &serde_json::Value,
+    ) -> Bound {
+        // 3. Bind the active policy and the decision time; derive context. A
+        //    caller claiming an actor it may not speak for binds no policy:
+        //    the attempt is logged as evidence, nothing is evaluated.
+        let bound = caller.may_speak_for(request.actor().id());
+        let active = self.active_policy().filter(|_| bound);
+        let decided_at_ns = now_ns();
+        let decided_at = format_rfc3339_ns(decided_at_ns);
+        let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
+            a.compiled.actor_attributes(request.actor().id())
+        });
+        let derived = receipt_derived(actor, &caller.name, via);
+
+        // 4. Evaluate, fail closed.
+        let evaluation = match &active {
+            None if !bound => Evaluation {
+                decision: Decision::Silence,
+                reason: ACTOR_NOT_BOUND.into(),
+            },
+            None => Evaluation {
+                decision: Decision::Silence,
+                reason: "no policy is active".into(),
+            },
+            Some(a) => {
+                let input = EvalInput {
+                    request: request_value.clone(),
+                    derived: policy_derived(
+                        &decided_at,
+                        decided_at_ns,
+                        derived["actor"].clone(),
+                        derived["caller"].clone(),
+                    ),
+                };
+                // On an evaluation thread, not this one: a policy may run to
+                // its time limit (eval_timeout_ms), and the threads serving
+                // HTTP must stay free for everything else.
+                self.evaluators.decide(a.clone(), input).await
+            }
+        };
+        Bound {
+            active,
+            decided_at,
+            derived,
+            evaluation,
+        }
     }
 
     /// The committed receipt for `receipt_id`, as a response with a proof to

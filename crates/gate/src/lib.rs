@@ -46,6 +46,7 @@ pub use witnessing::WitnessingError;
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/decisions"),
     ("POST", "/v1/replay"),
+    ("POST", "/v1/evaluations"),
     ("GET", "/v1/whoami"),
     ("GET", "/v1/receipts/{receipt_id}"),
     ("GET", "/v1/proofs/inclusion"),
@@ -259,6 +260,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/v1/decisions", post(decide::decide))
         .route("/v1/replay", post(read::replay))
         .route("/v1/whoami", get(read::whoami))
+        .route("/v1/evaluations", post(decide::evaluate))
         .route("/v1/receipts/{receipt_id}", get(read::receipt))
         .route("/v1/proofs/inclusion", get(read::inclusion))
         .route("/v1/proofs/consistency", get(read::consistency))

@@ -617,7 +617,7 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
             assert_eq!(body["roles"], serde_json::json!(["read"]));
             assert!(body.get("token_sha256").is_none(), "{body}");
             (concrete, Some(wrong.as_str()))
-        } else if is("/v1/decisions") {
+        } else if is("/v1/decisions") || is("/v1/evaluations") {
             (concrete, Some(reader.as_str()))
         } else if path.starts_with("/v1/admin/")
             || is("/v1/receipts/{receipt_id}")
@@ -714,4 +714,97 @@ fn private_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     dir
+}
+
+/// `POST /v1/evaluations` answers what `POST /v1/decisions` would decide
+/// (the policy, the caller's binding, the contract) and writes nothing.
+#[tokio::test]
+async fn evaluations_decide_as_decisions_do_and_write_nothing() {
+    let dir = private_tempdir();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        hash_cache_mb: 0,
+        ..Config::default()
+    };
+    let started = Gate::open(&config).unwrap();
+    let demo = std::fs::read_to_string(started.demo_token_file.clone().unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    let gate = started.gate;
+    let app = gate::router(gate.clone());
+    let intent = |actor: &str, amount: u64| {
+        serde_json::json!({
+            "actor": {"id": actor, "kind": "agent"}, "surface": "payments",
+            "action": "transfer", "target": {"amount": amount, "to": "acct-1"},
+            "idempotency_key": format!("{actor}-{amount}"),
+        })
+    };
+    let size = gate.ledger().latest().checkpoint.size;
+    let active = gate.active_policy().unwrap().version.clone();
+    let mut decided = Vec::new();
+    for (actor, amount) in [
+        ("agent-treasury", 5),
+        ("agent-treasury", 50_000_000),
+        ("nobody", 5),
+    ] {
+        let (status, e) = call(
+            &app,
+            "POST",
+            "/v1/evaluations",
+            Some(&demo),
+            &intent(actor, amount),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{e}");
+        assert_eq!(e["logged"], false);
+        assert_eq!(
+            e["policy_version"],
+            if actor == "nobody" {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(active)
+            }
+        );
+        decided.push((e["decision"].clone(), e["reason"].clone()));
+    }
+    assert_eq!(
+        gate.ledger().latest().checkpoint.size,
+        size,
+        "evaluations write nothing"
+    );
+    assert_eq!(decided[2].1, "actor_not_bound_to_caller");
+    for (k, (actor, amount)) in [
+        ("agent-treasury", 5),
+        ("agent-treasury", 50_000_000),
+        ("nobody", 5),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, d) = call(
+            &app,
+            "POST",
+            "/v1/decisions",
+            Some(&demo),
+            &intent(actor, amount),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        assert_eq!(
+            (d["decision"].clone(), d["reason"].clone()),
+            decided[k],
+            "{actor} {amount}"
+        );
+    }
+    assert_eq!(decided[0].0, "PERMIT");
+    let (status, bad) = call(
+        &app,
+        "POST",
+        "/v1/evaluations",
+        Some(&demo),
+        &serde_json::json!({"actor": {"id": "agent-treasury", "kind": "agent"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }

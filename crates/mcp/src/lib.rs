@@ -55,6 +55,19 @@ pub enum Action {
     ToServer(String),
     /// Ask the gate about this call; hand the outcome to [`Gateway::decided`].
     Decide(Call),
+    /// With `hide_denied`: evaluate (unlogged) each tool of a `tools/list`
+    /// answer; hand the tools denied to [`Gateway::screened`].
+    Screen(Listing),
+}
+
+/// A `tools/list` answer held back until its tools are screened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    /// The server's answer, parsed.
+    message: Value,
+    /// Each listed tool's name and the request to evaluate for it: the
+    /// arguments unknown (`target` = `{}`), `context.listing` = true.
+    pub intents: Vec<(String, Value)>,
 }
 
 /// A `tools/call` to decide.
@@ -115,6 +128,10 @@ pub struct Gateway {
     cancelled: HashSet<String>,
     /// Calls forwarded on PERMIT: id → the decision response.
     permitted: HashMap<String, Value>,
+    /// Whether `tools/list` answers omit the tools the policy denies.
+    hide_denied: bool,
+    /// The client's `tools/list` requests awaiting their answer (ids).
+    listings: HashSet<String>,
 }
 
 impl Gateway {
@@ -136,7 +153,29 @@ impl Gateway {
             deciding: HashSet::new(),
             cancelled: HashSet::new(),
             permitted: HashMap::new(),
+            hide_denied: false,
+            listings: HashSet::new(),
         }
+    }
+
+    /// `tools/list` answers to the client omit every tool the policy denies
+    /// this actor outright: each listed tool is evaluated (never logged)
+    /// with the arguments unknown (`target` = `{}`) and `context.listing` =
+    /// true, and a DENY hides it. PERMIT, SILENCE or a failed evaluation
+    /// shows it; calls are decided as always, hidden or not.
+    #[must_use]
+    pub fn hide_denied(mut self) -> Gateway {
+        self.hide_denied = true;
+        self
+    }
+
+    /// The held `listing` without the tools in `denied`.
+    pub fn screened(&mut self, listing: Listing, denied: &HashSet<String>) -> Vec<Action> {
+        let mut message = listing.message;
+        if let Some(tools) = message["result"]["tools"].as_array_mut() {
+            tools.retain(|t| !t["name"].as_str().is_some_and(|n| denied.contains(n)));
+        }
+        vec![Action::ToClient(message.to_string())]
     }
 
     /// A line from the client.
@@ -165,6 +204,10 @@ impl Gateway {
                 }
             }
             (Some("tools/call"), Some(id)) => self.call(id, message["params"].clone(), line),
+            (Some("tools/list"), Some(id)) if self.hide_denied => {
+                self.listings.insert(id.to_string());
+                vec![Action::ToServer(line.to_string())]
+            }
             _ => vec![Action::ToServer(line.to_string())],
         }
     }
@@ -186,6 +229,16 @@ impl Gateway {
             self.tools = None;
             self.regather = self.gathering.is_some();
             return vec![Action::ToClient(line.to_string())];
+        }
+        if is_response && self.listings.remove(&id.to_string()) {
+            let tools = message["result"]["tools"].as_array().cloned();
+            if let Some(tools) = tools.filter(|t| !t.is_empty()) {
+                let intents = tools
+                    .iter()
+                    .filter_map(|t| Some((t["name"].as_str()?.to_string(), self.listing_intent(t))))
+                    .collect();
+                return vec![Action::Screen(Listing { message, intents })];
+            }
         }
         if is_response {
             if let Some(decision) = self.permitted.remove(&id.to_string()) {
@@ -236,23 +289,12 @@ impl Gateway {
     /// The decision request for a call of `tool` with `arguments`.
     #[must_use]
     pub fn intent(&self, id: &Value, tool: &str, arguments: &Value) -> Value {
-        let mut context = serde_json::Map::new();
-        context.insert("tool".into(), json!(tool));
-        if let Some(client) = &self.client {
-            context.insert("client".into(), json!(client));
-        }
-        if let Some(t) = self.tools.as_ref().and_then(|t| t.get(tool)) {
-            for (hint, key) in [
-                ("readOnlyHint", "read_only"),
-                ("destructiveHint", "destructive"),
-                ("idempotentHint", "idempotent"),
-                ("openWorldHint", "open_world"),
-            ] {
-                if let Some(b) = t.annotations.get(hint).and_then(Value::as_bool) {
-                    context.insert(key.into(), json!(b));
-                }
-            }
-        }
+        let annotations = self
+            .tools
+            .as_ref()
+            .and_then(|t| t.get(tool))
+            .map_or(&Value::Null, |t| &t.annotations);
+        let context = self.context(tool, annotations);
         let key = Sha256::digest(format!("{}\0{id}", self.session).as_bytes());
         json!({
             "actor": {"id": self.actor, "kind": "agent"},
@@ -262,6 +304,44 @@ impl Gateway {
             "context": context,
             "idempotency_key": format!("mcp-{}", hex::encode(&key[..16])),
         })
+    }
+
+    /// The request evaluated for a listed `tool` (as `tools/list` gives
+    /// it) under `hide_denied`: arguments unknown, `context.listing`.
+    fn listing_intent(&self, tool: &Value) -> Value {
+        let name = tool["name"].as_str().unwrap_or("");
+        let mut context = self.context(name, &tool["annotations"]);
+        context.insert("listing".into(), json!(true));
+        json!({
+            "actor": {"id": self.actor, "kind": "agent"},
+            "surface": self.server,
+            "action": action_name(name),
+            "target": {},
+            "context": context,
+            // Required by the contract; an evaluation is never logged.
+            "idempotency_key": "mcp-listing",
+        })
+    }
+
+    /// The context of a decision about `tool`: its exact name, the client,
+    /// and its annotations as `read_only`/`destructive`/`idempotent`/`open_world`.
+    fn context(&self, tool: &str, annotations: &Value) -> serde_json::Map<String, Value> {
+        let mut context = serde_json::Map::new();
+        context.insert("tool".into(), json!(tool));
+        if let Some(client) = &self.client {
+            context.insert("client".into(), json!(client));
+        }
+        for (hint, key) in [
+            ("readOnlyHint", "read_only"),
+            ("destructiveHint", "destructive"),
+            ("idempotentHint", "idempotent"),
+            ("openWorldHint", "open_world"),
+        ] {
+            if let Some(b) = annotations.get(hint).and_then(Value::as_bool) {
+                context.insert(key.into(), json!(b));
+            }
+        }
+        context
     }
 
     fn call(&mut self, id: Value, params: Value, line: &str) -> Vec<Action> {

@@ -285,3 +285,47 @@ fn action_names_map_deterministically_and_keep_valid_ones() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[test]
+fn hide_denied_screens_the_clients_listings_and_nothing_else() {
+    let mut g = Gateway::new("everything", "agent-1", "s1").hide_denied();
+    let list = line(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}));
+    assert_eq!(g.from_client(&list), vec![Action::ToServer(list.clone())]);
+    let answer = tools_page(&json!(7), echo_tool(), None);
+    let mut out = g.from_server(&answer);
+    assert_eq!(out.len(), 1);
+    let Some(Action::Screen(listing)) = out.pop() else {
+        panic!("the listing is held for screening")
+    };
+    let names: Vec<&str> = listing.intents.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["echo", "Delete File!"]);
+    let (_, intent) = &listing.intents[1];
+    assert_eq!(intent["target"], json!({}));
+    assert_eq!(intent["context"]["listing"], true);
+    assert_eq!(intent["context"]["destructive"], true);
+    assert_eq!(intent["context"]["tool"], "Delete File!");
+    assert_eq!(intent["action"], action_name("Delete File!"));
+    // Every intent is within the contract.
+    for (_, i) in &listing.intents {
+        protocol::DecisionRequest::parse(i.to_string().as_bytes()).unwrap();
+    }
+    let denied: HashSet<String> = ["Delete File!".to_string()].into();
+    let shown = to_client(&g.screened(listing, &denied));
+    let tools: Vec<&str> = shown[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["echo"]);
+    assert_eq!(shown[0]["id"], 7);
+    // Another answer with that id is no longer a listing: passed as it is.
+    assert_eq!(
+        g.from_server(&answer),
+        vec![Action::ToClient(answer.clone())]
+    );
+    // Without hide_denied, listings pass untouched.
+    let mut plain = Gateway::new("everything", "agent-1", "s2");
+    plain.from_client(&list);
+    assert_eq!(plain.from_server(&answer), vec![Action::ToClient(answer)]);
+}

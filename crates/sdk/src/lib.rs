@@ -235,8 +235,37 @@ impl Client {
         let body = intent.to_string();
         let request =
             DecisionRequest::parse(body.as_bytes()).map_err(|e| Refusal::Invalid(e.to_string()))?;
-        let answer = self.send(&body)?;
+        let answer = self.send("/v1/decisions", &body)?;
         verify_answer(&self.trust, &request, &answer)
+    }
+}
+
+/// What the active policy would decide, unsigned and unlogged
+/// (`POST /v1/evaluations`): advice, never a permit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Evaluation {
+    /// `PERMIT`, `DENY` or `SILENCE`.
+    pub decision: String,
+    /// The policy's reason.
+    pub reason: String,
+    /// The policy version that was evaluated, if one was.
+    pub policy_version: Option<String>,
+}
+
+impl Client {
+    /// What the active policy would decide on `intent`, neither signed nor
+    /// logged (so nothing to verify, and nothing a tool may act on).
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`]: `Invalid` for a request outside the contract,
+    /// `Unavailable` if the gate does not answer.
+    pub fn evaluate(&self, intent: &serde_json::Value) -> Result<Evaluation, Refusal> {
+        let body = intent.to_string();
+        DecisionRequest::parse(body.as_bytes()).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let answer = self.send("/v1/evaluations", &body)?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| Refusal::Unverified(format!("the answer is not an evaluation: {e}")))
     }
 }
 
@@ -357,15 +386,15 @@ impl Client {
     }
 
     /// POSTs the request, retrying transport errors and 503s.
-    fn send(&self, body: &str) -> Result<Vec<u8>, Refusal> {
+    fn send(&self, path: &str, body: &str) -> Result<Vec<u8>, Refusal> {
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(50 << attempt.min(5)));
             }
             let answered = match self.base.strip_prefix("unix:") {
-                Some(path) => self.unix_request(path, "POST /v1/decisions", Some(body)),
-                None => self.post_http(body),
+                Some(socket) => self.unix_request(socket, &format!("POST {path}"), Some(body)),
+                None => self.post_http(path, body),
             };
             match answered {
                 Ok((200, bytes)) => return Ok(bytes),
@@ -391,10 +420,10 @@ impl Client {
     }
 
     /// One POST over HTTP(S): the status and the body, or a transport error.
-    fn post_http(&self, body: &str) -> Result<(u16, Vec<u8>), String> {
+    fn post_http(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
         let mut r = self
             .agent
-            .post(&format!("{}/v1/decisions", self.base))
+            .post(&format!("{}{path}", self.base))
             .set("content-type", "application/json");
         if let Some(t) = &self.token {
             r = r.set("authorization", &format!("Bearer {t}"));
