@@ -123,6 +123,7 @@ pub(crate) fn http(args: HttpArgs) -> Result<()> {
             gate,
             sessions: Mutex::new(HashMap::new()),
             identities: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .route(&path, axum::routing::post(post).get(get).delete(delete))
@@ -132,6 +133,9 @@ pub(crate) fn http(args: HttpArgs) -> Result<()> {
             listener.local_addr()?,
             args.upstream
         );
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -296,7 +300,14 @@ struct Proxy {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Checked tokens by digest: who, and when checked.
     identities: Mutex<HashMap<[u8; 32], (Instant, sdk::Identity)>>,
+    /// Connections to the upstream, for reuse once their last answer is read.
+    idle: Mutex<Vec<Upstream>>,
 }
+
+type Upstream = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// At most this many upstream connections are kept for reuse.
+const MAX_IDLE: usize = 64;
 
 /// What a client's request is answered with, once the gateway says.
 enum Reply {
@@ -633,15 +644,7 @@ impl Proxy {
         body: String,
     ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let authority = self.upstream.authority().expect("checked").clone();
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((authority.host(), port))
-            .await
-            .map_err(|e| format!("connecting to the MCP server {}: {e}", self.upstream))?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("the MCP server {}: {e}", self.upstream))?;
-        tokio::spawn(connection);
+        let mut sender = self.connection().await?;
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(self.upstream.path_and_query().map_or("/", |p| p.as_str()));
@@ -654,10 +657,40 @@ impl Proxy {
             .header(header::HOST, authority.as_str())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        sender
-            .send_request(request)
+        let answer = sender.send_request(request);
+        // Kept for reuse: it is taken again only once ready, which is when
+        // this answer's body has been read to its end.
+        {
+            let mut idle = self.idle.lock().expect("idle lock");
+            idle.retain(|c| !c.is_closed());
+            if idle.len() < MAX_IDLE {
+                idle.push(sender);
+            }
+        }
+        answer
             .await
             .map_err(|e| format!("the MCP server {}: {e}", self.upstream))
+    }
+
+    /// A connection to the upstream ready for a request: an idle one, or new.
+    async fn connection(&self) -> Result<Upstream, String> {
+        {
+            let mut idle = self.idle.lock().expect("idle lock");
+            if let Some(k) = idle.iter().position(|c| c.is_ready()) {
+                return Ok(idle.swap_remove(k));
+            }
+        }
+        let authority = self.upstream.authority().expect("checked");
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(|e| format!("connecting to the MCP server {}: {e}", self.upstream))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("the MCP server {}: {e}", self.upstream))?;
+        tokio::spawn(connection);
+        Ok(sender)
     }
 
     /// Passes the upstream's `answer` to the client: status and headers as
