@@ -6,6 +6,7 @@ effects show which calls reached it."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -330,3 +331,33 @@ def test_hide_denied_over_http(gate: Gate, everything_http: str, proxy_of: Proxy
         assert gate.log_size() == size
 
     anyio.run(run)
+
+
+def test_malformed_messages_get_a_json_rpc_error_and_the_proxy_keeps_serving(
+    gate: Gate, notes: tuple[str, Path], proxy_of: ProxyOf
+) -> None:
+    upstream, log = notes
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {proxy.token}",
+    }
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "write_note"}}
+    for body, code in [
+        (b"garbage", -32700),
+        (json.dumps([call]).encode(), -32600),
+        (b'{"jsonrpc": "2.0", "id": 2, "method": "ping", "id": 3}', -32700),
+        (b"\xff\xfe", -32700),
+    ]:
+        r = httpx.post(proxy.url, content=body, headers=headers)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == code, r.text
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token) as client:
+            ok = await client.call_tool("write_note", {"text": "still serving"})
+            assert not ok.is_error, text(ok)
+
+    anyio.run(run)
+    assert log.read_text() == "write_note\tstill serving\n"

@@ -148,7 +148,20 @@ enum PolicyCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// List published versions; the active one is marked.
+    /// Evaluate a published version beside the active one on every
+    /// decision, never enforced: its decision is recorded in each receipt
+    /// (`derived.shadow`) and counted in `tollgate_shadow_decisions_total`.
+    Shadow {
+        /// The version (sha256:<hex>); omit with --off.
+        #[arg(required_unless_present = "off", conflicts_with = "off")]
+        version: Option<String>,
+        /// Stop evaluating a shadow policy.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List published versions; the active one is marked `*`, the shadow `s`.
     List {
         #[command(flatten)]
         admin: AdminArgs,
@@ -654,6 +667,25 @@ fn policy(command: PolicyCommand) -> Result<()> {
                 r["previous"].as_str().unwrap_or("none")
             );
         }
+        PolicyCommand::Shadow {
+            version,
+            off: _,
+            admin,
+        } => {
+            let body = serde_json::json!({ "version": version }).to_string();
+            let r = client::post(
+                &admin.agent()?,
+                &format!("{}/v1/admin/policies/shadow", admin.url),
+                &admin.token()?,
+                "application/json",
+                body.as_bytes(),
+            )?;
+            println!(
+                "shadow {} (was {})",
+                version.as_deref().unwrap_or("off"),
+                r["previous"].as_str().unwrap_or("none")
+            );
+        }
         PolicyCommand::List { admin } => {
             let r = client::get(
                 &admin.agent()?,
@@ -661,9 +693,15 @@ fn policy(command: PolicyCommand) -> Result<()> {
                 &admin.token()?,
             )?;
             for v in r["versions"].as_array().into_iter().flatten() {
+                let mark = if v["active"] == true {
+                    "*"
+                } else if r["shadow"] == v["version"] {
+                    "s"
+                } else {
+                    " "
+                };
                 println!(
-                    "{} {}  published {}",
-                    if v["active"] == true { "*" } else { " " },
+                    "{mark} {}  published {}",
                     v["version"].as_str().unwrap_or("?"),
                     v["published_at"].as_str().unwrap_or("?")
                 );

@@ -1676,3 +1676,77 @@ fn policy_test_runs_the_cases_a_bundle_ships() {
         "{out}"
     );
 }
+
+/// `tollgate policy shadow`: a second version evaluated beside the active
+/// one on every decision, its decision recorded in the receipt
+/// (`derived.shadow`) and counted, never enforced; kept across a restart;
+/// `--off` ends it. Replay reproduces the enforced decision.
+#[test]
+fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    // A candidate that denies everything.
+    let candidate = dir.path().join("deny-all");
+    std::fs::create_dir(&candidate).unwrap();
+    std::fs::write(
+        candidate.join("tollgate.json"),
+        r#"{"engine": "rego", "entrypoint": "data.tollgate.denyall.decision"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        candidate.join("policy.rego"),
+        "package tollgate.denyall\n\ndecision := \"deny\"\n\nreason := \"candidate denies all\"\n",
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", candidate.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let version = policy::Bundle::from_dir(&candidate).unwrap().version();
+    let (ok, out) = s.tollgate(&["policy", "shadow", &version]);
+    assert!(ok && out.contains(&version), "{out}");
+    let (ok, out) = s.tollgate(&["policy", "list"]);
+    assert!(ok && out.contains(&format!("s {version}")), "{out}");
+    let transfer = |key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 500}),
+            key,
+        )
+    };
+    let r = s.decide(&transfer("shadowed"));
+    assert_eq!(
+        r.decision,
+        Decision::Permit,
+        "the active policy is enforced"
+    );
+    let (body, _) = verify(&s, &r);
+    assert_eq!(body.derived["shadow"]["version"], version.as_str());
+    assert_eq!(body.derived["shadow"]["engine"], "rego");
+    assert_eq!(body.derived["shadow"]["decision"], "DENY");
+    assert!(s
+        .get_text("/metrics")
+        .contains("tollgate_shadow_decisions_total{active=\"PERMIT\",shadow=\"DENY\"} 1"));
+    // Replay reproduces the enforced decision from the receipt.
+    let (status, replay) = s.post("/v1/replay", serde_json::to_string(&r).unwrap().as_bytes());
+    assert_eq!(
+        (status, replay["same"].clone()),
+        (200, json!(true)),
+        "{replay}"
+    );
+
+    // Kept across a restart.
+    s.stop();
+    let s = Server::start(dir.path());
+    let r = s.decide(&transfer("after-restart"));
+    let (body, _) = verify(&s, &r);
+    assert_eq!(body.derived["shadow"]["decision"], "DENY");
+    let (ok, out) = s.tollgate(&["policy", "shadow", "--off"]);
+    assert!(ok && out.contains("shadow off"), "{out}");
+    let r = s.decide(&transfer("unshadowed"));
+    let (body, _) = verify(&s, &r);
+    assert!(body.derived.get("shadow").is_none(), "{:?}", body.derived);
+    // An unpublished version is refused, and nothing changes.
+    let (ok, out) = s.tollgate(&["policy", "shadow", &format!("sha256:{}", "0".repeat(64))]);
+    assert!(!ok && out.contains("not published"), "{out}");
+}

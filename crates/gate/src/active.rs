@@ -27,6 +27,9 @@ pub(crate) const REPLAY_CACHE: usize = 8;
 /// ledger's durable record of it, and the last few versions replay compiled.
 pub(crate) struct Policies {
     active: RwLock<Option<Arc<ActivePolicy>>>,
+    /// The shadow policy: evaluated beside the active one on every
+    /// decision, recorded in the receipt, never enforced.
+    shadow: RwLock<Option<Arc<ActivePolicy>>>,
     /// Compiled versions for replay, most recently used last; at most
     /// [`REPLAY_CACHE`].
     replayed: std::sync::Mutex<std::collections::VecDeque<Arc<ActivePolicy>>>,
@@ -41,6 +44,7 @@ impl Policies {
     pub(crate) fn new(eval_timeout: Duration) -> Policies {
         Policies {
             active: RwLock::new(None),
+            shadow: RwLock::new(None),
             replayed: std::sync::Mutex::new(std::collections::VecDeque::new()),
             replay_compiles: std::sync::atomic::AtomicU64::new(0),
             activation: tokio::sync::Mutex::new(()),
@@ -51,6 +55,44 @@ impl Policies {
     /// The active policy, if any.
     pub(crate) fn active(&self) -> Option<Arc<ActivePolicy>> {
         self.active.read().expect("active lock").clone()
+    }
+
+    /// The shadow policy, if any.
+    pub(crate) fn shadow(&self) -> Option<Arc<ActivePolicy>> {
+        self.shadow.read().expect("shadow lock").clone()
+    }
+
+    /// Sets the shadow policy in memory (startup: what the ledger records).
+    pub(crate) fn set_shadow(&self, shadow: Option<ActivePolicy>) {
+        *self.shadow.write().expect("shadow lock") = shadow.map(Arc::new);
+    }
+
+    /// Makes `version` the shadow policy (`None`: none) as [`Policies::activate`]
+    /// makes one active: loaded and compiled first, `record` awaited, stored
+    /// durably, then swapped in memory. Returns the previous shadow version.
+    pub(crate) async fn shadow_with(
+        &self,
+        ledger: &Ledger,
+        version: Option<&str>,
+        record: impl std::future::Future<Output = Result<u64, GateError>>,
+    ) -> Result<Option<String>, GateError> {
+        let _one_at_a_time = self.activation.lock().await;
+        let loaded = match version {
+            None => None,
+            Some(v) => {
+                let (l, v, limit) = (ledger.clone(), v.to_string(), self.eval_timeout);
+                Some(
+                    tokio::task::spawn_blocking(move || load(&l, &v, limit))
+                        .await
+                        .map_err(|e| GateError::Internal(e.to_string()))??,
+                )
+            }
+        };
+        record.await?;
+        let previous = self.shadow().map(|s| s.version.clone());
+        ledger.state().shadow_policy_set(version)?;
+        self.set_shadow(loaded);
+        Ok(previous)
     }
 
     /// Sets the active policy in memory (startup: what the ledger records).

@@ -217,6 +217,43 @@ pub(crate) async fn activate(
     Ok(Json(json!({ "active": version, "previous": previous })))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShadowBody {
+    /// The version to evaluate beside the active one; `null`: none.
+    version: Option<String>,
+}
+
+/// `POST /v1/admin/policies/shadow` `{"version": "sha256:…" | null}`: the
+/// policy evaluated beside the active one on every decision, its decision
+/// recorded in the receipt (`derived.shadow`) and counted in the metrics,
+/// never enforced. A governance entry first, as every admin change.
+pub(crate) async fn shadow(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    body: axum::body::Body,
+) -> Result<Json<Value>, GateError> {
+    let by = authorize(&gate, &creds)?;
+    let bytes = read_body(body, 64 * 1024).await?;
+    let body: ShadowBody = json_body(&bytes, "shadow")?;
+    if let Some(v) = &body.version {
+        if !protocol::is_policy_version(v) {
+            return Err(GateError::BadInput(format!(
+                "{v:?} is not a policy version (sha256:<64 hex>)"
+            )));
+        }
+    }
+    let record = gate.record("policy.shadow", &by, json!({ "version": body.version }));
+    let previous = gate
+        .policies
+        .shadow_with(&gate.ledger, body.version.as_deref(), record)
+        .await?;
+    tracing::info!(version = ?body.version, ?previous, "shadow policy set");
+    Ok(Json(
+        json!({ "shadow": body.version, "previous": previous }),
+    ))
+}
+
 /// `GET /v1/admin/policies`: every published version, which one is active.
 pub(crate) async fn list(
     State(gate): State<Arc<Gate>>,
@@ -224,6 +261,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, GateError> {
     authorize(&gate, &creds)?;
     let active = gate.active_policy().map(|a| a.version.clone());
+    let shadow = gate.policies.shadow().map(|s| s.version.clone());
     let versions: Vec<Value> = gate
         .ledger
         .state()
@@ -237,5 +275,7 @@ pub(crate) async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({ "active": active, "versions": versions })))
+    Ok(Json(
+        json!({ "active": active, "shadow": shadow, "versions": versions }),
+    ))
 }

@@ -277,7 +277,7 @@ impl Gate {
         let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
             a.compiled.actor_attributes(request.actor().id())
         });
-        let derived = receipt_derived(actor, &caller.name, via);
+        let mut derived = receipt_derived(actor, &caller.name, via);
 
         // 4. Evaluate, fail closed.
         let evaluation = match &active {
@@ -302,7 +302,25 @@ impl Gate {
                 // On an evaluation thread, not this one: a policy may run to
                 // its time limit (eval_timeout_ms), and the threads serving
                 // HTTP must stay free for everything else.
-                self.evaluators.decide(a.clone(), input).await
+                match self.policies.shadow().filter(|s| s.version != a.version) {
+                    None => self.evaluators.decide(a.clone(), input).await,
+                    // A shadow policy: evaluated beside, on the same input,
+                    // recorded and counted, never enforced.
+                    Some(s) => {
+                        let (enforced, shadow) = tokio::join!(
+                            self.evaluators.decide(a.clone(), input.clone()),
+                            self.evaluators.decide(s.clone(), input),
+                        );
+                        self.metrics.shadow(enforced.decision, shadow.decision);
+                        derived["shadow"] = serde_json::json!({
+                            "version": s.version,
+                            "engine": engine_name(&s.compiled),
+                            "decision": shadow.decision,
+                            "reason": shadow.reason,
+                        });
+                        enforced
+                    }
+                }
             }
         };
         Bound {

@@ -60,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/policies"),
     ("POST", "/v1/admin/policies"),
     ("POST", "/v1/admin/policies/{version}/activate"),
+    ("POST", "/v1/admin/policies/shadow"),
     ("GET", "/log/checkpoint"),
     ("GET", "/log/tile/{*path}"),
     ("GET", "/healthz"),
@@ -279,6 +280,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
             post(admin::rotate_caller),
         )
         .route("/v1/admin/policies", get(admin::list).post(admin::publish))
+        .route("/v1/admin/policies/shadow", post(admin::shadow))
         .route(
             "/v1/admin/policies/{version}/activate",
             post(admin::activate),

@@ -66,6 +66,8 @@ pub struct Metrics {
     latency: Histogram,
     batch: Histogram,
     write: Histogram,
+    /// Decisions evaluated under a shadow policy too: [active][shadow].
+    shadow: [[AtomicU64; 3]; 3],
 }
 
 impl Default for Metrics {
@@ -81,6 +83,7 @@ impl Default for Metrics {
             latency: Histogram::new(SECONDS),
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
             write: Histogram::new(SECONDS),
+            shadow: Default::default(),
         }
     }
 }
@@ -110,7 +113,20 @@ pub(crate) enum Outcome {
     Overloaded,
 }
 
+fn index(d: Decision) -> usize {
+    match d {
+        Decision::Permit => 0,
+        Decision::Deny => 1,
+        Decision::Silence => 2,
+    }
+}
+
 impl Metrics {
+    /// A decision the shadow policy was evaluated for too.
+    pub(crate) fn shadow(&self, active: Decision, shadow: Decision) {
+        self.shadow[index(active)][index(shadow)].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
         match outcome {
             Outcome::Decided {
@@ -118,12 +134,7 @@ impl Metrics {
                 batch_len,
                 write_time,
             } => {
-                let i = match decision {
-                    Decision::Permit => 0,
-                    Decision::Deny => 1,
-                    Decision::Silence => 2,
-                };
-                self.decisions[i].fetch_add(1, Relaxed);
+                self.decisions[index(*decision)].fetch_add(1, Relaxed);
                 self.batch.observe(*batch_len as f64);
                 self.write.observe(write_time.as_secs_f64());
                 self.latency.observe(seconds);
@@ -188,6 +199,23 @@ impl Metrics {
             "tollgate_log_write_seconds",
             "Log write of the batch that committed each decision: from its insert until the fsync that covered it returned.",
         );
+        out.push_str(
+            "# HELP tollgate_shadow_decisions_total Evaluations under the shadow policy beside \
+             the active one, by both decisions (equal: they agree).\n\
+             # TYPE tollgate_shadow_decisions_total counter\n",
+        );
+        let names = ["PERMIT", "DENY", "SILENCE"];
+        for (a, row) in self.shadow.iter().enumerate() {
+            for (s, c) in row.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "tollgate_shadow_decisions_total{{active=\"{}\",shadow=\"{}\"}} {}",
+                    names[a],
+                    names[s],
+                    c.load(Relaxed)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP tollgate_log_size Entries in the log's latest checkpoint.\n\

@@ -313,6 +313,15 @@ impl Gate {
             })?;
             gate.policies.set(active);
         }
+        if let Some(version) = gate.ledger.state().shadow_policy()? {
+            let shadow = gate.policies.load(&gate.ledger, &version).map_err(|e| {
+                StartupError::ActivePolicy {
+                    version: version.clone(),
+                    reason: format!("the shadow policy: {e}"),
+                }
+            })?;
+            gate.policies.set_shadow(Some(shadow));
+        }
         let demo_token_file = if config.example_policy && !Callers::any(&gate.ledger)? {
             Some(gate.add_demo_caller(&config.demo_token_path())?)
         } else {

@@ -29,6 +29,7 @@
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
 //! | `p` ‖ policy version     | state: a published bundle ([`State`])   |
 //! | `a`                      | state: the active policy version        |
+//! | `s`                      | state: the shadow policy version (empty: none) |
 //! | `k` ‖ caller name        | state: a caller's record                |
 //!
 //! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL

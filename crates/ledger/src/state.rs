@@ -8,6 +8,7 @@
 //! |--------------------|----------------------------------------------------|
 //! | `p` ‖ version      | published-at (u64 BE UNIX ns) ‖ bundle bytes       |
 //! | `a`                | the active policy version                          |
+//! | `s`                | the shadow policy version (empty: none)            |
 //! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
@@ -24,6 +25,9 @@ use crate::Error;
 const POLICY: u8 = b'p';
 /// The active policy version: the single key `a`.
 const ACTIVE_POLICY: &[u8] = b"a";
+/// The shadow policy version (evaluated beside the active one, never
+/// enforced): the single key `s`, empty when there is none.
+const SHADOW_POLICY: &[u8] = b"s";
 
 /// Callers: `k` ‖ name.
 const CALLER: u8 = b'k';
@@ -137,6 +141,38 @@ impl State {
             )));
         }
         self.store.state_put(&[(ACTIVE_POLICY, version.as_bytes())])
+    }
+
+    /// Makes `version` the shadow policy (`None`: no shadow), durably.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if it was never published; a storage error.
+    pub fn shadow_policy_set(&self, version: Option<&str>) -> Result<(), Error> {
+        let _guard = self.lock.lock().expect("state lock");
+        if let Some(v) = version {
+            if self.store.state_get(&policy_key(v))?.is_none() {
+                return Err(Error::NotFound(format!(
+                    "policy version {v} is not published"
+                )));
+            }
+        }
+        self.store
+            .state_put(&[(SHADOW_POLICY, version.unwrap_or("").as_bytes())])
+    }
+
+    /// The shadow policy version, if one is set.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn shadow_policy(&self) -> Result<Option<String>, Error> {
+        match self.store.state_get(SHADOW_POLICY)? {
+            Some(v) if !v.is_empty() => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| Error::Corrupt("shadow policy is not UTF-8".into())),
+            _ => Ok(None),
+        }
     }
 
     /// Stores the record of caller `name`, durably. With `create`, a caller

@@ -189,4 +189,13 @@ fn receipt_bodies_match_the_receipt_schema() {
     let mut bad = v.clone();
     bad["decision"] = json!("MAYBE");
     assert!(!validator.is_valid(&bad));
+    // With a shadow policy's evaluation recorded beside.
+    let mut shadowed = v.clone();
+    shadowed["derived"]["shadow"] = json!({
+        "version": format!("sha256:{}", "1".repeat(64)), "engine": "cedar",
+        "decision": "DENY", "reason": "candidate"
+    });
+    assert!(validator.is_valid(&shadowed));
+    shadowed["derived"]["shadow"]["decision"] = json!("MAYBE");
+    assert!(!validator.is_valid(&shadowed));
 }
