@@ -167,6 +167,7 @@ fn floor(engine: &str) -> Result<(f64, f64)> {
             ns,
             actor.clone(),
             serde_json::json!({"name": "bench", "via": "token"}),
+            None,
         ),
     };
     let n = 2000;

@@ -18,6 +18,8 @@ pub struct ActivePolicy {
     pub version: String,
     /// The compiled bundle.
     pub compiled: Arc<CompiledPolicy>,
+    /// The counters the bundle declares (`derived.history`).
+    pub counters: Vec<policy::Counter>,
 }
 
 /// How many compiled versions replay keeps (besides the active one).
@@ -108,6 +110,7 @@ impl Policies {
     pub(crate) async fn activate(
         &self,
         ledger: &Ledger,
+        history: &crate::history::History,
         version: &str,
         record: impl std::future::Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
@@ -119,7 +122,10 @@ impl Policies {
         record.await?;
         let previous = self.active().map(|a| a.version.clone());
         ledger.state().activate_policy(version)?;
-        self.set(active);
+        // The counters the new version declares, read back from the log,
+        // and the version itself take effect together.
+        let counters = active.counters.clone();
+        history.change(ledger, &counters, || self.set(active)).await;
         Ok(previous)
     }
 
@@ -171,6 +177,7 @@ fn load(ledger: &Ledger, version: &str, limit: Duration) -> Result<ActivePolicy,
     Ok(ActivePolicy {
         version: version.to_string(),
         compiled: Arc::new(compiled),
+        counters: bundle.manifest().counters.clone(),
     })
 }
 

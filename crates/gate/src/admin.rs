@@ -211,7 +211,7 @@ pub(crate) async fn activate(
     let record = gate.record("policy.activate", &by, json!({ "version": version }));
     let previous = gate
         .policies
-        .activate(&gate.ledger, &version, record)
+        .activate(&gate.ledger, &gate.history, &version, record)
         .await?;
     tracing::info!(%version, ?previous, "policy activated");
     Ok(Json(json!({ "active": version, "previous": previous })))

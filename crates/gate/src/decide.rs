@@ -35,6 +35,7 @@ pub const ACTOR_NOT_BOUND: &str = "actor_not_bound_to_caller";
 struct Bound {
     active: Option<Arc<crate::ActivePolicy>>,
     decided_at: String,
+    decided_at_ns: i64,
     derived: serde_json::Value,
     evaluation: Evaluation,
 }
@@ -91,7 +92,10 @@ impl Gate {
         let _admitted = self.admit()?;
         let request = DecisionRequest::parse(body)?;
         let value = request.to_value();
-        let bound = self.bind_and_evaluate(caller, via, &request, &value).await;
+        let counters = self.history.gate.read().await;
+        let bound = self
+            .bind_and_evaluate(caller, via, &request, &value, &counters)
+            .await;
         Ok(serde_json::json!({
             "decision": bound.evaluation.decision,
             "reason": bound.evaluation.reason,
@@ -176,14 +180,22 @@ impl Gate {
             return Ok((found, Outcome::Replayed));
         }
 
-        // 3.–4. Bind, derive, evaluate.
+        // 3.–4. Bind, derive, evaluate. Under counters, this actor's
+        //    decisions are one at a time from reading them to the commit
+        //    (history.rs), so none passes a limit another already used.
+        let counters = self.history.gate.read().await;
+        let _one_at_a_time = match counters.any() {
+            true => Some(self.history.actor(request.actor().id()).lock_owned().await),
+            false => None,
+        };
         let Bound {
             active,
             decided_at,
+            decided_at_ns,
             derived,
             evaluation,
         } = self
-            .bind_and_evaluate(caller, via, &request, &request_value)
+            .bind_and_evaluate(caller, via, &request, &request_value, &counters)
             .await;
 
         // 5. Sign the receipt.
@@ -227,6 +239,9 @@ impl Gate {
             }
             Err(e) => return Err(GateError::Unavailable(e.to_string())),
         };
+        if body.decision == Decision::Permit && !appended.duplicate && counters.any() {
+            counters.record(request.actor().id(), &body.request, decided_at_ns);
+        }
         let proof = ProofBundle {
             extra: None,
             index: appended.index,
@@ -266,6 +281,7 @@ impl Gate {
         via: &str,
         request: &DecisionRequest,
         request_value: &serde_json::Value,
+        counters: &crate::history::Counters,
     ) -> Bound {
         // 3. Bind the active policy and the decision time; derive context. A
         //    caller claiming an actor it may not speak for binds no policy:
@@ -278,9 +294,21 @@ impl Gate {
             a.compiled.actor_attributes(request.actor().id())
         });
         let mut derived = receipt_derived(actor, &caller.name, via);
+        // The counters' values before this request (recorded in the receipt).
+        let history = match (&active, counters.any()) {
+            (Some(_), true) => Some(counters.values(request.actor().id(), decided_at_ns)),
+            _ => None,
+        };
+        if let Some(Ok(h)) = &history {
+            derived["history"] = h.clone();
+        }
 
         // 4. Evaluate, fail closed.
         let evaluation = match &active {
+            Some(_) if matches!(history, Some(Err(_))) => Evaluation {
+                decision: Decision::Silence,
+                reason: history.and_then(Result::err).unwrap_or_default(),
+            },
             None if !bound => Evaluation {
                 decision: Decision::Silence,
                 reason: ACTOR_NOT_BOUND.into(),
@@ -297,6 +325,7 @@ impl Gate {
                         decided_at_ns,
                         derived["actor"].clone(),
                         derived["caller"].clone(),
+                        derived.get("history").cloned(),
                     ),
                 };
                 // On an evaluation thread, not this one: a policy may run to
@@ -326,6 +355,7 @@ impl Gate {
         Bound {
             active,
             decided_at,
+            decided_at_ns,
             derived,
             evaluation,
         }

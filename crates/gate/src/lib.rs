@@ -18,6 +18,7 @@ pub mod config;
 mod decide;
 mod error;
 mod governance;
+mod history;
 pub mod http;
 mod metrics;
 mod read;
@@ -81,6 +82,8 @@ pub struct Gate {
     unix_callers: std::collections::HashMap<u32, String>,
     callers: callers::Callers,
     policies: active::Policies,
+    /// The active policy's counters over the log (`derived.history`).
+    history: history::History,
     evaluators: active::Evaluators,
     /// Decision (and replay) requests admitted at once:
     /// `max_pending_decisions`.

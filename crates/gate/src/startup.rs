@@ -271,6 +271,7 @@ impl Gate {
             gate_key,
             admin_token,
             policies: Policies::new(config.eval_timeout()),
+            history: crate::history::History::new(),
             evaluators: Evaluators::new(config.eval_threads()),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,
@@ -311,6 +312,7 @@ impl Gate {
                     reason: e.to_string(),
                 }
             })?;
+            gate.history.start(&gate.ledger, &active.counters);
             gate.policies.set(active);
         }
         if let Some(version) = gate.ledger.state().shadow_policy()? {

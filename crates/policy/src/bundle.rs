@@ -49,6 +49,68 @@ pub struct Manifest {
     /// Cedar only: the entities JSON file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entities: Option<String>,
+    /// Counters over the log the policy sees as `derived.history` (see
+    /// [`Counter`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<Counter>,
+}
+
+/// A counter a bundle declares: over the committed PERMIT receipts of the
+/// deciding actor for `surface` (and `action`, if given) decided in the
+/// last `window_seconds`, the number of them, or with `sum` the sum of
+/// their `target.<sum>` (an integer; a fraction counts as the next integer
+/// up, anything else as 0). A policy sees the value before the request as
+/// `derived.history.<name>` (Cedar: `context.history.<name>`); the receipt
+/// records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counter {
+    /// `^[a-z][a-z0-9_]{0,63}$`, unique in the bundle.
+    pub name: String,
+    /// The surface whose PERMITs count.
+    pub surface: String,
+    /// The action whose PERMITs count; any action of the surface if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The sliding window, 1 s to 31 days.
+    pub window_seconds: u64,
+    /// The target member summed; counts receipts if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<String>,
+}
+
+/// The longest counter window: 31 days.
+pub const MAX_COUNTER_WINDOW_SECONDS: u64 = 31 * 24 * 3600;
+
+fn check_counters(counters: &[Counter]) -> Result<(), Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in counters {
+        let n = c.name.as_bytes();
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n[0].is_ascii_lowercase()
+            && n.iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        if !ok {
+            return Err(Error::InvalidBundle(format!(
+                "counter name {:?} is not ^[a-z][a-z0-9_]{{0,63}}$",
+                c.name
+            )));
+        }
+        if !seen.insert(&c.name) {
+            return Err(Error::InvalidBundle(format!(
+                "counter {:?} is declared twice",
+                c.name
+            )));
+        }
+        if c.window_seconds == 0 || c.window_seconds > MAX_COUNTER_WINDOW_SECONDS {
+            return Err(Error::InvalidBundle(format!(
+                "counter {:?}: window_seconds {} is not 1..={MAX_COUNTER_WINDOW_SECONDS}",
+                c.name, c.window_seconds
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A policy bundle: its manifest and files. Immutable once built.
@@ -99,6 +161,7 @@ impl Bundle {
                 }
             }
         }
+        check_counters(&manifest.counters)?;
         match manifest.engine {
             Engine::Rego
                 if manifest
@@ -207,6 +270,7 @@ impl Bundle {
                 entrypoint,
                 schema: None,
                 entities: None,
+                counters: Vec::new(),
             },
             files,
         )

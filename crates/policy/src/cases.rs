@@ -31,6 +31,10 @@ struct Case {
     expected: Decision,
     #[serde(default)]
     reason_contains: Option<String>,
+    /// The values of the bundle's counters the gate would derive
+    /// (`derived.history`); a counter not named here is 0.
+    #[serde(default)]
+    history: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_caller() -> String {
@@ -52,6 +56,25 @@ pub struct CaseResult {
     pub reason: String,
     /// Whether the decision (and the reason, if the case asks) is as expected.
     pub passed: bool,
+}
+
+/// The `derived.history` of a case: every counter the bundle declares, 0
+/// unless the case gives its value; `None` if it declares none.
+fn history(
+    bundle: &Bundle,
+    given: &serde_json::Map<String, serde_json::Value>,
+) -> Option<serde_json::Value> {
+    let counters = &bundle.manifest().counters;
+    (!counters.is_empty()).then(|| {
+        counters
+            .iter()
+            .map(|c| {
+                let v = given.get(&c.name).cloned().unwrap_or_else(|| 0.into());
+                (c.name.clone(), v)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    })
 }
 
 /// Runs every case in the bundle's `tests/*.json` against the bundle.
@@ -96,6 +119,7 @@ pub fn run_cases(bundle: &Bundle) -> Result<Vec<CaseResult>, Error> {
                     ns,
                     policy.actor_attributes(request.actor().id()),
                     serde_json::json!({"name": case.caller, "via": protocol::VIA_TOKEN}),
+                    history(bundle, &case.history),
                 ),
             };
             let got = policy.decide(&version, &input);

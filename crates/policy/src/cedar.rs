@@ -3,7 +3,8 @@
 //! Request mapping: principal `Actor::"<actor.id>"`, action
 //! `Action::"<action>"`, resource `Surface::"<surface>"`, and context
 //! `{ target, request: <the request's context>, actor_kind, decided_at }`
-//! where `decided_at` is the bound decision time in UNIX seconds.
+//! where `decided_at` is the bound decision time in UNIX seconds, and
+//! `history` (the bundle's counters, `derived.history`) when it declares any.
 
 use std::str::FromStr;
 
@@ -186,14 +187,16 @@ impl CedarPolicy {
         // Built directly as Cedar values: Context::from_json_value spends most
         // of an evaluation in serde's untagged-enum error paths.
         let decided_at = input.decided_at_ns().div_euclid(1_000_000_000);
+        let history = input.derived.get("history");
         let pairs = [
             ("target", restricted(&r["target"])),
             ("request", restricted(&r["context"])),
             ("actor_kind", restricted(&r["actor"]["kind"])),
             ("decided_at", Ok(RestrictedExpression::new_long(decided_at))),
         ];
-        let mut fields = Vec::with_capacity(pairs.len());
-        for (k, v) in pairs {
+        let mut fields = Vec::with_capacity(pairs.len() + 1);
+        let history = history.map(|h| ("history", restricted(h)));
+        for (k, v) in pairs.into_iter().chain(history) {
             match v {
                 Ok(v) => fields.push((k.to_string(), v)),
                 Err(e) => return Evaluation::silence(format!("cedar context: {k}: {e}")),

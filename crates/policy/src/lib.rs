@@ -21,7 +21,7 @@ mod contract;
 mod engine;
 mod rego;
 
-pub use bundle::{Bundle, Engine, Manifest, MANIFEST_FILE};
+pub use bundle::{Bundle, Counter, Engine, Manifest, MANIFEST_FILE, MAX_COUNTER_WINDOW_SECONDS};
 pub use cases::{run_cases, CaseResult};
 pub use contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
 pub use engine::{replay, replay_receipt, CompiledPolicy};

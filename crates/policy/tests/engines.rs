@@ -440,6 +440,7 @@ fn rego_bundle(src: &str, entrypoint: &str) -> Result<CompiledPolicy, Error> {
         entrypoint: Some(entrypoint.into()),
         schema: None,
         entities: None,
+        counters: Vec::new(),
     };
     CompiledPolicy::compile(&Bundle::new(m, files)?)
 }
@@ -572,6 +573,7 @@ fn cedar_bundle(policy: &str, schema: Option<&str>) -> Result<CompiledPolicy, Er
         entrypoint: None,
         schema: schema.map(|_| "s.cedarschema".into()),
         entities: None,
+        counters: Vec::new(),
     };
     CompiledPolicy::compile(&Bundle::new(m, files)?)
 }
@@ -703,6 +705,7 @@ fn publishing_refuses_duplicate_members_in_bundle_json() {
         entrypoint: Some("data.t.decision".into()),
         schema: None,
         entities: None,
+        counters: Vec::new(),
     };
     let err = CompiledPolicy::compile(&Bundle::new(m, files).unwrap())
         .err()
@@ -728,6 +731,7 @@ fn publishing_refuses_duplicate_members_in_bundle_json() {
         entrypoint: None,
         schema: Some("schema.cedarschema".into()),
         entities: Some("entities.json".into()),
+        counters: Vec::new(),
     };
     let err = CompiledPolicy::compile(&Bundle::new(m, files).unwrap())
         .err()
@@ -780,4 +784,107 @@ fn the_example_bundles_pass_their_own_cases_and_a_wrong_case_fails() {
     );
     let err = policy::run_cases(&Bundle::new(manifest, files).unwrap()).unwrap_err();
     assert!(err.to_string().contains("tests/broken.json"), "{err}");
+}
+
+/// Counters a bundle declares reach both engines (Rego `input.derived.history`,
+/// Cedar `context.history`), and `policy test` cases give their values (0 if
+/// not given); a bad declaration is refused.
+#[test]
+fn counters_reach_both_engines_and_the_cases() {
+    let counter = policy::Counter {
+        name: "sent".into(),
+        surface: "payments".into(),
+        action: Some("transfer".into()),
+        window_seconds: 86_400,
+        sum: Some("amount".into()),
+    };
+    let case = |name: &str, sent: Option<i64>, expected: &str| {
+        let mut c = json!({"name": name, "decided_at": "2026-11-25T12:00:00Z", "expected": expected,
+            "request": {"actor": {"id": "a", "kind": "agent"}, "surface": "payments",
+                        "action": "transfer", "target": {"amount": 100}, "idempotency_key": "k"}});
+        if let Some(s) = sent {
+            c["history"] = json!({ "sent": s });
+        }
+        c
+    };
+    let cases = serde_json::to_vec(&json!([
+        case("room", Some(900), "PERMIT"),
+        case("full", Some(901), "SILENCE"),
+        case("zero by default", None, "PERMIT"),
+    ]))
+    .unwrap();
+    let rego = (
+        Manifest {
+            engine: Engine::Rego,
+            entrypoint: Some("data.q.decision".into()),
+            schema: None,
+            entities: None,
+            counters: vec![counter.clone()],
+        },
+        BTreeMap::from([(
+            "q.rego".to_string(),
+            b"package q\nimport rego.v1\ndefault decision := \"silence\"\n\
+              decision := \"permit\" if input.derived.history.sent + input.target.amount <= 1000\n"
+                .to_vec(),
+        )]),
+    );
+    let cedar = (
+        Manifest {
+            engine: Engine::Cedar,
+            entrypoint: None,
+            schema: None,
+            entities: None,
+            counters: vec![counter.clone()],
+        },
+        BTreeMap::from([(
+            "q.cedar".to_string(),
+            b"permit (principal, action, resource)\n\
+              when { context.history.sent + context.target.amount <= 1000 };\n"
+                .to_vec(),
+        )]),
+    );
+    for (manifest, mut files) in [rego, cedar] {
+        files.insert("tests/cases.json".into(), cases.clone());
+        let results = policy::run_cases(&Bundle::new(manifest.clone(), files).unwrap()).unwrap();
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            assert!(
+                r.passed,
+                "{:?} {}: got {:?} ({})",
+                manifest.engine, r.name, r.got, r.reason
+            );
+        }
+    }
+    for bad in [
+        policy::Counter {
+            name: "Sent".into(),
+            ..counter.clone()
+        },
+        policy::Counter {
+            window_seconds: 0,
+            ..counter.clone()
+        },
+        policy::Counter {
+            window_seconds: policy::MAX_COUNTER_WINDOW_SECONDS + 1,
+            ..counter.clone()
+        },
+    ] {
+        let m = Manifest {
+            engine: Engine::Rego,
+            entrypoint: Some("data.q.decision".into()),
+            schema: None,
+            entities: None,
+            counters: vec![bad],
+        };
+        assert!(Bundle::new(m, BTreeMap::new()).is_err());
+    }
+    let twice = Manifest {
+        engine: Engine::Rego,
+        entrypoint: Some("data.q.decision".into()),
+        schema: None,
+        entities: None,
+        counters: vec![counter.clone(), counter],
+    };
+    let err = Bundle::new(twice, BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("declared twice"), "{err}");
 }

@@ -141,6 +141,7 @@ impl ReceiptBody {
             ns,
             self.derived["actor"].clone(),
             self.derived["caller"].clone(),
+            self.derived.get("history").cloned(),
         ))
     }
 
@@ -152,16 +153,27 @@ impl ReceiptBody {
 }
 
 /// The `derived` input a policy sees: the decision time as RFC 3339 and UNIX
-/// nanoseconds, the actor's attributes from the policy data, and the caller
-/// (`{name, via}`).
+/// nanoseconds, the actor's attributes from the policy data, the caller
+/// (`{name, via}`), and the bundle's counters (`history`, `{name: value}`)
+/// when it declares any.
 #[must_use]
-pub fn policy_derived(decided_at: &str, decided_at_ns: i64, actor: Value, caller: Value) -> Value {
-    json!({
+pub fn policy_derived(
+    decided_at: &str,
+    decided_at_ns: i64,
+    actor: Value,
+    caller: Value,
+    history: Option<Value>,
+) -> Value {
+    let mut derived = json!({
         "decided_at": decided_at,
         "decided_at_ns": decided_at_ns,
         "actor": actor,
         "caller": caller,
-    })
+    });
+    if let Some(h) = history {
+        derived["history"] = h;
+    }
+    derived
 }
 
 /// How a caller authenticated, as receipts record it (`derived.caller.via`):

@@ -198,4 +198,10 @@ fn receipt_bodies_match_the_receipt_schema() {
     assert!(validator.is_valid(&shadowed));
     shadowed["derived"]["shadow"]["decision"] = json!("MAYBE");
     assert!(!validator.is_valid(&shadowed));
+    // With the counters the policy saw.
+    let mut counted = v.clone();
+    counted["derived"]["history"] = json!({"transferred_24h": 9900});
+    assert!(validator.is_valid(&counted));
+    counted["derived"]["history"]["transferred_24h"] = json!("a lot");
+    assert!(!validator.is_valid(&counted));
 }
