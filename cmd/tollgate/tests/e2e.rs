@@ -1749,6 +1749,8 @@ fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
     // An unpublished version is refused, and nothing changes.
     let (ok, out) = s.tollgate(&["policy", "shadow", &format!("sha256:{}", "0".repeat(64))]);
     assert!(!ok && out.contains("not published"), "{out}");
+    // The whole log, its governance entries included, passes an audit.
+    testkit::audit(&s.url, &dir.path().join("data"), &dir.path().join("audit.state"));
 }
 
 /// A bundle declaring a counter over the log: the sum of an actor's
@@ -1862,4 +1864,5 @@ fn counters_over_the_log_are_exact_under_concurrency_and_across_restarts() {
             "{replay}"
         );
     }
+    testkit::audit(&s.url, &dir.path().join("data"), &dir.path().join("audit.state"));
 }

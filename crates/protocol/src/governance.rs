@@ -23,6 +23,7 @@ pub const GOVERNANCE_FORMAT: &str = "tollgate.governance/v1";
 pub const GOVERNANCE_ACTIONS: &[&str] = &[
     "policy.publish",
     "policy.activate",
+    "policy.shadow",
     "caller.add",
     "caller.revoke",
     "caller.rotate",
