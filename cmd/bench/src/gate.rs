@@ -165,9 +165,7 @@ fn floor(engine: &str) -> Result<(f64, f64)> {
         derived: policy_derived(
             &at,
             ns,
-            actor.clone(),
-            serde_json::json!({"name": "bench", "via": "token"}),
-            None,
+            &protocol::receipt_derived(actor.clone(), "bench", "token"),
         ),
     };
     let n = 2000;

@@ -48,6 +48,12 @@ enum Command {
         #[command(subcommand)]
         command: CallerCommand,
     },
+    /// Approval requests: list them, approve or reject one (as a caller with
+    /// the `approve` role: --token-file is that caller's token).
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// Put an MCP server behind the gate: every tools/call it is sent needs
     /// a verified PERMIT; everything else passes unchanged.
     Mcp {
@@ -126,6 +132,39 @@ impl AdminArgs {
                 .to_string()),
         }
     }
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// The open approval requests (every one with --all): id, state,
+    /// approvals given and needed, who asked, expiry, and the request.
+    List {
+        /// Closed ones (used, rejected, expired) too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Approve a request (a signed entry in the log first).
+    Approve {
+        /// The request's id (ap-…).
+        id: String,
+        /// Why, for the log.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reject a request: it closes (a signed entry in the log first).
+    Reject {
+        /// The request's id (ap-…).
+        id: String,
+        /// Why, for the log.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +265,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
         Command::Caller { command } => caller(command),
+        Command::Approvals { command } => approvals(command),
         Command::Mcp {
             command: McpCommand::Stdio(args),
         } => match mcp::stdio(args) {
@@ -246,6 +286,56 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn approvals(command: ApprovalsCommand) -> Result<()> {
+    let (id, vote, note, admin) = match command {
+        ApprovalsCommand::List { all, admin } => {
+            let r = client::get(
+                &admin.agent()?,
+                &format!(
+                    "{}/v1/approvals{}",
+                    admin.url,
+                    if all { "?all=true" } else { "" }
+                ),
+                &admin.token()?,
+            )?;
+            for a in r["approvals"].as_array().into_iter().flatten() {
+                let q = &a["request"];
+                println!(
+                    "{} {:8} {}/{} asked by {} for {} {}.{} {} (expires {})",
+                    a["id"].as_str().unwrap_or("?"),
+                    a["state"].as_str().unwrap_or("?"),
+                    a["approvals"].as_array().map_or(0, Vec::len),
+                    a["count"],
+                    a["requested_by"].as_str().unwrap_or("?"),
+                    q["actor"]["id"].as_str().unwrap_or("?"),
+                    q["surface"].as_str().unwrap_or("?"),
+                    q["action"].as_str().unwrap_or("?"),
+                    q["target"],
+                    a["expires_at"].as_str().unwrap_or("?"),
+                );
+            }
+            return Ok(());
+        }
+        ApprovalsCommand::Approve { id, note, admin } => (id, "approve", note, admin),
+        ApprovalsCommand::Reject { id, note, admin } => (id, "reject", note, admin),
+    };
+    let body = serde_json::json!({ "vote": vote, "note": note });
+    let r = client::post(
+        &admin.agent()?,
+        &format!("{}/v1/approvals/{id}", admin.url),
+        &admin.token()?,
+        "application/json",
+        body.to_string().as_bytes(),
+    )?;
+    println!(
+        "{id}: {} ({} of {} approvals)",
+        r["state"].as_str().unwrap_or("?"),
+        r["approvals"].as_array().map_or(0, Vec::len),
+        r["count"]
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

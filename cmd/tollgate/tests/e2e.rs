@@ -1750,7 +1750,11 @@ fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
     let (ok, out) = s.tollgate(&["policy", "shadow", &format!("sha256:{}", "0".repeat(64))]);
     assert!(!ok && out.contains("not published"), "{out}");
     // The whole log, its governance entries included, passes an audit.
-    testkit::audit(&s.url, &dir.path().join("data"), &dir.path().join("audit.state"));
+    testkit::audit(
+        &s.url,
+        &dir.path().join("data"),
+        &dir.path().join("audit.state"),
+    );
 }
 
 /// A bundle declaring a counter over the log: the sum of an actor's
@@ -1864,5 +1868,159 @@ fn counters_over_the_log_are_exact_under_concurrency_and_across_restarts() {
             "{replay}"
         );
     }
-    testkit::audit(&s.url, &dir.path().join("data"), &dir.path().join("audit.state"));
+    testkit::audit(
+        &s.url,
+        &dir.path().join("data"),
+        &dir.path().join("audit.state"),
+    );
+}
+
+/// Approvals: a policy asks for one above 1,000; the answer names the
+/// request; a caller with `approve` (never the asker) approves it with a
+/// signed log entry; asked again, the PERMIT relies on it (recorded in
+/// `derived.approvals`), and it is used once; it binds the exact request.
+#[test]
+fn approvals_are_logged_bound_to_the_request_and_used_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let b = dir.path().join("dual");
+    std::fs::create_dir(&b).unwrap();
+    std::fs::write(
+        b.join("tollgate.json"),
+        r#"{"engine": "rego", "entrypoint": "data.tollgate.dual.decision"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("policy.rego"),
+        "package tollgate.dual\n\nimport rego.v1\n\ndefault decision := \"silence\"\n\n\
+         transfer if {\n\tinput.surface == \"payments\"\n\tinput.action == \"transfer\"\n}\n\n\
+         decision := \"permit\" if {\n\ttransfer\n\tinput.target.amount <= 1000\n\
+         } else := \"permit\" if {\n\ttransfer\n\t\
+         count(object.get(input.derived, \"approvals\", [])) >= 1\n\
+         } else := \"approval\" if transfer\n",
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", b.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let token = |name: &str, roles: &[&str]| {
+        let file = dir.path().join(format!("{name}.token"));
+        let mut args = vec!["caller", "add", name, "--actor", "agent-*", "--token-out"];
+        args.push(file.to_str().unwrap());
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let (ok, out) = s.tollgate(&args);
+        assert!(ok, "{out}");
+        file
+    };
+    let alice = token("alice", &["approve"]);
+    let both = token("both", &["decide", "approve"]);
+    let transfer = |amount: u64, key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": amount, "to": "acct-9"}),
+            key,
+        )
+    };
+    let asked = s.decide(&transfer(5000, "k1"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    let approval = asked
+        .approval
+        .clone()
+        .unwrap_or_else(|| panic!("no approval request in the answer: {}", asked.reason));
+    let id = approval["id"].as_str().unwrap().to_string();
+    assert_eq!(approval["state"], "open");
+    assert_eq!(approval["approvals"], 1);
+    assert_eq!(
+        id,
+        protocol::approval_id(&verify(&s, &asked).0.request).0,
+        "the id is the request's, computable by anyone"
+    );
+    // Retried with the same key: the same receipt, and how the request stands.
+    let again = s.decide(&transfer(5000, "k1"));
+    assert!(again.replayed && again.approval.unwrap()["id"] == id.as_str());
+
+    // Votes: by a caller with `approve`, never the one that asked.
+    let vote = |file: &Path, verb: &str, id: &str| {
+        let args = [
+            "approvals",
+            verb,
+            id,
+            "--token-file",
+            file.to_str().unwrap(),
+        ];
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .args(["--url", &s.url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let demo_file = dir.path().join("data/demo.token");
+    let (ok, out) = vote(&demo_file, "approve", &id);
+    assert!(!ok && out.contains("lacks the approve role"), "{out}");
+    let size = s.checkpoint().size;
+    let (ok, out) = vote(&alice, "approve", &id);
+    assert!(ok && out.contains("approved"), "{out}");
+    assert_eq!(
+        s.checkpoint().size,
+        size + 1,
+        "the vote is an entry in the log"
+    );
+    let (ok, out) = vote(&alice, "approve", &id);
+    assert!(!ok && out.contains("already approved"), "{out}");
+
+    // Another amount is another request: the approval does not carry over.
+    let other = s.decide(&transfer(5001, "k2"));
+    assert_eq!(other.decision, Decision::Silence);
+    assert_ne!(other.approval.unwrap()["id"], id.as_str());
+    // Asked again: PERMIT, relying on alice's approval, recorded in the receipt.
+    let permitted = s.decide(&transfer(5000, "k3"));
+    assert_eq!(permitted.decision, Decision::Permit, "{}", permitted.reason);
+    let (body, _) = verify(&s, &permitted);
+    assert_eq!(body.derived["approvals"][0]["by"], "alice");
+    assert_eq!(body.derived["approvals"][0]["entry"], size);
+    // Used once: the next ask is SILENCE with a fresh request.
+    let after = s.decide(&transfer(5000, "k4"));
+    assert_eq!(after.decision, Decision::Silence);
+    assert_eq!(after.approval.unwrap()["state"], "open");
+    // The caller that asked may not approve its own request.
+    let mine = {
+        let r = ureq::post(&format!("{}/v1/decisions", s.url))
+            .set(
+                "authorization",
+                &format!("Bearer {}", std::fs::read_to_string(&both).unwrap().trim()),
+            )
+            .send_string(&transfer(7000, "mine").to_string())
+            .unwrap();
+        r.into_json::<Value>().unwrap()
+    };
+    let mine_id = mine["approval"]["id"].as_str().unwrap().to_string();
+    let (ok, out) = vote(&both, "approve", &mine_id);
+    assert!(!ok && out.contains("may not approve it"), "{out}");
+    let (ok, out) = vote(&alice, "reject", &mine_id);
+    assert!(ok && out.contains("rejected"), "{out}");
+    let (ok, out) = vote(&alice, "approve", &mine_id);
+    assert!(!ok && out.contains("is rejected"), "{out}");
+    // Replay of the PERMIT: the same decision from the recorded approvals.
+    let (status, replay) = s.post(
+        "/v1/replay",
+        serde_json::to_string(&permitted).unwrap().as_bytes(),
+    );
+    assert_eq!(
+        (status, replay["same"].clone()),
+        (200, json!(true)),
+        "{replay}"
+    );
+    testkit::audit(
+        &s.url,
+        &dir.path().join("data"),
+        &dir.path().join("audit.state"),
+    );
 }

@@ -93,8 +93,10 @@ impl Gate {
         let request = DecisionRequest::parse(body)?;
         let value = request.to_value();
         let counters = self.history.gate.read().await;
+        let (id, _) = protocol::approval_id(&value);
+        let approvals = self.approval(&id)?.and_then(|r| r.attachable(now_ns()));
         let bound = self
-            .bind_and_evaluate(caller, via, &request, &value, &counters)
+            .bind_and_evaluate(caller, via, &request, &value, &counters, approvals)
             .await;
         Ok(serde_json::json!({
             "decision": bound.evaluation.decision,
@@ -162,7 +164,7 @@ impl Gate {
 
     /// The pipeline: the response and its outcome for the metrics.
     async fn decide_once(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         via: &str,
         body: &[u8],
@@ -176,18 +178,36 @@ impl Gate {
         // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this
         //    caller, actor and key answers again if the request is the same,
         //    else 409.
-        if let Some(found) = self.existing(&receipt_id, &request_digest)? {
+        if let Some(mut found) = self.existing(&receipt_id, &request_digest)? {
+            // A SILENCE that asked for approvals: how they stand now.
+            if found.decision == Decision::Silence {
+                let (id, _) = protocol::approval_id(&request_value);
+                found.approval = self.approval(&id)?.map(|r| r.summary(now_ns()));
+            }
             return Ok((found, Outcome::Replayed));
         }
 
-        // 3.–4. Bind, derive, evaluate. Under counters, this actor's
-        //    decisions are one at a time from reading them to the commit
-        //    (history.rs), so none passes a limit another already used.
+        // 3.–4. Bind, derive, evaluate. Under counters, or with approvals to
+        //    attach, this actor's decisions are one at a time from reading
+        //    them to the commit (history.rs, approvals.rs), so none passes a
+        //    limit another already used, and no approval is used twice.
         let counters = self.history.gate.read().await;
-        let _one_at_a_time = match counters.any() {
+        let (approval_id, _) = protocol::approval_id(&request_value);
+        let voted = self
+            .approval(&approval_id)?
+            .is_some_and(|r| r.attachable(now_ns()).is_some());
+        let _one_at_a_time = match counters.any() || voted {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
         };
+        let approvals = match voted {
+            // Read again under the lock: another decision may have used them.
+            true => self
+                .approval(&approval_id)?
+                .and_then(|r| r.attachable(now_ns())),
+            false => None,
+        };
+        let relies_on_approvals = approvals.is_some();
         let Bound {
             active,
             decided_at,
@@ -195,8 +215,9 @@ impl Gate {
             derived,
             evaluation,
         } = self
-            .bind_and_evaluate(caller, via, &request, &request_value, &counters)
+            .bind_and_evaluate(caller, via, &request, &request_value, &counters, approvals)
             .await;
+        let ask = evaluation.approval;
 
         // 5. Sign the receipt.
         let body = ReceiptBody {
@@ -242,6 +263,34 @@ impl Gate {
         if body.decision == Decision::Permit && !appended.duplicate && counters.any() {
             counters.record(request.actor().id(), &body.request, decided_at_ns);
         }
+        // Approvals: a PERMIT that relied on them uses them up; a SILENCE
+        // that asks for them opens (or shows) the request. The receipt is
+        // durable either way; a failure here is logged, never a decision.
+        let mut approval = None;
+        if !appended.duplicate {
+            let (gate, r, rid, who) = (
+                self.clone(),
+                body.request.clone(),
+                receipt_id.clone(),
+                caller.name.clone(),
+            );
+            let id = approval_id.clone();
+            let decision = body.decision;
+            let done = tokio::task::spawn_blocking(move || match (decision, ask) {
+                (Decision::Permit, _) if relies_on_approvals => {
+                    gate.use_approval(&id, &rid).map(|()| None)
+                }
+                (Decision::Silence, Some(ask)) => gate.open_approval(&r, ask, &who, &rid).map(Some),
+                _ => Ok(None),
+            })
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))
+            .and_then(|r| r);
+            match done {
+                Ok(a) => approval = a,
+                Err(e) => tracing::error!(%receipt_id, "approval bookkeeping failed: {e}"),
+            }
+        }
         let proof = ProofBundle {
             extra: None,
             index: appended.index,
@@ -258,6 +307,7 @@ impl Gate {
                 receipt: String::from_utf8(leaf).expect("receipts are UTF-8"),
                 proof: proof.to_text(),
                 replayed: appended.duplicate,
+                approval,
             },
             if appended.duplicate {
                 Outcome::Replayed
@@ -282,6 +332,7 @@ impl Gate {
         request: &DecisionRequest,
         request_value: &serde_json::Value,
         counters: &crate::history::Counters,
+        approvals: Option<serde_json::Value>,
     ) -> Bound {
         // 3. Bind the active policy and the decision time; derive context. A
         //    caller claiming an actor it may not speak for binds no policy:
@@ -302,31 +353,21 @@ impl Gate {
         if let Some(Ok(h)) = &history {
             derived["history"] = h.clone();
         }
+        if let Some(a) = approvals.filter(|_| active.is_some()) {
+            derived["approvals"] = a;
+        }
 
         // 4. Evaluate, fail closed.
         let evaluation = match &active {
-            Some(_) if matches!(history, Some(Err(_))) => Evaluation {
-                decision: Decision::Silence,
-                reason: history.and_then(Result::err).unwrap_or_default(),
-            },
-            None if !bound => Evaluation {
-                decision: Decision::Silence,
-                reason: ACTOR_NOT_BOUND.into(),
-            },
-            None => Evaluation {
-                decision: Decision::Silence,
-                reason: "no policy is active".into(),
-            },
+            Some(_) if matches!(history, Some(Err(_))) => {
+                Evaluation::silence(history.and_then(Result::err).unwrap_or_default())
+            }
+            None if !bound => Evaluation::silence(ACTOR_NOT_BOUND),
+            None => Evaluation::silence("no policy is active"),
             Some(a) => {
                 let input = EvalInput {
                     request: request_value.clone(),
-                    derived: policy_derived(
-                        &decided_at,
-                        decided_at_ns,
-                        derived["actor"].clone(),
-                        derived["caller"].clone(),
-                        derived.get("history").cloned(),
-                    ),
+                    derived: policy_derived(&decided_at, decided_at_ns, &derived),
                 };
                 // On an evaluation thread, not this one: a policy may run to
                 // its time limit (eval_timeout_ms), and the threads serving
@@ -404,6 +445,7 @@ impl Gate {
                 .map_err(|_| GateError::Internal("stored receipt is not UTF-8".into()))?,
             proof: proof.to_text(),
             replayed: true,
+            approval: None,
         }))
     }
 

@@ -13,6 +13,7 @@
 
 mod active;
 mod admin;
+mod approvals;
 pub mod callers;
 pub mod config;
 mod decide;
@@ -49,6 +50,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/replay"),
     ("POST", "/v1/evaluations"),
     ("GET", "/v1/whoami"),
+    ("GET", "/v1/approvals"),
+    ("GET", "/v1/approvals/{id}"),
+    ("POST", "/v1/approvals/{id}"),
     ("GET", "/v1/receipts/{receipt_id}"),
     ("GET", "/v1/proofs/inclusion"),
     ("GET", "/v1/proofs/consistency"),
@@ -84,6 +88,8 @@ pub struct Gate {
     policies: active::Policies,
     /// The active policy's counters over the log (`derived.history`).
     history: history::History,
+    /// Serializes changes to approval requests (votes, opening, using up).
+    approval_writes: std::sync::Mutex<()>,
     evaluators: active::Evaluators,
     /// Decision (and replay) requests admitted at once:
     /// `max_pending_decisions`.
@@ -264,6 +270,11 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/v1/decisions", post(decide::decide))
         .route("/v1/replay", post(read::replay))
         .route("/v1/whoami", get(read::whoami))
+        .route("/v1/approvals", get(approvals::list))
+        .route(
+            "/v1/approvals/{id}",
+            get(approvals::get).post(approvals::vote),
+        )
         .route("/v1/evaluations", post(decide::evaluate))
         .route("/v1/receipts/{receipt_id}", get(read::receipt))
         .route("/v1/proofs/inclusion", get(read::inclusion))

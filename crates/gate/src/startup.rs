@@ -272,6 +272,7 @@ impl Gate {
             admin_token,
             policies: Policies::new(config.eval_timeout()),
             history: crate::history::History::new(),
+            approval_writes: std::sync::Mutex::new(()),
             evaluators: Evaluators::new(config.eval_threads()),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,

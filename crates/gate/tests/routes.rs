@@ -617,6 +617,24 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
             assert_eq!(body["roles"], serde_json::json!(["read"]));
             assert!(body.get("token_sha256").is_none(), "{body}");
             (concrete, Some(wrong.as_str()))
+        } else if path.starts_with("/v1/approvals") {
+            // Approvers' routes: the decider lacks `approve` (reading a
+            // request it asked for is its own, tested in the e2e suite).
+            let uri = concrete.replace("{id}", "ap-00000000000000000000000000000000");
+            if *method == "GET" && *path == "/v1/approvals/{id}" {
+                // Any live caller is identified; a stranger's request is not found.
+                for (what, t) in [("no token", None), ("a wrong token", Some(wrong.as_str()))] {
+                    let (status, body) =
+                        call(&app, method, &uri, t, &serde_json::Value::Null).await;
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{method} {uri} with {what}: {body}"
+                    );
+                }
+                continue;
+            }
+            (uri, Some(decider.as_str()))
         } else if is("/v1/decisions") || is("/v1/evaluations") {
             (concrete, Some(reader.as_str()))
         } else if path.starts_with("/v1/admin/")

@@ -30,6 +30,7 @@
 //! | `p` ‖ policy version     | state: a published bundle ([`State`])   |
 //! | `a`                      | state: the active policy version        |
 //! | `s`                      | state: the shadow policy version (empty: none) |
+//! | `r` ‖ approval id        | state: an approval request and its votes |
 //! | `k` ‖ caller name        | state: a caller's record                |
 //!
 //! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL

@@ -9,6 +9,7 @@
 //! | `p` ‖ version      | published-at (u64 BE UNIX ns) ‖ bundle bytes       |
 //! | `a`                | the active policy version                          |
 //! | `s`                | the shadow policy version (empty: none)            |
+//! | `r` ‖ approval id  | an approval request and its votes (the gate's JSON) |
 //! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
@@ -31,6 +32,15 @@ const SHADOW_POLICY: &[u8] = b"s";
 
 /// Callers: `k` ‖ name.
 const CALLER: u8 = b'k';
+
+/// Approval requests: `r` ‖ id.
+const APPROVAL: u8 = b'r';
+
+fn approval_key(id: &str) -> Vec<u8> {
+    let mut k = vec![APPROVAL];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 
 /// A published policy bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +169,39 @@ impl State {
         }
         self.store
             .state_put(&[(SHADOW_POLICY, version.unwrap_or("").as_bytes())])
+    }
+
+    /// Stores approval request `id`'s record, durably.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_approval(&self, id: &str, record: &[u8]) -> Result<(), Error> {
+        let _guard = self.lock.lock().expect("state lock");
+        self.store.state_put(&[(&approval_key(id), record)])
+    }
+
+    /// Approval request `id`'s record.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn approval(&self, id: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.store.state_get(&approval_key(id))
+    }
+
+    /// Every approval request's record, by id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn approvals(&self) -> Result<Vec<Vec<u8>>, Error> {
+        Ok(self
+            .store
+            .state_scan(&[APPROVAL])?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// The shadow policy version, if one is set.

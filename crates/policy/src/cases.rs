@@ -35,6 +35,10 @@ struct Case {
     /// (`derived.history`); a counter not named here is 0.
     #[serde(default)]
     history: serde_json::Map<String, serde_json::Value>,
+    /// The approvals the gate would attach (`derived.approvals`:
+    /// `{"by": caller, "entry": log index}` each).
+    #[serde(default)]
+    approvals: Vec<serde_json::Value>,
 }
 
 fn default_caller() -> String {
@@ -114,13 +118,20 @@ pub fn run_cases(bundle: &Bundle) -> Result<Vec<CaseResult>, Error> {
                 .map_err(|e| bad(format!("{}: decided_at: {e}", case.name)))?;
             let input = EvalInput {
                 request: request.to_value(),
-                derived: protocol::policy_derived(
-                    &decided_at,
-                    ns,
-                    policy.actor_attributes(request.actor().id()),
-                    serde_json::json!({"name": case.caller, "via": protocol::VIA_TOKEN}),
-                    history(bundle, &case.history),
-                ),
+                derived: protocol::policy_derived(&decided_at, ns, &{
+                    let mut d = protocol::receipt_derived(
+                        policy.actor_attributes(request.actor().id()),
+                        &case.caller,
+                        protocol::VIA_TOKEN,
+                    );
+                    if let Some(h) = history(bundle, &case.history) {
+                        d["history"] = h;
+                    }
+                    if !case.approvals.is_empty() {
+                        d["approvals"] = serde_json::Value::Array(case.approvals.clone());
+                    }
+                    d
+                }),
             };
             let got = policy.decide(&version, &input);
             let passed = got.decision == case.expected

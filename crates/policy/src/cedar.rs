@@ -3,8 +3,9 @@
 //! Request mapping: principal `Actor::"<actor.id>"`, action
 //! `Action::"<action>"`, resource `Surface::"<surface>"`, and context
 //! `{ target, request: <the request's context>, actor_kind, decided_at }`
-//! where `decided_at` is the bound decision time in UNIX seconds, and
-//! `history` (the bundle's counters, `derived.history`) when it declares any.
+//! where `decided_at` is the bound decision time in UNIX seconds,
+//! `approvals` the number of approvals the gate attached (`derived.approvals`),
+//! and `history` (the bundle's counters, `derived.history`) when it declares any.
 
 use std::str::FromStr;
 
@@ -14,7 +15,10 @@ use cedar_policy::{
     Validator,
 };
 
-use crate::contract::{Decision, EvalInput, Evaluation};
+use crate::contract::{
+    ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_TTL_RANGE,
+    APPROVAL_TTL_SECONDS,
+};
 
 /// A JSON value as a Cedar value. Cedar has no null and no floats: those are
 /// errors, which the caller turns into SILENCE.
@@ -188,11 +192,16 @@ impl CedarPolicy {
         // of an evaluation in serde's untagged-enum error paths.
         let decided_at = input.decided_at_ns().div_euclid(1_000_000_000);
         let history = input.derived.get("history");
+        // The approvals the gate attached, as a count (Cedar sets have no size).
+        let approvals = input.derived["approvals"]
+            .as_array()
+            .map_or(0, |a| i64::try_from(a.len()).unwrap_or(i64::MAX));
         let pairs = [
             ("target", restricted(&r["target"])),
             ("request", restricted(&r["context"])),
             ("actor_kind", restricted(&r["actor"]["kind"])),
             ("decided_at", Ok(RestrictedExpression::new_long(decided_at))),
+            ("approvals", Ok(RestrictedExpression::new_long(approvals))),
         ];
         let mut fields = Vec::with_capacity(pairs.len() + 1);
         let history = history.map(|h| ("history", restricted(h)));
@@ -234,22 +243,68 @@ impl CedarPolicy {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let forbids: Vec<_> = satisfied
+            .iter()
+            .filter_map(|id| self.policies.policy(id))
+            .filter(|p| p.effect() == Effect::Forbid)
+            .collect();
         match response.decision() {
-            CedarDecision::Allow => Evaluation {
-                decision: Decision::Permit,
-                reason: format!("permitted by {names}"),
-            },
+            CedarDecision::Allow => {
+                Evaluation::new(Decision::Permit, format!("permitted by {names}"))
+            }
+            // Every forbid that denied asks for approvals: SILENCE until given.
             CedarDecision::Deny
-                if satisfied.iter().any(|id| {
-                    self.policies
-                        .policy(id)
-                        .is_some_and(|p| p.effect() == Effect::Forbid)
-                }) =>
+                if !forbids.is_empty()
+                    && forbids.iter().all(|p| p.annotation("approval").is_some()) =>
             {
-                Evaluation {
-                    decision: Decision::Deny,
-                    reason: format!("forbidden by {names}"),
+                let mut ask = ApprovalAsk {
+                    count: 1,
+                    ttl_seconds: APPROVAL_TTL_SECONDS,
+                };
+                let mut ttl = None::<u64>;
+                for p in &forbids {
+                    let count = match p.annotation("approval").unwrap_or("") {
+                        "" => Some(1),
+                        n => n
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=APPROVAL_COUNT_MAX).contains(n)),
+                    };
+                    let Some(count) = count else {
+                        return Evaluation::silence(format!(
+                            "{}: @approval is not 1..={APPROVAL_COUNT_MAX}",
+                            p.id()
+                        ));
+                    };
+                    ask.count = ask.count.max(count);
+                    if let Some(t) = p.annotation("approval_ttl") {
+                        match t
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|t| APPROVAL_TTL_RANGE.contains(t))
+                        {
+                            Some(t) => ttl = Some(ttl.map_or(t, |x| x.min(t))),
+                            None => {
+                                return Evaluation::silence(format!(
+                                    "{}: @approval_ttl is not {APPROVAL_TTL_RANGE:?} seconds",
+                                    p.id()
+                                ))
+                            }
+                        }
+                    }
                 }
+                ask.ttl_seconds = ttl.unwrap_or(APPROVAL_TTL_SECONDS);
+                Evaluation {
+                    decision: Decision::Silence,
+                    reason: format!(
+                        "forbidden by {names} until {} approval(s) are given",
+                        ask.count
+                    ),
+                    approval: Some(ask),
+                }
+            }
+            CedarDecision::Deny if !forbids.is_empty() => {
+                Evaluation::new(Decision::Deny, format!("forbidden by {names}"))
             }
             CedarDecision::Deny => Evaluation::silence("no policy permitted the request"),
         }

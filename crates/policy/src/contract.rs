@@ -29,7 +29,31 @@ pub struct Evaluation {
     pub decision: Decision,
     /// Which rules or policies decided, or what failed.
     pub reason: String,
+    /// With SILENCE: the policy asks for approvals (see [`ApprovalAsk`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalAsk>,
 }
+
+/// What a policy asks for when it wants people to approve a request first.
+/// Rego: the entrypoint is `"approval"`, with optional sibling rules
+/// `approvals_required` (1–10, default 1) and `approval_ttl_seconds` (60 s
+/// to 7 days, default 1 h). Cedar: every forbid policy that denied carries
+/// `@approval("N")` (N approvals, default 1; the largest wins) and
+/// optionally `@approval_ttl("seconds")` (the smallest wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalAsk {
+    /// Approvals needed, from distinct callers with the `approve` role.
+    pub count: u32,
+    /// How long the request stays open for them.
+    pub ttl_seconds: u64,
+}
+
+/// The default of [`ApprovalAsk::ttl_seconds`]: one hour.
+pub const APPROVAL_TTL_SECONDS: u64 = 3600;
+/// Bounds of [`ApprovalAsk::count`] and [`ApprovalAsk::ttl_seconds`].
+pub const APPROVAL_COUNT_MAX: u32 = 10;
+/// Bounds of [`ApprovalAsk::ttl_seconds`]: 60 s to 7 days.
+pub const APPROVAL_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=7 * 24 * 3600;
 
 impl Evaluation {
     /// SILENCE, with `reason`.
@@ -37,6 +61,16 @@ impl Evaluation {
         Evaluation {
             decision: Decision::Silence,
             reason: reason.into(),
+            approval: None,
+        }
+    }
+
+    /// `decision` because of `reason`.
+    pub fn new(decision: Decision, reason: impl Into<String>) -> Evaluation {
+        Evaluation {
+            decision,
+            reason: reason.into(),
+            approval: None,
         }
     }
 }

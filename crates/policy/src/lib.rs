@@ -23,7 +23,10 @@ mod rego;
 
 pub use bundle::{Bundle, Counter, Engine, Manifest, MANIFEST_FILE, MAX_COUNTER_WINDOW_SECONDS};
 pub use cases::{run_cases, CaseResult};
-pub use contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+pub use contract::{
+    ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_TTL_RANGE,
+    APPROVAL_TTL_SECONDS, EVAL_TIME_LIMIT,
+};
 pub use engine::{replay, replay_receipt, CompiledPolicy};
 
 /// Makes local time UTC in this process (sets `TZ=UTC0`), so a Rego policy

@@ -2,13 +2,17 @@
 
 use std::cell::Cell;
 use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use regorus::utils::limits::{ExecutionTimerConfig, LimitError};
 use regorus::Value;
 
-use crate::contract::{Decision, EvalInput, Evaluation, EVAL_TIME_LIMIT};
+use crate::contract::{
+    ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_TTL_RANGE,
+    APPROVAL_TTL_SECONDS, EVAL_TIME_LIMIT,
+};
 use crate::{Bundle, Error};
 
 /// Builtins whose results depend on more than the input, the bundle and the
@@ -43,6 +47,10 @@ thread_local! {
 /// SILENCE, but late.
 pub struct RegoPolicy {
     entrypoint: String,
+    /// Whether the entrypoint's package defines `approvals_required` and
+    /// `approval_ttl_seconds` (asking regorus for an undefined rule is an
+    /// error, not undefined).
+    approval_rules: [bool; 2],
     /// The wall-clock limit of an evaluation.
     limit: Duration,
     template: regorus::Engine,
@@ -85,21 +93,26 @@ impl RegoPolicy {
             .map_err(|e| Error::InvalidBundle(format!("data: {e}")))?;
         // The entrypoint must be a rule some module defines.
         let (package, rule) = entrypoint.rsplit_once('.').expect("starts with data.");
-        let rule_root = rule.to_string();
-        let defined = modules.iter().any(|(_, text)| {
-            let in_package = text
-                .lines()
-                .any(|l| l.trim() == format!("package {}", &package["data.".len()..]));
-            in_package
-                && text.lines().any(|l| {
-                    let l = l.trim_start();
-                    let l = l.strip_prefix("default ").unwrap_or(l);
-                    l.strip_prefix(rule_root.as_str()).is_some_and(|rest| {
-                        rest.starts_with([' ', ':', '=', '[', '{', '\t']) || rest.is_empty()
+        let defines = |rule: &str| {
+            modules.iter().any(|(_, text)| {
+                let in_package = text
+                    .lines()
+                    .any(|l| l.trim() == format!("package {}", &package["data.".len()..]));
+                in_package
+                    && text.lines().any(|l| {
+                        let l = l.trim_start();
+                        let l = l.strip_prefix("default ").unwrap_or(l);
+                        l.strip_prefix(rule).is_some_and(|rest| {
+                            rest.starts_with([' ', ':', '=', '[', '{', '\t']) || rest.is_empty()
+                        })
                     })
-                })
-        });
-        if !defined {
+            })
+        };
+        let approval_rules = [
+            defines("approvals_required"),
+            defines("approval_ttl_seconds"),
+        ];
+        if !defines(rule) {
             return Err(Error::Compile {
                 file: "tollgate.json".into(),
                 line: 0,
@@ -107,6 +120,7 @@ impl RegoPolicy {
             });
         }
         Ok(RegoPolicy {
+            approval_rules,
             entrypoint,
             limit: EVAL_TIME_LIMIT,
             template: engine,
@@ -152,7 +166,26 @@ impl RegoPolicy {
         engine.set_input(Value::from(doc));
         DECIDED_AT_NS.with(|c| c.set(input.decided_at_ns()));
         let result = engine.eval_rule(self.entrypoint.clone());
+        let asked = match &result {
+            Ok(Value::String(s)) if s.as_ref() == "approval" => {
+                Some(self.approval_ask(&mut engine))
+            }
+            _ => None,
+        };
         self.pool.lock().expect("pool").push(engine);
+        if let Some(ask) = asked {
+            return Some(match ask {
+                Ok(ask) => Evaluation {
+                    decision: Decision::Silence,
+                    reason: format!(
+                        "{} = \"approval\": {} approval(s) required",
+                        self.entrypoint, ask.count
+                    ),
+                    approval: Some(ask),
+                },
+                Err(e) => Evaluation::silence(e),
+            });
+        }
         let value = match result {
             Ok(v) => v,
             Err(e)
@@ -169,6 +202,42 @@ impl RegoPolicy {
         Some(self.interpret(&value))
     }
 
+    /// The approval a policy asks for: its package's `approvals_required`
+    /// and `approval_ttl_seconds`, if defined, within their bounds.
+    fn approval_ask(&self, engine: &mut regorus::Engine) -> Result<ApprovalAsk, String> {
+        let (package, _) = self.entrypoint.rsplit_once('.').expect("data.<pkg>.<rule>");
+        let mut number = |rule: &str, defined: bool, default: u64, range: RangeInclusive<u64>| {
+            if !defined {
+                return Ok(default);
+            }
+            match engine.eval_rule(format!("{package}.{rule}")) {
+                Ok(Value::Undefined) => Ok(default),
+                Ok(v) => v
+                    .as_u64()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| format!("{package}.{rule} = {v}, not an integer in {range:?}")),
+                Err(e) => Err(format!("{package}.{rule}: {e}")),
+            }
+        };
+        let count = number(
+            "approvals_required",
+            self.approval_rules[0],
+            1,
+            1..=u64::from(APPROVAL_COUNT_MAX),
+        )?;
+        let ttl_seconds = number(
+            "approval_ttl_seconds",
+            self.approval_rules[1],
+            APPROVAL_TTL_SECONDS,
+            APPROVAL_TTL_RANGE,
+        )?;
+        Ok(ApprovalAsk {
+            count: u32::try_from(count).unwrap_or(1),
+            ttl_seconds,
+        })
+    }
+
     /// The entrypoint's value as a decision.
     fn interpret(&self, value: &Value) -> Evaluation {
         match value {
@@ -180,15 +249,12 @@ impl RegoPolicy {
                     "silence" => Decision::Silence,
                     other => {
                         return Evaluation::silence(format!(
-                            "{} = {other:?}, not permit, deny or silence",
+                            "{} = {other:?}, not permit, deny, silence or approval",
                             self.entrypoint
                         ))
                     }
                 };
-                Evaluation {
-                    decision,
-                    reason: format!("{} = {s:?}", self.entrypoint),
-                }
+                Evaluation::new(decision, format!("{} = {s:?}", self.entrypoint))
             }
             other => Evaluation::silence(format!("{} = {other}, not a string", self.entrypoint)),
         }

@@ -888,3 +888,79 @@ fn counters_reach_both_engines_and_the_cases() {
     let err = Bundle::new(twice, BTreeMap::new()).unwrap_err();
     assert!(err.to_string().contains("declared twice"), "{err}");
 }
+
+/// Asking for approvals maps the same way in both engines: Rego's
+/// `"approval"` (with `approvals_required` / `approval_ttl_seconds`), Cedar's
+/// `@approval("N")` forbid; the approvals attached (`derived.approvals`)
+/// then let the policy decide.
+#[test]
+fn both_engines_ask_for_approvals_and_see_them() {
+    let rego = Bundle::new(
+        Manifest {
+            engine: Engine::Rego,
+            entrypoint: Some("data.d.decision".into()),
+            schema: None,
+            entities: None,
+            counters: Vec::new(),
+        },
+        BTreeMap::from([(
+            "d.rego".to_string(),
+            b"package d\nimport rego.v1\napprovals_required := 2\napproval_ttl_seconds := 600\n\
+              decision := \"permit\" if input.target.amount <= 1000\n\
+              else := \"permit\" if count(object.get(input.derived, \"approvals\", [])) >= 2\n\
+              else := \"approval\"\n"
+                .to_vec(),
+        )]),
+    )
+    .unwrap();
+    let cedar = Bundle::new(
+        Manifest {
+            engine: Engine::Cedar,
+            entrypoint: None,
+            schema: None,
+            entities: None,
+            counters: Vec::new(),
+        },
+        BTreeMap::from([(
+            "d.cedar".to_string(),
+            b"permit (principal, action, resource);\n\
+              @approval(\"2\") @approval_ttl(\"600\")\n\
+              forbid (principal, action, resource)\n\
+              when { context.target.amount > 1000 } unless { context.approvals >= 2 };\n"
+                .to_vec(),
+        )]),
+    )
+    .unwrap();
+    for bundle in [rego, cedar] {
+        let policy = CompiledPolicy::compile(&bundle).unwrap();
+        let ask = |amount: i64, approvals: usize| {
+            let mut i = input(
+                &policy,
+                json!({"actor": {"id": "a", "kind": "agent"}, "surface": "payments",
+                       "action": "transfer", "target": {"amount": amount}, "context": {},
+                       "idempotency_key": "k"}),
+                NORMAL,
+            );
+            if approvals > 0 {
+                i.derived["approvals"] = json!(vec![json!({"by": "alice", "entry": 7}); approvals]);
+            }
+            policy.evaluate(&i)
+        };
+        let small = ask(500, 0);
+        assert_eq!(
+            (small.decision, small.approval),
+            (Decision::Permit, None),
+            "{}",
+            small.reason
+        );
+        let big = ask(5000, 0);
+        assert_eq!(big.decision, Decision::Silence, "{}", big.reason);
+        let want = policy::ApprovalAsk {
+            count: 2,
+            ttl_seconds: 600,
+        };
+        assert_eq!(big.approval, Some(want), "{}", big.reason);
+        assert_eq!(ask(5000, 1).decision, Decision::Silence);
+        assert_eq!(ask(5000, 2).decision, Decision::Permit);
+    }
+}

@@ -27,6 +27,8 @@ pub const GOVERNANCE_ACTIONS: &[&str] = &[
     "caller.add",
     "caller.revoke",
     "caller.rotate",
+    "approval.approve",
+    "approval.reject",
 ];
 
 /// One admin change.

@@ -27,8 +27,8 @@ pub use governance::{
 };
 pub use jcs::canonical;
 pub use receipt::{
-    parse_receipt, policy_derived, receipt_derived, verify_receipt, PolicyRef, ReceiptBody,
-    RECEIPT_FORMAT, VIA_IN_PROCESS, VIA_MTLS, VIA_PEER_UID, VIA_TOKEN,
+    approval_id, approval_subject, parse_receipt, policy_derived, receipt_derived, verify_receipt,
+    PolicyRef, ReceiptBody, RECEIPT_FORMAT, VIA_IN_PROCESS, VIA_MTLS, VIA_PEER_UID, VIA_TOKEN,
 };
 pub use request::{
     digest_of, is_policy_version, receipt_id, Actor, ActorKind, DecisionRequest, RequestError,

@@ -136,13 +136,7 @@ impl ReceiptBody {
     /// [`Error::Malformed`] if `decided_at` is not the fixed RFC 3339 form.
     pub fn policy_derived(&self) -> Result<Value, Error> {
         let ns = parse_rfc3339_ns(&self.decided_at).map_err(Error::Malformed)?;
-        Ok(policy_derived(
-            &self.decided_at,
-            ns,
-            self.derived["actor"].clone(),
-            self.derived["caller"].clone(),
-            self.derived.get("history").cloned(),
-        ))
+        Ok(policy_derived(&self.decided_at, ns, &self.derived))
     }
 
     /// The name of the caller the receipt records (`derived.caller.name`).
@@ -153,27 +147,46 @@ impl ReceiptBody {
 }
 
 /// The `derived` input a policy sees: the decision time as RFC 3339 and UNIX
-/// nanoseconds, the actor's attributes from the policy data, the caller
-/// (`{name, via}`), and the bundle's counters (`history`, `{name: value}`)
-/// when it declares any.
+/// nanoseconds, and what the receipt records in `derived` — the actor's
+/// attributes from the policy data, the caller (`{name, via}`), the
+/// bundle's counters (`history`) and the approvals attached (`approvals`)
+/// when there are any — except the shadow policy's evaluation (`shadow`),
+/// which no policy sees.
 #[must_use]
-pub fn policy_derived(
-    decided_at: &str,
-    decided_at_ns: i64,
-    actor: Value,
-    caller: Value,
-    history: Option<Value>,
-) -> Value {
+pub fn policy_derived(decided_at: &str, decided_at_ns: i64, recorded: &Value) -> Value {
     let mut derived = json!({
         "decided_at": decided_at,
         "decided_at_ns": decided_at_ns,
-        "actor": actor,
-        "caller": caller,
     });
-    if let Some(h) = history {
-        derived["history"] = h;
+    for (k, v) in recorded.as_object().into_iter().flatten() {
+        if k != "shadow" {
+            derived[k] = v.clone();
+        }
     }
     derived
+}
+
+/// The id of the approval request for a request (in normalized form): the
+/// digest of everything but its idempotency key and pinned policy version,
+/// so approvals bind the actor, surface, action, target and context and
+/// nothing else can reuse them; `ap-` and 32 hex digits.
+#[must_use]
+pub fn approval_id(request: &Value) -> (String, String) {
+    let digest = crate::digest_of(&approval_subject(request));
+    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+    (format!("ap-{}", &hex[..32]), digest)
+}
+
+/// What an approval binds: the request without its idempotency key and
+/// pinned policy version.
+#[must_use]
+pub fn approval_subject(request: &Value) -> Value {
+    let mut subject = request.clone();
+    if let Some(o) = subject.as_object_mut() {
+        o.remove("idempotency_key");
+        o.remove("expected_policy_version");
+    }
+    subject
 }
 
 /// How a caller authenticated, as receipts record it (`derived.caller.via`):

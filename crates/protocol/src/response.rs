@@ -27,6 +27,12 @@ pub struct DecisionResponse {
     /// True when this is the original receipt returned again for a retried
     /// idempotency key.
     pub replayed: bool,
+    /// With a SILENCE that asks for approvals: the approval request (`id`,
+    /// `approvals` needed, `role`, `expires_at`, `state`). Not signed: its
+    /// `id` is [`crate::approval_id`] of the receipt's request, which a
+    /// client can compute itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
 }
 
 /// The body of every error response.

@@ -74,6 +74,7 @@ fn answer() -> (Trust, DecisionRequest, Vec<u8>, Call) {
         receipt: String::from_utf8(leaf).unwrap(),
         proof: bundle.to_text(),
         replayed: false,
+        approval: None,
     };
     let trust = Trust::new(log_key.verifier().clone(), gate_key.verifier().clone());
     let call = Call {

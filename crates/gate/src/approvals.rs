@@ -1,0 +1,339 @@
+//! Approvals (issue 19): decisions that need people.
+//!
+//! A policy asks for approvals ([`policy::ApprovalAsk`]): the decision is
+//! SILENCE, and once its receipt is durable the gate opens an approval
+//! request — id and digest from [`protocol::approval_id`], so it binds the
+//! actor, surface, action, target and context and nothing else — kept in
+//! the ledger's state (`r` ‖ id). Callers with the `approve` role, never
+//! the caller that asked, each counted once, approve or reject it
+//! (`POST /v1/approvals/{id}`); each vote is first a signed governance
+//! entry in the log (`approval.approve` / `approval.reject`), then stored.
+//!
+//! When a decision is asked again for the same request (a new idempotency
+//! key), the open request's approvals are attached as `derived.approvals`
+//! (`{by, entry}`: the approver and its log entry), recorded in the
+//! receipt, and the policy decides. A PERMIT that relied on them uses them
+//! up: the request is closed (`used_by`) once that receipt is durable, under
+//! the actor's lock, so two decisions cannot both use one approval. A
+//! rejection closes the request; so does its expiry.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::callers::{Caller, Role};
+use crate::http::{json_body, read_body, Credentials};
+use crate::{now_ns, Gate, GateError};
+
+/// One vote on an approval request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Vote {
+    /// The approver (a caller's name).
+    pub by: String,
+    /// The index of its governance entry in the log.
+    pub entry: u64,
+    /// When (RFC 3339).
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An approval request and its votes, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Request {
+    pub id: String,
+    /// `sha256:` of the approved request ([`protocol::approval_subject`]).
+    pub digest: String,
+    /// The request as approved (no idempotency key, no pinned version).
+    pub request: Value,
+    /// The caller that asked for the decision; it may not approve.
+    pub requested_by: String,
+    /// The SILENCE receipt that opened it.
+    pub receipt_id: String,
+    /// Approvals needed.
+    pub count: u32,
+    pub requested_at: String,
+    pub expires_at: String,
+    pub expires_at_ns: i64,
+    #[serde(default)]
+    pub approvals: Vec<Vote>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Vote>,
+    /// The PERMIT receipt that used the approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<String>,
+}
+
+impl Request {
+    /// `open` (collecting), `approved` (enough approvals, unused),
+    /// `rejected`, `used` or `expired`.
+    pub(crate) fn state(&self, now_ns: i64) -> &'static str {
+        if self.used_by.is_some() {
+            "used"
+        } else if self.rejected.is_some() {
+            "rejected"
+        } else if now_ns >= self.expires_at_ns {
+            "expired"
+        } else if self.approvals.len() >= self.count as usize {
+            "approved"
+        } else {
+            "open"
+        }
+    }
+
+    /// Whether it still takes votes and lends its approvals.
+    fn live(&self, now_ns: i64) -> bool {
+        matches!(self.state(now_ns), "open" | "approved")
+    }
+
+    /// The record as answered: with its state.
+    pub(crate) fn answer(&self, now_ns: i64) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["state"] = json!(self.state(now_ns));
+        v
+    }
+
+    /// The approval request as a decision response carries it.
+    pub(crate) fn summary(&self, now_ns: i64) -> Value {
+        json!({
+            "id": self.id,
+            "approvals": self.count,
+            "given": self.approvals.len(),
+            "role": "approve",
+            "expires_at": self.expires_at,
+            "state": self.state(now_ns),
+        })
+    }
+
+    /// The approvals a decision on this request may rely on: `derived.approvals`.
+    pub(crate) fn attachable(&self, now_ns: i64) -> Option<Value> {
+        (self.live(now_ns) && !self.approvals.is_empty()).then(|| {
+            Value::Array(
+                self.approvals
+                    .iter()
+                    .map(|v| json!({"by": v.by, "entry": v.entry}))
+                    .collect(),
+            )
+        })
+    }
+}
+
+impl Gate {
+    /// Approval request `id`, if there is one.
+    pub(crate) fn approval(&self, id: &str) -> Result<Option<Request>, GateError> {
+        match self.ledger.state().approval(id)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| GateError::Internal(format!("approval record {id}: {e}"))),
+        }
+    }
+
+    fn put_approval(&self, r: &Request) -> Result<(), GateError> {
+        let bytes = serde_json::to_vec(r).expect("serializable");
+        Ok(self.ledger.state().put_approval(&r.id, &bytes)?)
+    }
+
+    /// After a durable SILENCE that asks for approvals: the live request
+    /// for it, or a new one. Its summary, for the answer.
+    pub(crate) fn open_approval(
+        &self,
+        request: &Value,
+        ask: policy::ApprovalAsk,
+        caller: &str,
+        receipt_id: &str,
+    ) -> Result<Value, GateError> {
+        let _one = self.approval_writes.lock().expect("approval lock");
+        let now = now_ns();
+        let (id, digest) = protocol::approval_id(request);
+        if let Some(r) = self.approval(&id)?.filter(|r| r.live(now)) {
+            return Ok(r.summary(now));
+        }
+        let expires = now.saturating_add(
+            i64::try_from(ask.ttl_seconds)
+                .unwrap_or(i64::MAX / 1_000_000_000)
+                .saturating_mul(1_000_000_000),
+        );
+        let r = Request {
+            id,
+            digest,
+            request: protocol::approval_subject(request),
+            requested_by: caller.to_string(),
+            receipt_id: receipt_id.to_string(),
+            count: ask.count,
+            requested_at: protocol::format_rfc3339_ns(now),
+            expires_at: protocol::format_rfc3339_ns(expires),
+            expires_at_ns: expires,
+            approvals: Vec::new(),
+            rejected: None,
+            used_by: None,
+        };
+        self.put_approval(&r)?;
+        tracing::info!(id = %r.id, count = r.count, "approval requested");
+        Ok(r.summary(now))
+    }
+
+    /// After a durable PERMIT that relied on request `id`'s approvals: they
+    /// are used up.
+    pub(crate) fn use_approval(&self, id: &str, receipt_id: &str) -> Result<(), GateError> {
+        let _one = self.approval_writes.lock().expect("approval lock");
+        if let Some(mut r) = self.approval(id)? {
+            r.used_by = Some(receipt_id.to_string());
+            self.put_approval(&r)?;
+        }
+        Ok(())
+    }
+
+    /// A vote by `caller`: checked, logged, stored. Blocking.
+    fn vote(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        note: Option<String>,
+    ) -> Result<Value, GateError> {
+        let _one = self.approval_writes.lock().expect("approval lock");
+        let now = now_ns();
+        let mut r = self
+            .approval(id)?
+            .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+        if !r.live(now) {
+            return Err(GateError::BadInput(format!(
+                "approval request {id} is {}",
+                r.state(now)
+            )));
+        }
+        if caller.name == r.requested_by {
+            return Err(GateError::Unauthorized(format!(
+                "caller {} asked for the decision and may not approve it",
+                caller.name
+            )));
+        }
+        if r.approvals.iter().any(|v| v.by == caller.name) {
+            return Err(GateError::BadInput(format!(
+                "caller {} has already approved {id}",
+                caller.name
+            )));
+        }
+        let action = if approve {
+            "approval.approve"
+        } else {
+            "approval.reject"
+        };
+        let mut subject = json!({"id": r.id, "digest": r.digest});
+        if let Some(n) = &note {
+            subject["note"] = json!(n);
+        }
+        let entry = self.record_blocking(action, &format!("caller:{}", caller.name), subject)?;
+        let vote = Vote {
+            by: caller.name.clone(),
+            entry,
+            at: protocol::format_rfc3339_ns(now),
+            note,
+        };
+        if approve {
+            r.approvals.push(vote);
+        } else {
+            r.rejected = Some(vote);
+        }
+        self.put_approval(&r)?;
+        tracing::info!(%id, by = %caller.name, approve, "approval vote");
+        Ok(r.answer(now))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VoteBody {
+    /// `approve` or `reject`.
+    vote: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}` `{"vote": "approve"|"reject", "note"?}`: a
+/// caller with `approve` (never the one that asked) votes.
+pub(crate) async fn vote(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    UrlPath(id): UrlPath<String>,
+    body: Body,
+) -> Result<Json<Value>, GateError> {
+    let (caller, _) = gate.authenticate(&creds, Role::Approve)?;
+    let bytes = read_body(body, 16 * 1024).await?;
+    let body: VoteBody = json_body(&bytes, "vote")?;
+    let approve = match body.vote.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(GateError::BadInput(format!(
+                "vote {other:?}: approve or reject"
+            )))
+        }
+    };
+    if body.note.as_ref().is_some_and(|n| n.len() > 1024) {
+        return Err(GateError::BadInput("note: at most 1024 bytes".into()));
+    }
+    tokio::task::spawn_blocking(move || gate.vote(&caller, &id, approve, body.note))
+        .await
+        .map_err(|e| GateError::Internal(e.to_string()))?
+        .map(Json)
+}
+
+/// `GET /v1/approvals/{id}`: the request and its votes, for a caller with
+/// `approve` or `admin`, or the caller that asked.
+pub(crate) async fn get(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>, GateError> {
+    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
+    let r = gate
+        .approval(&id)?
+        .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+    if !(caller.has(Role::Approve) || caller.has(Role::Admin) || caller.name == r.requested_by) {
+        return Err(GateError::Unauthorized(format!(
+            "caller {} neither approves nor asked for {id}",
+            caller.name
+        )));
+    }
+    Ok(Json(r.answer(now_ns())))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /v1/approvals[?all=true]`: the live requests (all with `all`), for a
+/// caller with `approve` or `admin`.
+pub(crate) async fn list(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, GateError> {
+    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
+    if !(caller.has(Role::Approve) || caller.has(Role::Admin)) {
+        return Err(GateError::Unauthorized(format!(
+            "caller {} lacks the approve role",
+            caller.name
+        )));
+    }
+    let now = now_ns();
+    let mut out = Vec::new();
+    for bytes in gate.ledger.state().approvals()? {
+        let r: Request = serde_json::from_slice(&bytes)
+            .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
+        if q.all || r.live(now) {
+            out.push(r.answer(now));
+        }
+    }
+    Ok(Json(json!({ "approvals": out })))
+}
