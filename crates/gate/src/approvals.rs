@@ -125,6 +125,31 @@ impl Request {
 }
 
 impl Gate {
+    /// Whether any approval request holds approvals (else a decision need
+    /// not look its request up).
+    pub(crate) fn has_votes(&self) -> bool {
+        !self.voted.read().expect("voted lock").is_empty()
+    }
+
+    /// Whether request `id` may hold approvals (checked against its record).
+    pub(crate) fn voted(&self, id: &str) -> bool {
+        self.voted.read().expect("voted lock").contains(id)
+    }
+
+    /// Start-up: the live requests that hold approvals.
+    pub(crate) fn load_votes(&self) -> Result<(), GateError> {
+        let now = now_ns();
+        let mut voted = self.voted.write().expect("voted lock");
+        for bytes in self.ledger.state().approvals()? {
+            let r: Request = serde_json::from_slice(&bytes)
+                .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
+            if r.attachable(now).is_some() {
+                voted.insert(r.id);
+            }
+        }
+        Ok(())
+    }
+
     /// Approval request `id`, if there is one.
     pub(crate) fn approval(&self, id: &str) -> Result<Option<Request>, GateError> {
         match self.ledger.state().approval(id)? {
@@ -187,6 +212,7 @@ impl Gate {
             r.used_by = Some(receipt_id.to_string());
             self.put_approval(&r)?;
         }
+        self.voted.write().expect("voted lock").remove(id);
         Ok(())
     }
 
@@ -243,6 +269,13 @@ impl Gate {
             r.rejected = Some(vote);
         }
         self.put_approval(&r)?;
+        let mut voted = self.voted.write().expect("voted lock");
+        if approve {
+            voted.insert(r.id.clone());
+        } else {
+            voted.remove(&r.id);
+        }
+        drop(voted);
         tracing::info!(%id, by = %caller.name, approve, "approval vote");
         Ok(r.answer(now))
     }

@@ -93,8 +93,14 @@ impl Gate {
         let request = DecisionRequest::parse(body)?;
         let value = request.to_value();
         let counters = self.history.gate.read().await;
-        let (id, _) = protocol::approval_id(&value);
-        let approvals = self.approval(&id)?.and_then(|r| r.attachable(now_ns()));
+        let id = self
+            .has_votes()
+            .then(|| protocol::approval_id(&value).0)
+            .filter(|id| self.voted(id));
+        let approvals = match id {
+            Some(id) => self.approval(&id)?.and_then(|r| r.attachable(now_ns())),
+            None => None,
+        };
         let bound = self
             .bind_and_evaluate(caller, via, &request, &value, &counters, approvals)
             .await;
@@ -192,20 +198,19 @@ impl Gate {
         //    them to the commit (history.rs, approvals.rs), so none passes a
         //    limit another already used, and no approval is used twice.
         let counters = self.history.gate.read().await;
-        let (approval_id, _) = protocol::approval_id(&request_value);
-        let voted = self
-            .approval(&approval_id)?
-            .is_some_and(|r| r.attachable(now_ns()).is_some());
-        let _one_at_a_time = match counters.any() || voted {
+        // Only while some request holds approvals is a request's id computed.
+        let approval_id = self
+            .has_votes()
+            .then(|| protocol::approval_id(&request_value).0)
+            .filter(|id| self.voted(id));
+        let _one_at_a_time = match counters.any() || approval_id.is_some() {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
         };
-        let approvals = match voted {
-            // Read again under the lock: another decision may have used them.
-            true => self
-                .approval(&approval_id)?
-                .and_then(|r| r.attachable(now_ns())),
-            false => None,
+        let approvals = match &approval_id {
+            // Read under the lock: another decision may have used them.
+            Some(id) => self.approval(id)?.and_then(|r| r.attachable(now_ns())),
+            None => None,
         };
         let relies_on_approvals = approvals.is_some();
         let Bound {
@@ -267,20 +272,20 @@ impl Gate {
         // that asks for them opens (or shows) the request. The receipt is
         // durable either way; a failure here is logged, never a decision.
         let mut approval = None;
-        if !appended.duplicate {
+        let uses = body.decision == Decision::Permit && relies_on_approvals;
+        let asks = body.decision == Decision::Silence && ask.is_some();
+        if !appended.duplicate && (uses || asks) {
             let (gate, r, rid, who) = (
                 self.clone(),
                 body.request.clone(),
                 receipt_id.clone(),
                 caller.name.clone(),
             );
-            let id = approval_id.clone();
+            let id = approval_id.clone().unwrap_or_default();
             let decision = body.decision;
             let done = tokio::task::spawn_blocking(move || match (decision, ask) {
-                (Decision::Permit, _) if relies_on_approvals => {
-                    gate.use_approval(&id, &rid).map(|()| None)
-                }
-                (Decision::Silence, Some(ask)) => gate.open_approval(&r, ask, &who, &rid).map(Some),
+                (Decision::Permit, _) => gate.use_approval(&id, &rid).map(|()| None),
+                (_, Some(ask)) => gate.open_approval(&r, ask, &who, &rid).map(Some),
                 _ => Ok(None),
             })
             .await

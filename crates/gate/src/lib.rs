@@ -90,6 +90,8 @@ pub struct Gate {
     history: history::History,
     /// Serializes changes to approval requests (votes, opening, using up).
     approval_writes: std::sync::Mutex<()>,
+    /// The ids of live approval requests that hold approvals.
+    voted: std::sync::RwLock<std::collections::HashSet<String>>,
     evaluators: active::Evaluators,
     /// Decision (and replay) requests admitted at once:
     /// `max_pending_decisions`.

@@ -273,6 +273,7 @@ impl Gate {
             policies: Policies::new(config.eval_timeout()),
             history: crate::history::History::new(),
             approval_writes: std::sync::Mutex::new(()),
+            voted: std::sync::RwLock::new(std::collections::HashSet::new()),
             evaluators: Evaluators::new(config.eval_threads()),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,
@@ -316,6 +317,8 @@ impl Gate {
             gate.history.start(&gate.ledger, &active.counters);
             gate.policies.set(active);
         }
+        gate.load_votes()
+            .map_err(|e| StartupError::Governance(format!("approval requests: {e}")))?;
         if let Some(version) = gate.ledger.state().shadow_policy()? {
             let shadow = gate.policies.load(&gate.ledger, &version).map_err(|e| {
                 StartupError::ActivePolicy {
