@@ -476,8 +476,8 @@ fn audit_of_100k_entries_then_incremental() {
 }
 
 /// What-if under a candidate with a lower transfer threshold: the small
-/// transfer that was permitted would be denied, the big one stays denied;
-/// the transition table says so with the receipt ids.
+/// transfer that was permitted would wait for an approval (SILENCE), the big
+/// one still does; the transition table says so with the receipt ids.
 #[test]
 fn what_if_tallies_how_a_candidate_would_have_decided() {
     let dir = tempfile::tempdir().unwrap();
@@ -524,8 +524,8 @@ fn what_if_tallies_how_a_candidate_would_have_decided() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["evaluated"], 3, "{r}");
     let t = &r["transitions"];
-    assert_eq!(t["PERMIT → DENY"][0], 1, "{r}");
-    assert_eq!(t["PERMIT → DENY"][1][0], small["receipt_id"], "{r}");
-    assert_eq!(t["DENY → DENY"][1][0], big["receipt_id"], "{r}");
+    assert_eq!(t["PERMIT → SILENCE"][0], 1, "{r}");
+    assert_eq!(t["PERMIT → SILENCE"][1][0], small["receipt_id"], "{r}");
+    assert_eq!(t["SILENCE → SILENCE"][1][0], big["receipt_id"], "{r}");
     assert_eq!(t["PERMIT → PERMIT"][0], 1, "{r}");
 }

@@ -210,7 +210,7 @@ fn permit_deny_silence_and_replay() {
                 "agent-treasury",
                 "payments",
                 "transfer",
-                json!({"amount": 50_000}),
+                json!({"amount": 5_000_000}),
                 "d",
             ),
             Decision::Deny,
@@ -1654,7 +1654,7 @@ fn policy_test_runs_the_cases_a_bundle_ships() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("7 cases, 0 failed"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("9 cases, 0 failed"));
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("b");
     std::fs::create_dir_all(bundle.join("tests")).unwrap();
@@ -1665,7 +1665,7 @@ fn policy_test_runs_the_cases_a_bundle_ships() {
         bundle.join("tests/wrong.json"),
         r#"{"name": "a big transfer", "decided_at": "2026-11-25T12:00:00Z", "expected": "PERMIT",
             "request": {"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
-            "action": "transfer", "target": {"amount": 50000}, "idempotency_key": "k"}}"#,
+            "action": "transfer", "target": {"amount": 5000000}, "idempotency_key": "k"}}"#,
     )
     .unwrap();
     let failed = run(&bundle);

@@ -237,7 +237,10 @@ impl CedarPolicy {
             // Cedar skips erroring policies; an erroring forbid must not let a permit through.
             return Evaluation::silence(format!("cedar evaluation error: {}", errors.join("; ")));
         }
-        let satisfied: Vec<&PolicyId> = response.diagnostics().reason().collect();
+        // Sorted: Cedar gives the determining policies as a set, in no fixed
+        // order, and a reason must be the same on every evaluation (replay).
+        let mut satisfied: Vec<&PolicyId> = response.diagnostics().reason().collect();
+        satisfied.sort_unstable_by_key(|id| id.to_string());
         let names = satisfied
             .iter()
             .map(ToString::to_string)

@@ -73,7 +73,7 @@ fn both_engines_give_the_same_decision_for_every_case() {
             Decision::Permit,
         ),
         (
-            "deny: over threshold",
+            "silence asking for an approval: over threshold",
             req(
                 "agent-treasury",
                 "payments",
@@ -82,22 +82,10 @@ fn both_engines_give_the_same_decision_for_every_case() {
                 json!({}),
             ),
             NORMAL,
-            Decision::Deny,
+            Decision::Silence,
         ),
         (
-            "deny: approval false",
-            req(
-                "agent-treasury",
-                "payments",
-                "transfer",
-                json!({"amount": 50_000}),
-                json!({"dual_control_approved": false}),
-            ),
-            NORMAL,
-            Decision::Deny,
-        ),
-        (
-            "permit: over threshold with dual control",
+            "silence asking for an approval: the agent's own word is none",
             req(
                 "agent-treasury",
                 "payments",
@@ -106,7 +94,19 @@ fn both_engines_give_the_same_decision_for_every_case() {
                 json!({"dual_control_approved": true}),
             ),
             NORMAL,
-            Decision::Permit,
+            Decision::Silence,
+        ),
+        (
+            "deny: over the ceiling",
+            req(
+                "agent-treasury",
+                "payments",
+                "transfer",
+                json!({"amount": 5_000_000}),
+                json!({}),
+            ),
+            NORMAL,
+            Decision::Deny,
         ),
         (
             "permit: exactly at threshold",
@@ -193,7 +193,7 @@ fn both_engines_give_the_same_decision_for_every_case() {
             Decision::Silence,
         ),
         (
-            "deny: suspended actor over threshold",
+            "silence: suspended actor over threshold (no approval asked)",
             req(
                 "agent-suspended",
                 "payments",
@@ -202,7 +202,7 @@ fn both_engines_give_the_same_decision_for_every_case() {
                 json!({}),
             ),
             NORMAL,
-            Decision::Deny,
+            Decision::Silence,
         ),
         (
             "silence: surface not allowed",
@@ -247,6 +247,28 @@ fn both_engines_give_the_same_decision_for_every_case() {
             let got = p.evaluate(&input(p, request.clone(), at));
             assert_eq!(got.decision, want, "{engine}: {name}: {}", got.reason);
             assert!(!got.reason.is_empty());
+            // Both ask for one approval exactly where a person can help.
+            let asks = name.starts_with("silence asking");
+            assert_eq!(got.approval.is_some(), asks, "{engine}: {name}");
+        }
+    }
+    // With an approval attached: over the threshold is permitted, over the
+    // ceiling still denied.
+    let big = |amount: i64| {
+        req(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({ "amount": amount }),
+            json!({}),
+        )
+    };
+    for (engine, p) in [("rego", &rego), ("cedar", &cedar)] {
+        for (amount, want) in [(50_000, Decision::Permit), (5_000_000, Decision::Deny)] {
+            let mut i = input(p, big(amount), NORMAL);
+            i.derived["approvals"] = json!([{"by": "alice", "entry": 7}]);
+            let got = p.evaluate(&i);
+            assert_eq!(got.decision, want, "{engine} {amount}: {}", got.reason);
         }
     }
 }
@@ -408,7 +430,7 @@ fn opa_bundles_are_accepted_as_opa_build_writes_them() {
         "agent-treasury",
         "payments",
         "transfer",
-        json!({"amount": 50_000}),
+        json!({"amount": 5_000_000}),
         json!({}),
     );
     assert_eq!(
@@ -660,7 +682,7 @@ fn replay_checks_the_recorded_version() {
         "agent-treasury",
         "payments",
         "transfer",
-        json!({"amount": 50_000}),
+        json!({"amount": 5_000_000}),
         json!({}),
     );
     let record = input(&p, transfer, NORMAL);
@@ -766,7 +788,7 @@ fn the_example_bundles_pass_their_own_cases_and_a_wrong_case_fails() {
         "tests/wrong.json".into(),
         br#"{"name": "wrong", "decided_at": "2026-11-25T12:00:00Z", "expected": "PERMIT",
              "request": {"actor": {"id": "agent-treasury", "kind": "agent"}, "surface": "payments",
-             "action": "transfer", "target": {"amount": 50000}, "idempotency_key": "k"}}"#
+             "action": "transfer", "target": {"amount": 5000000}, "idempotency_key": "k"}}"#
             .to_vec(),
     );
     let manifest = Bundle::from_dir(&examples().join("rego"))

@@ -103,7 +103,7 @@ fn the_tool_runs_only_on_a_verified_permit() {
     assert_eq!(again.log_index(), permit.log_index());
 
     // DENY and SILENCE, verified, and the tool not run.
-    match client.guard(&intent("agent-treasury", 50_000, "d"), tool) {
+    match client.guard(&intent("agent-treasury", 5_000_000, "d"), tool) {
         Err(Refusal::Deny { receipt, .. }) => {
             assert_eq!(receipt.decision, protocol::Decision::Deny)
         }
@@ -285,7 +285,7 @@ fn the_sidecar_socket_needs_no_token() {
         json!({"name": "demo", "via": "peer_uid"})
     );
     assert!(matches!(
-        client.decide(&intent("agent-treasury", 50_000, "u2")),
+        client.decide(&intent("agent-treasury", 5_000_000, "u2")),
         Err(Refusal::Deny { .. })
     ));
     // A socket nobody serves: unavailable, after the retries.

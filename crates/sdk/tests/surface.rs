@@ -116,7 +116,7 @@ async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
     let deny = tokio::task::spawn_blocking(move || {
         ureq::post(&url)
             .set("authorization", &format!("Bearer {}", token.trim()))
-            .send_string(&intent(50_000, "s3").to_string())
+            .send_string(&intent(5_000_000, "s3").to_string())
             .unwrap()
             .into_string()
             .unwrap()
@@ -127,7 +127,7 @@ async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
     let (status, body) = call(
         &app,
         Some(&deny_header),
-        &json!({"amount": 50_000, "to": "acct-9"}),
+        &json!({"amount": 5_000_000, "to": "acct-9"}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -202,7 +202,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&saved)?;
     let mut steps = Steps::default();
     let small = json!({"amount": 500, "to": "acct-9"});
-    let large = json!({"amount": 50_000, "to": "acct-9"});
+    let large = json!({"amount": 5_000_000, "to": "acct-9"});
     let mut used_permit = None;
     let mut deny_answer = None;
     println!("The agent's plan:");
@@ -219,7 +219,7 @@ fn main() -> Result<()> {
             "PERMIT",
         ),
         (
-            "pay 50,000 (over the threshold)",
+            "pay 5,000,000 (over the ceiling)",
             intent(
                 "agent-treasury",
                 "payments",

@@ -29,21 +29,36 @@ bad_amount if {
 	not is_number(input.target.amount)
 }
 
+# Above the ceiling a transfer is denied outright.
+over_ceiling if {
+	is_transfer
+	is_number(input.target.amount)
+	input.target.amount > data.limits.transfer_ceiling
+}
+
+# Above the threshold (up to the ceiling) a transfer needs a second person:
+# one approval by a caller with the approve role, which the gate attaches
+# as input.derived.approvals once given (never the agent's own word).
 over_threshold if {
 	is_transfer
 	is_number(input.target.amount)
 	input.target.amount > data.limits.transfer_threshold
 }
 
-dual_control if input.context.dual_control_approved == true
+approved_by_a_person if count(object.get(input.derived, "approvals", [])) >= 1
 
 deny_transfer if {
 	actor
-	over_threshold
-	not dual_control
+	over_ceiling
 }
 
-permitted if {
+needs_approval if {
+	permitted_but_for_approval
+	over_threshold
+	not approved_by_a_person
+}
+
+permitted_but_for_approval if {
 	actor.approved == true
 	input.surface in actor.surfaces
 	not frozen
@@ -51,6 +66,13 @@ permitted if {
 	not deny_transfer
 }
 
+permitted if {
+	permitted_but_for_approval
+	not needs_approval
+}
+
 decision := "deny" if deny_transfer
+
+decision := "approval" if needs_approval
 
 decision := "permit" if permitted

@@ -56,7 +56,7 @@ def test_the_guard_runs_the_tool_once_per_permit_and_never_otherwise(gate: Gate)
     assert pay(500, "g-1") == "paid"
     assert calls == [500]
     with pytest.raises(Deny) as denied:
-        pay(50_000, "g-2")
+        pay(5_000_000, "g-2")
     assert denied.value.response["decision"] == "DENY"
     # An actor the demo caller may not speak for: SILENCE, with a receipt.
     with pytest.raises(Silence):
@@ -154,7 +154,7 @@ def test_the_async_client_and_its_guard(gate: Gate) -> None:
         async with c.guard(intent(700, "a-2")) as permit:
             calls.append(permit.receipt_id)
         with pytest.raises(Deny):
-            async with c.guard(intent(90_000, "a-3")):
+            async with c.guard(intent(5_000_000, "a-3")):
                 calls.append("never")
         await c.aclose()
         assert calls == ["a-1", permit.receipt_id]

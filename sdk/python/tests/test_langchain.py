@@ -26,6 +26,6 @@ def test_a_guarded_langchain_tool_runs_only_on_a_permit(gate: Gate) -> None:
     guarded = guarded_tool(pay, client(gate), payment)
     assert guarded.name == "pay" and guarded.args == pay.args
     assert guarded.invoke({"amount": 500, "to": "acct-1"}) == "paid 500"
-    answer = guarded.invoke({"amount": 50_000, "to": "acct-1"})
+    answer = guarded.invoke({"amount": 5_000_000, "to": "acct-1"})
     assert "DENY" in answer and "receipt" in answer, answer
     assert paid == [500]

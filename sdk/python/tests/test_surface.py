@@ -74,10 +74,10 @@ def test_everything_but_a_fresh_permit_is_refused(gate: Gate) -> None:
         v.check(header_value(permit), call(500), now_ns=permit_time(permit) - 2 * 10**9)
     # A DENY's receipt is evidence, not a permit.
     with pytest.raises(Deny) as denied:
-        c.decide(intent(50_000, "s-3"))
+        c.decide(intent(5_000_000, "s-3"))
     deny_header = header_value(Permit(denied.value.response, {}))
     with pytest.raises(NotPermit):
-        v.check(deny_header, call(50_000))
+        v.check(deny_header, call(5_000_000))
 
 
 def permit_time(permit: Permit) -> int:
