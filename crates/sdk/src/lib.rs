@@ -164,6 +164,8 @@ pub struct Client {
     retries: u32,
     /// The answer timeout on the Unix socket.
     unix_timeout: Duration,
+    /// How long `decide` waits for approvals a policy asks for.
+    approval_wait: Option<Duration>,
 }
 
 impl Client {
@@ -186,6 +188,7 @@ impl Client {
             trust,
             retries: 2,
             unix_timeout: Duration::from_secs(10),
+            approval_wait: None,
         }
     }
 
@@ -232,12 +235,122 @@ impl Client {
     ///
     /// A [`Refusal`] for anything but a verified PERMIT for this intent.
     pub fn decide(&self, intent: &serde_json::Value) -> Result<Permit, Refusal> {
+        let first = self.decide_once(intent);
+        let Some(wait) = self.approval_wait else {
+            return first;
+        };
+        match &first {
+            // The policy asks for approvals: wait for them, then ask again.
+            Err(Refusal::Silence {
+                response, receipt, ..
+            }) if response.approval.is_some() => {
+                // The id is computed from the verified receipt's request,
+                // not taken from the answer's unsigned member.
+                let (id, _) = protocol::approval_id(&receipt.request);
+                match self.await_approval(&id, wait) {
+                    Some(()) => self.decide_once(&approved_intent(intent)),
+                    None => first,
+                }
+            }
+            _ => first,
+        }
+    }
+
+    /// Asks once, without waiting for approvals.
+    fn decide_once(&self, intent: &serde_json::Value) -> Result<Permit, Refusal> {
         let body = intent.to_string();
         let request =
             DecisionRequest::parse(body.as_bytes()).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let answer = self.send("/v1/decisions", &body)?;
         verify_answer(&self.trust, &request, &answer)
     }
+
+    /// When a policy asks for approvals (SILENCE naming an approval
+    /// request), [`Client::decide`] (and so [`Client::guard`]) waits up to
+    /// `wait` for the request to be approved, polling it, and then asks
+    /// again with the idempotency key plus `+approved` (the approval binds
+    /// the request, not the key). Rejected, expired or not approved in time:
+    /// the first SILENCE. Default: no waiting.
+    #[must_use]
+    pub fn with_approval_wait(mut self, wait: Duration) -> Client {
+        self.approval_wait = Some(wait);
+        self
+    }
+
+    /// Polls approval request `id` until it is approved (`Some`) or closed
+    /// or `wait` has passed (`None`).
+    fn await_approval(&self, id: &str, wait: Duration) -> Option<()> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self
+                .approval(id)
+                .ok()
+                .as_ref()
+                .and_then(|a| a["state"].as_str())
+            {
+                Some("approved") => return Some(()),
+                Some("open") | None => {}
+                Some(_) => return None,
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(250)));
+        }
+    }
+
+    /// Approval request `id` as the gate holds it (`GET /v1/approvals/{id}`;
+    /// the caller that asked may read its own).
+    ///
+    /// # Errors
+    ///
+    /// The gate's error status, or why it did not answer.
+    pub fn approval(&self, id: &str) -> Result<serde_json::Value, String> {
+        let (status, body) = self.get(&format!("/v1/approvals/{id}"))?;
+        if status != 200 {
+            return Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("the answer is not JSON: {e}"))
+    }
+
+    /// One GET: the status and the body.
+    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+        match self.base.strip_prefix("unix:") {
+            Some(socket) => self.unix_request(socket, &format!("GET {path}"), None),
+            None => {
+                let mut r = self.agent.get(&format!("{}{path}", self.base));
+                if let Some(t) = &self.token {
+                    r = r.set("authorization", &format!("Bearer {t}"));
+                }
+                let resp = match r.call() {
+                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let status = resp.status();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(resp.into_reader(), MAX_ANSWER),
+                    &mut bytes,
+                )
+                .map_err(|e| format!("reading the answer: {e}"))?;
+                Ok((status, bytes))
+            }
+        }
+    }
+}
+
+/// The intent asked again once approved: the same request under the
+/// idempotency key plus `+approved` (cut to fit the contract's 128).
+fn approved_intent(intent: &serde_json::Value) -> serde_json::Value {
+    let mut again = intent.clone();
+    let key = intent["idempotency_key"].as_str().unwrap_or("");
+    let keep = key.len().min(protocol::MAX_ID_CHARS - "+approved".len());
+    again["idempotency_key"] = format!("{}+approved", &key[..keep]).into();
+    again
 }
 
 /// What the active policy would decide, unsigned and unlogged
@@ -288,27 +401,7 @@ impl Client {
     /// What went wrong, as text: the gate's 401 (no credential, a token that
     /// is no live caller's), or why the gate did not answer.
     pub fn whoami(&self) -> Result<Identity, String> {
-        let (status, body) = match self.base.strip_prefix("unix:") {
-            Some(path) => self.unix_request(path, "GET /v1/whoami", None)?,
-            None => {
-                let mut r = self.agent.get(&format!("{}/v1/whoami", self.base));
-                if let Some(t) = &self.token {
-                    r = r.set("authorization", &format!("Bearer {t}"));
-                }
-                let resp = match r.call() {
-                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-                    Err(e) => return Err(e.to_string()),
-                };
-                let status = resp.status();
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut std::io::Read::take(resp.into_reader(), MAX_ANSWER),
-                    &mut bytes,
-                )
-                .map_err(|e| format!("reading the answer: {e}"))?;
-                (status, bytes)
-            }
-        };
+        let (status, body) = self.get("/v1/whoami")?;
         if status != 200 {
             return Err(format!(
                 "{status}: {}",

@@ -299,3 +299,76 @@ fn the_sidecar_socket_needs_no_token() {
         Err(Refusal::Unavailable(_))
     ));
 }
+
+/// `with_approval_wait`: a guard whose request the policy wants approved
+/// waits, polling the request, and runs the tool once a person approved it
+/// (asked again under `key+approved`); not approved in time, the SILENCE
+/// stands and the tool never runs.
+#[test]
+fn guard_waits_for_an_approval_then_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gate = Proc::start(testkit::tollgate_serve(&data), testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let approver: Value = ureq::post(&format!("{}/v1/admin/callers", gate.url))
+        .set("authorization", &format!("Bearer {}", admin.trim()))
+        .send_json(json!({"name": "alice", "roles": ["approve"], "actors": []}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let alice = approver["token"].as_str().unwrap().to_string();
+    let runs = AtomicUsize::new(0);
+    let tool = |p: &sdk::Permit| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        p.receipt().request["idempotency_key"].clone()
+    };
+    // Nobody approves: after the wait, the SILENCE.
+    let impatient = Client::new(&gate.url, trust.clone())
+        .with_token(&token)
+        .with_approval_wait(Duration::from_millis(600));
+    match impatient.guard(&intent("agent-treasury", 20_000, "w1"), tool) {
+        Err(Refusal::Silence { response, .. }) => assert!(response.approval.is_some()),
+        other => panic!("{other:?}"),
+    }
+    // Someone approves while the guard waits.
+    let patient = Client::new(&gate.url, trust)
+        .with_token(&token)
+        .with_approval_wait(Duration::from_secs(20));
+    let url = gate.url.clone();
+    let approve = std::thread::spawn(move || {
+        let list = |all: bool| -> Value {
+            ureq::get(&format!(
+                "{url}/v1/approvals{}",
+                if all { "?all=true" } else { "" }
+            ))
+            .set("authorization", &format!("Bearer {alice}"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+        };
+        let id = loop {
+            let open = list(false);
+            let found = open["approvals"].as_array().unwrap().iter().find_map(|a| {
+                (a["request"]["target"]["amount"] == 30_000)
+                    .then(|| a["id"].as_str().unwrap().to_string())
+            });
+            if let Some(id) = found {
+                break id;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        ureq::post(&format!("{url}/v1/approvals/{id}"))
+            .set("authorization", &format!("Bearer {alice}"))
+            .send_json(json!({"vote": "approve"}))
+            .unwrap();
+    });
+    let key = patient
+        .guard(&intent("agent-treasury", 30_000, "w2"), tool)
+        .unwrap();
+    approve.join().unwrap();
+    assert_eq!(key, "w2+approved");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -22,6 +22,7 @@ class Gate:
     gate_key: str
     token: str
     socket: Path
+    data: Path
 
 
 def start(dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Gate]:
@@ -45,7 +46,7 @@ def start(dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Gate]:
             url = line.removeprefix("tollgate listening on ").strip()
         keys.update(re.findall(r"(log|gate) key\s+(\S+)", line))
     token = (data / "demo.token").read_text().strip()
-    return process, Gate(url, keys["log"], keys["gate"], token, socket)
+    return process, Gate(url, keys["log"], keys["gate"], token, socket, data)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 from conftest import Gate
+from tollgate import Verifier, approval_id, verify_receipt
 from tollgate.client import (
     AsyncClient,
     Client,
@@ -160,3 +161,49 @@ def test_the_async_client_and_its_guard(gate: Gate) -> None:
         assert calls == ["a-1", permit.receipt_id]
 
     anyio.run(run)
+
+
+def test_a_guard_waits_for_a_person_to_approve_then_runs_once(gate: Gate) -> None:
+    admin = (gate.data / "admin.token").read_text().strip()
+    made = httpx.post(
+        f"{gate.url}/v1/admin/callers",
+        headers={"authorization": f"Bearer {admin}"},
+        json={"name": "py-approver", "roles": ["approve"], "actors": []},
+    )
+    assert made.status_code == 200, made.text
+    approver = {"authorization": f"Bearer {made.json()['token']}"}
+    # Nobody approves: after the wait, the SILENCE, naming the request.
+    with pytest.raises(Silence) as waited:
+        client(gate, approval_wait=0.5).decide(intent(20_000, "py-w1"))
+    asked = waited.value.response["approval"]
+    receipt = verify_receipt(
+        waited.value.response["receipt"].encode(), Verifier.parse(gate.gate_key)
+    )
+    assert asked["id"] == approval_id(receipt["request"]) and asked["state"] == "open"
+
+    async def run() -> str:
+        c = AsyncClient(
+            gate.url, Trust.of(gate.log_key, gate.gate_key), token=gate.token, approval_wait=20
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def approve() -> None:
+                async with httpx.AsyncClient(headers=approver) as h:
+                    while True:
+                        listed = (await h.get(f"{gate.url}/v1/approvals")).json()["approvals"]
+                        mine = [a for a in listed if a["request"]["target"]["amount"] == 30_000]
+                        if mine:
+                            voted = await h.post(
+                                f"{gate.url}/v1/approvals/{mine[0]['id']}", json={"vote": "approve"}
+                            )
+                            assert voted.status_code == 200, voted.text
+                            return
+                        await anyio.sleep(0.05)
+
+            tg.start_soon(approve)
+            async with c.guard(intent(30_000, "py-w2")) as permit:
+                key = str(permit.receipt["request"]["idempotency_key"])
+        await c.aclose()
+        return key
+
+    assert anyio.run(run) == "py-w2+approved"

@@ -33,7 +33,15 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 import httpx
 
-from tollgate.verify import Policy, VerificationError, Verifier, canonical_json, verify_decision
+from tollgate.verify import (
+    Policy,
+    VerificationError,
+    Verifier,
+    approval_id,
+    canonical_json,
+    verify_decision,
+    verify_receipt,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -176,10 +184,28 @@ def _http_options(base: str, token: str | None, timeout: float, ca_file: str | N
     }
 
 
+def _waiting_for(trust: Trust, silence: Silence, wait: float) -> str | None:
+    """The approval request a SILENCE waits for (its id computed from the
+    verified receipt, not taken from the unsigned answer), if waiting is on."""
+    if wait <= 0 or not silence.response.get("approval"):
+        return None
+    body = verify_receipt(str(silence.response["receipt"]).encode(), trust.gate_key)
+    return approval_id(body["request"])
+
+
+def _approved(intent: Mapping[str, Any]) -> dict[str, Any]:
+    """The intent asked again once approved: key plus `+approved` (cut to 128)."""
+    key = str(intent.get("idempotency_key", ""))
+    return {**intent, "idempotency_key": key[: 128 - len("+approved")] + "+approved"}
+
+
 class Client:
     """The gate at `base` (`http(s)://…` or `unix:/path`), its answers
     verified with `trust`, as a caller with bearer `token` (none on a Unix
-    socket the gate maps by peer uid); https verified against `ca_file`."""
+    socket the gate maps by peer uid); https verified against `ca_file`.
+    With `approval_wait` (seconds), a decision the policy wants approved
+    waits that long for a person to approve it (polling the request), then
+    is asked again under the key plus `+approved`; otherwise the SILENCE."""
 
     def __init__(
         self,
@@ -191,13 +217,42 @@ class Client:
         retries: int = 2,
         ca_file: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        approval_wait: float = 0.0,
     ) -> None:
         self._url, options = _http_options(base, token, timeout, ca_file, asynchronous=False)
         self._http = httpx.Client(**{**options, "transport": transport or options["transport"]})
         self._trust, self._retries = trust, retries
+        self._approval_wait = approval_wait
 
     def decide(self, intent: Mapping[str, Any]) -> Permit:
         """A verified PERMIT for `intent`, or the `Refusal` it gets."""
+        try:
+            return self._decide_once(intent)
+        except Silence as silence:
+            waiting = _waiting_for(self._trust, silence, self._approval_wait)
+            if waiting is None:
+                raise
+            deadline = time.monotonic() + self._approval_wait
+            while True:
+                state = self.approval(waiting).get("state")
+                if state == "approved":
+                    return self._decide_once(_approved(intent))
+                left = deadline - time.monotonic()
+                if state != "open" or left <= 0:
+                    raise
+                time.sleep(min(left, 0.25))
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        """Approval request `approval_id` as the gate holds it (the caller
+        that asked may read its own); `{}` if it cannot be read."""
+        try:
+            r = self._http.get(f"{self._url}/v1/approvals/{approval_id}")
+            answer = r.json() if r.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    def _decide_once(self, intent: Mapping[str, Any]) -> Permit:
         body = json.dumps(dict(intent)).encode()
         last: Refusal = Unavailable("no attempt")
         for attempt in range(self._retries + 1):
@@ -265,14 +320,42 @@ class AsyncClient:
         retries: int = 2,
         ca_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        approval_wait: float = 0.0,
     ) -> None:
         self._url, options = _http_options(base, token, timeout, ca_file, asynchronous=True)
         self._http = httpx.AsyncClient(
             **{**options, "transport": transport or options["transport"]}
         )
         self._trust, self._retries = trust, retries
+        self._approval_wait = approval_wait
 
     async def decide(self, intent: Mapping[str, Any]) -> Permit:
+        try:
+            return await self._decide_once(intent)
+        except Silence as silence:
+            waiting = _waiting_for(self._trust, silence, self._approval_wait)
+            if waiting is None:
+                raise
+            deadline = time.monotonic() + self._approval_wait
+            while True:
+                state = (await self.approval(waiting)).get("state")
+                if state == "approved":
+                    return await self._decide_once(_approved(intent))
+                left = deadline - time.monotonic()
+                if state != "open" or left <= 0:
+                    raise
+                await anyio.sleep(min(left, 0.25))
+
+    async def approval(self, approval_id: str) -> dict[str, Any]:
+        """`Client.approval`."""
+        try:
+            r = await self._http.get(f"{self._url}/v1/approvals/{approval_id}")
+            answer = r.json() if r.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    async def _decide_once(self, intent: Mapping[str, Any]) -> Permit:
         body = json.dumps(dict(intent)).encode()
         last: Refusal = Unavailable("no attempt")
         for attempt in range(self._retries + 1):

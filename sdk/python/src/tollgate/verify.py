@@ -490,6 +490,17 @@ def _strict_json(text: str) -> Any:
         raise VerificationError(f"not JSON: {e}") from e
 
 
+def approval_id(request: dict[str, Any]) -> str:
+    """The id of the approval request for a request (as a receipt records
+    it): `ap-` and 32 hex digits of the SHA-256 of the canonical request
+    without its idempotency key and pinned policy version, as the gate
+    computes it."""
+    subject = {
+        k: v for k, v in request.items() if k not in ("idempotency_key", "expected_policy_version")
+    }
+    return "ap-" + hashlib.sha256(canonical_json(subject).encode()).hexdigest()[:32]
+
+
 def receipt_id(caller: str, actor: str, idempotency_key: str) -> str:
     h = hashlib.sha256(b"tollgate receipt id v2\0")
     h.update(f"{caller}\0{actor}\0{idempotency_key}".encode())
