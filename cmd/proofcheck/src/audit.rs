@@ -68,6 +68,14 @@ pub struct AuditState {
     pub size: u64,
     /// The compact range at that size: (level, base64 hash), largest subtree first.
     pub edge: Vec<(u8, String)>,
+    /// The approval votes seen so far (`approval.approve` entries): index →
+    /// (approved digest, approver), and the indexes a PERMIT already relied
+    /// on, so a later receipt can be checked against them.
+    #[serde(default)]
+    pub approvals: BTreeMap<u64, (String, String)>,
+    /// The approval entries a PERMIT relied on.
+    #[serde(default)]
+    pub approvals_used: std::collections::BTreeSet<u64>,
 }
 
 impl AuditState {
@@ -129,6 +137,90 @@ enum Verified {
     Decision(String),
     /// A governance entry and its index.
     Governance(u64, protocol::GovernanceEntry),
+    /// A receipt that relied on approvals (`derived.approvals`): its index,
+    /// decision, caller, approved digest, and each vote's approver and entry.
+    Relied(Relied),
+}
+
+/// A receipt that relied on approvals.
+struct Relied {
+    at: u64,
+    permit: bool,
+    caller: String,
+    digest: String,
+    votes: Vec<(String, u64)>,
+}
+
+impl Relied {
+    fn of(at: u64, body: &protocol::ReceiptBody) -> Result<Option<Relied>, String> {
+        let Some(list) = body.derived.get("approvals") else {
+            return Ok(None);
+        };
+        let votes = list
+            .as_array()
+            .ok_or_else(|| format!("entry {at}: derived.approvals is not a list"))?
+            .iter()
+            .map(|v| match (v["by"].as_str(), v["entry"].as_u64()) {
+                (Some(by), Some(e)) => Ok((by.to_string(), e)),
+                _ => Err(format!(
+                    "entry {at}: a derived.approvals item is not {{by, entry}}"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Relied {
+            at,
+            permit: body.decision == protocol::Decision::Permit,
+            caller: body.caller().unwrap_or_default().to_string(),
+            digest: protocol::approval_id(&body.request).1,
+            votes,
+        }))
+    }
+}
+
+/// The approval chain: every approval a receipt relied on is an earlier
+/// `approval.approve` entry for the same request digest, by another caller
+/// than the one that asked, and no vote lets two PERMITs through.
+fn check_approvals(
+    relied: &mut [Relied],
+    approvals: &BTreeMap<u64, (String, String)>,
+    used: &mut std::collections::BTreeSet<u64>,
+) -> Result<(), String> {
+    relied.sort_by_key(|r| r.at);
+    for r in relied.iter() {
+        for (by, entry) in &r.votes {
+            let Some((digest, approver)) = approvals.get(entry) else {
+                return Err(format!(
+                    "entry {}: relies on approval entry {entry}, which is no approval.approve entry",
+                    r.at
+                ));
+            };
+            if *entry >= r.at {
+                return Err(format!(
+                    "entry {}: relies on a later approval {entry}",
+                    r.at
+                ));
+            }
+            if *digest != r.digest {
+                return Err(format!(
+                    "entry {}: approval {entry} approved another request",
+                    r.at
+                ));
+            }
+            if approver != &format!("caller:{by}") || *by == r.caller {
+                return Err(format!(
+                    "entry {}: approval {entry} is by {approver}, the receipt says {by:?} (asked by {:?})",
+                    r.at, r.caller
+                ));
+            }
+            if r.permit && !used.insert(*entry) {
+                return Err(format!(
+                    "entry {}: approval {entry} already let another PERMIT through",
+                    r.at
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Entries verified in one batch, or the first failure.
@@ -151,10 +243,15 @@ fn verify_entries(
         let at = first + i as u64;
         let (note, entry) = protocol::parse_entry(e).map_err(|err| format!("entry {at}: {err}"))?;
         let (log, verified) = match entry {
-            protocol::Entry::Receipt(body) => (
-                body.log,
-                Verified::Decision(body.decision.as_str().to_string()),
-            ),
+            protocol::Entry::Receipt(body) => {
+                if let Some(r) = Relied::of(at, &body)? {
+                    decisions.push(Verified::Relied(r));
+                }
+                (
+                    body.log,
+                    Verified::Decision(body.decision.as_str().to_string()),
+                )
+            }
             protocol::Entry::Governance(g) => (g.log.clone(), Verified::Governance(at, g)),
         };
         if log != origin {
@@ -256,6 +353,7 @@ pub fn audit(
     let mut decisions: BTreeMap<String, u64> = BTreeMap::new();
     let mut governance: BTreeMap<String, u64> = BTreeMap::new();
     let mut history = Vec::new();
+    let mut relied = Vec::new();
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(workers * 2);
     let work_rx = std::sync::Mutex::new(work_rx);
     std::thread::scope(|scope| -> Result<(), Error> {
@@ -288,6 +386,7 @@ pub fn audit(
                                 *governance.entry(g.action.clone()).or_default() += 1;
                                 history.push((at, g));
                             }
+                            Verified::Relied(r) => relied.push(r),
                         }
                     }
                 }
@@ -356,6 +455,15 @@ pub fn audit(
             B64.encode(cp.root.0)
         ));
     }
+    let mut approvals = state.map(|s| s.approvals.clone()).unwrap_or_default();
+    let mut approvals_used = state.map(|s| s.approvals_used.clone()).unwrap_or_default();
+    for (at, g) in &history {
+        if g.action == "approval.approve" {
+            let digest = g.subject["digest"].as_str().unwrap_or_default().to_string();
+            approvals.insert(*at, (digest, g.by.clone()));
+        }
+    }
+    check_approvals(&mut relied, &approvals, &mut approvals_used).or_else(failed)?;
     let seconds = started.elapsed().as_secs_f64();
     let report = AuditReport {
         origin: cp.origin.clone(),
@@ -381,13 +489,75 @@ pub fn audit(
             .iter()
             .map(|(l, h)| (*l, B64.encode(h.0)))
             .collect(),
+        approvals,
+        approvals_used,
     };
     Ok((report, state))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{verify_entries, CompactRange};
+    use super::{check_approvals, verify_entries, CompactRange, Relied};
+
+    /// The approval chain: earlier, same digest, another caller, used once.
+    #[test]
+    fn approvals_must_be_earlier_votes_by_others_for_the_same_request_used_once() {
+        let votes: std::collections::BTreeMap<u64, (String, String)> = [
+            (3, ("sha256:aa".to_string(), "caller:alice".to_string())),
+            (4, ("sha256:bb".to_string(), "caller:bob".to_string())),
+        ]
+        .into();
+        let relied =
+            |at: u64, permit: bool, caller: &str, digest: &str, by: &str, entry: u64| Relied {
+                at,
+                permit,
+                caller: caller.into(),
+                digest: digest.into(),
+                votes: vec![(by.into(), entry)],
+            };
+        let check = |mut rs: Vec<Relied>| {
+            check_approvals(&mut rs, &votes, &mut std::collections::BTreeSet::new())
+        };
+        check(vec![relied(9, true, "demo", "sha256:aa", "alice", 3)]).unwrap();
+        // A DENY that saw the approval does not use it up.
+        check(vec![
+            relied(9, false, "demo", "sha256:aa", "alice", 3),
+            relied(10, true, "demo", "sha256:aa", "alice", 3),
+        ])
+        .unwrap();
+        for (bad, why) in [
+            (
+                vec![relied(9, true, "demo", "sha256:aa", "alice", 5)],
+                "no approval.approve",
+            ),
+            (
+                vec![relied(2, true, "demo", "sha256:aa", "alice", 3)],
+                "later approval",
+            ),
+            (
+                vec![relied(9, true, "demo", "sha256:bb", "alice", 3)],
+                "another request",
+            ),
+            (
+                vec![relied(9, true, "demo", "sha256:aa", "bob", 3)],
+                "is by caller:alice",
+            ),
+            (
+                vec![relied(9, true, "alice", "sha256:aa", "alice", 3)],
+                "asked by",
+            ),
+            (
+                vec![
+                    relied(9, true, "demo", "sha256:aa", "alice", 3),
+                    relied(12, true, "demo", "sha256:aa", "alice", 3),
+                ],
+                "already let another PERMIT",
+            ),
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+    }
 
     /// A second signature line by the gate key that does not verify fails
     /// the entry, even though the first one does.
