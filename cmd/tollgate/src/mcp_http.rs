@@ -1075,49 +1075,43 @@ async fn pass_on(
     match answer {
         None => StatusCode::ACCEPTED.into_response(),
         Some(Ok(answer)) => proxy.relay(session, answer),
-        Some(Err(e)) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            &Value::Null,
-            -32603,
-            &format!("tollgate: {e}"),
-        ),
+        Some(Err(e)) => bad_gateway(&e),
     }
+}
+
+/// The upstream could not be reached or did not answer.
+fn bad_gateway(e: &str) -> Response {
+    rpc_error(
+        StatusCode::BAD_GATEWAY,
+        &Value::Null,
+        -32603,
+        &format!("tollgate: {e}"),
+    )
 }
 
 /// `GET`: the server's own stream, its messages through the gateway.
 async fn get(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response {
-    let who = match proxy.authenticate(&headers).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let session = proxy.session(&headers, &who);
-    match proxy
-        .send_upstream(Method::GET, &headers, String::new())
-        .await
-    {
-        Ok(answer) => proxy.relay(&session, answer),
-        Err(e) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            &Value::Null,
-            -32603,
-            &format!("tollgate: {e}"),
-        ),
-    }
+    without_body(&proxy, Method::GET, &headers).await
 }
 
 /// `DELETE`: the client ends its session; so does the gateway.
 async fn delete(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response {
-    let who = match proxy.authenticate(&headers).await {
+    without_body(&proxy, Method::DELETE, &headers).await
+}
+
+/// A request without a body, passed upstream for an authenticated client;
+/// the answer back through the session's gateway. A DELETE the upstream
+/// accepted ends the session here too.
+async fn without_body(proxy: &Arc<Proxy>, method: Method, headers: &HeaderMap) -> Response {
+    let who = match proxy.authenticate(headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    let session = proxy.session(&headers, &who);
-    match proxy
-        .send_upstream(Method::DELETE, &headers, String::new())
-        .await
-    {
+    let session = proxy.session(headers, &who);
+    let ends = method == Method::DELETE;
+    match proxy.send_upstream(method, headers, String::new()).await {
         Ok(answer) => {
-            if answer.status().is_success() {
+            if ends && answer.status().is_success() {
                 if let Some(id) = headers.get(SESSION).and_then(|v| v.to_str().ok()) {
                     proxy
                         .sessions
@@ -1128,11 +1122,6 @@ async fn delete(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response
             }
             proxy.relay(&session, answer)
         }
-        Err(e) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            &Value::Null,
-            -32603,
-            &format!("tollgate: {e}"),
-        ),
+        Err(e) => bad_gateway(&e),
     }
 }

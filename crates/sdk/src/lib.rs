@@ -322,22 +322,8 @@ impl Client {
         match self.base.strip_prefix("unix:") {
             Some(socket) => self.unix_request(socket, &format!("GET {path}"), None),
             None => {
-                let mut r = self.agent.get(&format!("{}{path}", self.base));
-                if let Some(t) = &self.token {
-                    r = r.set("authorization", &format!("Bearer {t}"));
-                }
-                let resp = match r.call() {
-                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-                    Err(e) => return Err(e.to_string()),
-                };
-                let status = resp.status();
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut std::io::Read::take(resp.into_reader(), MAX_ANSWER),
-                    &mut bytes,
-                )
-                .map_err(|e| format!("reading the answer: {e}"))?;
-                Ok((status, bytes))
+                let r = self.agent.get(&format!("{}{path}", self.base));
+                self.http(r, None)
             }
         }
     }
@@ -514,16 +500,25 @@ impl Client {
 
     /// One POST over HTTP(S): the status and the body, or a transport error.
     fn post_http(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
-        let mut r = self
+        let r = self
             .agent
             .post(&format!("{}{path}", self.base))
             .set("content-type", "application/json");
+        self.http(r, Some(body))
+    }
+
+    /// Sends `r` (with the caller's token, and `body` if any) and reads the
+    /// status and at most [`MAX_ANSWER`] bytes of the answer.
+    fn http(&self, mut r: ureq::Request, body: Option<&str>) -> Result<(u16, Vec<u8>), String> {
         if let Some(t) = &self.token {
             r = r.set("authorization", &format!("Bearer {t}"));
         }
-        let resp = match r.send_string(body) {
-            Ok(resp) => resp,
-            Err(ureq::Error::Status(_, resp)) => resp,
+        let sent = match body {
+            Some(b) => r.send_string(b),
+            None => r.call(),
+        };
+        let resp = match sent {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
             Err(e) => return Err(e.to_string()),
         };
         let status = resp.status();
