@@ -361,3 +361,50 @@ def test_malformed_messages_get_a_json_rpc_error_and_the_proxy_keeps_serving(
 
     anyio.run(run)
     assert log.read_text() == "write_note\tstill serving\n"
+
+
+def test_the_gate_can_run_inside_the_http_gateway(
+    gate: Gate, notes: tuple[str, Path], tmp_path: Path
+) -> None:
+    """`--data-dir`: the gate runs in the proxy's own process on the data
+    directory `tollgate serve` made (and no longer holds); clients' tokens
+    are that gate's callers; receipts say `via: in_process` and verify."""
+    upstream, log = notes
+    data = gate.token_file.parent
+    token = gate.token_file.read_text().strip()
+    gate.process.terminate()
+    assert gate.process.wait(timeout=30) == 0
+    process = subprocess.Popen(
+        [str(BIN / "tollgate"), "mcp", "http", "--server", "notes", "--upstream", upstream,
+         "--listen", "127.0.0.1:0", "--data-dir", str(data), "--actor", "agent-mcp",
+         "--hide-denied"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TOLLGATE_LOG="warn"),
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on " in line, line
+        url = line.split("listening on ")[1].split()[0]
+
+        async def run() -> None:
+            async with connect(url, token) as client:
+                assert (await client.list_tools()).tools
+                ok = await client.call_tool("write_note", {"text": "in process over HTTP"})
+                assert not ok.is_error, text(ok)
+                d = decision(ok)
+                assert d["decision"] == "PERMIT" and '"via":"in_process"' in d["receipt"]
+                proofcheck(gate, d, tmp_path)
+
+        anyio.run(run)
+        wrong = httpx.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Authorization": "Bearer " + "0" * 64},
+        )
+        assert wrong.status_code == 401 and "not a live caller" in wrong.text, wrong.text
+    finally:
+        process.kill()
+        process.wait()
+    assert log.read_text() == "write_note\tin process over HTTP\n"

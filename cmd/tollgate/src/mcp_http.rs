@@ -89,8 +89,12 @@ const MAX_BODY: usize = 16 << 20;
 const MAX_EVENT: usize = 16 << 20;
 /// How long a checked token is believed before it is checked again.
 const IDENTITY_TTL: Duration = Duration::from_secs(10);
-/// At most this many sessions are kept; past it, new sessions are refused.
+/// At most this many sessions are kept; past it, sessions idle longer than
+/// [`SESSION_IDLE`] are dropped, and if none is, new sessions are refused.
 const MAX_SESSIONS: usize = 10_000;
+/// A session unused this long may be dropped to make room (its client,
+/// if it comes back, gets a fresh gateway: the tools are learnt again).
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 
 const SESSION: &str = "mcp-session-id";
 const ACTOR: &str = "tollgate-actor";
@@ -326,6 +330,8 @@ struct Session {
     /// The headers the gateway's own requests upstream carry (session id,
     /// protocol version), as the client last sent them.
     headers: Mutex<HeaderMap>,
+    /// When a request last used it.
+    used: Mutex<Instant>,
 }
 
 impl Session {
@@ -339,6 +345,7 @@ impl Session {
             who,
             pending: Mutex::new(HashMap::new()),
             headers: Mutex::new(HeaderMap::new()),
+            used: Mutex::new(Instant::now()),
         }
     }
 
@@ -481,6 +488,7 @@ impl Proxy {
                 .cloned()
         });
         let session = found.unwrap_or_else(|| Arc::new(Session::new(self, who.clone())));
+        *session.used.lock().expect("used lock") = Instant::now();
         let mut kept = session.headers.lock().expect("headers lock");
         for name in [SESSION, "mcp-protocol-version"] {
             if let Some(v) = headers.get(name) {
@@ -508,6 +516,9 @@ impl Proxy {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         let key = Self::session_key(id, &session.who);
         if !sessions.contains_key(&key) {
+            if sessions.len() >= MAX_SESSIONS {
+                sessions.retain(|_, s| s.used.lock().expect("used lock").elapsed() < SESSION_IDLE);
+            }
             if sessions.len() >= MAX_SESSIONS {
                 return Err(());
             }
