@@ -5,7 +5,9 @@
 #     official MCP SDK (client and a test server), pytest, ruff, mypy;
 #   - the npm packages of tests/mcp/npm (package-lock.json: the reference MCP
 #     server, server-everything) into ~/.cache/tollgate/npm, with `npm ci`;
-#   - python3-venv, nodejs and npm through apt if they are missing.
+#   - python3-venv, nodejs, npm and postgresql (the server binaries: the
+#     ledger's PostgreSQL tests start a throwaway cluster) through apt if
+#     they are missing.
 # Idempotent: a stamp of the pinned files' digest skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,7 @@ missing=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing missing system packages: ${missing[*]}"
   sudo=""

@@ -38,6 +38,7 @@
 //! fsync of the WAL covers it: the state on disk is always exactly some
 //! batch, and never one before an acknowledged batch.
 
+mod pg;
 mod recent;
 mod rocks;
 mod sequencer;
@@ -209,7 +210,27 @@ impl Ledger {
     ///
     /// [`Error::Corrupt`] if recovery finds the log inconsistent, or a storage error.
     pub fn open(path: &Path, key: SignerKey, options: Options) -> Result<Ledger, Error> {
-        let backend: Arc<dyn store::LogStore> = Arc::new(rocks::RocksStore::open(path)?);
+        Ledger::open_on(Arc::new(rocks::RocksStore::open(path)?), key, options)
+    }
+
+    /// Opens the log in the PostgreSQL database at `url` (a libpq connection
+    /// string or `postgres://` URL), creating its tables if they do not
+    /// exist; recovery as [`Ledger::open`]. Several ledgers may share one
+    /// database: each batch checks, inside its transaction, that nobody
+    /// appended since it was prepared (see `pg.rs`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] if the database cannot be reached; recovery errors.
+    pub fn open_postgres(url: &str, key: SignerKey, options: Options) -> Result<Ledger, Error> {
+        Ledger::open_on(Arc::new(pg::PgStore::connect(url, 4)?), key, options)
+    }
+
+    fn open_on(
+        backend: Arc<dyn store::LogStore>,
+        key: SignerKey,
+        options: Options,
+    ) -> Result<Ledger, Error> {
         let store = store::Store::new(backend.clone(), options.recent_hashes);
         let latest = store.recover(&key)?;
         let shared = Arc::new(Shared {

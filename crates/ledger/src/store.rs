@@ -87,6 +87,13 @@ pub(crate) trait LogStore: Send + Sync {
     fn insert(&self, batch: &Batch) -> Result<(), Error>;
     /// Makes every insert that returned before this call durable.
     fn sync(&self) -> Result<(), Error>;
+    /// Whether other writers may append to the same store at the same time
+    /// (a shared database). Recovery then does not require that nothing is
+    /// stored beyond the last checkpoint it read: another writer's batch,
+    /// committed with its own checkpoint, may have landed since.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Waits for background work (flushes, compactions) to finish, for
     /// benchmarks; a no-op where there is none.
     fn wait_for_compaction(&self) -> Result<(), Error> {
@@ -300,7 +307,7 @@ impl Store {
                 size - 1
             )));
         }
-        if b.has_entry(size)? || b.has_hash(tlog::stored_hash_count(size))? {
+        if !b.shared() && (b.has_entry(size)? || b.has_hash(tlog::stored_hash_count(size))?) {
             return Err(Error::Corrupt(format!(
                 "data is stored beyond the last checkpoint (size {size})"
             )));

@@ -154,3 +154,158 @@ pub fn audit(url: &str, data: &Path, state: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A throwaway PostgreSQL cluster for tests: `initdb` into a temporary
+/// directory and `postgres` on 127.0.0.1 with a free port, run as `nobody`
+/// when the tests run as root (PostgreSQL refuses root); stopped and
+/// removed on drop. The binaries are the newest under
+/// `/usr/lib/postgresql/*/bin` (Debian's layout), or `pg_config --bindir`.
+pub struct Postgres {
+    /// A libpq connection string for the cluster's `postgres` database, as
+    /// superuser `tollgate`.
+    pub url: String,
+    child: Option<std::process::Child>,
+    port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(p) = found.pop() {
+        return p;
+    }
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("no PostgreSQL: install postgresql (scripts/install-test-deps.sh does)");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// `program`, run as `nobody` if this process is root (the child itself,
+/// so signals reach it).
+fn as_postgres_user(program: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(program);
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .expect("user nobody");
+        c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    }
+    c
+}
+
+impl Postgres {
+    /// Starts a fresh cluster and waits until it accepts connections.
+    #[must_use]
+    pub fn start() -> Postgres {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let data = dir.path().join("pg");
+        if nix::unistd::geteuid().is_root() {
+            let nobody = nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .expect("user nobody");
+            std::os::unix::fs::chown(
+                dir.path(),
+                Some(nobody.uid.as_raw()),
+                Some(nobody.gid.as_raw()),
+            )
+            .expect("chown");
+        }
+        let init = as_postgres_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "tollgate", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("running initdb");
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut pg = Postgres {
+            url: format!("host=127.0.0.1 port={port} user=tollgate dbname=postgres"),
+            child: None,
+            port,
+            bin,
+            data,
+            _dir: dir,
+        };
+        pg.run();
+        pg
+    }
+
+    /// Starts the server (again), on its port.
+    fn run(&mut self) {
+        let port = self.port;
+        let child = as_postgres_user(&self.bin.join("postgres"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.data.parent().expect("in the temp dir").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting postgres");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // Accepting TCP is not yet accepting logins; give recovery a moment.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    /// Stops the server (SIGINT: PostgreSQL's fast shutdown) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops and starts the server again, on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

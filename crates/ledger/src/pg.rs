@@ -1,0 +1,378 @@
+//! The PostgreSQL backend (issue 21, first step): the same [`LogStore`] as
+//! RocksDB, in seven tables, so that a log can live in a database that many
+//! gates share.
+//!
+//! A batch is **one transaction** that first locks the log's head row
+//! (`SELECT … FOR UPDATE`) and checks that the head is the size the batch
+//! was prepared on: if another writer appended meanwhile, the transaction
+//! is rolled back and the insert fails, and the sequencer re-learns the tip
+//! from the store (`recover`) as after any failed write; its callers get
+//! `NotCommitted` and retry. So however many writers share the database,
+//! the tree has one order and no index is used twice; idempotency keys are
+//! unique in the database (a primary key), so across writers too. A commit
+//! is durable when it returns (`synchronous_commit` on, the default), so
+//! [`LogStore::sync`] has nothing left to do.
+//!
+//! The SQL is plain: row locks and primary keys, no advisory locks, no
+//! LISTEN/NOTIFY. Each connection lives on a thread of its own (the
+//! `postgres` client runs its own small runtime, which must not be entered
+//! from the gate's), and calls are handed to a free one.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use postgres::{Client, NoTls};
+use tlog::Hash;
+
+use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs};
+use crate::Error;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tollgate_hashes (idx BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_leaves (leaf_hash BYTEA PRIMARY KEY, idx BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_idempotency (
+    key BYTEA PRIMARY KEY, idx BIGINT NOT NULL, leaf_hash BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_head (id INT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL);
+INSERT INTO tollgate_head VALUES (1, -1) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NOT NULL);
+";
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("postgres: {e}"))
+}
+
+fn i64_of(n: u64) -> Result<i64, Error> {
+    i64::try_from(n).map_err(|_| Error::Storage(format!("index {n} beyond 2^63")))
+}
+
+fn hash_of(bytes: &[u8]) -> Result<Hash, Error> {
+    Hash::from_slice(bytes).ok_or_else(|| Error::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+/// The log in a PostgreSQL database.
+pub(crate) struct PgStore {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl PgStore {
+    /// Connects `connections` clients to the database at `url` (a libpq
+    /// connection string or `postgres://` URL) and creates the tables if
+    /// they do not exist.
+    pub(crate) fn connect(url: &str, connections: usize) -> Result<PgStore, Error> {
+        let config: postgres::Config = url.parse().map_err(storage)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..connections.max(1) {
+            let mut client = config.connect(NoTls).map_err(storage)?;
+            if n == 0 {
+                client.batch_execute(SCHEMA).map_err(storage)?;
+            }
+            let (rx, config) = (rx.clone(), config.clone());
+            std::thread::Builder::new()
+                .name("ledger-postgres".into())
+                .spawn(move || loop {
+                    let job = rx.lock().expect("jobs lock").recv();
+                    let Ok(job) = job else { break };
+                    if client.is_closed() {
+                        // The server went away: connect again for this job
+                        // (if that fails, the job sees a closed client and
+                        // fails; the next one tries again).
+                        if let Ok(c) = config.connect(NoTls) {
+                            client = c;
+                        }
+                    }
+                    job(&mut client);
+                })
+                .map_err(|e| Error::Storage(e.to_string()))?;
+        }
+        Ok(PgStore {
+            jobs: Mutex::new(Some(tx)),
+        })
+    }
+
+    /// Runs `f` on a free connection and waits for its result.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move |c| drop(tx.send(f(c))));
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .as_ref()
+            .ok_or_else(|| Error::Storage("postgres: closed".into()))?
+            .send(job)
+            .map_err(|_| Error::Storage("postgres: the connection threads stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))?
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The threads end when the channel closes.
+        drop(self.jobs.lock().expect("jobs lock").take());
+    }
+}
+
+impl LogStore for PgStore {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Error> {
+        let wanted = indexes
+            .iter()
+            .map(|&i| i64_of(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT idx, hash FROM tollgate_hashes WHERE idx = ANY($1)",
+                    &[&wanted],
+                )
+                .map_err(storage)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for r in rows {
+                found.insert(r.get::<_, i64>(0), hash_of(r.get::<_, &[u8]>(1))?);
+            }
+            wanted
+                .iter()
+                .map(|i| {
+                    found
+                        .get(i)
+                        .copied()
+                        .ok_or_else(|| Error::NotFound(format!("stored hash {i}")))
+                })
+                .collect()
+        })
+    }
+
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let (from, to) = (i64_of(start)?, i64_of(start + count)?);
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT idx, leaf FROM tollgate_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                    &[&from, &to],
+                )
+                .map_err(storage)?;
+            if rows.len() as u64 != count {
+                return Err(Error::NotFound(format!("entries {start}..{}", start + count)));
+            }
+            Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(1)).collect())
+        })
+    }
+
+    fn has_entry(&self, index: u64) -> Result<bool, Error> {
+        let i = i64_of(index)?;
+        self.run(move |c| {
+            Ok(
+                c.query_opt("SELECT 1 FROM tollgate_entries WHERE idx = $1", &[&i])
+                    .map_err(storage)?
+                    .is_some(),
+            )
+        })
+    }
+
+    fn has_hash(&self, index: u64) -> Result<bool, Error> {
+        let i = i64_of(index)?;
+        self.run(move |c| {
+            Ok(
+                c.query_opt("SELECT 1 FROM tollgate_hashes WHERE idx = $1", &[&i])
+                    .map_err(storage)?
+                    .is_some(),
+            )
+        })
+    }
+
+    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
+        let h = leaf_hash.0.to_vec();
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT idx FROM tollgate_leaves WHERE leaf_hash = $1",
+                &[&h],
+            )
+            .map_err(storage)?
+            .map(|r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        self.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT key, idx, leaf_hash FROM tollgate_idempotency WHERE key = ANY($1)",
+                    &[&keys],
+                )
+                .map_err(storage)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for r in rows {
+                found.insert(
+                    r.get::<_, Vec<u8>>(0),
+                    IdempotencyRecord {
+                        index: r.get::<_, i64>(1) as u64,
+                        leaf_hash: hash_of(r.get::<_, &[u8]>(2))?,
+                    },
+                );
+            }
+            Ok(keys.iter().map(|k| found.get(k).copied()).collect())
+        })
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
+        let s = i64_of(size)?;
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT note FROM tollgate_checkpoints WHERE size = $1",
+                &[&s],
+            )
+            .map_err(storage)?
+            .map(|r| r.get::<_, String>(0)))
+        })
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        self.run(|c| {
+            Ok(c.query_opt(
+                "SELECT size, note FROM tollgate_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .map_err(storage)?
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1))))
+        })
+    }
+
+    fn insert(&self, batch: &Batch) -> Result<(), Error> {
+        // The head a batch expects: the size it was prepared on, or none
+        // yet for the empty log's first checkpoint.
+        let expected: i64 = if batch.leaves.is_empty() && batch.old_size == 0 {
+            -1
+        } else {
+            i64_of(batch.old_size)?
+        };
+        let new_size = i64_of(batch.new_size())?;
+        let first_hash = i64_of(tlog::stored_hash_count(batch.old_size))?;
+        let first = i64_of(batch.old_size)?;
+        let mut idx = Vec::with_capacity(batch.leaves.len());
+        let mut leaves = Vec::with_capacity(batch.leaves.len());
+        let mut keys = Vec::with_capacity(batch.leaves.len());
+        let mut key_hashes = Vec::with_capacity(batch.leaves.len());
+        // The leaf-hash index keeps the latest index of each hash.
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for (k, l) in batch.leaves.iter().enumerate() {
+            let i = first + k as i64;
+            idx.push(i);
+            leaves.push(l.leaf.clone());
+            keys.push(l.key.clone());
+            key_hashes.push(l.leaf_hash.0.to_vec());
+            latest.insert(l.leaf_hash.0.to_vec(), i);
+        }
+        let (leaf_hashes, leaf_idx): (Vec<Vec<u8>>, Vec<i64>) = latest.into_iter().unzip();
+        let hash_idx: Vec<i64> = (0..batch.hashes.len() as i64)
+            .map(|k| first_hash + k)
+            .collect();
+        let hashes: Vec<Vec<u8>> = batch.hashes.iter().map(|h| h.0.to_vec()).collect();
+        let note = batch.checkpoint.clone();
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            let head: i64 = tx
+                .query_one("SELECT size FROM tollgate_head WHERE id = 1 FOR UPDATE", &[])
+                .map_err(storage)?
+                .get(0);
+            if head != expected {
+                return Err(Error::Storage(format!(
+                    "postgres: the log's head is {head}, this batch was prepared on {expected}: \
+                     another writer appended"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO tollgate_entries (idx, leaf) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
+                &[&idx, &leaves],
+            )
+            .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO tollgate_hashes (idx, hash) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
+                &[&hash_idx, &hashes],
+            )
+            .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO tollgate_leaves (leaf_hash, idx) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[]) \
+                 ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx",
+                &[&leaf_hashes, &leaf_idx],
+            )
+            .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
+                 SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[])",
+                &[&keys, &idx, &key_hashes],
+            )
+            .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO tollgate_checkpoints (size, note) VALUES ($1, $2) \
+                 ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note",
+                &[&new_size, &note],
+            )
+            .map_err(storage)?;
+            tx.execute("UPDATE tollgate_head SET size = $1 WHERE id = 1", &[&new_size])
+                .map_err(storage)?;
+            tx.commit().map_err(storage)
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        // Every insert committed synchronously: durable already.
+        Ok(())
+    }
+
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let k = key.to_vec();
+        self.run(move |c| {
+            Ok(
+                c.query_opt("SELECT value FROM tollgate_state WHERE key = $1", &[&k])
+                    .map_err(storage)?
+                    .map(|r| r.get::<_, Vec<u8>>(0)),
+            )
+        })
+    }
+
+    fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error> {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            for (k, v) in &pairs {
+                tx.execute(
+                    "INSERT INTO tollgate_state (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[k, v],
+                )
+                .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)
+        })
+    }
+
+    fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error> {
+        let p = prefix.to_vec();
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT key, value FROM tollgate_state WHERE substr(key, 1, length($1)) = $1 ORDER BY key",
+                &[&p],
+            )
+            .map_err(storage)?
+            .into_iter()
+            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+            .collect())
+        })
+    }
+}
