@@ -331,6 +331,37 @@ impl Ledger {
         self.shared.latest.read().expect("latest lock").clone()
     }
 
+    /// On a store other writers share (PostgreSQL): learns what they
+    /// committed. If the store's last checkpoint is newer than the published
+    /// one, it is checked as recovery checks it (the log key's signature,
+    /// its root recomputed from the stored hashes) and published, so proofs,
+    /// tiles and receipts up to it are served. Returns the published size.
+    /// On a store of its own, nothing to learn.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or [`Error::Corrupt`] for a checkpoint that does
+    /// not check out (nothing is published then).
+    pub fn refresh(&self) -> Result<u64, Error> {
+        let store = &self.shared.store;
+        let published = self.committed_size();
+        if !store.backend().shared() {
+            return Ok(published);
+        }
+        let Some((size, text)) = store.backend().last_checkpoint()? else {
+            return Ok(published);
+        };
+        if size <= published {
+            return Ok(published);
+        }
+        let newer = Arc::new(store.verified(&self.shared.verifier, size, text)?);
+        let mut latest = self.shared.latest.write().expect("latest lock");
+        if latest.checkpoint.size < size {
+            *latest = newer;
+        }
+        Ok(latest.checkpoint.size)
+    }
+
     fn committed_size(&self) -> u64 {
         self.latest().checkpoint.size
     }

@@ -597,7 +597,13 @@ impl Syncer {
                 self.shared.store.remember(base, &p.hashes);
             }
             let newest = group.last().expect("a group").prepared.checkpoint.clone();
-            *self.shared.latest.write().expect("latest lock") = newest;
+            let mut latest = self.shared.latest.write().expect("latest lock");
+            // Only forward: on a shared store, `Ledger::refresh` may have
+            // published another writer's newer checkpoint already.
+            if newest.checkpoint.size >= latest.checkpoint.size {
+                *latest = newest;
+            }
+            drop(latest);
             // 6. Answer. Nothing after the fsync can fail, so no caller is
             //    told "not committed" about a batch that was.
             for job in group {

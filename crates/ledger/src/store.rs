@@ -275,16 +275,28 @@ impl Store {
             b.sync()?;
             return Ok(SignedCheckpoint { checkpoint, note });
         };
+        self.verified(key.verifier(), size, text)
+    }
+
+    /// The checkpoint `text` stored for `size`, checked as recovery checks
+    /// it: signed by the log key, of `size` and the key's origin, and its
+    /// root recomputed from the stored hashes; nothing stored beyond it,
+    /// unless the store is shared (another writer may have appended since).
+    pub(crate) fn verified(
+        &self,
+        verifier: &note::VerifierKey,
+        size: u64,
+        text: String,
+    ) -> Result<SignedCheckpoint, Error> {
+        let b = &*self.backend;
+        let origin = verifier.name();
         let signed = Note::parse(text.as_bytes())?;
-        signed
-            .verify(std::slice::from_ref(key.verifier()))
-            .map_err(|e| {
-                Error::Corrupt(format!(
-                    "the last checkpoint (size {size}) does not verify with log key {}: {e}; \
-                 is this the right key for this data directory?",
-                    key.verifier()
-                ))
-            })?;
+        signed.verify(std::slice::from_ref(verifier)).map_err(|e| {
+            Error::Corrupt(format!(
+                "the last checkpoint (size {size}) does not verify with log key {verifier}: {e}; \
+                 is this the right key for this data directory?"
+            ))
+        })?;
         let checkpoint = Checkpoint::parse(signed.text())?;
         if checkpoint.size != size || checkpoint.origin != origin {
             return Err(Error::Corrupt(format!(

@@ -30,6 +30,19 @@ fn leaf(k: &str) -> Vec<u8> {
     format!("leaf for {k}").into_bytes()
 }
 
+/// An append retried as a client retries a 503: a batch prepared on a tip
+/// another writer moved fails whole, and the next attempt goes on top.
+fn retrying(ledger: &Ledger, key: &str) -> ledger::Appended {
+    for _ in 0..50 {
+        match ledger.append_blocking(leaf(key), key.as_bytes().to_vec()) {
+            Ok(a) => return a,
+            Err(Error::NotCommitted(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{key}: not committed after 50 attempts")
+}
+
 #[test]
 fn appends_proofs_idempotency_and_recovery_on_postgres() {
     let pg = testkit::Postgres::start();
@@ -134,4 +147,33 @@ fn two_writers_on_one_database_never_share_an_index() {
         assert_eq!(entries[*index as usize], leaf(key), "entry {index}");
     }
     eprintln!("{refused} appends refused as conflicts and retried");
+}
+
+/// A ledger learns what another writer committed to the shared database
+/// (`refresh`), and then serves it: entries, proofs to the new checkpoint.
+#[test]
+fn a_ledger_learns_and_serves_what_another_writer_committed() {
+    let pg = testkit::Postgres::start();
+    let k = key();
+    let a = Ledger::open_postgres(&pg.url, k.clone(), opts()).unwrap();
+    let b = Ledger::open_postgres(&pg.url, k.clone(), opts()).unwrap();
+    let mine = retrying(&b, "b-0");
+    let theirs: Vec<ledger::Appended> = (0..20).map(|i| retrying(&a, &format!("a-{i}"))).collect();
+    let size = a.latest().checkpoint.size;
+    assert!(b.latest().checkpoint.size < size, "b has not learnt it yet");
+    assert_eq!(b.refresh().unwrap(), size);
+    assert_eq!(b.latest().note, a.latest().note);
+    for (i, x) in theirs.iter().enumerate() {
+        assert_eq!(b.entry(x.index).unwrap(), leaf(&format!("a-{i}")));
+    }
+    // b proves its own entry and a's in the tree it learnt.
+    for index in [mine.index, theirs[7].index] {
+        let proof = b.inclusion_proof(index, size).unwrap();
+        let cp = common::verified(&b.latest(), k.verifier());
+        let leaf_hash = tlog::leaf_hash(&b.entry(index).unwrap());
+        tlog::verify_inclusion(&leaf_hash, index, size, &proof, &cp.root).unwrap();
+    }
+    // b appends again on top (after a conflict the sequencer re-learns).
+    assert!(retrying(&b, "b-1").index >= size);
+    assert_eq!(check_whole_log(&b).len() as u64, b.latest().checkpoint.size);
 }
