@@ -2024,3 +2024,81 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
         &dir.path().join("audit.state"),
     );
 }
+
+/// Two gates on one PostgreSQL log (`log_store`), with the same keys: a
+/// decision made on one is the other's idempotent answer, each serves what
+/// the other appended, and the shared log passes an audit.
+#[test]
+fn two_gates_share_one_log_on_postgres() {
+    use std::os::unix::fs::DirBuilderExt;
+    let pg = testkit::Postgres::start();
+    let env = [("TOLLGATE_LOG_STORE", pg.url.as_str())];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start_with_env(da.path(), &env);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(db.path().join("data"))
+        .unwrap();
+    for f in [
+        "log.skey",
+        "gate.skey",
+        "origin",
+        "admin.token",
+        "demo.token",
+    ] {
+        std::fs::copy(
+            da.path().join("data").join(f),
+            db.path().join("data").join(f),
+        )
+        .unwrap();
+    }
+    let b = Server::start_with_env(db.path(), &env);
+    let transfer = |key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 500}),
+            key,
+        )
+    };
+    let first = a.decide(&transfer("shared-1"));
+    assert_eq!(first.decision, Decision::Permit);
+    let again = b.decide(&transfer("shared-1"));
+    assert!(again.replayed, "the other gate answers with the original");
+    assert_eq!(
+        (again.receipt_id.as_str(), again.log_index),
+        (first.receipt_id.as_str(), first.log_index)
+    );
+    let second = b.decide(&transfer("shared-2"));
+    assert_eq!(second.decision, Decision::Permit);
+    assert!(second.log_index > first.log_index);
+    let (status, found) = a.post(
+        "/v1/replay",
+        serde_json::to_string(&second).unwrap().as_bytes(),
+    );
+    assert_eq!(
+        (status, found["same"].clone()),
+        (200, json!(true)),
+        "{found}"
+    );
+    // Each learns the other's checkpoints.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.checkpoint().size != b.checkpoint().size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gates never agreed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    testkit::audit(
+        &a.url,
+        &da.path().join("data"),
+        &da.path().join("audit.state"),
+    );
+    testkit::audit(
+        &b.url,
+        &db.path().join("data"),
+        &db.path().join("audit.state"),
+    );
+}

@@ -94,6 +94,11 @@ pub struct Config {
     pub unix_callers: std::collections::BTreeMap<String, String>,
     /// Directory for the RocksDB log, keys and the admin token. Default `./data`.
     pub data_dir: PathBuf,
+    /// Where the log lives: unset, RocksDB in `<data_dir>/log`; a
+    /// `postgres://…` URL or libpq connection string, a PostgreSQL database
+    /// several gates may share (each with the same keys and origin). Its
+    /// password, if any, is never printed.
+    pub log_store: Option<String>,
     /// The log's origin (checkpoint first line and log key name). Default:
     /// generated on first start (`<host>/tollgate-<8 random hex>`) and kept in
     /// `<data_dir>/origin`, so two installs never share one; once a data
@@ -176,6 +181,7 @@ impl Default for Config {
             tls_client_ca: None,
             tls_callers: std::collections::BTreeMap::new(),
             data_dir: PathBuf::from("data"),
+            log_store: None,
             origin: None,
             gate_key_name: "tollgate.local/gate".into(),
             log_key_file: None,
@@ -229,6 +235,7 @@ pub const SETTINGS: &[&str] = &[
     "tls_client_ca",
     "tls_callers",
     "data_dir",
+    "log_store",
     "origin",
     "gate_key_name",
     "log_key_file",

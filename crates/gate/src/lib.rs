@@ -108,6 +108,21 @@ impl Gate {
         if let Some(w) = &self.witnessing {
             tokio::spawn(w.clone().run(self.ledger.clone()));
         }
+        if self.ledger.shared() {
+            // A log other gates append to: learn their checkpoints, so this
+            // gate serves them (checkpoints, tiles, proofs, receipts).
+            let ledger = self.ledger.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+                loop {
+                    every.tick().await;
+                    let l = ledger.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.refresh()).await {
+                        tracing::warn!("learning other gates' checkpoints: {e}");
+                    }
+                }
+            });
+        }
     }
 
     /// The checkpoint served at `/log/checkpoint`: with witnesses configured,

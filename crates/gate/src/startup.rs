@@ -241,12 +241,20 @@ impl Gate {
             recent_hashes: config.hash_cache_mb << 15, // 2^20 bytes / 32 per hash
         };
         let ledger =
-            Ledger::open(&config.data_dir.join("log"), log_key, options).map_err(|source| {
-                StartupError::Log {
-                    path: config.data_dir.clone(),
-                    source,
-                }
-            })?;
+            match &config.log_store {
+                Some(url) => Ledger::open_postgres(url, log_key, options).map_err(|source| {
+                    StartupError::Log {
+                        path: std::path::PathBuf::from("log_store (PostgreSQL)"),
+                        source,
+                    }
+                })?,
+                None => Ledger::open(&config.data_dir.join("log"), log_key, options).map_err(
+                    |source| StartupError::Log {
+                        path: config.data_dir.clone(),
+                        source,
+                    },
+                )?,
+            };
         let witnessing = match &config.witness_policy {
             Some(path) => Some(Arc::new(witnessing::Witnessing::open(
                 path,

@@ -362,6 +362,12 @@ impl Ledger {
         Ok(latest.checkpoint.size)
     }
 
+    /// Whether other writers may share the store (PostgreSQL).
+    #[must_use]
+    pub fn shared(&self) -> bool {
+        self.shared.store.backend().shared()
+    }
+
     fn committed_size(&self) -> u64 {
         self.latest().checkpoint.size
     }
@@ -443,12 +449,17 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn lookup(&self, idempotency_key: &[u8]) -> Result<Option<(u64, Hash)>, Error> {
-        let size = self.committed_size();
-        Ok(self
+        let mut size = self.committed_size();
+        let found = self
             .shared
             .store
             .backend()
-            .idempotency(&[idempotency_key])?[0]
+            .idempotency(&[idempotency_key])?[0];
+        if found.is_some_and(|r| r.index >= size) && self.shared() {
+            // Another writer committed it: learn that checkpoint first.
+            size = self.refresh()?;
+        }
+        Ok(found
             .filter(|r| r.index < size)
             .map(|r| (r.index, r.leaf_hash)))
     }

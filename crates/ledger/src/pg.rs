@@ -42,8 +42,16 @@ CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NO
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("postgres: {e}"))
+fn storage(e: postgres::Error) -> Error {
+    match e.as_db_error() {
+        // The server's own message and SQLSTATE, not just "db error".
+        Some(db) => Error::Storage(format!(
+            "postgres: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        )),
+        None => Error::Storage(format!("postgres: {e}")),
+    }
 }
 
 fn i64_of(n: u64) -> Result<i64, Error> {
@@ -68,27 +76,47 @@ impl PgStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..connections.max(1) {
-            let mut client = config.connect(NoTls).map_err(storage)?;
-            if n == 0 {
-                client.batch_execute(SCHEMA).map_err(storage)?;
-            }
             let (rx, config) = (rx.clone(), config.clone());
+            // Each client connects on its own thread: the `postgres` client
+            // drives a runtime there, which must not nest in the caller's.
+            let (ready_tx, ready) = mpsc::channel::<Result<(), Error>>();
             std::thread::Builder::new()
                 .name("ledger-postgres".into())
-                .spawn(move || loop {
-                    let job = rx.lock().expect("jobs lock").recv();
-                    let Ok(job) = job else { break };
-                    if client.is_closed() {
-                        // The server went away: connect again for this job
-                        // (if that fails, the job sees a closed client and
-                        // fails; the next one tries again).
-                        if let Ok(c) = config.connect(NoTls) {
-                            client = c;
+                .spawn(move || {
+                    let connected = config.connect(NoTls).map_err(storage).and_then(|mut c| {
+                        if n == 0 {
+                            c.batch_execute(SCHEMA).map_err(storage)?;
                         }
+                        Ok(c)
+                    });
+                    let mut client = match connected {
+                        Ok(c) => {
+                            let _ = ready_tx.send(Ok(()));
+                            c
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    loop {
+                        let job = rx.lock().expect("jobs lock").recv();
+                        let Ok(job) = job else { break };
+                        if client.is_closed() {
+                            // The server went away: connect again for this
+                            // job (if that fails, the job sees a closed
+                            // client and fails; the next one tries again).
+                            if let Ok(c) = config.connect(NoTls) {
+                                client = c;
+                            }
+                        }
+                        job(&mut client);
                     }
-                    job(&mut client);
                 })
                 .map_err(|e| Error::Storage(e.to_string()))?;
+            ready
+                .recv()
+                .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))??;
         }
         Ok(PgStore {
             jobs: Mutex::new(Some(tx)),
@@ -366,7 +394,7 @@ impl LogStore for PgStore {
         let p = prefix.to_vec();
         self.run(move |c| {
             Ok(c.query(
-                "SELECT key, value FROM tollgate_state WHERE substr(key, 1, length($1)) = $1 ORDER BY key",
+                "SELECT key, value FROM tollgate_state WHERE substr(key, 1, length($1::BYTEA)) = $1::BYTEA ORDER BY key",
                 &[&p],
             )
             .map_err(storage)?

@@ -298,6 +298,17 @@ impl Sequencer {
     /// it over once the previous one is written. Returns Err only for a fatal
     /// error, after which the sequencer stops and every later append fails.
     fn sequence(&mut self, requests: Vec<Request>) -> Result<(), String> {
+        // A store other writers share: prepare on its newest tip, not only
+        // on ours, so the batch does not fail for a tip they moved (one
+        // query; the batch's own transaction checks again).
+        let backend = self.shared.store.backend();
+        if self.in_flight.is_none() && backend.shared() {
+            if let Ok(Some((size, _))) = backend.last_checkpoint() {
+                if size != self.tip.checkpoint.size {
+                    self.recover("another writer appended")?;
+                }
+            }
+        }
         let mut prepared = self.prepare(&requests);
         if self.settle()? {
             // The batch this one was built on failed: prepare it again on the

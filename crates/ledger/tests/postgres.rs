@@ -33,14 +33,16 @@ fn leaf(k: &str) -> Vec<u8> {
 /// An append retried as a client retries a 503: a batch prepared on a tip
 /// another writer moved fails whole, and the next attempt goes on top.
 fn retrying(ledger: &Ledger, key: &str) -> ledger::Appended {
-    for _ in 0..50 {
+    for attempt in 0..200u64 {
         match ledger.append_blocking(leaf(key), key.as_bytes().to_vec()) {
             Ok(a) => return a,
-            Err(Error::NotCommitted(_)) => {}
+            Err(Error::NotCommitted(_)) => {
+                std::thread::sleep(Duration::from_millis(1 + attempt % 8));
+            }
             Err(e) => panic!("{e}"),
         }
     }
-    panic!("{key}: not committed after 50 attempts")
+    panic!("{key}: not committed after 200 attempts")
 }
 
 #[test]
@@ -114,14 +116,17 @@ fn two_writers_on_one_database_never_share_an_index() {
                     let mut refused = 0;
                     for i in 0..60 {
                         let key = format!("w{t}-{i}");
-                        // Retried as a client would after a 503.
-                        for _ in 0..50 {
+                        // Retried as a client would after a 503, backing off.
+                        for attempt in 0..200u64 {
                             match ledger.append_blocking(leaf(&key), key.clone().into_bytes()) {
                                 Ok(x) => {
                                     acked.push((key.clone(), x.index));
                                     break;
                                 }
-                                Err(Error::NotCommitted(_)) => refused += 1,
+                                Err(Error::NotCommitted(_)) => {
+                                    refused += 1;
+                                    std::thread::sleep(Duration::from_millis(1 + attempt % 8));
+                                }
                                 Err(e) => panic!("{e}: {:?}", ledger.writable()),
                             }
                         }
