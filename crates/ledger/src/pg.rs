@@ -42,6 +42,24 @@ CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NO
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
+/// Creates the tables if they do not exist. Writers starting together on an
+/// empty database can collide inside PostgreSQL's catalog (`CREATE TABLE IF
+/// NOT EXISTS` is not safe against a concurrent twin): the loser tries
+/// again and finds the tables there.
+fn create_schema(c: &mut Client) -> Result<(), Error> {
+    let mut last = None;
+    for attempt in 0..10u64 {
+        match c.batch_execute(SCHEMA) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = Some(storage(e));
+                std::thread::sleep(std::time::Duration::from_millis(20 * (attempt + 1)));
+            }
+        }
+    }
+    Err(last.expect("ten attempts"))
+}
+
 fn storage(e: postgres::Error) -> Error {
     match e.as_db_error() {
         // The server's own message and SQLSTATE, not just "db error".
@@ -85,7 +103,7 @@ impl PgStore {
                 .spawn(move || {
                     let connected = config.connect(NoTls).map_err(storage).and_then(|mut c| {
                         if n == 0 {
-                            c.batch_execute(SCHEMA).map_err(storage)?;
+                            create_schema(&mut c)?;
                         }
                         Ok(c)
                     });

@@ -182,3 +182,23 @@ fn a_ledger_learns_and_serves_what_another_writer_committed() {
     assert!(retrying(&b, "b-1").index >= size);
     assert_eq!(check_whole_log(&b).len() as u64, b.latest().checkpoint.size);
 }
+
+/// Several writers opening one empty database at once all start, on one
+/// first checkpoint.
+#[test]
+fn writers_opening_an_empty_database_at_once_agree_on_its_start() {
+    let pg = testkit::Postgres::start();
+    let k = key();
+    let ledgers: Vec<Ledger> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, k) = (&pg.url, k.clone());
+                s.spawn(move || Ledger::open_postgres(url, k, opts()).unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = ledgers[0].latest().note.clone();
+    assert!(ledgers.iter().all(|l| l.latest().note == first));
+    retrying(&ledgers[3], "after");
+}
