@@ -38,6 +38,9 @@ struct Bound {
     decided_at_ns: i64,
     derived: serde_json::Value,
     evaluation: Evaluation,
+    /// With a shadow policy: its decision beside the enforced one, for the
+    /// metrics of decisions (not of unlogged evaluations).
+    shadowed: Option<(Decision, Decision)>,
 }
 
 pub(crate) async fn decide(
@@ -219,9 +222,13 @@ impl Gate {
             decided_at_ns,
             derived,
             evaluation,
+            shadowed,
         } = self
             .bind_and_evaluate(caller, via, &request, &request_value, &counters, approvals)
             .await;
+        if let Some((enforced, shadow)) = shadowed {
+            self.metrics.shadow(enforced, shadow);
+        }
         let ask = evaluation.approval;
 
         // 5. Sign the receipt.
@@ -363,6 +370,7 @@ impl Gate {
         }
 
         // 4. Evaluate, fail closed.
+        let mut shadowed = None;
         let evaluation = match &active {
             Some(_) if matches!(history, Some(Err(_))) => {
                 Evaluation::silence(history.and_then(Result::err).unwrap_or_default())
@@ -386,7 +394,7 @@ impl Gate {
                             self.evaluators.decide(a.clone(), input.clone()),
                             self.evaluators.decide(s.clone(), input),
                         );
-                        self.metrics.shadow(enforced.decision, shadow.decision);
+                        shadowed = Some((enforced.decision, shadow.decision));
                         derived["shadow"] = serde_json::json!({
                             "version": s.version,
                             "engine": engine_name(&s.compiled),
@@ -404,6 +412,7 @@ impl Gate {
             decided_at_ns,
             derived,
             evaluation,
+            shadowed,
         }
     }
 
