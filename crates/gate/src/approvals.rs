@@ -125,15 +125,22 @@ impl Request {
 }
 
 impl Gate {
-    /// Whether any approval request holds approvals (else a decision need
-    /// not look its request up).
-    pub(crate) fn has_votes(&self) -> bool {
-        !self.voted.read().expect("voted lock").is_empty()
+    /// The id of the live approval request for `request` (normalized) if it
+    /// may hold approvals. While none does, nothing is computed: the
+    /// decision path pays one read of an empty set.
+    pub(crate) fn voted_request(&self, request: &Value) -> Option<String> {
+        let voted = self.voted.read().expect("voted lock");
+        if voted.is_empty() {
+            return None;
+        }
+        let (id, _) = protocol::approval_id(request);
+        voted.contains(&id).then_some(id)
     }
 
-    /// Whether request `id` may hold approvals (checked against its record).
-    pub(crate) fn voted(&self, id: &str) -> bool {
-        self.voted.read().expect("voted lock").contains(id)
+    /// The approvals a decision on request `id` may rely on now
+    /// (`derived.approvals`), read from its record.
+    pub(crate) fn attachable(&self, id: &str) -> Result<Option<Value>, GateError> {
+        Ok(self.approval(id)?.and_then(|r| r.attachable(now_ns())))
     }
 
     /// Start-up: the live requests that hold approvals.

@@ -96,12 +96,8 @@ impl Gate {
         let request = DecisionRequest::parse(body)?;
         let value = request.to_value();
         let counters = self.history.gate.read().await;
-        let id = self
-            .has_votes()
-            .then(|| protocol::approval_id(&value).0)
-            .filter(|id| self.voted(id));
-        let approvals = match id {
-            Some(id) => self.approval(&id)?.and_then(|r| r.attachable(now_ns())),
+        let approvals = match self.voted_request(&value) {
+            Some(id) => self.attachable(&id)?,
             None => None,
         };
         let bound = self
@@ -201,18 +197,14 @@ impl Gate {
         //    them to the commit (history.rs, approvals.rs), so none passes a
         //    limit another already used, and no approval is used twice.
         let counters = self.history.gate.read().await;
-        // Only while some request holds approvals is a request's id computed.
-        let approval_id = self
-            .has_votes()
-            .then(|| protocol::approval_id(&request_value).0)
-            .filter(|id| self.voted(id));
+        let approval_id = self.voted_request(&request_value);
         let _one_at_a_time = match counters.any() || approval_id.is_some() {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
         };
         let approvals = match &approval_id {
             // Read under the lock: another decision may have used them.
-            Some(id) => self.approval(id)?.and_then(|r| r.attachable(now_ns())),
+            Some(id) => self.attachable(id)?,
             None => None,
         };
         let relies_on_approvals = approvals.is_some();
