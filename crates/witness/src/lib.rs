@@ -216,16 +216,19 @@ impl Witness {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = self
-            .dir
-            .join("evidence")
-            .join(format!("{}-{now}", state::file_stem(&held.origin)));
+        let name = format!("{}-{now}", state::file_stem(&held.origin));
+        let dir = self.dir.join("evidence").join(&name);
         let proof_text: String = proof.iter().map(|h| B64.encode(h.0) + "\n").collect();
-        let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            std::fs::write(dir.join("held.checkpoint"), &held.checkpoint)?;
-            std::fs::write(dir.join("offending.checkpoint"), offending)?;
-            std::fs::write(dir.join("proof"), proof_text)?;
-            std::fs::write(dir.join("reason"), format!("{why}\n"))
+        // Written beside `evidence/` and renamed into it: an evidence
+        // directory is complete whenever anyone sees it.
+        let partial = self.dir.join(format!(".evidence-{name}"));
+        let written = std::fs::create_dir_all(&partial).and_then(|()| {
+            std::fs::write(partial.join("held.checkpoint"), &held.checkpoint)?;
+            std::fs::write(partial.join("offending.checkpoint"), offending)?;
+            std::fs::write(partial.join("proof"), proof_text)?;
+            std::fs::write(partial.join("reason"), format!("{why}\n"))?;
+            std::fs::create_dir_all(self.dir.join("evidence"))?;
+            std::fs::rename(&partial, &dir)
         });
         self.alerts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
