@@ -506,6 +506,29 @@ impl Ledger {
             .ok_or_else(|| Error::Corrupt(format!("entry {index} missing")))
     }
 
+    /// The leaves `start..start + count` (a range read), all within the
+    /// committed tree.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for a range past the committed tree.
+    pub fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let size = self.committed_size();
+        if start.checked_add(count).is_none_or(|end| end > size) {
+            return Err(Error::NotFound(format!(
+                "entries {start}..+{count} are not in a tree of size {size}"
+            )));
+        }
+        let entries = self.shared.store.backend().entries(start, count)?;
+        if entries.len() as u64 != count {
+            return Err(Error::Corrupt(format!(
+                "entries {start}..+{count}: {} stored",
+                entries.len()
+            )));
+        }
+        Ok(entries)
+    }
+
     /// The contents of a C2SP tlog-tiles hash tile or entry bundle. A tile is
     /// served if the committed tree holds at least `tile.width` of its hashes
     /// (or entries); contents never change once served.

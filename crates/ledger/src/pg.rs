@@ -1,22 +1,26 @@
-//! The PostgreSQL backend (issue 21, first step): the same [`LogStore`] as
-//! RocksDB, in seven tables, so that a log can live in a database that many
-//! gates share.
+//! The PostgreSQL backend (issue 21): the same [`LogStore`] as RocksDB, in
+//! seven tables, so that a log can live in a database that many gates
+//! share.
 //!
-//! A batch is **one transaction** that first locks the log's head row
-//! (`SELECT … FOR UPDATE`) and checks that the head is the size the batch
-//! was prepared on: if another writer appended meanwhile, the transaction
-//! is rolled back and the insert fails, and the sequencer re-learns the tip
-//! from the store (`recover`) as after any failed write; its callers get
-//! `NotCommitted` and retry. So however many writers share the database,
-//! the tree has one order and no index is used twice; idempotency keys are
-//! unique in the database (a primary key), so across writers too. A commit
-//! is durable when it returns (`synchronous_commit` on, the default), so
-//! [`LogStore::sync`] has nothing left to do.
+//! A batch is **one transaction holding the log's head**: the sequencer
+//! first takes a [`Turn`] (a transaction that locks the head row with
+//! `SELECT … FOR UPDATE`), learns the tip again if another writer moved it,
+//! prepares the batch on that head, and writes entries, stored hashes, both
+//! indexes, the checkpoint and the new head in the same transaction, then
+//! commits. Writers queue on the row lock, so however many gates share the
+//! database the tree has one order, no index is used twice and no batch is
+//! prepared on a stale head. Idempotency keys are unique in the database (a
+//! primary key), so across writers too. A commit is durable when it returns
+//! (`synchronous_commit` on, the default), so [`LogStore::sync`] has nothing
+//! left to do. A writer that dies holding the head loses its connection and
+//! with it the lock; one that hangs is cut off by
+//! `idle_in_transaction_session_timeout` (set per session, [`IDLE_IN_TX`]).
 //!
 //! The SQL is plain: row locks and primary keys, no advisory locks, no
 //! LISTEN/NOTIFY. Each connection lives on a thread of its own (the
 //! `postgres` client runs its own small runtime, which must not be entered
-//! from the gate's), and calls are handed to a free one.
+//! from the gate's), and calls are handed to a free one; a connection the
+//! server closed is opened again for the next call.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -25,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use postgres::{Client, NoTls};
 use tlog::Hash;
 
-use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs};
+use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs, Turn};
 use crate::Error;
 
 const SCHEMA: &str = "
@@ -41,6 +45,10 @@ CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NO
 ";
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// A session idle this long inside a transaction (a writer holding the head
+/// that stopped) is ended by the server, which releases the head.
+pub(crate) const IDLE_IN_TX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Creates the tables if they do not exist. Writers starting together on an
 /// empty database can collide inside PostgreSQL's catalog (`CREATE TABLE IF
@@ -80,6 +88,135 @@ fn hash_of(bytes: &[u8]) -> Result<Hash, Error> {
     Hash::from_slice(bytes).ok_or_else(|| Error::Corrupt("a stored hash is not 32 bytes".into()))
 }
 
+/// Locks the log's head row for the rest of `tx`; returns its size (-1:
+/// no first checkpoint yet).
+fn lock_head(tx: &mut postgres::Transaction<'_>) -> Result<i64, Error> {
+    Ok(tx
+        .query_one(
+            "SELECT size FROM tollgate_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .map_err(storage)?
+        .get(0))
+}
+
+/// A batch as the arrays its `UNNEST` inserts take.
+struct Rows {
+    idx: Vec<i64>,
+    leaves: Vec<Vec<u8>>,
+    keys: Vec<Vec<u8>>,
+    key_hashes: Vec<Vec<u8>>,
+    leaf_hashes: Vec<Vec<u8>>,
+    leaf_idx: Vec<i64>,
+    hash_idx: Vec<i64>,
+    hashes: Vec<Vec<u8>>,
+    new_size: i64,
+    note: String,
+}
+
+impl Rows {
+    fn of(batch: &Batch) -> Result<Rows, Error> {
+        let new_size = i64_of(batch.new_size())?;
+        let first_hash = i64_of(tlog::stored_hash_count(batch.old_size))?;
+        let first = i64_of(batch.old_size)?;
+        let n = batch.leaves.len();
+        let (mut idx, mut leaves) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut keys, mut key_hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        // The leaf-hash index keeps the latest index of each hash.
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for (k, l) in batch.leaves.iter().enumerate() {
+            let i = first + k as i64;
+            idx.push(i);
+            leaves.push(l.leaf.clone());
+            keys.push(l.key.clone());
+            key_hashes.push(l.leaf_hash.0.to_vec());
+            latest.insert(l.leaf_hash.0.to_vec(), i);
+        }
+        let (leaf_hashes, leaf_idx) = latest.into_iter().unzip();
+        Ok(Rows {
+            idx,
+            leaves,
+            keys,
+            key_hashes,
+            leaf_hashes,
+            leaf_idx,
+            hash_idx: (0..batch.hashes.len() as i64)
+                .map(|k| first_hash + k)
+                .collect(),
+            hashes: batch.hashes.iter().map(|h| h.0.to_vec()).collect(),
+            new_size,
+            note: batch.checkpoint.clone(),
+        })
+    }
+
+    /// Writes entries, stored hashes, both indexes, the checkpoint and the
+    /// new head, inside `tx` (which holds the head row).
+    fn write(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), Error> {
+        tx.execute(
+            "INSERT INTO tollgate_entries (idx, leaf) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
+            &[&self.idx, &self.leaves],
+        )
+        .map_err(storage)?;
+        tx.execute(
+            "INSERT INTO tollgate_hashes (idx, hash) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
+            &[&self.hash_idx, &self.hashes],
+        )
+        .map_err(storage)?;
+        tx.execute(
+            "INSERT INTO tollgate_leaves (leaf_hash, idx) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[]) \
+             ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx",
+            &[&self.leaf_hashes, &self.leaf_idx],
+        )
+        .map_err(storage)?;
+        tx.execute(
+            "INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
+             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[])",
+            &[&self.keys, &self.idx, &self.key_hashes],
+        )
+        .map_err(storage)?;
+        tx.execute(
+            "INSERT INTO tollgate_checkpoints (size, note) VALUES ($1, $2) \
+             ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note",
+            &[&self.new_size, &self.note],
+        )
+        .map_err(storage)?;
+        tx.execute(
+            "UPDATE tollgate_head SET size = $1 WHERE id = 1",
+            &[&self.new_size],
+        )
+        .map_err(storage)?;
+        Ok(())
+    }
+}
+
+/// The head held by an open transaction (see [`PgStore::turn`]).
+struct PgTurn {
+    head: u64,
+    batch: mpsc::Sender<(Rows, mpsc::Sender<Result<(), Error>>)>,
+}
+
+impl Turn for PgTurn {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn insert(self: Box<Self>, batch: &Batch) -> Result<(), Error> {
+        if batch.old_size != self.head {
+            return Err(Error::Storage(format!(
+                "postgres: a batch prepared on {} offered to the head at {}",
+                batch.old_size, self.head
+            )));
+        }
+        let (done_tx, done) = mpsc::channel();
+        self.batch.send((Rows::of(batch)?, done_tx)).map_err(|_| {
+            Error::Storage("postgres: the connection holding the head failed".into())
+        })?;
+        done.recv().map_err(|_| {
+            Error::Storage("postgres: the connection holding the head failed".into())
+        })?
+    }
+}
+
 /// The log in a PostgreSQL database.
 pub(crate) struct PgStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -90,7 +227,20 @@ impl PgStore {
     /// connection string or `postgres://` URL) and creates the tables if
     /// they do not exist.
     pub(crate) fn connect(url: &str, connections: usize) -> Result<PgStore, Error> {
-        let config: postgres::Config = url.parse().map_err(storage)?;
+        let mut config: postgres::Config = url.parse().map_err(storage)?;
+        // A server that does not answer fails a connection attempt rather
+        // than hanging it; a peer that vanished is noticed; a session that
+        // holds the head and goes quiet gives it up.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(30));
+        let options = config.get_options().unwrap_or_default().to_string();
+        config.options(&format!(
+            "{options} -c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TX.as_millis()
+        ));
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..connections.max(1) {
@@ -147,16 +297,20 @@ impl PgStore {
         f: impl FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (tx, rx) = mpsc::channel();
-        let job: Job = Box::new(move |c| drop(tx.send(f(c))));
+        self.submit(Box::new(move |c| drop(tx.send(f(c)))))?;
+        rx.recv()
+            .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))?
+    }
+
+    /// Hands `job` to a free connection.
+    fn submit(&self, job: Job) -> Result<(), Error> {
         self.jobs
             .lock()
             .expect("jobs lock")
             .as_ref()
             .ok_or_else(|| Error::Storage("postgres: closed".into()))?
             .send(job)
-            .map_err(|_| Error::Storage("postgres: the connection threads stopped".into()))?;
-        rx.recv()
-            .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))?
+            .map_err(|_| Error::Storage("postgres: the connection threads stopped".into()))
     }
 }
 
@@ -293,80 +447,64 @@ impl LogStore for PgStore {
     }
 
     fn insert(&self, batch: &Batch) -> Result<(), Error> {
-        // The head a batch expects: the size it was prepared on, or none
-        // yet for the empty log's first checkpoint.
+        // Without a turn (the empty log's first checkpoint): the head must
+        // be what the batch was prepared on, or none yet for that first one.
         let expected: i64 = if batch.leaves.is_empty() && batch.old_size == 0 {
             -1
         } else {
             i64_of(batch.old_size)?
         };
-        let new_size = i64_of(batch.new_size())?;
-        let first_hash = i64_of(tlog::stored_hash_count(batch.old_size))?;
-        let first = i64_of(batch.old_size)?;
-        let mut idx = Vec::with_capacity(batch.leaves.len());
-        let mut leaves = Vec::with_capacity(batch.leaves.len());
-        let mut keys = Vec::with_capacity(batch.leaves.len());
-        let mut key_hashes = Vec::with_capacity(batch.leaves.len());
-        // The leaf-hash index keeps the latest index of each hash.
-        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-        for (k, l) in batch.leaves.iter().enumerate() {
-            let i = first + k as i64;
-            idx.push(i);
-            leaves.push(l.leaf.clone());
-            keys.push(l.key.clone());
-            key_hashes.push(l.leaf_hash.0.to_vec());
-            latest.insert(l.leaf_hash.0.to_vec(), i);
-        }
-        let (leaf_hashes, leaf_idx): (Vec<Vec<u8>>, Vec<i64>) = latest.into_iter().unzip();
-        let hash_idx: Vec<i64> = (0..batch.hashes.len() as i64)
-            .map(|k| first_hash + k)
-            .collect();
-        let hashes: Vec<Vec<u8>> = batch.hashes.iter().map(|h| h.0.to_vec()).collect();
-        let note = batch.checkpoint.clone();
+        let rows = Rows::of(batch)?;
         self.run(move |c| {
             let mut tx = c.transaction().map_err(storage)?;
-            let head: i64 = tx
-                .query_one("SELECT size FROM tollgate_head WHERE id = 1 FOR UPDATE", &[])
-                .map_err(storage)?
-                .get(0);
+            let head = lock_head(&mut tx)?;
             if head != expected {
                 return Err(Error::Storage(format!(
                     "postgres: the log's head is {head}, this batch was prepared on {expected}: \
                      another writer appended"
                 )));
             }
-            tx.execute(
-                "INSERT INTO tollgate_entries (idx, leaf) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
-                &[&idx, &leaves],
-            )
-            .map_err(storage)?;
-            tx.execute(
-                "INSERT INTO tollgate_hashes (idx, hash) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
-                &[&hash_idx, &hashes],
-            )
-            .map_err(storage)?;
-            tx.execute(
-                "INSERT INTO tollgate_leaves (leaf_hash, idx) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[]) \
-                 ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx",
-                &[&leaf_hashes, &leaf_idx],
-            )
-            .map_err(storage)?;
-            tx.execute(
-                "INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
-                 SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[])",
-                &[&keys, &idx, &key_hashes],
-            )
-            .map_err(storage)?;
-            tx.execute(
-                "INSERT INTO tollgate_checkpoints (size, note) VALUES ($1, $2) \
-                 ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note",
-                &[&new_size, &note],
-            )
-            .map_err(storage)?;
-            tx.execute("UPDATE tollgate_head SET size = $1 WHERE id = 1", &[&new_size])
-                .map_err(storage)?;
+            rows.write(&mut tx)?;
             tx.commit().map_err(storage)
         })
+    }
+
+    fn turn(&self) -> Result<Option<Box<dyn Turn>>, Error> {
+        // The transaction stays open on its connection's thread, holding
+        // the head row, until the batch arrives (then it is written and
+        // committed) or the turn is dropped (then it is rolled back).
+        let (head_tx, head_rx) = mpsc::channel::<Result<i64, Error>>();
+        let (batch_tx, batch_rx) = mpsc::channel::<(Rows, mpsc::Sender<Result<(), Error>>)>();
+        self.submit(Box::new(move |c| {
+            let mut tx = match c.transaction() {
+                Ok(tx) => tx,
+                Err(e) => return drop(head_tx.send(Err(storage(e)))),
+            };
+            match lock_head(&mut tx) {
+                Ok(head) => {
+                    if head_tx.send(Ok(head)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => return drop(head_tx.send(Err(e))),
+            }
+            let Ok((rows, done)) = batch_rx.recv() else {
+                return; // dropped: rolled back with `tx`
+            };
+            let written = rows
+                .write(&mut tx)
+                .and_then(|()| tx.commit().map_err(storage));
+            let _ = done.send(written);
+        }))?;
+        let head = head_rx
+            .recv()
+            .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))??;
+        let head = u64::try_from(head)
+            .map_err(|_| Error::Corrupt("the shared log has no first checkpoint".into()))?;
+        Ok(Some(Box::new(PgTurn {
+            head,
+            batch: batch_tx,
+        })))
     }
 
     fn shared(&self) -> bool {

@@ -18,6 +18,14 @@
 //! first incomplete record). Nobody is answered, and nothing is published,
 //! before the fsync that covers their batch returns.
 //!
+//! A store other writers share (PostgreSQL) is written one batch at a time
+//! instead: the sequencer takes the log's head ([`Turn`]) — waiting for
+//! other writers to give it up —, learns the tip again if they moved it,
+//! prepares the batch on it, and the inserter writes it holding that turn.
+//! A store that cannot be reached fails the batch's callers with
+//! `NotCommitted` and nothing else: the tip is learnt again before the next
+//! batch, so the ledger carries on once the store is back.
+//!
 //! Failures: if inserting batch k fails, its callers get `NotCommitted`, and
 //! the tip is learnt again from the store (`recover`: the last checkpoint
 //! written, checked against the stored hashes), on which batch k+1 (built
@@ -41,7 +49,7 @@ use note::{Checkpoint, SignerKey};
 use tlog::{Hash, HashReader, ReadError};
 use tokio::sync::oneshot;
 
-use crate::store::{Batch, CachedHashes, IdempotencyRecord, NewLeaf};
+use crate::store::{Batch, CachedHashes, IdempotencyRecord, NewLeaf, Turn};
 use crate::{Appended, Error, Options, Shared, SignedCheckpoint, MAX_KEY_SIZE, MAX_LEAF_SIZE};
 
 /// Fault injection for tests: called before each batch write with the tree
@@ -103,6 +111,7 @@ impl Handle {
                 inserted,
                 tip,
                 in_flight: None,
+                stale: false,
             };
             let outcome = s.run();
             // Closing or stopping: the later stages finish what they
@@ -212,6 +221,8 @@ struct Pending {
 struct Job {
     requests: Vec<Request>,
     prepared: Prepared,
+    /// On a shared store: the head it was prepared on, held until written.
+    turn: Option<Box<dyn Turn>>,
 }
 
 struct Sequencer {
@@ -226,6 +237,9 @@ struct Sequencer {
     tip: Arc<SignedCheckpoint>,
     /// That batch, while its outcome is unknown.
     in_flight: Option<Pending>,
+    /// On a shared store: the tip must be learnt again before the next
+    /// batch (the store failed, and could not tell where the log is).
+    stale: bool,
 }
 
 /// What the inserter reports to the sequencer, once per job, in order.
@@ -298,16 +312,8 @@ impl Sequencer {
     /// it over once the previous one is written. Returns Err only for a fatal
     /// error, after which the sequencer stops and every later append fails.
     fn sequence(&mut self, requests: Vec<Request>) -> Result<(), String> {
-        // A store other writers share: prepare on its newest tip, not only
-        // on ours, so the batch does not fail for a tip they moved (one
-        // query; the batch's own transaction checks again).
-        let backend = self.shared.store.backend();
-        if self.in_flight.is_none() && backend.shared() {
-            if let Ok(Some((size, _))) = backend.last_checkpoint() {
-                if size != self.tip.checkpoint.size {
-                    self.recover("another writer appended")?;
-                }
-            }
+        if self.shared.store.backend().shared() {
+            return self.sequence_shared(requests);
         }
         let mut prepared = self.prepare(&requests);
         if self.settle()? {
@@ -319,7 +325,11 @@ impl Sequencer {
             Ok((prepared, pending)) => {
                 self.tip = prepared.checkpoint.clone();
                 self.in_flight = Some(pending);
-                let job = Job { requests, prepared };
+                let job = Job {
+                    requests,
+                    prepared,
+                    turn: None,
+                };
                 let sent = self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok());
                 if sent {
                     Ok(())
@@ -332,6 +342,59 @@ impl Sequencer {
                 let reason = e.to_string();
                 fail(requests, &reason);
                 self.recover(&reason)
+            }
+        }
+    }
+
+    /// [`Sequencer::sequence`] on a store other writers share: one batch at
+    /// a time, each prepared and written holding the log's head.
+    fn sequence_shared(&mut self, requests: Vec<Request>) -> Result<(), String> {
+        // The batch in flight holds the head until it is written.
+        self.settle()?;
+        let turn = match self.shared.store.backend().turn() {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return Err("a shared store that hands out no turns".into()),
+            Err(e) => {
+                fail(requests, &format!("waiting for the log's head: {e}"));
+                self.stale = true;
+                return Ok(());
+            }
+        };
+        if self.stale || turn.head() != self.tip.checkpoint.size {
+            // Another writer appended (or the store failed): learn the tip.
+            self.recover("the log's head moved")?;
+            if self.stale || turn.head() != self.tip.checkpoint.size {
+                let reason = format!(
+                    "the log's head is at {}, its last checkpoint at {}",
+                    turn.head(),
+                    self.tip.checkpoint.size
+                );
+                fail(requests, &reason);
+                self.stale = true;
+                return Ok(());
+            }
+        }
+        match self.prepare(&requests) {
+            Ok((prepared, pending)) => {
+                self.tip = prepared.checkpoint.clone();
+                self.in_flight = Some(pending);
+                let job = Job {
+                    requests,
+                    prepared,
+                    turn: Some(turn),
+                };
+                let sent = self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok());
+                if sent {
+                    Ok(())
+                } else {
+                    Err("the ledger inserter thread exited".into())
+                }
+            }
+            Err(e) => {
+                // Nothing handed over; dropping the turn gives the head up.
+                fail(requests, &e.to_string());
+                self.stale = true;
+                Ok(())
             }
         }
     }
@@ -355,14 +418,25 @@ impl Sequencer {
     /// fails, stop. Only the tip moves: batches written before the failed
     /// one may still be on their way to the disk, and the syncer publishes
     /// each checkpoint once it is durable.
+    ///
+    /// On a shared store, a recovery that fails is not fatal (the database
+    /// may be unreachable for a while): the tip is learnt again before the
+    /// next batch, holding the head.
     fn recover(&mut self, reason: &str) -> Result<(), String> {
-        let recovered = self
-            .shared
-            .store
-            .recover(&self.key)
-            .map_err(|e| format!("after a failed batch ({reason}), recovery failed: {e}"))?;
-        self.tip = Arc::new(recovered);
-        Ok(())
+        match self.shared.store.recover(&self.key) {
+            Ok(recovered) => {
+                self.tip = Arc::new(recovered);
+                self.stale = false;
+                Ok(())
+            }
+            Err(_) if self.shared.store.backend().shared() => {
+                self.stale = true;
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "after a failed batch ({reason}), recovery failed: {e}"
+            )),
+        }
     }
 
     /// Computes one batch on top of the tip, in memory: idempotency, the new
@@ -511,7 +585,7 @@ impl Inserter {
                 let _ = inserted.send(Inserted::Fatal(reason));
                 continue;
             }
-            let written = self.insert(&mut job.prepared);
+            let written = self.insert(&mut job.prepared, job.turn.take());
             *self.shared.write_error.lock().expect("write error lock") =
                 written.as_ref().err().map(ToString::to_string);
             let outcome = match written {
@@ -540,7 +614,9 @@ impl Inserter {
     ///    batch without this one), and open() re-checks the root of whichever
     ///    state it finds against that state's own signed checkpoint. Nobody
     ///    was answered yet.
-    fn insert(&self, prepared: &mut Prepared) -> Result<(), Error> {
+    ///    On a shared store, `turn` holds the head the batch was prepared on
+    ///    (dropping it unused, for a batch with nothing new, gives it up).
+    fn insert(&self, prepared: &mut Prepared, turn: Option<Box<dyn Turn>>) -> Result<(), Error> {
         let Some(batch) = prepared.write.take() else {
             return Ok(());
         };
@@ -554,7 +630,10 @@ impl Inserter {
             )));
         }
         prepared.write_started = Some(Instant::now());
-        self.shared.store.backend().insert(&batch)?;
+        match turn {
+            Some(turn) => turn.insert(&batch)?,
+            None => self.shared.store.backend().insert(&batch)?,
+        }
         if let Some(reason) = self
             .write_fault_after
             .as_ref()

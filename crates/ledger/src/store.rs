@@ -87,6 +87,11 @@ pub(crate) trait LogStore: Send + Sync {
     fn insert(&self, batch: &Batch) -> Result<(), Error>;
     /// Makes every insert that returned before this call durable.
     fn sync(&self) -> Result<(), Error>;
+    /// On a store other writers share: waits until this writer holds the
+    /// log's head (see [`Turn`]). `None` on a store of one writer.
+    fn turn(&self) -> Result<Option<Box<dyn Turn>>, Error> {
+        Ok(None)
+    }
     /// Whether other writers may append to the same store at the same time
     /// (a shared database). Recovery then does not require that nothing is
     /// stored beyond the last checkpoint it read: another writer's batch,
@@ -105,6 +110,18 @@ pub(crate) trait LogStore: Send + Sync {
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error>;
     /// Every state pair whose key starts with `prefix`, in key order.
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error>;
+}
+
+/// The head of a log other writers share, held by one writer for one batch:
+/// nobody else appends until the batch is written or the turn is dropped
+/// (PostgreSQL: the head row locked by the batch's open transaction). So a
+/// batch prepared on [`Turn::head`] can never race another writer's.
+pub(crate) trait Turn: Send {
+    /// The tree size at the head.
+    fn head(&self) -> u64;
+    /// Writes `batch` (prepared on [`Turn::head`]) atomically, with the
+    /// head moved to its new size, and gives the head up.
+    fn insert(self: Box<Self>, batch: &Batch) -> Result<(), Error>;
 }
 
 /// Stored hashes at this level and above (perfect subtrees of at least 256

@@ -302,6 +302,13 @@ impl Postgres {
         self.stop();
         self.run();
     }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port.
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
 }
 
 impl Drop for Postgres {
