@@ -2025,9 +2025,21 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     );
 }
 
+/// Polls `ok` for up to ten seconds (a gate follows the shared log every
+/// 250 ms).
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Two gates on one PostgreSQL log (`log_store`), with the same keys: a
 /// decision made on one is the other's idempotent answer, each serves what
-/// the other appended, and the shared log passes an audit.
+/// the other appended; a caller added, revoked, an approval given or a
+/// policy activated on one takes effect on the other, whose counters count
+/// the first one's PERMITs; and the shared log passes an audit.
 #[test]
 fn two_gates_share_one_log_on_postgres() {
     use std::os::unix::fs::DirBuilderExt;
@@ -2083,14 +2095,118 @@ fn two_gates_share_one_log_on_postgres() {
         "{found}"
     );
     // Each learns the other's checkpoints.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while a.checkpoint().size != b.checkpoint().size {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gates never agreed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually("the gates agree on the checkpoint", || {
+        a.checkpoint().size == b.checkpoint().size
+    });
+
+    // A caller added on one gate works on the other; revoked, it stops.
+    let sdk = da.path().join("sdk.token");
+    let (ok, out) = a.tollgate(&[
+        "caller",
+        "add",
+        "sdk",
+        "--role",
+        "decide",
+        "--actor",
+        "agent-treasury",
+        "--token-out",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let sdk = std::fs::read_to_string(&sdk).unwrap().trim().to_string();
+    let as_sdk = |s: &Server, key: &str| {
+        let r = ureq::post(&format!("{}/v1/decisions", s.url))
+            .set("authorization", &format!("Bearer {sdk}"))
+            .send_string(&transfer(key).to_string());
+        response(r).0
+    };
+    eventually("the other gate knows the new caller", || {
+        as_sdk(&b, "by-sdk-1") == 200
+    });
+    let (ok, out) = a.tollgate(&["caller", "revoke", "sdk"]);
+    assert!(ok, "{out}");
+    eventually("the other gate refuses the revoked caller", || {
+        as_sdk(&b, "by-sdk-2") == 401
+    });
+
+    // An approval given on one gate lets the other permit (the example
+    // policy asks for one approval over 10,000).
+    let big = |key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 20000, "to": "acct-9"}),
+            key,
+        )
+    };
+    let asked = a.decide(&big("big-1"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    let id = asked.approval.unwrap()["id"].as_str().unwrap().to_string();
+    let alice = da.path().join("alice.token");
+    let (ok, out) = a.tollgate(&[
+        "caller",
+        "add",
+        "alice",
+        "--role",
+        "approve",
+        "--actor",
+        "agent-*",
+        "--token-out",
+        alice.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["approvals", "approve", &id, "--url", &a.url, "--token-file"])
+        .arg(&alice)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut tries = 0;
+    eventually("the other gate permits on the approval", || {
+        tries += 1;
+        b.decide(&big(&format!("big-b-{tries}"))).decision == Decision::Permit
+    });
+
+    // A policy activated on one gate binds the other's decisions, and its
+    // counters count what either gate permitted.
+    let bundle = quota_bundle(da.path());
+    let (ok, out) = a.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let version = policy::Bundle::from_dir(&bundle).unwrap().version();
+    let quota = |amount: u64, key: &str| {
+        intent(
+            "agent-quota",
+            "payments",
+            "transfer",
+            json!({"amount": amount, "to": "acct-9"}),
+            key,
+        )
+    };
+    let mut probes = 0;
+    eventually("the other gate binds the activated version", || {
+        probes += 1;
+        let r = b.decide(&quota(0, &format!("probe-{probes}")));
+        verify(&b, &r)
+            .0
+            .policy
+            .is_some_and(|p| p.version == version)
+    });
+    let first = a.decide(&quota(6000, "q-a"));
+    assert_eq!(first.decision, Decision::Permit, "{}", first.reason);
+    // Once the other gate has learnt the checkpoint holding that PERMIT
+    // (and counted it, in the same pass), 6,000 more is over the limit.
+    eventually("the other gate learns the PERMIT's checkpoint", || {
+        b.checkpoint().size > first.log_index
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = b.decide(&quota(6000, "q-b"));
+    assert_eq!(second.decision, Decision::Deny, "{}", second.reason);
+    assert_eq!(
+        verify(&b, &second).0.derived["history"]["transferred_24h"],
+        6000
+    );
+
     testkit::audit(
         &a.url,
         &da.path().join("data"),

@@ -129,6 +129,45 @@ impl Policies {
         Ok(previous)
     }
 
+    /// On a shared log: takes up the active and shadow versions another
+    /// gate set (the ledger's state records them), as [`Policies::activate`]
+    /// does but recording nothing: the gate that changed them recorded it.
+    pub(crate) async fn follow(
+        &self,
+        ledger: &Ledger,
+        history: &crate::history::History,
+    ) -> Result<(), GateError> {
+        let _one_at_a_time = self.activation.lock().await;
+        let l = ledger.clone();
+        let (active, shadow) = tokio::task::spawn_blocking(move || {
+            Ok::<_, ledger::Error>((l.state().active_policy()?, l.state().shadow_policy()?))
+        })
+        .await
+        .map_err(|e| GateError::Internal(e.to_string()))??;
+        let load_off = |version: String| {
+            let (l, limit) = (ledger.clone(), self.eval_timeout);
+            async move {
+                tokio::task::spawn_blocking(move || load(&l, &version, limit))
+                    .await
+                    .map_err(|e| GateError::Internal(e.to_string()))?
+            }
+        };
+        if let Some(v) = active.filter(|v| self.active().is_none_or(|a| a.version != *v)) {
+            let active = load_off(v).await?;
+            tracing::info!(version = %active.version, "another gate activated a policy");
+            let counters = active.counters.clone();
+            history.change(ledger, &counters, || self.set(active)).await;
+        }
+        if shadow != self.shadow().map(|s| s.version.clone()) {
+            let loaded = match shadow {
+                None => None,
+                Some(v) => Some(load_off(v).await?),
+            };
+            self.set_shadow(loaded);
+        }
+        Ok(())
+    }
+
     /// The compiled `version` for replay: the active policy if it is that
     /// version, else from a small cache of recently replayed versions, else
     /// loaded and compiled (and cached, evicting the least recently used).

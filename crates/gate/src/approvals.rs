@@ -143,17 +143,21 @@ impl Gate {
         Ok(self.approval(id)?.and_then(|r| r.attachable(now_ns())))
     }
 
-    /// Start-up: the live requests that hold approvals.
+    /// The live requests that hold approvals, from the ledger's state: at
+    /// start-up, and on a shared log whenever the gate follows it (votes
+    /// cast on other gates).
     pub(crate) fn load_votes(&self) -> Result<(), GateError> {
+        let _one_at_a_time = self.approval_writes.lock().expect("approvals lock");
         let now = now_ns();
-        let mut voted = self.voted.write().expect("voted lock");
+        let mut fresh = std::collections::HashSet::new();
         for bytes in self.ledger.state().approvals()? {
             let r: Request = serde_json::from_slice(&bytes)
                 .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
             if r.attachable(now).is_some() {
-                voted.insert(r.id);
+                fresh.insert(r.id);
             }
         }
+        *self.voted.write().expect("voted lock") = fresh;
         Ok(())
     }
 

@@ -174,6 +174,26 @@ impl Callers {
         Ok(callers)
     }
 
+    /// Reloads every caller from the ledger's state (a shared log: another
+    /// gate may have added, rotated or revoked one). Returns whether
+    /// anything changed.
+    pub(crate) fn reload(&self, ledger: &Ledger) -> Result<bool, ledger::Error> {
+        let _one_at_a_time = self.changes.lock().expect("callers lock");
+        let fresh = Callers::load(ledger)?
+            .by_digest
+            .into_inner()
+            .expect("callers lock");
+        let mut map = self.by_digest.write().expect("callers lock");
+        let same = map.len() == fresh.len()
+            && fresh
+                .iter()
+                .all(|(d, c)| map.get(d).is_some_and(|m| m == c));
+        if !same {
+            *map = fresh;
+        }
+        Ok(!same)
+    }
+
     /// Puts a live caller in the index (a revoked one is left out).
     fn index(&self, caller: Caller) {
         let mut map = self.by_digest.write().expect("callers lock");

@@ -265,7 +265,12 @@ impl Gate {
             Err(e) => return Err(GateError::Unavailable(e.to_string())),
         };
         if body.decision == Decision::Permit && !appended.duplicate && counters.any() {
-            counters.record(request.actor().id(), &body.request, decided_at_ns);
+            counters.record(
+                request.actor().id(),
+                &body.request,
+                decided_at_ns,
+                appended.index,
+            );
         }
         // Approvals: a PERMIT that relied on them uses them up; a SILENCE
         // that asks for them opens (or shows) the request. The receipt is

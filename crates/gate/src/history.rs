@@ -54,22 +54,33 @@ pub(crate) struct Counters {
 /// One counter's committed PERMITs of one actor, oldest first.
 #[derive(Clone, Default)]
 struct Window {
-    entries: VecDeque<(i64, i64)>,
+    /// (decision time, value, log index).
+    entries: VecDeque<(i64, i64, u64)>,
     sum: i64,
 }
 
 impl Window {
-    fn push(&mut self, at_ns: i64, value: i64) {
+    /// Counts the PERMIT at log index `index`, once: on a shared log the
+    /// same PERMIT is learnt both when this gate commits it and when the
+    /// gate follows the log (see `crate::follow`).
+    fn push(&mut self, at_ns: i64, value: i64, index: u64) {
         // Entries arrive in decision-time order per actor (its lock); the
         // log read back may hold a few out of order: keep them sorted.
-        let at = self.entries.partition_point(|&(t, _)| t <= at_ns);
-        self.entries.insert(at, (at_ns, value));
+        let at = self.entries.partition_point(|&(t, _, _)| t <= at_ns);
+        let same_time = self.entries.range(..at).rev();
+        if same_time
+            .take_while(|&&(t, _, _)| t == at_ns)
+            .any(|&(_, _, i)| i == index)
+        {
+            return;
+        }
+        self.entries.insert(at, (at_ns, value, index));
         self.sum = self.sum.saturating_add(value);
     }
 
     /// Drops what is outside the window ending at `now_ns`, returns the value.
     fn value(&mut self, now_ns: i64, window_ns: i64) -> i64 {
-        while let Some(&(t, v)) = self.entries.front() {
+        while let Some(&(t, v, _)) = self.entries.front() {
             if t > now_ns.saturating_sub(window_ns) {
                 break;
             }
@@ -156,8 +167,9 @@ impl Counters {
         Ok(Value::Object(out))
     }
 
-    /// Counts a committed PERMIT of `actor` on `request` decided at `at_ns`.
-    pub(crate) fn record(&self, actor: &str, request: &Value, at_ns: i64) {
+    /// Counts the committed PERMIT at log index `index` of `actor` on
+    /// `request` decided at `at_ns` (once, however often it is learnt).
+    pub(crate) fn record(&self, actor: &str, request: &Value, at_ns: i64, index: u64) {
         let mut windows = self.windows.lock().expect("history lock");
         let n = self.declared.len();
         for (k, c) in self.declared.iter().enumerate() {
@@ -165,7 +177,7 @@ impl Counters {
                 windows
                     .entry(actor.to_string())
                     .or_insert_with(|| vec![Window::default(); n])[k]
-                    .push(at_ns, v);
+                    .push(at_ns, v, index);
             }
         }
     }
@@ -199,23 +211,29 @@ impl Counters {
                     }
                 }
             };
-            // Governance entries are not receipts; they count for nothing.
-            let Ok((_, body)) = parse_receipt(&entry) else {
-                continue;
-            };
-            let Ok(at) = parse_rfc3339_ns(&body.decided_at) else {
-                continue;
-            };
-            if at < horizon {
+            if counters.learn(&entry, index) < horizon {
                 break;
-            }
-            if body.decision == Decision::Permit {
-                if let Some(actor) = body.request["actor"]["id"].as_str() {
-                    counters.record(actor, &body.request, at);
-                }
             }
         }
         counters
+    }
+
+    /// Counts log entry `index` if it is a PERMIT receipt; returns its
+    /// decision time (`i64::MAX` for what is no receipt: governance entries
+    /// count for nothing).
+    pub(crate) fn learn(&self, entry: &[u8], index: u64) -> i64 {
+        let Ok((_, body)) = parse_receipt(entry) else {
+            return i64::MAX;
+        };
+        let Ok(at) = parse_rfc3339_ns(&body.decided_at) else {
+            return i64::MAX;
+        };
+        if body.decision == Decision::Permit {
+            if let Some(actor) = body.request["actor"]["id"].as_str() {
+                self.record(actor, &body.request, at, index);
+            }
+        }
+        at
     }
 }
 
@@ -293,14 +311,19 @@ mod tests {
         let s = 1_000_000_000;
         let req = |amount: Value| serde_json::json!({"surface": "payments", "action": "transfer", "target": {"amount": amount}});
         assert_eq!(counters.values("a", 0).unwrap()["c"], 0);
-        counters.record("a", &req(100.into()), s);
-        counters.record("a", &req(serde_json::json!(2.25)), 2 * s);
-        counters.record("a", &req("x".into()), 3 * s);
+        counters.record("a", &req(100.into()), s, 0);
+        counters.record("a", &req(serde_json::json!(2.25)), 2 * s, 1);
+        counters.record("a", &req("x".into()), 3 * s, 2);
         counters.record(
             "a",
             &serde_json::json!({"surface": "payments", "action": "refund", "target": {"amount": 5}}),
             3 * s,
+            3,
         );
+        assert_eq!(counters.values("a", 5 * s).unwrap()["c"], 103);
+        // Learnt twice (committed here, then followed in the log): once.
+        counters.record("a", &req(100.into()), s, 0);
+        counters.record("a", &req(serde_json::json!(2.25)), 2 * s, 1);
         assert_eq!(counters.values("a", 5 * s).unwrap()["c"], 103);
         assert_eq!(counters.values("b", 5 * s).unwrap()["c"], 0);
         // The first leaves the window at 11 s, the second at 12 s.

@@ -18,6 +18,7 @@ pub mod callers;
 pub mod config;
 mod decide;
 mod error;
+mod follow;
 mod governance;
 mod history;
 pub mod http;
@@ -104,24 +105,13 @@ pub struct Gate {
 impl Gate {
     /// Starts the background work (pushing checkpoints to witnesses). Call
     /// once, inside a tokio runtime.
-    pub fn start_background(&self) {
+    pub fn start_background(self: &Arc<Self>) {
         if let Some(w) = &self.witnessing {
             tokio::spawn(w.clone().run(self.ledger.clone()));
         }
         if self.ledger.shared() {
-            // A log other gates append to: learn their checkpoints, so this
-            // gate serves them (checkpoints, tiles, proofs, receipts).
-            let ledger = self.ledger.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
-                loop {
-                    every.tick().await;
-                    let l = ledger.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.refresh()).await {
-                        tracing::warn!("learning other gates' checkpoints: {e}");
-                    }
-                }
-            });
+            // A log other gates append to: learn what they change.
+            tokio::spawn(self.clone().follow_shared());
         }
     }
 
