@@ -42,7 +42,7 @@ pub enum GateError {
     #[error("overloaded: {0}; retry after {RETRY_AFTER_S} s")]
     Overloaded(String),
     /// The log could not make the receipt durable; no decision is claimed (503).
-    #[error("the log could not commit: {0}")]
+    #[error("the log is unavailable: {0}")]
     Unavailable(String),
     /// A bug or a storage failure (500); details go to the log, not the client.
     #[error("internal error: {0}")]
@@ -53,9 +53,11 @@ impl From<ledger::Error> for GateError {
     fn from(e: ledger::Error) -> GateError {
         match e {
             ledger::Error::NotFound(what) => GateError::NotFound(what),
-            ledger::Error::NotCommitted(_) | ledger::Error::Stopped(_) => {
-                GateError::Unavailable(e.to_string())
-            }
+            // A store that cannot be read or written now (a database that
+            // is restarting, a disk that failed) may be back on a retry.
+            ledger::Error::NotCommitted(_)
+            | ledger::Error::Stopped(_)
+            | ledger::Error::Storage(_) => GateError::Unavailable(e.to_string()),
             ledger::Error::Tlog(e) => GateError::BadInput(e.to_string()),
             other => GateError::Internal(other.to_string()),
         }
