@@ -4,7 +4,7 @@ mod client;
 mod mcp;
 mod mcp_http;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -59,6 +59,32 @@ enum Command {
     Mcp {
         #[command(subcommand)]
         command: McpCommand,
+    },
+    /// Work on a stopped gate's log directly.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Move an embedded log (RocksDB, a stopped gate's data directory) into
+    /// an empty PostgreSQL database, so that many gates can share it
+    /// (`log_store`). Every signed checkpoint is copied as it is, with its
+    /// root computed again from the entries; the state beside the log
+    /// (policies, callers, approvals) follows. The source is not changed.
+    Copy {
+        /// The gate's data directory (holding log/ and log.skey). Stop the
+        /// gate first: RocksDB lets one process open it.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The database: a postgres:// URL or libpq connection string.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The log key, if not DIR/log.skey.
+        #[arg(long, value_name = "FILE")]
+        log_key: Option<PathBuf>,
     },
 }
 
@@ -258,6 +284,30 @@ enum CallerCommand {
     },
 }
 
+/// `tollgate log copy`.
+fn log_copy(from: &Path, to: &str, log_key: Option<PathBuf>) -> Result<()> {
+    let key_path = log_key.unwrap_or_else(|| from.join("log.skey"));
+    let key = keyfile::load_key(&key_path, None, note::KeyType::Ed25519)?;
+    let started = std::time::Instant::now();
+    let mut shown = std::time::Instant::now();
+    let copied = ledger::copy_to_postgres(&from.join("log"), to, &key, &mut |size, of| {
+        if shown.elapsed() >= std::time::Duration::from_secs(2) {
+            eprintln!("tollgate: copied {size} of {of} entries");
+            shown = std::time::Instant::now();
+        }
+    })
+    .with_context(|| format!("copying the log in {} to the database", from.display()))?;
+    println!(
+        "copied {} entries and {} checkpoints (every root reproduced from the entries) and {} \
+         state records in {:.1} s; point every gate's log_store at the database",
+        copied.entries,
+        copied.checkpoints,
+        copied.state,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     policy::use_utc_as_local_time();
     let cli = Cli::parse();
@@ -266,6 +316,9 @@ fn main() -> std::process::ExitCode {
         Command::Policy { command } => policy(command),
         Command::Caller { command } => caller(command),
         Command::Approvals { command } => approvals(command),
+        Command::Log {
+            command: LogCommand::Copy { from, to, log_key },
+        } => log_copy(&from, &to, log_key),
         Command::Mcp {
             command: McpCommand::Stdio(args),
         } => match mcp::stdio(args) {

@@ -2218,3 +2218,73 @@ fn two_gates_share_one_log_on_postgres() {
         &db.path().join("audit.state"),
     );
 }
+
+/// `tollgate log copy`: a RocksDB gate's log moved into PostgreSQL. A gate
+/// on the database then serves the same tree (same checkpoint), answers an
+/// old request with its original receipt, keeps its callers and policy,
+/// appends on top, and the log passes an audit; a second copy into the
+/// same database is refused.
+#[test]
+fn an_embedded_log_copied_to_postgres_carries_on_there() {
+    let pg = testkit::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let transfer = |key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 500}),
+            key,
+        )
+    };
+    let before: Vec<DecisionResponse> = (0..40)
+        .map(|i| s.decide(&transfer(&format!("before-{i}"))))
+        .collect();
+    let (ok, out) = s.tollgate(&["caller", "add", "later", "--role", "read"]);
+    assert!(ok, "{out}");
+    let checkpoint = s.checkpoint();
+    s.stop();
+    let copy = || {
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["log", "copy", "--from"])
+            .arg(dir.path().join("data"))
+            .args(["--to", &pg.url])
+            .output()
+            .unwrap()
+    };
+    let out = copy();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("copied {} entries", checkpoint.size)),
+        "{text}"
+    );
+    let out = copy();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a log"),
+        "{out:?}"
+    );
+
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_LOG_STORE", pg.url.as_str())]);
+    let moved = s.checkpoint();
+    assert_eq!((moved.size, moved.root), (checkpoint.size, checkpoint.root));
+    let again = s.decide(&transfer("before-7"));
+    assert!(again.replayed);
+    assert_eq!(
+        (again.receipt.as_str(), again.log_index),
+        (before[7].receipt.as_str(), before[7].log_index)
+    );
+    let (ok, out) = s.tollgate(&["caller", "list"]);
+    assert!(ok && out.contains("later"), "{out}");
+    let after = s.decide(&transfer("after-1"));
+    assert_eq!(after.decision, Decision::Permit);
+    assert_eq!(after.log_index, checkpoint.size);
+    testkit::audit(
+        &s.url,
+        &dir.path().join("data"),
+        &dir.path().join("audit.state"),
+    );
+}

@@ -72,7 +72,13 @@ fn data_dirs(root: &Path, pg: &str) -> (Vec<PathBuf>, Proc) {
     let first = start(&dirs[0], pg);
     for d in &dirs[1..] {
         std::fs::DirBuilder::new().mode(0o700).create(d).unwrap();
-        for f in ["log.skey", "gate.skey", "origin", "admin.token", "demo.token"] {
+        for f in [
+            "log.skey",
+            "gate.skey",
+            "origin",
+            "admin.token",
+            "demo.token",
+        ] {
             std::fs::copy(dirs[0].join(f), d.join(f)).unwrap();
         }
     }

@@ -38,6 +38,7 @@
 //! fsync of the WAL covers it: the state on disk is always exactly some
 //! batch, and never one before an acknowledged batch.
 
+mod copy;
 mod pg;
 mod recent;
 mod rocks;
@@ -52,6 +53,7 @@ use std::time::Duration;
 use note::{Checkpoint, SignerKey, VerifierKey};
 use tlog::{Hash, Tile};
 
+pub use copy::{copy_to_postgres, Copied};
 pub use sequencer::{SyncFault, WriteFault};
 pub use state::{PublishedPolicy, State};
 

@@ -67,6 +67,56 @@ impl RocksStore {
         })
     }
 
+    /// Up to `limit` stored checkpoints of size `from` or more, by size
+    /// (for copying the log elsewhere).
+    pub(crate) fn checkpoints_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, Error> {
+        let start = key_u64(CHECKPOINT, from);
+        let mut out = Vec::new();
+        for kv in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            if k.first() != Some(&CHECKPOINT) || k.len() != 9 || out.len() == limit {
+                break;
+            }
+            let size = u64_at(&k[1..]).expect("9-byte key");
+            let note = String::from_utf8(v.to_vec())
+                .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+            out.push((size, note));
+        }
+        Ok(out)
+    }
+
+    /// Every idempotency record (for copying the log elsewhere).
+    pub(crate) fn idempotency_records(&self) -> Result<Vec<(Vec<u8>, IdempotencyRecord)>, Error> {
+        let mut out = Vec::new();
+        for kv in self
+            .db
+            .iterator(IteratorMode::From(&[IDEMPOTENCY], Direction::Forward))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            if k.first() != Some(&IDEMPOTENCY) {
+                break;
+            }
+            if v.len() != 40 {
+                return Err(Error::Corrupt("malformed idempotency record".into()));
+            }
+            out.push((
+                k[1..].to_vec(),
+                IdempotencyRecord {
+                    index: u64_at(&v).expect("40 bytes"),
+                    leaf_hash: Hash::from_slice(&v[8..]).expect("32 bytes"),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     fn exists(&self, key: &[u8]) -> Result<bool, Error> {
         Ok(self.db.get_pinned(key).map_err(storage)?.is_some())
     }

@@ -23,6 +23,9 @@ use crate::store::LogStore;
 use crate::Error;
 
 /// Policy bundles: `p` ‖ version.
+/// Every state key starts with one of these (for copying the state).
+pub(crate) const PREFIXES: [&[u8]; 5] = [b"p", b"a", b"s", b"r", b"k"];
+
 const POLICY: u8 = b'p';
 /// The active policy version: the single key `a`.
 const ACTIVE_POLICY: &[u8] = b"a";

@@ -1,0 +1,243 @@
+//! `tollgate log copy`: an embedded log (RocksDB) moved into an empty
+//! PostgreSQL database, checkpoint by checkpoint, so that many gates can
+//! share it (issue 21).
+//!
+//! Every checkpoint the source signed is copied as it is (receipts' proofs
+//! and witnesses' cosignatures name them), each with the entries since the
+//! previous one in one transaction, as a gate would have written it. The
+//! stored hashes are not copied: they are computed again from the entries,
+//! and each checkpoint's signature and root must be reproduced before it is
+//! written. The state beside the log (policies, callers, approvals) follows.
+//! At the end the copy is recovered as a gate would open it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use note::{Checkpoint, Note, SignerKey};
+use tlog::{Hash, HashReader, ReadError};
+
+use crate::pg::PgStore;
+use crate::rocks::RocksStore;
+use crate::store::{Batch, CachedHashes, LogStore, NewLeaf, Store};
+use crate::Error;
+
+/// What a copy moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Entries (the tree size).
+    pub entries: u64,
+    /// Signed checkpoints, each with its root reproduced.
+    pub checkpoints: u64,
+    /// State records (policy bundles, active and shadow versions, callers,
+    /// approval requests).
+    pub state: usize,
+}
+
+/// Checkpoints read from the source at once.
+const CHECKPOINTS_AT_ONCE: usize = 1024;
+
+/// Copies the RocksDB log in directory `from` (a data directory's `log`)
+/// into the empty PostgreSQL database `to`, checking every checkpoint with
+/// the log key `key` (whose name is the log's origin). `progress` is told
+/// the size copied so far and the size to reach.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] for a source that does not check out (a checkpoint
+/// that does not verify, a root not reproduced from the entries, an entry
+/// without its idempotency record) — the database then holds a prefix of
+/// the log and should be dropped; [`Error::InvalidAppend`] if the database
+/// already holds a log; a storage error.
+pub fn copy_to_postgres(
+    from: &Path,
+    to: &str,
+    key: &SignerKey,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Copied, Error> {
+    if !from.join("CURRENT").exists() {
+        return Err(Error::NotFound(format!(
+            "{} holds no RocksDB log (a gate's is its data directory's log/)",
+            from.display()
+        )));
+    }
+    let src = Arc::new(RocksStore::open(from)?);
+    let Some((last_size, last_text)) = src.last_checkpoint()? else {
+        return Err(Error::NotFound(format!(
+            "the log in {} has no checkpoint",
+            from.display()
+        )));
+    };
+    let src_store = Store::new(src.clone(), 0);
+    src_store.verified(key.verifier(), last_size, last_text)?;
+
+    let dst = Arc::new(PgStore::connect(to, 2)?);
+    if dst.last_checkpoint()?.is_some() || dst.has_entry(0)? {
+        return Err(Error::InvalidAppend(
+            "the database already holds a log: copy into an empty one".into(),
+        ));
+    }
+    let dst_store = Store::new(dst.clone(), 1 << 20);
+
+    // Index → idempotency key, from the source's records.
+    let mut keys: HashMap<u64, (Vec<u8>, Hash)> = src
+        .idempotency_records()?
+        .into_iter()
+        .map(|(k, r)| (r.index, (k, r.leaf_hash)))
+        .collect();
+
+    let mut copied = Copied {
+        entries: 0,
+        checkpoints: 0,
+        state: 0,
+    };
+    let mut next = 0;
+    loop {
+        let checkpoints = src.checkpoints_from(next, CHECKPOINTS_AT_ONCE)?;
+        let Some(&(newest, _)) = checkpoints.last() else {
+            break;
+        };
+        for (size, text) in checkpoints {
+            copy_one(
+                &src,
+                &dst,
+                &dst_store,
+                key,
+                &mut keys,
+                copied.entries,
+                size,
+                text,
+            )?;
+            copied.entries = size;
+            copied.checkpoints += 1;
+            progress(size, last_size);
+        }
+        next = newest + 1;
+    }
+    if copied.entries != last_size {
+        return Err(Error::Corrupt(format!(
+            "copied up to size {}, the log's last checkpoint is {last_size}",
+            copied.entries
+        )));
+    }
+
+    for prefix in crate::state::PREFIXES {
+        let pairs = src.state_scan(prefix)?;
+        let refs: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        if !refs.is_empty() {
+            dst.state_put(&refs)?;
+        }
+        copied.state += refs.len();
+    }
+
+    // As a gate opens it: the last checkpoint against the stored hashes.
+    let check = Store::new(dst.clone(), 0);
+    let (size, text) = dst
+        .last_checkpoint()?
+        .ok_or_else(|| Error::Corrupt("the copy has no checkpoint".into()))?;
+    check.verified(key.verifier(), size, text)?;
+    Ok(copied)
+}
+
+/// Copies the entries from `old_size` to checkpoint `size` and the
+/// checkpoint, in one transaction, once its root is reproduced.
+#[allow(clippy::too_many_arguments)]
+fn copy_one(
+    src: &RocksStore,
+    dst: &PgStore,
+    dst_store: &Store,
+    key: &SignerKey,
+    keys: &mut HashMap<u64, (Vec<u8>, Hash)>,
+    old_size: u64,
+    size: u64,
+    text: String,
+) -> Result<(), Error> {
+    let signed = Note::parse(text.as_bytes())?;
+    signed
+        .verify(std::slice::from_ref(key.verifier()))
+        .map_err(|e| Error::Corrupt(format!("checkpoint {size} does not verify: {e}")))?;
+    let checkpoint = Checkpoint::parse(signed.text())?;
+    if checkpoint.size != size || checkpoint.origin != key.verifier().name() {
+        return Err(Error::Corrupt(format!(
+            "checkpoint stored under size {size} is for {:?} size {}",
+            checkpoint.origin, checkpoint.size
+        )));
+    }
+    let entries = src.entries(old_size, size - old_size)?;
+    let mut leaves = Vec::with_capacity(entries.len());
+    for (index, leaf) in (old_size..).zip(entries) {
+        let leaf_hash = tlog::leaf_hash(&leaf);
+        let (k, recorded) = keys
+            .remove(&index)
+            .ok_or_else(|| Error::Corrupt(format!("entry {index} has no idempotency record")))?;
+        if recorded != leaf_hash {
+            return Err(Error::Corrupt(format!(
+                "entry {index}'s idempotency record names another leaf"
+            )));
+        }
+        leaves.push(NewLeaf {
+            leaf,
+            leaf_hash,
+            key: k,
+        });
+    }
+    let leaf_hashes: Vec<Hash> = leaves.iter().map(|l| l.leaf_hash).collect();
+    let hashes: Arc<[Hash]> =
+        tlog::append_leaves(old_size, &leaf_hashes, &dst_store.hashes())?.into();
+    let base = tlog::stored_hash_count(old_size);
+    let root = tlog::tree_hash(
+        size,
+        &Overlay {
+            store: dst_store.hashes(),
+            base,
+            new: &hashes,
+        },
+    )?;
+    if root != checkpoint.root {
+        return Err(Error::Corrupt(format!(
+            "checkpoint {size}: the root computed from the entries is not the signed one"
+        )));
+    }
+    dst.insert(&Batch {
+        old_size,
+        leaves,
+        hashes: hashes.clone(),
+        checkpoint: text,
+    })?;
+    dst_store.remember(base, &hashes);
+    Ok(())
+}
+
+/// The destination's stored hashes with a batch's new ones in front.
+struct Overlay<'a> {
+    store: CachedHashes<'a>,
+    base: u64,
+    new: &'a [Hash],
+}
+
+impl HashReader for Overlay<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
+        let below: Vec<u64> = indexes.iter().copied().filter(|&i| i < self.base).collect();
+        let mut stored = self.store.read_hashes(&below)?.into_iter();
+        indexes
+            .iter()
+            .map(|&i| {
+                if i < self.base {
+                    stored.next().ok_or_else(|| missing(i))
+                } else {
+                    usize::try_from(i - self.base)
+                        .ok()
+                        .and_then(|k| self.new.get(k).copied())
+                        .ok_or_else(|| missing(i))
+                }
+            })
+            .collect()
+    }
+}
+
+fn missing(i: u64) -> ReadError {
+    format!("stored hash {i} missing").into()
+}
