@@ -240,3 +240,88 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
             > last
     );
 }
+
+/// Whether the gate at `url` pushes to the witnesses (its metric).
+fn pusher(url: &str) -> bool {
+    let metrics = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    metrics.lines().any(|l| l == "tollgate_witness_pusher 1")
+}
+
+/// Two gates on one PostgreSQL log with one witness: one gate at a time
+/// pushes (the holder of the push lease), both serve the checkpoint it got
+/// cosigned; SIGKILLed, the pusher's lease passes to the other gate, which
+/// gets the newer checkpoints cosigned.
+#[test]
+fn on_a_shared_log_one_gate_pushes_and_the_duty_moves_when_it_dies() {
+    let pg = testkit::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = SignerKey::generate("tollgate.local/log", note::KeyType::Ed25519).unwrap();
+    let datas: Vec<std::path::PathBuf> = (0..2).map(|i| dir.path().join(format!("g{i}"))).collect();
+    for d in &datas {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        std::fs::DirBuilder::new().mode(0o700).create(d).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(d.join("log.skey"))
+            .unwrap();
+        writeln!(f, "{}", log_key.to_skey()).unwrap();
+    }
+    let lk = log_key.verifier().clone();
+    let w = witness(&dir.path().join("w"), free_port(), "witness.test/w", &lk);
+    let k = witness_key(&w);
+    let policy_file = dir.path().join("witnesses.policy");
+    std::fs::write(&policy_file, format!("witness w {k} {}\nquorum w\n", w.url)).unwrap();
+    let config = dir.path().join("gate.toml");
+    std::fs::write(
+        &config,
+        "witness_interval_ms = 100\nwitness_refresh_s = 1\n",
+    )
+    .unwrap();
+    let start = |data: &Path| {
+        let mut cmd = Command::new(bin("tollgate"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--config")
+            .arg(&config)
+            .env("TOLLGATE_WITNESS_POLICY", &policy_file)
+            .env("TOLLGATE_LOG_STORE", &pg.url)
+            .env("TOLLGATE_LOG", "error");
+        Proc::start(cmd, "tollgate listening on ", 0)
+    };
+    let a = start(&datas[0]);
+    for f in ["gate.skey", "origin", "admin.token", "demo.token"] {
+        std::fs::copy(datas[0].join(f), datas[1].join(f)).unwrap();
+    }
+    let b = start(&datas[1]);
+    let quorum = Policy::parse(&format!("log {lk}\nwitness w {k}\nquorum w\n")).unwrap();
+
+    let r = decide(&a.url, &datas[0], "first");
+    let size = r["log_index"].as_u64().unwrap() + 1;
+    wait_cosigned(&a.url, &quorum, size);
+    wait_cosigned(&b.url, &quorum, size);
+    // Exactly one pushes (the lease is renewed every 100 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (pushing, other) = loop {
+        match (pusher(&a.url), pusher(&b.url)) {
+            (true, false) => break (a, b),
+            (false, true) => break (b, a),
+            both => {
+                assert!(Instant::now() < deadline, "pushers: {both:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    drop(pushing); // SIGKILL
+                   // (Both data directories hold the same demo token.)
+    let r = decide(&other.url, &datas[0], "after");
+    let size = r["log_index"].as_u64().unwrap() + 1;
+    wait_cosigned(&other.url, &quorum, size);
+    assert!(pusher(&other.url), "the survivor pushes now");
+}

@@ -247,5 +247,12 @@ pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
          # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}\n",
         gate.admission_limit - gate.admission.available_permits()
     ));
+    if let Some(w) = &gate.witnessing {
+        body.push_str(&format!(
+            "# HELP tollgate_witness_pusher 1 if this gate pushes checkpoints to the witnesses (on a shared log, the holder of the push lease).\n\
+             # TYPE tollgate_witness_pusher gauge\ntollgate_witness_pusher {}\n",
+            u8::from(w.leader.load(std::sync::atomic::Ordering::Relaxed))
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -5,6 +5,12 @@
 //! the tree grew since the last push (checked every `witness_interval_ms`),
 //! and every `witness_refresh_s` when idle. A witness that is down delays
 //! cosignatures, never decisions.
+//!
+//! On a log many gates share (PostgreSQL), one gate at a time pushes: the
+//! holder of the store's `witness` lease (`Ledger::lease`, renewed every
+//! interval, [`lease_ttl`] long, so it moves to another gate when its holder
+//! dies). The holder records each checkpoint cosigned to the quorum in the
+//! shared state; the other gates serve that one.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -62,6 +68,18 @@ pub(crate) struct Witnessing {
     refresh: Duration,
     /// The HTTP(S) client for the witnesses.
     agent: ureq::Agent,
+    /// This process, as a lease holder.
+    holder: String,
+    /// Whether this gate pushes (always, on a log of its own).
+    pub(crate) leader: std::sync::atomic::AtomicBool,
+}
+
+/// The name of the lease whose holder pushes to the witnesses.
+const LEASE: &str = "witness";
+
+/// How long the push lease lasts unrenewed: a few intervals, at least 3 s.
+fn lease_ttl(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(3))
 }
 
 impl Witnessing {
@@ -120,6 +138,8 @@ impl Witnessing {
             interval,
             refresh,
             agent,
+            holder: format!("{}-{}", std::process::id(), &keyfile::new_token()[..16]),
+            leader: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -133,8 +153,19 @@ impl Witnessing {
         let mut known = vec![0u64; self.targets.len()];
         let mut pushed: Option<u64> = None;
         let mut last = Instant::now();
+        if !ledger.shared() {
+            self.leader
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         loop {
             tokio::time::sleep(self.interval).await;
+            if ledger.shared() && !self.lead(&ledger).await {
+                // Another gate pushes: serve what it had cosigned, and push
+                // at once if this one takes over.
+                self.follow(&ledger).await;
+                pushed = None;
+                continue;
+            }
             let latest = ledger.latest();
             let size = latest.checkpoint.size;
             if size == 0 || (pushed == Some(size) && last.elapsed() < self.refresh) {
@@ -172,10 +203,60 @@ impl Witnessing {
                     if let Err(e) = keyfile::write_durable(&self.file, note.as_bytes(), 0o600) {
                         tracing::warn!(error = %e, "saving the cosigned checkpoint");
                     }
+                    if ledger.shared() {
+                        let (l, n) = (ledger.clone(), note.clone());
+                        let shared =
+                            tokio::task::spawn_blocking(move || l.state().set_cosigned(&n)).await;
+                        if !matches!(shared, Ok(Ok(()))) {
+                            tracing::warn!("recording the cosigned checkpoint for the other gates");
+                        }
+                    }
                     *self.cosigned.write().expect("cosigned lock") = Some((size, note));
                 }
                 Err(e) => tracing::warn!(size, error = %e, "witness quorum not met"),
             }
+        }
+    }
+}
+
+impl Witnessing {
+    /// Takes or renews the push lease; whether this gate holds it.
+    async fn lead(&self, ledger: &Ledger) -> bool {
+        let (l, holder, ttl) = (
+            ledger.clone(),
+            self.holder.clone(),
+            lease_ttl(self.interval),
+        );
+        let held = match tokio::task::spawn_blocking(move || l.lease(LEASE, &holder, ttl)).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the witness push lease");
+                false
+            }
+            Err(_) => false,
+        };
+        let was = self.leader.swap(held, std::sync::atomic::Ordering::Relaxed);
+        if held && !was {
+            tracing::info!("this gate pushes checkpoints to the witnesses now");
+        }
+        held
+    }
+
+    /// Takes up the cosigned checkpoint the pushing gate recorded, if it
+    /// verifies under the quorum and is newer.
+    async fn follow(&self, ledger: &Ledger) {
+        let l = ledger.clone();
+        let Ok(Ok(Some(note))) = tokio::task::spawn_blocking(move || l.state().cosigned()).await
+        else {
+            return;
+        };
+        let Ok((cp, _)) = self.policy.verify_checkpoint(note.as_bytes()) else {
+            tracing::warn!("the recorded cosigned checkpoint does not meet the quorum");
+            return;
+        };
+        let mut cosigned = self.cosigned.write().expect("cosigned lock");
+        if cosigned.as_ref().is_none_or(|(size, _)| *size < cp.size) {
+            *cosigned = Some((cp.size, note));
         }
     }
 }

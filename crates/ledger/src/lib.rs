@@ -364,6 +364,17 @@ impl Ledger {
         Ok(latest.checkpoint.size)
     }
 
+    /// Takes or renews lease `name` for `holder` for `ttl`: whether
+    /// `holder` holds it now (see `LogStore::lease`; always true on a store
+    /// of one writer).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error> {
+        self.shared.store.backend().lease(name, holder, ttl)
+    }
+
     /// Whether other writers may share the store (PostgreSQL).
     #[must_use]
     pub fn shared(&self) -> bool {

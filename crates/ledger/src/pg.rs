@@ -1,5 +1,5 @@
 //! The PostgreSQL backend (issue 21): the same [`LogStore`] as RocksDB, in
-//! seven tables, so that a log can live in a database that many gates
+//! eight tables, so that a log can live in a database that many gates
 //! share.
 //!
 //! A batch is **one transaction holding the log's head**: the sequencer
@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS tollgate_checkpoints (size BIGINT PRIMARY KEY, note T
 CREATE TABLE IF NOT EXISTS tollgate_head (id INT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL);
 INSERT INTO tollgate_head VALUES (1, -1) ON CONFLICT (id) DO NOTHING;
 CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TIMESTAMPTZ NOT NULL);
 ";
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
@@ -509,6 +511,24 @@ impl LogStore for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error> {
+        // The database's clock decides, so the gates' clocks need not agree.
+        let (name, holder) = (name.to_string(), holder.to_string());
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "INSERT INTO tollgate_leases (name, holder, until) \
+                 VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+                 WHERE tollgate_leases.holder = EXCLUDED.holder OR tollgate_leases.until < now() \
+                 RETURNING holder",
+                &[&name, &holder, &(ms as f64)],
+            )
+            .map_err(storage)?
+            .is_some())
+        })
     }
 
     fn sync(&self) -> Result<(), Error> {

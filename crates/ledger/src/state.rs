@@ -11,6 +11,7 @@
 //! | `s`                | the shadow policy version (empty: none)            |
 //! | `r` ‖ approval id  | an approval request and its votes (the gate's JSON) |
 //! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
+//! | `w`                | the newest checkpoint cosigned to the witness quorum (note text) |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
 //! and names them by content digest before storing. Every write is durable
@@ -24,9 +25,11 @@ use crate::Error;
 
 /// Policy bundles: `p` ‖ version.
 /// Every state key starts with one of these (for copying the state).
-pub(crate) const PREFIXES: [&[u8]; 5] = [b"p", b"a", b"s", b"r", b"k"];
+pub(crate) const PREFIXES: [&[u8]; 6] = [b"p", b"a", b"s", b"r", b"k", b"w"];
 
 const POLICY: u8 = b'p';
+
+const COSIGNED: &[u8] = b"w";
 /// The active policy version: the single key `a`.
 const ACTIVE_POLICY: &[u8] = b"a";
 /// The shadow policy version (evaluated beside the active one, never
@@ -279,6 +282,32 @@ impl State {
             .map(|v| {
                 String::from_utf8(v)
                     .map_err(|_| Error::Corrupt("active policy is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    /// Records `note`, a checkpoint cosigned to the witness quorum, for the
+    /// other gates on a shared log to serve.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_cosigned(&self, note: &str) -> Result<(), Error> {
+        let _guard = self.lock.lock().expect("state lock");
+        self.store.state_put(&[(COSIGNED, note.as_bytes())])
+    }
+
+    /// The newest cosigned checkpoint recorded (see [`State::set_cosigned`]).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn cosigned(&self) -> Result<Option<String>, Error> {
+        self.store
+            .state_get(COSIGNED)?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| Error::Corrupt("cosigned checkpoint is not UTF-8".into()))
             })
             .transpose()
     }

@@ -92,6 +92,14 @@ pub(crate) trait LogStore: Send + Sync {
     fn turn(&self) -> Result<Option<Box<dyn Turn>>, Error> {
         Ok(None)
     }
+    /// Takes or renews the lease `name` for `holder` for `ttl` (a duty one
+    /// writer at a time performs, such as pushing checkpoints to witnesses):
+    /// true if `holder` holds it now. A lease its holder stops renewing
+    /// passes to the next writer that asks once `ttl` is over. On a store of
+    /// one writer, always true.
+    fn lease(&self, _name: &str, _holder: &str, _ttl: std::time::Duration) -> Result<bool, Error> {
+        Ok(true)
+    }
     /// Whether other writers may append to the same store at the same time
     /// (a shared database). Recovery then does not require that nothing is
     /// stored beyond the last checkpoint it read: another writer's batch,
