@@ -51,15 +51,21 @@ test: deps test-deps
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
 
-## bench: criterion benchmarks, the ledger's append and proof tables, the gate
-## load generator, proofcheck's audit throughput, then the latency the MCP
-## gateway adds per tools/call
+## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
+## and PostgreSQL), the gate load generator (one gate on RocksDB, then one,
+## two and three gates sharing a PostgreSQL log), proofcheck's audit
+## throughput, then the latency the MCP gateway adds per tools/call
 bench: deps test-deps
 	$(CARGO) bench --workspace
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger
+	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger --store postgres --count 20000 --appenders 1,16,256
 	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
 	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
+	for n in 1 2 3; do \
+	  $(CARGO_TARGET_DIR)/release/tollgate-bench gate --log-store postgres --gates $$n \
+	    --connections 64 --rate 0 || exit 1; \
+	done
 	./scripts/bench-audit.sh
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
 	  $(VENV)/bin/python tests/mcp/bench_latency.py

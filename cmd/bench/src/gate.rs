@@ -54,36 +54,83 @@ pub(crate) struct BenchArgs {
     /// without: the started gate's `demo` caller.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// Where the started gates keep their log: `postgres` (a throwaway
+    /// PostgreSQL cluster this run starts), a postgres:// URL (an empty
+    /// database), or RocksDB in the data directory (default).
+    #[arg(long, value_name = "postgres|URL")]
+    log_store: Option<String>,
+    /// Gates to start on the one log (more than one needs --log-store);
+    /// connections are spread over them round-robin.
+    #[arg(long, default_value_t = 1)]
+    gates: usize,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let floor = floor(&args.policy)?;
-    let mut server = None;
-    let url = match &args.url {
-        Some(u) => u.clone(),
+    if args.gates > 1 && args.log_store.is_none() {
+        bail!(
+            "--gates {} needs --log-store (gates share a log only in PostgreSQL)",
+            args.gates
+        );
+    }
+    let pg = match args.log_store.as_deref() {
+        Some("postgres") => Some(testkit::Postgres::start()),
+        _ => None,
+    };
+    let log_store = pg
+        .as_ref()
+        .map(|p| p.url.clone())
+        .or(args.log_store.clone());
+    let mut servers = Vec::new();
+    let urls = match &args.url {
+        Some(u) => vec![u.clone()],
         None => {
-            let s = Server::start(args.gate_bin.as_deref(), &args.policy)?;
-            let u = s.url.clone();
-            server = Some(s);
-            u
+            for i in 0..args.gates.max(1) {
+                let like = servers.first().map(|s: &Server| s.data.clone());
+                let s = Server::start(
+                    args.gate_bin.as_deref(),
+                    &args.policy,
+                    log_store.as_deref(),
+                    like.as_deref(),
+                )
+                .with_context(|| format!("starting gate {i}"))?;
+                servers.push(s);
+            }
+            if servers.len() > 1 {
+                // The others follow the first one's policy within 250 ms.
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            servers.iter().map(|s| s.url.clone()).collect()
         }
     };
-    let token_file = match (&args.token_file, &server) {
+    let token_file = match (&args.token_file, servers.first()) {
         (Some(f), _) => f.clone(),
-        (None, Some(s)) => s.demo_token.clone(),
+        (None, Some(s)) => s.data.join("demo.token"),
         (None, None) => bail!("--url needs --token-file: a caller's token that may decide"),
     };
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading the token in {}", token_file.display()))?;
     let auth: Arc<str> = format!("Bearer {}", token.trim()).into();
-    let addr = url
-        .strip_prefix("http://")
-        .context("--url must be http://host:port")?
-        .trim_end_matches('/')
-        .to_string();
+    let addrs = urls
+        .iter()
+        .map(|u| {
+            Ok(u.strip_prefix("http://")
+                .context("--url must be http://host:port")?
+                .trim_end_matches('/')
+                .to_string())
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let store = match (&pg, &args.log_store) {
+        (Some(_), _) => "a throwaway PostgreSQL on this machine",
+        (None, Some(_)) => "PostgreSQL",
+        (None, None) => "RocksDB",
+    };
     println!(
-        "tollgate-bench gate against {url} ({} policy), {} s per row",
-        args.policy, args.duration
+        "tollgate-bench gate against {} ({} policy, {} gate(s), log in {store}), {} s per row",
+        urls.join(" "),
+        args.policy,
+        urls.len(),
+        args.duration
     );
     println!(
         "in-process floor (1 thread): evaluation {:.1} µs + receipt signature {:.1} µs = {:.1} µs per decision ({:.0}/s per core)",
@@ -94,7 +141,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     println!();
     println!(
-        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>11} {:>7}",
+        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>8} {:>11} {:>7}",
         "mode",
         "conns",
         "rate",
@@ -105,10 +152,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "p99.9 µs",
         "errors",
         "slow fsync %",
+        "write µs",
         "gate cpu µs",
         "steal %"
     );
-    let gate_pid = server.as_ref().map(|s| s.child.id());
+    let gate_pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -122,27 +170,29 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             .map(|&r| ("rate", args.rate_connections, Some(r))),
     );
     for (mode, conns, rate) in rows {
-        let before = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
-        let r = rt.block_on(load(&addr, &auth, conns, rate, duration, run_id))?;
-        let after = (LogWrites::scrape(&url)?, Cpu::sample(gate_pid));
+        let before = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
+        let r = rt.block_on(load(&addrs, &auth, conns, rate, duration, run_id))?;
+        let after = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
         let decisions = r.latencies_us.len() as u64;
         r.print(
             mode,
             conns,
             rate,
-            after.0.slow_share_since(before.0),
+            after.0.since(before.0),
             after.1.since(&before.1, decisions),
         );
     }
     println!();
     println!(
         "slow fsync %: decisions committed in a batch that took over 2 ms from its log insert to\n\
-         the fsync covering it (the gate's tollgate_log_write_seconds).\n\
-         gate cpu µs: the gate process's CPU time (user + system) per decision answered, when\n\
-         this run started the gate. steal %: of the machine's CPU time, what the hypervisor\n\
+         the fsync covering it (the gate's tollgate_log_write_seconds). write µs: the mean of\n\
+         that time per decision (PostgreSQL: the batch's insert and commit, holding the head).\n\
+         gate cpu µs: the gate processes' CPU time (user + system) per decision answered, when\n\
+         this run started them (the database's own CPU not included). steal %: of the machine's CPU time, what the hypervisor\n\
          took for others (/proc/stat); on a VM it comes in stalls that show up in the tail."
     );
-    drop(server);
+    drop(servers);
+    drop(pg);
     Ok(())
 }
 
@@ -217,7 +267,7 @@ impl Results {
         mode: &str,
         conns: usize,
         rate: Option<u64>,
-        slow_fsync: f64,
+        writes: (f64, f64),
         cpu: (Option<f64>, Option<f64>),
     ) {
         self.latencies_us.sort_unstable();
@@ -231,7 +281,7 @@ impl Results {
         let show =
             |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
         println!(
-            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2} {:>11} {:>7}",
+            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2} {:>8.0} {:>11} {:>7}",
             mode,
             conns,
             rate.map_or("-".into(), |r| r.to_string()),
@@ -241,7 +291,8 @@ impl Results {
             q(0.99),
             q(0.999),
             self.errors,
-            slow_fsync,
+            writes.0,
+            writes.1,
             show(cpu.0, 0),
             show(cpu.1, 2),
         );
@@ -257,8 +308,8 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn sample(gate_pid: Option<u32>) -> Cpu {
-        let gate = gate_pid.and_then(|pid| {
+    fn sample(gate_pids: &[u32]) -> Cpu {
+        let one = |pid: u32| -> Option<u64> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // Fields after the parenthesised command name: state is field 3,
             // utime and stime are fields 14 and 15.
@@ -270,7 +321,12 @@ impl Cpu {
                 .map(|x| x.parse().ok())
                 .collect::<Option<_>>()?;
             Some(f.iter().sum())
-        });
+        };
+        let gate = if gate_pids.is_empty() {
+            None
+        } else {
+            gate_pids.iter().map(|&p| one(p)).sum()
+        };
         let machine = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
             // cpu user nice system idle iowait irq softirq steal guest guest_nice
             let f: Vec<u64> = s
@@ -304,36 +360,49 @@ impl Cpu {
     }
 }
 
-/// The gate's `tollgate_log_write_seconds` histogram: decisions counted, and
-/// those whose batch was durable within 2 ms of its insert.
+/// The gates' `tollgate_log_write_seconds` histograms, summed: decisions
+/// counted, those whose batch was durable within 2 ms of its insert, and the
+/// total time.
 #[derive(Clone, Copy)]
 struct LogWrites {
     count: u64,
     within_2ms: u64,
+    seconds: f64,
 }
 
 impl LogWrites {
-    fn scrape(url: &str) -> Result<LogWrites> {
-        let text = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
-        let value = |name: &str| -> Result<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-                .with_context(|| format!("the gate's /metrics has no {name}"))
+    fn scrape(urls: &[String]) -> Result<LogWrites> {
+        let mut sum = LogWrites {
+            count: 0,
+            within_2ms: 0,
+            seconds: 0.0,
         };
-        Ok(LogWrites {
-            count: value("tollgate_log_write_seconds_count")?,
-            within_2ms: value("tollgate_log_write_seconds_bucket{le=\"0.002\"}")?,
-        })
+        for url in urls {
+            let text = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
+            let value = |name: &str| -> Result<f64> {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                    .with_context(|| format!("the gate's /metrics has no {name}"))
+            };
+            sum.count += value("tollgate_log_write_seconds_count")? as u64;
+            sum.within_2ms += value("tollgate_log_write_seconds_bucket{le=\"0.002\"}")? as u64;
+            sum.seconds += value("tollgate_log_write_seconds_sum")?;
+        }
+        Ok(sum)
     }
 
-    /// Percent of the decisions since `before` whose write took over 2 ms.
-    fn slow_share_since(self, before: LogWrites) -> f64 {
+    /// Since `before`: the percent of decisions whose write took over 2 ms,
+    /// and the mean write time per decision in µs.
+    fn since(self, before: LogWrites) -> (f64, f64) {
         let n = self.count.saturating_sub(before.count);
         let fast = self.within_2ms.saturating_sub(before.within_2ms);
         if n == 0 {
-            return 0.0;
+            return (0.0, 0.0);
         }
-        100.0 * n.saturating_sub(fast) as f64 / n as f64
+        (
+            100.0 * n.saturating_sub(fast) as f64 / n as f64,
+            (self.seconds - before.seconds) * 1e6 / n as f64,
+        )
     }
 }
 
@@ -347,7 +416,7 @@ async fn connect(addr: &str) -> Result<hyper::client::conn::http1::SendRequest<F
 
 /// Runs `conns` connections for `duration`: closed loop, or `rate` per second.
 async fn load(
-    addr: &str,
+    addrs: &[String],
     auth: &Arc<str>,
     conns: usize,
     rate: Option<u64>,
@@ -382,12 +451,13 @@ async fn load(
         Arc::new(tokio::sync::Mutex::new(rx))
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
+    for c in 0..conns {
+        let addr = &addrs[c % addrs.len()];
         let mut sender = connect(addr).await?;
         let (next, errors, addr, paced, auth) = (
             next.clone(),
             errors.clone(),
-            addr.to_string(),
+            addr.clone(),
             paced.clone(),
             auth.clone(),
         );
@@ -446,22 +516,48 @@ async fn load(
 struct Server {
     child: Child,
     url: String,
-    /// The `demo` caller's token file.
-    demo_token: std::path::PathBuf,
+    /// Its data directory.
+    data: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(gate_bin: Option<&std::path::Path>, policy: &str) -> Result<Server> {
+    /// Starts a gate on a fresh data directory: its log in `log_store` if
+    /// given, with the keys, origin and tokens of the gate whose data
+    /// directory is `like` if given (another gate on the same log).
+    fn start(
+        gate_bin: Option<&std::path::Path>,
+        policy: &str,
+        log_store: Option<&str>,
+        like: Option<&std::path::Path>,
+    ) -> Result<Server> {
         let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        if let Some(like) = like {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new().mode(0o700).create(&data)?;
+            for f in [
+                "log.skey",
+                "gate.skey",
+                "origin",
+                "admin.token",
+                "demo.token",
+            ] {
+                std::fs::copy(like.join(f), data.join(f))?;
+            }
+        }
         let exe = match gate_bin {
             Some(p) => p.to_path_buf(),
             None => std::env::current_exe()?.with_file_name("tollgate"),
         };
-        let mut child = Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("TOLLGATE_LOG", "warn")
+        let mut cmd = Command::new(&exe);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("TOLLGATE_LOG", "warn");
+        if let Some(url) = log_store {
+            cmd.env("TOLLGATE_LOG_STORE", url);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting the gate {}", exe.display()))?;
@@ -475,7 +571,7 @@ impl Server {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        if policy == "cedar" {
+        if policy == "cedar" && like.is_none() {
             let token = std::fs::read_to_string(dir.path().join("data/admin.token"))?;
             let bytes = gate::example_cedar_bundle().to_tar_gz();
             let published = post(
@@ -495,7 +591,7 @@ impl Server {
         Ok(Server {
             child,
             url,
-            demo_token: dir.path().join("data/demo.token"),
+            data,
             _dir: dir,
         })
     }

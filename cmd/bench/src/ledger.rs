@@ -33,6 +33,10 @@ pub(crate) struct LedgerArgs {
     /// Newest stored hashes kept in memory (Options::recent_hashes).
     #[arg(long, default_value_t = ledger::DEFAULT_RECENT_HASHES)]
     recent_hashes: usize,
+    /// The store: rocksdb (under --dir) or postgres (a throwaway cluster
+    /// this run starts, a fresh database per row).
+    #[arg(long, default_value = "rocksdb", value_parser = ["rocksdb", "postgres"])]
+    store: String,
 }
 
 /// `tollgate-bench proofs` arguments.
@@ -62,8 +66,10 @@ pub(crate) fn bench(args: LedgerArgs) {
         recent_hashes: args.recent_hashes,
         ..Options::default()
     };
+    let pg = (args.store == "postgres").then(testkit::Postgres::start);
     run_bench(
         &args.dir,
+        pg.as_ref(),
         args.count,
         args.leaf_size,
         &args.batch,
@@ -98,8 +104,10 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_bench(
     dir: &Path,
+    pg: Option<&testkit::Postgres>,
     count: u64,
     leaf_size: usize,
     batches: &[usize],
@@ -107,10 +115,22 @@ fn run_bench(
     options: &Options,
 ) {
     let wait_us = options.batch_wait.as_micros();
-    println!("ledger append benchmark: {count} appends of {leaf_size}-byte leaves per run, fsync on, T = {wait_us} µs");
+    let store = if pg.is_some() {
+        "PostgreSQL (a local throwaway cluster, synchronous commit)"
+    } else {
+        "RocksDB, fsync on"
+    };
+    println!("ledger append benchmark: {count} appends of {leaf_size}-byte leaves per run, {store}, T = {wait_us} µs");
     println!(
-        "{:>6} {:>9} {:>12} {:>10} {:>10} {:>10} {:>12}",
-        "N", "appenders", "appends/s", "p50 µs", "p99 µs", "avg batch", "disk B/leaf"
+        "{:>6} {:>9} {:>12} {:>10} {:>10} {:>10} {:>12} {:>14}",
+        "N",
+        "appenders",
+        "appends/s",
+        "p50 µs",
+        "p99 µs",
+        "avg batch",
+        "disk B/leaf",
+        "write µs/batch"
     );
     for &n in batches {
         for &c in appenders {
@@ -120,9 +140,18 @@ fn run_bench(
                 batch_max: n,
                 ..options.clone()
             };
-            let ledger = Ledger::open(&path, key, options).expect("open");
+            let ledger = match pg {
+                Some(pg) => {
+                    Ledger::open_postgres(&pg.database(&format!("bench_n{n}_c{c}")), key, options)
+                }
+                None => Ledger::open(&path, key, options),
+            }
+            .expect("open");
             let next = Arc::new(AtomicU64::new(0));
             let batches_seen = Arc::new(AtomicU64::new(0));
+            // Each append's batch's write time (insert to durable), over
+            // its batch's length: summed, the write time per batch.
+            let write_ns = Arc::new(AtomicU64::new(0));
             // Appenders are tasks on a two-worker tokio runtime, as the gate's
             // request handlers will be: many outstanding appends, few threads.
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -133,8 +162,12 @@ fn run_bench(
             let lat: Vec<Duration> = rt.block_on(async {
                 let tasks: Vec<_> = (0..c)
                     .map(|_| {
-                        let (ledger, next, batches_seen) =
-                            (ledger.clone(), next.clone(), batches_seen.clone());
+                        let (ledger, next, batches_seen, write_ns) = (
+                            ledger.clone(),
+                            next.clone(),
+                            batches_seen.clone(),
+                            write_ns.clone(),
+                        );
                         tokio::spawn(async move {
                             let mut lat = Vec::new();
                             loop {
@@ -151,6 +184,10 @@ fn run_bench(
                                     .expect("append");
                                 lat.push(t.elapsed());
                                 batches_seen.fetch_add(a.batch_len as u64, Ordering::Relaxed);
+                                write_ns.fetch_add(
+                                    (a.write_time.as_nanos() / a.batch_len.max(1) as u128) as u64,
+                                    Ordering::Relaxed,
+                                );
                             }
                         })
                     })
@@ -167,16 +204,25 @@ fn run_bench(
             // Each append saw its batch's length; the mean of that over appends
             // is the batch-size-weighted mean batch length.
             let avg_batch = batches_seen.load(Ordering::Relaxed) as f64 / count as f64;
+            // Σ over appends of write/len = Σ over batches of write.
+            let batches = count as f64 / avg_batch.max(1.0);
+            let write_per_batch = write_ns.load(Ordering::Relaxed) as f64 / 1e3 / batches.max(1.0);
             drop(ledger);
+            let disk = if pg.is_some() {
+                f64::NAN
+            } else {
+                dir_bytes(&path) as f64 / count as f64
+            };
             println!(
-                "{:>6} {:>9} {:>12.0} {:>10} {:>10} {:>10.1} {:>12.0}",
+                "{:>6} {:>9} {:>12.0} {:>10} {:>10} {:>10.1} {:>12.0} {:>14.0}",
                 n,
                 c,
                 count as f64 / elapsed.as_secs_f64(),
                 pct(&lat, 0.50).as_micros(),
                 pct(&lat, 0.99).as_micros(),
                 avg_batch,
-                dir_bytes(&path) as f64 / count as f64
+                disk,
+                write_per_batch
             );
             let _ = std::fs::remove_dir_all(&path);
         }

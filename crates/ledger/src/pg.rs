@@ -26,7 +26,8 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use postgres::{Client, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
 use tlog::Hash;
 
 use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs, Turn};
@@ -46,7 +47,136 @@ CREATE TABLE IF NOT EXISTS tollgate_leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TIMESTAMPTZ NOT NULL);
 ";
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// One connection and the statements prepared on it: every statement is
+/// parsed once per connection, then only executed (a round trip each).
+pub(crate) struct Conn {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query(&s, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_opt(&s, params)
+    }
+
+    /// Opens a transaction and locks the log's head row for it, in one
+    /// round trip; returns the head's size (-1: no first checkpoint yet).
+    fn lock_head(&mut self) -> Result<i64, Error> {
+        let messages = self
+            .client
+            .simple_query("BEGIN; SELECT size FROM tollgate_head WHERE id = 1 FOR UPDATE")
+            .map_err(storage)?;
+        let head = messages.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
+            _ => None,
+        });
+        match head {
+            Some(h) => Ok(h),
+            None => {
+                self.rollback();
+                Err(Error::Corrupt("the log's head row is missing".into()))
+            }
+        }
+    }
+
+    /// Writes `rows` and commits the transaction `lock_head` opened (rolled
+    /// back if anything fails).
+    fn write_and_commit(&mut self, rows: &Rows) -> Result<(), Error> {
+        let written = self
+            .statement(WRITE)
+            .and_then(|s| {
+                self.client.execute(
+                    &s,
+                    &[
+                        &rows.idx,
+                        &rows.leaves,
+                        &rows.hash_idx,
+                        &rows.hashes,
+                        &rows.leaf_hashes,
+                        &rows.leaf_idx,
+                        &rows.keys,
+                        &rows.key_hashes,
+                        &rows.new_size,
+                        &rows.note,
+                    ],
+                )
+            })
+            .and_then(|_| self.client.batch_execute("COMMIT"))
+            .map_err(storage);
+        if written.is_err() {
+            self.rollback();
+        }
+        written
+    }
+
+    /// Ends an open transaction without its changes (a connection that
+    /// failed is opened again for the next call anyway).
+    fn rollback(&mut self) {
+        let _ = self.client.batch_execute("ROLLBACK");
+    }
+}
+
+/// A batch's rows, one statement: entries, stored hashes, the leaf-hash
+/// index (latest index per hash), idempotency records, the checkpoint and
+/// the new head.
+const WRITE: &str = "WITH \
+    e AS (INSERT INTO tollgate_entries (idx, leaf) \
+          SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])), \
+    h AS (INSERT INTO tollgate_hashes (idx, hash) \
+          SELECT * FROM UNNEST($3::BIGINT[], $4::BYTEA[])), \
+    l AS (INSERT INTO tollgate_leaves (leaf_hash, idx) \
+          SELECT * FROM UNNEST($5::BYTEA[], $6::BIGINT[]) \
+          ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx), \
+    i AS (INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
+          SELECT * FROM UNNEST($7::BYTEA[], $1::BIGINT[], $8::BYTEA[])), \
+    c AS (INSERT INTO tollgate_checkpoints (size, note) VALUES ($9, $10) \
+          ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note) \
+    UPDATE tollgate_head SET size = $9 WHERE id = 1";
 
 /// A session idle this long inside a transaction (a writer holding the head
 /// that stopped) is ended by the server, which releases the head.
@@ -88,18 +218,6 @@ fn i64_of(n: u64) -> Result<i64, Error> {
 
 fn hash_of(bytes: &[u8]) -> Result<Hash, Error> {
     Hash::from_slice(bytes).ok_or_else(|| Error::Corrupt("a stored hash is not 32 bytes".into()))
-}
-
-/// Locks the log's head row for the rest of `tx`; returns its size (-1:
-/// no first checkpoint yet).
-fn lock_head(tx: &mut postgres::Transaction<'_>) -> Result<i64, Error> {
-    Ok(tx
-        .query_one(
-            "SELECT size FROM tollgate_head WHERE id = 1 FOR UPDATE",
-            &[],
-        )
-        .map_err(storage)?
-        .get(0))
 }
 
 /// A batch as the arrays its `UNNEST` inserts take.
@@ -149,45 +267,6 @@ impl Rows {
             new_size,
             note: batch.checkpoint.clone(),
         })
-    }
-
-    /// Writes entries, stored hashes, both indexes, the checkpoint and the
-    /// new head, inside `tx` (which holds the head row).
-    fn write(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), Error> {
-        tx.execute(
-            "INSERT INTO tollgate_entries (idx, leaf) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
-            &[&self.idx, &self.leaves],
-        )
-        .map_err(storage)?;
-        tx.execute(
-            "INSERT INTO tollgate_hashes (idx, hash) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
-            &[&self.hash_idx, &self.hashes],
-        )
-        .map_err(storage)?;
-        tx.execute(
-            "INSERT INTO tollgate_leaves (leaf_hash, idx) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[]) \
-             ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx",
-            &[&self.leaf_hashes, &self.leaf_idx],
-        )
-        .map_err(storage)?;
-        tx.execute(
-            "INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
-             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[])",
-            &[&self.keys, &self.idx, &self.key_hashes],
-        )
-        .map_err(storage)?;
-        tx.execute(
-            "INSERT INTO tollgate_checkpoints (size, note) VALUES ($1, $2) \
-             ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note",
-            &[&self.new_size, &self.note],
-        )
-        .map_err(storage)?;
-        tx.execute(
-            "UPDATE tollgate_head SET size = $1 WHERE id = 1",
-            &[&self.new_size],
-        )
-        .map_err(storage)?;
-        Ok(())
     }
 }
 
@@ -259,10 +338,10 @@ impl PgStore {
                         }
                         Ok(c)
                     });
-                    let mut client = match connected {
+                    let mut conn = match connected {
                         Ok(c) => {
                             let _ = ready_tx.send(Ok(()));
-                            c
+                            Conn::new(c)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -272,15 +351,15 @@ impl PgStore {
                     loop {
                         let job = rx.lock().expect("jobs lock").recv();
                         let Ok(job) = job else { break };
-                        if client.is_closed() {
+                        if conn.client.is_closed() {
                             // The server went away: connect again for this
                             // job (if that fails, the job sees a closed
                             // client and fails; the next one tries again).
                             if let Ok(c) = config.connect(NoTls) {
-                                client = c;
+                                conn = Conn::new(c);
                             }
                         }
-                        job(&mut client);
+                        job(&mut conn);
                     }
                 })
                 .map_err(|e| Error::Storage(e.to_string()))?;
@@ -296,7 +375,7 @@ impl PgStore {
     /// Runs `f` on a free connection and waits for its result.
     fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
+        f: impl FnOnce(&mut Conn) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (tx, rx) = mpsc::channel();
         self.submit(Box::new(move |c| drop(tx.send(f(c)))))?;
@@ -458,16 +537,15 @@ impl LogStore for PgStore {
         };
         let rows = Rows::of(batch)?;
         self.run(move |c| {
-            let mut tx = c.transaction().map_err(storage)?;
-            let head = lock_head(&mut tx)?;
+            let head = c.lock_head()?;
             if head != expected {
+                c.rollback();
                 return Err(Error::Storage(format!(
                     "postgres: the log's head is {head}, this batch was prepared on {expected}: \
                      another writer appended"
                 )));
             }
-            rows.write(&mut tx)?;
-            tx.commit().map_err(storage)
+            c.write_and_commit(&rows)
         })
     }
 
@@ -478,25 +556,18 @@ impl LogStore for PgStore {
         let (head_tx, head_rx) = mpsc::channel::<Result<i64, Error>>();
         let (batch_tx, batch_rx) = mpsc::channel::<(Rows, mpsc::Sender<Result<(), Error>>)>();
         self.submit(Box::new(move |c| {
-            let mut tx = match c.transaction() {
-                Ok(tx) => tx,
-                Err(e) => return drop(head_tx.send(Err(storage(e)))),
-            };
-            match lock_head(&mut tx) {
+            match c.lock_head() {
                 Ok(head) => {
                     if head_tx.send(Ok(head)).is_err() {
-                        return;
+                        return c.rollback();
                     }
                 }
                 Err(e) => return drop(head_tx.send(Err(e))),
             }
             let Ok((rows, done)) = batch_rx.recv() else {
-                return; // dropped: rolled back with `tx`
+                return c.rollback(); // the turn was dropped
             };
-            let written = rows
-                .write(&mut tx)
-                .and_then(|()| tx.commit().map_err(storage));
-            let _ = done.send(written);
+            let _ = done.send(c.write_and_commit(&rows));
         }))?;
         let head = head_rx
             .recv()

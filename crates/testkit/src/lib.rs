@@ -303,6 +303,32 @@ impl Postgres {
         self.run();
     }
 
+    /// Creates database `name` in the cluster; returns its connection string.
+    #[must_use]
+    pub fn database(&self, name: &str) -> String {
+        let out = Command::new(self.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "tollgate",
+                name,
+            ])
+            .output()
+            .expect("running createdb");
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "host=127.0.0.1 port={} user=tollgate dbname={name}",
+            self.port
+        )
+    }
+
     /// Starts the server again after [`Postgres::stop`], on the same port.
     pub fn resume(&mut self) {
         if self.child.is_none() {
