@@ -41,10 +41,11 @@ pub enum GateError {
     /// refused before anything is evaluated or written (503, `Retry-After`).
     #[error("overloaded: {0}; retry after {RETRY_AFTER_S} s")]
     Overloaded(String),
-    /// The log could not make the receipt durable; no decision is claimed (503).
+    /// The log could not make the receipt durable, or its store cannot be
+    /// read now (a database restarting); no decision is claimed (503).
     #[error("the log is unavailable: {0}")]
     Unavailable(String),
-    /// A bug or a storage failure (500); details go to the log, not the client.
+    /// A bug (500); details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
 }
