@@ -2040,11 +2040,11 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 /// the other appended; a caller added, revoked, an approval given or a
 /// policy activated on one takes effect on the other, whose counters count
 /// the first one's PERMITs; and the shared log passes an audit.
-#[test]
-fn two_gates_share_one_log_on_postgres() {
+/// Two gates on the PostgreSQL database `url`, the second with the first
+/// one's keys, origin and tokens.
+fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server) {
     use std::os::unix::fs::DirBuilderExt;
-    let pg = testkit::Postgres::start();
-    let env = [("TOLLGATE_LOG_STORE", pg.url.as_str())];
+    let env = [("TOLLGATE_LOG_STORE", url)];
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Server::start_with_env(da.path(), &env);
     std::fs::DirBuilder::new()
@@ -2065,6 +2065,13 @@ fn two_gates_share_one_log_on_postgres() {
         .unwrap();
     }
     let b = Server::start_with_env(db.path(), &env);
+    (da, db, a, b)
+}
+
+#[test]
+fn two_gates_share_one_log_on_postgres() {
+    let pg = testkit::Postgres::start();
+    let (da, db, a, b) = two_gates(&pg.url);
     let transfer = |key: &str| {
         intent(
             "agent-treasury",
@@ -2286,5 +2293,80 @@ fn an_embedded_log_copied_to_postgres_carries_on_there() {
         &s.url,
         &dir.path().join("data"),
         &dir.path().join("audit.state"),
+    );
+}
+
+/// Exact quotas across gates: 200 concurrent transfers of 100 by one actor,
+/// sent alternately to two gates on one PostgreSQL log, against a 10,000
+/// daily limit: exactly 100 PERMITs (each decision holds the actor's lock
+/// in the database and catches up with the other gate's PERMITs first),
+/// and the permits saw 0, 100, …, 9,900.
+#[test]
+fn counters_are_exact_across_gates_on_one_log() {
+    let pg = testkit::Postgres::start();
+    let (da, _db, a, b) = two_gates(&pg.url);
+    let bundle = quota_bundle(da.path());
+    let (ok, out) = a.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let version = policy::Bundle::from_dir(&bundle).unwrap().version();
+    let mut probes = 0;
+    eventually("the other gate binds the quota policy", || {
+        probes += 1;
+        let r = b.decide(&intent(
+            "agent-probe",
+            "payments",
+            "transfer",
+            json!({"amount": 0}),
+            &format!("probe-{probes}"),
+        ));
+        verify(&b, &r)
+            .0
+            .policy
+            .is_some_and(|p| p.version == version)
+    });
+    let started = std::time::Instant::now();
+    let decided: Vec<DecisionResponse> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..200)
+            .map(|i| {
+                let gate = if i % 2 == 0 { &a } else { &b };
+                scope.spawn(move || {
+                    gate.decide(&intent(
+                        "agent-quota",
+                        "payments",
+                        "transfer",
+                        json!({"amount": 100, "to": "acct-9"}),
+                        &format!("t{i}"),
+                    ))
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    eprintln!(
+        "200 decisions of one actor under counters over two gates: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut seen: Vec<i64> = decided
+        .iter()
+        .filter(|r| r.decision == Decision::Permit)
+        .map(|r| {
+            verify(&a, r).0.derived["history"]["transferred_24h"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..100).map(|k| k * 100).collect::<Vec<i64>>(),
+        "exactly the transfers that fit, each seeing the ones before"
+    );
+    assert!(decided
+        .iter()
+        .all(|r| r.decision == Decision::Permit || r.decision == Decision::Deny));
+    testkit::audit(
+        &a.url,
+        &da.path().join("data"),
+        &da.path().join("audit.state"),
     );
 }

@@ -202,6 +202,11 @@ impl Gate {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
         };
+        // On a shared log, one at a time across gates too (follow.rs).
+        let _held = match &_one_at_a_time {
+            Some(_) => self.hold_actor(request.actor().id(), &counters).await?,
+            None => None,
+        };
         let approvals = match &approval_id {
             // Read under the lock: another decision may have used them.
             Some(id) => self.attachable(id)?,

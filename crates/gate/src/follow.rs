@@ -10,13 +10,16 @@
 //! (each counted once, by log index, however it was learnt).
 //!
 //! So a change made on one gate takes effect on the others within about
-//! `FOLLOW_EVERY` plus one store round trip. A decision is still decided
-//! by one gate on what that gate knows: see ARCHITECTURE.md for what is
-//! exact across gates and what is exact per gate only.
+//! `FOLLOW_EVERY` plus one store round trip. Counters and approvals are
+//! exact across gates: a decision of an actor under counters or with
+//! approvals to attach holds that actor's lock in the database
+//! ([`Gate::hold_actor`], `Ledger::hold`) from before it reads them until
+//! its receipt is durable, and catches up with the log first.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::history::Counters;
 use crate::{Gate, GateError};
 
 /// How often a gate on a shared log looks for what other gates changed.
@@ -30,14 +33,22 @@ impl Gate {
     pub(crate) async fn follow_shared(self: Arc<Self>) {
         let mut every = tokio::time::interval(FOLLOW_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut followed = self.ledger.latest().checkpoint.size;
         loop {
             every.tick().await;
+            {
+                let counters = self.history.gate.read().await;
+                if let Err(e) = self.catch_up(&counters).await {
+                    tracing::warn!("following the shared log: {e}");
+                }
+            }
             let gate = self.clone();
-            match tokio::task::spawn_blocking(move || gate.follow_once(followed)).await {
-                Ok(Ok(size)) => followed = size,
-                Ok(Err(e)) => tracing::warn!("following the shared log: {e}"),
-                Err(e) => tracing::warn!("following the shared log: {e}"),
+            let reloaded = tokio::task::spawn_blocking(move || {
+                gate.callers.reload(&gate.ledger)?;
+                gate.load_votes()
+            })
+            .await;
+            if let Ok(Err(e)) = reloaded {
+                tracing::warn!("following the shared log's callers and approvals: {e}");
             }
             if let Err(e) = self.policies.follow(&self.ledger, &self.history).await {
                 tracing::warn!("following the shared log's policies: {e}");
@@ -45,30 +56,52 @@ impl Gate {
         }
     }
 
-    /// One look: the newest checkpoint, callers, approvals, and the
-    /// PERMITs from `from` to the newest checkpoint. Returns its size.
-    fn follow_once(&self, from: u64) -> Result<u64, GateError> {
-        let to = self.ledger.refresh()?;
-        self.learn_counters(from, to)?;
-        self.callers.reload(&self.ledger)?;
-        self.load_votes()?;
-        Ok(to)
+    /// Learns the newest checkpoint and, when counters are declared, counts
+    /// the PERMITs appended since the last catch-up (by any gate; each is
+    /// counted once, by index). A decision under counters calls it holding
+    /// its actor's lock across gates, so it counts every PERMIT of that
+    /// actor committed before it.
+    pub(crate) async fn catch_up(&self, counters: &Counters) -> Result<(), GateError> {
+        let mut followed = self.followed.lock().await;
+        let l = self.ledger.clone();
+        let to = tokio::task::spawn_blocking(move || l.refresh())
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))??;
+        if counters.any() {
+            let mut at = *followed;
+            while at < to {
+                let n = (to - at).min(READ_AT_ONCE);
+                let l = self.ledger.clone();
+                let entries = tokio::task::spawn_blocking(move || l.entries(at, n))
+                    .await
+                    .map_err(|e| GateError::Internal(e.to_string()))??;
+                for (index, entry) in (at..).zip(entries) {
+                    counters.learn(&entry, index);
+                }
+                at += n;
+            }
+        }
+        *followed = (*followed).max(to);
+        Ok(())
     }
 
-    /// Counts the PERMITs of entries `from..to` (when counters are declared).
-    fn learn_counters(&self, from: u64, to: u64) -> Result<(), GateError> {
-        let counters = self.history.gate.blocking_read();
-        if !counters.any() {
-            return Ok(());
+    /// On a shared log: holds `actor`'s lock across every gate (taken after
+    /// this gate's own lock of the actor), then catches up, so the decision
+    /// sees every PERMIT and every use of an approval another gate
+    /// committed for the actor. `None` on a log of one gate.
+    pub(crate) async fn hold_actor(
+        &self,
+        actor: &str,
+        counters: &Counters,
+    ) -> Result<Option<ledger::Held>, GateError> {
+        if !self.ledger.shared() {
+            return Ok(None);
         }
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(READ_AT_ONCE);
-            for (index, entry) in (at..).zip(self.ledger.entries(at, n)?) {
-                counters.learn(&entry, index);
-            }
-            at += n;
-        }
-        Ok(())
+        let (l, name) = (self.ledger.clone(), format!("actor/{actor}").into_bytes());
+        let held = tokio::task::spawn_blocking(move || l.hold(&name))
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))??;
+        self.catch_up(counters).await?;
+        Ok(held)
     }
 }

@@ -89,6 +89,9 @@ pub struct Gate {
     policies: active::Policies,
     /// The active policy's counters over the log (`derived.history`).
     history: history::History,
+    /// On a shared log: the tree size up to which other gates' PERMITs
+    /// have been counted (`follow.rs`).
+    followed: tokio::sync::Mutex<u64>,
     /// Serializes changes to approval requests (votes, opening, using up).
     approval_writes: std::sync::Mutex<()>,
     /// The ids of live approval requests that hold approvals.

@@ -269,6 +269,7 @@ impl Gate {
         let callers = Callers::load(&ledger)?;
         let body_read = std::time::Duration::from_millis(config.body_read_timeout_ms);
         let _ = crate::http::BODY_READ_TIMEOUT.set(body_read);
+        let followed = ledger.latest().checkpoint.size;
         let gate = Gate {
             callers,
             public_read: config.public_read,
@@ -280,6 +281,7 @@ impl Gate {
             admin_token,
             policies: Policies::new(config.eval_timeout()),
             history: crate::history::History::new(),
+            followed: tokio::sync::Mutex::new(followed),
             approval_writes: std::sync::Mutex::new(()),
             voted: std::sync::RwLock::new(std::collections::HashSet::new()),
             evaluators: Evaluators::new(config.eval_threads()),

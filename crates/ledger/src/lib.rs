@@ -100,6 +100,16 @@ pub enum Error {
     Note(#[from] note::Error),
 }
 
+/// A lock held across every writer of a shared log (see [`Ledger::hold`]);
+/// released when dropped.
+pub struct Held(#[allow(dead_code)] Box<dyn Send>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
 /// Group-commit settings.
 #[derive(Clone)]
 pub struct Options {
@@ -362,6 +372,17 @@ impl Ledger {
             *latest = newer;
         }
         Ok(latest.checkpoint.size)
+    }
+
+    /// On a log other writers share (PostgreSQL): waits until this process
+    /// holds the lock named `name` across every writer, and holds it until
+    /// the guard is dropped. `None` on a log of one writer.
+    ///
+    /// # Errors
+    ///
+    /// A storage error (nothing is held).
+    pub fn hold(&self, name: &[u8]) -> Result<Option<Held>, Error> {
+        Ok(self.shared.store.backend().hold(name)?.map(Held))
     }
 
     /// Takes or renews lease `name` for `holder` for `ttl`: whether

@@ -1,5 +1,5 @@
 //! The PostgreSQL backend (issue 21): the same [`LogStore`] as RocksDB, in
-//! eight tables, so that a log can live in a database that many gates
+//! nine tables, so that a log can live in a database that many gates
 //! share.
 //!
 //! A batch is **one transaction holding the log's head**: the sequencer
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS tollgate_checkpoints (size BIGINT PRIMARY KEY, note T
 CREATE TABLE IF NOT EXISTS tollgate_head (id INT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL);
 INSERT INTO tollgate_head VALUES (1, -1) ON CONFLICT (id) DO NOTHING;
 CREATE TABLE IF NOT EXISTS tollgate_state (key BYTEA PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tollgate_holds (name BYTEA PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS tollgate_leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TIMESTAMPTZ NOT NULL);
 ";
@@ -301,7 +302,16 @@ impl Turn for PgTurn {
 /// The log in a PostgreSQL database.
 pub(crate) struct PgStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    config: postgres::Config,
+    /// The connections that hold named locks (`hold`), opened on first use:
+    /// a hold keeps its connection for as long as it is held, so holds
+    /// never take the connections appends and reads need.
+    holds: std::sync::OnceLock<Result<Mutex<mpsc::Sender<Job>>, String>>,
 }
+
+/// Connections for named locks (`LogStore::hold`): at most this many held at
+/// once per gate; more wait for one.
+const HOLD_CONNECTIONS: usize = 16;
 
 impl PgStore {
     /// Connects `connections` clients to the database at `url` (a libpq
@@ -322,53 +332,11 @@ impl PgStore {
             "{options} -c idle_in_transaction_session_timeout={}",
             IDLE_IN_TX.as_millis()
         ));
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for n in 0..connections.max(1) {
-            let (rx, config) = (rx.clone(), config.clone());
-            // Each client connects on its own thread: the `postgres` client
-            // drives a runtime there, which must not nest in the caller's.
-            let (ready_tx, ready) = mpsc::channel::<Result<(), Error>>();
-            std::thread::Builder::new()
-                .name("ledger-postgres".into())
-                .spawn(move || {
-                    let connected = config.connect(NoTls).map_err(storage).and_then(|mut c| {
-                        if n == 0 {
-                            create_schema(&mut c)?;
-                        }
-                        Ok(c)
-                    });
-                    let mut conn = match connected {
-                        Ok(c) => {
-                            let _ = ready_tx.send(Ok(()));
-                            Conn::new(c)
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    loop {
-                        let job = rx.lock().expect("jobs lock").recv();
-                        let Ok(job) = job else { break };
-                        if conn.client.is_closed() {
-                            // The server went away: connect again for this
-                            // job (if that fails, the job sees a closed
-                            // client and fails; the next one tries again).
-                            if let Ok(c) = config.connect(NoTls) {
-                                conn = Conn::new(c);
-                            }
-                        }
-                        job(&mut conn);
-                    }
-                })
-                .map_err(|e| Error::Storage(e.to_string()))?;
-            ready
-                .recv()
-                .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))??;
-        }
+        let tx = pool(&config, connections, true)?;
         Ok(PgStore {
             jobs: Mutex::new(Some(tx)),
+            config,
+            holds: std::sync::OnceLock::new(),
         })
     }
 
@@ -393,6 +361,61 @@ impl PgStore {
             .send(job)
             .map_err(|_| Error::Storage("postgres: the connection threads stopped".into()))
     }
+}
+
+/// `connections` clients of `config`, each on a thread of its own, taking
+/// jobs from one queue; the first creates the tables if `schema`.
+fn pool(
+    config: &postgres::Config,
+    connections: usize,
+    schema: bool,
+) -> Result<mpsc::Sender<Job>, Error> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for n in 0..connections.max(1) {
+        let (rx, config) = (rx.clone(), config.clone());
+        // Each client connects on its own thread: the `postgres` client
+        // drives a runtime there, which must not nest in the caller's.
+        let (ready_tx, ready) = mpsc::channel::<Result<(), Error>>();
+        std::thread::Builder::new()
+            .name("ledger-postgres".into())
+            .spawn(move || {
+                let connected = config.connect(NoTls).map_err(storage).and_then(|mut c| {
+                    if schema && n == 0 {
+                        create_schema(&mut c)?;
+                    }
+                    Ok(c)
+                });
+                let mut conn = match connected {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        Conn::new(c)
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let job = rx.lock().expect("jobs lock").recv();
+                    let Ok(job) = job else { break };
+                    if conn.client.is_closed() {
+                        // The server went away: connect again for this
+                        // job (if that fails, the job sees a closed
+                        // client and fails; the next one tries again).
+                        if let Ok(c) = config.connect(NoTls) {
+                            conn = Conn::new(c);
+                        }
+                    }
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        ready
+            .recv()
+            .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))??;
+    }
+    Ok(tx)
 }
 
 impl Drop for PgStore {
@@ -582,6 +605,53 @@ impl LogStore for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn hold(&self, name: &[u8]) -> Result<Option<Box<dyn Send>>, Error> {
+        let holds = self
+            .holds
+            .get_or_init(|| {
+                pool(&self.config, HOLD_CONNECTIONS, false)
+                    .map(Mutex::new)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Storage(e.clone()))?;
+        // The row is made on first use and locked for the transaction; the
+        // name goes in as a hex bytea literal (hex digits only), so the three
+        // statements travel in one round trip.
+        let literal = format!(
+            "'\\x{}'::bytea",
+            name.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let sql = format!(
+            "BEGIN; INSERT INTO tollgate_holds (name) VALUES ({literal}) ON CONFLICT DO NOTHING; \
+             SELECT 1 FROM tollgate_holds WHERE name = {literal} FOR UPDATE"
+        );
+        let (held_tx, held) = mpsc::channel::<Result<(), Error>>();
+        let (release, released) = mpsc::channel::<()>();
+        let job: Job = Box::new(move |c| {
+            if let Err(e) = c.client.simple_query(&sql) {
+                c.rollback();
+                return drop(held_tx.send(Err(storage(e))));
+            }
+            if held_tx.send(Ok(())).is_err() {
+                return c.rollback();
+            }
+            // Until the guard is dropped (its sender with it).
+            let _ = released.recv();
+            if c.client.batch_execute("COMMIT").is_err() {
+                c.rollback();
+            }
+        });
+        holds
+            .lock()
+            .expect("holds lock")
+            .send(job)
+            .map_err(|_| Error::Storage("postgres: the lock connections stopped".into()))?;
+        held.recv()
+            .map_err(|_| Error::Storage("postgres: a lock connection failed".into()))??;
+        Ok(Some(Box::new(release)))
     }
 
     fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error> {

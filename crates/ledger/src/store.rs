@@ -100,6 +100,12 @@ pub(crate) trait LogStore: Send + Sync {
     fn lease(&self, _name: &str, _holder: &str, _ttl: std::time::Duration) -> Result<bool, Error> {
         Ok(true)
     }
+    /// On a store other writers share: waits until this writer holds the
+    /// lock named `name` across all of them, and holds it until the returned
+    /// guard is dropped. `None` on a store of one writer (nothing to hold).
+    fn hold(&self, _name: &[u8]) -> Result<Option<Box<dyn Send>>, Error> {
+        Ok(None)
+    }
     /// Whether other writers may append to the same store at the same time
     /// (a shared database). Recovery then does not require that nothing is
     /// stored beyond the last checkpoint it read: another writer's batch,
