@@ -12,10 +12,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use note::{Checkpoint, Policy, ProofBundle};
+use note::{Policy, ProofBundle};
 use protocol::{verify_receipt, DecisionResponse};
 use serde_json::{json, Value};
 use testkit::Proc;
+
+mod common;
+use common::{consistent, decide};
 
 const CLIENTS: usize = 8;
 
@@ -30,22 +33,6 @@ fn intent(key: &str) -> Value {
         "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
         "idempotency_key": key,
     })
-}
-
-/// One POST: the decision, `Err(None)` if the connection failed (the gate
-/// died: the outcome is unknown), `Err(Some(status))` for another answer.
-fn decide(url: &str, token: &str, body: &Value) -> Result<DecisionResponse, Option<u16>> {
-    let r = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .post(&format!("{url}/v1/decisions"))
-        .set("authorization", &format!("Bearer {token}"))
-        .send_string(&body.to_string());
-    match r {
-        Ok(r) => Ok(r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, _)) => Err(Some(code)),
-        Err(_) => Err(None),
-    }
 }
 
 /// A small deterministic generator (no dependency): xorshift.
@@ -185,30 +172,4 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
     );
     // The whole log, entry by entry, by the auditors' tool.
     testkit::audit(&gate.url, &data, &dir.path().join("audit.json"));
-}
-
-/// `old` is consistent with `new`, by a proof the gate serves and this test verifies.
-fn consistent(url: &str, old: &Checkpoint, new: &Checkpoint) {
-    if old.size == new.size {
-        assert_eq!(old.root, new.root, "two roots at size {}", old.size);
-        return;
-    }
-    let text = ureq::get(&format!(
-        "{url}/v1/proofs/consistency?old={}&new={}",
-        old.size, new.size
-    ))
-    .call()
-    .unwrap()
-    .into_string()
-    .unwrap();
-    let proof: Vec<tlog::Hash> = text
-        .lines()
-        .map(|l| {
-            use base64::Engine as _;
-            tlog::Hash::from_slice(&base64::engine::general_purpose::STANDARD.decode(l).unwrap())
-                .unwrap()
-        })
-        .collect();
-    tlog::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
-        .unwrap_or_else(|e| panic!("size {} → {}: {e}", old.size, new.size));
 }

@@ -18,6 +18,9 @@ use protocol::{verify_receipt, DecisionResponse};
 use serde_json::{json, Value};
 use testkit::Proc;
 
+mod common;
+use common::{consistent, decide};
+
 const GATES: usize = 3;
 const CLIENTS: usize = 6;
 
@@ -34,22 +37,6 @@ fn intent(key: &str) -> Value {
         "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
         "idempotency_key": key,
     })
-}
-
-/// One POST: the decision, `Err(None)` if the connection failed (the gate
-/// died: the outcome is unknown), `Err(Some(status))` for another answer.
-fn decide(url: &str, token: &str, body: &Value) -> Result<DecisionResponse, Option<u16>> {
-    let r = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .post(&format!("{url}/v1/decisions"))
-        .set("authorization", &format!("Bearer {token}"))
-        .send_string(&body.to_string());
-    match r {
-        Ok(r) => Ok(r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, _)) => Err(Some(code)),
-        Err(_) => Err(None),
-    }
 }
 
 /// A retry as the SDKs make it: again on 503, up to a few seconds.
@@ -243,30 +230,4 @@ fn three_gates_survive_a_sigkill_and_a_database_restart() {
         tree.size
     );
     testkit::audit(&urls[2], &dirs[2], &root.path().join("audit.json"));
-}
-
-/// `old` is consistent with `new`, by a proof the gate serves and this test verifies.
-fn consistent(url: &str, old: &Checkpoint, new: &Checkpoint) {
-    if old.size == new.size {
-        assert_eq!(old.root, new.root, "two roots at size {}", old.size);
-        return;
-    }
-    let text = ureq::get(&format!(
-        "{url}/v1/proofs/consistency?old={}&new={}",
-        old.size, new.size
-    ))
-    .call()
-    .unwrap()
-    .into_string()
-    .unwrap();
-    let proof: Vec<tlog::Hash> = text
-        .lines()
-        .map(|l| {
-            use base64::Engine as _;
-            tlog::Hash::from_slice(&base64::engine::general_purpose::STANDARD.decode(l).unwrap())
-                .unwrap()
-        })
-        .collect();
-    tlog::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
-        .unwrap_or_else(|e| panic!("size {} → {}: {e}", old.size, new.size));
 }

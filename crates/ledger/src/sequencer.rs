@@ -322,27 +322,36 @@ impl Sequencer {
             prepared = self.prepare(&requests);
         }
         match prepared {
-            Ok((prepared, pending)) => {
-                self.tip = prepared.checkpoint.clone();
-                self.in_flight = Some(pending);
-                let job = Job {
-                    requests,
-                    prepared,
-                    turn: None,
-                };
-                let sent = self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok());
-                if sent {
-                    Ok(())
-                } else {
-                    Err("the ledger inserter thread exited".into())
-                }
-            }
+            Ok((prepared, pending)) => self.hand_over(requests, prepared, pending, None),
             Err(e) => {
                 // Nothing of this batch was handed over, so nothing is written.
                 let reason = e.to_string();
                 fail(requests, &reason);
                 self.recover(&reason)
             }
+        }
+    }
+
+    /// Hands a prepared batch to the inserter; it becomes the tip and the
+    /// batch in flight.
+    fn hand_over(
+        &mut self,
+        requests: Vec<Request>,
+        prepared: Prepared,
+        pending: Pending,
+        turn: Option<Box<dyn Turn>>,
+    ) -> Result<(), String> {
+        self.tip = prepared.checkpoint.clone();
+        self.in_flight = Some(pending);
+        let job = Job {
+            requests,
+            prepared,
+            turn,
+        };
+        if self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok()) {
+            Ok(())
+        } else {
+            Err("the ledger inserter thread exited".into())
         }
     }
 
@@ -375,21 +384,7 @@ impl Sequencer {
             }
         }
         match self.prepare(&requests) {
-            Ok((prepared, pending)) => {
-                self.tip = prepared.checkpoint.clone();
-                self.in_flight = Some(pending);
-                let job = Job {
-                    requests,
-                    prepared,
-                    turn: Some(turn),
-                };
-                let sent = self.inserter.as_ref().is_some_and(|w| w.send(job).is_ok());
-                if sent {
-                    Ok(())
-                } else {
-                    Err("the ledger inserter thread exited".into())
-                }
-            }
+            Ok((prepared, pending)) => self.hand_over(requests, prepared, pending, Some(turn)),
             Err(e) => {
                 // Nothing handed over; dropping the turn gives the head up.
                 fail(requests, &e.to_string());
