@@ -61,7 +61,13 @@ pub fn copy_to_postgres(
             from.display()
         )));
     }
-    let src = Arc::new(RocksStore::open(from)?);
+    let src = Arc::new(RocksStore::open(from).map_err(|e| match e {
+        Error::Storage(why) if why.contains("lock") => Error::Storage(format!(
+            "{why}: is the gate that owns {} still running? Stop it first",
+            from.display()
+        )),
+        other => other,
+    })?);
     let Some((last_size, last_text)) = src.last_checkpoint()? else {
         return Err(Error::NotFound(format!(
             "the log in {} has no checkpoint",

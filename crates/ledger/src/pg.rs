@@ -209,7 +209,11 @@ fn storage(e: postgres::Error) -> Error {
             db.message(),
             db.code().code()
         )),
-        None => Error::Storage(format!("postgres: {e}")),
+        // The cause too ("error connecting to server: Connection refused").
+        None => Error::Storage(match std::error::Error::source(&e) {
+            Some(cause) => format!("postgres: {e}: {cause}"),
+            None => format!("postgres: {e}"),
+        }),
     }
 }
 
