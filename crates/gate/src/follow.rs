@@ -33,25 +33,38 @@ impl Gate {
     pub(crate) async fn follow_shared(self: Arc<Self>) {
         let mut every = tokio::time::interval(FOLLOW_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What failed last: said once, not four times a second while the
+        // database is away, and said again when following works again.
+        let mut failing: Option<String> = None;
         loop {
             every.tick().await;
-            {
+            let caught_up = {
                 let counters = self.history.gate.read().await;
-                if let Err(e) = self.catch_up(&counters).await {
-                    tracing::warn!("following the shared log: {e}");
-                }
-            }
+                self.catch_up(&counters).await
+            };
             let gate = self.clone();
             let reloaded = tokio::task::spawn_blocking(move || {
                 gate.callers.reload(&gate.ledger)?;
                 gate.load_votes()
             })
-            .await;
-            if let Ok(Err(e)) = reloaded {
-                tracing::warn!("following the shared log's callers and approvals: {e}");
-            }
-            if let Err(e) = self.policies.follow(&self.ledger, &self.history).await {
-                tracing::warn!("following the shared log's policies: {e}");
+            .await
+            .unwrap_or_else(|e| Err(GateError::Internal(e.to_string())));
+            let policies = self.policies.follow(&self.ledger, &self.history).await;
+            // Each step ran; the first failure is the one told.
+            let followed = caught_up.and(reloaded).and(policies);
+            match (followed, &failing) {
+                (Ok(()), Some(_)) => {
+                    tracing::info!("following the shared log again");
+                    failing = None;
+                }
+                (Ok(()), None) => {}
+                (Err(e), last) => {
+                    let why = e.to_string();
+                    if last.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("following the shared log: {why}");
+                    }
+                    failing = Some(why);
+                }
             }
         }
     }
