@@ -310,7 +310,7 @@ pub(crate) struct PgStore {
     /// The connections that hold named locks (`hold`), opened on first use:
     /// a hold keeps its connection for as long as it is held, so holds
     /// never take the connections appends and reads need.
-    holds: std::sync::OnceLock<Result<Mutex<mpsc::Sender<Job>>, String>>,
+    holds: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
 /// Connections for named locks (`LogStore::hold`): at most this many held at
@@ -340,7 +340,7 @@ impl PgStore {
         Ok(PgStore {
             jobs: Mutex::new(Some(tx)),
             config,
-            holds: std::sync::OnceLock::new(),
+            holds: Mutex::new(None),
         })
     }
 
@@ -612,15 +612,6 @@ impl LogStore for PgStore {
     }
 
     fn hold(&self, name: &[u8]) -> Result<Option<Box<dyn Send>>, Error> {
-        let holds = self
-            .holds
-            .get_or_init(|| {
-                pool(&self.config, HOLD_CONNECTIONS, false)
-                    .map(Mutex::new)
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| Error::Storage(e.clone()))?;
         // The row is made on first use and locked for the transaction; the
         // name goes in as a hex bytea literal (hex digits only), so the three
         // statements travel in one round trip.
@@ -648,11 +639,19 @@ impl LogStore for PgStore {
                 c.rollback();
             }
         });
-        holds
-            .lock()
-            .expect("holds lock")
-            .send(job)
-            .map_err(|_| Error::Storage("postgres: the lock connections stopped".into()))?;
+        {
+            let mut holds = self.holds.lock().expect("holds lock");
+            if holds.is_none() {
+                // Opened on first use; a failure (the database away) is
+                // tried again by the next hold.
+                *holds = Some(pool(&self.config, HOLD_CONNECTIONS, false)?);
+            }
+            holds
+                .as_ref()
+                .expect("just made")
+                .send(job)
+                .map_err(|_| Error::Storage("postgres: the lock connections stopped".into()))?;
+        }
         held.recv()
             .map_err(|_| Error::Storage("postgres: a lock connection failed".into()))??;
         Ok(Some(Box::new(release)))
