@@ -15,11 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use note::{Checkpoint, Note, SignerKey};
-use tlog::{Hash, HashReader, ReadError};
+use tlog::Hash;
 
 use crate::pg::PgStore;
 use crate::rocks::RocksStore;
-use crate::store::{Batch, CachedHashes, LogStore, NewLeaf, Store};
+use crate::sequencer::BatchReader;
+use crate::store::{Batch, LogStore, NewLeaf, Store};
 use crate::Error;
 
 /// What a copy moved.
@@ -196,11 +197,7 @@ fn copy_one(
     let base = tlog::stored_hash_count(old_size);
     let root = tlog::tree_hash(
         size,
-        &Overlay {
-            store: dst_store.hashes(),
-            base,
-            new: &hashes,
-        },
+        &BatchReader::with_batch(dst_store.hashes(), base, &hashes),
     )?;
     if root != checkpoint.root {
         return Err(Error::Corrupt(format!(
@@ -215,35 +212,4 @@ fn copy_one(
     })?;
     dst_store.remember(base, &hashes);
     Ok(())
-}
-
-/// The destination's stored hashes with a batch's new ones in front.
-struct Overlay<'a> {
-    store: CachedHashes<'a>,
-    base: u64,
-    new: &'a [Hash],
-}
-
-impl HashReader for Overlay<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, ReadError> {
-        let below: Vec<u64> = indexes.iter().copied().filter(|&i| i < self.base).collect();
-        let mut stored = self.store.read_hashes(&below)?.into_iter();
-        indexes
-            .iter()
-            .map(|&i| {
-                if i < self.base {
-                    stored.next().ok_or_else(|| missing(i))
-                } else {
-                    usize::try_from(i - self.base)
-                        .ok()
-                        .and_then(|k| self.new.get(k).copied())
-                        .ok_or_else(|| missing(i))
-                }
-            })
-            .collect()
-    }
-}
-
-fn missing(i: u64) -> ReadError {
-    format!("stored hash {i} missing").into()
 }

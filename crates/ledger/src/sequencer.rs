@@ -724,8 +724,8 @@ impl Syncer {
 /// Stored hashes as a batch being prepared sees them: its own new hashes and
 /// those of the batch being written, in memory; older ones from the store
 /// (whose ring and upper-level cache hold every hash a batch's proofs need,
-/// unless the ring is turned off).
-struct BatchReader<'a> {
+/// unless the ring is turned off). `copy.rs` uses it too.
+pub(crate) struct BatchReader<'a> {
     /// Runs of stored hashes not yet readable from the store, in index
     /// order: (index of the first, hashes).
     runs: Vec<(u64, &'a [Hash])>,
@@ -744,6 +744,16 @@ impl<'a> BatchReader<'a> {
             .chain(batch)
             .collect();
         BatchReader { runs, store }
+    }
+
+    /// The store's hashes with one batch's new ones (from stored-hash
+    /// index `base` on) in front.
+    pub(crate) fn with_batch(
+        store: CachedHashes<'a>,
+        base: u64,
+        hashes: &'a [Hash],
+    ) -> BatchReader<'a> {
+        BatchReader::new(store, None, Some((base, hashes)))
     }
 
     /// Where index `i` lives in memory, if it is not the store's.
