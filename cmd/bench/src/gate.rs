@@ -534,17 +534,7 @@ impl Server {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         if let Some(like) = like {
-            use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new().mode(0o700).create(&data)?;
-            for f in [
-                "log.skey",
-                "gate.skey",
-                "origin",
-                "admin.token",
-                "demo.token",
-            ] {
-                std::fs::copy(like.join(f), data.join(f))?;
-            }
+            testkit::copy_gate_identity(like, &data)?;
         }
         let exe = match gate_bin {
             Some(p) => p.to_path_buf(),

@@ -14,25 +14,15 @@ use std::time::{Duration, Instant};
 
 use note::{Policy, ProofBundle};
 use protocol::{verify_receipt, DecisionResponse};
-use serde_json::{json, Value};
 use testkit::Proc;
 
 mod common;
-use common::{consistent, decide};
+use common::{consistent, decide, intent};
 
 const CLIENTS: usize = 8;
 
 fn start(data: &Path) -> Proc {
     Proc::start(testkit::tollgate_serve(data), testkit::TOLLGATE_READY, 0)
-}
-
-fn intent(key: &str) -> Value {
-    json!({
-        "actor": {"id": "agent-treasury", "kind": "agent"},
-        "surface": "payments", "action": "transfer",
-        "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
-        "idempotency_key": key,
-    })
 }
 
 /// A small deterministic generator (no dependency): xorshift.

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use protocol::{Decision, DecisionResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 use testkit::Proc;
+
+mod common;
+use common::intent;
 
 /// A tmpfs mounted for the test; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -38,15 +41,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn intent(key: &str) -> Value {
-    json!({
-        "actor": {"id": "agent-treasury", "kind": "agent"},
-        "surface": "payments", "action": "transfer",
-        "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
-        "idempotency_key": key,
-    })
 }
 
 fn decide(url: &str, token: &str, key: &str) -> (u16, Value) {

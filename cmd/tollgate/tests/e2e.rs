@@ -116,6 +116,15 @@ impl Server {
         cp
     }
 
+    /// `proofcheck audit` of the whole log this gate serves.
+    fn audit(&self) {
+        testkit::audit(
+            &self.url,
+            &self.dir.join("data"),
+            &self.dir.join("audit.state"),
+        );
+    }
+
     fn tollgate(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(args)
@@ -1750,11 +1759,7 @@ fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
     let (ok, out) = s.tollgate(&["policy", "shadow", &format!("sha256:{}", "0".repeat(64))]);
     assert!(!ok && out.contains("not published"), "{out}");
     // The whole log, its governance entries included, passes an audit.
-    testkit::audit(
-        &s.url,
-        &dir.path().join("data"),
-        &dir.path().join("audit.state"),
-    );
+    s.audit();
 }
 
 /// A bundle declaring a counter over the log: the sum of an actor's
@@ -1868,11 +1873,7 @@ fn counters_over_the_log_are_exact_under_concurrency_and_across_restarts() {
             "{replay}"
         );
     }
-    testkit::audit(
-        &s.url,
-        &dir.path().join("data"),
-        &dir.path().join("audit.state"),
-    );
+    s.audit();
 }
 
 /// Approvals: a policy asks for one above 1,000; the answer names the
@@ -2018,11 +2019,7 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
         (200, json!(true)),
         "{replay}"
     );
-    testkit::audit(
-        &s.url,
-        &dir.path().join("data"),
-        &dir.path().join("audit.state"),
-    );
+    s.audit();
 }
 
 /// Polls `ok` for up to ten seconds (a gate follows the shared log every
@@ -2043,27 +2040,10 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 /// Two gates on the PostgreSQL database `url`, the second with the first
 /// one's keys, origin and tokens.
 fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server) {
-    use std::os::unix::fs::DirBuilderExt;
     let env = [("TOLLGATE_LOG_STORE", url)];
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Server::start_with_env(da.path(), &env);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(db.path().join("data"))
-        .unwrap();
-    for f in [
-        "log.skey",
-        "gate.skey",
-        "origin",
-        "admin.token",
-        "demo.token",
-    ] {
-        std::fs::copy(
-            da.path().join("data").join(f),
-            db.path().join("data").join(f),
-        )
-        .unwrap();
-    }
+    testkit::copy_gate_identity(&da.path().join("data"), &db.path().join("data")).unwrap();
     let b = Server::start_with_env(db.path(), &env);
     (da, db, a, b)
 }
@@ -2071,7 +2051,7 @@ fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server
 #[test]
 fn two_gates_share_one_log_on_postgres() {
     let pg = testkit::Postgres::start();
-    let (da, db, a, b) = two_gates(&pg.url);
+    let (da, _db, a, b) = two_gates(&pg.url);
     let transfer = |key: &str| {
         intent(
             "agent-treasury",
@@ -2214,16 +2194,8 @@ fn two_gates_share_one_log_on_postgres() {
         6000
     );
 
-    testkit::audit(
-        &a.url,
-        &da.path().join("data"),
-        &da.path().join("audit.state"),
-    );
-    testkit::audit(
-        &b.url,
-        &db.path().join("data"),
-        &db.path().join("audit.state"),
-    );
+    a.audit();
+    b.audit();
 }
 
 /// `tollgate log copy`: a RocksDB gate's log moved into PostgreSQL. A gate
@@ -2289,11 +2261,7 @@ fn an_embedded_log_copied_to_postgres_carries_on_there() {
     let after = s.decide(&transfer("after-1"));
     assert_eq!(after.decision, Decision::Permit);
     assert_eq!(after.log_index, checkpoint.size);
-    testkit::audit(
-        &s.url,
-        &dir.path().join("data"),
-        &dir.path().join("audit.state"),
-    );
+    s.audit();
 }
 
 /// Exact quotas across gates: 200 concurrent transfers of 100 by one actor,
@@ -2364,9 +2332,5 @@ fn counters_are_exact_across_gates_on_one_log() {
     assert!(decided
         .iter()
         .all(|r| r.decision == Decision::Permit || r.decision == Decision::Deny));
-    testkit::audit(
-        &a.url,
-        &da.path().join("data"),
-        &da.path().join("audit.state"),
-    );
+    a.audit();
 }

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use note::{Checkpoint, Policy, ProofBundle};
 use protocol::{verify_receipt, DecisionResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 use testkit::Proc;
 
 mod common;
-use common::{consistent, decide};
+use common::{consistent, decide, intent};
 
 const GATES: usize = 3;
 const CLIENTS: usize = 6;
@@ -28,15 +28,6 @@ fn start(data: &Path, log_store: &str) -> Proc {
     let mut cmd = testkit::tollgate_serve(data);
     cmd.env("TOLLGATE_LOG_STORE", log_store);
     Proc::start(cmd, testkit::TOLLGATE_READY, 0)
-}
-
-fn intent(key: &str) -> Value {
-    json!({
-        "actor": {"id": "agent-treasury", "kind": "agent"},
-        "surface": "payments", "action": "transfer",
-        "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
-        "idempotency_key": key,
-    })
 }
 
 /// A retry as the SDKs make it: again on 503, up to a few seconds.
@@ -54,20 +45,10 @@ fn decide_retrying(url: &str, token: &str, body: &Value) -> DecisionResponse {
 /// The gates' data directories: the first made by the first start, the
 /// others with its keys, origin and tokens (one log, one configuration).
 fn data_dirs(root: &Path, pg: &str) -> (Vec<PathBuf>, Proc) {
-    use std::os::unix::fs::DirBuilderExt;
     let dirs: Vec<PathBuf> = (0..GATES).map(|i| root.join(format!("gate{i}"))).collect();
     let first = start(&dirs[0], pg);
     for d in &dirs[1..] {
-        std::fs::DirBuilder::new().mode(0o700).create(d).unwrap();
-        for f in [
-            "log.skey",
-            "gate.skey",
-            "origin",
-            "admin.token",
-            "demo.token",
-        ] {
-            std::fs::copy(dirs[0].join(f), d.join(f)).unwrap();
-        }
+        testkit::copy_gate_identity(&dirs[0], d).unwrap();
     }
     (dirs, first)
 }

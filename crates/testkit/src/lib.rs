@@ -155,6 +155,28 @@ pub fn audit(url: &str, data: &Path, state: &Path) {
     );
 }
 
+/// Makes `to` (mode 0700) the data directory of another gate on the same
+/// shared log as the gate whose data directory is `from`: the same keys,
+/// origin and tokens.
+///
+/// # Errors
+///
+/// An I/O error creating `to` or copying a file.
+pub fn copy_gate_identity(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o700).create(to)?;
+    for f in [
+        "log.skey",
+        "gate.skey",
+        "origin",
+        "admin.token",
+        "demo.token",
+    ] {
+        std::fs::copy(from.join(f), to.join(f))?;
+    }
+    Ok(())
+}
+
 /// A throwaway PostgreSQL cluster for tests: `initdb` into a temporary
 /// directory and `postgres` on 127.0.0.1 with a free port, run as `nobody`
 /// when the tests run as root (PostgreSQL refuses root); stopped and

@@ -1,5 +1,6 @@
-//! What the crash-loop and shared-log tests share: a decision that may
-//! find its gate dead, and consistency of returned checkpoints.
+//! What the crash-loop, disk-full and shared-log tests share: the request
+//! they send, a decision that may find its gate dead, and consistency of
+//! returned checkpoints.
 
 #![allow(dead_code)] // each test crate uses what it needs
 
@@ -7,7 +8,18 @@ use std::time::Duration;
 
 use note::Checkpoint;
 use protocol::DecisionResponse;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// A transfer of 5 by `agent-treasury` under idempotency key `key` (the
+/// example policy permits it).
+pub fn intent(key: &str) -> Value {
+    json!({
+        "actor": {"id": "agent-treasury", "kind": "agent"},
+        "surface": "payments", "action": "transfer",
+        "target": {"amount": 5, "currency": "EUR", "to": "acct-1"},
+        "idempotency_key": key,
+    })
+}
 
 /// One POST: the decision, `Err(None)` if the connection failed (the gate
 /// died: the outcome is unknown), `Err(Some(status))` for another answer.
