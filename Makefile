@@ -52,7 +52,8 @@ test: deps test-deps
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
 
 ## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
-## and PostgreSQL), the gate load generator (one gate on RocksDB, then one,
+## and PostgreSQL), the gate load generator (one gate on RocksDB, again with
+## Rego evaluated in the gate's own process (eval_memory_mb = 0), then one,
 ## two and three gates sharing a PostgreSQL log), proofcheck's audit
 ## throughput, then the latency the MCP gateway adds per tools/call
 bench: deps test-deps
@@ -62,6 +63,8 @@ bench: deps test-deps
 	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger --store postgres --count 20000 --appenders 1,16,256
 	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
 	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
+	@echo "the same gate evaluating Rego in its own process (eval_memory_mb = 0, no memory bound):"
+	TOLLGATE_EVAL_MEMORY_MB=0 $(CARGO_TARGET_DIR)/release/tollgate-bench gate --connections 64 --rate 0
 	for n in 1 2 3; do \
 	  $(CARGO_TARGET_DIR)/release/tollgate-bench gate --log-store postgres --gates $$n \
 	    --connections 64 --rate 0 || exit 1; \

@@ -65,6 +65,14 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// A Rego evaluation process, started by `tollgate serve` (see
+    /// `eval_memory_mb`): frames on stdin, answers on stdout.
+    #[command(hide = true)]
+    EvalWorker {
+        /// Writable memory beyond what the process uses at start, in MiB.
+        #[arg(long)]
+        memory_mb: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -319,6 +327,9 @@ fn main() -> std::process::ExitCode {
         Command::Log {
             command: LogCommand::Copy { from, to, log_key },
         } => log_copy(&from, &to, log_key),
+        Command::EvalWorker { memory_mb } => {
+            gate::workers::worker_main(memory_mb).context("eval-worker")
+        }
         Command::Mcp {
             command: McpCommand::Stdio(args),
         } => match mcp::stdio(args) {
@@ -411,6 +422,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         };
     }
     config.check().map_err(anyhow::Error::msg)?;
+    // This very binary, even if a newer one has replaced it on disk: the
+    // gate and its evaluation processes speak a private protocol.
+    config.eval_worker = Some("/proc/self/exe".into());
     init_logging(&config.log_format);
     raise_open_files(config.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()

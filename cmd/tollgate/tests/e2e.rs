@@ -720,20 +720,11 @@ fn sigterm_drains_in_flight_decisions() {
 /// collected): seconds of work for n = 3000, which the engine's time limit
 /// stops.
 fn activate_runaway(s: &Server, n: u32) {
-    let bundle = s.dir.join(format!("runaway-{n}"));
-    std::fs::create_dir(&bundle).unwrap();
-    std::fs::write(
-        bundle.join("tollgate.json"),
-        r#"{"engine": "rego", "entrypoint": "data.runaway.decision"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        bundle.join("policy.rego"),
-        format!("package runaway\nimport rego.v1\ndecision := \"permit\" if {{\n  n := count([x | some i in numbers.range(1, {n}); some j in numbers.range(1, {n}); x := i * j; x < 0])\n  n > 0\n}}\n"),
-    )
-    .unwrap();
-    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
-    assert!(ok, "{out}");
+    activate_rego(
+        s,
+        "runaway",
+        &format!("n := count([x | some i in numbers.range(1, {n}); some j in numbers.range(1, {n}); x := i * j; x < 0])\n  n > 0"),
+    );
 }
 
 #[test]
@@ -834,9 +825,149 @@ fn a_slow_policy_stalls_neither_healthz_nor_reads() {
         assert!(r.reason.contains("limit=2000000000ns"), "{}", r.reason);
         assert!(reads_done < answered, "a read waited for a slow evaluation");
     }
-    assert!(s
-        .get_text("/metrics")
-        .contains("tollgate_slow_evaluations_total 4"));
+    // Rego ran in one evaluation process (`eval_threads` = 1), which the
+    // time limit (regorus's own timer) ended each time without stopping it.
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_processes_started_total 1"),
+        "{metrics}"
+    );
+}
+
+/// Publishes and activates a Rego policy whose body is `body` (a rule body
+/// setting nothing; the decision is PERMIT if it holds).
+fn activate_rego(s: &Server, name: &str, body: &str) {
+    let bundle = s.dir.join(name);
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("tollgate.json"),
+        format!(r#"{{"engine": "rego", "entrypoint": "data.{name}.decision"}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("policy.rego"),
+        format!("package {name}\nimport rego.v1\ndecision := \"permit\" if {{\n  {body}\n}}\n"),
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+}
+
+/// The processes `pid` started that are running.
+fn children(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let list =
+            std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        all.extend(list.split_whitespace().map(|c| c.parse::<u32>().unwrap()));
+    }
+    all
+}
+
+/// The gate process's peak resident memory, in MiB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kb / 1024
+}
+
+/// One builtin call can build a large value from a short policy: a format
+/// width of 500,000,000 asks `sprintf` for half a gigabyte at once, which
+/// no timer interrupts. Rego evaluates in a process capped at
+/// `eval_memory_mb`: the decision is SILENCE naming the cap, the gate's own
+/// memory stays small, and the next decision gets a new process.
+#[test]
+fn a_policy_past_eval_memory_mb_is_silence_and_the_gate_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_MEMORY_MB", "64")]);
+    activate_rego(
+        &s,
+        "amplifier",
+        "count(sprintf(concat(\"\", [\"%0\", format_int(input.context.width, 10), \"d\"]), [7])) > 0",
+    );
+    let at = |width: u64, key: &str| {
+        let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
+        i["context"] = json!({ "width": width });
+        s.decide(&i)
+    };
+    let r = at(500_000_000, "wide");
+    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+    assert!(r.reason.contains("eval_memory_mb (64 MiB)"), "{}", r.reason);
+    verify(&s, &r);
+    let r = at(10, "narrow");
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    verify(&s, &r);
+    let peak = peak_rss_mb(s.proc.id());
+    eprintln!("gate peak RSS {peak} MiB");
+    assert!(peak < 256, "the gate's peak RSS is {peak} MiB");
+    // An idle evaluation process killed from outside is replaced; the
+    // next decision does not pay for it.
+    let workers = children(s.proc.id());
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(workers[0]).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = at(11, "after-kill");
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_processes_started_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tollgate_eval_process_failures_total{cause=\"memory\"} 1"),
+        "{metrics}"
+    );
+    s.audit();
+    s.stop();
+}
+
+/// A single builtin call runs to its end before regorus checks its timer;
+/// the gate stops the evaluation process at the time limit instead.
+#[test]
+fn one_long_builtin_call_is_stopped_at_the_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "20"),
+            ("TOLLGATE_EVAL_MEMORY_MB", "16384"),
+        ],
+    );
+    // Padding half a gigabyte a character at a time takes seconds.
+    activate_rego(&s, "onecall", "count(sprintf(\"%0500000000d\", [7])) > 0");
+    let started = std::time::Instant::now();
+    let r = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        "long",
+    ));
+    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+    assert!(
+        r.reason.contains("did not answer within 120 ms"),
+        "{}",
+        r.reason
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    verify(&s, &r);
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_process_failures_total{cause=\"time\"} 1"),
+        "{metrics}"
+    );
+    s.stop();
 }
 
 /// Polls `/metrics` until the gauge `name` reads `value`.

@@ -20,6 +20,8 @@ pub struct ActivePolicy {
     pub compiled: Arc<CompiledPolicy>,
     /// The counters the bundle declares (`derived.history`).
     pub counters: Vec<policy::Counter>,
+    /// The published archive (evaluation processes compile their own copy).
+    pub archive: Arc<[u8]>,
 }
 
 /// How many compiled versions replay keeps (besides the active one).
@@ -209,7 +211,7 @@ impl Policies {
 
 /// Reads a published bundle, checks its digest and compiles it.
 fn load(ledger: &Ledger, version: &str, limit: Duration) -> Result<ActivePolicy, GateError> {
-    let bundle = bundle(ledger, version)?;
+    let (bundle, archive) = bundle_and_archive(ledger, version)?;
     let compiled = CompiledPolicy::compile(&bundle)
         .map_err(|e| GateError::InvalidPolicy(format!("policy {version}: {e}")))?
         .with_time_limit(limit);
@@ -217,11 +219,13 @@ fn load(ledger: &Ledger, version: &str, limit: Duration) -> Result<ActivePolicy,
         version: version.to_string(),
         compiled: Arc::new(compiled),
         counters: bundle.manifest().counters.clone(),
+        archive: archive.into(),
     })
 }
 
-/// A published bundle by version, checked against its digest.
-pub(crate) fn bundle(ledger: &Ledger, version: &str) -> Result<Bundle, GateError> {
+/// A published bundle by version, checked against its digest, and its
+/// archive.
+fn bundle_and_archive(ledger: &Ledger, version: &str) -> Result<(Bundle, Vec<u8>), GateError> {
     let stored = ledger
         .state()
         .policy(version)?
@@ -234,7 +238,7 @@ pub(crate) fn bundle(ledger: &Ledger, version: &str) -> Result<Bundle, GateError
             bundle.version()
         )));
     }
-    Ok(bundle)
+    Ok((bundle, stored.bytes))
 }
 
 /// The engine's name as receipts and the admin API spell it.
@@ -258,14 +262,17 @@ pub(crate) const INLINE_SLICE: Duration = Duration::from_millis(1);
 /// semaphore; how many may wait is bounded by admission (`Gate::admit`).
 pub(crate) struct Evaluators {
     slots: Arc<Semaphore>,
+    /// Where Rego evaluates when `eval_memory_mb` bounds it.
+    pub(crate) workers: Option<Arc<crate::workers::Workers>>,
     /// Evaluations that needed more than a slice (for `/metrics`).
     pub(crate) slow_evaluations: std::sync::atomic::AtomicU64,
 }
 
 impl Evaluators {
-    pub(crate) fn new(threads: usize) -> Evaluators {
+    pub(crate) fn new(threads: usize, workers: Option<crate::workers::Workers>) -> Evaluators {
         Evaluators {
             slots: Arc::new(Semaphore::new(threads)),
+            workers: workers.map(Arc::new),
             slow_evaluations: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -274,6 +281,9 @@ impl Evaluators {
     /// thread's slot is held until the evaluation ends, even if the caller
     /// stops waiting.
     pub(crate) async fn decide(&self, policy: Arc<ActivePolicy>, input: EvalInput) -> Evaluation {
+        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
+            return workers.decide(policy, input).await;
+        }
         if let Some(done) =
             policy
                 .compiled

@@ -128,9 +128,25 @@ pub struct Config {
     /// Cedar always terminates in time linear in the policies.
     pub eval_timeout_ms: u64,
     /// Evaluations that run at once, each on its own thread beside the ones
-    /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads).
-    /// 0: one per CPU.
+    /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads),
+    /// or in its own process (see `eval_memory_mb`). 0: one per CPU.
     pub eval_threads: usize,
+    /// Memory one Rego evaluation may use, in MiB. Rego evaluates in worker
+    /// processes (`tollgate eval-worker`, at most `eval_threads`) whose
+    /// writable memory is capped at this above what they use at start; an
+    /// evaluation past it, or past `eval_timeout_ms` inside one builtin
+    /// call, is SILENCE and its worker is replaced. 0: evaluate in the
+    /// gate's own process, faster and unbounded (for policies you trust
+    /// as you trust the gate's code). Cedar always evaluates in the gate:
+    /// its time and memory are linear in the policies and the input.
+    pub eval_memory_mb: u64,
+    /// The program run as `PROGRAM eval-worker --memory-mb N` for Rego
+    /// evaluations. Not a setting: `tollgate serve` sets it to itself
+    /// (`/proc/self/exe`).
+    /// `None` (a gate embedded as a library) evaluates in the gate's own
+    /// process whatever `eval_memory_mb` says.
+    #[serde(skip)]
+    pub eval_worker: Option<PathBuf>,
     /// Decision requests admitted at once, from validation to the answer
     /// (waiting for an evaluation thread or the log included). Beyond it a
     /// request is answered 503 `overloaded` with `Retry-After`, before
@@ -192,6 +208,8 @@ impl Default for Config {
             hash_cache_mb: 256,
             eval_timeout_ms: 50,
             eval_threads: 0,
+            eval_memory_mb: 256,
+            eval_worker: None,
             max_pending_decisions: 1024,
             example_policy: true,
             public_read: false,
@@ -210,6 +228,9 @@ impl Default for Config {
 /// The longest `eval_timeout_ms` accepted: an evaluation holds one of the
 /// few evaluation threads for up to this long.
 pub const MAX_EVAL_TIMEOUT_MS: u64 = 10_000;
+
+/// The largest `eval_memory_mb` accepted (1 TiB).
+pub const MAX_EVAL_MEMORY_MB: u64 = 1 << 20;
 
 /// What a setting's environment value is parsed as.
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +267,7 @@ pub const SETTINGS: &[&str] = &[
     "hash_cache_mb",
     "eval_timeout_ms",
     "eval_threads",
+    "eval_memory_mb",
     "max_pending_decisions",
     "example_policy",
     "public_read",
@@ -266,6 +288,7 @@ fn kind(setting: &str) -> Kind {
         | "hash_cache_mb"
         | "eval_timeout_ms"
         | "eval_threads"
+        | "eval_memory_mb"
         | "max_pending_decisions"
         | "witness_interval_ms"
         | "witness_refresh_s"
@@ -456,6 +479,12 @@ impl Config {
                 self.eval_threads
             ));
         }
+        if self.eval_memory_mb != 0 && !(16..=MAX_EVAL_MEMORY_MB).contains(&self.eval_memory_mb) {
+            return invalid(format!(
+                "eval_memory_mb = {}: 0 (no bound) or between 16 and {MAX_EVAL_MEMORY_MB}",
+                self.eval_memory_mb
+            ));
+        }
         if self.max_pending_decisions == 0 {
             return invalid("max_pending_decisions must be at least 1".into());
         }
@@ -553,6 +582,21 @@ impl Config {
     #[must_use]
     pub fn eval_timeout(&self) -> Duration {
         Duration::from_millis(self.eval_timeout_ms)
+    }
+
+    /// The evaluation processes Rego runs in: `None` if evaluation is
+    /// unbounded (`eval_memory_mb` = 0 or no `eval_worker`).
+    pub(crate) fn eval_workers(&self) -> Option<crate::workers::Workers> {
+        let program = self
+            .eval_worker
+            .clone()
+            .filter(|_| self.eval_memory_mb > 0)?;
+        Some(crate::workers::Workers::new(
+            program,
+            self.eval_threads(),
+            self.eval_memory_mb,
+            self.eval_timeout(),
+        ))
     }
 
     /// Evaluation threads: `eval_threads`, or one per CPU if 0.

@@ -27,6 +27,7 @@ mod read;
 pub mod serve;
 mod startup;
 mod witnessing;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -242,6 +242,9 @@ pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
             .slow_evaluations
             .load(std::sync::atomic::Ordering::Relaxed)
     ));
+    if let Some(w) = &gate.evaluators.workers {
+        body.push_str(&w.render_metrics());
+    }
     body.push_str(&format!(
         "# HELP tollgate_decisions_pending Decision and replay requests admitted and not yet answered (at most max_pending_decisions).\n\
          # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}\n",

@@ -284,7 +284,7 @@ impl Gate {
             followed: tokio::sync::Mutex::new(followed),
             approval_writes: std::sync::Mutex::new(()),
             voted: std::sync::RwLock::new(std::collections::HashSet::new()),
-            evaluators: Evaluators::new(config.eval_threads()),
+            evaluators: Evaluators::new(config.eval_threads(), config.eval_workers()),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,
             metrics: Metrics::default(),
