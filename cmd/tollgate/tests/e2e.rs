@@ -932,6 +932,59 @@ fn a_policy_past_eval_memory_mb_is_silence_and_the_gate_stays_small() {
     s.stop();
 }
 
+/// A Rego policy that compiles in the gate but not within `eval_memory_mb`
+/// (here: 6 MB of data) would make every decision SILENCE; activation
+/// refuses it, naming the cause, and the active policy stays.
+#[test]
+fn activation_refuses_a_policy_that_does_not_load_within_eval_memory_mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_MEMORY_MB", "16")]);
+    let before = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        "before",
+    ));
+    let bundle = s.dir.join("big");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("tollgate.json"),
+        r#"{"engine": "rego", "entrypoint": "data.big.decision"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("policy.rego"),
+        "package big\nimport rego.v1\ndecision := \"permit\" if count(data.rows) > 0\n",
+    )
+    .unwrap();
+    let rows: Vec<_> = (0..100_000)
+        .map(|i| json!({ "id": i, "name": format!("row-{i}") }))
+        .collect();
+    std::fs::write(
+        bundle.join("data.json"),
+        json!({ "rows": rows }).to_string(),
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("does not load in an evaluation process"),
+        "{out}"
+    );
+    assert!(out.contains("eval_memory_mb (16 MiB)"), "{out}");
+    let after = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        "after",
+    ));
+    assert_eq!(after.decision, before.decision, "{}", after.reason);
+    assert_eq!(after.policy_version, before.policy_version);
+    s.stop();
+}
+
 /// A single builtin call runs to its end before regorus checks its timer;
 /// the gate stops the evaluation process at the time limit instead.
 #[test]

@@ -77,6 +77,7 @@ impl Policies {
     pub(crate) async fn shadow_with(
         &self,
         ledger: &Ledger,
+        evaluators: &Evaluators,
         version: Option<&str>,
         record: impl std::future::Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
@@ -85,17 +86,16 @@ impl Policies {
             None => None,
             Some(v) => {
                 let (l, v, limit) = (ledger.clone(), v.to_string(), self.eval_timeout);
-                Some(
-                    tokio::task::spawn_blocking(move || load(&l, &v, limit))
-                        .await
-                        .map_err(|e| GateError::Internal(e.to_string()))??,
-                )
+                let loaded = tokio::task::spawn_blocking(move || load(&l, &v, limit))
+                    .await
+                    .map_err(|e| GateError::Internal(e.to_string()))??;
+                Some(evaluators.loads(loaded).await?)
             }
         };
         record.await?;
         let previous = self.shadow().map(|s| s.version.clone());
         ledger.state().shadow_policy_set(version)?;
-        self.set_shadow(loaded);
+        *self.shadow.write().expect("shadow lock") = loaded;
         Ok(previous)
     }
 
@@ -113,6 +113,7 @@ impl Policies {
         &self,
         ledger: &Ledger,
         history: &crate::history::History,
+        evaluators: &Evaluators,
         version: &str,
         record: impl std::future::Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
@@ -121,13 +122,18 @@ impl Policies {
         let active = tokio::task::spawn_blocking(move || load(&l, &v, limit))
             .await
             .map_err(|e| GateError::Internal(e.to_string()))??;
+        let active = evaluators.loads(active).await?;
         record.await?;
         let previous = self.active().map(|a| a.version.clone());
         ledger.state().activate_policy(version)?;
         // The counters the new version declares, read back from the log,
         // and the version itself take effect together.
         let counters = active.counters.clone();
-        history.change(ledger, &counters, || self.set(active)).await;
+        history
+            .change(ledger, &counters, || {
+                *self.active.write().expect("active lock") = Some(active);
+            })
+            .await;
         Ok(previous)
     }
 
@@ -275,6 +281,22 @@ impl Evaluators {
             workers: workers.map(Arc::new),
             slow_evaluations: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// `policy`, once it has loaded where it will be evaluated: activation
+    /// refuses a Rego policy that does not compile within `eval_memory_mb`
+    /// (its decisions would all be SILENCE).
+    pub(crate) async fn loads(&self, policy: ActivePolicy) -> Result<Arc<ActivePolicy>, GateError> {
+        let policy = Arc::new(policy);
+        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
+            workers.load(policy.clone()).await.map_err(|why| {
+                GateError::InvalidPolicy(format!(
+                    "policy {} does not load in an evaluation process: {why}",
+                    policy.version
+                ))
+            })?;
+        }
+        Ok(policy)
     }
 
     /// `policy`'s decision on `input` (see [`CompiledPolicy::decide`]). The

@@ -211,7 +211,13 @@ pub(crate) async fn activate(
     let record = gate.record("policy.activate", &by, json!({ "version": version }));
     let previous = gate
         .policies
-        .activate(&gate.ledger, &gate.history, &version, record)
+        .activate(
+            &gate.ledger,
+            &gate.history,
+            &gate.evaluators,
+            &version,
+            record,
+        )
         .await?;
     tracing::info!(%version, ?previous, "policy activated");
     Ok(Json(json!({ "active": version, "previous": previous })))
@@ -246,7 +252,12 @@ pub(crate) async fn shadow(
     let record = gate.record("policy.shadow", &by, json!({ "version": body.version }));
     let previous = gate
         .policies
-        .shadow_with(&gate.ledger, body.version.as_deref(), record)
+        .shadow_with(
+            &gate.ledger,
+            &gate.evaluators,
+            body.version.as_deref(),
+            record,
+        )
         .await?;
     tracing::info!(version = ?body.version, ?previous, "shadow policy set");
     Ok(Json(

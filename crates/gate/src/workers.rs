@@ -254,6 +254,23 @@ impl Worker {
         }
     }
 
+    /// Compiles `policy` in this worker: `Ok(Err)` says why it does not.
+    async fn load(
+        &mut self,
+        policy: &ActivePolicy,
+        limit: Duration,
+    ) -> Result<Result<(), String>, Failure> {
+        let load = Ask::Load {
+            version: policy.version.clone(),
+            time_limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.ask(&load, &policy.archive, LOAD_TIMEOUT).await? {
+            (Answer::Ok, _) => Ok(Ok(())),
+            (Answer::Error { message }, _) => Ok(Err(message)),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
     /// `policy`'s decision on `input`, loading the version first if this
     /// worker does not hold it.
     async fn decide(
@@ -267,19 +284,11 @@ impl Worker {
         };
         let mut answer = self.ask(&eval, input, limit + GRACE).await?;
         if let (Answer::UnknownVersion, _) = answer {
-            let load = Ask::Load {
-                version: policy.version.clone(),
-                time_limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-            };
-            match self.ask(&load, &policy.archive, LOAD_TIMEOUT).await? {
-                (Answer::Ok, _) => {}
-                (Answer::Error { message }, _) => {
-                    return Ok(Evaluation::silence(format!(
-                        "policy {} does not load in the evaluation process: {message}",
-                        policy.version
-                    )))
-                }
-                (other, _) => return Err(unexpected(&other)),
+            if let Err(message) = self.load(policy, limit).await? {
+                return Ok(Evaluation::silence(format!(
+                    "policy {} does not load in the evaluation process: {message}",
+                    policy.version
+                )));
             }
             answer = self.ask(&eval, input, limit + GRACE).await?;
         }
@@ -396,16 +405,9 @@ impl Workers {
             Ok(b) => b,
             Err(e) => return Evaluation::silence(format!("evaluation input: {e}")),
         };
-        let idle = self.idle.lock().expect("idle workers").pop();
-        // One that ended while idle (killed from outside) is not this
-        // evaluation's failure.
-        let idle = idle.and_then(|mut w| matches!(w.child.try_wait(), Ok(None)).then_some(w));
-        let mut worker = match idle.map_or_else(|| self.start(), Ok) {
+        let mut worker = match self.take() {
             Ok(w) => w,
-            Err(e) => {
-                self.failed[2].fetch_add(1, Relaxed);
-                return Evaluation::silence(format!("cannot start an evaluation process: {e}"));
-            }
+            Err(why) => return Evaluation::silence(why),
         };
         match worker.decide(policy, &body, self.limit).await {
             Ok(evaluation) => {
@@ -414,6 +416,41 @@ impl Workers {
             }
             Err(failure) => Evaluation::silence(self.end(worker, failure).await),
         }
+    }
+
+    /// Compiles `policy` in a worker as its first evaluation there would:
+    /// `Err` says why it does not load (activation refuses such a policy).
+    pub(crate) async fn load(self: &Arc<Self>, policy: Arc<ActivePolicy>) -> Result<(), String> {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return Err("the evaluators are shut down".into());
+        };
+        let this = self.clone();
+        let run = async move {
+            let _slot = slot;
+            let mut worker = this.take()?;
+            match worker.load(&policy, this.limit).await {
+                Ok(loaded) => {
+                    this.idle.lock().expect("idle workers").push(worker);
+                    loaded
+                }
+                Err(failure) => Err(this.end(worker, failure).await),
+            }
+        };
+        tokio::spawn(run)
+            .await
+            .unwrap_or_else(|e| Err(format!("the evaluation task failed: {e}")))
+    }
+
+    /// An idle worker, or a new one.
+    fn take(&self) -> Result<Worker, String> {
+        let idle = self.idle.lock().expect("idle workers").pop();
+        // One that ended while idle (killed from outside) is not this
+        // evaluation's failure.
+        let idle = idle.and_then(|mut w| matches!(w.child.try_wait(), Ok(None)).then_some(w));
+        idle.map_or_else(|| self.start(), Ok).map_err(|e| {
+            self.failed[2].fetch_add(1, Relaxed);
+            format!("cannot start an evaluation process: {e}")
+        })
     }
 
     /// Ends a failed worker and says why it failed.
