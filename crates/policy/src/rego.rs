@@ -43,8 +43,9 @@ thread_local! {
 /// work, so loops and comprehensions are stopped at the time limit
 /// ([`EVAL_TIME_LIMIT`] unless [`RegoPolicy::set_time_limit`] says otherwise)
 /// and the evaluation is SILENCE. A single builtin call (say
-/// `numbers.range(1, 1e9)`) runs to its end first; the result is still
-/// SILENCE, but late.
+/// `sprintf("%0500000000d", [1])`) runs to its end first, and nothing here
+/// bounds its memory: the gate evaluates Rego in processes it caps and stops
+/// (`gate::workers`).
 pub struct RegoPolicy {
     entrypoint: String,
     /// Whether the entrypoint's package defines `approvals_required` and
