@@ -142,9 +142,8 @@ pub struct Config {
     pub eval_memory_mb: u64,
     /// The program run as `PROGRAM eval-worker --memory-mb N` for Rego
     /// evaluations. Not a setting: `tollgate serve` sets it to itself
-    /// (`/proc/self/exe`).
-    /// `None` (a gate embedded as a library) evaluates in the gate's own
-    /// process whatever `eval_memory_mb` says.
+    /// (`/proc/self/exe`). `None` (a gate embedded as a library) evaluates
+    /// in the gate's own process whatever `eval_memory_mb` says.
     #[serde(skip)]
     pub eval_worker: Option<PathBuf>,
     /// Decision requests admitted at once, from validation to the answer

@@ -356,10 +356,16 @@ impl Workers {
     }
 
     fn start(&self) -> std::io::Result<Worker> {
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        command
             .args(["eval-worker", "--memory-mb", &self.memory_mb.to_string()])
-            // Nothing of the gate's environment (it may hold secrets).
-            .env_clear()
+            // Nothing of the gate's environment (it may hold secrets) but
+            // what loading the program may need.
+            .env_clear();
+        if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+            command.env("LD_LIBRARY_PATH", path);
+        }
+        let mut child = command
             // mimalloc otherwise maps 1 GiB of arena at start, which the
             // cap would count as used and then not see being filled.
             .env("MIMALLOC_ARENA_RESERVE", "0")
