@@ -478,6 +478,9 @@ async fn run_server(config: Config) -> Result<()> {
         .context("installing the SIGINT handler")?;
     let started = Gate::open(&config)?;
     let gate = started.gate.clone();
+    gate.check_evaluation().await.context(
+        "the policy in force cannot be evaluated here (raise eval_memory_mb, or 0 evaluates in the gate)",
+    )?;
     gate.start_background();
     let app = gate::router(gate.clone());
     let (tcp, url) = match &config.listen {

@@ -983,6 +983,21 @@ fn activation_refuses_a_policy_that_does_not_load_within_eval_memory_mb() {
     assert_eq!(after.decision, before.decision, "{}", after.reason);
     assert_eq!(after.policy_version, before.policy_version);
     s.stop();
+    // Active in a gate that evaluates in its own process, the same policy
+    // stops a restart under the cap from serving, with the cause.
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_MEMORY_MB", "0")]);
+    let version = policy::Bundle::from_dir(&bundle).unwrap().version();
+    let (ok, out) = s.tollgate(&["policy", "activate", &version]);
+    assert!(ok, "{out}");
+    s.stop();
+    let out = testkit::tollgate_serve(&dir.path().join("data"))
+        .env("TOLLGATE_EVAL_MEMORY_MB", "16")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("raise eval_memory_mb"), "{stderr}");
+    assert!(stderr.contains("eval_memory_mb (16 MiB)"), "{stderr}");
 }
 
 /// A single builtin call runs to its end before regorus checks its timer;

@@ -89,7 +89,7 @@ impl Policies {
                 let loaded = tokio::task::spawn_blocking(move || load(&l, &v, limit))
                     .await
                     .map_err(|e| GateError::Internal(e.to_string()))??;
-                Some(evaluators.loads(loaded).await?)
+                Some(evaluators.loads(Arc::new(loaded)).await?)
             }
         };
         record.await?;
@@ -122,7 +122,7 @@ impl Policies {
         let active = tokio::task::spawn_blocking(move || load(&l, &v, limit))
             .await
             .map_err(|e| GateError::Internal(e.to_string()))??;
-        let active = evaluators.loads(active).await?;
+        let active = evaluators.loads(Arc::new(active)).await?;
         record.await?;
         let previous = self.active().map(|a| a.version.clone());
         ledger.state().activate_policy(version)?;
@@ -286,8 +286,10 @@ impl Evaluators {
     /// `policy`, once it has loaded where it will be evaluated: activation
     /// refuses a Rego policy that does not compile within `eval_memory_mb`
     /// (its decisions would all be SILENCE).
-    pub(crate) async fn loads(&self, policy: ActivePolicy) -> Result<Arc<ActivePolicy>, GateError> {
-        let policy = Arc::new(policy);
+    pub(crate) async fn loads(
+        &self,
+        policy: Arc<ActivePolicy>,
+    ) -> Result<Arc<ActivePolicy>, GateError> {
         if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
             workers.load(policy.clone()).await.map_err(|why| {
                 GateError::InvalidPolicy(format!(

@@ -107,6 +107,24 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// Compiles the active and the shadow policy where they will be
+    /// evaluated, as activation does: a gate whose `eval_memory_mb` is too
+    /// small for them says so at start, instead of answering SILENCE. Call
+    /// once, inside a tokio runtime, before serving.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::InvalidPolicy`] naming the policy and why.
+    pub async fn check_evaluation(&self) -> Result<(), GateError> {
+        for policy in [self.policies.active(), self.policies.shadow()]
+            .into_iter()
+            .flatten()
+        {
+            self.evaluators.loads(policy).await?;
+        }
+        Ok(())
+    }
+
     /// Starts the background work (pushing checkpoints to witnesses). Call
     /// once, inside a tokio runtime.
     pub fn start_background(self: &Arc<Self>) {
