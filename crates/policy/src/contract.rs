@@ -22,6 +22,11 @@ pub use protocol::Decision;
 /// Longest a single evaluation may run before it is SILENCE.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
 
+/// The longest reason an evaluation records, in bytes; a longer one (a
+/// policy whose entrypoint is a large value, named in full) is cut there,
+/// at a character boundary, and ends in `…`.
+pub const MAX_REASON_BYTES: usize = 4096;
+
 /// A decision and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -56,6 +61,20 @@ pub const APPROVAL_COUNT_MAX: u32 = 10;
 pub const APPROVAL_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=7 * 24 * 3600;
 
 impl Evaluation {
+    /// The reason at most [`MAX_REASON_BYTES`] long (see there).
+    #[must_use]
+    pub fn bounded(mut self) -> Evaluation {
+        if self.reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES - '…'.len_utf8();
+            while !self.reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.reason.truncate(end);
+            self.reason.push('…');
+        }
+        self
+    }
+
     /// SILENCE, with `reason`.
     pub fn silence(reason: impl Into<String>) -> Evaluation {
         Evaluation {

@@ -157,6 +157,11 @@ impl CompiledPolicy {
     }
 
     fn evaluate_within(&self, input: &EvalInput, slice: Option<Duration>) -> Option<Evaluation> {
+        self.evaluate_unbounded(input, slice)
+            .map(Evaluation::bounded)
+    }
+
+    fn evaluate_unbounded(&self, input: &EvalInput, slice: Option<Duration>) -> Option<Evaluation> {
         let run = AssertUnwindSafe(|| match self {
             CompiledPolicy::Rego(p) => p.evaluate_within(input, slice),
             CompiledPolicy::Cedar(p) => Some(p.evaluate(input)),

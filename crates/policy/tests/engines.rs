@@ -986,3 +986,45 @@ fn both_engines_ask_for_approvals_and_see_them() {
         assert_eq!(ask(5000, 2).decision, Decision::Permit);
     }
 }
+
+/// A policy whose entrypoint is a large value names it in its reason; the
+/// reason is cut at `MAX_REASON_BYTES` (on a character boundary, ending in
+/// `…`), so one policy bug cannot write megabytes into every receipt.
+#[test]
+fn a_reason_naming_a_large_value_is_cut_at_max_reason_bytes() {
+    let p = rego_bundle(
+        "package t\nimport rego.v1\ndecision := [sprintf(\"é%d\", [i]) | some i in numbers.range(1, 5000)]\n",
+        "data.t.decision",
+    )
+    .unwrap();
+    let r = req(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        json!({}),
+    );
+    let e = p.evaluate(&input(&p, r, NORMAL));
+    assert_eq!(e.decision, Decision::Silence);
+    assert!(
+        e.reason.starts_with("data.t.decision = [\"é1\""),
+        "{}",
+        &e.reason[..40]
+    );
+    assert!(e.reason.ends_with("…"));
+    assert!(e.reason.len() <= policy::MAX_REASON_BYTES);
+    assert!(e.reason.len() > policy::MAX_REASON_BYTES - 8);
+    // Short reasons are untouched.
+    let p = rego_bundle("package t\ndecision := 7\n", "data.t.decision").unwrap();
+    let r = req(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({}),
+        json!({}),
+    );
+    assert_eq!(
+        p.evaluate(&input(&p, r, NORMAL)).reason,
+        "data.t.decision = 7, not a string"
+    );
+}
