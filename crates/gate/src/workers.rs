@@ -1,9 +1,9 @@
 //! Rego evaluations in memory-limited processes (`eval_memory_mb`).
 //!
 //! regorus cannot fail an allocation gracefully, and one builtin call can
-//! build a large value from a short policy (`sprintf("%0500000000d", [1])`,
-//! `numbers.range(1, 1e9)`): evaluated in the gate, such a policy takes the
-//! gate's memory or aborts the gate. So the gate evaluates Rego in worker
+//! build a large value from a short policy (`sprintf("%0500000000d", [1])`;
+//! or a few rules each doubling a string): evaluated in the gate, such a
+//! policy takes the gate's memory or aborts the gate. So the gate evaluates Rego in worker
 //! processes (`tollgate eval-worker`, this module's [`worker_main`]) whose
 //! writable memory is capped (`RLIMIT_DATA`: what the worker uses once
 //! started, plus `eval_memory_mb`). Past the cap an allocation fails and
