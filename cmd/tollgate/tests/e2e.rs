@@ -125,6 +125,20 @@ impl Server {
         );
     }
 
+    /// `tollgate caller add NAME` with `roles`, for `actor`; the file its
+    /// token was written to.
+    fn add_caller(&self, name: &str, roles: &[&str], actor: &str) -> PathBuf {
+        let file = self.dir.join(format!("{name}.token"));
+        let mut args = vec!["caller", "add", name, "--actor", actor, "--token-out"];
+        args.push(file.to_str().unwrap());
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let (ok, out) = self.tollgate(&args);
+        assert!(ok, "{out}");
+        file
+    }
+
     fn tollgate(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(args)
@@ -2102,19 +2116,8 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     .unwrap();
     let (ok, out) = s.tollgate(&["policy", "publish", b.to_str().unwrap(), "--activate"]);
     assert!(ok, "{out}");
-    let token = |name: &str, roles: &[&str]| {
-        let file = dir.path().join(format!("{name}.token"));
-        let mut args = vec!["caller", "add", name, "--actor", "agent-*", "--token-out"];
-        args.push(file.to_str().unwrap());
-        for r in roles {
-            args.extend(["--role", r]);
-        }
-        let (ok, out) = s.tollgate(&args);
-        assert!(ok, "{out}");
-        file
-    };
-    let alice = token("alice", &["approve"]);
-    let both = token("both", &["decide", "approve"]);
+    let alice = s.add_caller("alice", &["approve"], "agent-*");
+    let both = s.add_caller("both", &["decide", "approve"], "agent-*");
     let transfer = |amount: u64, key: &str| {
         intent(
             "agent-treasury",
@@ -2231,11 +2234,6 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Two gates on one PostgreSQL log (`log_store`), with the same keys: a
-/// decision made on one is the other's idempotent answer, each serves what
-/// the other appended; a caller added, revoked, an approval given or a
-/// policy activated on one takes effect on the other, whose counters count
-/// the first one's PERMITs; and the shared log passes an audit.
 /// Two gates on the PostgreSQL database `url`, the second with the first
 /// one's keys, origin and tokens.
 fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server) {
@@ -2247,6 +2245,11 @@ fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server
     (da, db, a, b)
 }
 
+/// Two gates on one PostgreSQL log (`log_store`), with the same keys: a
+/// decision made on one is the other's idempotent answer, each serves what
+/// the other appended; a caller added, revoked, an approval given or a
+/// policy activated on one takes effect on the other, whose counters count
+/// the first one's PERMITs; and the shared log passes an audit.
 #[test]
 fn two_gates_share_one_log_on_postgres() {
     let pg = testkit::Postgres::start();
@@ -2286,19 +2289,7 @@ fn two_gates_share_one_log_on_postgres() {
     });
 
     // A caller added on one gate works on the other; revoked, it stops.
-    let sdk = da.path().join("sdk.token");
-    let (ok, out) = a.tollgate(&[
-        "caller",
-        "add",
-        "sdk",
-        "--role",
-        "decide",
-        "--actor",
-        "agent-treasury",
-        "--token-out",
-        sdk.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    let sdk = a.add_caller("sdk", &["decide"], "agent-treasury");
     let sdk = std::fs::read_to_string(&sdk).unwrap().trim().to_string();
     let as_sdk = |s: &Server, key: &str| {
         let r = ureq::post(&format!("{}/v1/decisions", s.url))
@@ -2329,19 +2320,7 @@ fn two_gates_share_one_log_on_postgres() {
     let asked = a.decide(&big("big-1"));
     assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
     let id = asked.approval.unwrap()["id"].as_str().unwrap().to_string();
-    let alice = da.path().join("alice.token");
-    let (ok, out) = a.tollgate(&[
-        "caller",
-        "add",
-        "alice",
-        "--role",
-        "approve",
-        "--actor",
-        "agent-*",
-        "--token-out",
-        alice.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    let alice = a.add_caller("alice", &["approve"], "agent-*");
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["approvals", "approve", &id, "--url", &a.url, "--token-file"])
         .arg(&alice)

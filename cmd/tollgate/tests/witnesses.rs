@@ -83,6 +83,11 @@ fn wait_cosigned(url: &str, policy: &Policy, size: u64) -> String {
     }
 }
 
+/// Writes `key` as a gate's key file (mode 0600), as the gate would.
+fn write_key(path: &Path, key: &SignerKey) {
+    keyfile::write_durable(path, format!("{}\n", key.to_skey()).as_bytes(), 0o600).unwrap();
+}
+
 #[test]
 fn two_witnesses_quorum_one_down_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,17 +97,7 @@ fn two_witnesses_quorum_one_down_and_a_restart() {
     // The gate refuses a data directory others may read.
     std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let log_key = SignerKey::generate("tollgate.local/log", note::KeyType::Ed25519).unwrap();
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(data.join("log.skey"))
-            .unwrap();
-        writeln!(f, "{}", log_key.to_skey()).unwrap();
-    }
+    write_key(&data.join("log.skey"), &log_key);
     let lk = log_key.verifier().clone();
     let (p1, p2) = (free_port(), free_port());
     let w1 = witness(&dir.path().join("w1"), p1, "witness.test/w1", &lk);
@@ -262,16 +257,9 @@ fn on_a_shared_log_one_gate_pushes_and_the_duty_moves_when_it_dies() {
     let log_key = SignerKey::generate("tollgate.local/log", note::KeyType::Ed25519).unwrap();
     let datas: Vec<std::path::PathBuf> = (0..2).map(|i| dir.path().join(format!("g{i}"))).collect();
     for d in &datas {
-        use std::io::Write as _;
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        use std::os::unix::fs::DirBuilderExt as _;
         std::fs::DirBuilder::new().mode(0o700).create(d).unwrap();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(d.join("log.skey"))
-            .unwrap();
-        writeln!(f, "{}", log_key.to_skey()).unwrap();
+        write_key(&d.join("log.skey"), &log_key);
     }
     let lk = log_key.verifier().clone();
     let w = witness(&dir.path().join("w"), free_port(), "witness.test/w", &lk);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{check_appended, check_whole_log, verified};
+use common::{append_from_threads, check_appended, check_whole_log, leaf, verified};
 use ledger::{Error, Ledger, Options};
 use note::{KeyType, SignerKey};
 
@@ -29,33 +29,11 @@ fn opts(batch_max: usize) -> Options {
     }
 }
 
-fn leaf(k: &str) -> Vec<u8> {
-    format!("leaf for {k}").into_bytes()
-}
-
 #[test]
 fn concurrent_appenders_get_gapless_indexes_and_verifiable_proofs() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path(), key(), opts(32)).unwrap();
-    let results: Vec<(String, ledger::Appended)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..16)
-            .map(|t| {
-                let ledger = &ledger;
-                s.spawn(move || {
-                    (0..150)
-                        .map(|i| {
-                            let k = format!("t{t}-{i}");
-                            let a = ledger
-                                .append_blocking(leaf(&k), k.clone().into_bytes())
-                                .unwrap();
-                            (k, a)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let results = append_from_threads(&[&ledger], 16, 150, "t");
     let n = results.len() as u64;
     assert_eq!(ledger.latest().checkpoint.size, n);
     let mut indexes: Vec<u64> = results.iter().map(|(_, a)| a.index).collect();

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{check_appended, check_whole_log};
+use common::{append_from_threads, check_appended, check_whole_log, leaf};
 use ledger::{Error, Ledger, Options};
 use note::{KeyType, SignerKey};
 
@@ -24,10 +24,6 @@ fn opts() -> Options {
         sync_fault: None,
         recent_hashes: 1000,
     }
-}
-
-fn leaf(k: &str) -> Vec<u8> {
-    format!("leaf for {k}").into_bytes()
 }
 
 /// An append retried as a client retries a 503 (the database was away).
@@ -49,25 +45,7 @@ fn appends_proofs_idempotency_and_recovery_on_postgres() {
     let pg = testkit::Postgres::start();
     let k = key();
     let ledger = Ledger::open_postgres(&pg.url, k.clone(), opts()).unwrap();
-    let appended: Vec<(String, ledger::Appended)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..8)
-            .map(|t| {
-                let ledger = &ledger;
-                s.spawn(move || {
-                    (0..100)
-                        .map(|i| {
-                            let key = format!("t{t}-{i}");
-                            let a = ledger
-                                .append_blocking(leaf(&key), key.clone().into_bytes())
-                                .unwrap();
-                            (key, a)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let appended = append_from_threads(&[&ledger], 8, 100, "t");
     let indexes: BTreeSet<u64> = appended.iter().map(|(_, a)| a.index).collect();
     assert_eq!(indexes, (0..800).collect(), "no gaps, no duplicates");
     for (key, a) in &appended {
@@ -106,33 +84,15 @@ fn two_writers_on_one_database_never_share_an_index() {
     let k = key();
     let a = Ledger::open_postgres(&pg.url, k.clone(), opts()).unwrap();
     let b = Ledger::open_postgres(&pg.url, k.clone(), opts()).unwrap();
-    let acked: Vec<(String, u64)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..8)
-            .map(|t| {
-                let ledger = if t % 2 == 0 { &a } else { &b };
-                s.spawn(move || {
-                    (0..60)
-                        .map(|i| {
-                            let key = format!("w{t}-{i}");
-                            let x = ledger
-                                .append_blocking(leaf(&key), key.clone().into_bytes())
-                                .unwrap_or_else(|e| panic!("{key}: {e}"));
-                            (key, x.index)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let acked = append_from_threads(&[&a, &b], 8, 60, "w");
     assert_eq!(acked.len(), 480);
-    let distinct: BTreeSet<u64> = acked.iter().map(|(_, i)| *i).collect();
+    let distinct: BTreeSet<u64> = acked.iter().map(|(_, x)| x.index).collect();
     assert_eq!(distinct.len(), acked.len(), "no index acknowledged twice");
     drop((a, b));
     let ledger = Ledger::open_postgres(&pg.url, k, opts()).unwrap();
     let entries = check_whole_log(&ledger);
-    for (key, index) in &acked {
-        assert_eq!(entries[*index as usize], leaf(key), "entry {index}");
+    for (key, x) in &acked {
+        assert_eq!(entries[x.index as usize], leaf(key), "entry {}", x.index);
     }
 }
 

@@ -1004,7 +1004,7 @@ fn a_reason_naming_a_large_value_is_cut_at_max_reason_bytes() {
         json!({}),
         json!({}),
     );
-    let e = p.evaluate(&input(&p, r, NORMAL));
+    let e = p.evaluate(&input(&p, r.clone(), NORMAL));
     assert_eq!(e.decision, Decision::Silence);
     assert!(
         e.reason.starts_with("data.t.decision = [\"é1\""),
@@ -1016,13 +1016,6 @@ fn a_reason_naming_a_large_value_is_cut_at_max_reason_bytes() {
     assert!(e.reason.len() > policy::MAX_REASON_BYTES - 8);
     // Short reasons are untouched.
     let p = rego_bundle("package t\ndecision := 7\n", "data.t.decision").unwrap();
-    let r = req(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({}),
-        json!({}),
-    );
     assert_eq!(
         p.evaluate(&input(&p, r, NORMAL)).reason,
         "data.t.decision = 7, not a string"

@@ -136,20 +136,29 @@ pub fn verifier_of(skey_file: &Path) -> note::VerifierKey {
 ///
 /// With proofcheck's output, unless the audit passes.
 pub fn audit(url: &str, data: &Path, state: &Path) {
-    let out = Command::new(bin("proofcheck"))
-        .arg("--token-file")
-        .arg(data.join("demo.token"))
-        .args(["audit", "--log", url, "--log-key"])
-        .arg(verifier_of(&data.join("log.skey")).to_string())
-        .arg("--gate-key")
-        .arg(verifier_of(&data.join("gate.skey")).to_string())
-        .arg("--state")
-        .arg(state)
+    run_ok(
+        Command::new(bin("proofcheck"))
+            .arg("--token-file")
+            .arg(data.join("demo.token"))
+            .args(["audit", "--log", url, "--log-key"])
+            .arg(verifier_of(&data.join("log.skey")).to_string())
+            .arg("--gate-key")
+            .arg(verifier_of(&data.join("gate.skey")).to_string())
+            .arg("--state")
+            .arg(state),
+        "proofcheck audit",
+    );
+}
+
+/// Runs `cmd` to its end; panics with its output, naming `what`, unless it
+/// succeeds.
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
         .output()
-        .expect("running proofcheck");
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
     assert!(
         out.status.success(),
-        "audit: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -252,16 +261,12 @@ impl Postgres {
             )
             .expect("chown");
         }
-        let init = as_postgres_user(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "tollgate", "-A", "trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .expect("running initdb");
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&init.stderr)
+        run_ok(
+            as_postgres_user(&bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "tollgate", "-A", "trust", "-E", "UTF8", "--no-sync"]),
+            "initdb",
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -328,8 +333,8 @@ impl Postgres {
     /// Creates database `name` in the cluster; returns its connection string.
     #[must_use]
     pub fn database(&self, name: &str) -> String {
-        let out = Command::new(self.bin.join("createdb"))
-            .args([
+        run_ok(
+            Command::new(self.bin.join("createdb")).args([
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -337,13 +342,8 @@ impl Postgres {
                 "-U",
                 "tollgate",
                 name,
-            ])
-            .output()
-            .expect("running createdb");
-        assert!(
-            out.status.success(),
-            "createdb {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ]),
+            &format!("createdb {name}"),
         );
         format!(
             "host=127.0.0.1 port={} user=tollgate dbname={name}",

@@ -5,6 +5,41 @@ use ledger::{Appended, Ledger, SignedCheckpoint};
 use note::{Checkpoint, Note, VerifierKey};
 use tlog::{Hash, Tile, TileHashReader, TileSource};
 
+/// The leaf these tests append under idempotency key `key`.
+pub fn leaf(key: &str) -> Vec<u8> {
+    format!("leaf for {key}").into_bytes()
+}
+
+/// `threads` threads at once, thread t appending `each` leaves keyed
+/// `{prefix}{t}-{i}` to `ledgers[t % ledgers.len()]`; every append must be
+/// acknowledged (a failure panics naming its key). Each key with its append.
+pub fn append_from_threads(
+    ledgers: &[&Ledger],
+    threads: usize,
+    each: usize,
+    prefix: &str,
+) -> Vec<(String, Appended)> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let ledger = ledgers[t % ledgers.len()];
+                s.spawn(move || {
+                    (0..each)
+                        .map(|i| {
+                            let key = format!("{prefix}{t}-{i}");
+                            let a = ledger
+                                .append_blocking(leaf(&key), key.clone().into_bytes())
+                                .unwrap_or_else(|e| panic!("{key}: {e}"));
+                            (key, a)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Checks a signed checkpoint's signature and returns it parsed.
 pub fn verified(cp: &SignedCheckpoint, key: &VerifierKey) -> Checkpoint {
     let note = Note::parse(cp.note.as_bytes()).expect("checkpoint note parses");
