@@ -67,8 +67,8 @@ impl Policies {
     }
 
     /// Sets the shadow policy in memory (startup: what the ledger records).
-    pub(crate) fn set_shadow(&self, shadow: Option<ActivePolicy>) {
-        *self.shadow.write().expect("shadow lock") = shadow.map(Arc::new);
+    pub(crate) fn set_shadow(&self, shadow: Option<Arc<ActivePolicy>>) {
+        *self.shadow.write().expect("shadow lock") = shadow;
     }
 
     /// Makes `version` the shadow policy (`None`: none) as [`Policies::activate`]
@@ -95,13 +95,13 @@ impl Policies {
         record.await?;
         let previous = self.shadow().map(|s| s.version.clone());
         ledger.state().shadow_policy_set(version)?;
-        *self.shadow.write().expect("shadow lock") = loaded;
+        self.set_shadow(loaded);
         Ok(previous)
     }
 
     /// Sets the active policy in memory (startup: what the ledger records).
-    pub(crate) fn set(&self, active: ActivePolicy) {
-        *self.active.write().expect("active lock") = Some(Arc::new(active));
+    pub(crate) fn set(&self, active: impl Into<Arc<ActivePolicy>>) {
+        *self.active.write().expect("active lock") = Some(active.into());
     }
 
     /// Makes `version` active: loads it (off the async workers), awaits
@@ -129,11 +129,7 @@ impl Policies {
         // The counters the new version declares, read back from the log,
         // and the version itself take effect together.
         let counters = active.counters.clone();
-        history
-            .change(ledger, &counters, || {
-                *self.active.write().expect("active lock") = Some(active);
-            })
-            .await;
+        history.change(ledger, &counters, || self.set(active)).await;
         Ok(previous)
     }
 
@@ -171,7 +167,7 @@ impl Policies {
                 None => None,
                 Some(v) => Some(load_off(v).await?),
             };
-            self.set_shadow(loaded);
+            self.set_shadow(loaded.map(Arc::new));
         }
         Ok(())
     }

@@ -336,7 +336,7 @@ impl Gate {
                     reason: format!("the shadow policy: {e}"),
                 }
             })?;
-            gate.policies.set_shadow(Some(shadow));
+            gate.policies.set_shadow(Some(Arc::new(shadow)));
         }
         let demo_token_file = if config.example_policy && !Callers::any(&gate.ledger)? {
             Some(gate.add_demo_caller(&config.demo_token_path())?)

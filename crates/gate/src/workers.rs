@@ -384,26 +384,40 @@ impl Workers {
         })
     }
 
+    /// Runs `job` holding one of the `eval_threads` slots, as a task of its
+    /// own: a caller that stops waiting cannot cut an exchange with a
+    /// worker in half. `failed` makes the answer when no job could run.
+    async fn in_task<T, F>(
+        self: &Arc<Self>,
+        job: impl FnOnce(Arc<Workers>) -> F,
+        failed: fn(String) -> T,
+    ) -> T
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return failed("the evaluators are shut down".into());
+        };
+        let run = job(self.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            run.await
+        })
+        .await
+        .unwrap_or_else(|e| failed(format!("the evaluation task failed: {e}")))
+    }
+
     /// `policy`'s decision on `input` in a worker. Never fails: a worker
     /// that cannot start, aborts (out of memory) or runs out of time makes
-    /// the evaluation SILENCE, naming the cause. The worker is held until
-    /// its answer even if the caller stops waiting.
+    /// the evaluation SILENCE, naming the cause.
     pub(crate) async fn decide(
         self: &Arc<Self>,
         policy: Arc<ActivePolicy>,
         input: EvalInput,
     ) -> Evaluation {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return Evaluation::silence("the evaluators are shut down");
-        };
-        let this = self.clone();
-        let run = async move {
-            let _slot = slot;
-            this.decide_now(&policy, &input).await
-        };
-        tokio::spawn(run)
-            .await
-            .unwrap_or_else(|e| Evaluation::silence(format!("the evaluation task failed: {e}")))
+        let job = |this: Arc<Workers>| async move { this.decide_now(&policy, &input).await };
+        self.in_task(job, Evaluation::silence).await
     }
 
     async fn decide_now(&self, policy: &ActivePolicy, input: &EvalInput) -> Evaluation {
@@ -427,12 +441,7 @@ impl Workers {
     /// Compiles `policy` in a worker as its first evaluation there would:
     /// `Err` says why it does not load (activation refuses such a policy).
     pub(crate) async fn load(self: &Arc<Self>, policy: Arc<ActivePolicy>) -> Result<(), String> {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return Err("the evaluators are shut down".into());
-        };
-        let this = self.clone();
-        let run = async move {
-            let _slot = slot;
+        let job = |this: Arc<Workers>| async move {
             let mut worker = this.take()?;
             match worker.load(&policy, this.limit).await {
                 Ok(loaded) => {
@@ -442,9 +451,7 @@ impl Workers {
                 Err(failure) => Err(this.end(worker, failure).await),
             }
         };
-        tokio::spawn(run)
-            .await
-            .unwrap_or_else(|e| Err(format!("the evaluation task failed: {e}")))
+        self.in_task(job, Err).await
     }
 
     /// An idle worker, or a new one.

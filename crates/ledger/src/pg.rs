@@ -355,6 +355,12 @@ impl PgStore {
             .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))?
     }
 
+    /// Whether `query` (one parameter: the index) finds a row.
+    fn has_row(&self, query: &'static str, index: u64) -> Result<bool, Error> {
+        let i = i64_of(index)?;
+        self.run(move |c| Ok(c.query_opt(query, &[&i]).map_err(storage)?.is_some()))
+    }
+
     /// Hands `job` to a free connection.
     fn submit(&self, job: Job) -> Result<(), Error> {
         self.jobs
@@ -475,25 +481,11 @@ impl LogStore for PgStore {
     }
 
     fn has_entry(&self, index: u64) -> Result<bool, Error> {
-        let i = i64_of(index)?;
-        self.run(move |c| {
-            Ok(
-                c.query_opt("SELECT 1 FROM tollgate_entries WHERE idx = $1", &[&i])
-                    .map_err(storage)?
-                    .is_some(),
-            )
-        })
+        self.has_row("SELECT 1 FROM tollgate_entries WHERE idx = $1", index)
     }
 
     fn has_hash(&self, index: u64) -> Result<bool, Error> {
-        let i = i64_of(index)?;
-        self.run(move |c| {
-            Ok(
-                c.query_opt("SELECT 1 FROM tollgate_hashes WHERE idx = $1", &[&i])
-                    .map_err(storage)?
-                    .is_some(),
-            )
-        })
+        self.has_row("SELECT 1 FROM tollgate_hashes WHERE idx = $1", index)
     }
 
     fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
