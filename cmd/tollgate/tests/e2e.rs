@@ -769,18 +769,11 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
 fn local_time_in_a_policy_is_utc_on_every_machine() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with_env(dir.path(), &[("TZ", "JST-9")]);
-    let bundle = s.dir.join("local-time");
-    std::fs::create_dir(&bundle).unwrap();
-    std::fs::write(
-        bundle.join("tollgate.json"),
-        r#"{"engine": "rego", "entrypoint": "data.tz.decision"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        bundle.join("policy.rego"),
+    let bundle = rego_bundle(
+        &s,
+        "tz",
         "package tz\nimport rego.v1\ndefault decision := \"deny\"\ndecision := \"permit\" if {\n  t := input.derived.decided_at_ns\n  time.clock([t, \"Local\"]) == time.clock([t, \"UTC\"])\n}\n",
-    )
-    .unwrap();
+    );
     let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
     assert!(ok, "{out}");
     let r = s.decide(&intent(
@@ -851,6 +844,18 @@ fn a_slow_policy_stalls_neither_healthz_nor_reads() {
 /// Publishes and activates a Rego policy whose body is `body` (a rule body
 /// setting nothing; the decision is PERMIT if it holds).
 fn activate_rego(s: &Server, name: &str, body: &str) {
+    let bundle = rego_bundle(
+        s,
+        name,
+        &format!("package {name}\nimport rego.v1\ndecision := \"permit\" if {{\n  {body}\n}}\n"),
+    );
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+}
+
+/// A Rego bundle directory `name` beside the server's data: `policy.rego`
+/// is `source`, the entrypoint `data.<name>.decision`.
+fn rego_bundle(s: &Server, name: &str, source: &str) -> PathBuf {
     let bundle = s.dir.join(name);
     std::fs::create_dir(&bundle).unwrap();
     std::fs::write(
@@ -858,13 +863,8 @@ fn activate_rego(s: &Server, name: &str, body: &str) {
         format!(r#"{{"engine": "rego", "entrypoint": "data.{name}.decision"}}"#),
     )
     .unwrap();
-    std::fs::write(
-        bundle.join("policy.rego"),
-        format!("package {name}\nimport rego.v1\ndecision := \"permit\" if {{\n  {body}\n}}\n"),
-    )
-    .unwrap();
-    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
-    assert!(ok, "{out}");
+    std::fs::write(bundle.join("policy.rego"), source).unwrap();
+    bundle
 }
 
 /// The processes `pid` started that are running.
@@ -960,18 +960,11 @@ fn activation_refuses_a_policy_that_does_not_load_within_eval_memory_mb() {
         json!({}),
         "before",
     ));
-    let bundle = s.dir.join("big");
-    std::fs::create_dir(&bundle).unwrap();
-    std::fs::write(
-        bundle.join("tollgate.json"),
-        r#"{"engine": "rego", "entrypoint": "data.big.decision"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        bundle.join("policy.rego"),
+    let bundle = rego_bundle(
+        &s,
+        "big",
         "package big\nimport rego.v1\ndecision := \"permit\" if count(data.rows) > 0\n",
-    )
-    .unwrap();
+    );
     let rows: Vec<_> = (0..100_000)
         .map(|i| json!({ "id": i, "name": format!("row-{i}") }))
         .collect();
