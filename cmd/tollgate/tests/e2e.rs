@@ -161,17 +161,30 @@ fn unix_decide(sock: &Path, token: Option<&str>, body: &str) -> String {
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(
-        stream,
+    let request = format!(
         "POST /v1/decisions HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
          {auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+    );
+    let mut stream = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    // One write, so the whole request is queued before the gate reads it.
+    // HTTP lets the gate answer (a 401) before reading the body and close;
+    // then a write finds the socket closed (EPIPE) or a read finds it reset
+    // after the answer: what counts is the answer.
+    let closed = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    };
+    if let Err(e) = stream.write_all(request.as_bytes()) {
+        assert!(closed(&e), "writing the request: {e}");
+    }
+    let mut answer = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut answer) {
+        assert!(closed(&e), "reading the answer: {e}");
+    }
+    String::from_utf8(answer).unwrap()
 }
 
 fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {

@@ -558,17 +558,31 @@ impl Client {
                 b.len()
             )
         });
-        write!(
-            stream,
+        let whole = format!(
             "{request} HTTP/1.1\r\nhost: gate\r\n{auth}connection: close\r\n{}",
             if body.is_empty() { "\r\n" } else { &body }
-        )
-        .map_err(|e| format!("writing to {path}: {e}"))?;
+        );
+        // One write, so the gate finds the whole request queued. HTTP lets a
+        // server answer before it reads the body (a 401) and close: a write
+        // that finds the socket closed, or a read that finds it reset once
+        // the answer is in, still leaves the gate's answer to read.
+        let closed = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        };
+        match stream.write_all(whole.as_bytes()) {
+            Err(e) if !closed(&e) => return Err(format!("writing to {path}: {e}")),
+            _ => {}
+        }
         let mut answer = Vec::new();
-        stream
-            .take(MAX_ANSWER)
-            .read_to_end(&mut answer)
-            .map_err(|e| format!("reading from {path}: {e}"))?;
+        match stream.take(MAX_ANSWER).read_to_end(&mut answer) {
+            Err(e) if !closed(&e) || answer.is_empty() => {
+                return Err(format!("reading from {path}: {e}"))
+            }
+            _ => {}
+        }
         parse_http_answer(&answer)
     }
 }

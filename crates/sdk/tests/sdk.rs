@@ -288,6 +288,18 @@ fn the_sidecar_socket_needs_no_token() {
         client.decide(&intent("agent-treasury", 5_000_000, "u2")),
         Err(Refusal::Deny { .. })
     ));
+    // A peer the gate does not map, without a token: the gate's 401 (it
+    // answers before reading the body), not a broken pipe.
+    drop(_gate);
+    let mut cmd = testkit::tollgate_serve(&data);
+    cmd.arg("--unix-socket").arg(&sock);
+    let _gate = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
+    for n in 0..20 {
+        match client.decide(&intent("agent-treasury", 500, &format!("u-{n}"))) {
+            Err(Refusal::Unavailable(why)) => assert!(why.starts_with("401: "), "{why}"),
+            other => panic!("an unmapped peer: {other:?}"),
+        }
+    }
     // A socket nobody serves: unavailable, after the retries.
     let gone = Client::new(
         &format!("unix:{}", dir.path().join("none.sock").display()),
@@ -298,6 +310,45 @@ fn the_sidecar_socket_needs_no_token() {
         gone.decide(&intent("agent-treasury", 5, "u3")),
         Err(Refusal::Unavailable(_))
     ));
+}
+
+/// A gate on a Unix socket that answers once it has read the request's head
+/// and closes without reading the body (HTTP allows it; the real gate may do
+/// it with a 401): the client reports the gate's answer, not the reset or
+/// broken pipe that follows it.
+#[test]
+fn an_answer_before_the_body_is_read_is_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gate.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            // Byte by byte up to the end of the head, so the body stays unread.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match c.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let body = br#"{"error":"unauthenticated","message":"no caller"}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(body);
+        }
+    });
+    let signer = SignerKey::generate("gate.example", note::KeyType::Ed25519).unwrap();
+    let trust = Trust::new(signer.verifier().clone(), signer.verifier().clone());
+    let client = Client::new(&format!("unix:{}", sock.display()), trust);
+    match client.decide(&intent("agent-treasury", 500, "early")) {
+        Err(Refusal::Unavailable(why)) => assert!(why.starts_with("401: "), "{why}"),
+        other => panic!("an answer before the body: {other:?}"),
+    }
 }
 
 /// `with_approval_wait`: a guard whose request the policy wants approved
