@@ -195,6 +195,17 @@ fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     }
 }
 
+/// The demo's usual request: `agent-treasury` transfers `amount`.
+fn transfer(amount: u64, key: &str) -> Value {
+    intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({ "amount": amount }),
+        key,
+    )
+}
+
 fn intent(actor: &str, surface: &str, action: &str, target: Value, key: &str) -> Value {
     json!({
         "actor": {"id": actor, "kind": "agent"},
@@ -231,26 +242,8 @@ fn permit_deny_silence_and_replay() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let cases = [
-        (
-            intent(
-                "agent-treasury",
-                "payments",
-                "transfer",
-                json!({"amount": 500}),
-                "p",
-            ),
-            Decision::Permit,
-        ),
-        (
-            intent(
-                "agent-treasury",
-                "payments",
-                "transfer",
-                json!({"amount": 5_000_000}),
-                "d",
-            ),
-            Decision::Deny,
-        ),
+        (transfer(500, "p"), Decision::Permit),
+        (transfer(5_000_000, "d"), Decision::Deny),
         (
             intent(
                 "agent-unknown",
@@ -294,13 +287,7 @@ fn permit_deny_silence_and_replay() {
         assert_eq!((status, replay["same"].clone()), (200, json!(true)));
     }
     // A tampered receipt is refused by replay.
-    let r = s.decide(&intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 1}),
-        "t",
-    ));
+    let r = s.decide(&transfer(1, "t"));
     let forged = r.receipt.replace("\"PERMIT\"", "\"DENY\"");
     assert_eq!(s.post("/v1/replay", forged.as_bytes()).0, 400);
     // Metrics count what happened.
@@ -328,13 +315,7 @@ fn permit_deny_silence_and_replay() {
 fn malformed_requests_are_400_with_the_field_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let good = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 5}),
-        "k",
-    );
+    let good = transfer(5, "k");
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json".to_vec(), ""),
         (b"[]".to_vec(), ""),
@@ -394,13 +375,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let base = s.checkpoint().size;
-    let request = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 500}),
-        "same",
-    );
+    let request = transfer(500, "same");
     let first = s.decide(&request);
     let again = s.decide(&request);
     assert!(again.replayed);
@@ -410,13 +385,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
     );
     verify(&s, &again);
     // Same key, different request: 409, nothing added.
-    let other = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 501}),
-        "same",
-    );
+    let other = transfer(501, "same");
     let (status, err) = s.post("/v1/decisions", other.to_string().as_bytes());
     assert_eq!(
         (status, err["error"].as_str()),
@@ -464,13 +433,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
         ok && out.contains(&format!("* {cedar_version}")) && out.contains(&rego_version),
         "{out}"
     );
-    let after = s.decide(&intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 500}),
-        "c",
-    ));
+    let after = s.decide(&transfer(500, "c"));
     assert_eq!(after.decision, Decision::Permit);
     let (body, _) = verify(&s, &after);
     assert_eq!(
@@ -500,13 +463,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
         "replay compiled the old version once"
     );
     // A caller pinning the old version gets SILENCE, never the old policy.
-    let mut pinned = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 500}),
-        "pin",
-    );
+    let mut pinned = transfer(500, "pin");
     pinned["expected_policy_version"] = json!(rego_version);
     let r = s.decide(&pinned);
     assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
@@ -517,13 +474,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
     // `tollgate policy activate` switches back: the next decision binds Rego.
     let (ok, out) = s.tollgate(&["policy", "activate", &rego_version]);
     assert!(ok && out.contains(&format!("was {cedar_version}")), "{out}");
-    let back = s.decide(&intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 500}),
-        "back",
-    ));
+    let back = s.decide(&transfer(500, "back"));
     assert_eq!(back.policy_version.as_deref(), Some(rego_version.as_str()));
     let (ok, out) = s.tollgate(&["policy", "activate", &format!("sha256:{}", "0".repeat(64))]);
     assert!(!ok && out.contains("not published"), "{out}");
@@ -568,13 +519,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
             .unwrap();
     }
     // The active policy survived the restart too.
-    let r2 = s.decide(&intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 7}),
-        "post-restart",
-    ));
+    let r2 = s.decide(&transfer(7, "post-restart"));
     assert_eq!(r2.policy_version.as_deref(), Some(cedar_version.as_str()));
     let new = s.checkpoint();
     let proof: Vec<tlog::Hash> = s
@@ -652,14 +597,7 @@ fn unix_socket_serves_the_same_api() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("gate.sock");
     let s = Server::start_with(dir.path(), &["--unix-socket", sock.to_str().unwrap()]);
-    let body = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 5}),
-        "unix",
-    )
-    .to_string();
+    let body = transfer(5, "unix").to_string();
     let answer = unix_decide(&sock, Some(&s.demo()), &body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
@@ -697,13 +635,7 @@ fn sigterm_drains_in_flight_decisions() {
             std::thread::spawn(move || {
                 let mut answered = Vec::new();
                 for i in 0.. {
-                    let body = intent(
-                        "agent-treasury",
-                        "payments",
-                        "transfer",
-                        json!({"amount": 5}),
-                        &format!("drain-{w}-{i}"),
-                    );
+                    let body = transfer(5, &format!("drain-{w}-{i}"));
                     match ureq::post(&format!("{url}/v1/decisions"))
                         .set("authorization", &auth)
                         .send_string(&body.to_string())
@@ -1333,13 +1265,7 @@ fn hostile_input_on_every_route_is_4xx_and_writes_nothing() {
     assert!((400..500).contains(&status), "long receipt id: {status}");
     assert_eq!(s.get_text("/healthz"), "ok\n");
     assert_eq!(s.checkpoint().size, base, "nothing was written");
-    s.decide(&intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 5}),
-        "after",
-    ));
+    s.decide(&transfer(5, "after"));
     s.stop();
 }
 
@@ -1409,16 +1335,7 @@ fn caller_cli_and_no_token_in_the_gate_output() {
         response(
             ureq::post(&format!("{url}/v1/decisions"))
                 .set("authorization", &format!("Bearer {token}"))
-                .send_string(
-                    &intent(
-                        "agent-treasury",
-                        "payments",
-                        "transfer",
-                        json!({"amount": 5}),
-                        "k",
-                    )
-                    .to_string(),
-                ),
+                .send_string(&transfer(5, "k").to_string()),
         )
     };
     assert_eq!(decide(&first).0, 401, "the rotated-out token");
@@ -1465,14 +1382,7 @@ fn unix_socket_peer_uid_maps_to_a_caller() {
     std::fs::write(&probe, b"").unwrap();
     let uid = std::fs::metadata(&probe).unwrap().uid();
     let ask = |sock: &Path, key: &str| {
-        let body = intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({"amount": 5}),
-            key,
-        )
-        .to_string();
+        let body = transfer(5, key).to_string();
         unix_decide(sock, None, &body)
     };
     // Unmapped: 401, nothing written.
@@ -1500,16 +1410,7 @@ fn unix_socket_peer_uid_maps_to_a_caller() {
     );
     // Over TCP the uid means nothing: no token, 401.
     let (status, _) = response(
-        ureq::post(&format!("{}/v1/decisions", s.url)).send_string(
-            &intent(
-                "agent-treasury",
-                "payments",
-                "transfer",
-                json!({"amount": 5}),
-                "tcp",
-            )
-            .to_string(),
-        ),
+        ureq::post(&format!("{}/v1/decisions", s.url)).send_string(&transfer(5, "tcp").to_string()),
     );
     assert_eq!(status, 401);
     s.stop();
@@ -1543,16 +1444,7 @@ fn slow_connections_are_bounded_and_do_not_starve_callers() {
     let r = agent
         .post(&format!("{}/v1/decisions", s.url))
         .set("authorization", &format!("Bearer {}", s.demo()))
-        .send_string(
-            &intent(
-                "agent-treasury",
-                "payments",
-                "transfer",
-                json!({"amount": 5}),
-                "busy",
-            )
-            .to_string(),
-        );
+        .send_string(&transfer(5, "busy").to_string());
     assert_eq!(
         r.map(|r| r.status()).ok(),
         Some(200),
@@ -1702,16 +1594,7 @@ fn tls_and_mutual_tls() {
     assert!(s.url.starts_with("https://"), "{}", s.url);
     let timeout = Duration::from_secs(10);
     let trusting = tls::agent(Some(&ca), timeout).unwrap();
-    let body = |key: &str| {
-        intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({"amount": 5}),
-            key,
-        )
-        .to_string()
-    };
+    let body = |key: &str| transfer(5, key).to_string();
     // A bearer token over verified https.
     let (status, r) = response(
         trusting
@@ -1832,14 +1715,7 @@ fn unix_only_listen_makes_a_private_socket() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 65534);
     let token = std::fs::read_to_string(dir.path().join("data/demo.token")).unwrap();
-    let body = intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({"amount": 5}),
-        "u",
-    )
-    .to_string();
+    let body = transfer(5, "u").to_string();
     let answer = unix_decide(&sock, Some(token.trim()), &body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(gate);
@@ -1933,16 +1809,7 @@ fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
     assert!(ok && out.contains(&version), "{out}");
     let (ok, out) = s.tollgate(&["policy", "list"]);
     assert!(ok && out.contains(&format!("s {version}")), "{out}");
-    let transfer = |key: &str| {
-        intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({"amount": 500}),
-            key,
-        )
-    };
-    let r = s.decide(&transfer("shadowed"));
+    let r = s.decide(&transfer(500, "shadowed"));
     assert_eq!(
         r.decision,
         Decision::Permit,
@@ -1966,12 +1833,12 @@ fn a_shadow_policy_is_recorded_and_counted_never_enforced() {
     // Kept across a restart.
     s.stop();
     let s = Server::start(dir.path());
-    let r = s.decide(&transfer("after-restart"));
+    let r = s.decide(&transfer(500, "after-restart"));
     let (body, _) = verify(&s, &r);
     assert_eq!(body.derived["shadow"]["decision"], "DENY");
     let (ok, out) = s.tollgate(&["policy", "shadow", "--off"]);
     assert!(ok && out.contains("shadow off"), "{out}");
-    let r = s.decide(&transfer("unshadowed"));
+    let r = s.decide(&transfer(500, "unshadowed"));
     let (body, _) = verify(&s, &r);
     assert!(body.derived.get("shadow").is_none(), "{:?}", body.derived);
     // An unpublished version is refused, and nothing changes.
@@ -2124,7 +1991,7 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     assert!(ok, "{out}");
     let alice = s.add_caller("alice", &["approve"], "agent-*");
     let both = s.add_caller("both", &["decide", "approve"], "agent-*");
-    let transfer = |amount: u64, key: &str| {
+    let to_acct_9 = |amount: u64, key: &str| {
         intent(
             "agent-treasury",
             "payments",
@@ -2133,7 +2000,7 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
             key,
         )
     };
-    let asked = s.decide(&transfer(5000, "k1"));
+    let asked = s.decide(&to_acct_9(5000, "k1"));
     assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
     let approval = asked
         .approval
@@ -2148,7 +2015,7 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
         "the id is the request's, computable by anyone"
     );
     // Retried with the same key: the same receipt, and how the request stands.
-    let again = s.decide(&transfer(5000, "k1"));
+    let again = s.decide(&to_acct_9(5000, "k1"));
     assert!(again.replayed && again.approval.unwrap()["id"] == id.as_str());
 
     // Votes: by a caller with `approve`, never the one that asked.
@@ -2186,17 +2053,17 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     assert!(!ok && out.contains("already approved"), "{out}");
 
     // Another amount is another request: the approval does not carry over.
-    let other = s.decide(&transfer(5001, "k2"));
+    let other = s.decide(&to_acct_9(5001, "k2"));
     assert_eq!(other.decision, Decision::Silence);
     assert_ne!(other.approval.unwrap()["id"], id.as_str());
     // Asked again: PERMIT, relying on alice's approval, recorded in the receipt.
-    let permitted = s.decide(&transfer(5000, "k3"));
+    let permitted = s.decide(&to_acct_9(5000, "k3"));
     assert_eq!(permitted.decision, Decision::Permit, "{}", permitted.reason);
     let (body, _) = verify(&s, &permitted);
     assert_eq!(body.derived["approvals"][0]["by"], "alice");
     assert_eq!(body.derived["approvals"][0]["entry"], size);
     // Used once: the next ask is SILENCE with a fresh request.
-    let after = s.decide(&transfer(5000, "k4"));
+    let after = s.decide(&to_acct_9(5000, "k4"));
     assert_eq!(after.decision, Decision::Silence);
     assert_eq!(after.approval.unwrap()["state"], "open");
     // The caller that asked may not approve its own request.
@@ -2206,7 +2073,7 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
                 "authorization",
                 &format!("Bearer {}", std::fs::read_to_string(&both).unwrap().trim()),
             )
-            .send_string(&transfer(7000, "mine").to_string())
+            .send_string(&to_acct_9(7000, "mine").to_string())
             .unwrap();
         r.into_json::<Value>().unwrap()
     };
@@ -2260,24 +2127,15 @@ fn two_gates(url: &str) -> (tempfile::TempDir, tempfile::TempDir, Server, Server
 fn two_gates_share_one_log_on_postgres() {
     let pg = testkit::Postgres::start();
     let (da, _db, a, b) = two_gates(&pg.url);
-    let transfer = |key: &str| {
-        intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({"amount": 500}),
-            key,
-        )
-    };
-    let first = a.decide(&transfer("shared-1"));
+    let first = a.decide(&transfer(500, "shared-1"));
     assert_eq!(first.decision, Decision::Permit);
-    let again = b.decide(&transfer("shared-1"));
+    let again = b.decide(&transfer(500, "shared-1"));
     assert!(again.replayed, "the other gate answers with the original");
     assert_eq!(
         (again.receipt_id.as_str(), again.log_index),
         (first.receipt_id.as_str(), first.log_index)
     );
-    let second = b.decide(&transfer("shared-2"));
+    let second = b.decide(&transfer(500, "shared-2"));
     assert_eq!(second.decision, Decision::Permit);
     assert!(second.log_index > first.log_index);
     let (status, found) = a.post(
@@ -2300,7 +2158,7 @@ fn two_gates_share_one_log_on_postgres() {
     let as_sdk = |s: &Server, key: &str| {
         let r = ureq::post(&format!("{}/v1/decisions", s.url))
             .set("authorization", &format!("Bearer {sdk}"))
-            .send_string(&transfer(key).to_string());
+            .send_string(&transfer(500, key).to_string());
         response(r).0
     };
     eventually("the other gate knows the new caller", || {
@@ -2392,17 +2250,8 @@ fn an_embedded_log_copied_to_postgres_carries_on_there() {
     let pg = testkit::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let transfer = |key: &str| {
-        intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({"amount": 500}),
-            key,
-        )
-    };
     let before: Vec<DecisionResponse> = (0..40)
-        .map(|i| s.decide(&transfer(&format!("before-{i}"))))
+        .map(|i| s.decide(&transfer(500, &format!("before-{i}"))))
         .collect();
     let (ok, out) = s.tollgate(&["caller", "add", "later", "--role", "read"]);
     assert!(ok, "{out}");
@@ -2434,7 +2283,7 @@ fn an_embedded_log_copied_to_postgres_carries_on_there() {
     let s = Server::start_with_env(dir.path(), &[("TOLLGATE_LOG_STORE", pg.url.as_str())]);
     let moved = s.checkpoint();
     assert_eq!((moved.size, moved.root), (checkpoint.size, checkpoint.root));
-    let again = s.decide(&transfer("before-7"));
+    let again = s.decide(&transfer(500, "before-7"));
     assert!(again.replayed);
     assert_eq!(
         (again.receipt.as_str(), again.log_index),
@@ -2442,7 +2291,7 @@ fn an_embedded_log_copied_to_postgres_carries_on_there() {
     );
     let (ok, out) = s.tollgate(&["caller", "list"]);
     assert!(ok && out.contains("later"), "{out}");
-    let after = s.decide(&transfer("after-1"));
+    let after = s.decide(&transfer(500, "after-1"));
     assert_eq!(after.decision, Decision::Permit);
     assert_eq!(after.log_index, checkpoint.size);
     s.audit();
