@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -408,3 +409,123 @@ def test_the_gate_can_run_inside_the_http_gateway(
         process.kill()
         process.wait()
     assert log.read_text() == "write_note\tin process over HTTP\n"
+
+
+def rpc_messages(r: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of an answer, JSON or an event stream."""
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        return [
+            json.loads(line.removeprefix("data:").strip())
+            for line in r.text.splitlines()
+            if line.startswith("data:") and line.removeprefix("data:").strip()
+        ]
+    return [r.json()]
+
+
+def add_caller(gate: Gate, name: str, tmp_path: Path) -> str:
+    """A caller with `decide` for agent-mcp: its token."""
+    token = tmp_path / f"{name}.token"
+    added = subprocess.run(
+        [str(BIN / "tollgate"), "caller", "add", name, "--actor", "agent-mcp", "--role",
+         "decide", "--token-out", str(token), "--url", gate.url,
+         "--token-file", str(gate.token_file.parent / "admin.token")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    return token.read_text().strip()
+
+
+def test_sessions_belong_to_their_caller_and_request_ids_are_used_once(
+    gate: Gate, notes: tuple[str, Path], proxy_of: ProxyOf, tmp_path: Path
+) -> None:
+    """Another caller naming a session id, or anyone naming one the upstream
+    never issued, gets 404 and reaches nothing; a request id sent again in
+    a session is refused, so one PERMIT runs the tool once."""
+    upstream, log = notes
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+    other = add_caller(gate, "other", tmp_path)
+
+    def post(token: str, body: dict[str, Any], session: str | None) -> httpx.Response:
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {token}",
+            "MCP-Protocol-Version": "2025-06-18",
+        }
+        if session is not None:
+            headers["Mcp-Session-Id"] = session
+        return httpx.post(proxy.url, json=body, headers=headers, timeout=30)
+
+    init = {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}},
+    }  # fmt: skip
+    opened = post(proxy.token, init, None)
+    assert opened.status_code == 200, opened.text
+    sid = opened.headers["mcp-session-id"]
+    ready = post(proxy.token, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    assert ready.status_code == 202, ready.text
+    call = {
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "write_note", "arguments": {"text": "once"}},
+    }  # fmt: skip
+    first = rpc_messages(post(proxy.token, call, sid))[-1]
+    assert first["result"]["_meta"][META]["decision"] == "PERMIT", first
+    again = rpc_messages(post(proxy.token, call, sid))[-1]
+    assert again["error"]["code"] == -32600 and "already used" in again["error"]["message"]
+    note = post(proxy.token, {k: v for k, v in call.items() if k != "id"}, sid)
+    assert note.status_code == 400 and note.json()["error"]["code"] == -32600, note.text
+
+    # Another caller with the session's id: 404 for every method, nothing sent on.
+    auth = {"Authorization": f"Bearer {other}", "Mcp-Session-Id": sid}
+    ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
+    assert post(other, ping, sid).status_code == 404
+    assert post(other, call | {"id": 9}, sid).status_code == 404
+    assert httpx.get(proxy.url, headers=auth, timeout=30).status_code == 404
+    assert httpx.delete(proxy.url, headers=auth, timeout=30).status_code == 404
+    # An id the upstream never issued: 404 for its owner's token as well.
+    for invented in ["invented", "0" * 32]:
+        assert post(proxy.token, ping, invented).status_code == 404
+    # The session is intact for its owner.
+    pong = rpc_messages(post(proxy.token, ping, sid))[-1]
+    assert pong["id"] == 5 and "result" in pong, pong
+    assert log.read_text() == "write_note\tonce\n"
+
+
+def test_a_revoked_caller_is_refused_and_its_open_stream_closed_within_seconds(
+    gate: Gate, notes: tuple[str, Path], proxy_of: ProxyOf, tmp_path: Path
+) -> None:
+    """Revocation binds the proxy within about a second: the caller's open
+    GET stream (the server's messages to it) ends, and its next request is 401."""
+    upstream, _ = notes
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+    token = add_caller(gate, "short-lived", tmp_path)
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {token}",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    init = {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}},
+    }  # fmt: skip
+    opened = httpx.post(proxy.url, json=init, headers=headers, timeout=30)
+    assert opened.status_code == 200, opened.text
+    headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
+    ready = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert httpx.post(proxy.url, json=ready, headers=headers, timeout=30).status_code == 202
+    with httpx.stream("GET", proxy.url, headers=headers, timeout=30) as stream:
+        assert stream.status_code == 200
+        revoked = subprocess.run(
+            [str(BIN / "tollgate"), "caller", "revoke", "short-lived", "--url", gate.url,
+             "--token-file", str(gate.token_file.parent / "admin.token")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+        started = time.monotonic()
+        for _ in stream.iter_bytes():
+            pass
+        assert time.monotonic() - started < 5, "the stream outlived the revocation"
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    assert httpx.post(proxy.url, json=ping, headers=headers, timeout=30).status_code == 401

@@ -230,3 +230,76 @@ def test_hide_denied_lists_no_tool_the_policy_denies_and_logs_nothing(
             assert "get-env" in {t.name for t in (await client.list_tools()).tools}
 
     anyio.run(run)
+
+
+class Lines:
+    """A raw JSON-RPC conversation with a running `tollgate mcp stdio`."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def answer(self, id: object) -> dict[str, Any]:
+        """The next message answering `id` (notifications and others skipped)."""
+        assert self.process.stdout is not None
+        while True:
+            line = self.process.stdout.readline()
+            assert line, "the gateway closed its output"
+            message: dict[str, Any] = json.loads(line)
+            if "method" not in message and message.get("id") == id:
+                return message
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def test_one_permit_one_execution_reused_ids_and_notification_calls_never_run(
+    gate: Gate, notes: tuple[list[str], Path]
+) -> None:
+    """A decision authorizes one forward: the same JSON-RPC id sent again
+    after its call finished (which once got the replayed PERMIT and ran
+    again), a `tools/call` without an id, and one in the gateway's own id
+    space are refused; the server ran the tool exactly once."""
+    command, log = notes
+    session = Lines(gate.gateway("notes", command))
+    session.send({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}},
+    })  # fmt: skip
+    assert "result" in session.answer(0)
+    session.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    call = {
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "write_note", "arguments": {"text": "once"}},
+    }  # fmt: skip
+    session.send(call)
+    first = session.answer(1)
+    assert not first["result"].get("isError"), first
+    assert first["result"]["_meta"][META]["decision"] == "PERMIT"
+    size = gate.log_size()
+    for _ in range(3):
+        session.send(call)
+        again = session.answer(1)
+        assert again["error"]["code"] == -32600, again
+        assert "already used" in again["error"]["message"]
+    session.send({k: v for k, v in call.items() if k != "id"})
+    assert session.answer(None)["error"]["code"] == -32600
+    session.send({**call, "id": "tollgate-tools-1"})
+    assert session.answer("tollgate-tools-1")["error"]["code"] == -32600
+    # A new id is a new call: decided anew (a receipt of its own), and run.
+    session.send({**call, "id": 2})
+    second = session.answer(2)
+    first_receipt = first["result"]["_meta"][META]["receipt_id"]
+    assert second["result"]["_meta"][META]["receipt_id"] != first_receipt
+    session.close()
+    assert gate.log_size() == size + 1, "only the new call was decided"
+    assert log.read_text().splitlines() == ["write_note\tonce", "write_note\tonce"]

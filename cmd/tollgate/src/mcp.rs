@@ -222,10 +222,19 @@ fn decide(decider: &Decider, intent: &serde_json::Value) -> Outcome {
             trust,
         } => {
             let body = intent.to_string();
-            match protocol::DecisionRequest::parse(body.as_bytes()) {
-                Err(e) => Err(sdk::Refusal::Invalid(e.to_string())),
-                Ok(request) => match runtime.block_on(gate.decide(
-                    caller,
+            // The caller as it is now: a revocation or a role taken away
+            // since the gateway started binds the next call.
+            match (
+                protocol::DecisionRequest::parse(body.as_bytes()),
+                gate.caller(&caller.name),
+            ) {
+                (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
+                (_, None) => Err(sdk::Refusal::Unavailable(format!(
+                    "caller {:?} is no longer live (revoked)",
+                    caller.name
+                ))),
+                (Ok(request), Some(caller)) => match runtime.block_on(gate.decide(
+                    &caller,
                     protocol::VIA_IN_PROCESS,
                     body.as_bytes(),
                 )) {

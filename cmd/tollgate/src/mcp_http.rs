@@ -8,11 +8,17 @@
 //!   is never sent upstream.
 //! - The actor: the client's `Tollgate-Actor` header, else `--actor`, else
 //!   the caller's one actor when it is bound to exactly one exact id.
-//! - A session (the upstream's `Mcp-Session-Id`, with the token and actor)
-//!   has one [`Gateway`]: the tools it learnt, the calls being decided. A
-//!   request without a session id (`initialize`, or a stateless server's
-//!   every request) starts a fresh one, kept if the upstream's answer names
-//!   a session.
+//! - A session (the upstream's `Mcp-Session-Id`) has one [`Gateway`]: the
+//!   tools it learnt, the calls being decided. It belongs to the token and
+//!   actor that opened it: a request from any other, or naming a session id
+//!   the upstream never issued through this gateway (or that was dropped),
+//!   is answered 404 and never reaches the upstream, so one caller cannot
+//!   read, ping or end another's session. A request without a session id
+//!   (`initialize`, or a stateless server's every request) starts a fresh
+//!   one, kept if the upstream's answer names a session. At most
+//!   [`MAX_SESSIONS`] are kept, [`MAX_SESSIONS_PER_CALLER`] per token: past
+//!   either, the least recently used (of that token, or of all) is dropped,
+//!   so a call that ran upstream is always answered.
 //! - POST of a request: its answer is either the gateway's own (a refusal,
 //!   as `application/json`) or the upstream's, JSON or an event stream
 //!   passed event by event, each message through the gateway (a permitted
@@ -87,14 +93,16 @@ pub(crate) struct HttpArgs {
 const MAX_BODY: usize = 16 << 20;
 /// The largest event of an upstream event stream.
 const MAX_EVENT: usize = 16 << 20;
-/// How long a checked token is believed before it is checked again.
-const IDENTITY_TTL: Duration = Duration::from_secs(10);
-/// At most this many sessions are kept; past it, sessions idle longer than
-/// [`SESSION_IDLE`] are dropped, and if none is, new sessions are refused.
+/// How long a checked token is believed before it is checked again: a
+/// revocation takes effect within this.
+const IDENTITY_TTL: Duration = Duration::from_secs(1);
+/// At most this many sessions are kept; past it, the least recently used
+/// is dropped (its client, if it comes back, gets 404 and starts a new
+/// session, as the transport specifies).
 const MAX_SESSIONS: usize = 10_000;
-/// A session unused this long may be dropped to make room (its client,
-/// if it comes back, gets a fresh gateway: the tools are learnt again).
-const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// At most this many sessions per token; past it, that token's least
+/// recently used is dropped, so one caller cannot crowd out the others.
+const MAX_SESSIONS_PER_CALLER: usize = 1_000;
 
 const SESSION: &str = "mcp-session-id";
 const ACTOR: &str = "tollgate-actor";
@@ -294,13 +302,35 @@ struct Who {
     actor: String,
 }
 
+impl Who {
+    /// What a session is bound to: the token's digest and the actor.
+    fn owner(&self) -> ([u8; 32], &str) {
+        (Sha256::digest(self.token.as_bytes()).into(), &self.actor)
+    }
+}
+
+/// Drops the least recently used of the sessions `which` selects.
+fn evict_least_recent(
+    sessions: &mut HashMap<String, Arc<Session>>,
+    which: impl Fn(&Session) -> bool,
+) {
+    let oldest = sessions
+        .iter()
+        .filter(|(_, s)| which(s))
+        .min_by_key(|(_, s)| *s.used.lock().expect("used lock"))
+        .map(|(id, _)| id.clone());
+    if let Some(id) = oldest {
+        sessions.remove(&id);
+    }
+}
+
 struct Proxy {
     server: String,
     upstream: Uri,
     default_actor: Option<String>,
     hide_denied: bool,
     gate: Gatekeeper,
-    /// Sessions by upstream session id, token digest and actor.
+    /// Sessions by the upstream's session id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Checked tokens by digest: who, and when checked.
     identities: Mutex<HashMap<[u8; 32], (Instant, sdk::Identity)>>,
@@ -406,36 +436,17 @@ impl Proxy {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(protocol::bearer_token)
             .ok_or_else(|| {
                 unauthorized(
                     "tollgate: no bearer token: send Authorization: Bearer <token> of a \
                      caller with the decide role",
                 )
             })?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let known = {
-            let ids = self.identities.lock().expect("identities lock");
-            ids.get(&digest)
-                .filter(|(at, _)| at.elapsed() < IDENTITY_TTL)
-                .map(|(_, id)| id.clone())
-        };
-        let identity = match known {
-            Some(id) => id,
-            None => {
-                let id = self
-                    .gate
-                    .identify(token)
-                    .await
-                    .map_err(|e| unauthorized(&format!("tollgate: {e}")))?;
-                let mut ids = self.identities.lock().expect("identities lock");
-                ids.retain(|_, (at, _)| at.elapsed() < IDENTITY_TTL);
-                ids.insert(digest, (Instant::now(), id.clone()));
-                id
-            }
-        };
+        let identity = self
+            .identity(token)
+            .await
+            .map_err(|e| unauthorized(&format!("tollgate: {e}")))?;
         if !identity.roles.iter().any(|r| r == "decide") {
             return Err(rpc_error(
                 StatusCode::FORBIDDEN,
@@ -471,23 +482,52 @@ impl Proxy {
         })
     }
 
-    fn session_key(id: &str, who: &Who) -> String {
-        let digest = Sha256::digest(who.token.as_bytes());
-        format!("{id}\0{}\0{}", hex::encode(digest), who.actor)
+    /// Who `token` is, as the gate said within the last [`IDENTITY_TTL`].
+    async fn identity(&self, token: &str) -> Result<sdk::Identity, String> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = {
+            let ids = self.identities.lock().expect("identities lock");
+            ids.get(&digest)
+                .filter(|(at, _)| at.elapsed() < IDENTITY_TTL)
+                .map(|(_, id)| id.clone())
+        };
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let id = self.gate.identify(token).await?;
+        let mut ids = self.identities.lock().expect("identities lock");
+        ids.retain(|_, (at, _)| at.elapsed() < IDENTITY_TTL);
+        ids.insert(digest, (Instant::now(), id.clone()));
+        Ok(id)
     }
 
-    /// The session a request belongs to: the one its session id names (for
-    /// this caller and actor), or a fresh one.
-    fn session(&self, headers: &HeaderMap, who: &Who) -> Arc<Session> {
-        let id = headers.get(SESSION).and_then(|v| v.to_str().ok());
-        let found = id.and_then(|id| {
-            self.sessions
-                .lock()
-                .expect("sessions lock")
-                .get(&Self::session_key(id, who))
-                .cloned()
-        });
-        let session = found.unwrap_or_else(|| Arc::new(Session::new(self, who.clone())));
+    /// Whether `who` is still a live caller with `decide` (checked again
+    /// every [`IDENTITY_TTL`]); a stream of one that is not is closed.
+    async fn still_live(&self, who: &Who) -> bool {
+        self.identity(&who.token)
+            .await
+            .is_ok_and(|id| id.roles.iter().any(|r| r == "decide"))
+    }
+
+    /// The session a request belongs to: the one its session id names, if
+    /// this token and actor opened it, or a fresh one if it names none.
+    /// A session id that is unknown or another's is `None`: answer
+    /// [`no_session`] (a 404), nothing sent on.
+    fn session(&self, headers: &HeaderMap, who: &Who) -> Option<Arc<Session>> {
+        let session = match headers.get(SESSION) {
+            None => Arc::new(Session::new(self, who.clone())),
+            Some(id) => {
+                let found = id.to_str().ok().and_then(|id| {
+                    self.sessions
+                        .lock()
+                        .expect("sessions lock")
+                        .get(id)
+                        .filter(|s| s.who.owner() == who.owner())
+                        .cloned()
+                });
+                found?
+            }
+        };
         *session.used.lock().expect("used lock") = Instant::now();
         let mut kept = session.headers.lock().expect("headers lock");
         for name in [SESSION, "mcp-protocol-version"] {
@@ -496,40 +536,46 @@ impl Proxy {
             }
         }
         drop(kept);
-        session
+        Some(session)
     }
 
-    /// Keeps `session` under the session id the upstream's answer named
-    /// (or, if it names none, the one the request did).
-    fn keep(
-        &self,
-        session: &Arc<Session>,
-        request: &HeaderMap,
-        answer: &HeaderMap,
-    ) -> Result<(), ()> {
-        let Some(value) = answer.get(SESSION).or_else(|| request.get(SESSION)) else {
-            return Ok(());
+    /// Keeps `session` under the session id the upstream's answer names,
+    /// if it names one the gateway does not hold yet (only the upstream
+    /// issues session ids). Room is made by dropping the least recently
+    /// used session of the same token past [`MAX_SESSIONS_PER_CALLER`], or
+    /// of all past [`MAX_SESSIONS`]: never by refusing an answer whose call
+    /// already ran.
+    fn keep(&self, session: &Arc<Session>, answer: &HeaderMap) {
+        let Some(value) = answer.get(SESSION) else {
+            return;
         };
         let Ok(id) = value.to_str() else {
-            return Ok(());
+            return;
         };
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        let key = Self::session_key(id, &session.who);
-        if !sessions.contains_key(&key) {
-            if sessions.len() >= MAX_SESSIONS {
-                sessions.retain(|_, s| s.used.lock().expect("used lock").elapsed() < SESSION_IDLE);
+        if let Some(held) = sessions.get(id) {
+            if !Arc::ptr_eq(held, session) {
+                // The upstream reissued a live id: the session is the one
+                // that opened it; this gateway state is not kept under it.
+                tracing::warn!("tollgate mcp http: the upstream issued session id {id} twice");
             }
-            if sessions.len() >= MAX_SESSIONS {
-                return Err(());
-            }
-            sessions.insert(key, session.clone());
+            return;
         }
+        let owner = session.who.owner();
+        let mine = sessions.values().filter(|s| s.who.owner() == owner).count();
+        if mine >= MAX_SESSIONS_PER_CALLER {
+            evict_least_recent(&mut sessions, |s| s.who.owner() == owner);
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            evict_least_recent(&mut sessions, |_| true);
+        }
+        sessions.insert(id.to_string(), session.clone());
+        drop(sessions);
         session
             .headers
             .lock()
             .expect("headers lock")
             .insert(HeaderName::from_static(SESSION), value.clone());
-        Ok(())
     }
 
     /// Carries out the gateway's `actions` for `session`; returns the ones
@@ -758,12 +804,24 @@ impl Proxy {
             }
             Kind::EventStream => {
                 let mut decoder = Decoder::new(MAX_EVENT);
+                // A revoked caller's open streams are closed: its identity
+                // is checked again every IDENTITY_TTL while the stream lasts.
+                let mut recheck = tokio::time::interval(IDENTITY_TTL);
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                recheck.tick().await;
                 loop {
                     // A client that goes away between events is noticed at
                     // once: the upstream request is dropped.
                     let frame = tokio::select! {
                         frame = body.frame() => frame,
                         () = tx.closed() => return,
+                        _ = recheck.tick() => {
+                            if self.still_live(&session.who).await {
+                                continue;
+                            }
+                            tracing::info!("tollgate mcp http: the caller was revoked; its stream is closed");
+                            return;
+                        }
                     };
                     let Some(Ok(Ok(data))) = frame.map(|f| f.map(hyper::body::Frame::into_data))
                     else {
@@ -981,7 +1039,9 @@ async fn post(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) 
             "parse error (tollgate mcp): the body is not UTF-8",
         );
     };
-    let session = proxy.session(&headers, &who);
+    let Some(session) = proxy.session(&headers, &who) else {
+        return no_session();
+    };
     let message: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let is_request = message.get("method").is_some() && message.get("id").is_some();
     let waiting = if is_request {
@@ -1031,14 +1091,7 @@ async fn post(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) 
             .into_response(),
         Ok(Reply::Forward(line)) => match proxy.send_upstream(Method::POST, &headers, line).await {
             Ok(answer) => {
-                if proxy.keep(&session, &headers, answer.headers()).is_err() {
-                    return rpc_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &message["id"],
-                        -32000,
-                        "tollgate: too many sessions",
-                    );
-                }
+                proxy.keep(&session, answer.headers());
                 proxy.relay(&session, answer)
             }
             Err(e) => rpc_error(
@@ -1090,6 +1143,18 @@ async fn pass_on(
     }
 }
 
+/// The answer to a session id that is unknown, ended, dropped or another
+/// caller's: 404, as the transport specifies (the client starts a new one).
+fn no_session() -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        &Value::Null,
+        -32001,
+        "tollgate: no such session for this caller (unknown, ended or dropped): start a new \
+         one with initialize",
+    )
+}
+
 /// The upstream could not be reached or did not answer.
 fn bad_gateway(e: &str) -> Response {
     rpc_error(
@@ -1118,17 +1183,15 @@ async fn without_body(proxy: &Arc<Proxy>, method: Method, headers: &HeaderMap) -
         Ok(w) => w,
         Err(r) => return r,
     };
-    let session = proxy.session(headers, &who);
+    let Some(session) = proxy.session(headers, &who) else {
+        return no_session();
+    };
     let ends = method == Method::DELETE;
     match proxy.send_upstream(method, headers, String::new()).await {
         Ok(answer) => {
             if ends && answer.status().is_success() {
                 if let Some(id) = headers.get(SESSION).and_then(|v| v.to_str().ok()) {
-                    proxy
-                        .sessions
-                        .lock()
-                        .expect("sessions lock")
-                        .remove(&Proxy::session_key(id, &who));
+                    proxy.sessions.lock().expect("sessions lock").remove(id);
                 }
             }
             proxy.relay(&session, answer)

@@ -54,12 +54,13 @@ pub(crate) fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, TEXT)], body).into_response()
 }
 
-/// The token of an `Authorization: Bearer <token>` header, if there is one.
+/// The token of an `Authorization: Bearer <token>` header (the scheme in
+/// any case), if there is one.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(protocol::bearer_token)
 }
 
 /// The peer of a Unix-socket connection, from the kernel (`SO_PEERCRED`):

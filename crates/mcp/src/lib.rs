@@ -19,8 +19,15 @@
 //! - Otherwise the call becomes an intent ([`Gateway::intent`]): actor as
 //!   configured, surface = the server's name, action = the tool's name
 //!   ([`action_name`]), target = the arguments, context = the tool's
-//!   annotations and the client, idempotency key from the session and the
-//!   JSON-RPC id.
+//!   annotations and the client, idempotency key fresh for every call (the
+//!   session and the call's sequence number, never the client's id): one
+//!   decision authorizes one forward, and a second call, whatever its id,
+//!   is decided again.
+//! - A `tools/call` that is not a request (a notification, no id) is
+//!   refused, as is a request id the client already used in this session
+//!   (JSON-RPC: ids are unique per session) or one in the gateway's own id
+//!   space (strings starting `tollgate-tools-`): no id can route a second
+//!   answer, or an answer meant for the gateway, around the gate.
 //! - A verified PERMIT forwards the call; the server's result carries the
 //!   decision (receipt and tlog-proof) in `_meta["dev.tollgate/decision"]`.
 //!   DENY, SILENCE, an answer that does not verify and an unreachable gate
@@ -121,6 +128,12 @@ pub struct Gateway {
     /// The list changed while it was being gathered: gather it again.
     regather: bool,
     next_own_id: u64,
+    /// `tools/call` requests decided so far: each decision's idempotency
+    /// key is the session and this number.
+    calls: u64,
+    /// The ids of every `tools/call` request the client sent (JSON text):
+    /// an id is used once per session.
+    call_ids: HashSet<String>,
     /// Calls waiting for the tool list.
     waiting: Vec<(Value, Value, String)>,
     /// Calls being decided, by id (their JSON text).
@@ -149,6 +162,8 @@ impl Gateway {
             list_meta: Value::Null,
             regather: false,
             next_own_id: 0,
+            calls: 0,
+            call_ids: HashSet::new(),
             waiting: Vec::new(),
             deciding: HashSet::new(),
             cancelled: HashSet::new(),
@@ -186,6 +201,15 @@ impl Gateway {
         };
         let method = message.get("method").and_then(Value::as_str);
         let id = message.get("id").cloned();
+        if let (Some(_), Some(id)) = (method, &id) {
+            if id.as_str().is_some_and(|s| s.starts_with(OWN_ID)) {
+                return vec![Action::ToClient(rpc_error(
+                    id,
+                    -32600,
+                    &format!("invalid request (tollgate mcp): ids starting {OWN_ID:?} are the gateway's own"),
+                ))];
+            }
+        }
         match (method, id) {
             (Some("initialize"), Some(_)) => {
                 self.client_info(&message["params"]["clientInfo"]);
@@ -203,7 +227,25 @@ impl Gateway {
                     vec![Action::ToServer(line.to_string())]
                 }
             }
-            (Some("tools/call"), Some(id)) => self.call(id, message["params"].clone(), line),
+            (Some("tools/call"), Some(id)) => {
+                if !self.call_ids.insert(id.to_string()) {
+                    return vec![Action::ToClient(rpc_error(
+                        &id,
+                        -32600,
+                        &format!(
+                            "invalid request (tollgate mcp): request id {id} was already used in \
+                             this session; every tools/call needs a new id"
+                        ),
+                    ))];
+                }
+                self.call(id, message["params"].clone(), line)
+            }
+            (Some("tools/call"), None) => vec![Action::ToClient(rpc_error(
+                &Value::Null,
+                -32600,
+                "invalid request (tollgate mcp): a tools/call must be a request with an id; \
+                 sent as a notification it was not forwarded",
+            ))],
             (Some("tools/list"), Some(id)) if self.hide_denied => {
                 self.listings.insert(id.to_string());
                 vec![Action::ToServer(line.to_string())]
@@ -286,16 +328,19 @@ impl Gateway {
         }
     }
 
-    /// The decision request for a call of `tool` with `arguments`.
+    /// The decision request for the `seq`-th call of this session, of
+    /// `tool` with `arguments`. Its idempotency key is the session's and
+    /// `seq`'s, so every call gets a decision of its own; a retry of the
+    /// same decision request (the driver's, on a transport error) reuses it.
     #[must_use]
-    pub fn intent(&self, id: &Value, tool: &str, arguments: &Value) -> Value {
+    pub fn intent(&self, seq: u64, tool: &str, arguments: &Value) -> Value {
         let annotations = self
             .tools
             .as_ref()
             .and_then(|t| t.get(tool))
             .map_or(&Value::Null, |t| &t.annotations);
         let context = self.context(tool, annotations);
-        let key = Sha256::digest(format!("{}\0{id}", self.session).as_bytes());
+        let key = Sha256::digest(format!("{}\0call-{seq}", self.session).as_bytes());
         json!({
             "actor": {"id": self.actor, "kind": "agent"},
             "surface": self.server,
@@ -388,8 +433,9 @@ impl Gateway {
             ))];
         }
         self.deciding.insert(id.to_string());
+        self.calls += 1;
         vec![Action::Decide(Call {
-            intent: self.intent(&id, &tool, &arguments),
+            intent: self.intent(self.calls, &tool, &arguments),
             id,
             message: line.to_string(),
         })]
@@ -538,6 +584,11 @@ fn parse(line: &str) -> Result<Value, String> {
             "invalid request (tollgate mcp): not a JSON-RPC 2.0 message",
         )),
     }
+}
+
+/// A JSON-RPC error answer to request `id`.
+fn rpc_error(id: &Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
 }
 
 /// A tool result that is an error: `text`, and the decision in `_meta`.

@@ -144,12 +144,12 @@ fn refused_and_failed_decisions_never_reach_the_server() {
 #[test]
 fn invalid_arguments_and_unknown_tools_reach_neither_gate_nor_server() {
     let mut g = ready();
-    for (tool, args, why) in [
-        ("echo", json!({}), "invalid arguments"),
-        ("echo", json!({"message": 5}), "/message"),
-        ("nope", json!({}), "no tool"),
+    for (id, tool, args, why) in [
+        (1, "echo", json!({}), "invalid arguments"),
+        (2, "echo", json!({"message": 5}), "/message"),
+        (3, "nope", json!({}), "no tool"),
     ] {
-        let out = g.from_client(&call(json!(1), tool, args));
+        let out = g.from_client(&call(json!(id), tool, args));
         assert!(
             out.iter().all(|a| matches!(a, Action::ToClient(_))),
             "{tool}"
@@ -328,4 +328,75 @@ fn hide_denied_screens_the_clients_listings_and_nothing_else() {
     let mut plain = Gateway::new("everything", "agent-1", "s2");
     plain.from_client(&list);
     assert_eq!(plain.from_server(&answer), vec![Action::ToClient(answer)]);
+}
+
+/// One PERMIT, one forward: a client that sends the same id again after
+/// its call finished is refused (nothing decided, nothing forwarded), and
+/// every call's decision has a key of its own, so the gate's idempotency
+/// can never hand an earlier PERMIT to a later call.
+#[test]
+fn every_call_is_decided_anew_and_a_reused_id_is_refused() {
+    let mut g = ready();
+    let first = call(json!(7), "echo", json!({"message": "pay"}));
+    let c = decide(g.from_client(&first));
+    let key = c.intent["idempotency_key"].clone();
+    assert_eq!(
+        to_server(&g.decided(c, Outcome::Permit(json!({})))).len(),
+        1
+    );
+    let answer = line(&json!({"jsonrpc": "2.0", "id": 7, "result": {"content": []}}));
+    assert_eq!(to_client(&g.from_server(&answer)).len(), 1);
+
+    // The same id, the same arguments: refused, never decided or forwarded.
+    let again = g.from_client(&first);
+    assert!(to_server(&again).is_empty());
+    assert!(!again.iter().any(|a| matches!(a, Action::Decide(_))));
+    let refused = to_client(&again);
+    assert_eq!(refused[0]["id"], 7);
+    assert_eq!(refused[0]["error"]["code"], -32600);
+    assert!(refused[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
+    // The same id while the first is still being decided: refused too.
+    let c2 = decide(g.from_client(&call(json!(8), "echo", json!({"message": "pay"}))));
+    assert!(
+        to_server(&g.from_client(&call(json!(8), "echo", json!({"message": "pay"})))).is_empty()
+    );
+    // A new id: a decision of its own, under another key.
+    assert_ne!(c2.intent["idempotency_key"], key);
+    let c3 = decide(g.from_client(&call(json!("8"), "echo", json!({"message": "pay"}))));
+    assert_ne!(c3.intent["idempotency_key"], c2.intent["idempotency_key"]);
+}
+
+/// A `tools/call` sent as a notification would be forwarded with no
+/// answer to hold a decision in: it is refused; and a client cannot use
+/// the gateway's own id space to have an answer taken for the gateway's.
+#[test]
+fn a_call_without_an_id_and_the_gateways_own_ids_are_refused() {
+    let mut g = ready();
+    let note = line(&json!({"jsonrpc": "2.0", "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x"}}}));
+    let out = g.from_client(&note);
+    assert!(
+        to_server(&out).is_empty(),
+        "a notification call was forwarded"
+    );
+    assert!(!out.iter().any(|a| matches!(a, Action::Decide(_))));
+    assert_eq!(to_client(&out)[0]["error"]["code"], -32600);
+
+    for method in ["tools/call", "ping", "tools/list"] {
+        let own = line(
+            &json!({"jsonrpc": "2.0", "id": "tollgate-tools-1", "method": method,
+            "params": {"name": "echo", "arguments": {"message": "x"}}}),
+        );
+        let out = g.from_client(&own);
+        assert!(
+            to_server(&out).is_empty(),
+            "{method} with the gateway's id was forwarded"
+        );
+        let refused = to_client(&out);
+        assert_eq!(refused[0]["id"], "tollgate-tools-1");
+        assert_eq!(refused[0]["error"]["code"], -32600);
+    }
 }

@@ -76,3 +76,35 @@ pub enum Error {
     #[error("malformed receipt: {0}")]
     Malformed(String),
 }
+
+/// The token of an `Authorization` header value using the `Bearer` scheme
+/// (RFC 6750 §2.1; the scheme name is case-insensitive, RFC 9110 §11.1),
+/// or `None` for another scheme or an empty token.
+#[must_use]
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_whatever_its_case() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER t0k", "Bearer   t0k "] {
+            assert_eq!(bearer_token(v), Some("t0k"), "{v:?}");
+        }
+        for v in [
+            "Basic dXNlcg==",
+            "Bearer",
+            "Bearer ",
+            "Bearert0k",
+            "",
+            "Bearer2 t0k",
+        ] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
+}
