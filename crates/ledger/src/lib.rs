@@ -40,6 +40,7 @@
 
 mod copy;
 mod pg;
+mod pg_tls;
 mod recent;
 mod rocks;
 mod sequencer;

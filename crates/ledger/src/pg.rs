@@ -27,9 +27,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, Row, Statement};
 use tlog::Hash;
 
+use crate::pg_tls::Connector;
 use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs, Turn};
 use crate::Error;
 
@@ -307,6 +308,8 @@ impl Turn for PgTurn {
 pub(crate) struct PgStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     config: postgres::Config,
+    /// TLS as the connection string's `sslmode` asks (`pg_tls`).
+    tls: Connector,
     /// The connections that hold named locks (`hold`), opened on first use:
     /// a hold keeps its connection for as long as it is held, so holds
     /// never take the connections appends and reads need.
@@ -319,10 +322,12 @@ const HOLD_CONNECTIONS: usize = 16;
 
 impl PgStore {
     /// Connects `connections` clients to the database at `url` (a libpq
-    /// connection string or `postgres://` URL) and creates the tables if
-    /// they do not exist.
+    /// connection string or `postgres://` URL, TLS as its `sslmode` says:
+    /// `pg_tls`) and creates the tables if they do not exist.
     pub(crate) fn connect(url: &str, connections: usize) -> Result<PgStore, Error> {
+        let (url, ssl_mode, tls) = crate::pg_tls::settings(url)?;
         let mut config: postgres::Config = url.parse().map_err(storage)?;
+        config.ssl_mode(ssl_mode);
         // A server that does not answer fails a connection attempt rather
         // than hanging it; a peer that vanished is noticed; a session that
         // holds the head and goes quiet gives it up.
@@ -336,10 +341,11 @@ impl PgStore {
             "{options} -c idle_in_transaction_session_timeout={}",
             IDLE_IN_TX.as_millis()
         ));
-        let tx = pool(&config, connections, true)?;
+        let tx = pool(&config, &tls, connections, true)?;
         Ok(PgStore {
             jobs: Mutex::new(Some(tx)),
             config,
+            tls,
             holds: Mutex::new(None),
         })
     }
@@ -377,25 +383,29 @@ impl PgStore {
 /// jobs from one queue; the first creates the tables if `schema`.
 fn pool(
     config: &postgres::Config,
+    tls: &Connector,
     connections: usize,
     schema: bool,
 ) -> Result<mpsc::Sender<Job>, Error> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     for n in 0..connections.max(1) {
-        let (rx, config) = (rx.clone(), config.clone());
+        let (rx, config, tls) = (rx.clone(), config.clone(), tls.clone());
         // Each client connects on its own thread: the `postgres` client
         // drives a runtime there, which must not nest in the caller's.
         let (ready_tx, ready) = mpsc::channel::<Result<(), Error>>();
         std::thread::Builder::new()
             .name("ledger-postgres".into())
             .spawn(move || {
-                let connected = config.connect(NoTls).map_err(storage).and_then(|mut c| {
-                    if schema && n == 0 {
-                        create_schema(&mut c)?;
-                    }
-                    Ok(c)
-                });
+                let connected = config
+                    .connect(tls.clone())
+                    .map_err(storage)
+                    .and_then(|mut c| {
+                        if schema && n == 0 {
+                            create_schema(&mut c)?;
+                        }
+                        Ok(c)
+                    });
                 let mut conn = match connected {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
@@ -413,7 +423,7 @@ fn pool(
                         // The server went away: connect again for this
                         // job (if that fails, the job sees a closed
                         // client and fails; the next one tries again).
-                        if let Ok(c) = config.connect(NoTls) {
+                        if let Ok(c) = config.connect(tls.clone()) {
                             conn = Conn::new(c);
                         }
                     }
@@ -636,7 +646,7 @@ impl LogStore for PgStore {
             if holds.is_none() {
                 // Opened on first use; a failure (the database away) is
                 // tried again by the next hold.
-                *holds = Some(pool(&self.config, HOLD_CONNECTIONS, false)?);
+                *holds = Some(pool(&self.config, &self.tls, HOLD_CONNECTIONS, false)?);
             }
             holds
                 .as_ref()

@@ -180,3 +180,74 @@ fn writers_opening_an_empty_database_at_once_agree_on_its_start() {
     assert!(ledgers.iter().all(|l| l.latest().note == first));
     retrying(&ledgers[3], "after");
 }
+
+/// The gates' connections are TLS as `sslmode` asks, with rustls: `require`
+/// encrypts (every connection, as the server's `pg_stat_ssl` shows),
+/// `verify-full` accepts the server's certificate only from the named CA,
+/// and a server without TLS is refused rather than spoken to in plaintext.
+#[test]
+fn connections_use_tls_as_sslmode_asks() {
+    let (pg, ca) = testkit::Postgres::start_tls();
+    let k = key();
+    let require = format!("{} sslmode=require", pg.url);
+    let ledger = Ledger::open_postgres(&require, k.clone(), opts()).unwrap();
+    retrying(&ledger, "over-tls");
+    let mut admin = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let count = |admin: &mut postgres::Client, ssl: bool| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE ssl = $1 AND usename = 'tollgate' AND pid <> pg_backend_pid()",
+                &[&ssl],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(
+        count(&mut admin, true) >= 4,
+        "the ledger's connections are TLS"
+    );
+    assert_eq!(count(&mut admin, false), 0, "and none is plaintext");
+    drop(ledger);
+
+    let full = |host: &str, ca: &std::path::Path| {
+        format!(
+            "{} host={host} sslmode=verify-full sslrootcert={}",
+            pg.url,
+            ca.display()
+        )
+    };
+    for host in ["localhost", "127.0.0.1"] {
+        let ledger = Ledger::open_postgres(&full(host, &ca), k.clone(), opts()).unwrap();
+        assert_eq!(ledger.latest().checkpoint.size, 1);
+    }
+    // Another CA's certificate: refused, for verify-full and verify-ca.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = testkit::Pki::new(other.path(), "other").ca_file();
+    let err = Ledger::open_postgres(&full("localhost", &other_ca), k.clone(), opts())
+        .err()
+        .expect("a certificate from another CA is refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let ca_only = format!(
+        "{} sslmode=verify-ca sslrootcert={}",
+        pg.url,
+        other_ca.display()
+    );
+    assert!(Ledger::open_postgres(&ca_only, k.clone(), opts()).is_err());
+    // verify-full without a CA to check against says what is missing.
+    let err = Ledger::open_postgres(
+        &format!("{} sslmode=verify-full", pg.url),
+        k.clone(),
+        opts(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("sslrootcert"), "{err}");
+    // A server without TLS: `require` is refused, never plaintext.
+    let plain = testkit::Postgres::start();
+    let refused = Ledger::open_postgres(&format!("{} sslmode=require", plain.url), k, opts());
+    assert!(
+        refused.is_err(),
+        "sslmode=require spoke to a server without TLS"
+    );
+}

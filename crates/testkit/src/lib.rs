@@ -199,6 +199,8 @@ pub struct Postgres {
     port: u16,
     bin: PathBuf,
     data: PathBuf,
+    /// Server settings beyond the defaults (`-c name=value`).
+    settings: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -278,10 +280,50 @@ impl Postgres {
             port,
             bin,
             data,
+            settings: Vec::new(),
             _dir: dir,
         };
         pg.run();
         pg
+    }
+
+    /// Starts a fresh cluster with TLS on (`ssl = on`), its certificate
+    /// for `localhost` and 127.0.0.1 issued by a test CA; the CA's file.
+    /// Plaintext connections are still accepted, as by default.
+    #[must_use]
+    pub fn start_tls() -> (Postgres, PathBuf) {
+        let mut pg = Postgres::start();
+        pg.stop();
+        let dir = pg.data.parent().expect("in the temp dir").join("pki");
+        std::fs::create_dir_all(&dir).expect("pki directory");
+        let pki = Pki::new(&dir, "postgres");
+        let (cert, key) = pki.issue(
+            "server",
+            "localhost",
+            vec!["localhost".into(), "127.0.0.1".into()],
+            false,
+        );
+        // The server refuses a key others may read, and runs as `nobody`.
+        for f in [&cert, &key] {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            if nix::unistd::geteuid().is_root() {
+                let nobody = nix::unistd::User::from_name("nobody")
+                    .ok()
+                    .flatten()
+                    .expect("user nobody");
+                std::os::unix::fs::chown(f, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw()))
+                    .expect("chown");
+            }
+        }
+        pg.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ];
+        pg.run();
+        let ca = pki.ca_file();
+        (pg, ca)
     }
 
     /// Starts the server (again), on its port.
@@ -291,6 +333,7 @@ impl Postgres {
             .arg("-D")
             .arg(&self.data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .arg("-c")
             .arg(format!(
                 "unix_socket_directories={}",
@@ -362,5 +405,73 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Test PKI made at test time: a CA, server certificates (the gate's for
+/// 127.0.0.1, PostgreSQL's) and client certificates with a subject common name.
+pub struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    /// A fresh CA named `name`, its certificate written to `dir/<name>-ca.pem`.
+    #[must_use]
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+            ca_key,
+        }
+    }
+
+    /// The CA's certificate file.
+    #[must_use]
+    pub fn ca_file(&self) -> PathBuf {
+        let name = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("-ca.pem"))
+            .unwrap();
+        name
+    }
+
+    /// A certificate (server or client) signed by the CA: (cert file, key file).
+    #[must_use]
+    pub fn issue(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: Vec<String>,
+        client: bool,
+    ) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{file}.crt")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
     }
 }

@@ -61,7 +61,11 @@ pub fn certs_from_pem(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'sta
 }
 
 /// A root store holding the certificates of a PEM file.
-fn roots(path: &Path) -> Result<rustls::RootCertStore, Error> {
+///
+/// # Errors
+///
+/// [`Error`] naming the file.
+pub fn roots(path: &Path) -> Result<rustls::RootCertStore, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(path)? {
         roots.add(c).map_err(|e| error(path, e))?;
@@ -118,7 +122,8 @@ pub fn subject_cn(peer_certs: &[CertificateDer<'_>]) -> Option<String> {
 /// is skipped). Possibly none, on a machine without a trust store: plain
 /// HTTP still works then, and an https server fails verification (give a
 /// CA file).
-fn system_roots() -> rustls::RootCertStore {
+#[must_use]
+pub fn system_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     roots
