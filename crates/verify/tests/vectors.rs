@@ -51,3 +51,34 @@ fn every_vector_verifies_and_every_single_bit_change_is_refused() {
     }
     assert!(checked > 10_000, "{checked}");
 }
+
+/// The shared accept/refuse corpus (tests/vectors/tollgate/verifier-corpus.json,
+/// from `make_corpus.py`): raw answers every verifier of the project must
+/// accept or refuse alike. Read as `proofcheck receipt` reads a saved
+/// answer: the typed parse (duplicate, unknown or missing members, a float
+/// index, a byte-order mark refused), then `verify_decision`.
+#[test]
+fn the_shared_corpus_is_accepted_and_refused_as_it_says() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/vectors/tollgate/verifier-corpus.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let log_key = VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap();
+    let gate_key = VerifierKey::parse(v["gate_key"].as_str().unwrap()).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    for case in cases {
+        let raw = case["raw"].as_str().unwrap();
+        let verdict = serde_json::from_slice::<DecisionResponse>(raw.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                verify::verify_decision(&r, &log_key, &gate_key, None).map_err(|e| e.to_string())
+            });
+        let want = case["expect"].as_str().unwrap();
+        assert_eq!(
+            if verdict.is_ok() { "accept" } else { "refuse" },
+            want,
+            "{}: {verdict:?}",
+            case["name"]
+        );
+    }
+}

@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, Gate
 from tollgate import VerificationError, Verifier, canonical_json, verify_decision, verify_note
 from tollgate.verify import (
+    strict_json,
     verify_consistency,
     verify_inclusion,
     verify_proof_bundle,
@@ -182,3 +183,21 @@ def test_rfc_9162_consistency_vectors() -> None:
                 verify_consistency(*args)
         else:
             verify_consistency(*args)
+
+
+def test_the_shared_corpus_is_accepted_and_refused_as_it_says() -> None:
+    """tests/vectors/tollgate/verifier-corpus.json, also read by the Rust
+    verifier's tests: every raw answer gets the same verdict from both."""
+    v = json.loads((VECTORS / "tollgate/verifier-corpus.json").read_text())
+    log_key, gate_key = Verifier.parse(v["log_key"]), Verifier.parse(v["gate_key"])
+    assert len(v["cases"]) >= 15
+    for case in v["cases"]:
+        try:
+            response = strict_json(case["raw"].encode())
+            if not isinstance(response, dict):
+                raise VerificationError("not an object")
+            verify_decision(response, log_key, gate_key)
+            verdict = "accept"
+        except VerificationError:
+            verdict = "refuse"
+        assert verdict == case["expect"], case["name"]

@@ -29,6 +29,7 @@ Decision = Literal["PERMIT", "DENY", "SILENCE"]
 RECEIPT_FORMAT = "tollgate.receipt/v2"
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 EM_DASH = "\u2014 "
+MAX_SIGNATURES = 100
 MAX_NOTE_SIZE = 1 << 20
 
 
@@ -109,20 +110,27 @@ def note_signers(note: bytes, verifiers: list[Verifier]) -> tuple[str, list[Veri
         s = note.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VerificationError("note is not UTF-8") from e
+    if any(ord(c) < 0x20 and c != "\n" for c in s):
+        raise VerificationError("note has a control character")
     split = s.rfind("\n\n")
     if split < 0:
         raise VerificationError("note has no empty line before its signatures")
     text, sigs = s[: split + 1], s[split + 2 :]
     if not sigs.endswith("\n"):
         raise VerificationError("note does not end with a newline")
+    lines = sigs[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise VerificationError(f"note has more than {MAX_SIGNATURES} signatures")
     found: list[Verifier] = []
-    for line in sigs[:-1].split("\n"):
+    for line in lines:
         if not line.startswith(EM_DASH):
             raise VerificationError(f"malformed signature line {line!r}")
         parts = line[len(EM_DASH) :].split(" ")
         if len(parts) != 2:
             raise VerificationError(f"malformed signature line {line!r}")
         name, sig_b64 = parts
+        if not name or "+" in name or any(c.isspace() for c in name):
+            raise VerificationError(f"invalid key name {name!r}")
         sig = _b64(sig_b64, "signature")
         if len(sig) < 5:
             raise VerificationError("signature too short")
@@ -483,11 +491,43 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _strict_json(text: str) -> Any:
+def _no_constant(name: str) -> Any:
+    raise VerificationError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise VerificationError(f"the number {text} is out of range")
+    return value
+
+
+def strict_json(text: str | bytes) -> Any:
+    """`text` parsed as strict JSON (RFC 8259), as the gate parses: a
+    duplicate member name (which two parsers may read differently), `NaN`,
+    `Infinity` and numbers beyond a double's range are refused with a
+    `VerificationError`."""
+    if isinstance(text, (bytes, bytearray)):
+        if text.startswith(b"\xef\xbb\xbf"):
+            raise VerificationError("not JSON: a byte-order mark")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise VerificationError(f"not JSON: {e}") from e
+    if text.startswith("\ufeff"):
+        raise VerificationError("not JSON: a byte-order mark")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as e:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VerificationError(f"not JSON: {e}") from e
+
+
+_strict_json = strict_json
 
 
 def approval_id(request: dict[str, Any]) -> str:
@@ -514,6 +554,16 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
     body = _strict_json(text)
     if not isinstance(body, dict):
         raise VerificationError("receipt body is not an object")
+    unknown, missing = set(body) - _RECEIPT_MEMBERS, _RECEIPT_REQUIRED - set(body)
+    if unknown or missing:
+        raise VerificationError(
+            f"receipt members {sorted(unknown)} unknown, or {sorted(missing)} missing"
+        )
+    policy = body.get("policy")
+    if policy is not None and (
+        not isinstance(policy, dict) or set(policy) != {"version", "engine"}
+    ):
+        raise VerificationError("receipt policy is not {version, engine}")
     if canonical_json(body) + "\n" != text:
         raise VerificationError("receipt text is not canonical JSON")
     if body.get("format") != RECEIPT_FORMAT:
@@ -536,6 +586,20 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
     return body
 
 
+# The members of a receipt body (tollgate.receipt/v2) and of a decision
+# response: anything else is refused, as the Rust verifier's types refuse it.
+_RECEIPT_REQUIRED = {
+    "format", "receipt_id", "log", "request", "request_digest", "decision", "reason",
+    "derived", "decided_at",
+}  # fmt: skip
+_RECEIPT_MEMBERS = _RECEIPT_REQUIRED | {"policy"}
+_RESPONSE_REQUIRED = {
+    "decision", "reason", "receipt_id", "policy_version", "log_index", "receipt", "proof",
+    "replayed",
+}  # fmt: skip
+_RESPONSE_MEMBERS = _RESPONSE_REQUIRED | {"approval"}
+
+
 def verify_decision(
     response: dict[str, Any],
     log_key: Verifier,
@@ -550,8 +614,23 @@ def verify_decision(
     proof = response.get("proof")
     if not isinstance(receipt, str) or not isinstance(proof, str):
         raise VerificationError("the response lacks a receipt or a proof")
+    unknown, missing = set(response) - _RESPONSE_MEMBERS, _RESPONSE_REQUIRED - set(response)
+    if unknown or missing:
+        raise VerificationError(
+            f"response members {sorted(unknown)} unknown, or {sorted(missing)} missing"
+        )
+    index = response.get("log_index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise VerificationError("the response's log_index is not a non-negative integer")
+    if not isinstance(response.get("replayed"), bool):
+        raise VerificationError("the response's replayed is not a boolean")
     body = verify_receipt(receipt.encode(), gate_key)
     bundle = verify_proof_bundle(receipt.encode(), proof.encode(), log_key, witnesses)
+    # The checkpoint's origin is the log key's name (checked above).
+    if body.get("log") != log_key.name:
+        raise VerificationError(
+            f"the receipt names log {body.get('log')!r}, the checkpoint is of {log_key.name!r}"
+        )
     repeated = {
         "decision": body["decision"],
         "reason": body.get("reason"),
