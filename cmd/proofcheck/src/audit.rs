@@ -76,6 +76,17 @@ pub struct AuditState {
     /// The approval entries a PERMIT relied on.
     #[serde(default)]
     pub approvals_used: std::collections::BTreeSet<u64>,
+    /// The rejections seen (`approval.reject` entries): index → digest.
+    #[serde(default)]
+    pub rejections: BTreeMap<u64, String>,
+    /// SILENCE receipts that asked for approvals (each opens a request):
+    /// digest → their indexes.
+    #[serde(default)]
+    pub openings: BTreeMap<String, Vec<u64>>,
+    /// Permits redeemed (`permit.redeem` entries): receipt id → the index
+    /// of its redemption.
+    #[serde(default)]
+    pub redeemed: BTreeMap<String, u64>,
 }
 
 impl AuditState {
@@ -140,6 +151,9 @@ enum Verified {
     /// A receipt that relied on approvals (`derived.approvals`): its index,
     /// decision, caller, approved digest, and each vote's approver and entry.
     Relied(Relied),
+    /// A SILENCE that asked for approvals: its index and the digest of the
+    /// request it opened.
+    Opened(u64, String),
 }
 
 /// A receipt that relied on approvals.
@@ -177,17 +191,55 @@ impl Relied {
     }
 }
 
+/// What the log says about approval requests besides the votes.
+#[derive(Default)]
+struct Closings<'a> {
+    /// `approval.reject` entries: index → digest.
+    rejections: Option<&'a BTreeMap<u64, String>>,
+    /// SILENCE receipts that opened a request: digest → indexes.
+    openings: Option<&'a BTreeMap<String, Vec<u64>>>,
+}
+
 /// The approval chain: every approval a receipt relied on is an earlier
 /// `approval.approve` entry for the same request digest, by another caller
-/// than the one that asked, and no vote lets two PERMITs through.
+/// than the one that asked, not closed by a rejection of that request
+/// before the receipt (a vote before the last rejection counts no more; one
+/// after it only if a later SILENCE opened the request again), and no vote
+/// lets two PERMITs through.
 fn check_approvals(
     relied: &mut [Relied],
     approvals: &BTreeMap<u64, (String, String)>,
+    closings: &Closings<'_>,
     used: &mut std::collections::BTreeSet<u64>,
 ) -> Result<(), String> {
     relied.sort_by_key(|r| r.at);
     for r in relied.iter() {
+        let last_reject = closings.rejections.and_then(|rs| {
+            rs.range(..r.at)
+                .rev()
+                .find(|(_, d)| **d == r.digest)
+                .map(|(i, _)| *i)
+        });
         for (by, entry) in &r.votes {
+            if let Some(reject) = last_reject {
+                if *entry < reject {
+                    return Err(format!(
+                        "entry {}: relies on approval {entry}, which the rejection at {reject} closed",
+                        r.at
+                    ));
+                }
+                let reopened = closings
+                    .openings
+                    .and_then(|o| o.get(&r.digest))
+                    .is_some_and(|at| at.iter().any(|s| reject < *s && *s < *entry));
+                if !reopened {
+                    return Err(format!(
+                        "entry {}: relies on approval {entry}, given after the rejection at {reject} \
+                         of a request nothing opened again",
+                        r.at
+                    ));
+                }
+            }
             let Some((digest, approver)) = approvals.get(entry) else {
                 return Err(format!(
                     "entry {}: relies on approval entry {entry}, which is no approval.approve entry",
@@ -246,6 +298,12 @@ fn verify_entries(
             protocol::Entry::Receipt(body) => {
                 if let Some(r) = Relied::of(at, &body)? {
                     decisions.push(Verified::Relied(r));
+                }
+                if body.decision == protocol::Decision::Silence
+                    && body.reason.contains(policy::APPROVAL_REASON_MARK)
+                {
+                    let digest = protocol::approval_id(&body.request).1;
+                    decisions.push(Verified::Opened(at, digest));
                 }
                 (
                     body.log,
@@ -354,6 +412,7 @@ pub fn audit(
     let mut governance: BTreeMap<String, u64> = BTreeMap::new();
     let mut history = Vec::new();
     let mut relied = Vec::new();
+    let mut opened = Vec::new();
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(workers * 2);
     let work_rx = std::sync::Mutex::new(work_rx);
     std::thread::scope(|scope| -> Result<(), Error> {
@@ -387,6 +446,7 @@ pub fn audit(
                                 history.push((at, g));
                             }
                             Verified::Relied(r) => relied.push(r),
+                            Verified::Opened(at, digest) => opened.push((at, digest)),
                         }
                     }
                 }
@@ -457,13 +517,27 @@ pub fn audit(
     }
     let mut approvals = state.map(|s| s.approvals.clone()).unwrap_or_default();
     let mut approvals_used = state.map(|s| s.approvals_used.clone()).unwrap_or_default();
+    let mut rejections = state.map(|s| s.rejections.clone()).unwrap_or_default();
+    let mut openings = state.map(|s| s.openings.clone()).unwrap_or_default();
+    let mut redeemed = state.map(|s| s.redeemed.clone()).unwrap_or_default();
+    for (at, digest) in opened {
+        openings.entry(digest).or_default().push(at);
+    }
+    history.sort_by_key(|(at, _)| *at);
     for (at, g) in &history {
-        if g.action == "approval.approve" {
-            let digest = g.subject["digest"].as_str().unwrap_or_default().to_string();
-            approvals.insert(*at, (digest, g.by.clone()));
+        let digest = || g.subject["digest"].as_str().unwrap_or_default().to_string();
+        match g.action.as_str() {
+            "approval.approve" => drop(approvals.insert(*at, (digest(), g.by.clone()))),
+            "approval.reject" => drop(rejections.insert(*at, digest())),
+            "permit.redeem" => check_redemption(*at, g, &mut redeemed).or_else(failed)?,
+            _ => {}
         }
     }
-    check_approvals(&mut relied, &approvals, &mut approvals_used).or_else(failed)?;
+    let closings = Closings {
+        rejections: Some(&rejections),
+        openings: Some(&openings),
+    };
+    check_approvals(&mut relied, &approvals, &closings, &mut approvals_used).or_else(failed)?;
     let seconds = started.elapsed().as_secs_f64();
     let report = AuditReport {
         origin: cp.origin.clone(),
@@ -473,10 +547,7 @@ pub fn audit(
         root: B64.encode(root.0),
         decisions,
         governance,
-        history: {
-            history.sort_by_key(|(at, _)| *at);
-            history
-        },
+        history,
         seconds,
         entries_per_second: total as f64 / seconds.max(1e-9),
     };
@@ -491,13 +562,44 @@ pub fn audit(
             .collect(),
         approvals,
         approvals_used,
+        rejections,
+        openings,
+        redeemed,
     };
     Ok((report, state))
 }
 
+/// A `permit.redeem` entry: it names an earlier entry and a receipt id, and
+/// no permit is redeemed twice.
+fn check_redemption(
+    at: u64,
+    g: &protocol::GovernanceEntry,
+    redeemed: &mut BTreeMap<String, u64>,
+) -> Result<(), String> {
+    let (Some(receipt_id), Some(index)) = (
+        g.subject["receipt_id"].as_str(),
+        g.subject["index"].as_u64(),
+    ) else {
+        return Err(format!(
+            "entry {at}: a permit.redeem entry without receipt_id and index"
+        ));
+    };
+    if index >= at {
+        return Err(format!(
+            "entry {at}: redeems a permit at {index}, not an earlier entry"
+        ));
+    }
+    if let Some(first) = redeemed.insert(receipt_id.to_string(), at) {
+        return Err(format!(
+            "entry {at}: permit {receipt_id} redeemed again (first at {first})"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{check_approvals, verify_entries, CompactRange, Relied};
+    use super::{check_approvals, verify_entries, Closings, CompactRange, Relied};
 
     /// The approval chain: earlier, same digest, another caller, used once.
     #[test]
@@ -516,7 +618,12 @@ mod tests {
                 votes: vec![(by.into(), entry)],
             };
         let check = |mut rs: Vec<Relied>| {
-            check_approvals(&mut rs, &votes, &mut std::collections::BTreeSet::new())
+            check_approvals(
+                &mut rs,
+                &votes,
+                &Closings::default(),
+                &mut std::collections::BTreeSet::new(),
+            )
         };
         check(vec![relied(9, true, "demo", "sha256:aa", "alice", 3)]).unwrap();
         // A DENY that saw the approval does not use it up.
@@ -557,6 +664,73 @@ mod tests {
             let err = check(bad).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    /// A rejection closes a request: a vote before it counts no more, and
+    /// one after it only if a SILENCE opened the request again in between.
+    #[test]
+    fn a_rejection_closes_the_request_its_votes_belong_to() {
+        let votes: std::collections::BTreeMap<u64, (String, String)> = [
+            (3, ("sha256:aa".to_string(), "caller:alice".to_string())),
+            (8, ("sha256:aa".to_string(), "caller:alice".to_string())),
+        ]
+        .into();
+        let rejections = [(5, "sha256:aa".to_string())].into();
+        let check = |at: u64, entry: u64, openings: &[u64]| {
+            let openings = [("sha256:aa".to_string(), openings.to_vec())].into();
+            let closings = Closings {
+                rejections: Some(&rejections),
+                openings: Some(&openings),
+            };
+            let mut rs = vec![Relied {
+                at,
+                permit: true,
+                caller: "demo".into(),
+                digest: "sha256:aa".into(),
+                votes: vec![("alice".into(), entry)],
+            }];
+            check_approvals(
+                &mut rs,
+                &votes,
+                &closings,
+                &mut std::collections::BTreeSet::new(),
+            )
+        };
+        // Before the rejection, the vote counted.
+        check(4, 3, &[1]).unwrap();
+        // After it, the vote before it does not.
+        assert!(check(9, 3, &[1])
+            .unwrap_err()
+            .contains("rejection at 5 closed"));
+        // A vote after the rejection, with nothing opening the request again
+        // (two gates racing a vote and a reject once logged this).
+        assert!(check(9, 8, &[1])
+            .unwrap_err()
+            .contains("nothing opened again"));
+        // Opened again by a SILENCE between the rejection and the vote: counts.
+        check(9, 8, &[1, 6]).unwrap();
+        // A SILENCE after the vote opens nothing for it.
+        assert!(check(10, 8, &[1, 9]).is_err());
+    }
+
+    /// Each permit is redeemed once, by an entry after the one it names.
+    #[test]
+    fn a_permit_redeemed_twice_fails_the_audit() {
+        let redeem = |receipt_id: &str, index: u64| protocol::GovernanceEntry {
+            format: protocol::GOVERNANCE_FORMAT.into(),
+            log: "example.com/log".into(),
+            action: "permit.redeem".into(),
+            by: "caller:payments".into(),
+            at: "2026-12-07T12:00:00Z".into(),
+            subject: serde_json::json!({"receipt_id": receipt_id, "index": index, "surface": "payments"}),
+        };
+        let mut seen = std::collections::BTreeMap::new();
+        super::check_redemption(5, &redeem("aa", 4), &mut seen).unwrap();
+        super::check_redemption(7, &redeem("bb", 6), &mut seen).unwrap();
+        let twice = super::check_redemption(9, &redeem("aa", 4), &mut seen).unwrap_err();
+        assert!(twice.contains("redeemed again (first at 5)"), "{twice}");
+        let later = super::check_redemption(10, &redeem("cc", 10), &mut seen).unwrap_err();
+        assert!(later.contains("not an earlier entry"), "{later}");
     }
 
     /// A second signature line by the gate key that does not verify fails

@@ -255,7 +255,7 @@ enum CallerCommand {
     Add {
         /// The caller's name (a-z 0-9 _ . -).
         name: String,
-        /// A role: decide, read, approve or admin (repeat for several).
+        /// A role: decide, read, approve, admin or redeem (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
         /// An actor it may speak for: an id, or a prefix ending in * (repeat).

@@ -402,9 +402,10 @@ fn idempotency_policy_switch_restart_and_tiles() {
     assert_eq!(r.log_index, base + 1);
     assert_eq!(s.checkpoint().size, base + 2);
 
-    // Admin needs the token.
+    // Admin needs the token (or a caller with admin: the demo caller is
+    // known but lacks the role, 403).
     let (status, _) = s.post("/v1/admin/policies", b"");
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     let r = ureq::get(&format!("{}/v1/admin/policies", s.url))
         .set("authorization", "Bearer wrong-token-wrong-token")
         .call();
@@ -1502,63 +1503,6 @@ fn slow_connections_are_bounded_and_do_not_starve_callers() {
     s.stop();
 }
 
-/// Test PKI made at test time: a CA, the gate's certificate for 127.0.0.1,
-/// and client certificates with a subject common name.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Pki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-        let ca = params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
-        Pki {
-            dir: dir.to_path_buf(),
-            ca,
-            ca_key,
-        }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        let name = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with("-ca.pem"))
-            .unwrap();
-        name
-    }
-
-    /// A certificate (server or client) signed by the CA: (cert file, key file).
-    fn issue(&self, file: &str, cn: &str, sans: Vec<String>, client: bool) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(sans).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![if client {
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let (c, k) = (
-            self.dir.join(format!("{file}.crt")),
-            self.dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
 /// Central mode over TLS: https verified against the test CA; plain HTTP
 /// and an untrusting client are refused; a client certificate from the
 /// client CA authenticates as its mapped caller (mTLS) and the receipt says
@@ -1571,7 +1515,7 @@ fn tls_and_mutual_tls() {
     let other_dir = dir.path().join("other");
     std::fs::create_dir_all(&pki_dir).unwrap();
     std::fs::create_dir_all(&other_dir).unwrap();
-    let pki = Pki::new(&pki_dir, "gate");
+    let pki = testkit::Pki::new(&pki_dir, "gate");
     let (cert, key) = pki.issue(
         "gate",
         "gate.test",
@@ -1579,7 +1523,7 @@ fn tls_and_mutual_tls() {
         false,
     );
     let (client_cert, client_key) = pki.issue("client", "agent-sdk.test", vec![], true);
-    let other = Pki::new(&other_dir, "other");
+    let other = testkit::Pki::new(&other_dir, "other");
     let (rogue_cert, rogue_key) = other.issue("rogue", "agent-sdk.test", vec![], true);
     let ca = pki.ca_file();
     let s = Server::start_with_env(
@@ -1758,7 +1702,7 @@ fn policy_test_runs_the_cases_a_bundle_ships() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("9 cases, 0 failed"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("11 cases, 0 failed"));
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("b");
     std::fs::create_dir_all(bundle.join("tests")).unwrap();
@@ -1950,6 +1894,22 @@ fn counters_over_the_log_are_exact_under_concurrency_and_across_restarts() {
         "other-actor",
     ));
     assert_eq!(small.decision, Decision::Permit, "counters are per actor");
+    // A negative amount never lowers a sum (this quota policy does not
+    // refuse one; the examples do): after −1,000,000 the limit still holds.
+    for (amount, key, want) in [
+        (-1_000_000, "neg-1", Decision::Permit),
+        (10_000, "neg-2", Decision::Permit),
+        (1, "neg-3", Decision::Deny),
+    ] {
+        let r = s.decide(&intent(
+            "agent-quota-3",
+            "payments",
+            "transfer",
+            json!({"amount": amount}),
+            key,
+        ));
+        assert_eq!(r.decision, want, "{amount}: {}", r.reason);
+    }
     // Replay of every receipt: the same decision from what it recorded.
     for r in &decided {
         let (status, replay) = s.post("/v1/replay", serde_json::to_string(r).unwrap().as_bytes());
@@ -2067,16 +2027,17 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     assert_eq!(after.decision, Decision::Silence);
     assert_eq!(after.approval.unwrap()["state"], "open");
     // The caller that asked may not approve its own request.
-    let mine = {
+    let as_both = |intent: &Value| {
         let r = ureq::post(&format!("{}/v1/decisions", s.url))
             .set(
                 "authorization",
                 &format!("Bearer {}", std::fs::read_to_string(&both).unwrap().trim()),
             )
-            .send_string(&to_acct_9(7000, "mine").to_string())
+            .send_string(&intent.to_string())
             .unwrap();
         r.into_json::<Value>().unwrap()
     };
+    let mine = as_both(&to_acct_9(7000, "mine"));
     let mine_id = mine["approval"]["id"].as_str().unwrap().to_string();
     let (ok, out) = vote(&both, "approve", &mine_id);
     assert!(!ok && out.contains("may not approve it"), "{out}");
@@ -2084,6 +2045,23 @@ fn approvals_are_logged_bound_to_the_request_and_used_once() {
     assert!(ok && out.contains("rejected"), "{out}");
     let (ok, out) = vote(&alice, "approve", &mine_id);
     assert!(!ok && out.contains("is rejected"), "{out}");
+    // Nor rely on its own vote by asking another's request itself: demo
+    // asks, `both` approves, then `both` asks the same request: SILENCE,
+    // its vote not attached. The one that asked still gets its PERMIT.
+    let theirs = s.decide(&to_acct_9(8000, "theirs-1"));
+    let theirs_id = theirs.approval.unwrap()["id"].as_str().unwrap().to_string();
+    let (ok, out) = vote(&both, "approve", &theirs_id);
+    assert!(ok && out.contains("approved"), "{out}");
+    let own = as_both(&to_acct_9(8000, "own-1"));
+    assert_eq!(own["decision"], "SILENCE", "{own}");
+    assert!(own["receipt"].as_str().unwrap().contains("\"derived\""));
+    assert!(
+        !own["receipt"].as_str().unwrap().contains("\"approvals\""),
+        "its own vote was attached: {own}"
+    );
+    let asker = s.decide(&to_acct_9(8000, "theirs-2"));
+    assert_eq!(asker.decision, Decision::Permit, "{}", asker.reason);
+    assert_eq!(verify(&s, &asker).0.derived["approvals"][0]["by"], "both");
     // Replay of the PERMIT: the same decision from the recorded approvals.
     let (status, replay) = s.post(
         "/v1/replay",
@@ -2366,4 +2344,66 @@ fn counters_are_exact_across_gates_on_one_log() {
         .iter()
         .all(|r| r.decision == Decision::Permit || r.decision == Decision::Deny));
     a.audit();
+}
+
+/// One PERMIT, one execution, in the log: a tool's service redeems the
+/// permit it serves; a second redemption (another replica, or a replay) is
+/// 409 naming the first; only a PERMIT of the named surface can be
+/// redeemed, only by a caller with `redeem`; every redemption is a signed
+/// entry, and the audit checks that no permit was redeemed twice.
+#[test]
+fn a_permit_is_redeemed_once_and_the_log_shows_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let svc = std::fs::read_to_string(s.add_caller("payments-svc", &["redeem"], "none")).unwrap();
+    let redeem = |token: &str, receipt_id: &str, body: Value| {
+        response(
+            ureq::post(&format!("{}/v1/permits/{receipt_id}/redeem", s.url))
+                .set("authorization", &format!("Bearer {}", token.trim()))
+                .send_string(&body.to_string()),
+        )
+    };
+    let permit = s.decide(&transfer(500, "redeem-1"));
+    assert_eq!(permit.decision, Decision::Permit);
+    let size = s.checkpoint().size;
+    let (status, first) = redeem(&svc, &permit.receipt_id, json!({"surface": "payments"}));
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["index"], size);
+    assert_eq!(first["by"], "caller:payments-svc");
+    // Again: refused, naming the first; nothing more in the log.
+    let (status, again) = redeem(&svc, &permit.receipt_id, json!({"surface": "payments"}));
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (409, Some("permit_redeemed")),
+        "{again}"
+    );
+    assert!(again["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("log entry {size}")));
+    // A retry with the redeemer's own key is the same redemption.
+    let other = s.decide(&transfer(500, "redeem-2"));
+    let keyed = json!({"surface": "payments", "idempotency_key": "try-1"});
+    let (_, made) = redeem(&svc, &other.receipt_id, keyed.clone());
+    let (status, retried) = redeem(&svc, &other.receipt_id, keyed);
+    assert_eq!((status, &retried), (200, &made));
+    // Another surface, a DENY, an unknown receipt, a caller without the role.
+    let third = s.decide(&transfer(500, "redeem-3"));
+    let (status, e) = redeem(&svc, &third.receipt_id, json!({"surface": "deploy"}));
+    assert!(
+        status == 400 && e["message"].as_str().unwrap().contains("surface"),
+        "{e}"
+    );
+    let denied = s.decide(&transfer(5_000_000, "redeem-4"));
+    assert_eq!(denied.decision, Decision::Deny);
+    let (status, e) = redeem(&svc, &denied.receipt_id, json!({"surface": "payments"}));
+    assert!(
+        status == 400 && e["message"].as_str().unwrap().contains("DENY"),
+        "{e}"
+    );
+    let (status, _) = redeem(&svc, &"0".repeat(32), json!({"surface": "payments"}));
+    assert_eq!(status, 404);
+    let (status, _) = redeem(&s.demo(), &third.receipt_id, json!({"surface": "payments"}));
+    assert_eq!(status, 403, "the demo caller lacks redeem");
+    s.audit();
 }

@@ -111,16 +111,24 @@ impl Request {
         })
     }
 
-    /// The approvals a decision on this request may rely on: `derived.approvals`.
-    pub(crate) fn attachable(&self, now_ns: i64) -> Option<Value> {
-        (self.live(now_ns) && !self.approvals.is_empty()).then(|| {
-            Value::Array(
-                self.approvals
-                    .iter()
-                    .map(|v| json!({"by": v.by, "entry": v.entry}))
-                    .collect(),
-            )
-        })
+    /// The approvals a decision asked by `asker` on this request may rely
+    /// on (`derived.approvals`): never the asker's own votes (a caller that
+    /// approved another's request cannot then ask it itself and count its
+    /// own approval; the auditor refuses such a receipt). `None` if no vote
+    /// is left to attach.
+    pub(crate) fn attachable(&self, now_ns: i64, asker: &str) -> Option<Value> {
+        let votes: Vec<Value> = self
+            .approvals
+            .iter()
+            .filter(|v| v.by != asker)
+            .map(|v| json!({"by": v.by, "entry": v.entry}))
+            .collect();
+        (self.live(now_ns) && !votes.is_empty()).then_some(Value::Array(votes))
+    }
+
+    /// Whether any vote may be attached to someone's decision.
+    fn holds_votes(&self, now_ns: i64) -> bool {
+        self.live(now_ns) && !self.approvals.is_empty()
     }
 }
 
@@ -137,10 +145,12 @@ impl Gate {
         voted.contains(&id).then_some(id)
     }
 
-    /// The approvals a decision on request `id` may rely on now
-    /// (`derived.approvals`), read from its record.
-    pub(crate) fn attachable(&self, id: &str) -> Result<Option<Value>, GateError> {
-        Ok(self.approval(id)?.and_then(|r| r.attachable(now_ns())))
+    /// The approvals a decision on request `id` asked by `asker` may rely
+    /// on now (`derived.approvals`), read from its record.
+    pub(crate) fn attachable(&self, id: &str, asker: &str) -> Result<Option<Value>, GateError> {
+        Ok(self
+            .approval(id)?
+            .and_then(|r| r.attachable(now_ns(), asker)))
     }
 
     /// The live requests that hold approvals, from the ledger's state: at
@@ -153,7 +163,7 @@ impl Gate {
         for bytes in self.ledger.state().approvals()? {
             let r: Request = serde_json::from_slice(&bytes)
                 .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
-            if r.attachable(now).is_some() {
+            if r.holds_votes(now) {
                 fresh.insert(r.id);
             }
         }
@@ -247,7 +257,7 @@ impl Gate {
             )));
         }
         if caller.name == r.requested_by {
-            return Err(GateError::Unauthorized(format!(
+            return Err(GateError::Forbidden(format!(
                 "caller {} asked for the decision and may not approve it",
                 caller.name
             )));
@@ -342,7 +352,7 @@ pub(crate) async fn get(
         .approval(&id)?
         .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
     if !(caller.has(Role::Approve) || caller.has(Role::Admin) || caller.name == r.requested_by) {
-        return Err(GateError::Unauthorized(format!(
+        return Err(GateError::Forbidden(format!(
             "caller {} neither approves nor asked for {id}",
             caller.name
         )));
@@ -365,7 +375,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, GateError> {
     let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
     if !(caller.has(Role::Approve) || caller.has(Role::Admin)) {
-        return Err(GateError::Unauthorized(format!(
+        return Err(GateError::Forbidden(format!(
             "caller {} lacks the approve role",
             caller.name
         )));

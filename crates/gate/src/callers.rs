@@ -33,6 +33,8 @@ pub enum Role {
     Approve,
     /// The admin API: policies and callers.
     Admin,
+    /// Redeem PERMITs at a tool's surface (`POST /v1/permits/{id}/redeem`).
+    Redeem,
 }
 
 impl std::fmt::Display for Role {
@@ -42,6 +44,7 @@ impl std::fmt::Display for Role {
             Role::Read => "read",
             Role::Approve => "approve",
             Role::Admin => "admin",
+            Role::Redeem => "redeem",
         })
     }
 }

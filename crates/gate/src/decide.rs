@@ -58,7 +58,7 @@ pub(crate) async fn decide(
     match read_body(body, MAX_BODY_BYTES).await {
         Ok(bytes) => gate.decide(&caller, via, &bytes).await.map(Json),
         Err(e) => {
-            gate.metrics.record(&Outcome::Rejected, 0.0);
+            gate.metrics.record(&Outcome::of_error(&e), 0.0);
             Err(e)
         }
     }
@@ -78,6 +78,19 @@ pub(crate) async fn evaluate(
     gate.evaluate(&caller, via, &bytes).await.map(Json)
 }
 
+/// Every entry point that decides or evaluates checks the role itself, so
+/// no path (HTTP, a gateway running the gate in its process) skips it.
+fn require_decide(caller: &Caller) -> Result<(), GateError> {
+    if caller.has(Role::Decide) {
+        Ok(())
+    } else {
+        Err(GateError::Forbidden(format!(
+            "caller {} lacks the decide role",
+            caller.name
+        )))
+    }
+}
+
 impl Gate {
     /// An unlogged evaluation (see `POST /v1/evaluations`): `decision`,
     /// `reason`, `policy_version` and `"logged": false`.
@@ -92,12 +105,13 @@ impl Gate {
         via: &str,
         body: &[u8],
     ) -> Result<serde_json::Value, GateError> {
+        require_decide(caller)?;
         let _admitted = self.admit()?;
         let request = DecisionRequest::parse(body)?;
         let value = request.to_value();
         let counters = self.history.gate.read().await;
         let approvals = match self.voted_request(&value) {
-            Some(id) => self.attachable(&id)?,
+            Some(id) => self.attachable(&id, &caller.name)?,
             None => None,
         };
         let bound = self
@@ -128,7 +142,7 @@ impl Gate {
         body: &[u8],
     ) -> Result<DecisionResponse, GateError> {
         let started = Instant::now();
-        let result = match self.admit() {
+        let result = match require_decide(caller).and_then(|()| self.admit()) {
             // The pipeline runs as a task of its own that holds the
             // admission: a client that goes away cannot leave work queued
             // beyond the bound.
@@ -146,10 +160,7 @@ impl Gate {
         };
         let outcome = match &result {
             Ok((_, outcome)) => *outcome,
-            Err(GateError::Conflict { .. }) => Outcome::Conflict,
-            Err(GateError::Unavailable(_)) => Outcome::Unavailable,
-            Err(GateError::Overloaded(_)) => Outcome::Overloaded,
-            Err(_) => Outcome::Rejected,
+            Err(e) => Outcome::of_error(e),
         };
         self.metrics
             .record(&outcome, started.elapsed().as_secs_f64());
@@ -209,7 +220,7 @@ impl Gate {
         };
         let approvals = match &approval_id {
             // Read under the lock: another decision may have used them.
-            Some(id) => self.attachable(id)?,
+            Some(id) => self.attachable(id, &caller.name)?,
             None => None,
         };
         let relies_on_approvals = approvals.is_some();

@@ -24,13 +24,20 @@ pub enum GateError {
         /// The original receipt.
         receipt_id: String,
     },
-    /// No credential, a wrong or revoked one, or a caller without the role
-    /// the route needs (401); says which.
+    /// No credential, or a wrong or revoked one (401); says which.
     #[error("{0}")]
     Unauthorized(String),
+    /// A known caller without the role the route needs, or one that may
+    /// not do this (an asker voting on its own request) (403); says which.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request did not arrive in time (408); nothing was evaluated.
     #[error("{0}")]
     Timeout(String),
+    /// The permit was redeemed before (409 `permit_redeemed`); names the
+    /// first redemption.
+    #[error("{0}")]
+    Redeemed(String),
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
@@ -59,7 +66,14 @@ impl From<ledger::Error> for GateError {
             ledger::Error::NotCommitted(_)
             | ledger::Error::Stopped(_)
             | ledger::Error::Storage(_) => GateError::Unavailable(e.to_string()),
-            ledger::Error::Tlog(e) => GateError::BadInput(e.to_string()),
+            // A size or index the client asked for that the log does not
+            // have is the client's; reading the stored hashes failing is the
+            // store's (a database restarting while a proof is built): 503,
+            // so the client retries and learns whether it was decided.
+            ledger::Error::Tlog(
+                tlog::Error::IndexOutOfRange { .. } | tlog::Error::BadSizes { .. },
+            ) => GateError::BadInput(e.to_string()),
+            ledger::Error::Tlog(tlog::Error::Read(_)) => GateError::Unavailable(e.to_string()),
             other => GateError::Internal(other.to_string()),
         }
     }
@@ -71,8 +85,9 @@ impl GateError {
     pub fn status(&self) -> StatusCode {
         match self {
             GateError::InvalidRequest(_) | GateError::BadInput(_) => StatusCode::BAD_REQUEST,
-            GateError::Conflict { .. } => StatusCode::CONFLICT,
+            GateError::Conflict { .. } | GateError::Redeemed(_) => StatusCode::CONFLICT,
             GateError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GateError::Forbidden(_) => StatusCode::FORBIDDEN,
             GateError::NotFound(_) => StatusCode::NOT_FOUND,
             GateError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             GateError::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,7 +101,9 @@ impl GateError {
             GateError::InvalidRequest(e) => ("invalid_request", Some(e.field.clone())),
             GateError::BadInput(_) => ("invalid_request", None),
             GateError::Conflict { .. } => ("idempotency_conflict", None),
+            GateError::Redeemed(_) => ("permit_redeemed", None),
             GateError::Unauthorized(_) => ("unauthorized", None),
+            GateError::Forbidden(_) => ("forbidden", None),
             GateError::NotFound(_) => ("not_found", None),
             GateError::Timeout(_) => ("timeout", None),
             GateError::InvalidPolicy(_) => ("invalid_policy", None),
@@ -126,5 +143,29 @@ impl IntoResponse for GateError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GateError;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn every_storage_error_is_unavailable_and_only_a_bad_size_is_the_clients() {
+        let read = || tlog::Error::Read("postgres: terminating connection (SQLSTATE 57P01)".into());
+        for e in [
+            ledger::Error::Tlog(read()),
+            ledger::Error::Storage("postgres: connection closed".into()),
+        ] {
+            assert_eq!(GateError::from(e).status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let bad = ledger::Error::Tlog(tlog::Error::BadSizes { old: 9, new: 3 });
+        assert_eq!(GateError::from(bad).status(), StatusCode::BAD_REQUEST);
+        let broken = ledger::Error::Tlog(tlog::Error::InvalidProof("root mismatch"));
+        assert_eq!(
+            GateError::from(broken).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

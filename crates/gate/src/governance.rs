@@ -18,6 +18,19 @@ impl Gate {
         by: &str,
         subject: Value,
     ) -> Result<(Vec<u8>, Vec<u8>), GateError> {
+        let (leaf, _) = self.governance_leaf_with(action, by, subject)?;
+        // Receipt ids are 32 hex digits; this prefix keeps the key spaces apart.
+        let key = format!("governance:{}", hex::encode(Sha256::digest(&leaf))).into_bytes();
+        Ok((leaf, key))
+    }
+
+    /// A signed governance entry (the leaf) and the entry itself.
+    pub(crate) fn governance_leaf_with(
+        &self,
+        action: &str,
+        by: &str,
+        subject: Value,
+    ) -> Result<(Vec<u8>, protocol::GovernanceEntry), GateError> {
         let entry = protocol::GovernanceEntry {
             format: protocol::GOVERNANCE_FORMAT.into(),
             log: self.ledger.verifier().name().to_string(),
@@ -29,9 +42,7 @@ impl Gate {
         let leaf = entry
             .sign(&self.gate_key)
             .map_err(|e| GateError::Internal(format!("signing a governance entry: {e}")))?;
-        // Receipt ids are 32 hex digits; this prefix keeps the key spaces apart.
-        let key = format!("governance:{}", hex::encode(Sha256::digest(&leaf))).into_bytes();
-        Ok((leaf, key))
+        Ok((leaf, entry))
     }
 
     /// Appends a governance entry and waits until it is durable (blocking:

@@ -98,8 +98,14 @@ fn window_ns(c: &Counter) -> i64 {
     i64::try_from(c.window_seconds).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000
 }
 
-/// What a committed PERMIT adds to counter `c`, if it counts for it.
+/// What a committed PERMIT adds to counter `c`, if it counts for it. A sum
+/// counts only what is above zero: a negative amount never lowers a limit
+/// (a transfer of −1,000,000 would otherwise make room for +1,000,000).
 fn counts(c: &Counter, request: &Value) -> Option<i64> {
+    summand(c, request).map(|v| v.max(0))
+}
+
+fn summand(c: &Counter, request: &Value) -> Option<i64> {
     if request["surface"].as_str() != Some(c.surface.as_str()) {
         return None;
     }
@@ -301,15 +307,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn windows_slide_and_sums_round_fractions_up() {
+    /// Counters summing transfers' `amount` over 10 s, and a transfer of `amount`.
+    fn summing() -> (Counters, impl Fn(Value) -> Value) {
         let counters = Counters {
             declared: Arc::from(vec![counter(Some("amount"), 10)]),
             windows: Mutex::new(HashMap::new()),
             unreadable: None,
         };
-        let s = 1_000_000_000;
         let req = |amount: Value| serde_json::json!({"surface": "payments", "action": "transfer", "target": {"amount": amount}});
+        (counters, req)
+    }
+
+    #[test]
+    fn windows_slide_and_sums_round_fractions_up() {
+        let (counters, req) = summing();
+        let s = 1_000_000_000;
         assert_eq!(counters.values("a", 0).unwrap()["c"], 0);
         counters.record("a", &req(100.into()), s, 0);
         counters.record("a", &req(serde_json::json!(2.25)), 2 * s, 1);
@@ -329,5 +341,16 @@ mod tests {
         // The first leaves the window at 11 s, the second at 12 s.
         assert_eq!(counters.values("a", 11 * s).unwrap()["c"], 3);
         assert_eq!(counters.values("a", 13 * s).unwrap()["c"], 0);
+    }
+
+    #[test]
+    fn negative_values_never_lower_a_sum() {
+        let (counters, req) = summing();
+        let s = 1_000_000_000;
+        counters.record("a", &req(1000.into()), s, 0);
+        counters.record("a", &req((-1_000_000).into()), 2 * s, 1);
+        counters.record("a", &req(serde_json::json!(-0.5)), 2 * s, 2);
+        counters.record("a", &req(serde_json::json!(-1e300)), 2 * s, 3);
+        assert_eq!(counters.values("a", 3 * s).unwrap()["c"], 1000);
     }
 }

@@ -23,6 +23,7 @@ mod governance;
 mod history;
 pub mod http;
 mod metrics;
+mod permits;
 mod read;
 pub mod serve;
 mod startup;
@@ -56,6 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/approvals/{id}"),
     ("POST", "/v1/approvals/{id}"),
     ("GET", "/v1/receipts/{receipt_id}"),
+    ("POST", "/v1/permits/{receipt_id}/redeem"),
     ("GET", "/v1/proofs/inclusion"),
     ("GET", "/v1/proofs/consistency"),
     ("GET", "/v1/checkpoints/{size}"),
@@ -199,7 +201,7 @@ impl Gate {
     ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
         let (caller, via) = self.identify(creds, Some(role))?;
         if !caller.has(role) {
-            return Err(GateError::Unauthorized(format!(
+            return Err(GateError::Forbidden(format!(
                 "caller {} lacks the {role} role",
                 caller.name
             )));
@@ -306,6 +308,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         )
         .route("/v1/evaluations", post(decide::evaluate))
         .route("/v1/receipts/{receipt_id}", get(read::receipt))
+        .route("/v1/permits/{receipt_id}/redeem", post(permits::redeem))
         .route("/v1/proofs/inclusion", get(read::inclusion))
         .route("/v1/proofs/consistency", get(read::consistency))
         .route("/v1/checkpoints/{size}", get(read::checkpoint))

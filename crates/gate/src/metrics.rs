@@ -59,6 +59,8 @@ pub struct Metrics {
     decisions: [AtomicU64; 3],
     replayed: AtomicU64,
     rejected: AtomicU64,
+    timeouts: AtomicU64,
+    internal: AtomicU64,
     conflicts: AtomicU64,
     unauthorized: AtomicU64,
     unavailable: AtomicU64,
@@ -76,6 +78,8 @@ impl Default for Metrics {
             decisions: Default::default(),
             replayed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            internal: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
@@ -103,6 +107,10 @@ pub(crate) enum Outcome {
     Replayed,
     /// Invalid: nothing evaluated or written.
     Rejected,
+    /// The body did not arrive in time: nothing evaluated or written.
+    Timeout,
+    /// A fault of the gate's (500).
+    Internal,
     /// No caller, or one without the decide role: nothing evaluated or written.
     Unauthorized,
     /// The idempotency key was used for another request.
@@ -111,6 +119,26 @@ pub(crate) enum Outcome {
     Unavailable,
     /// Beyond `max_pending_decisions`: refused before evaluation.
     Overloaded,
+}
+
+impl Outcome {
+    /// How a request that failed with `e` is counted.
+    pub(crate) fn of_error(e: &crate::GateError) -> Outcome {
+        use crate::GateError as E;
+        match e {
+            E::Conflict { .. } => Outcome::Conflict,
+            E::Unavailable(_) => Outcome::Unavailable,
+            E::Overloaded(_) => Outcome::Overloaded,
+            E::Unauthorized(_) | E::Forbidden(_) => Outcome::Unauthorized,
+            E::Timeout(_) => Outcome::Timeout,
+            E::Internal(_) => Outcome::Internal,
+            E::InvalidRequest(_)
+            | E::BadInput(_)
+            | E::NotFound(_)
+            | E::InvalidPolicy(_)
+            | E::Redeemed(_) => Outcome::Rejected,
+        }
+    }
 }
 
 fn index(d: Decision) -> usize {
@@ -144,6 +172,8 @@ impl Metrics {
                 self.latency.observe(seconds);
             }
             Outcome::Rejected => drop(self.rejected.fetch_add(1, Relaxed)),
+            Outcome::Timeout => drop(self.timeouts.fetch_add(1, Relaxed)),
+            Outcome::Internal => drop(self.internal.fetch_add(1, Relaxed)),
             Outcome::Conflict => drop(self.conflicts.fetch_add(1, Relaxed)),
             Outcome::Unauthorized => drop(self.unauthorized.fetch_add(1, Relaxed)),
             Outcome::Unavailable => drop(self.unavailable.fetch_add(1, Relaxed)),
@@ -173,6 +203,8 @@ impl Metrics {
         for (result, c) in [
             ("replayed", &self.replayed),
             ("invalid", &self.rejected),
+            ("timeout", &self.timeouts),
+            ("internal", &self.internal),
             ("conflict", &self.conflicts),
             ("unauthorized", &self.unauthorized),
             ("unavailable", &self.unavailable),

@@ -405,7 +405,7 @@ async fn decisions_need_a_caller_bound_to_the_actor() {
         &serde_json::Value::Null,
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::FORBIDDEN, "a caller without admin");
 
     let before = size();
     let (status, r) = call(
@@ -635,6 +635,9 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
                 continue;
             }
             (uri, Some(decider.as_str()))
+        } else if is("/v1/permits/{receipt_id}/redeem") {
+            // Redeeming needs `redeem`, which the decider lacks.
+            (concrete, Some(decider.as_str()))
         } else if is("/v1/decisions") || is("/v1/evaluations") {
             (concrete, Some(reader.as_str()))
         } else if path.starts_with("/v1/admin/")
@@ -658,19 +661,29 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
             assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
             continue;
         };
-        for (what, t) in [
-            ("no token", None),
-            ("a wrong token", Some(wrong.as_str())),
-            ("a revoked caller", Some(revoked.as_str())),
-            ("a caller without the role", Some(without)),
+        // Who the caller is fails: 401; a known caller without the role: 403.
+        let roleless = if is("/v1/whoami") {
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        } else {
+            (StatusCode::FORBIDDEN, "forbidden")
+        };
+        for (what, t, (want, code)) in [
+            ("no token", None, (StatusCode::UNAUTHORIZED, "unauthorized")),
+            (
+                "a wrong token",
+                Some(wrong.as_str()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ),
+            (
+                "a revoked caller",
+                Some(revoked.as_str()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ),
+            ("a caller without the role", Some(without), roleless),
         ] {
             let (status, body) = call(&app, method, &uri, t, &serde_json::Value::Null).await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {uri} with {what}: {body}"
-            );
-            assert_eq!(body["error"], "unauthorized", "{method} {uri}");
+            assert_eq!(status, want, "{method} {uri} with {what}: {body}");
+            assert_eq!(body["error"], code, "{method} {uri} with {what}");
         }
     }
     let (status, _) = call(

@@ -59,7 +59,8 @@ pub struct Manifest {
 /// deciding actor for `surface` (and `action`, if given) decided in the
 /// last `window_seconds`, the number of them, or with `sum` the sum of
 /// their `target.<sum>` (an integer; a fraction counts as the next integer
-/// up, anything else as 0). A policy sees the value before the request as
+/// up, a negative value and anything else as 0, so no request can lower a
+/// sum: a policy with a quota should still refuse non-positive amounts). A policy sees the value before the request as
 /// `derived.history.<name>` (Cedar: `context.history.<name>`); the receipt
 /// records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

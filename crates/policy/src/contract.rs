@@ -22,6 +22,11 @@ pub use protocol::Decision;
 /// Longest a single evaluation may run before it is SILENCE.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
 
+/// Every SILENCE that asks for approvals says so in its reason with this
+/// mark (both engines' reasons carry it; a test holds them to it), so an
+/// auditor sees from the receipt alone that it opened an approval request.
+pub const APPROVAL_REASON_MARK: &str = "approval(s)";
+
 /// The longest reason an evaluation records, in bytes; a longer one (a
 /// policy whose entrypoint is a large value, named in full) is cut there,
 /// at a character boundary, and ends in `…`.

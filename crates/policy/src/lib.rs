@@ -24,8 +24,8 @@ mod rego;
 pub use bundle::{Bundle, Counter, Engine, Manifest, MANIFEST_FILE, MAX_COUNTER_WINDOW_SECONDS};
 pub use cases::{run_cases, CaseResult};
 pub use contract::{
-    ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_TTL_RANGE,
-    APPROVAL_TTL_SECONDS, EVAL_TIME_LIMIT, MAX_REASON_BYTES,
+    ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_REASON_MARK,
+    APPROVAL_TTL_RANGE, APPROVAL_TTL_SECONDS, EVAL_TIME_LIMIT, MAX_REASON_BYTES,
 };
 pub use engine::{replay, replay_receipt, CompiledPolicy};
 

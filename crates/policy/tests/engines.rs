@@ -982,6 +982,13 @@ fn both_engines_ask_for_approvals_and_see_them() {
             ttl_seconds: 600,
         };
         assert_eq!(big.approval, Some(want), "{}", big.reason);
+        // An auditor tells a SILENCE that opened a request by this mark.
+        assert!(
+            big.reason.contains(policy::APPROVAL_REASON_MARK),
+            "{}",
+            big.reason
+        );
+        assert!(!small.reason.contains(policy::APPROVAL_REASON_MARK));
         assert_eq!(ask(5000, 1).decision, Decision::Silence);
         assert_eq!(ask(5000, 2).decision, Decision::Permit);
     }

@@ -29,6 +29,7 @@ pub const GOVERNANCE_ACTIONS: &[&str] = &[
     "caller.rotate",
     "approval.approve",
     "approval.reject",
+    "permit.redeem",
 ];
 
 /// One admin change.

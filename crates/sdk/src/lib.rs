@@ -329,6 +329,59 @@ impl Client {
     }
 }
 
+/// Why a permit was not redeemed ([`Client::redeem`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeem {
+    /// It was redeemed before (409); the gate names the first redemption.
+    Used(String),
+    /// No redemption recorded: the gate refused the request, or did not
+    /// answer after the retries.
+    Failed(String),
+}
+
+impl Client {
+    /// Redeems the PERMIT `receipt_id` at `surface` (`POST
+    /// /v1/permits/{receipt_id}/redeem`, as a caller with the `redeem`
+    /// role): the gate records its use in the log, exactly once. Transport
+    /// errors and 503s are retried with the same idempotency key, so a
+    /// retry of a redemption that did commit is answered as that one.
+    ///
+    /// # Errors
+    ///
+    /// [`Redeem::Used`] if it was redeemed before; [`Redeem::Failed`].
+    pub fn redeem(&self, receipt_id: &str, surface: &str) -> Result<serde_json::Value, Redeem> {
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let body = serde_json::json!({"surface": surface, "idempotency_key": hex::encode(nonce)})
+            .to_string();
+        let path = format!("/v1/permits/{receipt_id}/redeem");
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50 << attempt.min(5)));
+            }
+            let answered = match self.base.strip_prefix("unix:") {
+                Some(socket) => self.unix_request(socket, &format!("POST {path}"), Some(&body)),
+                None => self.post_http(&path, &body),
+            };
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+            match answered {
+                Ok((200, bytes)) => {
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| Redeem::Failed(format!("the answer is not JSON: {e}")))
+                }
+                Ok((409, bytes)) => return Err(Redeem::Used(text(&bytes))),
+                Ok((503, bytes)) => last = format!("503: {}", text(&bytes)),
+                Ok((code, bytes)) => {
+                    return Err(Redeem::Failed(format!("{code}: {}", text(&bytes))))
+                }
+                Err(transport) => last = transport,
+            }
+        }
+        Err(Redeem::Failed(last))
+    }
+}
+
 /// The intent asked again once approved: the same request under the
 /// idempotency key plus `+approved` (cut to fit the contract's 128).
 fn approved_intent(intent: &serde_json::Value) -> serde_json::Value {

@@ -12,10 +12,18 @@
 //! - is for this call: the receipt's surface, action and target equal what
 //!   the service is asked to do (targets compared in RFC 8785 form);
 //! - is fresh: decided at most `max_age` ago (and not in the future);
-//! - was not used before: each receipt id is accepted once; ids are
-//!   remembered only until they are stale anyway, so memory is bounded by
-//!   `max_age` times the rate of calls.
+//! - was not used before: its [`Redeemer`] records it used, once. The
+//!   default, [`InProcess`], remembers receipt ids in this process only
+//!   (until they are stale anyway, so memory is bounded by `max_age` times
+//!   the rate of calls): **two replicas of a service, or one restarted
+//!   within `max_age`, would each accept the same permit once.** For single
+//!   use across replicas and restarts use [`AtGate`] (the gate records the
+//!   redemption in its log, exactly once, naming the surface; `proofcheck
+//!   audit` checks no permit was redeemed twice) or a [`Redeemer`] over a
+//!   store of your own that all replicas share.
 //!
+//! The body is parsed as strict JSON (a duplicate member name, which two
+//! parsers could read differently, is refused, as the gate refuses it).
 //! Anything else is 403 with a JSON body naming the reason; the handler
 //! never runs.
 
@@ -81,14 +89,107 @@ pub enum Refused {
     /// The permit was used before.
     #[error("the permit was used before (receipt {0})")]
     Used(String),
+    /// The permit could not be recorded as used (the gate unreachable, a
+    /// store failing): the call must not run.
+    #[error("the permit could not be redeemed: {0}")]
+    Unredeemed(String),
+    /// The call's body is not strict JSON.
+    #[error("the body is not strict JSON: {0}")]
+    Body(String),
+}
+
+/// Where a [`SurfaceVerifier`] records the permits it accepted, so each
+/// runs once. Called only for a verified, fresh PERMIT for the call.
+pub trait Redeemer: Send + Sync {
+    /// Marks `receipt` used at `surface`. `fresh_until_ns` is when it would
+    /// be refused as stale anyway (a store may forget it after).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::Used`] if it was used before; [`Refused::Unredeemed`] if
+    /// it could not be recorded.
+    fn redeem(
+        &self,
+        receipt: &ReceiptBody,
+        surface: &str,
+        fresh_until_ns: i64,
+        now_ns: i64,
+    ) -> Result<(), Refused>;
+
+    /// Receipt ids held in memory now (for tests and metrics).
+    fn remembered(&self) -> usize {
+        0
+    }
+}
+
+/// Single use in this process only (the default): receipt ids are kept in
+/// memory until they are stale. Replicas and restarts do not share it.
+#[derive(Default)]
+pub struct InProcess {
+    used: Mutex<HashMap<String, i64>>,
+}
+
+impl Redeemer for InProcess {
+    fn redeem(
+        &self,
+        receipt: &ReceiptBody,
+        _surface: &str,
+        fresh_until_ns: i64,
+        now_ns: i64,
+    ) -> Result<(), Refused> {
+        let mut used = self.used.lock().expect("used lock");
+        used.retain(|_, expires| *expires >= now_ns);
+        if used.contains_key(&receipt.receipt_id) {
+            return Err(Refused::Used(receipt.receipt_id.clone()));
+        }
+        used.insert(receipt.receipt_id.clone(), fresh_until_ns);
+        Ok(())
+    }
+
+    fn remembered(&self) -> usize {
+        self.used.lock().expect("used lock").len()
+    }
+}
+
+/// Single use across replicas and restarts: the gate redeems the permit
+/// (`POST /v1/permits/{receipt_id}/redeem`, a caller with the `redeem`
+/// role), recording it in the log exactly once. Blocking (HTTP).
+pub struct AtGate {
+    client: crate::Client,
+}
+
+impl AtGate {
+    /// Redeems through `client` (the gate's URL and a `redeem` caller's token).
+    #[must_use]
+    pub fn new(client: crate::Client) -> AtGate {
+        AtGate { client }
+    }
+}
+
+impl Redeemer for AtGate {
+    fn redeem(
+        &self,
+        receipt: &ReceiptBody,
+        surface: &str,
+        _fresh_until_ns: i64,
+        _now_ns: i64,
+    ) -> Result<(), Refused> {
+        match self.client.redeem(&receipt.receipt_id, surface) {
+            Ok(_) => Ok(()),
+            Err(crate::Redeem::Used(why)) => {
+                Err(Refused::Used(format!("{}: {why}", receipt.receipt_id)))
+            }
+            Err(crate::Redeem::Failed(why)) => Err(Refused::Unredeemed(why)),
+        }
+    }
 }
 
 /// The tool side's verifier.
 pub struct SurfaceVerifier {
     trust: Trust,
     max_age: Duration,
-    /// Receipt ids accepted, with when they stop being fresh (ns).
-    used: Mutex<HashMap<String, i64>>,
+    /// Where accepted permits are recorded used.
+    redeemer: Arc<dyn Redeemer>,
 }
 
 fn now_ns(now: SystemTime) -> i64 {
@@ -104,8 +205,16 @@ impl SurfaceVerifier {
         SurfaceVerifier {
             trust,
             max_age: DEFAULT_MAX_AGE,
-            used: Mutex::new(HashMap::new()),
+            redeemer: Arc::new(InProcess::default()),
         }
+    }
+
+    /// Record accepted permits with `redeemer` (for example [`AtGate`])
+    /// instead of in this process only.
+    #[must_use]
+    pub fn with_redeemer(mut self, redeemer: Arc<dyn Redeemer>) -> SurfaceVerifier {
+        self.redeemer = redeemer;
+        self
     }
 
     /// Accept permits decided at most `max_age` ago.
@@ -116,7 +225,8 @@ impl SurfaceVerifier {
     }
 
     /// Checks the permit in `header` (the header's value, `None` if absent)
-    /// for `call` at `now`, and marks it used.
+    /// for `call` at `now`, and redeems it (marks it used). Blocking if the
+    /// redeemer is ([`AtGate`]).
     ///
     /// # Errors
     ///
@@ -174,20 +284,19 @@ impl SurfaceVerifier {
         if now.saturating_sub(decided) > max_age || decided.saturating_sub(now) > 1_000_000_000 {
             return Err(Refused::Stale(receipt.decided_at.clone()));
         }
-        let mut used = self.used.lock().expect("used lock");
-        used.retain(|_, expires| *expires >= now);
-        if used.contains_key(&receipt.receipt_id) {
-            return Err(Refused::Used(receipt.receipt_id.clone()));
-        }
-        used.insert(receipt.receipt_id.clone(), decided.saturating_add(max_age));
-        drop(used);
+        self.redeemer.redeem(
+            &receipt,
+            &call.surface,
+            decided.saturating_add(max_age),
+            now,
+        )?;
         Ok(receipt)
     }
 
-    /// Receipt ids remembered now (for tests and metrics).
+    /// Receipt ids remembered in this process now (for tests and metrics).
     #[must_use]
     pub fn remembered(&self) -> usize {
-        self.used.lock().expect("used lock").len()
+        self.redeemer.remembered()
     }
 }
 
@@ -276,16 +385,16 @@ where
                     "the body is too large or could not be read",
                 ));
             };
+            // Strict: the handler may parse the body with another parser,
+            // which must not read a value the permit was not checked for.
             let json = if bytes.is_empty() {
                 serde_json::Value::Null
             } else {
-                match serde_json::from_slice(&bytes) {
+                match protocol::strict::from_slice(&bytes) {
                     Ok(v) => v,
                     Err(e) => {
-                        return Ok(refuse(
-                            StatusCode::BAD_REQUEST,
-                            &format!("the body is not JSON: {e}"),
-                        ))
+                        let refused = Refused::Body(e.to_string());
+                        return Ok(refuse(StatusCode::FORBIDDEN, &refused.to_string()));
                     }
                 }
             };
@@ -293,8 +402,16 @@ where
             let header = parts
                 .headers
                 .get(PERMIT_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if let Err(refused) = layer.verifier.check(header, &call, SystemTime::now()) {
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let verifier = layer.verifier.clone();
+            // The redeemer may block (a request to the gate).
+            let checked = tokio::task::spawn_blocking(move || {
+                verifier.check(header.as_deref(), &call, SystemTime::now())
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refused::Unredeemed(format!("the check failed: {e}"))));
+            if let Err(refused) = checked {
                 return Ok(refuse(StatusCode::FORBIDDEN, &refused.to_string()));
             }
             inner

@@ -67,14 +67,44 @@ async fn call(app: &Router, permit: Option<&str>, target: &Value) -> (StatusCode
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-#[tokio::test]
-async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
+/// A gate on a fresh data directory, its keys, the demo caller's token
+/// and a client as that caller.
+struct Started {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    gate: Proc,
+    trust: Trust,
+    token: String,
+    client: Client,
+}
+
+fn started() -> Started {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let gate = Proc::start(testkit::tollgate_serve(&data), testkit::TOLLGATE_READY, 0);
     let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
     let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
     let client = Client::new(&gate.url, trust.clone()).with_token(&token);
+    Started {
+        dir,
+        data,
+        gate,
+        trust,
+        token,
+        client,
+    }
+}
+
+#[tokio::test]
+async fn the_surface_serves_only_a_fresh_unused_permit_for_this_call() {
+    let Started {
+        dir: _dir,
+        data,
+        gate,
+        trust,
+        token,
+        client,
+    } = started();
     let served = Arc::new(AtomicUsize::new(0));
     let verifier = Arc::new(SurfaceVerifier::new(trust.clone()));
     let app = service(verifier.clone(), served.clone());
@@ -215,4 +245,136 @@ fn the_permit_header_is_the_python_sdks_byte_for_byte() {
     let request = protocol::DecisionRequest::from_value(receipt.request).unwrap();
     let permit = sdk::verify_answer(&trust, &request, answer.to_string().as_bytes()).unwrap();
     assert_eq!(permit.header_value(), v["permit_header"].as_str().unwrap());
+}
+
+/// A caller with the `redeem` role, added through the admin API: its token.
+fn redeem_caller(gate: &Proc, data: &std::path::Path, name: &str) -> String {
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let added: Value = ureq::post(&format!("{}/v1/admin/callers", gate.url))
+        .set("authorization", &format!("Bearer {}", admin.trim()))
+        .send_string(&json!({"name": name, "roles": ["redeem"]}).to_string())
+        .unwrap()
+        .into_json()
+        .unwrap();
+    added["token"].as_str().unwrap().to_string()
+}
+
+/// Single use across replicas: two services (two processes of one tool, or
+/// one restarted) each serve a permit once with the in-process default;
+/// redeeming at the gate, only the first serves it, the second is refused
+/// naming the first redemption, and the redemption is an entry in the log.
+/// A gate that cannot record it fails closed. And bodies are strict: a
+/// permit for 500 never serves a body that also says 999999.
+#[tokio::test]
+async fn redeemed_at_the_gate_a_permit_runs_once_across_replicas_and_bodies_are_strict() {
+    let Started {
+        dir: _dir,
+        data,
+        gate,
+        trust,
+        token,
+        client,
+    } = started();
+    let decide = |key: &'static str| {
+        let (c, i) = (client.clone(), intent(500, key));
+        async move {
+            tokio::task::spawn_blocking(move || c.decide(&i))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let target = json!({"amount": 500, "to": "acct-9"});
+    let served = Arc::new(AtomicUsize::new(0));
+    let replica = |redeemer: Option<Arc<dyn sdk::surface::Redeemer>>| {
+        let v = SurfaceVerifier::new(trust.clone());
+        let v = match redeemer {
+            Some(r) => v.with_redeemer(r),
+            None => v,
+        };
+        service(Arc::new(v), served.clone())
+    };
+
+    // The default is per process: two replicas serve the same permit twice.
+    let permit = decide("r1").await;
+    let (a, b) = (replica(None), replica(None));
+    assert_eq!(
+        call(&a, Some(&permit.header_value()), &target).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&b, Some(&permit.header_value()), &target).await.0,
+        StatusCode::OK
+    );
+
+    // Redeemed at the gate: once, whichever replica gets it.
+    let redeemer_token = redeem_caller(&gate, &data, "payments-svc");
+    let at_gate = || -> Option<Arc<dyn sdk::surface::Redeemer>> {
+        Some(Arc::new(sdk::surface::AtGate::new(
+            Client::new(&gate.url, trust.clone()).with_token(&redeemer_token),
+        )))
+    };
+    let (a, b) = (replica(at_gate()), replica(at_gate()));
+    let permit = decide("r2").await;
+    let size = gate_size(&gate.url).await;
+    assert_eq!(
+        call(&a, Some(&permit.header_value()), &target).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        gate_size(&gate.url).await,
+        size + 1,
+        "the redemption is an entry"
+    );
+    for app in [&b, &a] {
+        let (status, body) = call(app, Some(&permit.header_value()), &target).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body.contains("already redeemed") && body.contains("payments-svc"),
+            "{body}"
+        );
+    }
+    // A caller without the role cannot redeem: refused, never served.
+    let demo = replica(Some(Arc::new(sdk::surface::AtGate::new(
+        Client::new(&gate.url, trust.clone()).with_token(&token),
+    ))));
+    let (status, body) = call(&demo, Some(&decide("r3").await.header_value()), &target).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body.contains("could not be redeemed") && body.contains("redeem role"),
+        "{body}"
+    );
+
+    // Strict bodies: a duplicate `amount` is refused before anything else.
+    let permit = decide("r4").await;
+    let response = a
+        .clone()
+        .oneshot(
+            Request::post("/transfer")
+                .header("content-type", "application/json")
+                .header(PERMIT_HEADER, permit.header_value())
+                .body(Body::from(
+                    r#"{"amount": 999999, "to": "acct-9", "amount": 500}"#,
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(&a, Some(&permit.header_value()), &target).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 4);
+}
+
+/// The size of the gate's latest checkpoint.
+async fn gate_size(url: &str) -> u64 {
+    let url = format!("{url}/log/checkpoint");
+    tokio::task::spawn_blocking(move || {
+        let text = ureq::get(&url).call().unwrap().into_string().unwrap();
+        text.lines().nth(1).unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -29,6 +29,14 @@ bad_amount if {
 	not is_number(input.target.amount)
 }
 
+# A transfer moves a positive amount: zero or less is no transfer (and would
+# lower any quota counted over amounts).
+bad_amount if {
+	is_transfer
+	is_number(input.target.amount)
+	input.target.amount <= 0
+}
+
 # Above the ceiling a transfer is denied outright.
 over_ceiling if {
 	is_transfer

@@ -5,16 +5,18 @@ call; everything else is 403 and the app never sees it."""
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from conftest import ROOT, Gate
+from conftest import BIN, ROOT, Gate
 from test_client import client, intent
 from tollgate import Deny, Permit, Trust
 from tollgate.surface import (
     PERMIT_HEADER,
+    AtGate,
     Call,
     Malformed,
     Mismatch,
@@ -24,6 +26,7 @@ from tollgate.surface import (
     Scope,
     Stale,
     SurfaceVerifier,
+    Unredeemed,
     Unverified,
     Used,
     _unix_ns,
@@ -168,3 +171,114 @@ def test_the_middleware_in_a_starlette_app(gate: Gate) -> None:
 
     anyio.run(run)
     assert served == [call(500).target]
+
+
+def redeemer_token(gate: Gate, name: str) -> str:
+    """A caller with the `redeem` role (a tool's service): its token."""
+    out = gate.data.parent / f"{name}.token"
+    added = subprocess.run(
+        [str(BIN / "tollgate"), "caller", "add", name, "--role", "redeem", "--actor", "none",
+         "--token-out", str(out), "--url", gate.url,
+         "--token-file", str(gate.data / "admin.token")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    return out.read_text().strip()
+
+
+def test_redeemed_at_the_gate_a_permit_runs_once_across_replicas_and_restarts(
+    gate: Gate,
+) -> None:
+    """Two replicas of a service (two verifiers, as two processes or one
+    restarted have) each accepted the same permit once with the in-process
+    default; redeeming at the gate, only the first does, and the second
+    names the first redemption. A gate that cannot be reached fails closed."""
+    permit = client(gate).decide(intent(500, "redeem-1"))
+    header = header_value(permit)
+    # The default: single use per process only (what the docs warn of).
+    assert verifier(gate).check(header, call(500))
+    assert verifier(gate).check(header, call(500))
+
+    token = redeemer_token(gate, "payments-svc")
+    first, second = (
+        verifier(gate, redeemer=AtGate(gate.url, token)),
+        verifier(gate, redeemer=AtGate(gate.url, token)),
+    )
+    other = client(gate).decide(intent(500, "redeem-2"))
+    assert first.check(header_value(other), call(500))["receipt_id"] == other.receipt_id
+    with pytest.raises(Used, match="already redeemed"):
+        second.check(header_value(other), call(500))
+    with pytest.raises(Used):
+        first.check(header_value(other), call(500))
+    # Without the redeem role, or with the gate gone: never served.
+    demo = verifier(gate, redeemer=AtGate(gate.url, gate.token))
+    with pytest.raises(Unredeemed, match="redeem role"):
+        demo.check(header_value(client(gate).decide(intent(500, "redeem-3"))), call(500))
+    gone = verifier(gate, redeemer=AtGate("http://127.0.0.1:9", token, retries=0))
+    with pytest.raises(Unredeemed):
+        gone.check(header_value(client(gate).decide(intent(500, "redeem-4"))), call(500))
+
+
+def test_bodies_are_strict_and_what_does_not_verify_is_403_never_500(gate: Gate) -> None:
+    """A permit for amount 500 with a body that also says 999999 (a second
+    `amount` member, which a lenient parser may read) is refused; so are
+    NaN and a number out of range (which became a 500)."""
+    served: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        served.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"paid"})
+
+    guarded = PermitMiddleware(app, verifier(gate), lambda s, b: Call("payments", "transfer", b))
+    permit = client(gate).decide(intent(500, "strict-1"))
+    headers = {PERMIT_HEADER: header_value(permit), "content-type": "application/json"}
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=guarded)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payments") as http:
+            for body in [
+                b'{"amount": 999999, "currency": "EUR", "to": "acct-1", "amount": 500}',
+                b'{"amount": NaN, "currency": "EUR", "to": "acct-1"}',
+                b'{"amount": 1e400, "currency": "EUR", "to": "acct-1"}',
+                b"not json",
+            ]:
+                r = await http.post("/transfer", content=body, headers=headers)
+                assert r.status_code == 403, (body, r.status_code, r.text)
+            ok = await http.post(
+                "/transfer", content=json.dumps(call(500).target).encode(), headers=headers
+            )
+            assert ok.status_code == 200, ok.text
+
+    anyio.run(run)
+    assert len(served) == 1
+
+
+def test_websocket_connections_are_refused_unless_allowed(gate: Gate) -> None:
+    """A WebSocket to a guarded app is closed before it is accepted (the
+    server answers the handshake 403); the app never sees it."""
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+        await receive()
+        await send({"type": "websocket.accept"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    def call_of(s: Scope, b: Any) -> Call:
+        return Call("payments", "transfer", b)
+
+    scope: Scope = {"type": "websocket", "path": "/stream", "headers": []}
+    anyio.run(PermitMiddleware(app, verifier(gate), call_of), scope, receive, send)
+    assert seen == [] and sent[0]["type"] == "websocket.close", sent
+    sent.clear()
+    allowing = PermitMiddleware(app, verifier(gate), call_of, allow_websocket=True)
+    anyio.run(allowing, scope, receive, send)
+    assert seen == ["websocket"] and sent[0]["type"] == "websocket.accept"
