@@ -181,9 +181,40 @@ impl Gate {
         }
     }
 
-    fn put_approval(&self, r: &Request) -> Result<(), GateError> {
-        let bytes = serde_json::to_vec(r).expect("serializable");
-        Ok(self.ledger.state().put_approval(&r.id, &bytes)?)
+    /// Changes approval request `id`'s record with `change` (given the
+    /// record as stored, `None` if there is none; it returns the new record,
+    /// or `Ok(None)` to leave it), as a compare-and-swap in the store: on a
+    /// shared log another gate's change in between makes `change` run again
+    /// on the fresh record, so no vote or use is ever lost. Returns the
+    /// record as it is after.
+    fn change_approval<T>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(Option<Request>) -> Result<(Option<Request>, T), GateError>,
+    ) -> Result<T, GateError> {
+        for _ in 0..64 {
+            let stored = self.ledger.state().approval(id)?;
+            let current = stored
+                .as_deref()
+                .map(serde_json::from_slice::<Request>)
+                .transpose()
+                .map_err(|e| GateError::Internal(format!("approval record {id}: {e}")))?;
+            let (new, out) = change(current)?;
+            let Some(new) = new else {
+                return Ok(out);
+            };
+            let bytes = serde_json::to_vec(&new).expect("serializable");
+            if self
+                .ledger
+                .state()
+                .swap_approval(id, stored.as_deref(), &bytes)?
+            {
+                return Ok(out);
+            }
+        }
+        Err(GateError::Unavailable(format!(
+            "approval request {id} kept changing under this write; try again"
+        )))
     }
 
     /// After a durable SILENCE that asks for approvals: the live request
@@ -198,16 +229,13 @@ impl Gate {
         let _one = self.approval_writes.lock().expect("approval lock");
         let now = now_ns();
         let (id, digest) = protocol::approval_id(request);
-        if let Some(r) = self.approval(&id)?.filter(|r| r.live(now)) {
-            return Ok(r.summary(now));
-        }
         let expires = now.saturating_add(
             i64::try_from(ask.ttl_seconds)
                 .unwrap_or(i64::MAX / 1_000_000_000)
                 .saturating_mul(1_000_000_000),
         );
-        let r = Request {
-            id,
+        let fresh = Request {
+            id: id.clone(),
             digest,
             request: protocol::approval_subject(request),
             requested_by: caller.to_string(),
@@ -220,24 +248,38 @@ impl Gate {
             rejected: None,
             used_by: None,
         };
-        self.put_approval(&r)?;
-        tracing::info!(id = %r.id, count = r.count, "approval requested");
-        Ok(r.summary(now))
+        self.change_approval(&id, |current| match current.filter(|r| r.live(now)) {
+            Some(live) => Ok((None, live.summary(now))),
+            None => {
+                tracing::info!(%id, count = fresh.count, "approval requested");
+                Ok((Some(fresh.clone()), fresh.summary(now)))
+            }
+        })
     }
 
     /// After a durable PERMIT that relied on request `id`'s approvals: they
     /// are used up.
     pub(crate) fn use_approval(&self, id: &str, receipt_id: &str) -> Result<(), GateError> {
         let _one = self.approval_writes.lock().expect("approval lock");
-        if let Some(mut r) = self.approval(id)? {
-            r.used_by = Some(receipt_id.to_string());
-            self.put_approval(&r)?;
-        }
+        self.change_approval(id, |current| {
+            Ok((
+                current.map(|mut r| {
+                    r.used_by = Some(receipt_id.to_string());
+                    r
+                }),
+                (),
+            ))
+        })?;
         self.voted.write().expect("voted lock").remove(id);
         Ok(())
     }
 
-    /// A vote by `caller`: checked, logged, stored. Blocking.
+    /// A vote by `caller`: checked, logged, stored. Blocking. The caller
+    /// holds the request's actor lock (this gate's and, on a shared log,
+    /// the database's), which decisions relying on the request's approvals
+    /// hold too: the order of votes in the log is the order in which they
+    /// take effect, and no decision sees a vote or a rejection the log
+    /// does not yet have.
     fn vote(
         &self,
         caller: &Caller,
@@ -247,27 +289,31 @@ impl Gate {
     ) -> Result<Value, GateError> {
         let _one = self.approval_writes.lock().expect("approval lock");
         let now = now_ns();
-        let mut r = self
+        let r = self
             .approval(id)?
             .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
-        if !r.live(now) {
-            return Err(GateError::BadInput(format!(
-                "approval request {id} is {}",
-                r.state(now)
-            )));
-        }
-        if caller.name == r.requested_by {
-            return Err(GateError::Forbidden(format!(
-                "caller {} asked for the decision and may not approve it",
-                caller.name
-            )));
-        }
-        if r.approvals.iter().any(|v| v.by == caller.name) {
-            return Err(GateError::BadInput(format!(
-                "caller {} has already approved {id}",
-                caller.name
-            )));
-        }
+        let may_vote = |r: &Request| {
+            if !r.live(now) {
+                return Err(GateError::BadInput(format!(
+                    "approval request {id} is {}",
+                    r.state(now)
+                )));
+            }
+            if caller.name == r.requested_by {
+                return Err(GateError::Forbidden(format!(
+                    "caller {} asked for the decision and may not approve it",
+                    caller.name
+                )));
+            }
+            if r.approvals.iter().any(|v| v.by == caller.name) {
+                return Err(GateError::BadInput(format!(
+                    "caller {} has already approved {id}",
+                    caller.name
+                )));
+            }
+            Ok(())
+        };
+        may_vote(&r)?;
         let action = if approve {
             "approval.approve"
         } else {
@@ -284,12 +330,25 @@ impl Gate {
             at: protocol::format_rfc3339_ns(now),
             note,
         };
-        if approve {
-            r.approvals.push(vote);
-        } else {
-            r.rejected = Some(vote);
-        }
-        self.put_approval(&r)?;
+        // Stored only on the record as it is now: a vote another gate stored
+        // meanwhile is kept, and a request closed meanwhile takes no vote
+        // (its entry stays in the log, counted by nobody: the audit knows a
+        // vote after a rejection does not count).
+        let r = self.change_approval(id, |current| {
+            let mut r =
+                current.ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+            may_vote(&r).map_err(|e| {
+                GateError::BadInput(format!(
+                    "{e}: the vote was logged at entry {entry} but does not count"
+                ))
+            })?;
+            if approve {
+                r.approvals.push(vote.clone());
+            } else {
+                r.rejected = Some(vote.clone());
+            }
+            Ok((Some(r.clone()), r))
+        })?;
         let mut voted = self.voted.write().expect("voted lock");
         if approve {
             voted.insert(r.id.clone());
@@ -334,6 +393,13 @@ pub(crate) async fn vote(
     if body.note.as_ref().is_some_and(|n| n.len() > 1024) {
         return Err(GateError::BadInput("note: at most 1024 bytes".into()));
     }
+    // The request's actor lock, here and across gates (see `Gate::vote`).
+    let actor = gate
+        .approval(&id)?
+        .and_then(|r| r.request["actor"]["id"].as_str().map(str::to_string))
+        .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+    let _local = gate.history.actor(&actor).lock_owned().await;
+    let _held = gate.hold(&format!("actor/{actor}")).await?;
     tokio::task::spawn_blocking(move || gate.vote(&caller, &id, approve, body.note))
         .await
         .map_err(|e| GateError::Internal(e.to_string()))?

@@ -107,14 +107,22 @@ impl Gate {
         actor: &str,
         counters: &Counters,
     ) -> Result<Option<ledger::Held>, GateError> {
+        let held = self.hold(&format!("actor/{actor}")).await?;
+        if held.is_some() {
+            self.catch_up(counters).await?;
+        }
+        Ok(held)
+    }
+
+    /// On a shared log: the named lock across every gate (`Ledger::hold`),
+    /// held until dropped. `None` on a log of one gate.
+    pub(crate) async fn hold(&self, name: &str) -> Result<Option<ledger::Held>, GateError> {
         if !self.ledger.shared() {
             return Ok(None);
         }
-        let (l, name) = (self.ledger.clone(), format!("actor/{actor}").into_bytes());
-        let held = tokio::task::spawn_blocking(move || l.hold(&name))
+        let (l, name) = (self.ledger.clone(), name.as_bytes().to_vec());
+        Ok(tokio::task::spawn_blocking(move || l.hold(&name))
             .await
-            .map_err(|e| GateError::Internal(e.to_string()))??;
-        self.catch_up(counters).await?;
-        Ok(held)
+            .map_err(|e| GateError::Internal(e.to_string()))??)
     }
 }

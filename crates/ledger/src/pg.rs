@@ -712,6 +712,26 @@ impl LogStore for PgStore {
         })
     }
 
+    fn state_swap(&self, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, Error> {
+        let (k, e, n) = (key.to_vec(), expected.map(<[u8]>::to_vec), new.to_vec());
+        // One statement each: the row's value is compared and replaced
+        // atomically, whatever other gates write meanwhile.
+        self.run(move |c| {
+            let written = match &e {
+                Some(e) => c.execute(
+                    "UPDATE tollgate_state SET value = $3 WHERE key = $1 AND value = $2",
+                    &[&k, e, &n],
+                ),
+                None => c.execute(
+                    "INSERT INTO tollgate_state (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&k, &n],
+                ),
+            };
+            Ok(written.map_err(storage)? == 1)
+        })
+    }
+
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error> {
         let p = prefix.to_vec();
         self.run(move |c| {

@@ -177,14 +177,22 @@ impl State {
             .state_put(&[(SHADOW_POLICY, version.unwrap_or("").as_bytes())])
     }
 
-    /// Stores approval request `id`'s record, durably.
+    /// Replaces approval request `id`'s record with `record`, durably, only
+    /// if it is still `expected` (`None`: there is none): whether it did.
+    /// Atomic across every gate of a shared log (compare-and-swap in the
+    /// store), so two votes on two gates never overwrite each other.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn put_approval(&self, id: &str, record: &[u8]) -> Result<(), Error> {
+    pub fn swap_approval(
+        &self,
+        id: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+    ) -> Result<bool, Error> {
         let _guard = self.lock.lock().expect("state lock");
-        self.store.state_put(&[(&approval_key(id), record)])
+        self.store.state_swap(&approval_key(id), expected, record)
     }
 
     /// Approval request `id`'s record.

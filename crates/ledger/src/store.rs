@@ -124,6 +124,18 @@ pub(crate) trait LogStore: Send + Sync {
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error>;
     /// Every state pair whose key starts with `prefix`, in key order.
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error>;
+    /// Compare-and-swap of one state value, durably: writes `new` only if
+    /// the value is `expected` (`None`: absent); whether it wrote. The
+    /// default reads then writes, which is atomic only where one process
+    /// owns the store and its writers are serialized (`State` holds its
+    /// lock); a store other processes share must override it.
+    fn state_swap(&self, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, Error> {
+        if self.state_get(key)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.state_put(&[(key, new)])?;
+        Ok(true)
+    }
 }
 
 /// The head of a log other writers share, held by one writer for one batch:
