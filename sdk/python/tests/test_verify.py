@@ -189,9 +189,11 @@ def test_the_shared_corpus_is_accepted_and_refused_as_it_says() -> None:
     """tests/vectors/tollgate/verifier-corpus.json, also read by the Rust
     verifier's tests: every raw answer gets the same verdict from both."""
     v = json.loads((VECTORS / "tollgate/verifier-corpus.json").read_text())
-    log_key, gate_key = Verifier.parse(v["log_key"]), Verifier.parse(v["gate_key"])
     assert len(v["cases"]) >= 15
     for case in v["cases"]:
+        # A case signed with keys of its own names them.
+        log_key = Verifier.parse(case.get("log_key", v["log_key"]))
+        gate_key = Verifier.parse(case.get("gate_key", v["gate_key"]))
         try:
             response = strict_json(case["raw"].encode())
             if not isinstance(response, dict):

@@ -2,13 +2,23 @@
 one answer every verifier of this project (Rust `verify::verify_decision`
 behind serde's typed parse, Python `tollgate.verify`, and later the
 TypeScript SDK's) must give: accept or refuse. Built from decisions.json
-(recorded from a real gate) by edits of the text that need no key: the
-rules for the wire form, not for signatures. Run: python3 make_corpus.py"""
+(recorded from a real gate) by edits of the text that need no key, and from
+answers of a one-entry log signed here with fixed test keys (each such case
+names its own log and gate keys): receipts whose signed content breaks a
+rule. Run: python3 make_corpus.py (needs `cryptography`; deterministic)."""
 
+import base64
+import hashlib
 import json
+import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[2] / "sdk/python/src"))
+from tollgate.verify import canonical_json  # noqa: E402
+
 v = json.loads((HERE / "decisions.json").read_text())
 permit = next(d for d in v["decisions"] if d["decision"] == "PERMIT")
 
@@ -86,6 +96,105 @@ cases += [
     },
     {"name": "not an object", "raw": json.dumps([permit]), "expect": "refuse"},
 ]
+
+
+class Key:
+    """A fixed Ed25519 test key named `name` (C2SP signed-note)."""
+
+    def __init__(self, name: str) -> None:
+        seed = hashlib.sha256(f"tollgate verifier corpus {name}".encode()).digest()
+        self.name, self.private = name, Ed25519PrivateKey.from_private_bytes(seed)
+        public = b"\x01" + self.private.public_key().public_bytes_raw()
+        self.id = hashlib.sha256(name.encode() + b"\n" + public).digest()[:4]
+        self.vkey = f"{name}+{self.id.hex()}+{base64.b64encode(public).decode()}"
+
+    def sign(self, text: str) -> str:
+        sig = base64.b64encode(self.id + self.private.sign(text.encode())).decode()
+        return f"{text}\n\u2014 {self.name} {sig}\n"
+
+
+LOG, GATE = Key("corpus.example/log"), Key("corpus.example/gate")
+
+
+def one_entry_answer(body: dict[str, object], *, text: str | None = None) -> str:
+    """The decision answer of a log holding only `body`'s receipt (signed
+    by GATE; its canonical text unless `text` is given)."""
+    receipt = GATE.sign(text if text is not None else canonical_json(body) + "\n")
+    leaf = hashlib.sha256(b"\x00" + receipt.encode()).digest()
+    checkpoint = LOG.sign(f"{LOG.name}\n1\n{base64.b64encode(leaf).decode()}\n")
+    policy = body.get("policy")
+    return json.dumps(
+        {
+            "decision": body["decision"],
+            "reason": body["reason"],
+            "receipt_id": body["receipt_id"],
+            "policy_version": policy["version"] if isinstance(policy, dict) else None,
+            "log_index": 0,
+            "receipt": receipt,
+            "proof": f"c2sp.org/tlog-proof@v1\nindex 0\n\n{checkpoint}",
+            "replayed": False,
+        },
+        ensure_ascii=False,
+    )
+
+
+def receipt_body(**request_changes: object) -> dict[str, object]:
+    request: dict[str, object] = {
+        "actor": {"id": "agent-treasury", "kind": "agent"},
+        "surface": "payments",
+        "action": "transfer",
+        "target": {"amount": 500, "to": "acct-9"},
+        "context": {},
+        "idempotency_key": "corpus",
+    }
+    request.update(request_changes)
+    request = {k: x for k, x in request.items() if x is not None}
+    rid = hashlib.sha256(b"tollgate receipt id v2\0demo\0agent-treasury\0corpus").hexdigest()
+    return {
+        "format": "tollgate.receipt/v2",
+        "receipt_id": rid[:32],
+        "log": LOG.name,
+        "request": request,
+        "request_digest": "sha256:" + hashlib.sha256(canonical_json(request).encode()).hexdigest(),
+        "decision": "PERMIT",
+        "reason": "corpus",
+        "policy": None,
+        "derived": {"actor": None, "caller": {"name": "demo", "via": "token"}},
+        "decided_at": "2026-12-07T12:00:00.000000000Z",
+    }
+
+
+signed = [
+    ("a signed PERMIT of a one-entry log", receipt_body(), "accept"),
+    ("a receipt naming another log", {**receipt_body(), "log": "other.example/log"}, "refuse"),
+    ("a receipt with an unknown member", {**receipt_body(), "extra": 1}, "refuse"),
+    ("a recorded surface that is not a name", receipt_body(surface="Payments"), "refuse"),
+    ("a recorded request with an unknown field", receipt_body(extra=1), "refuse"),
+    ("a recorded request not normalized (no context)", receipt_body(context=None), "refuse"),
+    (
+        "a recorded actor kind outside the contract",
+        receipt_body(actor={"id": "agent-treasury", "kind": "bot"}),
+        "refuse",
+    ),
+    ("a recorded number beyond 2^53 - 1", receipt_body(target={"amount": 2**53}), "refuse"),
+    (
+        "a recorded target nested five deep",
+        receipt_body(target={"a": {"b": {"c": {"d": {"e": 1}}}}}),
+        "refuse",
+    ),
+]
+for name, body, expect in signed:
+    cases.append({
+        "name": name, "log_key": LOG.vkey, "gate_key": GATE.vkey,
+        "raw": one_entry_answer(body), "expect": expect,
+    })  # fmt: skip
+cases.append({
+    "name": "a receipt whose signed text is not canonical",
+    "log_key": LOG.vkey, "gate_key": GATE.vkey,
+    "raw": one_entry_answer(receipt_body(), text=json.dumps(receipt_body()) + "\n"),
+    "expect": "refuse",
+})  # fmt: skip
+
 out = {
     "comment": "Generated by make_corpus.py from decisions.json; each raw answer "
     "must be accepted or refused by every verifier alike.",

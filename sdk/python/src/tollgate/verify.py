@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -530,6 +531,87 @@ def strict_json(text: str | bytes) -> Any:
 _strict_json = strict_json
 
 
+_REQUEST_FIELDS = {
+    "actor", "surface", "action", "target", "context", "idempotency_key",
+    "expected_policy_version",
+}  # fmt: skip
+_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_VERSION = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _bad_request(at: str, problem: str) -> VerificationError:
+    return VerificationError(f"recorded request {at or '/'}: {problem}")
+
+
+def _is_id(v: object) -> bool:
+    return isinstance(v, str) and 1 <= len(v) <= 128 and all(0x21 <= ord(c) <= 0x7E for c in v)
+
+
+def _check_free(v: object, at: str, depth: int) -> None:
+    if v is None or isinstance(v, bool):
+        return
+    if isinstance(v, int | float):
+        if not abs(v) <= MAX_SAFE_INTEGER:
+            raise _bad_request(at, "number beyond 2^53 - 1")
+        return
+    if isinstance(v, str):
+        if len(v) > 1024:
+            raise _bad_request(at, "string longer than 1024 characters")
+        return
+    items = (
+        list(v.items())
+        if isinstance(v, dict)
+        else list(enumerate(v))
+        if isinstance(v, list)
+        else None
+    )
+    if items is None:
+        raise _bad_request(at, "not JSON")
+    if depth > 4 or len(items) > 64:
+        raise _bad_request(at, "nested deeper than 4 levels, or more than 64 members or items")
+    for k, item in items:
+        if isinstance(k, str) and not 1 <= len(k) <= 128:
+            raise _bad_request(at, "member names must be 1 to 128 characters")
+        _check_free(item, f"{at}/{k}", depth + 1)
+
+
+def check_request(request: dict[str, Any], *, normalized: bool = False) -> None:
+    """`request` meets the decision request contract (schemas/
+    decision-request.schema.json), as the gate's parser enforces it; with
+    `normalized`, in the form receipts record (`context` always present).
+    Raises `VerificationError` naming the field."""
+    unknown = set(request) - _REQUEST_FIELDS
+    if unknown:
+        raise _bad_request(f"/{sorted(unknown)[0]}", "unknown field")
+    actor = request.get("actor")
+    if not isinstance(actor, dict) or set(actor) - {"id", "kind", "on_behalf_of"}:
+        raise _bad_request("/actor", "must be an object of id, kind, on_behalf_of")
+    if not _is_id(actor.get("id")):
+        raise _bad_request("/actor/id", "must be 1 to 128 printable ASCII characters")
+    if actor.get("kind") not in ("agent", "human", "service"):
+        raise _bad_request("/actor/kind", "must be one of agent, human, service")
+    if "on_behalf_of" in actor and not _is_id(actor["on_behalf_of"]):
+        raise _bad_request("/actor/on_behalf_of", "must be 1 to 128 printable ASCII characters")
+    for name in ("surface", "action"):
+        if not isinstance(request.get(name), str) or not _NAME.fullmatch(request[name]):
+            raise _bad_request(f"/{name}", "must be a lowercase name")
+    for name in ("target", "context"):
+        if name not in request and (name == "target" or normalized):
+            raise _bad_request(f"/{name}", "missing required field")
+        if name in request:
+            if not isinstance(request[name], dict):
+                raise _bad_request(f"/{name}", "must be an object")
+            _check_free(request[name], f"/{name}", 1)
+    if not _is_id(request.get("idempotency_key")):
+        raise _bad_request("/idempotency_key", "must be 1 to 128 printable ASCII characters")
+    version = request.get("expected_policy_version")
+    if "expected_policy_version" in request and not (
+        isinstance(version, str) and _VERSION.fullmatch(version)
+    ):
+        raise _bad_request("/expected_policy_version", "must be sha256: and 64 hex digits")
+
+
 def approval_id(request: dict[str, Any]) -> str:
     """The id of the approval request for a request (as a receipt records
     it): `ap-` and 32 hex digits of the SHA-256 of the canonical request
@@ -571,6 +653,7 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
     request = body.get("request")
     if not isinstance(request, dict):
         raise VerificationError("receipt records no request")
+    check_request(request, normalized=True)
     digest = "sha256:" + hashlib.sha256(canonical_json(request).encode()).hexdigest()
     if body.get("request_digest") != digest:
         raise VerificationError("request_digest does not match the recorded request")
