@@ -116,12 +116,15 @@ fn in_process(dir: &std::path::Path, caller: &str, actor: &str) -> Result<Decide
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let started = {
+    let gate = {
         let _in_runtime = runtime.enter();
-        gate::Gate::open(&config)
+        let gate = gate::Gate::open(&config)
             .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
+            .gate;
+        // On a shared log, what other gates change (a revocation) binds here too.
+        gate.start_background();
+        gate
     };
-    let gate = started.gate;
     let Some(found) = gate.caller(caller) else {
         anyhow::bail!(
             "no live caller {caller:?} in {}: add one with `tollgate caller add {caller} \

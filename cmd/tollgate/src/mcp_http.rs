@@ -196,6 +196,8 @@ impl Gatekeeper {
         let gate = gate::Gate::open(&config)
             .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
             .gate;
+        // On a shared log, what other gates change (a revocation) binds here too.
+        gate.start_background();
         let trust = sdk::Trust::new(gate.log_verifier().clone(), gate.gate_verifier().clone());
         Ok(Gatekeeper::InProcess { gate, trust })
     }
