@@ -2464,3 +2464,48 @@ fn a_permit_is_redeemed_once_and_the_log_shows_where() {
     assert_eq!(status, 403, "the demo caller lacks redeem");
     s.audit();
 }
+
+/// What a gate relies on is what the log says: an approval record changed
+/// in the database by someone other than a gate (a vote added that names an
+/// entry which is no approval of this request) lends nothing. Every ask
+/// stays SILENCE, the record is counted as refused in `/metrics`, and the
+/// log passes its audit.
+#[test]
+fn an_approval_record_the_log_does_not_back_lends_nothing() {
+    let pg = testkit::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_LOG_STORE", pg.url.as_str())]);
+    let asked = s.decide(&transfer(50_000, "forged-0"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    let id = asked.approval.unwrap()["id"].as_str().unwrap().to_string();
+    // Someone with the database's password adds a vote by "alice" that
+    // names entry 0 (the start-up's policy.publish).
+    let mut db = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let key = [b"r".as_slice(), id.as_bytes()].concat();
+    let row = db
+        .query_one("SELECT value FROM tollgate_state WHERE key = $1", &[&key])
+        .unwrap();
+    let mut record: Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(0)).unwrap();
+    record["approvals"] = json!([{"by": "alice", "entry": 0, "at": "2026-12-07T00:00:00Z"}]);
+    let forged = serde_json::to_vec(&record).unwrap();
+    db.execute(
+        "UPDATE tollgate_state SET value = $2 WHERE key = $1",
+        &[&key, &forged],
+    )
+    .unwrap();
+    // The gate learns the record (it follows the shared state every 250 ms)
+    // and refuses it; no ask meanwhile is PERMIT.
+    let mut n = 0;
+    eventually("the forged record is refused", || {
+        n += 1;
+        let r = s.decide(&transfer(50_000, &format!("forged-{n}")));
+        assert_eq!(
+            r.decision,
+            Decision::Silence,
+            "a forged vote let a PERMIT through"
+        );
+        s.get_text("/metrics")
+            .contains("tollgate_state_records_refused_total{kind=\"approval\"} 1")
+    });
+    s.audit();
+}

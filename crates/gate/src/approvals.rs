@@ -146,11 +146,55 @@ impl Gate {
     }
 
     /// The approvals a decision on request `id` asked by `asker` may rely
-    /// on now (`derived.approvals`), read from its record.
+    /// on now (`derived.approvals`), read from its record — and each vote
+    /// found in the log: the entry it names must be an `approval.approve`
+    /// of this request by that caller, signed by this gate's key. A record
+    /// naming a vote the log does not hold (written into the state by
+    /// anyone but the gate) lends nothing: it is refused, counted
+    /// (`tollgate_state_records_refused_total{kind="approval"}`) and logged.
     pub(crate) fn attachable(&self, id: &str, asker: &str) -> Result<Option<Value>, GateError> {
-        Ok(self
-            .approval(id)?
-            .and_then(|r| r.attachable(now_ns(), asker)))
+        let Some(r) = self.approval(id)? else {
+            return Ok(None);
+        };
+        let Some(votes) = r.attachable(now_ns(), asker) else {
+            return Ok(None);
+        };
+        for v in r.approvals.iter().filter(|v| v.by != asker) {
+            if let Err(why) = self.vote_in_log(&r, v) {
+                self.metrics.state_record_refused("approval");
+                tracing::error!(
+                    %id,
+                    by = %v.by,
+                    entry = v.entry,
+                    "an approval record names a vote the log does not hold; nothing attached: {why}"
+                );
+                return Ok(None);
+            }
+        }
+        Ok(Some(votes))
+    }
+
+    /// Whether the log holds vote `v` on request `r` as the record says.
+    fn vote_in_log(&self, r: &Request, v: &Vote) -> Result<(), String> {
+        let leaf = self.ledger.entry(v.entry).map_err(|e| e.to_string())?;
+        let (note, g) = protocol::parse_governance(&leaf).map_err(|e| e.to_string())?;
+        note.verify(std::slice::from_ref(self.gate_key.verifier()))
+            .map_err(|e| format!("entry {}: {e}", v.entry))?;
+        let says = |k: &str| g.subject[k].as_str();
+        if g.action != "approval.approve"
+            || g.by != format!("caller:{}", v.by)
+            || says("id") != Some(r.id.as_str())
+            || says("digest") != Some(r.digest.as_str())
+        {
+            return Err(format!(
+                "entry {} is {} by {} on {:?}",
+                v.entry,
+                g.action,
+                g.by,
+                says("id")
+            ));
+        }
+        Ok(())
     }
 
     /// The live requests that hold approvals, from the ledger's state: at

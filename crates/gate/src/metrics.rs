@@ -70,6 +70,8 @@ pub struct Metrics {
     write: Histogram,
     /// Decisions evaluated under a shadow policy too: [active][shadow].
     shadow: [[AtomicU64; 3]; 3],
+    /// State records refused because the log does not back them, by kind.
+    refused_approvals: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -88,6 +90,7 @@ impl Default for Metrics {
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
             write: Histogram::new(SECONDS),
             shadow: Default::default(),
+            refused_approvals: AtomicU64::new(0),
         }
     }
 }
@@ -155,6 +158,14 @@ impl Metrics {
         self.shadow[index(active)][index(shadow)].fetch_add(1, Relaxed);
     }
 
+    /// A state record of `kind` the log does not back was refused.
+    pub(crate) fn state_record_refused(&self, kind: &str) {
+        match kind {
+            "approval" => drop(self.refused_approvals.fetch_add(1, Relaxed)),
+            other => tracing::error!("no counter for refused state records of kind {other}"),
+        }
+    }
+
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
         match outcome {
             Outcome::Decided {
@@ -216,6 +227,14 @@ impl Metrics {
                 c.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_state_records_refused_total State records refused because the log \
+             does not hold what they name (written into the store by anyone but a gate).\n\
+             # TYPE tollgate_state_records_refused_total counter\n\
+             tollgate_state_records_refused_total{{kind=\"approval\"}} {}",
+            self.refused_approvals.load(Relaxed)
+        );
         self.latency.render(
             &mut out,
             "tollgate_decision_seconds",
