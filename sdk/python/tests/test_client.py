@@ -207,3 +207,24 @@ def test_a_guard_waits_for_a_person_to_approve_then_runs_once(gate: Gate) -> Non
         return key
 
     assert anyio.run(run) == "py-w2+approved"
+
+
+def test_one_root_for_every_error_and_clients_close_with_with(gate: Gate) -> None:
+    """`except TollgateError` catches refusals, surface refusals and
+    verification errors alike; clients are context managers."""
+    from tollgate import Refusal, TollgateError, VerificationError
+    from tollgate.surface import Refused
+
+    for kind in (Refusal, Refused, VerificationError, Deny, Unverified):
+        assert issubclass(kind, TollgateError), kind
+    with client(gate) as c, pytest.raises(TollgateError):
+        c.decide(intent(5_000_000, "root-1"))
+    assert c._http.is_closed
+
+    async def run() -> None:
+        trust = Trust.of(gate.log_key, gate.gate_key)
+        async with AsyncClient(gate.url, trust, token=gate.token) as a:
+            assert (await a.decide(intent(5, "root-2"))).receipt_id
+        assert a._http.is_closed
+
+    anyio.run(run)

@@ -23,11 +23,11 @@ from tollgate.surface import (
     Missing,
     NotPermit,
     PermitMiddleware,
+    PermitUnverified,
     Scope,
     Stale,
     SurfaceVerifier,
     Unredeemed,
-    Unverified,
     Used,
     _unix_ns,
     header_value,
@@ -67,7 +67,7 @@ def test_everything_but_a_fresh_permit_is_refused(gate: Gate) -> None:
     response = dict(permit.response)
     response["receipt"] = response["receipt"].replace("acct-1", "acct-2")
     forged = header_value(Permit(response, permit.receipt))
-    with pytest.raises(Unverified):
+    with pytest.raises(PermitUnverified):
         v.check(
             forged, Call("payments", "transfer", {"amount": 500, "currency": "EUR", "to": "acct-2"})
         )

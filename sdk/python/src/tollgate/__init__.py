@@ -8,6 +8,9 @@
   tlog-proof; RFC 9162 Merkle proofs; RFC 8785 canonical JSON), not bound to
   the Rust code. `verify_decision` checks a decision response the way
   `proofcheck receipt` does.
+- `TollgateError`: the one root of every error the SDK raises on purpose
+  (`Refusal`, `tollgate.surface.Refused`, `VerificationError`). `Client` and
+  `AsyncClient` close with `with` / `async with`.
 """
 
 from tollgate.client import (
@@ -23,6 +26,7 @@ from tollgate.client import (
     Unverified,
     current_permit,
 )
+from tollgate.errors import TollgateError
 from tollgate.verify import (
     Checkpoint,
     Decision,
@@ -53,6 +57,7 @@ __all__ = [
     "ProofBundle",
     "Refusal",
     "Silence",
+    "TollgateError",
     "Trust",
     "Unavailable",
     "Unverified",

@@ -33,6 +33,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 import httpx
 
+from tollgate.errors import TollgateError
 from tollgate.verify import (
     Policy,
     VerificationError,
@@ -47,7 +48,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Refusal(Exception):
+class Refusal(TollgateError):
     """Why a tool was not run."""
 
 
@@ -306,6 +307,12 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class AsyncClient:
     """`Client` for asyncio and anyio."""
@@ -400,6 +407,12 @@ class AsyncClient:
             return call
 
         return wrap
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

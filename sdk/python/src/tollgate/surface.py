@@ -46,6 +46,7 @@ import anyio.to_thread
 import httpx
 
 from tollgate.client import Permit, Trust
+from tollgate.errors import TollgateError
 from tollgate.verify import VerificationError, canonical_json, strict_json, verify_decision
 
 PERMIT_HEADER = "tollgate-permit"
@@ -67,7 +68,7 @@ class Call:
     target: Any
 
 
-class Refused(Exception):
+class Refused(TollgateError):
     """Why a call was refused (403)."""
 
 
@@ -79,8 +80,8 @@ class Malformed(Refused):
     pass
 
 
-class Unverified(Refused):
-    pass
+class PermitUnverified(Refused):
+    """The permit does not verify (signature, receipt, proof)."""
 
 
 class NotPermit(Refused):
@@ -190,6 +191,12 @@ class AtGate:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> AtGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 
@@ -235,7 +242,7 @@ class SurfaceVerifier:
                 response, self._trust.log_key, self._trust.gate_key, self._trust.witnesses
             )
         except VerificationError as e:
-            raise Unverified(f"the permit does not verify: {e}") from e
+            raise PermitUnverified(f"the permit does not verify: {e}") from e
         if receipt["decision"] != "PERMIT":
             raise NotPermit(f"the permit records {receipt['decision']}, not PERMIT")
         r = receipt["request"]

@@ -26,6 +26,8 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tollgate.errors import TollgateError
+
 Decision = Literal["PERMIT", "DENY", "SILENCE"]
 RECEIPT_FORMAT = "tollgate.receipt/v2"
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -34,7 +36,7 @@ MAX_SIGNATURES = 100
 MAX_NOTE_SIZE = 1 << 20
 
 
-class VerificationError(Exception):
+class VerificationError(TollgateError):
     """The input does not verify; the message says which check failed."""
 
 
