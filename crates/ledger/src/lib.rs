@@ -1,5 +1,6 @@
 //! The receipt ledger: an append-only RFC 9162 log over a storage backend
-//! (RocksDB today), and the state kept beside it.
+//! (RocksDB embedded, or PostgreSQL shared by many gates), and the state
+//! kept beside it.
 //!
 //! In scope: durable appends with group commit and exact idempotency
 //! ([`Ledger::append`]), one signed C2SP checkpoint per committed batch, and

@@ -11,8 +11,9 @@
 //! a value only a verified PERMIT can construct; and the tool side
 //! ([`surface`]): a permit header the agent attaches to an HTTP tool call,
 //! and the verifier the tool's service runs (a tower layer, or a plain
-//! function). Out of scope so far: the Unix-socket transport and an async
-//! client.
+//! function), with permits redeemed in this process or at the gate.
+//! Transports: HTTP(S), and the gate's Unix socket (`unix:/path`). Out of
+//! scope so far: an async client.
 //!
 //! ```no_run
 //! use sdk::{Client, Trust};
