@@ -87,6 +87,10 @@ pub struct AuditState {
     /// of its redemption.
     #[serde(default)]
     pub redeemed: BTreeMap<String, u64>,
+    /// When the request each `approval.approve` entry voted on expires (UNIX
+    /// ns), where the vote says (`expires_at`): index → expiry.
+    #[serde(default)]
+    pub vote_expiry: BTreeMap<u64, i64>,
 }
 
 impl AuditState {
@@ -163,6 +167,8 @@ struct Relied {
     caller: String,
     digest: String,
     votes: Vec<(String, u64)>,
+    /// The receipt's decision time, UNIX ns.
+    decided_at_ns: i64,
 }
 
 impl Relied {
@@ -187,6 +193,8 @@ impl Relied {
             caller: body.caller().unwrap_or_default().to_string(),
             digest: protocol::approval_id(&body.request).1,
             votes,
+            decided_at_ns: protocol::parse_rfc3339_ns(&body.decided_at)
+                .map_err(|e| format!("entry {at}: decided_at: {e}"))?,
         }))
     }
 }
@@ -198,14 +206,17 @@ struct Closings<'a> {
     rejections: Option<&'a BTreeMap<u64, String>>,
     /// SILENCE receipts that opened a request: digest → indexes.
     openings: Option<&'a BTreeMap<String, Vec<u64>>>,
+    /// When the request a vote was for expires: vote index → UNIX ns.
+    expiry: Option<&'a BTreeMap<u64, i64>>,
 }
 
 /// The approval chain: every approval a receipt relied on is an earlier
 /// `approval.approve` entry for the same request digest, by another caller
 /// than the one that asked, not closed by a rejection of that request
 /// before the receipt (a vote before the last rejection counts no more; one
-/// after it only if a later SILENCE opened the request again), and no vote
-/// lets two PERMITs through.
+/// after it only if a later SILENCE opened the request again), not relied on
+/// at or after the request's expiry (where the vote records it), and no
+/// vote lets two PERMITs through.
 fn check_approvals(
     relied: &mut [Relied],
     approvals: &BTreeMap<u64, (String, String)>,
@@ -221,6 +232,15 @@ fn check_approvals(
                 .map(|(i, _)| *i)
         });
         for (by, entry) in &r.votes {
+            if let Some(expires) = closings.expiry.and_then(|x| x.get(entry)) {
+                if r.decided_at_ns >= *expires {
+                    return Err(format!(
+                        "entry {}: relies on approval {entry} after its request expired ({})",
+                        r.at,
+                        protocol::format_rfc3339_ns(*expires)
+                    ));
+                }
+            }
             if let Some(reject) = last_reject {
                 if *entry < reject {
                     return Err(format!(
@@ -520,6 +540,7 @@ pub fn audit(
     let mut rejections = state.map(|s| s.rejections.clone()).unwrap_or_default();
     let mut openings = state.map(|s| s.openings.clone()).unwrap_or_default();
     let mut redeemed = state.map(|s| s.redeemed.clone()).unwrap_or_default();
+    let mut vote_expiry = state.map(|s| s.vote_expiry.clone()).unwrap_or_default();
     for (at, digest) in opened {
         openings.entry(digest).or_default().push(at);
     }
@@ -527,7 +548,15 @@ pub fn audit(
     for (at, g) in &history {
         let digest = || g.subject["digest"].as_str().unwrap_or_default().to_string();
         match g.action.as_str() {
-            "approval.approve" => drop(approvals.insert(*at, (digest(), g.by.clone()))),
+            "approval.approve" => {
+                approvals.insert(*at, (digest(), g.by.clone()));
+                if let Some(e) = g.subject["expires_at"].as_str() {
+                    let ns = protocol::parse_rfc3339_ns(e)
+                        .map_err(|e| format!("entry {at}: expires_at: {e}"))
+                        .or_else(failed)?;
+                    vote_expiry.insert(*at, ns);
+                }
+            }
             "approval.reject" => drop(rejections.insert(*at, digest())),
             "permit.redeem" => check_redemption(*at, g, &mut redeemed).or_else(failed)?,
             _ => {}
@@ -536,6 +565,7 @@ pub fn audit(
     let closings = Closings {
         rejections: Some(&rejections),
         openings: Some(&openings),
+        expiry: Some(&vote_expiry),
     };
     check_approvals(&mut relied, &approvals, &closings, &mut approvals_used).or_else(failed)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -565,6 +595,7 @@ pub fn audit(
         rejections,
         openings,
         redeemed,
+        vote_expiry,
     };
     Ok((report, state))
 }
@@ -616,6 +647,7 @@ mod tests {
                 caller: caller.into(),
                 digest: digest.into(),
                 votes: vec![(by.into(), entry)],
+                decided_at_ns: 0,
             };
         let check = |mut rs: Vec<Relied>| {
             check_approvals(
@@ -681,6 +713,7 @@ mod tests {
             let closings = Closings {
                 rejections: Some(&rejections),
                 openings: Some(&openings),
+                expiry: None,
             };
             let mut rs = vec![Relied {
                 at,
@@ -688,6 +721,7 @@ mod tests {
                 caller: "demo".into(),
                 digest: "sha256:aa".into(),
                 votes: vec![("alice".into(), entry)],
+                decided_at_ns: 0,
             }];
             check_approvals(
                 &mut rs,
@@ -711,6 +745,38 @@ mod tests {
         check(9, 8, &[1, 6]).unwrap();
         // A SILENCE after the vote opens nothing for it.
         assert!(check(10, 8, &[1, 9]).is_err());
+    }
+
+    /// A vote counts only before the request it was for expires.
+    #[test]
+    fn an_approval_counts_only_before_its_request_expires() {
+        let votes: std::collections::BTreeMap<u64, (String, String)> =
+            [(3, ("sha256:aa".to_string(), "caller:alice".to_string()))].into();
+        let expiry = [(3, 1_000)].into();
+        let check = |decided_at_ns: i64| {
+            let mut rs = vec![Relied {
+                at: 9,
+                permit: true,
+                caller: "demo".into(),
+                digest: "sha256:aa".into(),
+                votes: vec![("alice".into(), 3)],
+                decided_at_ns,
+            }];
+            let closings = Closings {
+                expiry: Some(&expiry),
+                ..Closings::default()
+            };
+            check_approvals(
+                &mut rs,
+                &votes,
+                &closings,
+                &mut std::collections::BTreeSet::new(),
+            )
+        };
+        check(999).unwrap();
+        assert!(check(1_000)
+            .unwrap_err()
+            .contains("after its request expired"));
     }
 
     /// Each permit is redeemed once, by an entry after the one it names.

@@ -363,7 +363,9 @@ impl Gate {
         } else {
             "approval.reject"
         };
-        let mut subject = json!({"id": r.id, "digest": r.digest});
+        // The request's expiry is in the vote, so an auditor can check that no
+        // decision relied on the vote after it (the ttl is in no other entry).
+        let mut subject = json!({"id": r.id, "digest": r.digest, "expires_at": r.expires_at});
         if let Some(n) = &note {
             subject["note"] = json!(n);
         }
