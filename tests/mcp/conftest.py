@@ -43,7 +43,7 @@ class Gate:
         return [
             str(BIN / "tollgate"), "mcp", "stdio",
             "--server", server, "--actor", "agent-mcp",
-            "--gate", url or self.url, "--token-file", str(self.token_file),
+            "--url", url or self.url, "--token-file", str(self.token_file),
             "--log-key", self.log_key, "--gate-key", self.gate_key, *extra,
             "--", *command,
         ]  # fmt: skip

@@ -94,6 +94,7 @@ class Proxy:
             [
                 str(BIN / "tollgate"), "mcp", "http", "--server", server,
                 "--upstream", upstream, "--listen", "127.0.0.1:0",
+                # --gate: the old spelling of --url, kept as an alias.
                 "--gate", gate.url, "--log-key", gate.log_key, "--gate-key", gate.gate_key,
                 *extra,
             ],

@@ -20,8 +20,13 @@ pub(crate) struct StdioArgs {
     /// The actor every call is decided for (the agent behind this client).
     #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
     actor: String,
-    /// The gate's URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOLLGATE_URL")]
+    /// The gate's URL (`--gate`, its old spelling, still works).
+    #[arg(
+        long = "url",
+        alias = "gate",
+        default_value = "http://127.0.0.1:8080",
+        env = "TOLLGATE_URL"
+    )]
     gate: String,
     /// File holding the bearer token of a caller that may decide for the actor.
     #[arg(

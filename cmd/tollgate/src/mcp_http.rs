@@ -59,14 +59,20 @@ pub(crate) struct HttpArgs {
     #[arg(long)]
     upstream: String,
     /// Where MCP clients connect; the endpoint's path is the upstream's.
-    #[arg(long, default_value = "127.0.0.1:8090")]
+    /// (8081: beside the gate's 8080; `witness serve` takes 8090.)
+    #[arg(long, default_value = "127.0.0.1:8081")]
     listen: String,
     /// The actor when the client sends no `Tollgate-Actor` header (default:
     /// the caller's actor, if it is bound to exactly one).
     #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
     actor: Option<String>,
-    /// The gate's URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TOLLGATE_URL")]
+    /// The gate's URL (`--gate`, its old spelling, still works).
+    #[arg(
+        long = "url",
+        alias = "gate",
+        default_value = "http://127.0.0.1:8080",
+        env = "TOLLGATE_URL"
+    )]
     gate: String,
     /// The log's checkpoint key (vkey): answers must verify with it.
     #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Callers, Role};
-use crate::http::{json_body, read_body, Credentials};
+use crate::http::{json_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
 /// Largest bundle upload, in bytes.
@@ -71,7 +71,7 @@ pub(crate) async fn add_caller(
     body: Body,
 ) -> Result<Json<CallerToken>, GateError> {
     let by = authorize(&gate, &creds)?;
-    let bytes = read_body(body, 64 * 1024).await?;
+    let bytes = gate.read_body(body, 64 * 1024).await?;
     let new: NewCaller = json_body(&bytes, "caller")?;
     let now = protocol::format_rfc3339_ns(now_ns());
     let g = gate.clone();
@@ -161,7 +161,7 @@ pub(crate) async fn publish(
     body: Body,
 ) -> Result<Json<Published>, GateError> {
     let by = authorize(&gate, &creds)?;
-    let bytes = read_body(body, MAX_BUNDLE_UPLOAD).await?;
+    let bytes = gate.read_body(body, MAX_BUNDLE_UPLOAD).await?;
     let g = gate.clone();
     let (bundle, engine) = tokio::task::spawn_blocking(move || -> Result<_, GateError> {
         let bundle = Bundle::from_tar_gz(&bytes, q.entrypoint.as_deref())
@@ -240,7 +240,7 @@ pub(crate) async fn shadow(
     body: axum::body::Body,
 ) -> Result<Json<Value>, GateError> {
     let by = authorize(&gate, &creds)?;
-    let bytes = read_body(body, 64 * 1024).await?;
+    let bytes = gate.read_body(body, 64 * 1024).await?;
     let body: ShadowBody = json_body(&bytes, "shadow")?;
     if let Some(v) = &body.version {
         if !protocol::is_policy_version(v) {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::callers::{Caller, Role};
-use crate::http::{json_body, read_body, Credentials};
+use crate::http::{json_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
 /// One vote on an approval request.
@@ -425,7 +425,7 @@ pub(crate) async fn vote(
     body: Body,
 ) -> Result<Json<Value>, GateError> {
     let (caller, _) = gate.authenticate(&creds, Role::Approve)?;
-    let bytes = read_body(body, 16 * 1024).await?;
+    let bytes = gate.read_body(body, 16 * 1024).await?;
     let body: VoteBody = json_body(&bytes, "vote")?;
     let approve = match body.vote.as_str() {
         "approve" => true,

@@ -23,7 +23,7 @@ use protocol::{
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Role};
-use crate::http::{read_body, Credentials};
+use crate::http::Credentials;
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
 
@@ -55,7 +55,7 @@ pub(crate) async fn decide(
             return Err(e);
         }
     };
-    match read_body(body, MAX_BODY_BYTES).await {
+    match gate.read_body(body, MAX_BODY_BYTES).await {
         Ok(bytes) => gate.decide(&caller, via, &bytes).await.map(Json),
         Err(e) => {
             gate.metrics.record(&Outcome::of_error(&e), 0.0);
@@ -74,7 +74,7 @@ pub(crate) async fn evaluate(
     body: Body,
 ) -> Result<Json<serde_json::Value>, GateError> {
     let (caller, via) = gate.authenticate(&creds, Role::Decide)?;
-    let bytes = read_body(body, MAX_BODY_BYTES).await?;
+    let bytes = gate.read_body(body, MAX_BODY_BYTES).await?;
     gate.evaluate(&caller, via, &bytes).await.map(Json)
 }
 

@@ -14,15 +14,13 @@ use crate::GateError;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// How long a request body may take to arrive (`body_read_timeout_ms`),
-/// set once at startup.
-pub(crate) static BODY_READ_TIMEOUT: std::sync::OnceLock<std::time::Duration> =
-    std::sync::OnceLock::new();
-
-/// Reads a body of at most `limit` bytes, within the body read timeout
-/// (a slow body is 408 and nothing is evaluated).
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, GateError> {
-    let timeout = *BODY_READ_TIMEOUT.get_or_init(|| std::time::Duration::from_secs(10));
+/// Reads a body of at most `limit` bytes within `timeout` (the gate's
+/// `body_read_timeout_ms`: a slow body is 408 and nothing is evaluated).
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, GateError> {
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(read) => read.map_err(|_| {
             GateError::InvalidRequest(RequestError {

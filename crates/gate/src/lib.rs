@@ -81,6 +81,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Gate {
     ledger: Ledger,
     gate_key: SignerKey,
+    /// How long a request body may take to arrive (`body_read_timeout_ms`).
+    body_read_timeout: std::time::Duration,
     admin_token: String,
     public_read: bool,
     /// Client certificate subjects (common names) and the callers they
@@ -279,6 +281,16 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Unauthorized`] as [`Gate::authenticate`].
+    /// Reads a request body of at most `limit` bytes within this gate's
+    /// `body_read_timeout_ms` (408 past it; nothing evaluated).
+    pub(crate) async fn read_body(
+        &self,
+        body: axum::body::Body,
+        limit: usize,
+    ) -> Result<axum::body::Bytes, GateError> {
+        http::read_body(body, limit, self.body_read_timeout).await
+    }
+
     pub(crate) fn may_read(&self, creds: &http::Credentials) -> Result<(), GateError> {
         if self.public_read {
             return Ok(());

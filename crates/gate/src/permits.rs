@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::callers::{Caller, Role};
-use crate::http::{json_body, read_body, Credentials};
+use crate::http::{json_body, Credentials};
 use crate::{Gate, GateError};
 
 /// The governance action of a redemption.
@@ -163,7 +163,7 @@ pub(crate) async fn redeem(
     body: Body,
 ) -> Result<Json<Redemption>, GateError> {
     let (caller, _) = gate.authenticate(&creds, Role::Redeem)?;
-    let bytes = read_body(body, 4 * 1024).await?;
+    let bytes = gate.read_body(body, 4 * 1024).await?;
     let body: RedeemBody = json_body(&bytes, "redemption")?;
     gate.redeem(
         &caller,

@@ -17,7 +17,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
-use crate::http::{json_body, read_body, text, Credentials};
+use crate::http::{json_body, text, Credentials};
 use crate::{Gate, GateError};
 
 /// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
@@ -163,7 +163,7 @@ pub(crate) async fn replay(
     body: Body,
 ) -> Result<Json<ReplayResponse>, GateError> {
     gate.may_read(&creds)?;
-    let bytes = read_body(body, 256 * 1024).await?;
+    let bytes = gate.read_body(body, 256 * 1024).await?;
     let receipt = match json_body::<DecisionResponse>(&bytes, "decision response") {
         Ok(r) => r.receipt.into_bytes(),
         Err(_) => bytes.to_vec(),

@@ -267,10 +267,10 @@ impl Gate {
             None => None,
         };
         let callers = Callers::load(&ledger)?;
-        let body_read = std::time::Duration::from_millis(config.body_read_timeout_ms);
-        let _ = crate::http::BODY_READ_TIMEOUT.set(body_read);
+        let body_read_timeout = std::time::Duration::from_millis(config.body_read_timeout_ms);
         let followed = ledger.latest().checkpoint.size;
         let gate = Gate {
+            body_read_timeout,
             callers,
             public_read: config.public_read,
             unix_callers: config.unix_caller_uids()?,
