@@ -19,7 +19,7 @@ pub use checks::{
     check_consistency, check_receipt, parse_hashes, replay, ConsistencyReport, PolicySource,
     ReceiptReport, ReplayReport,
 };
-pub use fetch::Log;
+pub use fetch::{proof_to_served_checkpoint, Log};
 pub use whatif::{what_if, WhatIf};
 
 /// Why a check did not pass.

@@ -265,10 +265,11 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 let index = v["log_index"]
                     .as_u64()
                     .ok_or_else(|| Error::Failed("the file has no log_index".into()))?;
-                v["proof"] = Log::new(url)
-                    .with_token(token)
-                    .proof_to_served_checkpoint(index)?
-                    .into();
+                v["proof"] = proofcheck::proof_to_served_checkpoint(
+                    &Log::new(url).with_token(token),
+                    index,
+                )?
+                .into();
                 saved = serde_json::to_vec(&v).expect("serializable");
             }
             let r = proofcheck::check_receipt(

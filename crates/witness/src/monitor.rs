@@ -16,8 +16,6 @@
 //! Those are transient errors: counted (`witness_monitor_errors_total`),
 //! logged, and polled again.
 
-use std::io::Read as _;
-
 use base64::Engine as _;
 use std::time::Duration;
 
@@ -26,23 +24,15 @@ use tlog::{Tile, TileHashReader, TileSource};
 
 use crate::{Error, LogState, Refusal, Witness};
 
-/// A log to monitor: its base URL (the one serving `/log/…`).
+/// A log to monitor: its base URL (the one serving `/log/…`), read through
+/// the one log client (`logclient`).
 pub struct Monitor {
-    base: String,
-    agent: ureq::Agent,
-    /// `Bearer <token>`, if the log asks for one.
-    authorization: Option<String>,
+    log: logclient::LogClient,
 }
 
 impl TileSource for Monitor {
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog::ReadError> {
-        tiles
-            .iter()
-            .map(|t| {
-                self.get(&format!("log/{}", t.path()))
-                    .map_err(|e| e.to_string().into())
-            })
-            .collect()
+        self.log.read_tiles(tiles)
     }
 }
 
@@ -51,45 +41,33 @@ impl Monitor {
     #[must_use]
     pub fn new(base: &str) -> Monitor {
         Monitor {
-            base: base.trim_end_matches('/').to_string(),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(10))
-                .build(),
-            authorization: None,
+            log: logclient::LogClient::new(base).with_agent(
+                ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build(),
+            ),
         }
     }
 
     /// The same monitor, sending a caller's bearer token with each fetch.
     #[must_use]
     pub fn with_token(mut self, token: Option<&str>) -> Monitor {
-        self.authorization = token.map(|t| format!("Bearer {}", t.trim()));
+        self.log = self.log.with_token(token);
         self
     }
 
     /// The same monitor, fetching with `agent` (for https with a CA file).
     #[must_use]
     pub fn with_agent(mut self, agent: ureq::Agent) -> Monitor {
-        self.agent = agent;
+        self.log = self.log.with_agent(agent);
         self
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>, Error> {
-        let url = format!("{}/{path}", self.base);
-        let fetch = |reason: String| Error::Fetch {
-            url: url.clone(),
-            reason,
-        };
-        let mut request = self.agent.get(&url);
-        if let Some(a) = &self.authorization {
-            request = request.set("authorization", a);
-        }
-        let r = request.call().map_err(|e| fetch(e.to_string()))?;
-        let mut body = Vec::new();
-        r.into_reader()
-            .take(16 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| fetch(e.to_string()))?;
-        Ok(body)
+        self.log.must_get(path).map_err(|e| Error::Fetch {
+            url: e.url,
+            reason: e.reason,
+        })
     }
 
     /// One poll: fetch the checkpoint, check it against the state, cosign or
@@ -107,7 +85,7 @@ impl Monitor {
         let cp = Checkpoint::parse(note.text())?;
         let Some(key) = w.logs.get(&cp.origin) else {
             return Err(Error::UnknownLog {
-                base: self.base.clone(),
+                base: self.log.base().to_string(),
                 origin: cp.origin,
             });
         };
@@ -200,14 +178,16 @@ impl Monitor {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             match tokio::task::spawn_blocking(move || m2.poll(&w2, now)).await {
-                Ok(Ok(Some(size))) => tracing::debug!(log = %m.base, size, "monitor cosigned"),
+                Ok(Ok(Some(size))) => {
+                    tracing::debug!(log = %m.log.base(), size, "monitor cosigned")
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(e @ Error::Misbehaviour(_))) => {
-                    tracing::error!(log = %m.base, error = %e, "monitor");
+                    tracing::error!(log = %m.log.base(), error = %e, "monitor");
                 }
                 Ok(Err(e)) => {
                     w.count_monitor_error();
-                    tracing::warn!(log = %m.base, error = %e, "monitor: transient, polling again");
+                    tracing::warn!(log = %m.log.base(), error = %e, "monitor: transient, polling again");
                 }
                 Err(e) => tracing::error!(error = %e, "monitor task"),
             }
