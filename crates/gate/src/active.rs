@@ -37,20 +37,20 @@ pub(crate) struct Policies {
     /// Compiled versions for replay, most recently used last; at most
     /// [`REPLAY_CACHE`].
     replayed: std::sync::Mutex<std::collections::VecDeque<Arc<ActivePolicy>>>,
-    /// How many times replay compiled a bundle (for `/metrics`).
-    pub(crate) replay_compiles: std::sync::atomic::AtomicU64,
+    /// Where replay's compilations are counted.
+    metrics: Arc<crate::Metrics>,
     /// Serializes activations so memory and disk agree on the active version.
     activation: tokio::sync::Mutex<()>,
     eval_timeout: Duration,
 }
 
 impl Policies {
-    pub(crate) fn new(eval_timeout: Duration) -> Policies {
+    pub(crate) fn new(eval_timeout: Duration, metrics: Arc<crate::Metrics>) -> Policies {
         Policies {
             active: RwLock::new(None),
             shadow: RwLock::new(None),
             replayed: std::sync::Mutex::new(std::collections::VecDeque::new()),
-            replay_compiles: std::sync::atomic::AtomicU64::new(0),
+            metrics,
             activation: tokio::sync::Mutex::new(()),
             eval_timeout,
         }
@@ -193,8 +193,7 @@ impl Policies {
             }
         }
         let loaded = Arc::new(self.load(ledger, version)?);
-        self.replay_compiles
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.replay_compiled();
         let mut cache = self.replayed.lock().expect("replay cache lock");
         if !cache.iter().any(|p| p.version == version) {
             if cache.len() >= REPLAY_CACHE {
@@ -266,16 +265,20 @@ pub(crate) struct Evaluators {
     slots: Arc<Semaphore>,
     /// Where Rego evaluates when `eval_memory_mb` bounds it.
     pub(crate) workers: Option<Arc<crate::workers::Workers>>,
-    /// Evaluations that needed more than a slice (for `/metrics`).
-    pub(crate) slow_evaluations: std::sync::atomic::AtomicU64,
+    /// Where slow evaluations are counted.
+    metrics: Arc<crate::Metrics>,
 }
 
 impl Evaluators {
-    pub(crate) fn new(threads: usize, workers: Option<crate::workers::Workers>) -> Evaluators {
+    pub(crate) fn new(
+        threads: usize,
+        workers: Option<crate::workers::Workers>,
+        metrics: Arc<crate::Metrics>,
+    ) -> Evaluators {
         Evaluators {
             slots: Arc::new(Semaphore::new(threads)),
             workers: workers.map(Arc::new),
-            slow_evaluations: std::sync::atomic::AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -311,8 +314,7 @@ impl Evaluators {
         {
             return done;
         }
-        self.slow_evaluations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.slow_evaluation();
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return Evaluation::silence("the evaluators are shut down");
         };

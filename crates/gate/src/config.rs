@@ -585,7 +585,10 @@ impl Config {
 
     /// The evaluation processes Rego runs in: `None` if evaluation is
     /// unbounded (`eval_memory_mb` = 0 or no `eval_worker`).
-    pub(crate) fn eval_workers(&self) -> Option<crate::workers::Workers> {
+    pub(crate) fn eval_workers(
+        &self,
+        metrics: std::sync::Arc<crate::Metrics>,
+    ) -> Option<crate::workers::Workers> {
         let program = self
             .eval_worker
             .clone()
@@ -595,6 +598,7 @@ impl Config {
             self.eval_threads(),
             self.eval_memory_mb,
             self.eval_timeout(),
+            metrics,
         ))
     }
 

@@ -106,7 +106,8 @@ pub struct Gate {
     /// `max_pending_decisions`.
     admission: Arc<tokio::sync::Semaphore>,
     admission_limit: usize,
-    metrics: Metrics,
+    /// Every family of `/metrics` (the parts that count share it).
+    metrics: Arc<Metrics>,
     witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 

@@ -72,6 +72,49 @@ pub struct Metrics {
     shadow: [[AtomicU64; 3]; 3],
     /// State records refused because the log does not back them, by kind.
     refused_approvals: AtomicU64,
+    /// Policy bundles replay compiled (the rest came from its cache).
+    replay_compiles: AtomicU64,
+    /// Evaluations that needed more than the inline slice.
+    slow_evaluations: AtomicU64,
+    /// Rego evaluation processes started.
+    eval_processes_started: AtomicU64,
+    /// Evaluations that ended their process, by cause.
+    eval_process_failures: [AtomicU64; 3],
+}
+
+/// Why an evaluation process ended an evaluation (`tollgate_eval_process_failures_total{cause}`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum EvalFailure {
+    /// Past `eval_memory_mb`.
+    Memory,
+    /// Past the time limit.
+    Time,
+    /// Anything else.
+    Other,
+}
+
+impl EvalFailure {
+    const ALL: [EvalFailure; 3] = [EvalFailure::Memory, EvalFailure::Time, EvalFailure::Other];
+
+    fn label(self) -> &'static str {
+        match self {
+            EvalFailure::Memory => "memory",
+            EvalFailure::Time => "time",
+            EvalFailure::Other => "other",
+        }
+    }
+}
+
+/// What `/metrics` reads at scrape time rather than counts.
+pub(crate) struct Gauges {
+    /// Entries in the latest checkpoint.
+    pub log_size: u64,
+    /// Decision and replay requests admitted and not yet answered.
+    pub pending: usize,
+    /// Whether Rego evaluates in worker processes (their families are shown).
+    pub workers: bool,
+    /// With witnesses: whether this gate pushes checkpoints to them.
+    pub witness_pusher: Option<bool>,
 }
 
 impl Default for Metrics {
@@ -91,6 +134,10 @@ impl Default for Metrics {
             write: Histogram::new(SECONDS),
             shadow: Default::default(),
             refused_approvals: AtomicU64::new(0),
+            replay_compiles: AtomicU64::new(0),
+            slow_evaluations: AtomicU64::new(0),
+            eval_processes_started: AtomicU64::new(0),
+            eval_process_failures: Default::default(),
         }
     }
 }
@@ -158,6 +205,26 @@ impl Metrics {
         self.shadow[index(active)][index(shadow)].fetch_add(1, Relaxed);
     }
 
+    /// Replay compiled a bundle (not from its cache).
+    pub(crate) fn replay_compiled(&self) {
+        self.replay_compiles.fetch_add(1, Relaxed);
+    }
+
+    /// An evaluation needed more than the inline slice.
+    pub(crate) fn slow_evaluation(&self) {
+        self.slow_evaluations.fetch_add(1, Relaxed);
+    }
+
+    /// A Rego evaluation process was started.
+    pub(crate) fn eval_process_started(&self) {
+        self.eval_processes_started.fetch_add(1, Relaxed);
+    }
+
+    /// An evaluation ended its process, for `cause`.
+    pub(crate) fn eval_process_failed(&self, cause: EvalFailure) {
+        self.eval_process_failures[cause as usize].fetch_add(1, Relaxed);
+    }
+
     /// A state record of `kind` the log does not back was refused.
     pub(crate) fn state_record_refused(&self, kind: &str) {
         match kind {
@@ -192,9 +259,10 @@ impl Metrics {
         }
     }
 
-    /// The exposition text; `log_size` is the latest checkpoint's size.
-    #[must_use]
-    pub fn render(&self, log_size: u64) -> String {
+    /// The exposition text: every family of the gate, the counted ones and
+    /// the `gauges` read now.
+    pub(crate) fn render(&self, gauges: &Gauges) -> String {
+        let log_size = gauges.log_size;
         let mut out = String::new();
         out.push_str(
             "# HELP tollgate_decisions_total Decisions signed and logged, by outcome.\n\
@@ -272,6 +340,51 @@ impl Metrics {
             "# HELP tollgate_log_size Entries in the log's latest checkpoint.\n\
              # TYPE tollgate_log_size gauge\ntollgate_log_size {log_size}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_replay_compiles_total Policy bundles replay compiled (the rest came from its cache).\n\
+             # TYPE tollgate_replay_compiles_total counter\ntollgate_replay_compiles_total {}",
+            self.replay_compiles.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_slow_evaluations_total Evaluations that needed more than the 1 ms slice on an HTTP thread and ran again on an evaluation thread.\n\
+             # TYPE tollgate_slow_evaluations_total counter\ntollgate_slow_evaluations_total {}",
+            self.slow_evaluations.load(Relaxed)
+        );
+        if gauges.workers {
+            let _ = writeln!(
+                out,
+                "# HELP tollgate_eval_processes_started_total Rego evaluation processes started (eval_memory_mb).\n\
+                 # TYPE tollgate_eval_processes_started_total counter\n\
+                 tollgate_eval_processes_started_total {}\n\
+                 # HELP tollgate_eval_process_failures_total Evaluations that ended their process: past eval_memory_mb, past the time limit, anything else.\n\
+                 # TYPE tollgate_eval_process_failures_total counter",
+                self.eval_processes_started.load(Relaxed)
+            );
+            for cause in EvalFailure::ALL {
+                let _ = writeln!(
+                    out,
+                    "tollgate_eval_process_failures_total{{cause=\"{}\"}} {}",
+                    cause.label(),
+                    self.eval_process_failures[cause as usize].load(Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_decisions_pending Decision and replay requests admitted and not yet answered (at most max_pending_decisions).\n\
+             # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}",
+            gauges.pending
+        );
+        if let Some(pushing) = gauges.witness_pusher {
+            let _ = writeln!(
+                out,
+                "# HELP tollgate_witness_pusher 1 if this gate pushes checkpoints to the witnesses (on a shared log, the holder of the push lease).\n\
+                 # TYPE tollgate_witness_pusher gauge\ntollgate_witness_pusher {}",
+                u8::from(pushing)
+            );
+        }
         out
     }
 }

@@ -227,35 +227,14 @@ pub(crate) async fn readyz(State(gate): State<Arc<Gate>>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
-    let mut body = gate.metrics.render(gate.ledger.latest().checkpoint.size);
-    body.push_str(&format!(
-        "# HELP tollgate_replay_compiles_total Policy bundles replay compiled (the rest came from its cache).\n\
-         # TYPE tollgate_replay_compiles_total counter\ntollgate_replay_compiles_total {}\n",
-        gate.policies
-            .replay_compiles
-            .load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    body.push_str(&format!(
-        "# HELP tollgate_slow_evaluations_total Evaluations that needed more than the 1 ms slice on an HTTP thread and ran again on an evaluation thread.\n\
-         # TYPE tollgate_slow_evaluations_total counter\ntollgate_slow_evaluations_total {}\n",
-        gate.evaluators
-            .slow_evaluations
-            .load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    if let Some(w) = &gate.evaluators.workers {
-        body.push_str(&w.render_metrics());
-    }
-    body.push_str(&format!(
-        "# HELP tollgate_decisions_pending Decision and replay requests admitted and not yet answered (at most max_pending_decisions).\n\
-         # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}\n",
-        gate.admission_limit - gate.admission.available_permits()
-    ));
-    if let Some(w) = &gate.witnessing {
-        body.push_str(&format!(
-            "# HELP tollgate_witness_pusher 1 if this gate pushes checkpoints to the witnesses (on a shared log, the holder of the push lease).\n\
-             # TYPE tollgate_witness_pusher gauge\ntollgate_witness_pusher {}\n",
-            u8::from(w.leader.load(std::sync::atomic::Ordering::Relaxed))
-        ));
-    }
+    let body = gate.metrics.render(&crate::metrics::Gauges {
+        log_size: gate.ledger.latest().checkpoint.size,
+        pending: gate.admission_limit - gate.admission.available_permits(),
+        workers: gate.evaluators.workers.is_some(),
+        witness_pusher: gate
+            .witnessing
+            .as_ref()
+            .map(|w| w.leader.load(std::sync::atomic::Ordering::Relaxed)),
+    });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -269,6 +269,7 @@ impl Gate {
         let callers = Callers::load(&ledger)?;
         let body_read_timeout = std::time::Duration::from_millis(config.body_read_timeout_ms);
         let followed = ledger.latest().checkpoint.size;
+        let metrics = Arc::new(Metrics::default());
         let gate = Gate {
             body_read_timeout,
             callers,
@@ -279,15 +280,19 @@ impl Gate {
             ledger,
             gate_key,
             admin_token,
-            policies: Policies::new(config.eval_timeout()),
+            policies: Policies::new(config.eval_timeout(), metrics.clone()),
             history: crate::history::History::new(),
             followed: tokio::sync::Mutex::new(followed),
             approval_writes: std::sync::Mutex::new(()),
             voted: std::sync::RwLock::new(std::collections::HashSet::new()),
-            evaluators: Evaluators::new(config.eval_threads(), config.eval_workers()),
+            evaluators: Evaluators::new(
+                config.eval_threads(),
+                config.eval_workers(metrics.clone()),
+                metrics.clone(),
+            ),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,
-            metrics: Metrics::default(),
+            metrics,
         };
         let mut example_activated = None;
         let active = match gate.ledger.state().active_policy()? {

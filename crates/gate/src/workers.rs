@@ -25,7 +25,6 @@
 //! from the worker.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +35,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Semaphore;
 
 use crate::active::ActivePolicy;
+use crate::metrics::EvalFailure;
 
 /// Compiled versions a worker keeps (the active, the shadow and a few
 /// replayed ones), least recently used dropped first.
@@ -312,11 +312,8 @@ pub(crate) struct Workers {
     limit: Duration,
     idle: Mutex<Vec<Worker>>,
     slots: Arc<Semaphore>,
-    /// Workers started (for `/metrics`).
-    pub(crate) started: AtomicU64,
-    /// Evaluations that ended their worker: out of memory, out of time,
-    /// anything else (for `/metrics`).
-    pub(crate) failed: [AtomicU64; 3],
+    /// Where starts and failures are counted.
+    metrics: Arc<crate::Metrics>,
 }
 
 impl Workers {
@@ -327,6 +324,7 @@ impl Workers {
         count: usize,
         memory_mb: u64,
         limit: Duration,
+        metrics: Arc<crate::Metrics>,
     ) -> Workers {
         Workers {
             program,
@@ -334,25 +332,8 @@ impl Workers {
             limit,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(count)),
-            started: AtomicU64::new(0),
-            failed: Default::default(),
+            metrics,
         }
-    }
-
-    /// The pool's lines of `/metrics`.
-    pub(crate) fn render_metrics(&self) -> String {
-        let [memory, time, other] = self.failed.each_ref().map(|n| n.load(Relaxed));
-        format!(
-            "# HELP tollgate_eval_processes_started_total Rego evaluation processes started (eval_memory_mb).\n\
-             # TYPE tollgate_eval_processes_started_total counter\n\
-             tollgate_eval_processes_started_total {}\n\
-             # HELP tollgate_eval_process_failures_total Evaluations that ended their process: past eval_memory_mb, past the time limit, anything else.\n\
-             # TYPE tollgate_eval_process_failures_total counter\n\
-             tollgate_eval_process_failures_total{{cause=\"memory\"}} {memory}\n\
-             tollgate_eval_process_failures_total{{cause=\"time\"}} {time}\n\
-             tollgate_eval_process_failures_total{{cause=\"other\"}} {other}\n",
-            self.started.load(Relaxed)
-        )
     }
 
     fn start(&self) -> std::io::Result<Worker> {
@@ -374,7 +355,7 @@ impl Workers {
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()?;
-        self.started.fetch_add(1, Relaxed);
+        self.metrics.eval_process_started();
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         Ok(Worker {
@@ -461,7 +442,7 @@ impl Workers {
         // evaluation's failure.
         let idle = idle.and_then(|mut w| matches!(w.child.try_wait(), Ok(None)).then_some(w));
         idle.map_or_else(|| self.start(), Ok).map_err(|e| {
-            self.failed[2].fetch_add(1, Relaxed);
+            self.metrics.eval_process_failed(EvalFailure::Other);
             format!("cannot start an evaluation process: {e}")
         })
     }
@@ -471,7 +452,7 @@ impl Workers {
         let io = match failure {
             Failure::Time(within) => {
                 let _ = worker.child.kill().await;
-                self.failed[1].fetch_add(1, Relaxed);
+                self.metrics.eval_process_failed(EvalFailure::Time);
                 let reason = format!(
                     "the evaluation process did not answer within {} ms; it was stopped",
                     within.as_millis()
@@ -492,18 +473,18 @@ impl Workers {
         use std::os::unix::process::ExitStatusExt;
         let reason = match status {
             Some(s) if s.signal() == Some(nix::sys::signal::Signal::SIGABRT as i32) => {
-                self.failed[0].fetch_add(1, Relaxed);
+                self.metrics.eval_process_failed(EvalFailure::Memory);
                 format!(
                     "the evaluation process aborted, as it does when evaluation needs more than eval_memory_mb ({} MiB)",
                     self.memory_mb
                 )
             }
             Some(s) => {
-                self.failed[2].fetch_add(1, Relaxed);
+                self.metrics.eval_process_failed(EvalFailure::Other);
                 format!("the evaluation process failed ({s}): {io}")
             }
             None => {
-                self.failed[2].fetch_add(1, Relaxed);
+                self.metrics.eval_process_failed(EvalFailure::Other);
                 format!("the evaluation process failed and was stopped: {io}")
             }
         };
