@@ -126,8 +126,8 @@ struct ServeArgs {
     #[arg(long)]
     unix_socket: Option<PathBuf>,
     /// sidecar (loopback only) or central (any address).
-    #[arg(long)]
-    mode: Option<String>,
+    #[arg(long, value_enum)]
+    mode: Option<CliMode>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -339,7 +339,7 @@ fn main() -> std::process::ExitCode {
         Command::Mcp {
             command: McpCommand::Http(args),
         } => {
-            init_logging("text");
+            init_logging(gate::LogFormat::Text);
             mcp_http::http(args)
         }
     };
@@ -415,17 +415,16 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.unix_socket = Some(u);
     }
     if let Some(m) = args.mode {
-        config.mode = match m.as_str() {
-            "sidecar" => gate::Mode::Sidecar,
-            "central" => gate::Mode::Central,
-            _ => bail!("--mode {m:?}: expected sidecar or central"),
+        config.mode = match m {
+            CliMode::Sidecar => gate::Mode::Sidecar,
+            CliMode::Central => gate::Mode::Central,
         };
     }
     config.check().map_err(anyhow::Error::msg)?;
     // This very binary, even if a newer one has replaced it on disk: the
     // gate and its evaluation processes speak a private protocol.
     config.eval_worker = Some("/proc/self/exe".into());
-    init_logging(&config.log_format);
+    init_logging(config.log_format);
     raise_open_files(config.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -456,13 +455,20 @@ fn raise_open_files(max_connections: usize) {
     }
 }
 
-fn init_logging(format: &str) {
+/// `--mode`, checked by clap (gate::Mode knows no clap).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CliMode {
+    Sidecar,
+    Central,
+}
+
+fn init_logging(format: gate::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == gate::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

@@ -40,7 +40,7 @@ use note::{SignerKey, VerifierKey};
 
 pub use active::ActivePolicy;
 pub use admin::NewCaller;
-pub use config::{Config, ConfigError, ListenAddr, Mode};
+pub use config::{Config, ConfigError, ListenAddr, LogFormat, Mode};
 pub use error::GateError;
 pub use http::{Credentials, UnixPeer};
 pub use metrics::Metrics;

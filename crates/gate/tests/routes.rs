@@ -235,7 +235,7 @@ fn every_setting_has_an_environment_override() {
     let c = Config::load(None, one("TOLLGATE_WITNESS_REFRESH_S", "7")).unwrap();
     assert_eq!(c.witness_refresh_s, 7);
     let c = Config::load(None, one("TOLLGATE_LOG_FORMAT", "json")).unwrap();
-    assert_eq!(c.log_format, "json");
+    assert_eq!(c.log_format, gate::LogFormat::Json);
     for (var, value) in [
         ("TOLLGATE_BATCH_MAX", "many"),
         ("TOLLGATE_EXAMPLE_POLICY", "yes"),
