@@ -40,7 +40,7 @@
 //!   whoever sent it; batches (JSON arrays) are refused the same way, so no
 //!   call can pass inside one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -52,6 +52,11 @@ pub const META_KEY: &str = "dev.tollgate/decision";
 
 /// Prefix of the ids of the gateway's own requests to the server.
 const OWN_ID: &str = "tollgate-tools-";
+
+/// How many `tools/call` ids a session remembers to refuse their reuse; past
+/// it the oldest is forgotten. Memory stays bounded, and a reused id is
+/// never forwarded on an old decision anyway: every call is decided anew.
+const REMEMBERED_IDS: usize = 65_536;
 
 /// What the driver does next.
 #[derive(Debug, PartialEq)]
@@ -131,9 +136,11 @@ pub struct Gateway {
     /// `tools/call` requests decided so far: each decision's idempotency
     /// key is the session and this number.
     calls: u64,
-    /// The ids of every `tools/call` request the client sent (JSON text):
-    /// an id is used once per session.
+    /// The ids of the `tools/call` requests the client sent (JSON text),
+    /// the newest [`REMEMBERED_IDS`]: an id is used once per session.
     call_ids: HashSet<String>,
+    /// The same ids, oldest first.
+    call_id_order: VecDeque<String>,
     /// Calls waiting for the tool list.
     waiting: Vec<(Value, Value, String)>,
     /// Calls being decided, by id (their JSON text).
@@ -164,6 +171,7 @@ impl Gateway {
             next_own_id: 0,
             calls: 0,
             call_ids: HashSet::new(),
+            call_id_order: VecDeque::new(),
             waiting: Vec::new(),
             deciding: HashSet::new(),
             cancelled: HashSet::new(),
@@ -228,7 +236,7 @@ impl Gateway {
                 }
             }
             (Some("tools/call"), Some(id)) => {
-                if !self.call_ids.insert(id.to_string()) {
+                if !self.remember_call_id(&id) {
                     return vec![Action::ToClient(rpc_error(
                         &id,
                         -32600,
@@ -501,6 +509,21 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Remembers the id of a `tools/call`; false if it was used before.
+    fn remember_call_id(&mut self, id: &Value) -> bool {
+        let key = id.to_string();
+        if !self.call_ids.insert(key.clone()) {
+            return false;
+        }
+        self.call_id_order.push_back(key);
+        if self.call_id_order.len() > REMEMBERED_IDS {
+            if let Some(oldest) = self.call_id_order.pop_front() {
+                self.call_ids.remove(&oldest);
+            }
+        }
+        true
+    }
+
     /// Keeps the client's name and version (from `initialize`, or a
     /// stateless request's `_meta`) for the decisions' context.
     fn client_info(&mut self, info: &Value) {

@@ -400,3 +400,19 @@ fn a_call_without_an_id_and_the_gateways_own_ids_are_refused() {
         assert_eq!(refused[0]["error"]["code"], -32600);
     }
 }
+
+/// A session remembers a bounded number of call ids: memory stays bounded
+/// however long it lives; the newest are still refused on reuse.
+#[test]
+fn remembered_call_ids_are_bounded() {
+    let mut g = Gateway::new("s", "a", "x");
+    for i in 0..(REMEMBERED_IDS + 10) {
+        assert!(g.remember_call_id(&json!(i)));
+    }
+    assert_eq!(g.call_ids.len(), REMEMBERED_IDS);
+    assert!(
+        !g.remember_call_id(&json!(REMEMBERED_IDS + 9)),
+        "the newest is refused"
+    );
+    assert!(g.remember_call_id(&json!(0)), "the oldest was forgotten");
+}
