@@ -161,7 +161,7 @@ impl Gate {
         };
         for v in r.approvals.iter().filter(|v| v.by != asker) {
             if let Err(why) = self.vote_in_log(&r, v) {
-                self.metrics.state_record_refused("approval");
+                self.metrics.approval_record_refused();
                 tracing::error!(
                     %id,
                     by = %v.by,

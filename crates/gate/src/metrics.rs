@@ -225,12 +225,9 @@ impl Metrics {
         self.eval_process_failures[cause as usize].fetch_add(1, Relaxed);
     }
 
-    /// A state record of `kind` the log does not back was refused.
-    pub(crate) fn state_record_refused(&self, kind: &str) {
-        match kind {
-            "approval" => drop(self.refused_approvals.fetch_add(1, Relaxed)),
-            other => tracing::error!("no counter for refused state records of kind {other}"),
-        }
+    /// An approval record the log does not back was refused.
+    pub(crate) fn approval_record_refused(&self) {
+        self.refused_approvals.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {

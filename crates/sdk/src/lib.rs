@@ -355,31 +355,14 @@ impl Client {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let body = serde_json::json!({"surface": surface, "idempotency_key": hex::encode(nonce)})
             .to_string();
-        let path = format!("/v1/permits/{receipt_id}/redeem");
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(50 << attempt.min(5)));
-            }
-            let answered = match self.base.strip_prefix("unix:") {
-                Some(socket) => self.unix_request(socket, &format!("POST {path}"), Some(&body)),
-                None => self.post_http(&path, &body),
-            };
-            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-            match answered {
-                Ok((200, bytes)) => {
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|e| Redeem::Failed(format!("the answer is not JSON: {e}")))
-                }
-                Ok((409, bytes)) => return Err(Redeem::Used(text(&bytes))),
-                Ok((503, bytes)) => last = format!("503: {}", text(&bytes)),
-                Ok((code, bytes)) => {
-                    return Err(Redeem::Failed(format!("{code}: {}", text(&bytes))))
-                }
-                Err(transport) => last = transport,
-            }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        match self.post_retrying(&format!("/v1/permits/{receipt_id}/redeem"), &body) {
+            Ok((200, bytes)) => serde_json::from_slice(&bytes)
+                .map_err(|e| Redeem::Failed(format!("the answer is not JSON: {e}"))),
+            Ok((409, bytes)) => Err(Redeem::Used(text(&bytes))),
+            Ok((code, bytes)) => Err(Redeem::Failed(format!("{code}: {}", text(&bytes)))),
+            Err(last) => Err(Redeem::Failed(last)),
         }
-        Err(Redeem::Failed(last))
     }
 }
 
@@ -520,6 +503,21 @@ impl Client {
 
     /// POSTs the request, retrying transport errors and 503s.
     fn send(&self, path: &str, body: &str) -> Result<Vec<u8>, Refusal> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        match self.post_retrying(path, body) {
+            Ok((200, bytes)) => Ok(bytes),
+            Ok((code @ (400 | 409), bytes)) => {
+                Err(Refusal::Invalid(format!("{code}: {}", text(&bytes))))
+            }
+            Ok((code, bytes)) => Err(Refusal::Unavailable(format!("{code}: {}", text(&bytes)))),
+            Err(last) => Err(Refusal::Unavailable(last)),
+        }
+    }
+
+    /// POSTs `body` to `path` (HTTP(S) or the Unix socket), retrying
+    /// transport errors and 503s with the very same body: the final status
+    /// and body, or the last failure once the retries are spent.
+    fn post_retrying(&self, path: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
@@ -530,26 +528,14 @@ impl Client {
                 None => self.post_http(path, body),
             };
             match answered {
-                Ok((200, bytes)) => return Ok(bytes),
                 Ok((503, bytes)) => {
-                    last = format!("503: {}", String::from_utf8_lossy(&bytes).trim())
+                    last = format!("503: {}", String::from_utf8_lossy(&bytes).trim());
                 }
-                Ok((code @ (400 | 409), bytes)) => {
-                    return Err(Refusal::Invalid(format!(
-                        "{code}: {}",
-                        String::from_utf8_lossy(&bytes).trim()
-                    )))
-                }
-                Ok((code, bytes)) => {
-                    return Err(Refusal::Unavailable(format!(
-                        "{code}: {}",
-                        String::from_utf8_lossy(&bytes).trim()
-                    )))
-                }
+                Ok(answer) => return Ok(answer),
                 Err(transport) => last = transport,
             }
         }
-        Err(Refusal::Unavailable(last))
+        Err(last)
     }
 
     /// One POST over HTTP(S): the status and the body, or a transport error.

@@ -263,7 +263,8 @@ fn redeem_caller(gate: &Proc, data: &std::path::Path, name: &str) -> String {
 /// one restarted) each serve a permit once with the in-process default;
 /// redeeming at the gate, only the first serves it, the second is refused
 /// naming the first redemption, and the redemption is an entry in the log.
-/// A gate that cannot record it fails closed. And bodies are strict: a
+/// A redemption the gate refuses (no redeem role) fails closed; the Python
+/// tests add an unreachable gate. And bodies are strict: a
 /// permit for 500 never serves a body that also says 999999.
 #[tokio::test]
 async fn redeemed_at_the_gate_a_permit_runs_once_across_replicas_and_bodies_are_strict() {

@@ -530,9 +530,6 @@ def strict_json(text: str | bytes) -> Any:
         raise VerificationError(f"not JSON: {e}") from e
 
 
-_strict_json = strict_json
-
-
 _REQUEST_FIELDS = {
     "actor", "surface", "action", "target", "context", "idempotency_key",
     "expected_policy_version",
@@ -635,7 +632,7 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
     """The body of a receipt signed by `gate_key` whose text is canonical and
     whose digest and id agree with what it records."""
     text = verify_note(receipt, gate_key)
-    body = _strict_json(text)
+    body = strict_json(text)
     if not isinstance(body, dict):
         raise VerificationError("receipt body is not an object")
     unknown, missing = set(body) - _RECEIPT_MEMBERS, _RECEIPT_REQUIRED - set(body)
