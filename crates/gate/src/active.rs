@@ -133,21 +133,19 @@ impl Policies {
         Ok(previous)
     }
 
-    /// On a shared log: takes up the active and shadow versions another
-    /// gate set (the ledger's state records them), as [`Policies::activate`]
-    /// does but recording nothing: the gate that changed them recorded it.
+    /// Takes up the active and shadow versions the log names (read by
+    /// `governed.rs`: set by another gate on a shared log, or by this one
+    /// when its activation failed after its entry was logged), as
+    /// [`Policies::activate`] does but recording nothing: the gate that
+    /// changed them recorded it.
     pub(crate) async fn follow(
         &self,
         ledger: &Ledger,
         history: &crate::history::History,
+        active: Option<String>,
+        shadow: Option<String>,
     ) -> Result<(), GateError> {
         let _one_at_a_time = self.activation.lock().await;
-        let l = ledger.clone();
-        let (active, shadow) = tokio::task::spawn_blocking(move || {
-            Ok::<_, ledger::Error>((l.state().active_policy()?, l.state().shadow_policy()?))
-        })
-        .await
-        .map_err(|e| GateError::Internal(e.to_string()))??;
         let load_off = |version: String| {
             let (l, limit) = (ledger.clone(), self.eval_timeout);
             async move {
@@ -158,7 +156,7 @@ impl Policies {
         };
         if let Some(v) = active.filter(|v| self.active().is_none_or(|a| a.version != *v)) {
             let active = load_off(v).await?;
-            tracing::info!(version = %active.version, "another gate activated a policy");
+            tracing::info!(version = %active.version, "the log names another active policy");
             let counters = active.counters.clone();
             history.change(ledger, &counters, || self.set(active)).await;
         }

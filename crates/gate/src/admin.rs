@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use std::collections::BTreeSet;
 
 use crate::active::engine_name;
-use crate::callers::{Caller, Callers, Role};
+use crate::callers::{Caller, Role};
 use crate::http::{json_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
@@ -73,16 +73,11 @@ pub(crate) async fn add_caller(
     let by = authorize(&gate, &creds)?;
     let bytes = gate.read_body(body, 64 * 1024).await?;
     let new: NewCaller = json_body(&bytes, "caller")?;
-    let now = protocol::format_rfc3339_ns(now_ns());
-    let g = gate.clone();
-    let who = by.clone();
-    let (caller, token) = tokio::task::spawn_blocking(move || {
-        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
-        g.callers
-            .add(&g.ledger, &record, &new.name, new.roles, new.actors, &now)
-    })
-    .await
-    .map_err(|e| GateError::Internal(e.to_string()))??;
+    let (g, who) = (gate.clone(), by.clone());
+    let (caller, token) =
+        tokio::task::spawn_blocking(move || g.add_caller(&who, &new.name, new.roles, new.actors))
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %caller.name, roles = ?caller.roles, actors = ?caller.actors, %by, "caller added");
     Ok(Json(CallerToken { caller, token }))
 }
@@ -93,7 +88,7 @@ pub(crate) async fn list_callers(
     creds: Credentials,
 ) -> Result<Json<Value>, GateError> {
     authorize(&gate, &creds)?;
-    Ok(Json(json!({ "callers": Callers::list(&gate.ledger)? })))
+    Ok(Json(json!({ "callers": gate.list_callers() })))
 }
 
 /// `POST /v1/admin/callers/{name}/revoke`: the caller authenticates no more.
@@ -103,14 +98,10 @@ pub(crate) async fn revoke_caller(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Caller>, GateError> {
     let by = authorize(&gate, &creds)?;
-    let now = protocol::format_rfc3339_ns(now_ns());
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
-    let caller = tokio::task::spawn_blocking(move || {
-        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
-        g.callers.revoke(&g.ledger, &record, &n, &now)
-    })
-    .await
-    .map_err(|e| GateError::Internal(e.to_string()))??;
+    let caller = tokio::task::spawn_blocking(move || g.revoke_caller(&who, &n))
+        .await
+        .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %name, %by, "caller revoked");
     Ok(Json(caller))
 }
@@ -122,14 +113,10 @@ pub(crate) async fn rotate_caller(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<CallerToken>, GateError> {
     let by = authorize(&gate, &creds)?;
-    let now = protocol::format_rfc3339_ns(now_ns());
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
-    let (caller, token) = tokio::task::spawn_blocking(move || {
-        let record = |action: &str, subject| g.record_blocking(action, &who, subject).map(|_| ());
-        g.callers.rotate(&g.ledger, &record, &n, &now)
-    })
-    .await
-    .map_err(|e| GateError::Internal(e.to_string()))??;
+    let (caller, token) = tokio::task::spawn_blocking(move || g.rotate_caller(&who, &n))
+        .await
+        .map_err(|e| GateError::Internal(e.to_string()))??;
     tracing::info!(caller = %name, %by, "caller token rotated");
     Ok(Json(CallerToken { caller, token }))
 }

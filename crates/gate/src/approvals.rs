@@ -147,10 +147,13 @@ impl Gate {
 
     /// The approvals a decision on request `id` asked by `asker` may rely
     /// on now (`derived.approvals`), read from its record — and each vote
-    /// found in the log: the entry it names must be an `approval.approve`
-    /// of this request by that caller, signed by this gate's key. A record
-    /// naming a vote the log does not hold (written into the state by
-    /// anyone but the gate) lends nothing: it is refused, counted
+    /// one the log lets count (`governed.rs`): an `approval.approve` of this
+    /// request by that caller, signed by this gate's key, logged while the
+    /// request was open (after the SILENCE that asked, with no rejection,
+    /// no PERMIT that used it and no expiry since). A record saying
+    /// otherwise (written into the state by anyone but the gate: a vote
+    /// invented, a rejection or a use erased, an expiry moved) lends
+    /// nothing: it is refused, counted
     /// (`tollgate_state_records_refused_total{kind="approval"}`) and logged.
     pub(crate) fn attachable(&self, id: &str, asker: &str) -> Result<Option<Value>, GateError> {
         let Some(r) = self.approval(id)? else {
@@ -159,42 +162,30 @@ impl Gate {
         let Some(votes) = r.attachable(now_ns(), asker) else {
             return Ok(None);
         };
+        // The log read to its latest checkpoint: a vote, a rejection or a
+        // use logged a moment ago counts.
+        self.read_log()?;
+        let asked = self.governance.asked(&r.digest);
+        let now = now_ns();
         for v in r.approvals.iter().filter(|v| v.by != asker) {
-            if let Err(why) = self.vote_in_log(&r, v) {
-                self.metrics.approval_record_refused();
+            if !asked
+                .as_ref()
+                .is_some_and(|a| a.counts(v.entry, &v.by, now))
+            {
+                self.metrics
+                    .record_refused(crate::metrics::Refused::Approval);
                 tracing::error!(
                     %id,
                     by = %v.by,
                     entry = v.entry,
-                    "an approval record names a vote the log does not hold; nothing attached: {why}"
+                    "an approval record names a vote the log does not let count (no such \
+                     approval.approve of this request by that caller while it was open, or one \
+                     a rejection, a PERMIT or expiry closed); nothing attached"
                 );
                 return Ok(None);
             }
         }
         Ok(Some(votes))
-    }
-
-    /// Whether the log holds vote `v` on request `r` as the record says.
-    fn vote_in_log(&self, r: &Request, v: &Vote) -> Result<(), String> {
-        let leaf = self.ledger.entry(v.entry).map_err(|e| e.to_string())?;
-        let (note, g) = protocol::parse_governance(&leaf).map_err(|e| e.to_string())?;
-        note.verify(std::slice::from_ref(self.gate_key.verifier()))
-            .map_err(|e| format!("entry {}: {e}", v.entry))?;
-        let says = |k: &str| g.subject[k].as_str();
-        if g.action != "approval.approve"
-            || g.by != format!("caller:{}", v.by)
-            || says("id") != Some(r.id.as_str())
-            || says("digest") != Some(r.digest.as_str())
-        {
-            return Err(format!(
-                "entry {} is {} by {} on {:?}",
-                v.entry,
-                g.action,
-                g.by,
-                says("id")
-            ));
-        }
-        Ok(())
     }
 
     /// The live requests that hold approvals, from the ledger's state: at

@@ -3,23 +3,25 @@
 //! A caller has a name, roles (`decide`, `read`, `approve`, `admin`), the
 //! actors it may speak for (exact ids and `prefix*` patterns) and a bearer
 //! token. Tokens are 256 random bits, shown once (at creation or rotation),
-//! stored only as their SHA-256, and never logged. Records live in the
-//! ledger's [`ledger::State`] (durable, survive restarts); this module keeps
-//! the live ones in memory, indexed by token digest.
+//! kept only as their SHA-256, and never logged. A caller is what the log's
+//! governance entries say (`caller.add`, `caller.rotate` and `caller.attest`
+//! carry the token's SHA-256, `caller.revoke` ends it; `governed.rs` reads
+//! them); the ledger's [`ledger::State`] keeps a record of each beside the
+//! log, which the gate compares with the log but never relies on. This
+//! module keeps the live ones in memory, indexed by token digest.
 //!
 //! Looking a token up by its SHA-256 leaks nothing about stored tokens
 //! through timing (an attacker would need digest preimages); the final
 //! comparison of the two digests is constant-time anyway.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ledger::Ledger;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::GateError;
+use crate::{Gate, GateError};
 
 /// What a caller may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -146,68 +148,37 @@ pub fn check_actor_pattern(p: &str) -> Result<(), GateError> {
     }
 }
 
-/// Records an admin change in the log before it takes effect: (action,
-/// subject). Fails closed: if it fails, the change is not made.
-pub(crate) type Record<'a> = &'a dyn Fn(&str, serde_json::Value) -> Result<(), GateError>;
-
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The live callers, by token digest.
+/// The live callers, by token digest: an index of what the log says
+/// (`governed.rs`), rebuilt whenever that changes.
 pub(crate) struct Callers {
     by_digest: RwLock<HashMap<[u8; 32], Arc<Caller>>>,
-    /// Serializes changes, so memory and the stored records agree.
+    /// Serializes this gate's changes to callers.
     changes: Mutex<()>,
 }
 
 impl Callers {
-    /// Loads every caller the ledger's state holds.
-    pub(crate) fn load(ledger: &Ledger) -> Result<Callers, ledger::Error> {
-        let callers = Callers {
+    pub(crate) fn new() -> Callers {
+        Callers {
             by_digest: RwLock::new(HashMap::new()),
             changes: Mutex::new(()),
-        };
-        for (name, bytes) in ledger.state().callers()? {
-            let caller: Caller = serde_json::from_slice(&bytes).map_err(|e| {
-                ledger::Error::Corrupt(format!("the record of caller {name:?}: {e}"))
-            })?;
-            callers.index(caller);
         }
-        Ok(callers)
     }
 
-    /// Reloads every caller from the ledger's state (a shared log: another
-    /// gate may have added, rotated or revoked one). Returns whether
-    /// anything changed.
-    pub(crate) fn reload(&self, ledger: &Ledger) -> Result<bool, ledger::Error> {
-        let _one_at_a_time = self.changes.lock().expect("callers lock");
-        let fresh = Callers::load(ledger)?
-            .by_digest
-            .into_inner()
-            .expect("callers lock");
-        let mut map = self.by_digest.write().expect("callers lock");
-        let same = map.len() == fresh.len()
-            && fresh
-                .iter()
-                .all(|(d, c)| map.get(d).is_some_and(|m| m == c));
-        if !same {
-            *map = fresh;
+    /// Indexes the live callers of `all` (what the log says), replacing
+    /// the index.
+    pub(crate) fn set(&self, all: &BTreeMap<String, Caller>) {
+        let mut map = HashMap::new();
+        for caller in all.values().filter(|c| c.revoked_at.is_none()) {
+            let mut d = [0u8; 32];
+            if hex::decode_to_slice(&caller.token_sha256, &mut d).is_ok() {
+                map.insert(d, Arc::new(caller.clone()));
+            }
         }
-        Ok(!same)
-    }
-
-    /// Puts a live caller in the index (a revoked one is left out).
-    fn index(&self, caller: Caller) {
-        let mut map = self.by_digest.write().expect("callers lock");
-        map.retain(|_, c| c.name != caller.name);
-        if caller.revoked_at.is_some() {
-            return;
-        }
-        let mut d = [0u8; 32];
-        if hex::decode_to_slice(&caller.token_sha256, &mut d).is_ok() {
-            map.insert(d, Arc::new(caller));
-        }
+        *self.by_digest.write().expect("callers lock") = map;
     }
 
     /// The live caller whose token this is.
@@ -223,22 +194,21 @@ impl Callers {
         let map = self.by_digest.read().expect("callers lock");
         map.values().find(|c| c.name == name).cloned()
     }
+}
 
-    /// Whether any caller was ever added.
-    pub(crate) fn any(ledger: &Ledger) -> Result<bool, ledger::Error> {
-        Ok(!ledger.state().callers()?.is_empty())
-    }
-
+/// Caller changes: each a governance entry in the log first (carrying the
+/// new token's SHA-256, so a gate takes the grant from the log alone), then
+/// the store's record (a mirror for people and tools), then the log read to
+/// that entry, which is what indexes the change.
+impl Gate {
     /// Adds a caller with a new token; returns it and the token (the only
-    /// time the token is shown).
-    pub(crate) fn add(
+    /// time the token is shown). Blocking.
+    pub(crate) fn add_caller(
         &self,
-        ledger: &Ledger,
-        record: Record<'_>,
+        by: &str,
         name: &str,
         roles: BTreeSet<Role>,
         actors: Vec<String>,
-        now: &str,
     ) -> Result<(Caller, String), GateError> {
         check_name(name)?;
         for a in &actors {
@@ -246,117 +216,119 @@ impl Callers {
         }
         if roles.is_empty() {
             return Err(GateError::BadInput(
-                "a caller needs at least one role (decide, read, approve, admin)".into(),
+                "a caller needs at least one role (decide, read, approve, admin, redeem)".into(),
             ));
         }
         let token = keyfile::new_token();
-        let caller = Caller {
-            name: name.to_string(),
-            roles,
-            actors,
-            token_sha256: hex::encode(digest(&token)),
-            created_at: now.to_string(),
-            rotated_at: None,
-            revoked_at: None,
-        };
-        let _one_at_a_time = self.changes.lock().expect("callers lock");
-        if ledger.state().caller(name)?.is_some() {
+        let token_sha256 = hex::encode(digest(&token));
+        let _one_at_a_time = self.callers.changes.lock().expect("callers lock");
+        self.read_log()?;
+        if self.governance.now().callers.contains_key(name) {
             return Err(GateError::BadInput(format!(
                 "a caller named {name:?} exists (rotate its token, or revoke it)"
             )));
         }
-        record(
+        self.record_blocking(
             "caller.add",
-            serde_json::json!({"name": name, "roles": caller.roles, "actors": caller.actors}),
+            by,
+            serde_json::json!({
+                "name": name, "roles": roles, "actors": actors, "token_sha256": token_sha256,
+            }),
         )?;
-        let bytes = serde_json::to_vec(&caller).expect("serializable");
-        if !ledger.state().put_caller(name, &bytes, true)? {
-            return Err(GateError::Internal(format!(
-                "caller {name:?} appeared while it was being added"
+        let caller = self.caller_logged(name)?;
+        if caller.token_sha256 != token_sha256 {
+            return Err(GateError::BadInput(format!(
+                "caller {name:?} was added by another gate at the same time; this token is not its"
             )));
         }
-        self.index(caller.clone());
+        self.mirror(&caller)?;
         Ok((caller.public(), token))
     }
 
     /// Revokes caller `name`: it authenticates no more, its record stays.
-    pub(crate) fn revoke(
-        &self,
-        ledger: &Ledger,
-        record: Record<'_>,
-        name: &str,
-        now: &str,
-    ) -> Result<Caller, GateError> {
-        self.change(ledger, record, "caller.revoke", name, |c| {
-            if c.revoked_at.is_none() {
-                c.revoked_at = Some(now.to_string());
-            }
-        })
+    /// Blocking.
+    pub(crate) fn revoke_caller(&self, by: &str, name: &str) -> Result<Caller, GateError> {
+        self.change_caller(
+            by,
+            "caller.revoke",
+            name,
+            serde_json::json!({ "name": name }),
+        )
         .map(|c| c.public())
     }
 
     /// Gives caller `name` a new token (the old one stops working); returns
-    /// the caller and the new token.
-    pub(crate) fn rotate(
+    /// the caller and the new token. Blocking.
+    pub(crate) fn rotate_caller(
         &self,
-        ledger: &Ledger,
-        record: Record<'_>,
+        by: &str,
         name: &str,
-        now: &str,
     ) -> Result<(Caller, String), GateError> {
         let token = keyfile::new_token();
-        let caller = self.change(ledger, record, "caller.rotate", name, |c| {
-            c.token_sha256 = hex::encode(digest(&token));
-            c.rotated_at = Some(now.to_string());
-        })?;
+        let token_sha256 = hex::encode(digest(&token));
+        let subject = serde_json::json!({ "name": name, "token_sha256": token_sha256 });
+        let caller = self.change_caller(by, "caller.rotate", name, subject)?;
         if caller.revoked_at.is_some() {
             return Err(GateError::BadInput(format!(
                 "caller {name:?} is revoked; add a new caller instead"
             )));
         }
+        if caller.token_sha256 != token_sha256 {
+            return Err(GateError::BadInput(format!(
+                "caller {name:?} was changed by another gate at the same time; this token is not its"
+            )));
+        }
         Ok((caller.public(), token))
     }
 
-    /// Applies `f` to the stored record of `name`: recorded in the log as
-    /// `action`, then durably in the state, then in memory. A revoked caller
-    /// is left as it is (and nothing is recorded).
-    fn change(
+    /// Records `action` on caller `name` and returns the caller as the log
+    /// then says. A revoked caller is left as it is (nothing is recorded).
+    fn change_caller(
         &self,
-        ledger: &Ledger,
-        record: Record<'_>,
+        by: &str,
         action: &str,
         name: &str,
-        f: impl FnOnce(&mut Caller),
+        subject: serde_json::Value,
     ) -> Result<Caller, GateError> {
-        let _one_at_a_time = self.changes.lock().expect("callers lock");
-        let bytes = ledger
-            .state()
-            .caller(name)?
-            .ok_or_else(|| GateError::NotFound(format!("no caller {name:?}")))?;
-        let mut caller: Caller = serde_json::from_slice(&bytes)
-            .map_err(|e| GateError::Internal(format!("the record of caller {name:?}: {e}")))?;
+        let _one_at_a_time = self.callers.changes.lock().expect("callers lock");
+        self.read_log()?;
+        let caller = self.caller_logged(name)?;
         if caller.revoked_at.is_some() {
             return Ok(caller);
         }
-        record(action, serde_json::json!({ "name": name }))?;
-        f(&mut caller);
-        let bytes = serde_json::to_vec(&caller).expect("serializable");
-        ledger.state().put_caller(name, &bytes, false)?;
-        self.index(caller.clone());
+        self.record_blocking(action, by, subject)?;
+        let caller = self.caller_logged(name)?;
+        self.mirror(&caller)?;
         Ok(caller)
     }
 
-    /// Every caller, by name, without token digests.
-    pub(crate) fn list(ledger: &Ledger) -> Result<Vec<Caller>, GateError> {
-        ledger
-            .state()
-            .callers()?
-            .into_iter()
-            .map(|(name, bytes)| {
-                serde_json::from_slice::<Caller>(&bytes)
-                    .map(|c| c.public())
-                    .map_err(|e| GateError::Internal(format!("the record of caller {name:?}: {e}")))
-            })
+    /// Caller `name` as the log says, read to its latest checkpoint.
+    fn caller_logged(&self, name: &str) -> Result<Caller, GateError> {
+        self.read_log()?;
+        self.governance
+            .now()
+            .callers
+            .remove(name)
+            .ok_or_else(|| GateError::NotFound(format!("no caller {name:?}")))
+    }
+
+    /// Writes the store's record of `caller` (what the log says).
+    fn mirror(&self, caller: &Caller) -> Result<(), GateError> {
+        let bytes = serde_json::to_vec(caller).expect("serializable");
+        let state = self.ledger.state();
+        if !state.put_caller(&caller.name, &bytes, true)? {
+            state.put_caller(&caller.name, &bytes, false)?;
+        }
+        Ok(())
+    }
+
+    /// Every caller, by name, without token digests: what the log says.
+    pub(crate) fn list_callers(&self) -> Vec<Caller> {
+        self.governance
+            .now()
+            .callers
+            .values()
+            .map(Caller::public)
             .collect()
     }
 }

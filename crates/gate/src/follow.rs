@@ -1,13 +1,17 @@
-//! Following a shared log (PostgreSQL, issue 21): what other gates change.
+//! Following the log: what its governance entries say, on every gate; and
+//! on a shared log (PostgreSQL, issue 21) what other gates change.
 //!
 //! Gates sharing one store keep some of it in memory: the published
 //! checkpoint, the live callers, the active and shadow policies, the
 //! requests that hold approvals, the counters. Every `FOLLOW_EVERY` each
-//! gate learns what the others changed, from the store alone: the newest
-//! checkpoint (verified before it is served), the caller records, the
-//! active and shadow versions, the approval records, and — when counters
-//! are declared — the PERMITs other gates appended since it last looked
-//! (each counted once, by log index, however it was learnt).
+//! gate learns what the others changed: the newest checkpoint (verified
+//! before it is served), the callers and the active and shadow versions
+//! (read from the log's governance entries, `governed.rs`), the approval
+//! records, and — when counters are declared — the PERMITs other gates
+//! appended since it last looked (each counted once, by log index, however
+//! it was learnt). A gate alone on its log reads its own entries every
+//! `FOLLOW_ALONE_EVERY`. Every `CHECK_RECORDS_EVERY` each gate compares
+//! the store's caller records and policy pointers with the log.
 //!
 //! So a change made on one gate takes effect on the others within about
 //! `FOLLOW_EVERY` plus one store round trip. Counters and approvals are
@@ -25,43 +29,67 @@ use crate::{Gate, GateError};
 /// How often a gate on a shared log looks for what other gates changed.
 pub(crate) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
+/// How often a gate alone on its log reads what it appended (so that an
+/// admin change reads little, and the governance snapshot keeps up).
+const FOLLOW_ALONE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the store's records are compared with what the log says.
+const CHECK_RECORDS_EVERY: Duration = Duration::from_secs(5);
+
 /// Entries read at once when learning other gates' PERMITs.
 const READ_AT_ONCE: u64 = 256;
 
 impl Gate {
-    /// Follows the shared log for as long as the process runs.
-    pub(crate) async fn follow_shared(self: Arc<Self>) {
-        let mut every = tokio::time::interval(FOLLOW_EVERY);
+    /// Follows the log for as long as the process runs: what its
+    /// governance entries say (`governed.rs`) on every gate; on a shared
+    /// log also the newest checkpoint, the approval records and the
+    /// counters.
+    pub(crate) async fn follow(self: Arc<Self>) {
+        let shared = self.ledger.shared();
+        let mut every = tokio::time::interval(if shared {
+            FOLLOW_EVERY
+        } else {
+            FOLLOW_ALONE_EVERY
+        });
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut checked_at = std::time::Instant::now();
         // What failed last: said once, not four times a second while the
         // database is away, and said again when following works again.
         let mut failing: Option<String> = None;
         loop {
             every.tick().await;
-            let caught_up = {
-                let counters = self.history.gate.read().await;
-                self.catch_up(&counters).await
-            };
-            let gate = self.clone();
-            let reloaded = tokio::task::spawn_blocking(move || {
-                gate.callers.reload(&gate.ledger)?;
-                gate.load_votes()
-            })
-            .await
-            .unwrap_or_else(|e| Err(GateError::Internal(e.to_string())));
-            let policies = self.policies.follow(&self.ledger, &self.history).await;
-            // Each step ran; the first failure is the one told.
-            let followed = caught_up.and(reloaded).and(policies);
+            let mut followed = Ok(());
+            if shared {
+                let caught_up = {
+                    let counters = self.history.gate.read().await;
+                    self.catch_up(&counters).await
+                };
+                let gate = self.clone();
+                let votes = tokio::task::spawn_blocking(move || gate.load_votes())
+                    .await
+                    .unwrap_or_else(|e| Err(GateError::Internal(e.to_string())));
+                followed = caught_up.and(votes);
+            }
+            // Each step runs; the first failure is the one told.
+            followed = followed.and(self.follow_log().await);
+            if checked_at.elapsed() >= CHECK_RECORDS_EVERY {
+                checked_at = std::time::Instant::now();
+                let gate = self.clone();
+                let checked = tokio::task::spawn_blocking(move || gate.check_records())
+                    .await
+                    .unwrap_or_else(|e| Err(GateError::Internal(e.to_string())));
+                followed = followed.and(checked);
+            }
             match (followed, &failing) {
                 (Ok(()), Some(_)) => {
-                    tracing::info!("following the shared log again");
+                    tracing::info!("following the log again");
                     failing = None;
                 }
                 (Ok(()), None) => {}
                 (Err(e), last) => {
                     let why = e.to_string();
                     if last.as_deref() != Some(why.as_str()) {
-                        tracing::warn!("following the shared log: {why}");
+                        tracing::warn!("following the log: {why}");
                     }
                     failing = Some(why);
                 }

@@ -20,6 +20,7 @@ mod decide;
 mod error;
 mod follow;
 mod governance;
+mod governed;
 mod history;
 pub mod http;
 mod metrics;
@@ -91,6 +92,8 @@ pub struct Gate {
     /// Unix-socket peer uids and the callers they authenticate as.
     unix_callers: std::collections::HashMap<u32, String>,
     callers: callers::Callers,
+    /// What the log's governance entries say (callers, policy versions).
+    governance: governed::Governance,
     policies: active::Policies,
     /// The active policy's counters over the log (`derived.history`).
     history: history::History,
@@ -136,10 +139,9 @@ impl Gate {
         if let Some(w) = &self.witnessing {
             tokio::spawn(w.clone().run(self.ledger.clone()));
         }
-        if self.ledger.shared() {
-            // A log other gates append to: learn what they change.
-            tokio::spawn(self.clone().follow_shared());
-        }
+        // What the log's governance entries say; on a shared log, what the
+        // other gates change.
+        tokio::spawn(self.clone().follow());
     }
 
     /// The checkpoint served at `/log/checkpoint`: with witnesses configured,

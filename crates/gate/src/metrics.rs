@@ -71,7 +71,7 @@ pub struct Metrics {
     /// Decisions evaluated under a shadow policy too: [active][shadow].
     shadow: [[AtomicU64; 3]; 3],
     /// State records refused because the log does not back them, by kind.
-    refused_approvals: AtomicU64,
+    refused: [AtomicU64; 4],
     /// Policy bundles replay compiled (the rest came from its cache).
     replay_compiles: AtomicU64,
     /// Evaluations that needed more than the inline slice.
@@ -80,6 +80,38 @@ pub struct Metrics {
     eval_processes_started: AtomicU64,
     /// Evaluations that ended their process, by cause.
     eval_process_failures: [AtomicU64; 3],
+}
+
+/// What kind of state record was refused because the log does not back it
+/// (`tollgate_state_records_refused_total{kind}`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refused {
+    /// A vote an approval record names.
+    Approval,
+    /// A caller record.
+    Caller,
+    /// The active or shadow policy pointer.
+    Policy,
+    /// The gate's governance snapshot.
+    Snapshot,
+}
+
+impl Refused {
+    const ALL: [Refused; 4] = [
+        Refused::Approval,
+        Refused::Caller,
+        Refused::Policy,
+        Refused::Snapshot,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refused::Approval => "approval",
+            Refused::Caller => "caller",
+            Refused::Policy => "policy",
+            Refused::Snapshot => "snapshot",
+        }
+    }
 }
 
 /// Why an evaluation process ended an evaluation (`tollgate_eval_process_failures_total{cause}`).
@@ -133,7 +165,7 @@ impl Default for Metrics {
             batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
             write: Histogram::new(SECONDS),
             shadow: Default::default(),
-            refused_approvals: AtomicU64::new(0),
+            refused: Default::default(),
             replay_compiles: AtomicU64::new(0),
             slow_evaluations: AtomicU64::new(0),
             eval_processes_started: AtomicU64::new(0),
@@ -225,9 +257,15 @@ impl Metrics {
         self.eval_process_failures[cause as usize].fetch_add(1, Relaxed);
     }
 
-    /// An approval record the log does not back was refused.
-    pub(crate) fn approval_record_refused(&self) {
-        self.refused_approvals.fetch_add(1, Relaxed);
+    /// A state record the log does not back was refused.
+    pub(crate) fn record_refused(&self, kind: Refused) {
+        self.refused[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// State records of `kind` refused so far.
+    #[cfg(test)]
+    pub(crate) fn refused(&self, kind: Refused) -> u64 {
+        self.refused[kind as usize].load(Relaxed)
     }
 
     pub(crate) fn record(&self, outcome: &Outcome, seconds: f64) {
@@ -295,11 +333,17 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP tollgate_state_records_refused_total State records refused because the log \
-             does not hold what they name (written into the store by anyone but a gate).\n\
-             # TYPE tollgate_state_records_refused_total counter\n\
-             tollgate_state_records_refused_total{{kind=\"approval\"}} {}",
-            self.refused_approvals.load(Relaxed)
+             does not back them (written into the store by anyone but a gate).\n\
+             # TYPE tollgate_state_records_refused_total counter"
         );
+        for kind in Refused::ALL {
+            let _ = writeln!(
+                out,
+                "tollgate_state_records_refused_total{{kind=\"{}\"}} {}",
+                kind.label(),
+                self.refused[kind as usize].load(Relaxed)
+            );
+        }
         self.latency.render(
             &mut out,
             "tollgate_decision_seconds",

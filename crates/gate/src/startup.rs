@@ -12,7 +12,8 @@ use policy::Bundle;
 
 use crate::active::{Evaluators, Policies};
 use crate::callers::{Callers, Role};
-use crate::{now_ns, witnessing, Config, Gate, Metrics};
+use crate::governed::Governance;
+use crate::{now_ns, witnessing, Config, Gate, GateError, Metrics};
 
 /// Why the gate could not start. Each names the file or setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -266,13 +267,14 @@ impl Gate {
             )?)),
             None => None,
         };
-        let callers = Callers::load(&ledger)?;
         let body_read_timeout = std::time::Duration::from_millis(config.body_read_timeout_ms);
         let followed = ledger.latest().checkpoint.size;
         let metrics = Arc::new(Metrics::default());
+        let governance = Governance::open(&ledger, gate_key.verifier(), &metrics);
         let gate = Gate {
             body_read_timeout,
-            callers,
+            callers: Callers::new(),
+            governance,
             public_read: config.public_read,
             unix_callers: config.unix_caller_uids()?,
             tls_callers: config.tls_callers.clone(),
@@ -294,8 +296,10 @@ impl Gate {
             admission_limit: config.max_pending_decisions,
             metrics,
         };
+        let governance_error = |e: GateError| StartupError::Governance(e.to_string());
+        let logged = gate.read_log_at_start().map_err(governance_error)?;
         let mut example_activated = None;
-        let active = match gate.ledger.state().active_policy()? {
+        let active = match logged.active {
             Some(version) => Some(version),
             None if config.example_policy => {
                 let bundle = example_bundle();
@@ -334,7 +338,7 @@ impl Gate {
         }
         gate.load_votes()
             .map_err(|e| StartupError::Governance(format!("approval requests: {e}")))?;
-        if let Some(version) = gate.ledger.state().shadow_policy()? {
+        if let Some(version) = logged.shadow {
             let shadow = gate.policies.load(&gate.ledger, &version).map_err(|e| {
                 StartupError::ActivePolicy {
                     version: version.clone(),
@@ -343,11 +347,15 @@ impl Gate {
             })?;
             gate.policies.set_shadow(Some(Arc::new(shadow)));
         }
-        let demo_token_file = if config.example_policy && !Callers::any(&gate.ledger)? {
+        let demo_token_file = if config.example_policy && logged.callers.is_empty() {
             Some(gate.add_demo_caller(&config.demo_token_path())?)
         } else {
             None
         };
+        // What startup logged itself, read; the store compared with it.
+        gate.read_log().map_err(governance_error)?;
+        gate.governance.save(&gate.ledger, &gate.gate_key, true);
+        gate.check_records().map_err(governance_error)?;
         Ok(Started {
             gate: Arc::new(gate),
             demo_token_file,
@@ -367,18 +375,12 @@ impl Gate {
     /// Creates the `demo` caller (decide and read, for the example actors
     /// `agent-*`) and writes its token to `path` (0600). Returns the path.
     fn add_demo_caller(&self, path: &std::path::Path) -> Result<std::path::PathBuf, StartupError> {
-        let now = protocol::format_rfc3339_ns(now_ns());
-        let record =
-            |action: &str, subject| self.record_blocking(action, "startup", subject).map(|_| ());
         let (_, token) = self
-            .callers
-            .add(
-                &self.ledger,
-                &record,
+            .add_caller(
+                "startup",
                 "demo",
                 [Role::Decide, Role::Read].into(),
                 vec![DEMO_ACTORS.to_string()],
-                &now,
             )
             .map_err(|e| StartupError::DemoCaller(e.to_string()))?;
         keyfile::write_durable(path, format!("{token}\n").as_bytes(), 0o600)?;

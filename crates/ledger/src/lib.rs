@@ -33,6 +33,7 @@
 //! | `s`                      | state: the shadow policy version (empty: none) |
 //! | `r` ‖ approval id        | state: an approval request and its votes |
 //! | `k` ‖ caller name        | state: a caller's record                |
+//! | `g`                      | state: the gate's signed governance snapshot |
 //!
 //! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL
 //! one at a time and in order, and nothing is answered or served before an

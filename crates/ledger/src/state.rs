@@ -12,6 +12,7 @@
 //! | `r` ‖ approval id  | an approval request and its votes (the gate's JSON) |
 //! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
 //! | `w`                | the newest checkpoint cosigned to the witness quorum (note text) |
+//! | `g`                | the gate's signed snapshot of what the log's governance entries say (note text) |
 //!
 //! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
 //! and names them by content digest before storing. Every write is durable
@@ -25,11 +26,13 @@ use crate::Error;
 
 /// Policy bundles: `p` ‖ version.
 /// Every state key starts with one of these (for copying the state).
-pub(crate) const PREFIXES: [&[u8]; 6] = [b"p", b"a", b"s", b"r", b"k", b"w"];
+pub(crate) const PREFIXES: [&[u8]; 7] = [b"p", b"a", b"s", b"r", b"k", b"w", b"g"];
 
 const POLICY: u8 = b'p';
 
 const COSIGNED: &[u8] = b"w";
+/// The gate's snapshot of the governance entries folded: the single key `g`.
+const GOVERNED: &[u8] = b"g";
 /// The active policy version: the single key `a`.
 const ACTIVE_POLICY: &[u8] = b"a";
 /// The shadow policy version (evaluated beside the active one, never
@@ -318,5 +321,26 @@ impl State {
                     .map_err(|_| Error::Corrupt("cosigned checkpoint is not UTF-8".into()))
             })
             .transpose()
+    }
+
+    /// Records the gate's signed snapshot of what the log's governance
+    /// entries say up to some size (opaque here; the gate signs and checks
+    /// it), so a restart folds only the entries after it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_governed(&self, note: &[u8]) -> Result<(), Error> {
+        let _guard = self.lock.lock().expect("state lock");
+        self.store.state_put(&[(GOVERNED, note)])
+    }
+
+    /// The snapshot recorded by [`State::set_governed`], if any.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn governed(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.store.state_get(GOVERNED)
     }
 }

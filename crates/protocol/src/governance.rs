@@ -27,6 +27,7 @@ pub const GOVERNANCE_ACTIONS: &[&str] = &[
     "caller.add",
     "caller.revoke",
     "caller.rotate",
+    "caller.attest",
     "approval.approve",
     "approval.reject",
     "permit.redeem",
@@ -48,8 +49,13 @@ pub struct GovernanceEntry {
     /// When, RFC 3339 UTC with nanoseconds.
     pub at: String,
     /// What changed: `{version, engine}` for policies; `{name, roles,
-    /// actors}` for an added caller; `{name}` for a revoked or rotated one.
-    /// Never a token or its digest.
+    /// actors, token_sha256}` for an added caller, `{name, token_sha256}`
+    /// for a rotated one and for `caller.attest` (a caller added before
+    /// entries carried the digest: its digest taken from the store once),
+    /// `{name}` for a revoked one. `token_sha256` is the SHA-256 of the
+    /// caller's token (256 random bits, so the digest gives nothing to
+    /// guess from), so a gate takes every grant from the log alone; never
+    /// the token.
     pub subject: Value,
 }
 

@@ -5,6 +5,8 @@
 //! - the *stored-hash layout*: which hashes a log keeps so that an append costs
 //!   O(log n) amortized and every proof for every size ≤ n is served from stored
 //!   hashes ([`stored_hash_index`], [`stored_hash_count`], [`append_leaves`]);
+//! - a [`Frontier`]: the perfect subtrees of a tree read from its start, to
+//!   check what was read against a signed root;
 //! - inclusion and consistency proofs: generation over a [`HashReader`], and
 //!   verification exactly as RFC 9162 §2.1.3.2 and §2.1.4.2;
 //! - C2SP tlog-tiles: tile coordinates and paths, entry bundles, and a
@@ -17,12 +19,14 @@
 //! Specs: RFC 9162 §2.1 (<https://www.rfc-editor.org/rfc/rfc9162#section-2.1>),
 //! C2SP tlog-tiles (<https://c2sp.org/tlog-tiles>).
 
+mod frontier;
 mod hash;
 mod layout;
 mod proof;
 mod tile;
 mod verify;
 
+pub use frontier::Frontier;
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT, HASH_SIZE};
 pub use layout::{append_leaves, split_stored_hash_index, stored_hash_count, stored_hash_index};
 pub use proof::{prove_consistency, prove_inclusion, tree_hash, HashReader, ReadError, RightEdge};

@@ -264,3 +264,21 @@ fn old_size_zero_has_no_consistency_proof() {
     assert!(prove_consistency(6, 5, &log.stored).is_err());
     assert!(prove_inclusion(5, 5, &log.stored).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A frontier pushed leaf by leaf from any stored frontier equals the
+    /// one read at the larger size, and its root is the naive root.
+    #[test]
+    fn frontiers_extend_to_the_stored_tree(a in 0..=MAX, len in 0u64..2_000) {
+        let log = log();
+        let b = (a + len).min(MAX);
+        let mut f = tlog::Frontier::read(a, &log.stored).unwrap();
+        for leaf in &log.leaves[a as usize..b as usize] {
+            f.push(*leaf);
+        }
+        prop_assert_eq!(&f, &tlog::Frontier::read(b, &log.stored).unwrap());
+        prop_assert_eq!(f.root(), naive_root(&log.leaves[..b as usize]));
+    }
+}

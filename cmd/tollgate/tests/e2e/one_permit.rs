@@ -415,3 +415,90 @@ fn an_approval_record_the_log_does_not_back_lends_nothing() {
     });
     s.audit();
 }
+
+/// What the log says decides which votes count, not the approval record:
+/// someone with the database's password who erases a use or a rejection
+/// from a record gets nothing from it. A used approval lets no second
+/// PERMIT through, a rejected request's approval stays closed; each
+/// rolled-back record is counted as refused, and the log passes its audit.
+#[test]
+fn approval_records_rolled_back_in_the_database_lend_nothing() {
+    let pg = testkit::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_LOG_STORE", pg.url.as_str())]);
+    let alice = s.add_caller("alice", &["approve"], "agent-*");
+    let bob = s.add_caller("bob", &["approve"], "agent-*");
+    let vote = |file: &Path, id: &str, verb: &str| {
+        let token = std::fs::read_to_string(file).unwrap();
+        let (status, body) = response(
+            ureq::post(&format!("{}/v1/approvals/{id}", s.url))
+                .set("authorization", &format!("Bearer {}", token.trim()))
+                .send_string(&json!({ "vote": verb }).to_string()),
+        );
+        assert_eq!(status, 200, "{verb} {id}: {body}");
+    };
+    let mut db = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let mut roll_back = |id: &str, member: &str| {
+        let key = [b"r".as_slice(), id.as_bytes()].concat();
+        let row = db
+            .query_one("SELECT value FROM tollgate_state WHERE key = $1", &[&key])
+            .unwrap();
+        let mut record: Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(0)).unwrap();
+        assert!(record.get(member).is_some(), "{member} in {record}");
+        record.as_object_mut().unwrap().remove(member);
+        let changed = serde_json::to_vec(&record).unwrap();
+        db.execute(
+            "UPDATE tollgate_state SET value = $2 WHERE key = $1",
+            &[&key, &changed],
+        )
+        .unwrap();
+    };
+    let refused = || {
+        let metrics = s.get_text("/metrics");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("tollgate_state_records_refused_total{kind=\"approval\"} ")
+            })
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mut n = 0;
+    let mut never_permit = |amount: u64| {
+        n += 1;
+        let r = s.decide(&transfer(amount, &format!("ask-{n}")));
+        assert_ne!(
+            r.decision,
+            Decision::Permit,
+            "a rolled-back record let a PERMIT through"
+        );
+    };
+
+    // Used once, the use erased.
+    let asked = s.decide(&transfer(50_000, "used-0"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    let id = asked.approval.unwrap()["id"].as_str().unwrap().to_string();
+    vote(&alice, &id, "approve");
+    let used = s.decide(&transfer(50_000, "used-1"));
+    assert_eq!(used.decision, Decision::Permit, "{}", used.reason);
+    roll_back(&id, "used_by");
+    eventually("the erased use is refused", || {
+        never_permit(50_000);
+        refused() >= 1
+    });
+
+    // Approved, then rejected, the rejection erased.
+    let asked = s.decide(&transfer(60_000, "rejected-0"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    let id = asked.approval.unwrap()["id"].as_str().unwrap().to_string();
+    vote(&alice, &id, "approve");
+    vote(&bob, &id, "reject");
+    let before = refused();
+    roll_back(&id, "rejected");
+    eventually("the erased rejection is refused", || {
+        never_permit(60_000);
+        refused() > before
+    });
+    s.audit();
+}
