@@ -14,6 +14,7 @@
 mod active;
 mod admin;
 mod approvals;
+mod authzen;
 pub mod callers;
 pub mod config;
 mod decide;
@@ -76,6 +77,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("POST", "/access/v1/evaluation"),
+    ("POST", "/access/v1/evaluations"),
+    ("GET", "/.well-known/authzen-configuration"),
 ];
 
 /// The running gate: what every handler shares.
@@ -86,6 +90,9 @@ pub struct Gate {
     body_read_timeout: std::time::Duration,
     admin_token: String,
     public_read: bool,
+    /// Whether it serves HTTPS (`tls_cert`): the scheme of the URLs it
+    /// publishes about itself.
+    serves_tls: bool,
     /// Client certificate subjects (common names) and the callers they
     /// authenticate as.
     tls_callers: std::collections::BTreeMap<String, String>,
@@ -351,5 +358,8 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/healthz", get(read::healthz))
         .route("/readyz", get(read::readyz))
         .route("/metrics", get(read::metrics))
+        .route(authzen::EVALUATION, post(authzen::evaluation))
+        .route(authzen::EVALUATIONS, post(authzen::evaluations))
+        .route(authzen::CONFIGURATION, get(authzen::configuration))
         .with_state(gate)
 }

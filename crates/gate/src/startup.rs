@@ -276,6 +276,7 @@ impl Gate {
             callers: Callers::new(),
             governance,
             public_read: config.public_read,
+            serves_tls: config.tls_cert.is_some(),
             unix_callers: config.unix_caller_uids()?,
             tls_callers: config.tls_callers.clone(),
             witnessing,

@@ -768,7 +768,14 @@ fn publishing_refuses_duplicate_members_in_bundle_json() {
 /// otherwise fails, naming what the policy gave.
 #[test]
 fn the_example_bundles_pass_their_own_cases_and_a_wrong_case_fails() {
-    for dir in ["rego", "cedar", "mcp-rego", "mcp-cedar"] {
+    for dir in [
+        "rego",
+        "cedar",
+        "mcp-rego",
+        "mcp-cedar",
+        "authzen-rego",
+        "authzen-cedar",
+    ] {
         let bundle = Bundle::from_dir(&examples().join(dir)).unwrap();
         let results = policy::run_cases(&bundle).unwrap();
         assert!(results.len() >= 6, "{dir}");

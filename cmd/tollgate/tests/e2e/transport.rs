@@ -211,3 +211,51 @@ fn unix_only_listen_makes_a_private_socket() {
         assert!(err.contains("belongs to uid 65534"), "{err}");
     }
 }
+
+/// A PEP speaking OpenID AuthZEN 1.0 over HTTP to the real server: the
+/// discovery document names the endpoints at the address it was reached by,
+/// an evaluation is a decision in the log (its receipt verifies), and the
+/// request identifier is echoed and is the decision's idempotency key.
+#[test]
+fn an_authzen_pep_gets_signed_logged_decisions_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let bundle = examples.join("authzen-rego");
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let pep = s.add_caller("pep", &["decide"], "alice@example.com");
+    let token = std::fs::read_to_string(pep).unwrap();
+
+    let (status, metadata) =
+        response(ureq::get(&format!("{}/.well-known/authzen-configuration", s.url)).call());
+    assert_eq!(status, 200);
+    assert_eq!(metadata["policy_decision_point"], s.url.as_str());
+    let endpoint = metadata["access_evaluation_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(endpoint, format!("{}/access/v1/evaluation", s.url));
+
+    let size = s.checkpoint().size;
+    let answer = ureq::post(&endpoint)
+        .set("authorization", &format!("Bearer {}", token.trim()))
+        .set("x-request-id", "pep-42")
+        .send_string(
+            &json!({
+                "subject": {"type": "user", "id": "alice@example.com"},
+                "resource": {"type": "document", "id": "1"},
+                "action": {"name": "can_read"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(answer.header("x-request-id"), Some("pep-42"));
+    let decision: Value = answer.into_json().unwrap();
+    assert_eq!(decision["decision"], true, "{decision}");
+    let response: DecisionResponse = serde_json::from_value(decision["context"].clone()).unwrap();
+    let (body, _) = verify(&s, &response);
+    assert_eq!(body.request["idempotency_key"], "pep-42");
+    assert_eq!(s.checkpoint().size, size + 1);
+    s.audit();
+}
