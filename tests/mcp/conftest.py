@@ -54,10 +54,11 @@ class Gate:
             return int(r.read().decode().split("\n")[1])
 
 
-def start_gate(tmp_path: Path) -> Gate:
-    """`tollgate serve` on a fresh data directory, the example MCP policy active."""
+def start_gate(tmp_path: Path, env: dict[str, str] | None = None) -> Gate:
+    """`tollgate serve` on a fresh data directory, the example MCP policy
+    active; `env` added to its environment."""
     data = tmp_path / "data"
-    env = dict(os.environ, TOLLGATE_LOG="warn")
+    env = dict(os.environ, TOLLGATE_LOG="warn", **(env or {}))
     process = subprocess.Popen(
         [str(BIN / "tollgate"), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
         stdout=subprocess.PIPE,

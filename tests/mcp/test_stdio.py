@@ -303,3 +303,56 @@ def test_one_permit_one_execution_reused_ids_and_notification_calls_never_run(
     session.close()
     assert gate.log_size() == size + 1, "only the new call was decided"
     assert log.read_text().splitlines() == ["write_note\tonce", "write_note\tonce"]
+
+
+def test_a_tool_call_is_a_span_of_the_agents_trace(tmp_path: Path, everything: list[str]) -> None:
+    """A `tools/call` whose `params._meta` carries a W3C `traceparent` (as
+    the MCP specification lets clients send it) is an `execute_tool` span of
+    that trace at the gateway, with the GenAI and MCP attributes, and the
+    gate's decision is a span below it: one trace from the agent to the
+    receipt, at a real OTLP collector."""
+    from conftest import start_gate
+    from otlp import Collector
+
+    collector = Collector()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    gate = start_gate(tmp_path, env)
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    command = gate.gateway("everything", everything)
+    server = StdioServerParameters(command=command[0], args=command[1:], env=env)
+
+    async def run() -> dict[str, Any]:
+        async with Client(server) as client:
+            result = await client.call_tool(
+                "echo",
+                {"message": "traced"},
+                meta={"traceparent": f"00-{trace_id}-{parent}-01"},  # type: ignore[arg-type]
+            )
+            assert not result.is_error, text(result)
+            return decision(result)
+
+    try:
+        d = anyio.run(run)
+        spans = collector.wait_for(
+            "the tool call and its decision",
+            lambda spans: (
+                any(s["name"] == "execute_tool echo" for s in spans)
+                and any(s["name"] == "decision" and s["trace_id"] == trace_id for s in spans)
+            ),
+        )
+    finally:
+        gate.process.kill()
+        gate.process.wait()
+        collector.close()
+    call = next(s for s in spans if s["name"] == "execute_tool echo")
+    assert call["trace_id"] == trace_id and call["parent_span_id"] == parent
+    assert call["attributes"]["gen_ai.tool.name"] == "echo"
+    assert call["attributes"]["gen_ai.operation.name"] == "execute_tool"
+    assert call["attributes"]["mcp.method.name"] == "tools/call"
+    assert call["attributes"]["tollgate.decision"] == "PERMIT"
+    by_id = {s["span_id"]: s for s in spans}
+    gate_decision = next(s for s in spans if s["name"] == "decision" and s["trace_id"] == trace_id)
+    assert gate_decision["attributes"]["tollgate.receipt_id"] == d["receipt_id"]
+    request = by_id[gate_decision["parent_span_id"]]
+    assert request["name"] == "POST /v1/decisions"
+    assert request["parent_span_id"] == call["span_id"], "the decision is below the tool call"

@@ -332,14 +332,19 @@ fn main() -> std::process::ExitCode {
         }
         Command::Mcp {
             command: McpCommand::Stdio(args),
-        } => match mcp::stdio(args) {
-            Ok(code) => return code,
-            Err(e) => Err(e),
-        },
+        } => {
+            // Logs only past warnings (stdout is the protocol), and traces
+            // with an OTLP endpoint in the standard variables.
+            let _traces = mcp_traces(false);
+            match mcp::stdio(args) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
         Command::Mcp {
             command: McpCommand::Http(args),
         } => {
-            init_logging(gate::LogFormat::Text);
+            let _traces = mcp_traces(true);
             mcp_http::http(args)
         }
     };
@@ -424,7 +429,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     // This very binary, even if a newer one has replaced it on disk: the
     // gate and its evaluation processes speak a private protocol.
     config.eval_worker = Some("/proc/self/exe".into());
-    init_logging(config.log_format);
+    let traces = telemetry::endpoint(config.otel_endpoint.as_deref());
+    let _traces = init_logging_and_traces(config.log_format, traces.as_deref());
+    if let Some(url) = &traces {
+        tracing::info!(%url, "sending traces (OTLP over HTTP)");
+    }
     raise_open_files(config.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -462,17 +471,60 @@ enum CliMode {
     Central,
 }
 
-fn init_logging(format: gate::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == gate::LogFormat::Json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// The MCP gateway's logs (stderr; the stdio gateway's only when
+/// `TOLLGATE_LOG` asks, as before) and, with `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, its traces: a span per
+/// `tools/call`, the decision its child.
+fn mcp_traces(http: bool) -> Option<telemetry::Exporter> {
+    let traces = telemetry::endpoint(None);
+    if !http && traces.is_none() && std::env::var_os("TOLLGATE_LOG").is_none() {
+        return None;
     }
+    init_logging_and_traces(gate::LogFormat::Text, traces.as_deref())
+}
+
+/// Logs to stderr (`TOLLGATE_LOG`, default `info`) and, with an OTLP
+/// endpoint, traces: the spans of target `telemetry::TARGET` go to the
+/// exporter and never to the log. Without an endpoint those spans are
+/// disabled at their callsites. The exporter flushes when dropped.
+fn init_logging_and_traces(
+    format: gate::LogFormat,
+    traces: Option<&str>,
+) -> Option<telemetry::Exporter> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(
+            format!("{}=off", telemetry::TARGET)
+                .parse()
+                .expect("a directive"),
+        );
+    // Colours only for a terminal: a log file gets plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let fmt = if format == gate::LogFormat::Json {
+        fmt.json().with_filter(filter).boxed()
+    } else {
+        fmt.with_filter(filter).boxed()
+    };
+    let exporter = traces.and_then(|url| match telemetry::Exporter::start(url, "tollgate") {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("tollgate: traces are off: starting the exporter: {e}");
+            None
+        }
+    });
+    let otel = exporter.as_ref().map(|e| {
+        e.layer().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(telemetry::TARGET, tracing::Level::TRACE),
+        )
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    exporter
 }
 
 async fn run_server(config: Config) -> Result<()> {

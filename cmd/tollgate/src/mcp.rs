@@ -172,7 +172,9 @@ impl Io {
                 Action::Decide(call) => {
                     let io = self.clone();
                     std::thread::spawn(move || {
-                        let outcome = decide(&io.gate, &call.intent);
+                        let span = telemetry::tool_call_span(&call.tool, None, &call.trace);
+                        let outcome = span.in_scope(|| decide(&io.gate, &call.intent, &span));
+                        traced(&span, &outcome);
                         let next = io.gateway.lock().expect("gateway").decided(call, outcome);
                         io.act(next);
                     });
@@ -219,10 +221,26 @@ fn denies(decider: &Decider, intent: &serde_json::Value) -> bool {
     }
 }
 
-/// The gate's verified decision on `intent`, as the gateway takes it.
-fn decide(decider: &Decider, intent: &serde_json::Value) -> Outcome {
+/// The decision a call's span records.
+pub(crate) fn traced(span: &tracing::Span, outcome: &Outcome) {
+    span.record(
+        "tollgate.decision",
+        match outcome {
+            Outcome::Permit(_) => "PERMIT",
+            Outcome::Refused { decision, .. } => decision.as_str(),
+            Outcome::Failed(_) => "failed",
+        },
+    );
+}
+
+/// The gate's verified decision on `intent`, as the gateway takes it, in
+/// the call's `span` (a remote gate gets its trace context).
+fn decide(decider: &Decider, intent: &serde_json::Value, span: &tracing::Span) -> Outcome {
     let verified = match decider {
-        Decider::Remote(client) => client.decide(intent),
+        Decider::Remote(client) => {
+            let _attached = telemetry::context_of(span).attach();
+            client.decide(intent)
+        }
         Decider::InProcess {
             runtime,
             gate,

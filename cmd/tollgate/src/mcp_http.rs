@@ -266,14 +266,19 @@ impl Gatekeeper {
         }
     }
 
-    /// The gate's verified decision on `intent`, asked as `who`.
-    async fn decide(&self, who: &Who, intent: Value) -> Outcome {
+    /// The gate's verified decision on `intent`, asked as `who`, in the
+    /// call's `span` (a remote gate gets its trace context).
+    async fn decide(&self, who: &Who, intent: Value, span: &tracing::Span) -> Outcome {
         let verified = match self {
             Gatekeeper::Remote { .. } => {
                 let client = self.client(&who.token).expect("remote");
-                tokio::task::spawn_blocking(move || client.decide(&intent))
-                    .await
-                    .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
+                let cx = telemetry::context_of(span);
+                tokio::task::spawn_blocking(move || {
+                    let _attached = cx.attach();
+                    client.decide(&intent)
+                })
+                .await
+                .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
             }
             Gatekeeper::InProcess { gate, trust } => {
                 let body = intent.to_string();
@@ -628,7 +633,17 @@ impl Proxy {
 
     async fn decide(self: &Arc<Self>, session: &Arc<Session>, call: Call) {
         let id = call.id.to_string();
-        let outcome = self.gate.decide(&session.who, call.intent.clone()).await;
+        let session_id = session
+            .headers
+            .lock()
+            .expect("headers lock")
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let span = telemetry::tool_call_span(&call.tool, session_id.as_deref(), &call.trace);
+        let decided = self.gate.decide(&session.who, call.intent.clone(), &span);
+        let outcome = tracing::Instrument::instrument(decided, span.clone()).await;
+        crate::mcp::traced(&span, &outcome);
         let actions = session
             .gateway
             .lock()

@@ -191,6 +191,11 @@ pub struct Config {
     /// For witnesses at https URLs: the CA certificate(s) (PEM) to verify
     /// them against. Default: the system's roots.
     pub witness_ca_file: Option<PathBuf>,
+    /// Where to send OpenTelemetry traces (OTLP over HTTP, protobuf): a
+    /// collector's base URL, `/v1/traces` appended. Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// and with neither, no tracing.
+    pub otel_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -230,6 +235,7 @@ impl Default for Config {
             witness_interval_ms: 1000,
             witness_refresh_s: 60,
             witness_ca_file: None,
+            otel_endpoint: None,
         }
     }
 }
@@ -288,6 +294,7 @@ pub const SETTINGS: &[&str] = &[
     "witness_interval_ms",
     "witness_refresh_s",
     "witness_ca_file",
+    "otel_endpoint",
 ];
 
 fn kind(setting: &str) -> Kind {

@@ -108,15 +108,29 @@ impl Gate {
         require_decide(caller)?;
         let _admitted = self.admit()?;
         let request = DecisionRequest::parse(body)?;
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "evaluation",
+            tollgate.caller = %caller.name,
+            tollgate.caller.via = via,
+            tollgate.actor.id = request.actor().id(),
+            tollgate.surface = request.surface(),
+            tollgate.action = request.action(),
+            tollgate.decision = tracing::field::Empty,
+            tollgate.logged = false,
+        );
         let value = request.to_value();
         let counters = self.history.gate.read().await;
         let approvals = match self.voted_request(&value) {
             Some(id) => self.attachable(&id, &caller.name)?,
             None => None,
         };
-        let bound = self
-            .bind_and_evaluate(caller, via, &request, &value, &counters, approvals)
-            .await;
+        let bound = tracing::Instrument::instrument(
+            self.bind_and_evaluate(caller, via, &request, &value, &counters, approvals),
+            span.clone(),
+        )
+        .await;
+        span.record("tollgate.decision", bound.evaluation.decision.as_str());
         Ok(serde_json::json!({
             "decision": bound.evaluation.decision,
             "reason": bound.evaluation.reason,
@@ -142,6 +156,26 @@ impl Gate {
         body: &[u8],
     ) -> Result<DecisionResponse, GateError> {
         let started = Instant::now();
+        // Attributes under `tollgate.*`; request targets and contexts never
+        // (they may hold personal data).
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "decision",
+            tollgate.caller = %caller.name,
+            tollgate.caller.via = via,
+            tollgate.actor.id = tracing::field::Empty,
+            tollgate.surface = tracing::field::Empty,
+            tollgate.action = tracing::field::Empty,
+            tollgate.decision = tracing::field::Empty,
+            tollgate.reason = tracing::field::Empty,
+            tollgate.policy.version = tracing::field::Empty,
+            tollgate.policy.engine = tracing::field::Empty,
+            tollgate.receipt_id = tracing::field::Empty,
+            tollgate.log_index = tracing::field::Empty,
+            tollgate.replayed = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
         let result = match require_decide(caller).and_then(|()| self.admit()) {
             // The pipeline runs as a task of its own that holds the
             // admission: a client that goes away cannot leave work queued
@@ -149,15 +183,34 @@ impl Gate {
             Ok(admitted) => {
                 let (gate, caller, via, body) =
                     (self.clone(), caller.clone(), via.to_string(), body.to_vec());
-                tokio::spawn(async move {
+                let pipeline = async move {
                     let _admitted = admitted;
                     gate.decide_once(&caller, &via, &body).await
-                })
-                .await
-                .unwrap_or_else(|e| Err(GateError::Internal(format!("decision task: {e}"))))
+                };
+                tokio::spawn(tracing::Instrument::instrument(pipeline, span.clone()))
+                    .await
+                    .unwrap_or_else(|e| Err(GateError::Internal(format!("decision task: {e}"))))
             }
             Err(e) => Err(e),
         };
+        if !span.is_disabled() {
+            match &result {
+                Ok((r, _)) => {
+                    span.record("tollgate.decision", r.decision.as_str());
+                    span.record("tollgate.reason", r.reason.as_str());
+                    span.record("tollgate.receipt_id", r.receipt_id.as_str());
+                    span.record("tollgate.log_index", r.log_index);
+                    span.record("tollgate.replayed", r.replayed);
+                    if let Some(v) = &r.policy_version {
+                        span.record("tollgate.policy.version", v.as_str());
+                    }
+                }
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", e.status().as_str());
+                }
+            }
+        }
         let outcome = match &result {
             Ok((_, outcome)) => *outcome,
             Err(e) => Outcome::of_error(e),
@@ -186,7 +239,14 @@ impl Gate {
         body: &[u8],
     ) -> Result<(DecisionResponse, Outcome), GateError> {
         // 1. Validate: parse into the contract's types, or 400 with the field.
-        let request = DecisionRequest::parse(body)?;
+        let request = tracing::info_span!(target: telemetry::TARGET, "validate")
+            .in_scope(|| DecisionRequest::parse(body))?;
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("tollgate.actor.id", request.actor().id());
+            span.record("tollgate.surface", request.surface());
+            span.record("tollgate.action", request.action());
+        }
         let receipt_id = request.receipt_id(&caller.name);
         let request_value = request.to_value();
         let request_digest = protocol::digest_of(&request_value);
@@ -231,9 +291,11 @@ impl Gate {
             derived,
             evaluation,
             shadowed,
-        } = self
-            .bind_and_evaluate(caller, via, &request, &request_value, &counters, approvals)
-            .await;
+        } = tracing::Instrument::instrument(
+            self.bind_and_evaluate(caller, via, &request, &request_value, &counters, approvals),
+            tracing::info_span!(target: telemetry::TARGET, "evaluate"),
+        )
+        .await;
         if let Some((enforced, shadow)) = shadowed {
             self.metrics.shadow(enforced, shadow);
         }
@@ -255,17 +317,24 @@ impl Gate {
             derived,
             decided_at,
         };
-        let leaf = body
-            .sign(&self.gate_key)
+        if let Some(p) = &body.policy {
+            span.record("tollgate.policy.engine", p.engine.as_str());
+        }
+        let leaf = tracing::info_span!(target: telemetry::TARGET, "sign")
+            .in_scope(|| body.sign(&self.gate_key))
             .map_err(|e| GateError::Internal(format!("signing the receipt: {e}")))?;
 
         // 6. Append; answered only once durable. The receipt id is the log's
         //    idempotency key, so a concurrent retry with the same key cannot
         //    add a second leaf.
-        let appended = match self
+        let commit = self
             .ledger
-            .append(leaf.clone(), receipt_id.clone().into_bytes())
-            .await
+            .append(leaf.clone(), receipt_id.clone().into_bytes());
+        let appended = match tracing::Instrument::instrument(
+            commit,
+            tracing::info_span!(target: telemetry::TARGET, "commit"),
+        )
+        .await
         {
             Ok(a) => a,
             Err(ledger::Error::Conflict { .. }) => {

@@ -59,6 +59,7 @@ impl Gate {
         subject: Value,
     ) -> Result<u64, GateError> {
         let (leaf, key) = self.governance_leaf(action, by, subject)?;
+        let _span = governance_span(action, by).entered();
         logged(action, by, self.ledger.append_blocking(leaf, key))
     }
 
@@ -74,8 +75,21 @@ impl Gate {
         subject: Value,
     ) -> Result<u64, GateError> {
         let (leaf, key) = self.governance_leaf(action, by, subject)?;
-        logged(action, by, self.ledger.append(leaf, key).await)
+        let append = self.ledger.append(leaf, key);
+        let appended = tracing::Instrument::instrument(append, governance_span(action, by)).await;
+        logged(action, by, appended)
     }
+}
+
+/// The span of an admin change (or a vote, or a redemption): a governance
+/// entry appended.
+fn governance_span(action: &str, by: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: telemetry::TARGET,
+        "governance",
+        tollgate.governance.action = action,
+        tollgate.governance.by = by,
+    )
 }
 
 /// The outcome of appending a governance entry: its index, logged, or

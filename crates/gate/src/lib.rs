@@ -361,5 +361,52 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route(authzen::EVALUATION, post(authzen::evaluation))
         .route(authzen::EVALUATIONS, post(authzen::evaluations))
         .route(authzen::CONFIGURATION, get(authzen::configuration))
+        .route_layer(axum::middleware::from_fn(traced))
         .with_state(gate)
+}
+
+/// Every request in a server span (target `telemetry::TARGET`: exported
+/// only when tracing is on, else disabled at its callsite) named after its
+/// route, continuing the trace its `traceparent` names; the decision,
+/// evaluation and admin spans are its children.
+async fn traced(
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let span = tracing::info_span!(
+        target: telemetry::TARGET,
+        "request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route.as_str(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return next.run(request).await;
+    }
+    span.record(
+        "otel.name",
+        format!("{} {}", request.method(), route.as_str()).as_str(),
+    );
+    let headers = request.headers();
+    telemetry::continue_trace(&span, &|k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    // The log lines of this request carry its trace and span ids (a span
+    // at the highest level, so every log level shows it).
+    let logged = match telemetry::ids(&span) {
+        Some((trace_id, span_id)) => {
+            tracing::error_span!("traced", trace_id = %trace_id, span_id = %span_id)
+        }
+        None => tracing::Span::none(),
+    };
+    let run = tracing::Instrument::instrument(next.run(request), span.clone());
+    let response = tracing::Instrument::instrument(run, logged).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }

@@ -418,6 +418,20 @@ impl Metrics {
              # TYPE tollgate_decisions_pending gauge\ntollgate_decisions_pending {}",
             gauges.pending
         );
+        let spans = telemetry::counts();
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_otel_spans_total OpenTelemetry spans: exported, dropped (the export \
+             queue was full; a decision never waits for it) or failed (the collector refused them \
+             or could not be reached).\n# TYPE tollgate_otel_spans_total counter"
+        );
+        for (result, n) in [
+            ("exported", spans.exported),
+            ("dropped", spans.dropped),
+            ("failed", spans.failed),
+        ] {
+            let _ = writeln!(out, "tollgate_otel_spans_total{{result=\"{result}\"}} {n}");
+        }
         if let Some(pushing) = gauges.witness_pusher {
             let _ = writeln!(
                 out,

@@ -87,6 +87,12 @@ pub struct Listing {
 pub struct Call {
     /// The JSON-RPC id, as the client sent it.
     pub id: Value,
+    /// The tool's name.
+    pub tool: String,
+    /// The W3C trace context the client sent in `params._meta`
+    /// (`traceparent`, `tracestate`), as the MCP specification lets clients
+    /// carry it: the gateway's span for the call continues that trace.
+    pub trace: Vec<(String, String)>,
     /// The decision request to send to the gate.
     pub intent: Value,
     /// The client's message, forwarded as it is on PERMIT.
@@ -442,8 +448,14 @@ impl Gateway {
         }
         self.deciding.insert(id.to_string());
         self.calls += 1;
+        let trace = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|k| Some((k.to_string(), params["_meta"][k].as_str()?.to_string())))
+            .collect();
         vec![Action::Decide(Call {
             intent: self.intent(self.calls, &tool, &arguments),
+            tool,
+            trace,
             id,
             message: line.to_string(),
         })]

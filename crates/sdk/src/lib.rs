@@ -553,6 +553,9 @@ impl Client {
         if let Some(t) = &self.token {
             r = r.set("authorization", &format!("Bearer {t}"));
         }
+        for (k, v) in trace_context() {
+            r = r.set(k, &v);
+        }
         let sent = match body {
             Some(b) => r.send_string(b),
             None => r.call(),
@@ -587,11 +590,14 @@ impl Client {
             .set_read_timeout(Some(self.unix_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.unix_timeout)))
             .map_err(|e| e.to_string())?;
-        let auth = self
+        let mut auth = self
             .token
             .as_ref()
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        for (k, v) in trace_context() {
+            auth.push_str(&format!("{k}: {v}\r\n"));
+        }
         let body = body.map_or_else(String::new, |b| {
             format!(
                 "content-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
@@ -680,4 +686,34 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
+}
+
+/// The W3C trace context of the current OpenTelemetry context
+/// (`opentelemetry::Context::current()`), as `traceparent` and, if any,
+/// `tracestate` headers: every request to the gate carries it, so the
+/// gate's decision span is a child of the caller's. Nothing without a valid
+/// current span. (With `tracing-opentelemetry`, attach the span's context:
+/// `let _cx = tracing::Span::current().context().attach();`.)
+fn trace_context() -> Vec<(&'static str, String)> {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return Vec::new();
+    }
+    let mut headers = vec![(
+        "traceparent",
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        ),
+    )];
+    let state = sc.trace_state().header();
+    if !state.is_empty() {
+        headers.push(("tracestate", state));
+    }
+    headers
 }

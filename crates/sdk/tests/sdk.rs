@@ -423,3 +423,81 @@ fn guard_waits_for_an_approval_then_runs_once() {
     assert_eq!(key, "w2+approved");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// The SDK carries the current OpenTelemetry context to the gate (W3C
+/// `traceparent`, over HTTP and over the Unix socket): the gate's decision
+/// is a span of the agent's trace, at a real OTLP collector.
+#[test]
+fn a_decision_continues_the_agents_trace() {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    let otlp = testkit::otlp::Otlp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sock = dir.path().join("gate.sock");
+    let uid = std::fs::metadata(dir.path()).unwrap().uid();
+    let mut cmd = testkit::tollgate_serve(&data);
+    cmd.arg("--unix-socket")
+        .arg(&sock)
+        .env("TOLLGATE_UNIX_CALLERS", format!("{uid}=demo"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.url);
+    let gate = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let over_http = Client::new(&gate.url, trust.clone()).with_token(&token);
+    let over_socket = Client::new(&format!("unix:{}", sock.display()), trust);
+    for (n, client) in [over_http, over_socket].iter().enumerate() {
+        let trace = TraceId::from_hex(&format!("{:032x}", 0xabc0 + n)).unwrap();
+        let agent_span = SpanId::from_hex("1234567890abcdef").unwrap();
+        let cx = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            trace,
+            agent_span,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "x")]).unwrap(),
+        ));
+        let permit = {
+            let _attached = cx.attach();
+            client
+                .decide(&intent("agent-treasury", 500, &format!("traced-{n}")))
+                .unwrap()
+        };
+        let spans = otlp.wait_for("the decision span", |spans| {
+            spans
+                .iter()
+                .any(|s| s.span.name == "decision" && s.trace_id() == trace.to_string())
+        });
+        let decision = spans
+            .iter()
+            .find(|s| s.span.name == "decision" && s.trace_id() == trace.to_string())
+            .unwrap();
+        assert_eq!(
+            decision.attr("tollgate.receipt_id").as_deref(),
+            Some(permit.receipt_id())
+        );
+        let request = spans
+            .iter()
+            .find(|s| s.span_id() == decision.parent_span_id())
+            .unwrap();
+        assert_eq!(request.parent_span_id(), agent_span.to_string());
+        assert_eq!(request.span.trace_state, "vendor=x");
+    }
+    // No current span: no trace context sent, a trace of the gate's own.
+    let before = otlp.spans().len();
+    let client = Client::new(
+        &gate.url,
+        Trust::new(key(&data, "log.skey"), key(&data, "gate.skey")),
+    )
+    .with_token(&token);
+    client
+        .decide(&intent("agent-treasury", 500, "untraced"))
+        .unwrap();
+    let spans = otlp.wait_for("the untraced decision", |s| s.len() > before + 1);
+    let request = spans[before..]
+        .iter()
+        .find(|s| s.span.name == "POST /v1/decisions")
+        .unwrap();
+    assert!(request.parent_span_id().is_empty(), "a root span");
+}

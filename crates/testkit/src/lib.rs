@@ -6,6 +6,8 @@
 //! pipe, and stopping it (SIGKILL on drop, or SIGTERM and wait). Out of
 //! scope: anything about what the binaries serve.
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -228,3 +228,35 @@ def test_one_root_for_every_error_and_clients_close_with_with(gate: Gate) -> Non
         assert a._http.is_closed
 
     anyio.run(run)
+
+
+def test_a_decision_carries_the_current_trace_context(gate: Gate) -> None:
+    """With an OpenTelemetry span current, every decision request carries its
+    W3C trace context (`traceparent`), so the gate's decision is a span of
+    the caller's trace; with none, no trace context is sent."""
+    from opentelemetry import context, trace
+
+    seen: list[httpx.Headers] = []
+    real = httpx.Client()
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        answer = real.post(str(request.url), content=request.content, headers=request.headers)
+        return httpx.Response(answer.status_code, content=answer.content)
+
+    c = client(gate, transport=httpx.MockTransport(forward))
+    sc = trace.SpanContext(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(0x01),
+    )
+    token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(sc)))
+    try:
+        permit = c.decide(intent(500, "traced-1"))
+    finally:
+        context.detach(token)
+    assert permit.receipt["decision"] == "PERMIT"
+    assert seen[-1]["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    c.decide(intent(500, "untraced-1"))
+    assert "traceparent" not in seen[-1]

@@ -20,6 +20,7 @@ mod evaluation;
 mod many_gates;
 mod one_permit;
 mod overload;
+mod traces;
 mod transport;
 
 struct Server {

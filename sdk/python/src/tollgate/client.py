@@ -33,6 +33,11 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 import httpx
 
+try:  # The OpenTelemetry API is optional: without it, no trace context is sent.
+    from opentelemetry import propagate as _propagate
+except ImportError:  # pragma: no cover - depends on the environment
+    _propagate = None  # type: ignore[assignment]
+
 from tollgate.errors import TollgateError
 from tollgate.verify import (
     Policy,
@@ -173,6 +178,17 @@ def _answer(trust: Trust, intent: Mapping[str, Any], r: httpx.Response) -> Permi
     raise Unavailable(f"{r.status_code}: {text}")
 
 
+def _headers() -> dict[str, str]:
+    """A decision request's headers: JSON, and the W3C trace context of the
+    current OpenTelemetry span (`traceparent`, `tracestate`) when the
+    OpenTelemetry API is installed and a span is current, so the gate's
+    decision is a span of the caller's trace."""
+    headers = {"content-type": "application/json"}
+    if _propagate is not None:
+        _propagate.inject(headers)
+    return headers
+
+
 def _http_options(base: str, token: str | None, timeout: float, ca_file: str | None,
                   *, asynchronous: bool) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """The gate's base URL and the httpx client options both clients use."""
@@ -263,7 +279,7 @@ class Client:
                 r = self._http.post(
                     f"{self._url}/v1/decisions",
                     content=body,
-                    headers={"content-type": "application/json"},
+                    headers=_headers(),
                 )
             except httpx.HTTPError as e:
                 last = Unavailable(f"the gate did not answer: {e!r}")
@@ -372,7 +388,7 @@ class AsyncClient:
                 r = await self._http.post(
                     f"{self._url}/v1/decisions",
                     content=body,
-                    headers={"content-type": "application/json"},
+                    headers=_headers(),
                 )
             except httpx.HTTPError as e:
                 last = Unavailable(f"the gate did not answer: {e!r}")
