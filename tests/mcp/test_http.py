@@ -89,7 +89,9 @@ def notes(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 class Proxy:
     """A running `tollgate mcp http`."""
 
-    def __init__(self, gate: Gate, server: str, upstream: str, *extra: str) -> None:
+    def __init__(
+        self, gate: Gate, server: str, upstream: str, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 str(BIN / "tollgate"), "mcp", "http", "--server", server,
@@ -100,7 +102,7 @@ class Proxy:
             ],
             stdout=subprocess.PIPE,
             text=True,
-            env=dict(os.environ, TOLLGATE_LOG="warn"),
+            env=dict(os.environ, TOLLGATE_LOG="warn", **(env or {})),
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -530,3 +532,40 @@ def test_a_revoked_caller_is_refused_and_its_open_stream_closed_within_seconds(
         assert time.monotonic() - started < 5, "the stream outlived the revocation"
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     assert httpx.post(proxy.url, json=ping, headers=headers, timeout=30).status_code == 401
+
+
+def test_a_tool_call_over_http_is_a_span_of_its_session_and_trace(
+    gate: Gate, everything_http: str
+) -> None:
+    """Over streamable HTTP too, a `tools/call` with a `traceparent` in
+    `params._meta` is an `execute_tool` span of that trace, naming the MCP
+    session it belongs to."""
+    from otlp import Collector
+
+    collector = Collector()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    proxy = Proxy(gate, "everything", everything_http, "--actor", "agent-mcp", env=env)
+    trace_id, parent = "5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7"
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token, mode="legacy") as client:
+            result = await client.call_tool(
+                "echo",
+                {"message": "traced"},
+                meta={"traceparent": f"00-{trace_id}-{parent}-01"},  # type: ignore[arg-type]
+            )
+            assert not result.is_error, text(result)
+
+    try:
+        anyio.run(run)
+        spans = collector.wait_for(
+            "the tool call", lambda spans: any(s["name"] == "execute_tool echo" for s in spans)
+        )
+    finally:
+        proxy.stop()
+        collector.close()
+    call = next(s for s in spans if s["name"] == "execute_tool echo")
+    assert call["trace_id"] == trace_id and call["parent_span_id"] == parent
+    assert call["attributes"]["mcp.method.name"] == "tools/call"
+    assert call["attributes"]["mcp.session.id"], call
+    assert call["attributes"]["tollgate.decision"] == "PERMIT"
