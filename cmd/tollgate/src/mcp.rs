@@ -211,13 +211,13 @@ fn denies(decider: &Decider, intent: &serde_json::Value) -> bool {
             gate,
             caller,
             ..
-        } => runtime
-            .block_on(gate.evaluate(
-                caller,
-                protocol::VIA_IN_PROCESS,
-                intent.to_string().as_bytes(),
-            ))
-            .is_ok_and(|e| e["decision"] == "DENY"),
+        } => gate
+            .authorize_in_process(&caller.name, gate::callers::Role::Decide)
+            .is_ok_and(|who| {
+                runtime
+                    .block_on(gate.evaluate(&who, intent.to_string().as_bytes()))
+                    .is_ok_and(|e| e["decision"] == "DENY")
+            }),
     }
 }
 
@@ -252,25 +252,20 @@ fn decide(decider: &Decider, intent: &serde_json::Value, span: &tracing::Span) -
             // since the gateway started binds the next call.
             match (
                 protocol::DecisionRequest::parse(body.as_bytes()),
-                gate.caller(&caller.name),
+                gate.authorize_in_process(&caller.name, gate::callers::Role::Decide),
             ) {
                 (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
-                (_, None) => Err(sdk::Refusal::Unavailable(format!(
-                    "caller {:?} is no longer live (revoked)",
-                    caller.name
-                ))),
-                (Ok(request), Some(caller)) => match runtime.block_on(gate.decide(
-                    &caller,
-                    protocol::VIA_IN_PROCESS,
-                    body.as_bytes(),
-                )) {
-                    Ok(response) => sdk::verify_answer(
-                        trust,
-                        &request,
-                        &serde_json::to_vec(&response).unwrap_or_default(),
-                    ),
-                    Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                },
+                (_, Err(e)) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                (Ok(request), Ok(who)) => {
+                    match runtime.block_on(gate.decide(&who, body.as_bytes())) {
+                        Ok(response) => sdk::verify_answer(
+                            trust,
+                            &request,
+                            &serde_json::to_vec(&response).unwrap_or_default(),
+                        ),
+                        Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                    }
+                }
             }
         }
     };

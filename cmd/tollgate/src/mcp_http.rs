@@ -252,17 +252,15 @@ impl Gatekeeper {
                     .await
                     .is_ok_and(|e| e.is_ok_and(|e| e.decision == "DENY"))
             }
-            Gatekeeper::InProcess { gate, .. } => match gate.caller_by_token(&who.token) {
-                None => false,
-                Some(caller) => gate
-                    .evaluate(
-                        &caller,
-                        protocol::VIA_IN_PROCESS,
-                        intent.to_string().as_bytes(),
-                    )
-                    .await
-                    .is_ok_and(|e| e["decision"] == "DENY"),
-            },
+            Gatekeeper::InProcess { gate, .. } => {
+                match gate.authorize_token(&who.token, gate::callers::Role::Decide) {
+                    Err(_) => false,
+                    Ok(caller) => gate
+                        .evaluate(&caller, intent.to_string().as_bytes())
+                        .await
+                        .is_ok_and(|e| e["decision"] == "DENY"),
+                }
+            }
         }
     }
 
@@ -284,23 +282,20 @@ impl Gatekeeper {
                 let body = intent.to_string();
                 match (
                     protocol::DecisionRequest::parse(body.as_bytes()),
-                    gate.caller_by_token(&who.token),
+                    gate.authorize_token(&who.token, gate::callers::Role::Decide),
                 ) {
                     (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
-                    (_, None) => Err(sdk::Refusal::Unavailable(
-                        "the token is no longer a live caller's".into(),
-                    )),
-                    (Ok(request), Some(caller)) => match gate
-                        .decide(&caller, protocol::VIA_IN_PROCESS, body.as_bytes())
-                        .await
-                    {
-                        Ok(response) => sdk::verify_answer(
-                            trust,
-                            &request,
-                            &serde_json::to_vec(&response).unwrap_or_default(),
-                        ),
-                        Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                    },
+                    (_, Err(e)) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                    (Ok(request), Ok(caller)) => {
+                        match gate.decide(&caller, body.as_bytes()).await {
+                            Ok(response) => sdk::verify_answer(
+                                trust,
+                                &request,
+                                &serde_json::to_vec(&response).unwrap_or_default(),
+                            ),
+                            Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
+                        }
+                    }
                 }
             }
         };

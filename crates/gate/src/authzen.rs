@@ -34,7 +34,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::callers::{Caller, Role};
+use crate::callers::{Authorized, Role};
 use crate::http::Credentials;
 use crate::{Gate, GateError};
 
@@ -233,14 +233,9 @@ fn request_id(headers: &HeaderMap) -> Result<Option<String>, Refused> {
 
 /// One decision as an AuthZEN Decision: `true` only for PERMIT, the whole
 /// decision response as its context.
-async fn decide(
-    gate: &Arc<Gate>,
-    caller: &Caller,
-    via: &str,
-    intent: &Value,
-) -> Result<Value, GateError> {
+async fn decide(gate: &Arc<Gate>, who: &Authorized, intent: &Value) -> Result<Value, GateError> {
     let body = serde_json::to_vec(intent).expect("serializable");
-    let response = gate.decide(caller, via, &body).await?;
+    let response = gate.decide(who, &body).await?;
     Ok(json!({
         "decision": response.decision == protocol::Decision::Permit,
         "context": response,
@@ -269,14 +264,14 @@ async fn admit(
     gate: &Arc<Gate>,
     creds: &Credentials,
     body: Body,
-) -> Result<(Arc<Caller>, &'static str, Value), Refused> {
-    let (caller, via) = gate.authenticate(creds, Role::Decide)?;
+) -> Result<(Authorized, Value), Refused> {
+    let who = gate.authorize(creds, Role::Decide)?;
     let bytes = gate.read_body(body, MAX_BODY).await?;
     let request = protocol::strict::from_slice(&bytes).map_err(|e| Refused::bad(e.to_string()))?;
     if !request.is_object() {
         return Err(Refused::bad("the request must be a JSON object"));
     }
-    Ok((caller, via, request))
+    Ok((who, request))
 }
 
 /// Answers a request: `decide` given the request identifier the PEP sent
@@ -305,9 +300,9 @@ pub(crate) async fn evaluation(
     body: Body,
 ) -> Response {
     with_request_id(&headers, |id| async move {
-        let (caller, via, request) = admit(&gate, &creds, body).await?;
+        let (who, request) = admit(&gate, &creds, body).await?;
         let intent = to_intent(&request, id).map_err(Refused::bad)?;
-        Ok(decide(&gate, &caller, via, &intent).await?)
+        Ok(decide(&gate, &who, &intent).await?)
     })
     .await
 }
@@ -321,19 +316,19 @@ pub(crate) async fn evaluations(
     body: Body,
 ) -> Response {
     with_request_id(&headers, |id| async move {
-        let (caller, via, request) = admit(&gate, &creds, body).await?;
+        let (who, request) = admit(&gate, &creds, body).await?;
         let list = merged(&request).map_err(Refused::bad)?;
         let semantic = semantic(&request).map_err(Refused::bad)?;
         if list.is_empty() {
             // No evaluations: the single Access Evaluation, as the spec says.
             let intent = to_intent(&request, id).map_err(Refused::bad)?;
-            return Ok(decide(&gate, &caller, via, &intent).await?);
+            return Ok(decide(&gate, &who, &intent).await?);
         }
         let mut out = Vec::with_capacity(list.len());
         for (i, e) in list.iter().enumerate() {
             let key = id.as_ref().map(|id| format!("{id}#{i}"));
             let decided = match to_intent(e, key) {
-                Ok(intent) => decide(&gate, &caller, via, &intent).await,
+                Ok(intent) => decide(&gate, &who, &intent).await,
                 Err(why) => Err(GateError::BadInput(why)),
             };
             let one = decided.unwrap_or_else(|e| {

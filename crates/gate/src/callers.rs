@@ -102,6 +102,71 @@ impl Caller {
     }
 }
 
+/// A caller authorized for one role, and how it authenticated (receipts
+/// record it). Only the gate's authentication makes one (there is no public
+/// constructor), and the entry points that decide or evaluate take one, so
+/// no path into them — HTTP, AuthZEN, a gateway running the gate in its
+/// process — can skip the role check.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    caller: Arc<Caller>,
+    via: &'static str,
+    role: Role,
+}
+
+impl Authorized {
+    /// Authorizes `caller` (live, as just looked up) for `role`.
+    pub(crate) fn new(
+        caller: Arc<Caller>,
+        via: &'static str,
+        role: Role,
+    ) -> Result<Authorized, GateError> {
+        if caller.has(role) {
+            Ok(Authorized { caller, via, role })
+        } else {
+            Err(GateError::Forbidden(format!(
+                "caller {} lacks the {role} role",
+                caller.name
+            )))
+        }
+    }
+
+    /// The caller.
+    #[must_use]
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// How it authenticated: `token`, `mtls`, `peer_uid`, `in_process`.
+    #[must_use]
+    pub fn via(&self) -> &'static str {
+        self.via
+    }
+
+    /// The role it was authorized for.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The caller and how it authenticated.
+    pub(crate) fn into_parts(self) -> (Arc<Caller>, &'static str) {
+        (self.caller, self.via)
+    }
+
+    /// `Ok` if it was authorized for `role`, else 403.
+    pub(crate) fn require(&self, role: Role) -> Result<(), GateError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(GateError::Forbidden(format!(
+                "caller {} was authorized for {}, not {role}",
+                self.caller.name, self.role
+            )))
+        }
+    }
+}
+
 /// Checks a caller name.
 ///
 /// # Errors

@@ -22,7 +22,7 @@ use protocol::{
 };
 
 use crate::active::engine_name;
-use crate::callers::{Caller, Role};
+use crate::callers::{Authorized, Caller, Role};
 use crate::http::Credentials;
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
@@ -48,15 +48,15 @@ pub(crate) async fn decide(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    let (caller, via) = match gate.authenticate(&creds, Role::Decide) {
-        Ok(c) => c,
+    let who = match gate.authorize(&creds, Role::Decide) {
+        Ok(who) => who,
         Err(e) => {
             gate.metrics.record(&Outcome::Unauthorized, 0.0);
             return Err(e);
         }
     };
     match gate.read_body(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gate.decide(&caller, via, &bytes).await.map(Json),
+        Ok(bytes) => gate.decide(&who, &bytes).await.map(Json),
         Err(e) => {
             gate.metrics.record(&Outcome::of_error(&e), 0.0);
             Err(e)
@@ -73,22 +73,9 @@ pub(crate) async fn evaluate(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<serde_json::Value>, GateError> {
-    let (caller, via) = gate.authenticate(&creds, Role::Decide)?;
+    let who = gate.authorize(&creds, Role::Decide)?;
     let bytes = gate.read_body(body, MAX_BODY_BYTES).await?;
-    gate.evaluate(&caller, via, &bytes).await.map(Json)
-}
-
-/// Every entry point that decides or evaluates checks the role itself, so
-/// no path (HTTP, a gateway running the gate in its process) skips it.
-fn require_decide(caller: &Caller) -> Result<(), GateError> {
-    if caller.has(Role::Decide) {
-        Ok(())
-    } else {
-        Err(GateError::Forbidden(format!(
-            "caller {} lacks the decide role",
-            caller.name
-        )))
-    }
+    gate.evaluate(&who, &bytes).await.map(Json)
 }
 
 impl Gate {
@@ -101,11 +88,11 @@ impl Gate {
     /// evaluated).
     pub async fn evaluate(
         self: &Arc<Self>,
-        caller: &Caller,
-        via: &str,
+        who: &Authorized,
         body: &[u8],
     ) -> Result<serde_json::Value, GateError> {
-        require_decide(caller)?;
+        who.require(Role::Decide)?;
+        let (caller, via) = (who.caller(), who.via());
         let _admitted = self.admit()?;
         let request = DecisionRequest::parse(body)?;
         let span = tracing::info_span!(
@@ -151,10 +138,10 @@ impl Gate {
     /// [`GateError::Internal`].
     pub async fn decide(
         self: &Arc<Self>,
-        caller: &Caller,
-        via: &str,
+        who: &Authorized,
         body: &[u8],
     ) -> Result<DecisionResponse, GateError> {
+        let (caller, via) = (who.caller(), who.via());
         let started = Instant::now();
         // Attributes under `tollgate.*`; request targets and contexts never
         // (they may hold personal data).
@@ -176,7 +163,7 @@ impl Gate {
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let result = match require_decide(caller).and_then(|()| self.admit()) {
+        let result = match who.require(Role::Decide).and_then(|()| self.admit()) {
             // The pipeline runs as a task of its own that holds the
             // admission: a client that goes away cannot leave work queued
             // beyond the bound.

@@ -211,14 +211,59 @@ impl Gate {
         creds: &http::Credentials,
         role: callers::Role,
     ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
+        Ok(self.authorize(creds, role)?.into_parts())
+    }
+
+    /// [`Gate::authenticate`], as the value the entry points that decide
+    /// or evaluate take.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::authenticate`].
+    pub(crate) fn authorize(
+        &self,
+        creds: &http::Credentials,
+        role: callers::Role,
+    ) -> Result<callers::Authorized, GateError> {
         let (caller, via) = self.identify(creds, Some(role))?;
-        if !caller.has(role) {
-            return Err(GateError::Forbidden(format!(
-                "caller {} lacks the {role} role",
-                caller.name
-            )));
-        }
-        Ok((caller, via))
+        callers::Authorized::new(caller, via, role)
+    }
+
+    /// For a gateway running the gate in its own process: caller `name` as
+    /// it is now (a revocation or a role taken away binds the next call),
+    /// authorized for `role`.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Unauthorized`] if no live caller has that name;
+    /// [`GateError::Forbidden`] if it lacks `role`.
+    pub fn authorize_in_process(
+        &self,
+        name: &str,
+        role: callers::Role,
+    ) -> Result<callers::Authorized, GateError> {
+        let caller = self.callers.live(name).ok_or_else(|| {
+            GateError::Unauthorized(format!("caller {name:?} is no longer live (revoked)"))
+        })?;
+        callers::Authorized::new(caller, protocol::VIA_IN_PROCESS, role)
+    }
+
+    /// For a gateway in this process that authenticates its own clients by
+    /// their tokens: the live caller whose token this is, authorized for
+    /// `role`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::authorize_in_process`].
+    pub fn authorize_token(
+        &self,
+        token: &str,
+        role: callers::Role,
+    ) -> Result<callers::Authorized, GateError> {
+        let caller = self.callers.authenticate(token).ok_or_else(|| {
+            GateError::Unauthorized("the token is no longer a live caller's".into())
+        })?;
+        callers::Authorized::new(caller, protocol::VIA_IN_PROCESS, role)
     }
 
     /// The live caller whose bearer token this is, if any (for a gateway
