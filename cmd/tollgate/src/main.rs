@@ -90,8 +90,10 @@ enum LogCommand {
         /// The database: a postgres:// URL or libpq connection string.
         #[arg(long, value_name = "URL")]
         to: String,
-        /// The log key, if not DIR/log.skey.
-        #[arg(long, value_name = "FILE")]
+        /// The log's signing key file, if not DIR/log.skey. (`--log-key` is
+        /// the old spelling, kept for one release: `--log-key` is a
+        /// verifier key everywhere else.)
+        #[arg(long = "log-skey", alias = "log-key", value_name = "FILE")]
         log_key: Option<PathBuf>,
     },
 }

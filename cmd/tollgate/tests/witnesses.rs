@@ -20,7 +20,7 @@ fn witness(dir: &Path, port: u16, name: &str, log: &VerifierKey) -> Proc {
         &format!("127.0.0.1:{port}"),
         "--name",
         name,
-        "--log",
+        "--log-key",
         &log.to_string(),
         "--data-dir",
     ])

@@ -34,8 +34,9 @@ enum Command {
         #[arg(long, default_value = "witness.local/w1")]
         name: String,
         /// A log to witness: its checkpoint vkey (the key name is the origin).
-        /// Repeat for several logs.
-        #[arg(long = "log", required = true)]
+        /// Repeat for several logs. (`--log` is the old spelling, kept for
+        /// one release: `--log` is a URL everywhere else.)
+        #[arg(long = "log-key", alias = "log", value_name = "VKEY", required = true)]
         logs: Vec<String>,
         /// Monitor mode: poll this log URL (serving /log/checkpoint and
         /// tlog-tiles) and cosign what is consistent, without any push. On
@@ -88,7 +89,7 @@ fn main() -> Result<()> {
     )?;
     let logs: Vec<VerifierKey> = logs
         .iter()
-        .map(|v| VerifierKey::parse(v).with_context(|| format!("--log {v}")))
+        .map(|v| VerifierKey::parse(v).with_context(|| format!("--log-key {v}")))
         .collect::<Result<_>>()?;
     let w = Arc::new(
         witness::Witness::open(key, logs.clone(), &data_dir.join("state"))

@@ -29,8 +29,11 @@ impl WitnessProc {
             .arg(dir)
             .args(extra)
             .env("WITNESS_LOG", "warn");
-        for l in logs {
-            cmd.args(["--log", &l.to_string()]);
+        // `--log-key`; a second log by `--log`, the old spelling, which
+        // still works for one release.
+        for (i, l) in logs.iter().enumerate() {
+            let flag = if i == 0 { "--log-key" } else { "--log" };
+            cmd.args([flag, &l.to_string()]);
         }
         let proc = Proc::start(cmd, testkit::WITNESS_READY, 1);
         let key = proc.banner[0]
@@ -100,7 +103,9 @@ fn cosigns_growth_refuses_what_the_spec_refuses_and_survives_restart() {
     let log_key = SignerKey::generate("example.test/log", KeyType::Ed25519).unwrap();
     let log = Ledger::open(&dir.path().join("log"), log_key.clone(), Options::default()).unwrap();
     let lk = log.verifier().clone();
-    let w = WitnessProc::start(&dir.path().join("w"), &[&lk]);
+    // A second log too, named with the old flag spelling.
+    let other = SignerKey::generate("example.test/other", KeyType::Ed25519).unwrap();
+    let w = WitnessProc::start(&dir.path().join("w"), &[&lk, other.verifier()]);
 
     // First contact: old 0, empty proof.
     let cp5 = grow(&log, 0, 5);

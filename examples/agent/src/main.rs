@@ -149,7 +149,7 @@ fn main() -> Result<()> {
     witness
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("witness"))
-        .args(["--log", &log_key.to_string(), "--monitor", &gate.url])
+        .args(["--log-key", &log_key.to_string(), "--monitor", &gate.url])
         .args(["--monitor-interval-ms", "100"])
         .env("WITNESS_LOG", "error");
     let witness = start(witness, "witness listening on ")?;

@@ -23,7 +23,7 @@ def cosign(gate: Gate, checkpoint: str, tmp_path: Path) -> tuple[str, str]:
     witness's key."""
     process = subprocess.Popen(
         [str(BIN / "witness"), "serve", "--listen", "127.0.0.1:0", "--data-dir",
-         str(tmp_path / "witness"), "--log", gate.log_key],
+         str(tmp_path / "witness"), "--log-key", gate.log_key],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip

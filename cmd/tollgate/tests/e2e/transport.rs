@@ -144,7 +144,7 @@ fn tls_and_mutual_tls() {
     let mut cmd = Command::new(testkit::bin("witness"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("witness"))
-        .args(["--log", &log_key.to_string(), "--monitor", &s.url])
+        .args(["--log-key", &log_key.to_string(), "--monitor", &s.url])
         .args(["--monitor-interval-ms", "50", "--ca-file"])
         .arg(&ca)
         .arg("--token-file")
