@@ -462,7 +462,7 @@ pub fn audit(
                         match v {
                             Verified::Decision(d) => *decisions.entry(d).or_default() += 1,
                             Verified::Governance(at, g) => {
-                                *governance.entry(g.action.clone()).or_default() += 1;
+                                *governance.entry(g.action.as_str().to_string()).or_default() += 1;
                                 history.push((at, g));
                             }
                             Verified::Relied(r) => relied.push(r),
@@ -547,8 +547,8 @@ pub fn audit(
     history.sort_by_key(|(at, _)| *at);
     for (at, g) in &history {
         let digest = || g.subject["digest"].as_str().unwrap_or_default().to_string();
-        match g.action.as_str() {
-            "approval.approve" => {
+        match g.action {
+            protocol::GovernanceAction::ApprovalApprove => {
                 approvals.insert(*at, (digest(), g.by.clone()));
                 if let Some(e) = g.subject["expires_at"].as_str() {
                     let ns = protocol::parse_rfc3339_ns(e)
@@ -557,8 +557,12 @@ pub fn audit(
                     vote_expiry.insert(*at, ns);
                 }
             }
-            "approval.reject" => drop(rejections.insert(*at, digest())),
-            "permit.redeem" => check_redemption(*at, g, &mut redeemed).or_else(failed)?,
+            protocol::GovernanceAction::ApprovalReject => {
+                drop(rejections.insert(*at, digest()));
+            }
+            protocol::GovernanceAction::PermitRedeem => {
+                check_redemption(*at, g, &mut redeemed).or_else(failed)?
+            }
             _ => {}
         }
     }
@@ -785,7 +789,7 @@ mod tests {
         let redeem = |receipt_id: &str, index: u64| protocol::GovernanceEntry {
             format: protocol::GOVERNANCE_FORMAT.into(),
             log: "example.com/log".into(),
-            action: "permit.redeem".into(),
+            action: protocol::GovernanceAction::PermitRedeem,
             by: "caller:payments".into(),
             at: "2026-12-07T12:00:00Z".into(),
             subject: serde_json::json!({"receipt_id": receipt_id, "index": index, "surface": "payments"}),
@@ -808,7 +812,7 @@ mod tests {
         let entry = protocol::GovernanceEntry {
             format: protocol::GOVERNANCE_FORMAT.into(),
             log: "example.com/log".into(),
-            action: "caller.revoke".into(),
+            action: protocol::GovernanceAction::CallerRevoke,
             by: "admin-token".into(),
             at: protocol::format_rfc3339_ns(1_764_072_000_000_000_000),
             subject: serde_json::json!({"name": "x"}),

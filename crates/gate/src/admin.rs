@@ -164,7 +164,7 @@ pub(crate) async fn publish(
     // a version again changes nothing and records nothing.
     if g.ledger.state().policy(&version)?.is_none() {
         g.record(
-            "policy.publish",
+            protocol::GovernanceAction::PolicyPublish,
             &by,
             json!({"version": version, "engine": engine}),
         )
@@ -195,7 +195,11 @@ pub(crate) async fn activate(
             "{version:?} is not a policy version (sha256:<64 hex>)"
         )));
     }
-    let record = gate.record("policy.activate", &by, json!({ "version": version }));
+    let record = gate.record(
+        protocol::GovernanceAction::PolicyActivate,
+        &by,
+        json!({ "version": version }),
+    );
     let previous = gate
         .policies
         .activate(
@@ -236,7 +240,11 @@ pub(crate) async fn shadow(
             )));
         }
     }
-    let record = gate.record("policy.shadow", &by, json!({ "version": body.version }));
+    let record = gate.record(
+        protocol::GovernanceAction::PolicyShadow,
+        &by,
+        json!({ "version": body.version }),
+    );
     let previous = gate
         .policies
         .shadow_with(

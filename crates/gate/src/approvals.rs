@@ -350,9 +350,9 @@ impl Gate {
         };
         may_vote(&r)?;
         let action = if approve {
-            "approval.approve"
+            protocol::GovernanceAction::ApprovalApprove
         } else {
-            "approval.reject"
+            protocol::GovernanceAction::ApprovalReject
         };
         // The request's expiry is in the vote, so an auditor can check that no
         // decision relied on the vote after it (the ttl is in no other entry).

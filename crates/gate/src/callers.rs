@@ -294,7 +294,7 @@ impl Gate {
             )));
         }
         self.record_blocking(
-            "caller.add",
+            protocol::GovernanceAction::CallerAdd,
             by,
             serde_json::json!({
                 "name": name, "roles": roles, "actors": actors, "token_sha256": token_sha256,
@@ -315,7 +315,7 @@ impl Gate {
     pub(crate) fn revoke_caller(&self, by: &str, name: &str) -> Result<Caller, GateError> {
         self.change_caller(
             by,
-            "caller.revoke",
+            protocol::GovernanceAction::CallerRevoke,
             name,
             serde_json::json!({ "name": name }),
         )
@@ -332,7 +332,8 @@ impl Gate {
         let token = keyfile::new_token();
         let token_sha256 = hex::encode(digest(&token));
         let subject = serde_json::json!({ "name": name, "token_sha256": token_sha256 });
-        let caller = self.change_caller(by, "caller.rotate", name, subject)?;
+        let caller =
+            self.change_caller(by, protocol::GovernanceAction::CallerRotate, name, subject)?;
         if caller.revoked_at.is_some() {
             return Err(GateError::BadInput(format!(
                 "caller {name:?} is revoked; add a new caller instead"
@@ -351,7 +352,7 @@ impl Gate {
     fn change_caller(
         &self,
         by: &str,
-        action: &str,
+        action: protocol::GovernanceAction,
         name: &str,
         subject: serde_json::Value,
     ) -> Result<Caller, GateError> {

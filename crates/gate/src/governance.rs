@@ -5,6 +5,7 @@
 //! a change that took effect; if the change then fails, the log holds an
 //! entry for a change that did not happen, which the admin sees as an error.
 
+use protocol::GovernanceAction as Action;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +15,7 @@ impl Gate {
     /// The signed governance entry and its idempotency key in the log.
     fn governance_leaf(
         &self,
-        action: &str,
+        action: Action,
         by: &str,
         subject: Value,
     ) -> Result<(Vec<u8>, Vec<u8>), GateError> {
@@ -27,14 +28,14 @@ impl Gate {
     /// A signed governance entry (the leaf) and the entry itself.
     pub(crate) fn governance_leaf_with(
         &self,
-        action: &str,
+        action: Action,
         by: &str,
         subject: Value,
     ) -> Result<(Vec<u8>, protocol::GovernanceEntry), GateError> {
         let entry = protocol::GovernanceEntry {
             format: protocol::GOVERNANCE_FORMAT.into(),
             log: self.ledger.verifier().name().to_string(),
-            action: action.into(),
+            action,
             by: by.into(),
             at: protocol::format_rfc3339_ns(now_ns()),
             subject,
@@ -54,7 +55,7 @@ impl Gate {
     /// must then not be made.
     pub(crate) fn record_blocking(
         &self,
-        action: &str,
+        action: Action,
         by: &str,
         subject: Value,
     ) -> Result<u64, GateError> {
@@ -70,7 +71,7 @@ impl Gate {
     /// As [`Gate::record_blocking`].
     pub(crate) async fn record(
         &self,
-        action: &str,
+        action: Action,
         by: &str,
         subject: Value,
     ) -> Result<u64, GateError> {
@@ -83,11 +84,11 @@ impl Gate {
 
 /// The span of an admin change (or a vote, or a redemption): a governance
 /// entry appended.
-fn governance_span(action: &str, by: &str) -> tracing::Span {
+fn governance_span(action: Action, by: &str) -> tracing::Span {
     tracing::info_span!(
         target: telemetry::TARGET,
         "governance",
-        tollgate.governance.action = action,
+        tollgate.governance.action = action.as_str(),
         tollgate.governance.by = by,
     )
 }
@@ -95,14 +96,14 @@ fn governance_span(action: &str, by: &str) -> tracing::Span {
 /// The outcome of appending a governance entry: its index, logged, or
 /// [`GateError::Unavailable`] (the change must then not be made).
 fn logged(
-    action: &str,
+    action: Action,
     by: &str,
     appended: Result<ledger::Appended, ledger::Error>,
 ) -> Result<u64, GateError> {
     let appended = appended
         .map_err(|e| GateError::Unavailable(format!("recording {action} in the log: {e}")))?;
     tracing::info!(
-        action,
+        action = action.as_str(),
         by,
         index = appended.index,
         "governance entry logged"

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use ledger::Ledger;
 use note::{Checkpoint, Note, VerifierKey};
-use protocol::GovernanceEntry;
+use protocol::{GovernanceAction as Action, GovernanceEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -136,8 +136,8 @@ impl Governed {
             .callers
             .get_mut(name)
             .filter(|c| c.revoked_at.is_none());
-        match g.action.as_str() {
-            "caller.add" => {
+        match g.action {
+            Action::CallerAdd => {
                 if !self.callers.contains_key(name) {
                     let caller = Caller {
                         name: name.to_string(),
@@ -151,23 +151,23 @@ impl Governed {
                     self.callers.insert(name.to_string(), caller);
                 }
             }
-            "caller.rotate" => {
+            Action::CallerRotate => {
                 if let Some(c) = live {
                     c.token_sha256 = digest();
                     c.rotated_at = Some(g.at.clone());
                 }
             }
-            "caller.attest" => {
+            Action::CallerAttest => {
                 if let Some(c) = live.filter(|c| c.token_sha256.is_empty()) {
                     c.token_sha256 = digest();
                 }
             }
-            "caller.revoke" => {
+            Action::CallerRevoke => {
                 if let Some(c) = live {
                     c.revoked_at = Some(g.at.clone());
                 }
             }
-            "policy.activate" => {
+            Action::PolicyActivate => {
                 if let Some(v) = s["version"]
                     .as_str()
                     .filter(|v| protocol::is_policy_version(v))
@@ -175,12 +175,12 @@ impl Governed {
                     self.active = Some(v.to_string());
                 }
             }
-            "policy.shadow" => match &s["version"] {
+            Action::PolicyShadow => match &s["version"] {
                 Value::Null => self.shadow = None,
                 Value::String(v) if protocol::is_policy_version(v) => self.shadow = Some(v.clone()),
                 _ => {}
             },
-            "approval.approve" => {
+            Action::ApprovalApprove => {
                 let by = g.by.strip_prefix("caller:").unwrap_or_default().to_string();
                 let until = s["expires_at"]
                     .as_str()
@@ -190,7 +190,7 @@ impl Governed {
                 }
                 return false;
             }
-            "approval.reject" => {
+            Action::ApprovalReject => {
                 if let Some(d) = s["digest"].as_str() {
                     self.asked.remove(d);
                 }
@@ -566,7 +566,7 @@ impl Gate {
             match record {
                 Some(r) if same_grant(&r, c, false) && r.token_sha256.len() == 64 => {
                     self.record_blocking(
-                        "caller.attest",
+                        Action::CallerAttest,
                         "startup",
                         serde_json::json!({"name": name, "token_sha256": r.token_sha256}),
                     )?;
@@ -667,7 +667,7 @@ mod tests {
         gate.metrics.refused(kind)
     }
 
-    fn entries(gate: &Gate, action: &str) -> usize {
+    fn entries(gate: &Gate, action: protocol::GovernanceAction) -> usize {
         let size = gate.ledger.latest().checkpoint.size;
         gate.ledger
             .entries(0, size)
@@ -898,7 +898,7 @@ mod tests {
         let token = "e".repeat(64);
         let roles: std::collections::BTreeSet<Role> = [Role::Decide].into();
         gate.record_blocking(
-            "caller.add",
+            protocol::GovernanceAction::CallerAdd,
             "admin-token",
             json!({"name": "old", "roles": roles, "actors": ["agent-*"]}),
         )
@@ -928,7 +928,7 @@ mod tests {
         for _ in 0..2 {
             let gate = open(dir.path());
             assert_eq!(gate.caller_by_token(&token).unwrap().name, "old");
-            assert_eq!(entries(&gate, "caller.attest"), 1);
+            assert_eq!(entries(&gate, protocol::GovernanceAction::CallerAttest), 1);
         }
     }
 }

@@ -28,9 +28,6 @@ use crate::callers::{Caller, Role};
 use crate::http::{json_body, Credentials};
 use crate::{Gate, GateError};
 
-/// The governance action of a redemption.
-pub const REDEEM_ACTION: &str = "permit.redeem";
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedeemBody {
@@ -107,7 +104,8 @@ impl Gate {
         if let Some(k) = key {
             subject["idempotency_key"] = json!(k);
         }
-        let (leaf, entry) = self.governance_leaf_with(REDEEM_ACTION, &by, subject)?;
+        let (leaf, entry) =
+            self.governance_leaf_with(protocol::GovernanceAction::PermitRedeem, &by, subject)?;
         match self.ledger.append(leaf, redeem_key(receipt_id)).await {
             Ok(appended) => {
                 tracing::info!(%receipt_id, by, index = appended.index, "permit redeemed");

@@ -305,13 +305,13 @@ impl Gate {
             None if config.example_policy => {
                 let bundle = example_bundle();
                 let version = bundle.version();
-                let record = |action: &str, subject| {
+                let record = |action: protocol::GovernanceAction, subject| {
                     gate.record_blocking(action, "startup", subject)
                         .map_err(|e| StartupError::Governance(e.to_string()))
                 };
                 if gate.ledger.state().policy(&version)?.is_none() {
                     record(
-                        "policy.publish",
+                        protocol::GovernanceAction::PolicyPublish,
                         serde_json::json!({"version": version, "engine": "rego"}),
                     )?;
                     gate.ledger.state().publish_policy(
@@ -320,7 +320,10 @@ impl Gate {
                         now_ns() as u64,
                     )?;
                 }
-                record("policy.activate", serde_json::json!({ "version": version }))?;
+                record(
+                    protocol::GovernanceAction::PolicyActivate,
+                    serde_json::json!({ "version": version }),
+                )?;
                 gate.ledger.state().activate_policy(&version)?;
                 example_activated = Some(version.clone());
                 Some(version)

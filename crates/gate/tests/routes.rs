@@ -477,7 +477,7 @@ async fn decisions_need_a_caller_bound_to_the_actor() {
                 .unwrap()
                 .1
             {
-                protocol::Entry::Governance(g) => Some((g.action, g.by)),
+                protocol::Entry::Governance(g) => Some((g.action.to_string(), g.by)),
                 protocol::Entry::Receipt(_) => None,
             }
         })

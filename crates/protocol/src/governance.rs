@@ -19,19 +19,81 @@ use crate::Error;
 /// The `format` of every governance entry.
 pub const GOVERNANCE_FORMAT: &str = "tollgate.governance/v1";
 
-/// The admin changes a governance entry records.
-pub const GOVERNANCE_ACTIONS: &[&str] = &[
-    "policy.publish",
-    "policy.activate",
-    "policy.shadow",
-    "caller.add",
-    "caller.revoke",
-    "caller.rotate",
-    "caller.attest",
-    "approval.approve",
-    "approval.reject",
-    "permit.redeem",
-];
+/// What a governance entry records: an admin change, a vote or a redemption.
+/// On the wire (and in the signed text) the dotted name, [`Action::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// A policy bundle published: `{version, engine}`.
+    #[serde(rename = "policy.publish")]
+    PolicyPublish,
+    /// A published version made active: `{version}`.
+    #[serde(rename = "policy.activate")]
+    PolicyActivate,
+    /// The shadow version set: `{version}` (null: none).
+    #[serde(rename = "policy.shadow")]
+    PolicyShadow,
+    /// A caller added: `{name, roles, actors, token_sha256}`.
+    #[serde(rename = "caller.add")]
+    CallerAdd,
+    /// A caller revoked: `{name}`.
+    #[serde(rename = "caller.revoke")]
+    CallerRevoke,
+    /// A caller's token rotated: `{name, token_sha256}`.
+    #[serde(rename = "caller.rotate")]
+    CallerRotate,
+    /// The token digest of a caller added before caller entries carried
+    /// it, taken from the store once: `{name, token_sha256}`.
+    #[serde(rename = "caller.attest")]
+    CallerAttest,
+    /// An approval: `{id, digest, expires_at, note?}`.
+    #[serde(rename = "approval.approve")]
+    ApprovalApprove,
+    /// A rejection: `{id, digest, expires_at, note?}`.
+    #[serde(rename = "approval.reject")]
+    ApprovalReject,
+    /// A PERMIT redeemed at a surface: `{receipt_id, index, surface, idempotency_key?}`.
+    #[serde(rename = "permit.redeem")]
+    PermitRedeem,
+}
+
+impl Action {
+    /// Every action, in the order of the schema's enum.
+    pub const ALL: [Action; 10] = [
+        Action::PolicyPublish,
+        Action::PolicyActivate,
+        Action::PolicyShadow,
+        Action::CallerAdd,
+        Action::CallerRevoke,
+        Action::CallerRotate,
+        Action::CallerAttest,
+        Action::ApprovalApprove,
+        Action::ApprovalReject,
+        Action::PermitRedeem,
+    ];
+
+    /// The dotted name the entry carries.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::PolicyPublish => "policy.publish",
+            Action::PolicyActivate => "policy.activate",
+            Action::PolicyShadow => "policy.shadow",
+            Action::CallerAdd => "caller.add",
+            Action::CallerRevoke => "caller.revoke",
+            Action::CallerRotate => "caller.rotate",
+            Action::CallerAttest => "caller.attest",
+            Action::ApprovalApprove => "approval.approve",
+            Action::ApprovalReject => "approval.reject",
+            Action::PermitRedeem => "permit.redeem",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One admin change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,8 +103,8 @@ pub struct GovernanceEntry {
     pub format: String,
     /// The origin of the log it is appended to.
     pub log: String,
-    /// One of [`GOVERNANCE_ACTIONS`].
-    pub action: String,
+    /// What it records.
+    pub action: Action,
     /// Who made the change: `admin-token`, `caller:<name>`, or `startup`
     /// (the embedded default's example policy and demo caller).
     pub by: String,
@@ -98,12 +160,6 @@ pub fn parse_governance(bytes: &[u8]) -> Result<(Note, GovernanceEntry), Error> 
             entry.format
         )));
     }
-    if !GOVERNANCE_ACTIONS.contains(&entry.action.as_str()) {
-        return Err(Error::Malformed(format!(
-            "unknown governance action {:?}",
-            entry.action
-        )));
-    }
     parse_rfc3339_ns(&entry.at).map_err(Error::Malformed)?;
     if entry.text() != text {
         return Err(Error::NotCanonical);
@@ -144,7 +200,7 @@ pub fn parse_entry(bytes: &[u8]) -> Result<(Note, Entry), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_entry, Entry, GovernanceEntry, GOVERNANCE_FORMAT};
+    use super::{parse_entry, Action, Entry, GovernanceEntry, GOVERNANCE_FORMAT};
     use note::{KeyType, SignerKey};
     use serde_json::json;
 
@@ -154,7 +210,7 @@ mod tests {
         let entry = GovernanceEntry {
             format: GOVERNANCE_FORMAT.into(),
             log: "example.com/log".into(),
-            action: "caller.add".into(),
+            action: Action::CallerAdd,
             by: "admin-token".into(),
             at: crate::format_rfc3339_ns(1_764_072_000_000_000_000),
             subject: json!({"name": "sdk", "roles": ["decide"], "actors": ["agent-*"]}),
@@ -169,6 +225,18 @@ mod tests {
             let refused = parse_entry(changed.as_bytes())
                 .and_then(|(n, _)| Ok(n.verify(std::slice::from_ref(key.verifier()))?));
             assert!(refused.is_err(), "{from} -> {to}");
+        }
+    }
+
+    /// The schema names exactly the actions, as the entries spell them.
+    #[test]
+    fn the_schema_names_every_action() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schemas/governance.schema.json")).unwrap();
+        let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(schema["properties"]["action"]["enum"], json!(names));
+        for a in Action::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(a.as_str()));
         }
     }
 }

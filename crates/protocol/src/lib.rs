@@ -23,7 +23,8 @@ mod time;
 use serde::{Deserialize, Serialize};
 
 pub use governance::{
-    parse_entry, parse_governance, Entry, GovernanceEntry, GOVERNANCE_ACTIONS, GOVERNANCE_FORMAT,
+    parse_entry, parse_governance, Action as GovernanceAction, Entry, GovernanceEntry,
+    GOVERNANCE_FORMAT,
 };
 pub use jcs::canonical;
 pub use receipt::{

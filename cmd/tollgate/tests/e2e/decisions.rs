@@ -338,7 +338,7 @@ fn idempotency_policy_switch_restart_and_tiles() {
             protocol::Entry::Receipt(_) => {
                 verify_receipt(e, &s.key("gate.skey")).unwrap();
             }
-            protocol::Entry::Governance(g) => actions.push(g.action),
+            protocol::Entry::Governance(g) => actions.push(g.action.as_str()),
         }
     }
     assert_eq!(
