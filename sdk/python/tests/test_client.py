@@ -260,3 +260,29 @@ def test_a_decision_carries_the_current_trace_context(gate: Gate) -> None:
     assert seen[-1]["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     c.decide(intent(500, "untraced-1"))
     assert "traceparent" not in seen[-1]
+
+
+def test_the_retry_core_has_no_io_and_posts_the_same_body_every_time(gate: Gate) -> None:
+    """`_deciding` is the one decision loop both clients drive: it yields
+    what to do and is sent what happened. Transport errors and 503s are
+    retried with backoff and the very same body (so the same idempotency
+    key); the last refusal is raised."""
+    from tollgate.client import _deciding, _Post, _Sleep
+
+    trust = Trust.of(gate.log_key, gate.gate_key)
+    steps = _deciding(trust, intent(500, "core-1"), retries=2, approval_wait=0.0)
+    answers: list[object] = [
+        httpx.Response(503, content=b"busy"),
+        httpx.ConnectError("refused"),
+        httpx.Response(503, content=b"still busy"),
+    ]
+    seen: list[object] = []
+    result: object = None
+    with pytest.raises(Unavailable, match="still busy"):
+        while True:
+            step = steps.send(result)
+            seen.append(step)
+            result = answers.pop(0) if isinstance(step, _Post) else None
+    posts = [s for s in seen if isinstance(s, _Post)]
+    assert len(posts) == 3 and len({p.body for p in posts}) == 1
+    assert [s.seconds for s in seen if isinstance(s, _Sleep)] == [0.1, 0.2]

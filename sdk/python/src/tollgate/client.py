@@ -24,7 +24,7 @@ import functools
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -216,6 +216,82 @@ def _approved(intent: Mapping[str, Any]) -> dict[str, Any]:
     return {**intent, "idempotency_key": key[: 128 - len("+approved")] + "+approved"}
 
 
+@dataclass(frozen=True)
+class _Post:
+    """Step: POST this body to /v1/decisions; send back the `httpx.Response`
+    or the `httpx.HTTPError` it raised."""
+
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Read:
+    """Step: read approval request `approval_id`; send back its dict."""
+
+    approval_id: str
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    """Step: wait this many seconds; send back None."""
+
+    seconds: float
+
+
+_Step = _Post | _Read | _Sleep
+
+
+def _attempts(
+    trust: Trust, intent: Mapping[str, Any], retries: int
+) -> Generator[_Step, object, Permit]:
+    """One decision, without I/O: POSTs of the very same body (so the same
+    idempotency key), transport errors and 503s retried with backoff; the
+    verified `Permit`, or the last `Refusal` raised."""
+    body = json.dumps(dict(intent)).encode()
+    last: Refusal = Unavailable("no attempt")
+    for attempt in range(retries + 1):
+        if attempt:
+            yield _Sleep(0.05 * 2**attempt)
+        r = yield _Post(body)
+        if isinstance(r, httpx.HTTPError):
+            last = Unavailable(f"the gate did not answer: {r!r}")
+            continue
+        assert isinstance(r, httpx.Response)
+        got = _answer(trust, intent, r)
+        if isinstance(got, Permit):
+            return got
+        last = got
+    raise last
+
+
+def _deciding(
+    trust: Trust,
+    intent: Mapping[str, Any],
+    retries: int,
+    approval_wait: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Generator[_Step, object, Permit]:
+    """`Client.decide` without I/O (both clients drive it): a decision, and
+    with `approval_wait` a SILENCE that asks for approval waits for it
+    (polling the request) and is asked again under the key plus `+approved`."""
+    try:
+        return (yield from _attempts(trust, intent, retries))
+    except Silence as silence:
+        waiting = _waiting_for(trust, silence, approval_wait)
+        if waiting is None:
+            raise
+        deadline = clock() + approval_wait
+        while True:
+            request = yield _Read(waiting)
+            state = request.get("state") if isinstance(request, dict) else None
+            if state == "approved":
+                return (yield from _attempts(trust, _approved(intent), retries))
+            left = deadline - clock()
+            if state != "open" or left <= 0:
+                raise
+            yield _Sleep(min(left, 0.25))
+
+
 class Client:
     """The gate at `base` (`http(s)://…` or `unix:/path`), its answers
     verified with `trust`, as a caller with bearer `token` (none on a Unix
@@ -243,21 +319,26 @@ class Client:
 
     def decide(self, intent: Mapping[str, Any]) -> Permit:
         """A verified PERMIT for `intent`, or the `Refusal` it gets."""
+        steps = _deciding(self._trust, intent, self._retries, self._approval_wait)
+        result: object = None
         try:
-            return self._decide_once(intent)
-        except Silence as silence:
-            waiting = _waiting_for(self._trust, silence, self._approval_wait)
-            if waiting is None:
-                raise
-            deadline = time.monotonic() + self._approval_wait
             while True:
-                state = self.approval(waiting).get("state")
-                if state == "approved":
-                    return self._decide_once(_approved(intent))
-                left = deadline - time.monotonic()
-                if state != "open" or left <= 0:
-                    raise
-                time.sleep(min(left, 0.25))
+                step = steps.send(result)
+                if isinstance(step, _Post):
+                    try:
+                        result = self._http.post(
+                            f"{self._url}/v1/decisions", content=step.body, headers=_headers()
+                        )
+                    except httpx.HTTPError as e:
+                        result = e
+                elif isinstance(step, _Read):
+                    result = self.approval(step.approval_id)
+                else:
+                    time.sleep(step.seconds)
+                    result = None
+        except StopIteration as done:
+            permit: Permit = done.value
+            return permit
 
     def approval(self, approval_id: str) -> dict[str, Any]:
         """Approval request `approval_id` as the gate holds it (the caller
@@ -268,27 +349,6 @@ class Client:
         except (httpx.HTTPError, ValueError):
             return {}
         return answer if isinstance(answer, dict) else {}
-
-    def _decide_once(self, intent: Mapping[str, Any]) -> Permit:
-        body = json.dumps(dict(intent)).encode()
-        last: Refusal = Unavailable("no attempt")
-        for attempt in range(self._retries + 1):
-            if attempt:
-                time.sleep(0.05 * 2**attempt)
-            try:
-                r = self._http.post(
-                    f"{self._url}/v1/decisions",
-                    content=body,
-                    headers=_headers(),
-                )
-            except httpx.HTTPError as e:
-                last = Unavailable(f"the gate did not answer: {e!r}")
-                continue
-            got = _answer(self._trust, intent, r)
-            if isinstance(got, Permit):
-                return got
-            last = got
-        raise last
 
     @contextmanager
     def guard(self, intent: Mapping[str, Any]) -> Iterator[Permit]:
@@ -353,21 +413,27 @@ class AsyncClient:
         self._approval_wait = approval_wait
 
     async def decide(self, intent: Mapping[str, Any]) -> Permit:
+        """`Client.decide`."""
+        steps = _deciding(self._trust, intent, self._retries, self._approval_wait)
+        result: object = None
         try:
-            return await self._decide_once(intent)
-        except Silence as silence:
-            waiting = _waiting_for(self._trust, silence, self._approval_wait)
-            if waiting is None:
-                raise
-            deadline = time.monotonic() + self._approval_wait
             while True:
-                state = (await self.approval(waiting)).get("state")
-                if state == "approved":
-                    return await self._decide_once(_approved(intent))
-                left = deadline - time.monotonic()
-                if state != "open" or left <= 0:
-                    raise
-                await anyio.sleep(min(left, 0.25))
+                step = steps.send(result)
+                if isinstance(step, _Post):
+                    try:
+                        result = await self._http.post(
+                            f"{self._url}/v1/decisions", content=step.body, headers=_headers()
+                        )
+                    except httpx.HTTPError as e:
+                        result = e
+                elif isinstance(step, _Read):
+                    result = await self.approval(step.approval_id)
+                else:
+                    await anyio.sleep(step.seconds)
+                    result = None
+        except StopIteration as done:
+            permit: Permit = done.value
+            return permit
 
     async def approval(self, approval_id: str) -> dict[str, Any]:
         """`Client.approval`."""
@@ -377,27 +443,6 @@ class AsyncClient:
         except (httpx.HTTPError, ValueError):
             return {}
         return answer if isinstance(answer, dict) else {}
-
-    async def _decide_once(self, intent: Mapping[str, Any]) -> Permit:
-        body = json.dumps(dict(intent)).encode()
-        last: Refusal = Unavailable("no attempt")
-        for attempt in range(self._retries + 1):
-            if attempt:
-                await anyio.sleep(0.05 * 2**attempt)
-            try:
-                r = await self._http.post(
-                    f"{self._url}/v1/decisions",
-                    content=body,
-                    headers=_headers(),
-                )
-            except httpx.HTTPError as e:
-                last = Unavailable(f"the gate did not answer: {e!r}")
-                continue
-            got = _answer(self._trust, intent, r)
-            if isinstance(got, Permit):
-                return got
-            last = got
-        raise last
 
     @asynccontextmanager
     async def guard(self, intent: Mapping[str, Any]) -> AsyncIterator[Permit]:
