@@ -1,6 +1,7 @@
 //! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
 
 mod client;
+mod decider;
 mod mcp;
 mod mcp_http;
 

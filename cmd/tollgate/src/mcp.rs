@@ -10,7 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use mcp::{Action, Gateway, Outcome};
+use mcp::{Action, Gateway};
+
+use crate::decider::{Asker, Decider};
 
 #[derive(clap::Args)]
 pub(crate) struct StdioArgs {
@@ -66,88 +68,68 @@ pub(crate) struct StdioArgs {
 /// Runs the gateway until the client closes its input or the server exits;
 /// exits with the server's status.
 pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
-    let decider = match &args.data_dir {
-        Some(dir) => in_process(dir, &args.caller, &args.actor)?,
-        None => remote(&args)?,
+    // Decisions are asked from plain threads, through this runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (decider, asker) = match &args.data_dir {
+        Some(dir) => {
+            let decider = {
+                let _in_runtime = runtime.enter();
+                Decider::in_process(dir)?
+            };
+            let gate = decider.gate().expect("in process");
+            let Some(found) = gate.caller(&args.caller) else {
+                anyhow::bail!(
+                    "no live caller {:?} in {}: add one with `tollgate caller add {} \
+                     --role decide --actor {}`",
+                    args.caller,
+                    dir.display(),
+                    args.caller,
+                    args.actor
+                );
+            };
+            anyhow::ensure!(
+                found.may_speak_for(&args.actor),
+                "caller {:?} may not decide for actor {:?}",
+                args.caller,
+                args.actor
+            );
+            (decider, Asker::Named(args.caller.clone()))
+        }
+        None => {
+            let (Some(log_key), Some(gate_key), Some(token_file)) =
+                (&args.log_key, &args.gate_key, &args.token_file)
+            else {
+                anyhow::bail!(
+                    "--log-key, --gate-key and --token-file are needed without --data-dir"
+                );
+            };
+            let token = std::fs::read_to_string(token_file)
+                .with_context(|| format!("reading {}", token_file.display()))?;
+            let decider = Decider::remote(&args.gate, log_key, gate_key, args.ca_file.as_deref())?;
+            (decider, Asker::Token(token.trim().to_string()))
+        }
     };
     let session = keyfile::new_token();
     let mut gateway = Gateway::new(&args.server, &args.actor, &session);
     if args.hide_denied {
         gateway = gateway.hide_denied();
     }
-    run(&args.command, gateway, Arc::new(decider))
-}
-
-/// Where decisions come from.
-enum Decider {
-    /// A gate at a URL, through the SDK.
-    Remote(sdk::Client),
-    /// The gate inside this process. Its answers are verified like a remote
-    /// gate's, with its own keys: one path from an answer to an outcome.
-    InProcess {
-        runtime: tokio::runtime::Runtime,
-        gate: Arc<gate::Gate>,
-        caller: Arc<gate::callers::Caller>,
-        trust: sdk::Trust,
-    },
-}
-
-fn remote(args: &StdioArgs) -> Result<Decider> {
-    let (Some(log_key), Some(gate_key), Some(token_file)) =
-        (&args.log_key, &args.gate_key, &args.token_file)
-    else {
-        anyhow::bail!("--log-key, --gate-key and --token-file are needed without --data-dir");
-    };
-    let trust = sdk::Trust::new(
-        note::VerifierKey::parse(log_key).context("--log-key")?,
-        note::VerifierKey::parse(gate_key).context("--gate-key")?,
-    );
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("reading {}", token_file.display()))?;
-    Ok(Decider::Remote(
-        sdk::Client::new(&args.gate, trust)
-            .with_agent(crate::client::agent(args.ca_file.as_deref())?)
-            .with_token(token.trim()),
-    ))
-}
-
-fn in_process(dir: &std::path::Path, caller: &str, actor: &str) -> Result<Decider> {
-    let config = gate::Config {
-        data_dir: dir.to_path_buf(),
-        example_policy: false,
-        ..gate::Config::default()
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let gate = {
-        let _in_runtime = runtime.enter();
-        let gate = gate::Gate::open(&config)
-            .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
-            .gate;
-        // On a shared log, what other gates change (a revocation) binds here too.
-        gate.start_background();
-        gate
-    };
-    let Some(found) = gate.caller(caller) else {
-        anyhow::bail!(
-            "no live caller {caller:?} in {}: add one with `tollgate caller add {caller} \
-             --role decide --actor {actor}`",
-            dir.display()
-        );
-    };
-    anyhow::ensure!(
-        found.may_speak_for(actor),
-        "caller {caller:?} may not decide for actor {actor:?}"
-    );
-    let trust = sdk::Trust::new(gate.log_verifier().clone(), gate.gate_verifier().clone());
-    Ok(Decider::InProcess {
+    let gate = Gate {
         runtime,
-        gate,
-        caller: found,
-        trust,
-    })
+        decider,
+        asker,
+    };
+    run(&args.command, gateway, Arc::new(gate))
+}
+
+/// The gate, asked from plain threads.
+struct Gate {
+    runtime: tokio::runtime::Runtime,
+    decider: Decider,
+    asker: Asker,
 }
 
 /// Where lines go, and the gate. Plain threads and blocking pipes: a line
@@ -157,7 +139,7 @@ struct Io {
     gateway: Arc<Mutex<Gateway>>,
     client: mpsc::Sender<Option<String>>,
     server: mpsc::Sender<Option<String>>,
-    gate: Arc<Decider>,
+    gate: Arc<Gate>,
 }
 
 impl Io {
@@ -173,8 +155,9 @@ impl Io {
                     let io = self.clone();
                     std::thread::spawn(move || {
                         let span = telemetry::tool_call_span(&call.tool, None, &call.trace);
-                        let outcome = span.in_scope(|| decide(&io.gate, &call.intent, &span));
-                        traced(&span, &outcome);
+                        let g = &io.gate;
+                        let asked = g.decider.decide(&g.asker, call.intent.clone(), &span);
+                        let outcome = g.runtime.block_on(asked);
                         let next = io.gateway.lock().expect("gateway").decided(call, outcome);
                         io.act(next);
                     });
@@ -185,7 +168,10 @@ impl Io {
                         let denied = listing
                             .intents
                             .iter()
-                            .filter(|(_, intent)| denies(&io.gate, intent))
+                            .filter(|(_, intent)| {
+                                let g = &io.gate;
+                                g.runtime.block_on(g.decider.denies(&g.asker, intent))
+                            })
                             .map(|(name, _)| name.clone())
                             .collect();
                         let next = io
@@ -198,100 +184,6 @@ impl Io {
                 }
             }
         }
-    }
-}
-
-/// Whether the active policy denies `intent` outright (an unlogged
-/// evaluation; one that fails denies nothing).
-fn denies(decider: &Decider, intent: &serde_json::Value) -> bool {
-    match decider {
-        Decider::Remote(client) => client.evaluate(intent).is_ok_and(|e| e.decision == "DENY"),
-        Decider::InProcess {
-            runtime,
-            gate,
-            caller,
-            ..
-        } => gate
-            .authorize_in_process(&caller.name, gate::callers::Role::Decide)
-            .is_ok_and(|who| {
-                runtime
-                    .block_on(gate.evaluate(&who, intent.to_string().as_bytes()))
-                    .is_ok_and(|e| e["decision"] == "DENY")
-            }),
-    }
-}
-
-/// The decision a call's span records.
-pub(crate) fn traced(span: &tracing::Span, outcome: &Outcome) {
-    span.record(
-        "tollgate.decision",
-        match outcome {
-            Outcome::Permit(_) => "PERMIT",
-            Outcome::Refused { decision, .. } => decision.as_str(),
-            Outcome::Failed(_) => "failed",
-        },
-    );
-}
-
-/// The gate's verified decision on `intent`, as the gateway takes it, in
-/// the call's `span` (a remote gate gets its trace context).
-fn decide(decider: &Decider, intent: &serde_json::Value, span: &tracing::Span) -> Outcome {
-    let verified = match decider {
-        Decider::Remote(client) => {
-            let _attached = telemetry::context_of(span).attach();
-            client.decide(intent)
-        }
-        Decider::InProcess {
-            runtime,
-            gate,
-            caller,
-            trust,
-        } => {
-            let body = intent.to_string();
-            // The caller as it is now: a revocation or a role taken away
-            // since the gateway started binds the next call.
-            match (
-                protocol::DecisionRequest::parse(body.as_bytes()),
-                gate.authorize_in_process(&caller.name, gate::callers::Role::Decide),
-            ) {
-                (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
-                (_, Err(e)) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                (Ok(request), Ok(who)) => {
-                    match runtime.block_on(gate.decide(&who, body.as_bytes())) {
-                        Ok(response) => sdk::verify_answer(
-                            trust,
-                            &request,
-                            &serde_json::to_vec(&response).unwrap_or_default(),
-                        ),
-                        Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                    }
-                }
-            }
-        }
-    };
-    outcome(verified)
-}
-
-/// What the gateway takes from the SDK's verdict on a gate's answer.
-pub(crate) fn outcome(verified: Result<sdk::Permit, sdk::Refusal>) -> Outcome {
-    let json = |r: &protocol::DecisionResponse| serde_json::to_value(r).unwrap_or_default();
-    match verified {
-        Ok(permit) => Outcome::Permit(json(permit.response())),
-        Err(sdk::Refusal::Deny {
-            reason, response, ..
-        }) => Outcome::Refused {
-            decision: "DENY".into(),
-            reason,
-            response: json(&response),
-        },
-        Err(sdk::Refusal::Silence {
-            reason, response, ..
-        }) => Outcome::Refused {
-            decision: "SILENCE".into(),
-            reason,
-            response: json(&response),
-        },
-        Err(other) => Outcome::Failed(other.to_string()),
     }
 }
 
@@ -327,7 +219,7 @@ fn reader(input: impl Read, mut handle: impl FnMut(&str)) {
     }
 }
 
-fn run(command: &[String], gateway: Gateway, gate: Arc<Decider>) -> Result<ExitCode> {
+fn run(command: &[String], gateway: Gateway, gate: Arc<Gate>) -> Result<ExitCode> {
     let mut child = Command::new(&command[0])
         .args(&command[1..])
         .stdin(Stdio::piped())

@@ -45,7 +45,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mcp::sse::{Decoder, Item};
-use mcp::{Action, Call, Gateway, Outcome};
+use mcp::{Action, Call, Gateway};
+
+use crate::decider::{Asker, Decider};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -125,9 +127,12 @@ pub(crate) fn http(args: HttpArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let gate = match &args.data_dir {
-            Some(dir) => Gatekeeper::in_process(dir)?,
-            None => Gatekeeper::remote(&args)?,
+        let gate = match (&args.data_dir, &args.log_key, &args.gate_key) {
+            (Some(dir), _, _) => Decider::in_process(dir)?,
+            (None, Some(log_key), Some(gate_key)) => {
+                Decider::remote(&args.gate, log_key, gate_key, args.ca_file.as_deref())?
+            }
+            _ => anyhow::bail!("--log-key and --gate-key are needed without --data-dir"),
         };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -161,146 +166,6 @@ pub(crate) fn http(args: HttpArgs) -> Result<()> {
             .await
             .context("serving")
     })
-}
-
-/// Where decisions come from.
-enum Gatekeeper {
-    /// A gate at a URL, through the SDK, as each client's caller.
-    Remote {
-        base: String,
-        trust: sdk::Trust,
-        agent: ureq::Agent,
-    },
-    /// The gate inside this process (its answers verified all the same).
-    InProcess {
-        gate: Arc<gate::Gate>,
-        trust: sdk::Trust,
-    },
-}
-
-impl Gatekeeper {
-    fn remote(args: &HttpArgs) -> Result<Gatekeeper> {
-        let (Some(log_key), Some(gate_key)) = (&args.log_key, &args.gate_key) else {
-            anyhow::bail!("--log-key and --gate-key are needed without --data-dir");
-        };
-        Ok(Gatekeeper::Remote {
-            base: args.gate.clone(),
-            trust: sdk::Trust::new(
-                note::VerifierKey::parse(log_key).context("--log-key")?,
-                note::VerifierKey::parse(gate_key).context("--gate-key")?,
-            ),
-            agent: crate::client::agent(args.ca_file.as_deref())?,
-        })
-    }
-
-    fn in_process(dir: &std::path::Path) -> Result<Gatekeeper> {
-        let config = gate::Config {
-            data_dir: dir.to_path_buf(),
-            example_policy: false,
-            ..gate::Config::default()
-        };
-        let gate = gate::Gate::open(&config)
-            .with_context(|| format!("opening the gate's data directory {}", dir.display()))?
-            .gate;
-        // On a shared log, what other gates change (a revocation) binds here too.
-        gate.start_background();
-        let trust = sdk::Trust::new(gate.log_verifier().clone(), gate.gate_verifier().clone());
-        Ok(Gatekeeper::InProcess { gate, trust })
-    }
-
-    fn client(&self, token: &str) -> Option<sdk::Client> {
-        match self {
-            Gatekeeper::Remote { base, trust, agent } => Some(
-                sdk::Client::new(base, trust.clone())
-                    .with_agent(agent.clone())
-                    .with_token(token),
-            ),
-            Gatekeeper::InProcess { .. } => None,
-        }
-    }
-
-    /// Who `token` is; `Err` says why it is not a caller.
-    async fn identify(&self, token: &str) -> Result<sdk::Identity, String> {
-        match self {
-            Gatekeeper::InProcess { gate, .. } => {
-                let c = gate.caller_by_token(token).ok_or(
-                    "the token is not a live caller's (wrong, rotated or revoked)".to_string(),
-                )?;
-                Ok(sdk::Identity {
-                    name: c.name.clone(),
-                    roles: c.roles.iter().map(ToString::to_string).collect(),
-                    actors: c.actors.clone(),
-                })
-            }
-            Gatekeeper::Remote { .. } => {
-                let client = self.client(token).expect("remote");
-                tokio::task::spawn_blocking(move || client.whoami())
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-        }
-    }
-
-    /// Whether the active policy denies `intent` outright, asked as `who`
-    /// (an unlogged evaluation; one that fails denies nothing).
-    async fn denies(&self, who: &Who, intent: &Value) -> bool {
-        match self {
-            Gatekeeper::Remote { .. } => {
-                let client = self.client(&who.token).expect("remote");
-                let intent = intent.clone();
-                tokio::task::spawn_blocking(move || client.evaluate(&intent))
-                    .await
-                    .is_ok_and(|e| e.is_ok_and(|e| e.decision == "DENY"))
-            }
-            Gatekeeper::InProcess { gate, .. } => {
-                match gate.authorize_token(&who.token, gate::callers::Role::Decide) {
-                    Err(_) => false,
-                    Ok(caller) => gate
-                        .evaluate(&caller, intent.to_string().as_bytes())
-                        .await
-                        .is_ok_and(|e| e["decision"] == "DENY"),
-                }
-            }
-        }
-    }
-
-    /// The gate's verified decision on `intent`, asked as `who`, in the
-    /// call's `span` (a remote gate gets its trace context).
-    async fn decide(&self, who: &Who, intent: Value, span: &tracing::Span) -> Outcome {
-        let verified = match self {
-            Gatekeeper::Remote { .. } => {
-                let client = self.client(&who.token).expect("remote");
-                let cx = telemetry::context_of(span);
-                tokio::task::spawn_blocking(move || {
-                    let _attached = cx.attach();
-                    client.decide(&intent)
-                })
-                .await
-                .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
-            }
-            Gatekeeper::InProcess { gate, trust } => {
-                let body = intent.to_string();
-                match (
-                    protocol::DecisionRequest::parse(body.as_bytes()),
-                    gate.authorize_token(&who.token, gate::callers::Role::Decide),
-                ) {
-                    (Err(e), _) => Err(sdk::Refusal::Invalid(e.to_string())),
-                    (_, Err(e)) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                    (Ok(request), Ok(caller)) => {
-                        match gate.decide(&caller, body.as_bytes()).await {
-                            Ok(response) => sdk::verify_answer(
-                                trust,
-                                &request,
-                                &serde_json::to_vec(&response).unwrap_or_default(),
-                            ),
-                            Err(e) => Err(sdk::Refusal::Unavailable(e.to_string())),
-                        }
-                    }
-                }
-            }
-        };
-        crate::mcp::outcome(verified)
-    }
 }
 
 /// An authenticated client: its token and the actor it speaks for.
@@ -337,7 +202,7 @@ struct Proxy {
     upstream: Uri,
     default_actor: Option<String>,
     hide_denied: bool,
-    gate: Gatekeeper,
+    gate: Decider,
     /// Sessions by the upstream's session id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Checked tokens by digest: who, and when checked.
@@ -636,9 +501,8 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let span = telemetry::tool_call_span(&call.tool, session_id.as_deref(), &call.trace);
-        let decided = self.gate.decide(&session.who, call.intent.clone(), &span);
-        let outcome = tracing::Instrument::instrument(decided, span.clone()).await;
-        crate::mcp::traced(&span, &outcome);
+        let asker = Asker::Token(session.who.token.clone());
+        let outcome = self.gate.decide(&asker, call.intent.clone(), &span).await;
         let actions = session
             .gateway
             .lock()
@@ -909,7 +773,11 @@ impl Proxy {
                 Action::Screen(listing) => {
                     let mut denied = HashSet::new();
                     for (name, intent) in &listing.intents {
-                        if self.gate.denies(&session.who, intent).await {
+                        if self
+                            .gate
+                            .denies(&Asker::Token(session.who.token.clone()), intent)
+                            .await
+                        {
                             denied.insert(name.clone());
                         }
                     }
