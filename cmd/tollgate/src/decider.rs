@@ -131,9 +131,9 @@ impl Decider {
             (Decider::Remote { .. }, Asker::Token(token)) => {
                 let client = self.client(token).expect("remote");
                 let intent = intent.clone();
-                tokio::task::spawn_blocking(move || client.evaluate(&intent))
+                tokio::task::spawn_blocking(move || remote_denies(&client, &intent))
                     .await
-                    .is_ok_and(|e| e.is_ok_and(|e| e.decision == "DENY"))
+                    .unwrap_or(false)
             }
             (Decider::Remote { .. }, Asker::Named(_)) => false,
             (Decider::InProcess { gate, .. }, _) => match Decider::authorize(gate, asker) {
@@ -159,12 +159,9 @@ impl Decider {
             (Decider::Remote { .. }, Asker::Token(token)) => {
                 let client = self.client(token).expect("remote");
                 let cx = telemetry::context_of(span);
-                tokio::task::spawn_blocking(move || {
-                    let _attached = cx.attach();
-                    client.decide(&intent)
-                })
-                .await
-                .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
+                tokio::task::spawn_blocking(move || remote_decide(&client, &intent, cx))
+                    .await
+                    .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
             }
             (Decider::Remote { .. }, Asker::Named(name)) => Err(sdk::Refusal::Unavailable(
                 format!("caller {name:?}: a remote gate is asked with a token"),
@@ -191,17 +188,71 @@ impl Decider {
                 }
             }
         };
-        let outcome = outcome(verified);
-        span.record(
-            "tollgate.decision",
-            match &outcome {
-                Outcome::Permit(_) => "PERMIT",
-                Outcome::Refused { decision, .. } => decision.as_str(),
-                Outcome::Failed(_) => "failed",
-            },
-        );
-        outcome
+        traced(span, outcome(verified))
     }
+
+    /// [`Decider::decide`] from a plain thread (the stdio gateway's): a
+    /// remote gate is asked on this very thread, with no hand-off; the gate
+    /// in this process through `runtime`.
+    pub(crate) fn decide_blocking(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        asker: &Asker,
+        intent: Value,
+        span: &tracing::Span,
+    ) -> Outcome {
+        match (self, asker) {
+            (Decider::Remote { .. }, Asker::Token(token)) => {
+                let client = self.client(token).expect("remote");
+                let verified = remote_decide(&client, &intent, telemetry::context_of(span));
+                traced(span, outcome(verified))
+            }
+            _ => runtime.block_on(self.decide(asker, intent, span)),
+        }
+    }
+
+    /// [`Decider::denies`] from a plain thread, as [`Decider::decide_blocking`].
+    pub(crate) fn denies_blocking(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        asker: &Asker,
+        intent: &Value,
+    ) -> bool {
+        match (self, asker) {
+            (Decider::Remote { .. }, Asker::Token(token)) => {
+                remote_denies(&self.client(token).expect("remote"), intent)
+            }
+            _ => runtime.block_on(self.denies(asker, intent)),
+        }
+    }
+}
+
+/// A remote gate's verified decision, the call's trace context attached.
+fn remote_decide(
+    client: &sdk::Client,
+    intent: &Value,
+    cx: telemetry::TraceContext,
+) -> Result<sdk::Permit, sdk::Refusal> {
+    let _attached = cx.attach();
+    client.decide(intent)
+}
+
+/// Whether a remote gate's unlogged evaluation of `intent` is DENY.
+fn remote_denies(client: &sdk::Client, intent: &Value) -> bool {
+    client.evaluate(intent).is_ok_and(|e| e.decision == "DENY")
+}
+
+/// The outcome, its decision recorded in the call's span.
+fn traced(span: &tracing::Span, outcome: Outcome) -> Outcome {
+    span.record(
+        "tollgate.decision",
+        match &outcome {
+            Outcome::Permit(_) => "PERMIT",
+            Outcome::Refused { decision, .. } => decision.as_str(),
+            Outcome::Failed(_) => "failed",
+        },
+    );
+    outcome
 }
 
 /// What the gateway takes from the SDK's verdict on a gate's answer.

@@ -156,8 +156,12 @@ impl Io {
                     std::thread::spawn(move || {
                         let span = telemetry::tool_call_span(&call.tool, None, &call.trace);
                         let g = &io.gate;
-                        let asked = g.decider.decide(&g.asker, call.intent.clone(), &span);
-                        let outcome = g.runtime.block_on(asked);
+                        let outcome = g.decider.decide_blocking(
+                            &g.runtime,
+                            &g.asker,
+                            call.intent.clone(),
+                            &span,
+                        );
                         let next = io.gateway.lock().expect("gateway").decided(call, outcome);
                         io.act(next);
                     });
@@ -170,7 +174,7 @@ impl Io {
                             .iter()
                             .filter(|(_, intent)| {
                                 let g = &io.gate;
-                                g.runtime.block_on(g.decider.denies(&g.asker, intent))
+                                g.decider.denies_blocking(&g.runtime, &g.asker, intent)
                             })
                             .map(|(name, _)| name.clone())
                             .collect();

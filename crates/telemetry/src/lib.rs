@@ -172,6 +172,10 @@ pub fn continue_trace(span: &tracing::Span, get: &dyn Fn(&str) -> Option<String>
     }
 }
 
+/// An OpenTelemetry context (what [`context_of`] returns), to attach on
+/// another thread.
+pub use opentelemetry::Context as TraceContext;
+
 /// The OpenTelemetry context of `span` (to attach on another thread, so
 /// that an SDK call made there carries it); the empty context when tracing
 /// is off.
