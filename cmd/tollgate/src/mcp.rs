@@ -117,7 +117,7 @@ pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
     if args.hide_denied {
         gateway = gateway.hide_denied();
     }
-    let gate = Gate {
+    let gate = Asking {
         runtime,
         decider,
         asker,
@@ -125,8 +125,8 @@ pub(crate) fn stdio(args: StdioArgs) -> Result<std::process::ExitCode> {
     run(&args.command, gateway, Arc::new(gate))
 }
 
-/// The gate, asked from plain threads.
-struct Gate {
+/// The gate and who asks it, from the gateway's plain threads.
+struct Asking {
     runtime: tokio::runtime::Runtime,
     decider: Decider,
     asker: Asker,
@@ -139,7 +139,7 @@ struct Io {
     gateway: Arc<Mutex<Gateway>>,
     client: mpsc::Sender<Option<String>>,
     server: mpsc::Sender<Option<String>>,
-    gate: Arc<Gate>,
+    gate: Arc<Asking>,
 }
 
 impl Io {
@@ -223,7 +223,7 @@ fn reader(input: impl Read, mut handle: impl FnMut(&str)) {
     }
 }
 
-fn run(command: &[String], gateway: Gateway, gate: Arc<Gate>) -> Result<ExitCode> {
+fn run(command: &[String], gateway: Gateway, gate: Arc<Asking>) -> Result<ExitCode> {
     let mut child = Command::new(&command[0])
         .args(&command[1..])
         .stdin(Stdio::piped())

@@ -459,40 +459,44 @@ impl Governance {
         (fold.active.clone(), fold.shadow.clone())
     }
 
-    /// What the log says, as far as it was read.
+    /// What the log says, as far as it was read: a copy (startup, tests).
     pub(crate) fn now(&self) -> Governed {
-        self.fold.lock().expect("governance lock").clone()
+        self.with(Governed::clone)
     }
 
-    /// Reads the log up to `ledger`'s latest checkpoint. Returns the fold
-    /// if anything a gate relies on changed. Blocking.
-    fn read(&self, ledger: &Ledger, gate: &VerifierKey) -> Result<Option<Governed>, GateError> {
+    /// `f` of what the log says, as far as it was read, without a copy.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Governed) -> T) -> T {
+        f(&self.fold.lock().expect("governance lock"))
+    }
+
+    /// Reads the log up to `ledger`'s latest checkpoint. Returns whether a
+    /// caller or a policy version changed. Blocking.
+    fn read(&self, ledger: &Ledger, gate: &VerifierKey) -> Result<bool, GateError> {
         let latest = ledger.latest();
         let mut fold = self.fold.lock().expect("governance lock");
-        Ok(fold
-            .read(ledger, &latest.checkpoint, gate)?
-            .then(|| fold.clone()))
+        fold.read(ledger, &latest.checkpoint, gate)
     }
 
     /// Writes a snapshot if the log grew [`SNAPSHOT_EVERY`] past the last
     /// one, or `force`. A failure is logged: a snapshot saves time, never
     /// decides anything.
     pub(crate) fn save(&self, ledger: &Ledger, key: &note::SignerKey, force: bool) {
-        let fold = self.now();
         let last = self.snapshot_at.load(Relaxed);
-        if fold.through() <= last || (!force && fold.through() < last + SNAPSHOT_EVERY) {
+        let Some((through, snapshot)) = self.with(|fold| {
+            let through = fold.through();
+            let due = through > last && (force || through >= last + SNAPSHOT_EVERY);
+            due.then(|| (through, Snapshot::of(fold, ledger.verifier().name())))
+        }) else {
             return;
-        }
-        let written = Snapshot::of(&fold, ledger.verifier().name())
-            .seal(key)
-            .and_then(|bytes| {
-                ledger
-                    .state()
-                    .set_governed(&bytes)
-                    .map_err(|e| e.to_string())
-            });
+        };
+        let written = snapshot.seal(key).and_then(|bytes| {
+            ledger
+                .state()
+                .set_governed(&bytes)
+                .map_err(|e| e.to_string())
+        });
         match written {
-            Ok(()) => self.snapshot_at.store(fold.through(), Relaxed),
+            Ok(()) => self.snapshot_at.store(through, Relaxed),
             Err(e) => tracing::warn!("writing the governance snapshot: {e}"),
         }
     }
@@ -517,8 +521,7 @@ impl Gate {
         let gate = self.clone();
         let changed = tokio::task::spawn_blocking(move || gate.read_log())
             .await
-            .map_err(|e| GateError::Internal(e.to_string()))??
-            .is_some();
+            .map_err(|e| GateError::Internal(e.to_string()))??;
         // Every time, not only when the log changed: a version that failed
         // to load is tried again.
         let (active, shadow) = self.governance.policies();
@@ -534,14 +537,14 @@ impl Gate {
     }
 
     /// Reads the log to its latest checkpoint and indexes the callers it
-    /// names. Returns the fold if anything a gate relies on changed.
+    /// names. Returns whether a caller or a policy version changed.
     /// Blocking.
-    pub(crate) fn read_log(&self) -> Result<Option<Governed>, GateError> {
+    pub(crate) fn read_log(&self) -> Result<bool, GateError> {
         let changed = self
             .governance
             .read(&self.ledger, self.gate_key.verifier())?;
-        if let Some(fold) = &changed {
-            self.callers.set(&fold.callers);
+        if changed {
+            self.governance.with(|fold| self.callers.set(&fold.callers));
         }
         Ok(changed)
     }
@@ -594,29 +597,32 @@ impl Gate {
     /// anyway), counted and logged. Blocking.
     pub(crate) fn check_records(&self) -> Result<(), GateError> {
         self.read_log()?;
-        let fold = self.governance.now();
+        let records = self.ledger.state().callers()?;
         let mut wrong = BTreeSet::new();
-        for (name, bytes) in self.ledger.state().callers()? {
-            let backed = serde_json::from_slice::<Caller>(&bytes)
-                .ok()
-                .zip(fold.callers.get(&name))
-                .is_some_and(|(r, l)| same_grant(&r, l, true));
-            if !backed {
-                wrong.insert(format!("caller {name:?}"));
+        self.governance.with(|fold| {
+            for (name, bytes) in &records {
+                let backed = serde_json::from_slice::<Caller>(bytes)
+                    .ok()
+                    .zip(fold.callers.get(name))
+                    .is_some_and(|(r, l)| same_grant(&r, l, true));
+                if !backed {
+                    wrong.insert(format!("caller {name:?}"));
+                }
             }
-        }
+        });
+        let (active, shadow) = self.governance.policies();
         // A pointer the store holds that the log does not (a missing one is
         // the store's loss, and changes nothing either).
         let state = self.ledger.state();
         if state
             .active_policy()?
-            .is_some_and(|v| fold.active.as_ref() != Some(&v))
+            .is_some_and(|v| active.as_ref() != Some(&v))
         {
             wrong.insert("the active policy version".into());
         }
         if state
             .shadow_policy()?
-            .is_some_and(|v| fold.shadow.as_ref() != Some(&v))
+            .is_some_and(|v| shadow.as_ref() != Some(&v))
         {
             wrong.insert("the shadow policy version".into());
         }
