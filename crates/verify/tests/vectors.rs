@@ -72,11 +72,7 @@ fn the_shared_corpus_is_accepted_and_refused_as_it_says() {
         };
         let (log_key, gate_key) = (key("log_key"), key("gate_key"));
         let raw = case["raw"].as_str().unwrap();
-        let verdict = serde_json::from_slice::<DecisionResponse>(raw.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                verify::verify_decision(&r, &log_key, &gate_key, None).map_err(|e| e.to_string())
-            });
+        let verdict = verdict(raw.as_bytes(), &log_key, &gate_key);
         let want = case["expect"].as_str().unwrap();
         assert_eq!(
             if verdict.is_ok() { "accept" } else { "refuse" },
@@ -85,4 +81,34 @@ fn the_shared_corpus_is_accepted_and_refused_as_it_says() {
             case["name"]
         );
     }
+    // The seeded mutations: byte splices of the accepted cases, each with the
+    // verdict the Python verifier gives (and the TypeScript one must give).
+    let mutations = v["mutations"].as_array().unwrap();
+    assert!(mutations.len() >= 300);
+    for m in mutations {
+        let base = &cases[m["base"].as_u64().unwrap() as usize];
+        let key = |k: &str| match base.get(k) {
+            Some(v) => VerifierKey::parse(v.as_str().unwrap()).unwrap(),
+            None => VerifierKey::parse(v[k].as_str().unwrap()).unwrap(),
+        };
+        let mut raw = base["raw"].as_str().unwrap().as_bytes().to_vec();
+        let at = m["at"].as_u64().unwrap() as usize;
+        let remove = m["remove"].as_u64().unwrap() as usize;
+        raw.splice(at..at + remove, m["insert"].as_str().unwrap().bytes());
+        let verdict = verdict(&raw, &key("log_key"), &key("gate_key"));
+        assert_eq!(
+            if verdict.is_ok() { "accept" } else { "refuse" },
+            m["expect"].as_str().unwrap(),
+            "{}: {verdict:?}",
+            m["name"]
+        );
+    }
+}
+
+/// Read as `proofcheck receipt` reads a saved answer: the typed parse, then
+/// `verify_decision`.
+fn verdict(raw: &[u8], log_key: &VerifierKey, gate_key: &VerifierKey) -> Result<(), String> {
+    let response = serde_json::from_slice::<DecisionResponse>(raw).map_err(|e| e.to_string())?;
+    verify::verify_decision(&response, log_key, gate_key, None).map_err(|e| e.to_string())?;
+    Ok(())
 }

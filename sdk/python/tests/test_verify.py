@@ -190,16 +190,27 @@ def test_the_shared_corpus_is_accepted_and_refused_as_it_says() -> None:
     verifier's tests: every raw answer gets the same verdict from both."""
     v = json.loads((VECTORS / "tollgate/verifier-corpus.json").read_text())
     assert len(v["cases"]) >= 15
-    for case in v["cases"]:
+
+    def verdict(raw: bytes, case: dict[str, Any]) -> str:
         # A case signed with keys of its own names them.
         log_key = Verifier.parse(case.get("log_key", v["log_key"]))
         gate_key = Verifier.parse(case.get("gate_key", v["gate_key"]))
         try:
-            response = strict_json(case["raw"].encode())
+            response = strict_json(raw)
             if not isinstance(response, dict):
                 raise VerificationError("not an object")
             verify_decision(response, log_key, gate_key)
-            verdict = "accept"
         except VerificationError:
-            verdict = "refuse"
-        assert verdict == case["expect"], case["name"]
+            return "refuse"
+        return "accept"
+
+    for case in v["cases"]:
+        assert verdict(case["raw"].encode(), case) == case["expect"], case["name"]
+    # The seeded mutations: byte splices of the accepted cases, whose verdicts
+    # the Rust and TypeScript verifiers are held to as well.
+    assert len(v["mutations"]) >= 300
+    for m in v["mutations"]:
+        base = v["cases"][m["base"]]
+        raw = base["raw"].encode()
+        changed = raw[: m["at"]] + m["insert"].encode() + raw[m["at"] + m["remove"] :]
+        assert verdict(changed, base) == m["expect"], m["name"]

@@ -10,6 +10,7 @@ rule. Run: python3 make_corpus.py (needs `cryptography`; deterministic)."""
 import base64
 import hashlib
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parents[2] / "sdk/python/src"))
-from tollgate.verify import canonical_json  # noqa: E402
+from tollgate.verify import (  # noqa: E402
+    VerificationError,
+    Verifier,
+    canonical_json,
+    strict_json,
+    verify_decision,
+)
 
 v = json.loads((HERE / "decisions.json").read_text())
 permit = next(d for d in v["decisions"] if d["decision"] == "PERMIT")
@@ -195,11 +202,132 @@ cases.append({
     "expect": "refuse",
 })  # fmt: skip
 
+
+def python_verdict(raw: bytes, case: dict[str, str]) -> str:
+    """What the Python verifier says of `raw` (the oracle the others must match)."""
+    log_key = Verifier.parse(case.get("log_key", v["log_key"]))
+    gate_key = Verifier.parse(case.get("gate_key", v["gate_key"]))
+    try:
+        response = strict_json(raw)
+        if not isinstance(response, dict):
+            return "refuse"
+        verify_decision(response, log_key, gate_key)
+    except VerificationError:
+        return "refuse"
+    return "accept"
+
+
+def string_spans(raw: bytes) -> list[tuple[int, int]]:
+    """The byte ranges of the JSON strings' contents in `raw` (between quotes)."""
+    spans, i, start = [], 0, -1
+    while i < len(raw):
+        c = raw[i]
+        if start < 0 and c == 0x22:
+            start = i + 1
+        elif start >= 0 and c == 0x5C:
+            i += 1
+        elif start >= 0 and c == 0x22:
+            spans.append((start, i))
+            start = -1
+        i += 1
+    return spans
+
+
+def mutate(rng: random.Random, raw: bytes) -> tuple[str, int, int, bytes]:
+    """One seeded edit of `raw`: (what, at, bytes removed, bytes inserted)."""
+    kind = rng.choice(
+        ["flip", "flip", "escape", "space", "delete", "insert", "duplicate", "number"]
+    )
+    if kind == "flip":
+        at = rng.randrange(len(raw))
+        return f"bit {rng.randrange(8)} of byte", at, 1, bytes([raw[at] ^ (1 << rng.randrange(8))])
+    if kind == "escape":
+        # An ASCII character inside a string written as a \u escape: the
+        # same value, another spelling.
+        start, end = rng.choice([s for s in string_spans(raw) if s[1] > s[0]])
+        at = rng.randrange(start, end)
+        if raw[at] == 0x5C or raw[at] >= 0x80 or (at > start and raw[at - 1] == 0x5C):
+            return "a space after the answer", len(raw), 0, b" "
+        return "a \\u escape", at, 1, f"\\u{raw[at]:04x}".encode()
+    if kind == "space":
+        at = rng.randrange(len(raw) + 1)
+        return "whitespace", at, 0, rng.choice([b" ", b"\t", b"\n", b"\r\n"])
+    if kind == "delete":
+        at = rng.randrange(len(raw))
+        return "a byte deleted", at, 1, b""
+    if kind == "insert":
+        at = rng.randrange(len(raw) + 1)
+        return (
+            "a byte inserted",
+            at,
+            0,
+            rng.choice([b'"', b",", b"}", b"0", b"-", b"e", b".", b"\\", b"x"]),
+        )
+    if kind == "duplicate":
+        # The first member written again at the end of the object.
+        first = raw.index(b",")
+        return "a member named twice", len(raw) - 1, 0, b"," + raw[1:first]
+    # A number (log_index) in another spelling.
+    at = raw.index(b'"log_index": ') + len(b'"log_index": ')
+    end = at
+    while end < len(raw) and raw[end] in b"-0123456789.eE+":
+        end += 1
+    return (
+        "log_index respelled",
+        at,
+        end - at,
+        rng.choice(
+            [
+                b"3e0",
+                b"3.0",
+                b"03",
+                b"-0",
+                b"30e-1",
+                b"3 ",
+                b"0x3",
+                b"1e19",
+                b"18446744073709551619",
+            ]
+        ),
+    )
+
+
+# Seeded edits of the accepted answers: every verifier must give each the
+# verdict the Python one gives here (a few hundred, cross-checked by the
+# Rust, Python and TypeScript tests). Each edit is a byte splice of its
+# base case's raw text: `at`, `remove`, `insert`, so the file stays small.
+rng = random.Random(20261207)
+accepted = [i for i, c in enumerate(cases) if c["expect"] == "accept"]
+mutations = []
+while len(mutations) < 320:
+    base = rng.choice(accepted)
+    raw = cases[base]["raw"].encode()
+    what, at, remove, insert = mutate(rng, raw)
+    changed = raw[:at] + insert + raw[at + remove :]
+    try:
+        changed.decode("utf-8")
+        insert.decode("utf-8")
+    except UnicodeDecodeError:
+        continue  # a response is text: such an edit cannot reach a verifier
+    mutations.append({
+        "name": f"{len(mutations)}: {what} at {at} of case {base}",
+        "base": base, "at": at, "remove": remove, "insert": insert.decode("utf-8"),
+        "expect": python_verdict(changed, cases[base]),
+    })  # fmt: skip
+print(
+    f"{len(mutations)} mutations, {sum(m['expect'] == 'accept' for m in mutations)} accepted",
+    file=sys.stderr,
+)
+
 out = {
     "comment": "Generated by make_corpus.py from decisions.json; each raw answer "
-    "must be accepted or refused by every verifier alike.",
+    "must be accepted or refused by every verifier alike. mutations: seeded byte "
+    "splices of the accepted cases (base: index into cases; at, remove: UTF-8 byte "
+    "offset and length; insert: the text put there), each with the Python "
+    "verifier's verdict, which the Rust and TypeScript ones must give too.",
     "log_key": v["log_key"],
     "gate_key": v["gate_key"],
     "cases": cases,
+    "mutations": mutations,
 }
 (HERE / "verifier-corpus.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
