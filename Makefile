@@ -42,14 +42,16 @@ demo: deps
 	$(CARGO_TARGET_DIR)/release/tollgate-demo
 
 ## test: the whole suite: every crate's tests, the Python SDK against the
-## real gate, then the MCP gateway driven by the official Python SDK against
-## real MCP servers (pytest)
+## real gate, the MCP gateway driven by the official Python SDK against
+## real MCP servers (pytest), then the TypeScript SDK (node --test: the
+## real gate, Express, the Vercel AI SDK, headless Chromium)
 test: deps test-deps
 	$(CARGO) test --release --workspace
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release PYTHONPATH=sdk/python/src \
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
 	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
+	cd sdk/typescript && TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release npm test --silent
 
 ## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
 ## and PostgreSQL), the gate load generator (one gate on RocksDB, again with
@@ -92,7 +94,9 @@ CRASHLOOP_CYCLES ?= 20
 crashloop: deps
 	CRASHLOOP_CYCLES=$(CRASHLOOP_CYCLES) $(CARGO) test --release -p tollgate --test crashloop -- --nocapture
 
-## lint: rustfmt and clippy (warnings are errors); ruff and mypy --strict for the Python
+## lint: rustfmt and clippy (warnings are errors); ruff and mypy --strict for
+## the Python; tsc --noEmit (strict), the verifier type-checked without
+## Node's types (it must run in browsers) and ESLint for the TypeScript
 lint: deps test-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
@@ -100,6 +104,8 @@ lint: deps test-deps
 	$(VENV)/bin/ruff format --check tests sdk/python
 	cd tests/mcp && $(VENV)/bin/mypy --strict --cache-dir /dev/null .
 	cd sdk/python && MYPYPATH=src $(VENV)/bin/mypy --strict --cache-dir /dev/null src tests
+	cd sdk/typescript && npx tsc -p tsconfig.test.json --noEmit && npx tsc -p tsconfig.verify.json \
+	  && npx eslint .
 
 ## fmt: format the code
 fmt:

@@ -5,9 +5,13 @@
 #     official MCP SDK (client and a test server), pytest, ruff, mypy;
 #   - the npm packages of tests/mcp/npm (package-lock.json: the reference MCP
 #     server, server-everything) into ~/.cache/tollgate/npm, with `npm ci`;
-#   - python3-venv, nodejs, npm and postgresql (the server binaries: the
-#     ledger's PostgreSQL tests start a throwaway cluster) through apt if
-#     they are missing.
+#   - the TypeScript SDK's pinned dependencies (sdk/typescript/package-lock.json:
+#     the noble libraries, and for its tests TypeScript, ESLint, Express and
+#     the Vercel AI SDK) into sdk/typescript/node_modules, with `npm ci`;
+#   - python3-venv, nodejs, npm, postgresql (the server binaries: the
+#     ledger's PostgreSQL tests start a throwaway cluster) and chromium
+#     (Debian's: the browser the verifier is tested in) through apt if they
+#     are missing.
 # Idempotent: a stamp of the pinned files' digest skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +24,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing missing system packages: ${missing[*]}"
   sudo=""
@@ -47,4 +52,12 @@ if [ "$(cat "$npm_dir/.tollgate-stamp" 2>/dev/null)" != "$want" ]; then
   cp tests/mcp/npm/package.json tests/mcp/npm/package-lock.json "$npm_dir/"
   (cd "$npm_dir" && npm ci --no-audit --no-fund --silent)
   echo "$want" > "$npm_dir/.tollgate-stamp"
+fi
+
+sdk=sdk/typescript
+want="$(stamp $sdk/package.json $sdk/package-lock.json)"
+if [ "$(cat "$sdk/node_modules/.tollgate-stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing the TypeScript SDK's npm packages into $sdk/node_modules"
+  (cd "$sdk" && npm ci --no-audit --no-fund --silent)
+  echo "$want" > "$sdk/node_modules/.tollgate-stamp"
 fi
