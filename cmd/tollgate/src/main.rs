@@ -571,6 +571,7 @@ async fn run_server(config: Config) -> Result<()> {
     {
         sockets.push(gate::serve::bind_unix(path, group).map_err(anyhow::Error::msg)?);
     }
+    gate.listening_at(&url);
     banner(&config, &started, &url);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -672,6 +673,20 @@ fn banner(config: &Config, started: &gate::Started, listening: &str) {
     if let Some(f) = &started.admin_token_file {
         println!("  admin token   in {}", f.display());
     }
+    if let Some(urls) = config
+        .approval_webhooks
+        .as_deref()
+        .filter(|_| gate.notifies())
+    {
+        println!(
+            "  webhooks      approval requests to {urls}, signed with the secret in {}",
+            config
+                .approval_webhook_secret_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("webhook.secret"))
+                .display()
+        );
+    }
     println!("  log size      {}", gate.ledger().latest().checkpoint.size);
     let demo = config.demo_token_path();
     if let Some(f) = &started.demo_token_file {
@@ -691,6 +706,12 @@ fn banner(config: &Config, started: &gate::Started, listening: &str) {
         demo.display()
     );
     println!("The log: {curl} {url}/log/checkpoint   Metrics: {curl} {url}/metrics");
+    if !listening.starts_with("unix:") {
+        println!(
+            "The portal (verify receipts, approve requests, watch the log): {url}/portal/ \
+             (pin the log and gate keys above in its Keys page)"
+        );
+    }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 }

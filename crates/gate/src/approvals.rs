@@ -283,13 +283,18 @@ impl Gate {
             rejected: None,
             used_by: None,
         };
-        self.change_approval(&id, |current| match current.filter(|r| r.live(now)) {
-            Some(live) => Ok((None, live.summary(now))),
-            None => {
-                tracing::info!(%id, count = fresh.count, "approval requested");
-                Ok((Some(fresh.clone()), fresh.summary(now)))
+        let (summary, opened) =
+            self.change_approval(&id, |current| match current.filter(|r| r.live(now)) {
+                Some(live) => Ok((None, (live.summary(now), false))),
+                None => Ok((Some(fresh.clone()), (fresh.summary(now), true))),
+            })?;
+        if opened {
+            tracing::info!(%id, count = fresh.count, "approval requested");
+            if let Some(w) = &self.webhooks {
+                w.approval_opened(&serde_json::to_value(&fresh).expect("serializable"));
             }
-        })
+        }
+        Ok(summary)
     }
 
     /// After a durable PERMIT that relied on request `id`'s approvals: they

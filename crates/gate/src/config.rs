@@ -196,6 +196,15 @@ pub struct Config {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// and with neither, no tracing.
     pub otel_endpoint: Option<String>,
+    /// Where to POST an event when an approval request opens: URLs,
+    /// comma-separated (`webhooks.rs`). Unset: no notifications.
+    pub approval_webhooks: Option<String>,
+    /// The shared secret the events are signed with (HMAC-SHA256). Default:
+    /// `<data_dir>/webhook.secret`, generated (0600) on first use.
+    pub approval_webhook_secret_file: Option<PathBuf>,
+    /// This gate's URL as people reach it (links in webhook events to the
+    /// portal). Default: the listen address, with https when `tls_cert` is set.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -236,6 +245,9 @@ impl Default for Config {
             witness_refresh_s: 60,
             witness_ca_file: None,
             otel_endpoint: None,
+            approval_webhooks: None,
+            approval_webhook_secret_file: None,
+            public_url: None,
         }
     }
 }
@@ -295,6 +307,9 @@ pub const SETTINGS: &[&str] = &[
     "witness_refresh_s",
     "witness_ca_file",
     "otel_endpoint",
+    "approval_webhooks",
+    "approval_webhook_secret_file",
+    "public_url",
 ];
 
 fn kind(setting: &str) -> Kind {

@@ -26,9 +26,11 @@ mod history;
 pub mod http;
 mod metrics;
 mod permits;
+mod portal;
 mod read;
 pub mod serve;
 mod startup;
+mod webhooks;
 mod witnessing;
 pub mod workers;
 
@@ -119,6 +121,8 @@ pub struct Gate {
     /// Every family of `/metrics` (the parts that count share it).
     metrics: Arc<Metrics>,
     witnessing: Option<Arc<witnessing::Witnessing>>,
+    /// With `approval_webhooks`: notifications of approval requests.
+    webhooks: Option<webhooks::Webhooks>,
 }
 
 impl Gate {
@@ -346,6 +350,20 @@ impl Gate {
         http::read_body(body, limit, self.body_read_timeout).await
     }
 
+    /// The URL the gate listens on (after binding): the base of the links
+    /// it sends (approval webhooks) unless `public_url` is configured.
+    pub fn listening_at(&self, url: &str) {
+        if let Some(w) = &self.webhooks {
+            w.listening_at(url);
+        }
+    }
+
+    /// Where approval webhook events go, if anywhere.
+    #[must_use]
+    pub fn notifies(&self) -> bool {
+        self.webhooks.is_some()
+    }
+
     pub(crate) fn may_read(&self, creds: &http::Credentials) -> Result<(), GateError> {
         if self.public_read {
             return Ok(());
@@ -406,6 +424,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route(authzen::EVALUATION, post(authzen::evaluation))
         .route(authzen::EVALUATIONS, post(authzen::evaluations))
         .route(authzen::CONFIGURATION, get(authzen::configuration))
+        .merge(portal::routes())
         .route_layer(axum::middleware::from_fn(traced))
         .with_state(gate)
 }

@@ -147,6 +147,8 @@ pub(crate) struct Gauges {
     pub workers: bool,
     /// With witnesses: whether this gate pushes checkpoints to them.
     pub witness_pusher: Option<bool>,
+    /// With approval webhooks: events delivered, failed, dropped.
+    pub webhooks: Option<[u64; 3]>,
 }
 
 impl Default for Metrics {
@@ -431,6 +433,20 @@ impl Metrics {
             ("failed", spans.failed),
         ] {
             let _ = writeln!(out, "tollgate_otel_spans_total{{result=\"{result}\"}} {n}");
+        }
+        if let Some(counts) = gauges.webhooks {
+            let _ = writeln!(
+                out,
+                "# HELP tollgate_webhook_events_total Approval webhook deliveries: delivered (a 2xx), \
+                 failed (every retry refused or unreachable) or dropped (the queue was full; a \
+                 decision never waits for it).\n# TYPE tollgate_webhook_events_total counter"
+            );
+            for (result, n) in ["delivered", "failed", "dropped"].iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "tollgate_webhook_events_total{{result=\"{result}\"}} {n}"
+                );
+            }
         }
         if let Some(pushing) = gauges.witness_pusher {
             let _ = writeln!(

@@ -56,6 +56,9 @@ pub enum StartupError {
     /// The witness policy cannot be read or used.
     #[error(transparent)]
     Witnessing(#[from] witnessing::WitnessingError),
+    /// The approval webhooks cannot be set up.
+    #[error("{0}")]
+    Webhooks(String),
     /// The data directory holds a log of another origin than the configuration names.
     #[error(
         "the data directory holds the log {stored:?} ({path}); the configuration says origin = \
@@ -267,6 +270,38 @@ impl Gate {
             )?)),
             None => None,
         };
+        let webhooks = match &config.approval_webhooks {
+            Some(urls) => {
+                let secret_file = config
+                    .approval_webhook_secret_file
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("webhook.secret"));
+                let (secret, _) = keyfile::load_or_generate_token(&secret_file)?;
+                let agent = tls::agent(None, std::time::Duration::from_secs(5))
+                    .map_err(|e| StartupError::Webhooks(e.to_string()))?;
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(bad) = urls
+                    .iter()
+                    .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+                {
+                    return Err(StartupError::Webhooks(format!(
+                        "approval_webhooks: {bad:?} is not an http(s) URL"
+                    )));
+                }
+                Some(crate::webhooks::Webhooks::start(
+                    urls,
+                    secret.into_bytes(),
+                    config.public_url.as_deref(),
+                    agent,
+                ))
+            }
+            None => None,
+        };
         let body_read_timeout = std::time::Duration::from_millis(config.body_read_timeout_ms);
         let followed = ledger.latest().checkpoint.size;
         let metrics = Arc::new(Metrics::default());
@@ -280,6 +315,7 @@ impl Gate {
             unix_callers: config.unix_caller_uids()?,
             tls_callers: config.tls_callers.clone(),
             witnessing,
+            webhooks,
             ledger,
             gate_key,
             admin_token,

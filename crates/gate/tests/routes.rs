@@ -842,3 +842,53 @@ async fn evaluations_decide_as_decisions_do_and_write_nothing() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }
+
+/// The portal's page, script and style are served with a strict
+/// Content-Security-Policy, and `/portal` leads to `/portal/`.
+#[tokio::test]
+async fn the_portal_is_served_with_a_strict_content_security_policy() {
+    let dir = private_tempdir();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let app = gate::router(Gate::open(&config).unwrap().gate);
+    for (path, content_type) in [
+        ("/portal/", "text/html"),
+        (
+            "/portal/receipts/0123456789abcdef0123456789abcdef",
+            "text/html",
+        ),
+        ("/portal/app.js", "text/javascript"),
+        ("/portal/portal.css", "text/css"),
+    ] {
+        let r = app
+            .clone()
+            .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let h = r.headers();
+        assert!(
+            h["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let r = app
+        .oneshot(
+            Request::builder()
+                .uri("/portal")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["location"], "/portal/");
+}

@@ -9,6 +9,7 @@
 //! payments service, and stops them all. Exit 0 only if every step did what
 //! it says.
 
+use std::io::IsTerminal as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -422,11 +423,54 @@ fn main() -> Result<()> {
     }
     steps.check(cosigned, "the witness cosigned the log", &origin);
 
-    drop(witness);
-    drop(gate);
+    // 7. A request left for a person: a transfer the policy wants approved.
+    let waits = agent.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 20_000, "to": "acct-9"}),
+        "plan-approval",
+    ));
+    let approval = match &waits {
+        Err(Refusal::Silence { response, .. }) => response.approval.clone(),
+        _ => None,
+    };
+    steps.check(
+        approval.is_some(),
+        "a 20,000 transfer waits for a person's approval",
+        &approval
+            .as_ref()
+            .map_or("no approval requested".into(), |a| a.to_string()),
+    );
+    let approver_file = dir.path().join("approver.token");
+    let made: Value = ureq::post(&format!("{}/v1/admin/callers", gate.url))
+        .set("authorization", &format!("Bearer {}", admin.trim()))
+        .send_json(json!({"name": "finance-lead", "roles": ["approve", "read"], "actors": []}))?
+        .into_json()?;
+    std::fs::write(
+        &approver_file,
+        format!("{}\n", made["token"].as_str().unwrap_or_default()),
+    )?;
+
     if steps.failed > 0 {
         bail!("{} step(s) did not do what they claim", steps.failed);
     }
     println!("\nevery step did what it claims");
+    if std::io::stdout().is_terminal() {
+        println!(
+            "\nThe gate stays up for you to try the portal: {}/portal/\n  \
+             Keys page: log key {log_key}\n             gate key {gate_key}\n  \
+             Approvals: sign in as the approver finance-lead (token in {}) and approve the\n  \
+             20,000 transfer the agent asked for; Verify: paste a saved answer from {}.\n\
+             Press Enter to stop.",
+            gate.url,
+            approver_file.display(),
+            saved.display(),
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    drop(witness);
+    drop(gate);
     Ok(())
 }

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { test } from "node:test";
 
-import { PACKAGE, VECTORS } from "./helpers.js";
+import { PACKAGE, VECTORS, chromium } from "./helpers.js";
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -97,20 +97,6 @@ function file(path: string): string | null {
   if (clean.startsWith("/node_modules/@noble/")) return join(PACKAGE, clean);
   if (clean.startsWith("/vectors/")) return join(VECTORS, clean.slice("/vectors/".length));
   return null;
-}
-
-function chromium(): string {
-  for (const name of ["chromium", "chromium-browser"]) {
-    for (const dir of (process.env["PATH"] ?? "").split(":")) {
-      try {
-        readFileSync(join(dir, name), { flag: "r" }).subarray(0, 1);
-        return join(dir, name);
-      } catch {
-        // not here
-      }
-    }
-  }
-  throw new Error("no chromium on PATH: scripts/install-test-deps.sh installs Debian's");
 }
 
 test("the verifier runs unchanged in headless Chromium and gives every verdict", async () => {

@@ -1,7 +1,7 @@
 /** What the tests share: the repository's paths and vectors, and a real gate on port 0. */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -79,4 +79,19 @@ export function payment(amount: number, key: string, actor = "agent-treasury") {
     target: { amount, currency: "EUR", to: "acct-1" },
     idempotency_key: key,
   };
+}
+
+/** Debian's Chromium (scripts/install-test-deps.sh installs it): never a downloaded browser. */
+export function chromium(): string {
+  for (const name of ["chromium", "chromium-browser"]) {
+    for (const dir of (process.env["PATH"] ?? "").split(":")) {
+      try {
+        accessSync(join(dir, name), constants.X_OK);
+        return join(dir, name);
+      } catch {
+        // not here
+      }
+    }
+  }
+  throw new Error("no chromium on PATH: scripts/install-test-deps.sh installs Debian's");
 }

@@ -5,12 +5,12 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { PACKAGE, VECTORS } from "./helpers.js";
+import { PACKAGE, ROOT, VECTORS } from "./helpers.js";
 
 const npm = (cwd: string, ...args: string[]): string =>
   execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
@@ -55,4 +55,13 @@ export { intent };
      "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "check.ts"],
     { cwd: project, encoding: "utf8" },
   );
+});
+
+test("the portal bundle the gate embeds is what its sources build (npm run portal)", () => {
+  const script = (JSON.parse(readFileSync(join(PACKAGE, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["portal"]!;
+  const out = join(mkdtempSync(join(tmpdir(), "tollgate-portal-")), "app.js");
+  const args = script.split(" ").slice(1).map((a) => (a.startsWith("--outfile=") ? `--outfile=${out}` : a));
+  execFileSync(join(PACKAGE, "node_modules/.bin/esbuild"), args, { cwd: PACKAGE, stdio: "ignore" });
+  const committed = readFileSync(join(ROOT, "crates/gate/portal/app.js"));
+  assert.ok(readFileSync(out).equals(committed), "crates/gate/portal/app.js is stale: run `npm run portal` in sdk/typescript");
 });

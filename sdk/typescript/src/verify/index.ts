@@ -12,8 +12,8 @@
  *   which checks a decision answer as `proofcheck receipt` does.
  */
 
-export { VerificationError, b64decode, b64encode } from "./base.js";
-export { type Json, type JsonObject, canonicalJson, isIntegerMember, jsonText, strictJson } from "./jcs.js";
+export { VerificationError, b64decode, b64encode, hex, sha256 } from "./base.js";
+export { type Json, type JsonObject, canonicalJson, isIntegerMember, isObject, jsonText, strictJson } from "./jcs.js";
 export { leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
 export {
   type Checkpoint,
