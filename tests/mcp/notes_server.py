@@ -46,6 +46,13 @@ async def slow_echo(text: str) -> str:
     return text
 
 
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def big_answer(mib: int) -> str:
+    """Answers with `mib` MiB of text (a gateway relays at most 16 MiB)."""
+    _record("big_answer", str(mib))
+    return "x" * (mib << 20)
+
+
 if __name__ == "__main__":
     # `notes_server.py` speaks stdio; `notes_server.py http PORT [stateless]`
     # serves streamable HTTP at http://127.0.0.1:PORT/mcp.

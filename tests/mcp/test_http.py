@@ -24,6 +24,7 @@ import pytest
 from conftest import BIN, EVERYTHING, ROOT, Gate
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from test_stdio import META, decision, proofcheck, text
 
 
@@ -300,6 +301,34 @@ def test_a_cancelled_call_is_cancelled_at_the_server(
     try:
         anyio.run(run)
         assert "slow_echo\tnever finished" not in log.read_text()
+    finally:
+        server.kill()
+        server.wait()
+
+
+@MODES
+def test_an_answer_too_large_to_relay_is_a_json_rpc_error(
+    gate: Gate,
+    proxy_of: ProxyOf,
+    tmp_path: Path,
+    server_mode: tuple[str, ...],
+    client_mode: str,
+) -> None:
+    """The server's answer to a permitted call exceeds what the gateway
+    relays (16 MiB): the client gets a JSON-RPC error naming why, not an
+    empty body, and the session keeps working."""
+    server, upstream, _ = notes_http(tmp_path, *server_mode)
+    proxy = proxy_of("notes", upstream, "--actor", "agent-mcp")
+
+    async def run() -> None:
+        async with connect(proxy.url, proxy.token, client_mode) as client:
+            with anyio.fail_after(60), pytest.raises(MCPError, match="exceeds 16 MiB"):
+                await client.call_tool("big_answer", {"mib": 17})
+            ok = await client.call_tool("write_note", {"text": "after"})
+            assert not ok.is_error, text(ok)
+
+    try:
+        anyio.run(run)
     finally:
         server.kill()
         server.wait()

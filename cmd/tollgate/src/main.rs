@@ -1,9 +1,7 @@
 //! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
 
 mod client;
-mod decider;
 mod mcp;
-mod mcp_http;
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +108,7 @@ enum McpCommand {
     /// MCP clients at `--listen` instead of the server, each with a
     /// caller's bearer token (`Authorization: Bearer …`): that caller asks
     /// the decisions.
-    Http(mcp_http::HttpArgs),
+    Http(mcp::HttpArgs),
 }
 
 #[derive(clap::Args)]
@@ -339,7 +337,7 @@ fn main() -> std::process::ExitCode {
             // Logs only past warnings (stdout is the protocol), and traces
             // with an OTLP endpoint in the standard variables.
             let _traces = mcp_traces(false);
-            match mcp::stdio(args) {
+            match mcpgate::stdio::run(args.into()) {
                 Ok(code) => return code,
                 Err(e) => Err(e),
             }
@@ -348,7 +346,7 @@ fn main() -> std::process::ExitCode {
             command: McpCommand::Http(args),
         } => {
             let _traces = mcp_traces(true);
-            mcp_http::http(args)
+            mcpgate::http::run(args.into())
         }
     };
     match result {

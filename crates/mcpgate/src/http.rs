@@ -52,49 +52,35 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-#[derive(clap::Args)]
-pub(crate) struct HttpArgs {
+/// What the gateway is given (the `tollgate mcp` flags, in `cmd/tollgate`).
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
     /// The server's name: the surface its tools' decisions are asked for.
-    #[arg(long)]
-    server: String,
+    pub server: String,
     /// The MCP server's streamable HTTP endpoint (http://host:port/path).
-    #[arg(long)]
-    upstream: String,
+    pub upstream: String,
     /// Where MCP clients connect; the endpoint's path is the upstream's.
     /// (8081: beside the gate's 8080; `witness serve` takes 8090.)
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    listen: String,
+    pub listen: String,
     /// The actor when the client sends no `Tollgate-Actor` header (default:
     /// the caller's actor, if it is bound to exactly one).
-    #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
-    actor: Option<String>,
+    pub actor: Option<String>,
     /// The gate's URL (`--gate`, its old spelling, still works).
-    #[arg(
-        long = "url",
-        alias = "gate",
-        default_value = "http://127.0.0.1:8080",
-        env = "TOLLGATE_URL"
-    )]
-    gate: String,
+    pub gate: String,
     /// The log's checkpoint key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
-    log_key: Option<String>,
+    pub log_key: Option<String>,
     /// The gate's receipt key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
-    gate_key: Option<String>,
+    pub gate_key: Option<String>,
     /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
-    #[arg(long, env = "TOLLGATE_CA_FILE")]
-    ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// Run the gate inside this process on this data directory (which
     /// `tollgate serve` must not be running on) instead of asking one at
     /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
-    #[arg(long, conflicts_with_all = ["log_key", "gate_key", "ca_file"])]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// `tools/list` answers omit the tools the policy denies the client's
     /// actor outright (each evaluated with the arguments unknown and
     /// `context.listing = true`, never logged); calls are decided as always.
-    #[arg(long)]
-    hide_denied: bool,
+    pub hide_denied: bool,
 }
 
 /// The largest body taken from a client or an upstream JSON answer.
@@ -116,7 +102,7 @@ const SESSION: &str = "mcp-session-id";
 const ACTOR: &str = "tollgate-actor";
 
 /// Runs the proxy until interrupted.
-pub(crate) fn http(args: HttpArgs) -> Result<()> {
+pub fn run(args: HttpOptions) -> Result<()> {
     let upstream: Uri = args.upstream.parse().context("--upstream")?;
     anyhow::ensure!(
         upstream.scheme_str() == Some("http") && upstream.host().is_some(),
@@ -182,6 +168,27 @@ impl Who {
     }
 }
 
+/// Holds `session` under `id`, first dropping the least recently used
+/// session of the same owner when it has `per_owner` already, then the least
+/// recently used of all when there are `max`.
+fn admit(
+    sessions: &mut HashMap<String, Arc<Session>>,
+    id: &str,
+    session: &Arc<Session>,
+    per_owner: usize,
+    max: usize,
+) {
+    let owner = session.who.owner();
+    let mine = sessions.values().filter(|s| s.who.owner() == owner).count();
+    if mine >= per_owner {
+        evict_least_recent(sessions, |s| s.who.owner() == owner);
+    }
+    if sessions.len() >= max {
+        evict_least_recent(sessions, |_| true);
+    }
+    sessions.insert(id.to_string(), session.clone());
+}
+
 /// Drops the least recently used of the sessions `which` selects.
 fn evict_least_recent(
     sessions: &mut HashMap<String, Arc<Session>>,
@@ -239,8 +246,13 @@ struct Session {
 
 impl Session {
     fn new(proxy: &Proxy, who: Who) -> Session {
-        let mut gateway = Gateway::new(&proxy.server, &who.actor, &keyfile::new_token());
-        if proxy.hide_denied {
+        Session::serving(&proxy.server, proxy.hide_denied, who)
+    }
+
+    /// A fresh session for `who` with server `server`'s tools.
+    fn serving(server: &str, hide_denied: bool, who: Who) -> Session {
+        let mut gateway = Gateway::new(server, &who.actor, &keyfile::new_token());
+        if hide_denied {
             gateway = gateway.hide_denied();
         }
         Session {
@@ -434,15 +446,13 @@ impl Proxy {
             }
             return;
         }
-        let owner = session.who.owner();
-        let mine = sessions.values().filter(|s| s.who.owner() == owner).count();
-        if mine >= MAX_SESSIONS_PER_CALLER {
-            evict_least_recent(&mut sessions, |s| s.who.owner() == owner);
-        }
-        if sessions.len() >= MAX_SESSIONS {
-            evict_least_recent(&mut sessions, |_| true);
-        }
-        sessions.insert(id.to_string(), session.clone());
+        admit(
+            &mut sessions,
+            id,
+            session,
+            MAX_SESSIONS_PER_CALLER,
+            MAX_SESSIONS,
+        );
         drop(sessions);
         session
             .headers
@@ -634,10 +644,14 @@ impl Proxy {
 
     /// Passes the upstream's `answer` to the client: status and headers as
     /// they are, each message of the body through the gateway.
+    /// `answering`: the JSON-RPC id of the client's request this answers
+    /// (none for a notification, a response or the server's own stream), so
+    /// an answer too large to relay is still answered, with an error.
     fn relay(
         self: &Arc<Self>,
         session: &Arc<Session>,
         answer: hyper::Response<hyper::body::Incoming>,
+        answering: Option<Value>,
     ) -> Response {
         let (parts, body) = answer.into_parts();
         let mut headers = HeaderMap::new();
@@ -649,7 +663,7 @@ impl Proxy {
         let kind = content_type(&parts.headers);
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         let (proxy, session) = (self.clone(), session.clone());
-        tokio::spawn(async move { proxy.pass(&session, body, kind, tx).await });
+        tokio::spawn(async move { proxy.pass(&session, body, kind, tx, answering).await });
         let mut response = Response::new(Body::new(ChannelBody(rx)));
         *response.status_mut() = parts.status;
         *response.headers_mut() = headers;
@@ -664,7 +678,17 @@ impl Proxy {
         mut body: hyper::body::Incoming,
         kind: Kind,
         tx: mpsc::Sender<Bytes>,
+        answering: Option<Value>,
     ) {
+        let too_large = |what: &str| {
+            answering.as_ref().map(|id| {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": format!(
+                    "tollgate: the MCP server's {what} exceeds {} MiB and was not relayed",
+                    MAX_BODY >> 20
+                )}})
+                .to_string()
+            })
+        };
         match kind {
             Kind::Json => {
                 let mut whole = Vec::new();
@@ -672,6 +696,12 @@ impl Proxy {
                     if let Ok(data) = frame.into_data() {
                         whole.extend_from_slice(&data);
                         if whole.len() > MAX_BODY {
+                            tracing::warn!(
+                                "tollgate mcp http: an upstream answer too large to relay"
+                            );
+                            if let Some(error) = too_large("answer") {
+                                let _ = tx.send(Bytes::from(error)).await;
+                            }
                             return;
                         }
                     }
@@ -713,6 +743,13 @@ impl Proxy {
                         Ok(items) => items,
                         Err(e) => {
                             tracing::warn!("tollgate mcp http: the server's event stream: {e}");
+                            if let Some(error) = too_large("event") {
+                                let event = Item::Event(mcp::sse::Event {
+                                    data: Some(error),
+                                    ..Default::default()
+                                });
+                                let _ = tx.send(Bytes::from(event.encode())).await;
+                            }
                             return;
                         }
                     };
@@ -978,7 +1015,7 @@ async fn post(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) 
         Ok(Reply::Forward(line)) => match proxy.send_upstream(Method::POST, &headers, line).await {
             Ok(answer) => {
                 proxy.keep(&session, answer.headers());
-                proxy.relay(&session, answer)
+                proxy.relay(&session, answer, Some(message["id"].clone()))
             }
             Err(e) => rpc_error(
                 StatusCode::BAD_GATEWAY,
@@ -1024,7 +1061,7 @@ async fn pass_on(
     }
     match answer {
         None => StatusCode::ACCEPTED.into_response(),
-        Some(Ok(answer)) => proxy.relay(session, answer),
+        Some(Ok(answer)) => proxy.relay(session, answer, None),
         Some(Err(e)) => bad_gateway(&e),
     }
 }
@@ -1080,8 +1117,138 @@ async fn without_body(proxy: &Arc<Proxy>, method: Method, headers: &HeaderMap) -
                     proxy.sessions.lock().expect("sessions lock").remove(id);
                 }
             }
-            proxy.relay(&session, answer)
+            proxy.relay(&session, answer, None)
         }
         Err(e) => bad_gateway(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(token: &str, used: Instant) -> Arc<Session> {
+        let who = Who {
+            token: token.into(),
+            actor: "agent-1".into(),
+        };
+        let s = Session::serving("crm", false, who);
+        *s.used.lock().unwrap() = used;
+        Arc::new(s)
+    }
+
+    #[test]
+    fn past_its_share_a_caller_loses_its_own_least_recent_session_not_anothers() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut sessions = HashMap::new();
+        admit(&mut sessions, "b-old", &session("b", at(0)), 2, 10);
+        admit(&mut sessions, "a-1", &session("a", at(1)), 2, 10);
+        admit(&mut sessions, "a-2", &session("a", at(2)), 2, 10);
+        admit(&mut sessions, "a-3", &session("a", at(3)), 2, 10);
+        let mut ids: Vec<_> = sessions.keys().cloned().collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["a-2", "a-3", "b-old"],
+            "a's oldest went; b's older one stayed"
+        );
+    }
+
+    #[test]
+    fn past_the_total_the_least_recent_session_of_all_goes() {
+        let t0 = Instant::now();
+        let mut sessions = HashMap::new();
+        for (i, token) in ["a", "b", "c", "d"].iter().enumerate() {
+            let used = t0 + Duration::from_secs(10 - i as u64);
+            admit(&mut sessions, token, &session(token, used), 5, 3);
+        }
+        let mut ids: Vec<_> = sessions.keys().cloned().collect();
+        ids.sort();
+        // "a" was used last of all (t0 + 10 s), "c" least recently among
+        // the three held when "d" came.
+        assert_eq!(ids, ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn a_session_belongs_to_its_token_and_actor() {
+        let one = session("a", Instant::now());
+        let same_token_other_actor = Who {
+            token: "a".into(),
+            actor: "agent-2".into(),
+        };
+        assert_ne!(one.who.owner(), same_token_other_actor.owner());
+        assert_eq!(one.who.owner(), session("a", Instant::now()).who.owner());
+        assert_ne!(one.who.owner(), session("b", Instant::now()).who.owner());
+    }
+
+    #[test]
+    fn hop_by_hop_and_framing_headers_are_not_passed_on() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+            "content-length",
+        ] {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in [
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "content-type",
+            "accept",
+            "last-event-id",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn content_types_are_told_apart_by_their_media_type_only() {
+        let kind = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            content_type(&h)
+        };
+        assert!(matches!(kind("application/json"), Kind::Json));
+        assert!(matches!(
+            kind("Application/JSON; charset=utf-8"),
+            Kind::Json
+        ));
+        assert!(matches!(kind("text/event-stream"), Kind::EventStream));
+        assert!(matches!(
+            kind("text/event-stream;charset=UTF-8"),
+            Kind::EventStream
+        ));
+        assert!(matches!(kind("text/html"), Kind::Other));
+        assert!(matches!(content_type(&HeaderMap::new()), Kind::Other));
+    }
+
+    #[test]
+    fn own_requests_upstream_carry_the_session_json_and_their_method() {
+        let s = session("a", Instant::now());
+        s.headers.lock().unwrap().insert(
+            HeaderName::from_static(SESSION),
+            HeaderValue::from_static("s-1"),
+        );
+        s.headers
+            .lock()
+            .unwrap()
+            .insert("mcp-name", HeaderValue::from_static("client-tool"));
+        let h = s.own_headers(Some("tools/list"));
+        assert_eq!(h[SESSION], "s-1");
+        assert_eq!(h[header::CONTENT_TYPE], "application/json");
+        assert_eq!(h["mcp-method"], "tools/list");
+        assert!(
+            h.get("mcp-name").is_none(),
+            "a client's mcp-name never rides on the gateway's own request"
+        );
+        assert!(s.own_headers(None).get("mcp-method").is_none());
     }
 }

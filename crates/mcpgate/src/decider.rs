@@ -52,7 +52,7 @@ impl Decider {
                 note::VerifierKey::parse(log_key).context("--log-key")?,
                 note::VerifierKey::parse(gate_key).context("--gate-key")?,
             ),
-            agent: crate::client::agent(ca_file)?,
+            agent: tls::agent(ca_file, std::time::Duration::from_secs(60))?,
         })
     }
 
