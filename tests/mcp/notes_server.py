@@ -56,7 +56,19 @@ def big_answer(mib: int) -> str:
 if __name__ == "__main__":
     # `notes_server.py` speaks stdio; `notes_server.py http PORT [stateless]`
     # serves streamable HTTP at http://127.0.0.1:PORT/mcp.
-    if sys.argv[1:2] == ["http"]:
+    if sys.argv[1:2] == ["https"]:
+        # `notes_server.py https PORT CERT KEY`: the same over TLS.
+        import uvicorn
+
+        uvicorn.run(
+            server.streamable_http_app(),
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            ssl_certfile=sys.argv[3],
+            ssl_keyfile=sys.argv[4],
+            log_level="warning",
+        )
+    elif sys.argv[1:2] == ["http"]:
         server.run(
             "streamable-http",
             host="127.0.0.1",

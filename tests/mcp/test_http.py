@@ -6,6 +6,8 @@ effects show which calls reached it."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
 import socket
@@ -301,6 +303,92 @@ def test_a_cancelled_call_is_cancelled_at_the_server(
     try:
         anyio.run(run)
         assert "slow_echo\tnever finished" not in log.read_text()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def tls_files(dir: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it issued for 127.0.0.1: (CA, cert, key) PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, Any] | None,
+              ca: bool) -> x509.Certificate:  # fmt: skip
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        signer_name, signer_key = issuer or (subject, key)
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, signer_name)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            b = b.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return b.sign(signer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("tollgate test CA", ca_key, None, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue("127.0.0.1", key, ("tollgate test CA", ca_key), False)
+    paths = dir / "ca.pem", dir / "cert.pem", dir / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_an_https_upstream_is_verified_against_its_ca(
+    gate: Gate, proxy_of: ProxyOf, tmp_path: Path
+) -> None:
+    """An https:// upstream: verified against --upstream-ca-file (a call
+    goes through), and refused when its certificate does not verify (the
+    system's roots do not know the test CA): the call never runs."""
+    ca, cert, key = tls_files(tmp_path)
+    log = tmp_path / "notes.log"
+    log.touch()
+    port = free_port()
+    command = [sys.executable, str(ROOT / "tests/mcp/notes_server.py"), "https", str(port),
+               str(cert), str(key)]  # fmt: skip
+    server = start_server(command, port, {"NOTES_LOG": str(log)})
+    upstream = f"https://127.0.0.1:{port}/mcp"
+    verified = proxy_of("notes", upstream, "--actor", "agent-mcp", "--upstream-ca-file", str(ca))
+    unverified = proxy_of("notes", upstream, "--actor", "agent-mcp")
+
+    async def run() -> None:
+        async with connect(verified.url, verified.token, "legacy") as client:
+            ok = await client.call_tool("write_note", {"text": "over tls"})
+            assert not ok.is_error, text(ok)
+            assert decision(ok)["decision"] == "PERMIT"
+        with anyio.fail_after(30), pytest.raises(BaseExceptionGroup) as refused:
+            async with connect(unverified.url, unverified.token, "legacy") as client:
+                await client.call_tool("write_note", {"text": "unverified"})
+        errors = refused.value.exceptions
+        while len(errors) == 1 and isinstance(errors[0], BaseExceptionGroup):
+            errors = errors[0].exceptions
+        assert len(errors) == 1 and isinstance(errors[0], MCPError), errors
+        assert "TLS: invalid peer certificate" in str(errors[0]), errors[0]
+
+    try:
+        anyio.run(run)
+        assert log.read_text() == "write_note\tover tls\n"
     finally:
         server.kill()
         server.wait()

@@ -78,9 +78,13 @@ pub(crate) struct HttpArgs {
     /// The server's name: the surface its tools' decisions are asked for.
     #[arg(long)]
     server: String,
-    /// The MCP server's streamable HTTP endpoint (http://host:port/path).
+    /// The MCP server's streamable HTTP endpoint (http:// or https://host:port/path).
     #[arg(long)]
     upstream: String,
+    /// With an https upstream: the CA certificate(s) (PEM) to verify it
+    /// against (default: the system's roots).
+    #[arg(long)]
+    upstream_ca_file: Option<PathBuf>,
     /// Where MCP clients connect; the endpoint's path is the upstream's.
     /// (8081: beside the gate's 8080; `witness serve` takes 8090.)
     #[arg(long, default_value = "127.0.0.1:8081")]
@@ -123,6 +127,7 @@ impl From<HttpArgs> for mcpgate::HttpOptions {
         mcpgate::HttpOptions {
             server: a.server,
             upstream: a.upstream,
+            upstream_ca_file: a.upstream_ca_file,
             listen: a.listen,
             actor: a.actor,
             gate: a.gate,

@@ -77,6 +77,9 @@ pub struct HttpOptions {
     /// `tollgate serve` must not be running on) instead of asking one at
     /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
     pub data_dir: Option<PathBuf>,
+    /// With an https upstream: the CA certificate(s) (PEM) to verify it
+    /// against (default: the system's roots).
+    pub upstream_ca_file: Option<PathBuf>,
     /// `tools/list` answers omit the tools the policy denies the client's
     /// actor outright (each evaluated with the arguments unknown and
     /// `context.listing = true`, never logged); calls are decided as always.
@@ -105,10 +108,26 @@ const ACTOR: &str = "tollgate-actor";
 pub fn run(args: HttpOptions) -> Result<()> {
     let upstream: Uri = args.upstream.parse().context("--upstream")?;
     anyhow::ensure!(
-        upstream.scheme_str() == Some("http") && upstream.host().is_some(),
-        "--upstream must be an http:// URL (an MCP server beside the gateway); got {}",
+        matches!(upstream.scheme_str(), Some("http" | "https")) && upstream.host().is_some(),
+        "--upstream must be an http:// or https:// URL; got {}",
         args.upstream
     );
+    // https: the server's certificate verified against --upstream-ca-file, or
+    // the system's roots; the name checked is the URL's host.
+    let tls = if upstream.scheme_str() == Some("https") {
+        let host = upstream.host().expect("checked").trim_matches(['[', ']']);
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .with_context(|| format!("--upstream: {host} is not a server name"))?;
+        let config =
+            tls::client_config(args.upstream_ca_file.as_deref()).context("--upstream-ca-file")?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        anyhow::ensure!(
+            args.upstream_ca_file.is_none(),
+            "--upstream-ca-file is for an https:// upstream"
+        );
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -127,6 +146,7 @@ pub fn run(args: HttpOptions) -> Result<()> {
         let proxy = Arc::new(Proxy {
             server: args.server.clone(),
             upstream,
+            tls,
             default_actor: args.actor.clone(),
             hide_denied: args.hide_denied,
             gate,
@@ -207,6 +227,12 @@ fn evict_least_recent(
 struct Proxy {
     server: String,
     upstream: Uri,
+    /// For an https upstream: the connector and the name its certificate
+    /// must carry.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     default_actor: Option<String>,
     hide_denied: bool,
     gate: Decider,
@@ -630,14 +656,29 @@ impl Proxy {
             }
         }
         let authority = self.upstream.authority().expect("checked");
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((authority.host(), port))
+        let port = authority
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let host = authority.host().trim_matches(['[', ']']);
+        let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("connecting to the MCP server {}: {e}", self.upstream))?;
         let _ = stream.set_nodelay(true);
+        let failed = |e: &dyn std::fmt::Display| format!("the MCP server {}: {e}", self.upstream);
+        let Some((connector, name)) = &self.tls else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(&e))?;
+            tokio::spawn(connection);
+            return Ok(sender);
+        };
+        let stream = connector
+            .connect(name.clone(), stream)
+            .await
+            .map_err(|e| failed(&format!("TLS: {e}")))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("the MCP server {}: {e}", self.upstream))?;
+            .map_err(|e| failed(&e))?;
         tokio::spawn(connection);
         Ok(sender)
     }

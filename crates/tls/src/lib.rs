@@ -137,6 +137,19 @@ pub fn system_roots() -> rustls::RootCertStore {
 ///
 /// [`Error`] naming the CA file, or the system store, that cannot be used.
 pub fn agent(ca_file: Option<&Path>, timeout: std::time::Duration) -> Result<ureq::Agent, Error> {
+    Ok(ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .tls_config(client_config(ca_file)?)
+        .build())
+}
+
+/// A TLS client configuration verifying servers against the certificates
+/// in `ca_file`, or the system's roots without one (no client certificate).
+///
+/// # Errors
+///
+/// [`Error`] naming the CA file, or the system store, that cannot be used.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Error> {
     let (roots, at) = match ca_file {
         Some(ca) => (roots(ca)?, ca),
         None => (system_roots(), Path::new("the system trust store")),
@@ -146,10 +159,7 @@ pub fn agent(ca_file: Option<&Path>, timeout: std::time::Duration) -> Result<ure
         .map_err(|e| error(at, e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(ureq::AgentBuilder::new()
-        .timeout(timeout)
-        .tls_config(Arc::new(config))
-        .build())
+    Ok(Arc::new(config))
 }
 
 /// [`agent`] that also presents a client certificate (mTLS): `cert` (PEM
