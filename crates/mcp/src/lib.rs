@@ -57,6 +57,10 @@ const OWN_ID: &str = "tollgate-tools-";
 /// it the oldest is forgotten. Memory stays bounded, and a reused id is
 /// never forwarded on an old decision anyway: every call is decided anew.
 const REMEMBERED_IDS: usize = 65_536;
+/// The decisions of this many of the latest permitted results are kept
+/// after their delivery, so a result the server sends again (a resumed
+/// event stream, `Last-Event-ID`) carries its decision as the first did.
+const DELIVERED_KEPT: usize = 256;
 
 /// What the driver does next.
 #[derive(Debug, PartialEq)]
@@ -154,6 +158,10 @@ pub struct Gateway {
     cancelled: HashSet<String>,
     /// Calls forwarded on PERMIT: id → the decision response.
     permitted: HashMap<String, Value>,
+    /// Results delivered: id → their decision, the latest [`DELIVERED_KEPT`]
+    /// (oldest first in `delivered_order`), for a result sent again.
+    delivered: HashMap<String, Value>,
+    delivered_order: VecDeque<String>,
     /// Whether `tools/list` answers omit the tools the policy denies.
     hide_denied: bool,
     /// The client's `tools/list` requests awaiting their answer (ids).
@@ -182,6 +190,8 @@ impl Gateway {
             deciding: HashSet::new(),
             cancelled: HashSet::new(),
             permitted: HashMap::new(),
+            delivered: HashMap::new(),
+            delivered_order: VecDeque::new(),
             hide_denied: false,
             listings: HashSet::new(),
         }
@@ -297,7 +307,18 @@ impl Gateway {
             }
         }
         if is_response {
-            if let Some(decision) = self.permitted.remove(&id.to_string()) {
+            // A call id is used once per session, so a result for a call
+            // already answered is the server sending it again (a resumed
+            // stream): it carries the same decision.
+            let key = id.to_string();
+            let decision = match self.permitted.remove(&key) {
+                Some(d) => {
+                    self.delivered(key, d.clone());
+                    Some(d)
+                }
+                None => self.delivered.get(&key).cloned(),
+            };
+            if let Some(decision) = decision {
                 if let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) {
                     let meta = result.entry("_meta").or_insert_with(|| json!({}));
                     if let Some(meta) = meta.as_object_mut() {
@@ -521,6 +542,19 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Keeps the decision of a result just delivered, the latest
+    /// [`DELIVERED_KEPT`].
+    fn delivered(&mut self, key: String, decision: Value) {
+        if self.delivered.insert(key.clone(), decision).is_none() {
+            self.delivered_order.push_back(key);
+        }
+        if self.delivered_order.len() > DELIVERED_KEPT {
+            if let Some(oldest) = self.delivered_order.pop_front() {
+                self.delivered.remove(&oldest);
+            }
+        }
+    }
+
     /// Remembers the id of a `tools/call`; false if it was used before.
     fn remember_call_id(&mut self, id: &Value) -> bool {
         let key = id.to_string();

@@ -416,3 +416,26 @@ fn remembered_call_ids_are_bounded() {
     );
     assert!(g.remember_call_id(&json!(0)), "the oldest was forgotten");
 }
+
+#[test]
+fn a_result_the_server_sends_again_carries_the_same_decision() {
+    // A resumed event stream (Last-Event-ID) replays a result already
+    // delivered: it carries the decision as the first delivery did.
+    let mut g = ready();
+    let c = decide(g.from_client(&call(json!(8), "echo", json!({"message": "again"}))));
+    let decision = json!({"decision": "PERMIT", "receipt_id": "r8"});
+    g.decided(c, Outcome::Permit(decision.clone()));
+    let result = json!({"jsonrpc": "2.0", "id": 8, "result": {"content": []}});
+    for _ in 0..2 {
+        let out = to_client(&g.from_server(&line(&result)));
+        assert_eq!(out[0]["result"]["_meta"][META_KEY], decision);
+    }
+    // Only the latest results are kept for it: an old one passes as sent.
+    for i in 100..100 + DELIVERED_KEPT as i64 {
+        let c = decide(g.from_client(&call(json!(i), "echo", json!({"message": "x"}))));
+        g.decided(c, Outcome::Permit(json!({"decision": "PERMIT"})));
+        g.from_server(&line(&json!({"jsonrpc": "2.0", "id": i, "result": {}})));
+    }
+    let out = to_client(&g.from_server(&line(&result)));
+    assert!(out[0]["result"].get("_meta").is_none());
+}
