@@ -4,6 +4,29 @@
 
 use std::path::PathBuf;
 
+/// The gate asked for decisions (both modes), unless `--data-dir` runs one
+/// in this process.
+#[derive(clap::Args)]
+pub(crate) struct RemoteGate {
+    /// The gate's URL (`--gate`, its old spelling, still works).
+    #[arg(
+        long = "url",
+        alias = "gate",
+        default_value = "http://127.0.0.1:8080",
+        env = "TOLLGATE_URL"
+    )]
+    url: String,
+    /// The log's checkpoint key (vkey): answers must verify with it.
+    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
+    log_key: Option<String>,
+    /// The gate's receipt key (vkey): answers must verify with it.
+    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
+    gate_key: Option<String>,
+    /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
+    #[arg(long, env = "TOLLGATE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct StdioArgs {
     /// The server's name: the surface its tools' decisions are asked for.
@@ -12,14 +35,8 @@ pub(crate) struct StdioArgs {
     /// The actor every call is decided for (the agent behind this client).
     #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
     actor: String,
-    /// The gate's URL (`--gate`, its old spelling, still works).
-    #[arg(
-        long = "url",
-        alias = "gate",
-        default_value = "http://127.0.0.1:8080",
-        env = "TOLLGATE_URL"
-    )]
-    gate: String,
+    #[command(flatten)]
+    remote: RemoteGate,
     /// File holding the bearer token of a caller that may decide for the actor.
     #[arg(
         long,
@@ -27,24 +44,15 @@ pub(crate) struct StdioArgs {
         required_unless_present = "data_dir"
     )]
     token_file: Option<PathBuf>,
-    /// The log's checkpoint key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
-    log_key: Option<String>,
-    /// The gate's receipt key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
-    gate_key: Option<String>,
     /// Run the gate inside this process on this data directory (as `tollgate
     /// serve --data-dir` would, which must not be running on it) instead of
-    /// asking one at --gate. Receipts name --caller, `via: in_process`.
+    /// asking one at --url. Receipts name --caller, `via: in_process`.
     #[arg(long, conflicts_with_all = ["token_file", "log_key", "gate_key", "ca_file"])]
     data_dir: Option<PathBuf>,
     /// With --data-dir: the caller (created with `tollgate caller add`, bound
     /// to the actor) the decisions are asked as.
     #[arg(long, requires = "data_dir", default_value = "mcp")]
     caller: String,
-    /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
-    #[arg(long, env = "TOLLGATE_CA_FILE")]
-    ca_file: Option<PathBuf>,
     /// `tools/list` answers omit the tools the policy denies this actor
     /// outright (each evaluated with the arguments unknown and
     /// `context.listing = true`, never logged); calls are decided as always.
@@ -60,13 +68,13 @@ impl From<StdioArgs> for mcpgate::StdioOptions {
         mcpgate::StdioOptions {
             server: a.server,
             actor: a.actor,
-            gate: a.gate,
+            gate: a.remote.url,
             token_file: a.token_file,
-            log_key: a.log_key,
-            gate_key: a.gate_key,
+            log_key: a.remote.log_key,
+            gate_key: a.remote.gate_key,
             data_dir: a.data_dir,
             caller: a.caller,
-            ca_file: a.ca_file,
+            ca_file: a.remote.ca_file,
             hide_denied: a.hide_denied,
             command: a.command,
         }
@@ -93,26 +101,11 @@ pub(crate) struct HttpArgs {
     /// the caller's actor, if it is bound to exactly one).
     #[arg(long, env = "TOLLGATE_MCP_ACTOR")]
     actor: Option<String>,
-    /// The gate's URL (`--gate`, its old spelling, still works).
-    #[arg(
-        long = "url",
-        alias = "gate",
-        default_value = "http://127.0.0.1:8080",
-        env = "TOLLGATE_URL"
-    )]
-    gate: String,
-    /// The log's checkpoint key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_LOG_KEY", required_unless_present = "data_dir")]
-    log_key: Option<String>,
-    /// The gate's receipt key (vkey): answers must verify with it.
-    #[arg(long, env = "TOLLGATE_GATE_KEY", required_unless_present = "data_dir")]
-    gate_key: Option<String>,
-    /// With an https gate URL: the CA certificate(s) (PEM) to verify it against.
-    #[arg(long, env = "TOLLGATE_CA_FILE")]
-    ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    remote: RemoteGate,
     /// Run the gate inside this process on this data directory (which
     /// `tollgate serve` must not be running on) instead of asking one at
-    /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
+    /// --url; clients' tokens are its callers'. Receipts say `via: in_process`.
     #[arg(long, conflicts_with_all = ["log_key", "gate_key", "ca_file"])]
     data_dir: Option<PathBuf>,
     /// `tools/list` answers omit the tools the policy denies the client's
@@ -130,10 +123,10 @@ impl From<HttpArgs> for mcpgate::HttpOptions {
             upstream_ca_file: a.upstream_ca_file,
             listen: a.listen,
             actor: a.actor,
-            gate: a.gate,
-            log_key: a.log_key,
-            gate_key: a.gate_key,
-            ca_file: a.ca_file,
+            gate: a.remote.url,
+            log_key: a.remote.log_key,
+            gate_key: a.remote.gate_key,
+            ca_file: a.remote.ca_file,
             data_dir: a.data_dir,
             hide_denied: a.hide_denied,
         }

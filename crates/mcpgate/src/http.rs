@@ -75,7 +75,7 @@ pub struct HttpOptions {
     pub ca_file: Option<PathBuf>,
     /// Run the gate inside this process on this data directory (which
     /// `tollgate serve` must not be running on) instead of asking one at
-    /// --gate; clients' tokens are its callers'. Receipts say `via: in_process`.
+    /// --url; clients' tokens are its callers'. Receipts say `via: in_process`.
     pub data_dir: Option<PathBuf>,
     /// With an https upstream: the CA certificate(s) (PEM) to verify it
     /// against (default: the system's roots).

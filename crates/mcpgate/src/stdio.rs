@@ -31,7 +31,7 @@ pub struct StdioOptions {
     pub gate_key: Option<String>,
     /// Run the gate inside this process on this data directory (as `tollgate
     /// serve --data-dir` would, which must not be running on it) instead of
-    /// asking one at --gate. Receipts name --caller, `via: in_process`.
+    /// asking one at --url. Receipts name --caller, `via: in_process`.
     pub data_dir: Option<PathBuf>,
     /// With --data-dir: the caller (created with `tollgate caller add`, bound
     /// to the actor) the decisions are asked as.
