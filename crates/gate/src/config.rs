@@ -71,76 +71,115 @@ pub enum LogFormat {
     Json,
 }
 
-/// The gate's configuration. Every field has a default; see `tollgate.example.toml`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
+/// Declares every setting once — its doc, TOML name, type, default and how
+/// its environment override parses — and from that list makes [`Config`],
+/// its `Default`, [`SETTINGS`] and `kind`.
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $default:expr => $kind:ident, )*) => {
+        /// The gate's configuration. Every field has a default; see `tollgate.example.toml`.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $( $(#[$doc])* pub $name: $ty, )*
+            /// The program run as `PROGRAM eval-worker --memory-mb N` for Rego
+            /// evaluations. Not a setting: `tollgate serve` sets it to itself
+            /// (`/proc/self/exe`). `None` (a gate embedded as a library) evaluates
+            /// in the gate's own process whatever `eval_memory_mb` says.
+            #[serde(skip)]
+            pub eval_worker: Option<PathBuf>,
+        }
+
+        impl Default for Config {
+            fn default() -> Config {
+                Config {
+                    $( $name: $default, )*
+                    eval_worker: None,
+                }
+            }
+        }
+
+        /// Every setting, by its TOML name; each has the environment override
+        /// `TOLLGATE_<NAME>` (upper case). A test holds this table to the fields of
+        /// [`Config`] and to `tollgate.example.toml`.
+        pub const SETTINGS: &[&str] = &[$( stringify!($name), )*];
+
+        /// How `setting`'s environment value is parsed.
+        fn kind(setting: &str) -> Kind {
+            match setting {
+                $( stringify!($name) => Kind::$kind, )*
+                _ => Kind::Text,
+            }
+        }
+    };
+}
+
+settings! {
     /// `sidecar` (default) or `central`.
-    pub mode: Mode,
+    mode: Mode = Mode::Sidecar => Text,
     /// Where to listen: a TCP address (default `127.0.0.1:8080`; port 0
     /// picks one), or `unix:/path` for the Unix socket only, no TCP.
-    pub listen: ListenAddr,
+    listen: ListenAddr = ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))) => Text,
     /// The group that may use the gate's Unix sockets (created 0660 and
     /// given to it). Default: the gate's own group.
-    pub unix_socket_group: Option<String>,
+    unix_socket_group: Option<String> = None => Text,
     /// Also listen on this Unix socket (beside TCP).
-    pub unix_socket: Option<PathBuf>,
+    unix_socket: Option<PathBuf> = None => Text,
     /// Serve HTTPS on `listen` with this certificate chain (PEM); needs `tls_key`.
-    pub tls_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf> = None => Text,
     /// The private key (PEM) of `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    tls_key: Option<PathBuf> = None => Text,
     /// With TLS: ask for client certificates and verify them against the
     /// CA certificates in this PEM file (mTLS). Optional for clients: callers
     /// with bearer tokens present none.
-    pub tls_client_ca: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf> = None => Text,
     /// With `tls_client_ca`: a request without a bearer token authenticates
     /// as the caller its verified client certificate's subject common name is
     /// mapped to here: CN → caller name (environment: `cn=name,cn=name`).
-    pub tls_callers: std::collections::BTreeMap<String, String>,
+    tls_callers: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new() => Map,
     /// On the Unix socket, a request without a bearer token authenticates
     /// as the caller its peer's uid (`SO_PEERCRED`) is mapped to here: uid →
     /// caller name, e.g. `{ "1000" = "agent-sdk" }` (environment:
     /// `1000=agent-sdk,1001=other`). The sidecar case: no token to leak.
-    pub unix_callers: std::collections::BTreeMap<String, String>,
+    unix_callers: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new() => Map,
     /// Directory for the RocksDB log, keys and the admin token. Default `./data`.
-    pub data_dir: PathBuf,
+    data_dir: PathBuf = PathBuf::from("data") => Text,
     /// Where the log lives: unset, RocksDB in `<data_dir>/log`; a
     /// `postgres://…` URL or libpq connection string, a PostgreSQL database
     /// several gates may share (each with the same keys and origin). Its
     /// password, if any, is never printed.
-    pub log_store: Option<String>,
+    log_store: Option<String> = None => Text,
     /// The log's origin (checkpoint first line and log key name). Default:
     /// generated on first start (`<host>/tollgate-<8 random hex>`) and kept in
     /// `<data_dir>/origin`, so two installs never share one; once a data
     /// directory has an origin, a different one here is refused.
-    pub origin: Option<String>,
+    origin: Option<String> = None => Text,
     /// The gate key's name (receipt signature line).
-    pub gate_key_name: String,
+    gate_key_name: String = "tollgate.local/gate".into() => Text,
     /// Log key file; default `<data_dir>/log.skey`, generated if absent.
-    pub log_key_file: Option<PathBuf>,
+    log_key_file: Option<PathBuf> = None => Text,
     /// Gate key file; default `<data_dir>/gate.skey`, generated if absent.
-    pub gate_key_file: Option<PathBuf>,
+    gate_key_file: Option<PathBuf> = None => Text,
     /// Admin bearer token. If unset, read from (or generated into)
     /// `<data_dir>/admin.token` (mode 0600).
-    pub admin_token: Option<String>,
+    admin_token: Option<String> = None => Text,
     /// Group commit: a batch closes at this many appends...
-    pub batch_max: usize,
+    batch_max: usize = 256 => Integer,
     /// ... or this many microseconds after its first, while an earlier
     /// batch is still being made durable (an idle log closes a batch at once).
-    pub batch_wait_us: u64,
+    batch_wait_us: u64 = 200 => Integer,
     /// Memory for the log's newest stored hashes, in MiB (64 bytes per leaf):
     /// proofs that need only those read nothing from disk. Grows with the log
     /// up to this, then stays. 0 keeps none.
-    pub hash_cache_mb: usize,
+    hash_cache_mb: usize = 256 => Integer,
     /// Wall-clock limit on one policy evaluation, in milliseconds; past it
     /// the decision is SILENCE. The engine enforces it: Rego checks it
     /// between units of work (a single long builtin call finishes first),
     /// Cedar always terminates in time linear in the policies.
-    pub eval_timeout_ms: u64,
+    eval_timeout_ms: u64 = 50 => Integer,
     /// Evaluations that run at once, each on its own thread beside the ones
     /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads),
     /// or in its own process (see `eval_memory_mb`). 0: one per CPU.
-    pub eval_threads: usize,
+    eval_threads: usize = 0 => Integer,
     /// Memory one Rego evaluation may use, in MiB. Rego evaluates in worker
     /// processes (`tollgate eval-worker`, at most `eval_threads`) whose
     /// writable memory is capped at this above what they use at start; an
@@ -149,107 +188,56 @@ pub struct Config {
     /// gate's own process, faster and unbounded (for policies you trust
     /// as you trust the gate's code). Cedar always evaluates in the gate:
     /// its time and memory are linear in the policies and the input.
-    pub eval_memory_mb: u64,
-    /// The program run as `PROGRAM eval-worker --memory-mb N` for Rego
-    /// evaluations. Not a setting: `tollgate serve` sets it to itself
-    /// (`/proc/self/exe`). `None` (a gate embedded as a library) evaluates
-    /// in the gate's own process whatever `eval_memory_mb` says.
-    #[serde(skip)]
-    pub eval_worker: Option<PathBuf>,
+    eval_memory_mb: u64 = 256 => Integer,
     /// Decision requests admitted at once, from validation to the answer
     /// (waiting for an evaluation thread or the log included). Beyond it a
     /// request is answered 503 `overloaded` with `Retry-After`, before
     /// anything is evaluated or written.
-    pub max_pending_decisions: usize,
+    max_pending_decisions: usize = 1024 => Integer,
     /// Publish and activate the example Rego bundle when no policy is active,
     /// and on a log with no callers create the `demo` caller (decide and read
     /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
-    pub example_policy: bool,
+    example_policy: bool = true => Boolean,
     /// Most connections open at once (TCP and Unix socket each); beyond it
     /// a new connection is closed at once.
-    pub max_connections: usize,
+    max_connections: usize = 4096 => Integer,
     /// Longest wait for a complete request head, in milliseconds, idle
     /// keep-alive time included: a client that sends none in time is
     /// disconnected.
-    pub header_read_timeout_ms: u64,
+    header_read_timeout_ms: u64 = 10_000 => Integer,
     /// Longest wait for a request body, in milliseconds (408 after it).
-    pub body_read_timeout_ms: u64,
+    body_read_timeout_ms: u64 = 10_000 => Integer,
     /// Let anyone read what reveals decisions (receipts by id, entry bundles,
     /// policy bundles, replay). Default false: a caller with `read` is needed.
     /// Checkpoints, hash tiles and proofs by index are always public.
-    pub public_read: bool,
+    public_read: bool = false => Boolean,
     /// `text` (default) or `json` structured logs.
-    pub log_format: LogFormat,
+    log_format: LogFormat = LogFormat::Text => Text,
     /// A C2SP tlog-policy file naming the witnesses to push checkpoints to
     /// (`witness <name> <vkey> <url>`) and the quorum; this log's `log` line is
     /// added. Unset: no witnesses.
-    pub witness_policy: Option<PathBuf>,
+    witness_policy: Option<PathBuf> = None => Text,
     /// How often to check whether the tree grew and push it, in milliseconds.
-    pub witness_interval_ms: u64,
+    witness_interval_ms: u64 = 1000 => Integer,
     /// Push the same checkpoint again after this many idle seconds.
-    pub witness_refresh_s: u64,
+    witness_refresh_s: u64 = 60 => Integer,
     /// For witnesses at https URLs: the CA certificate(s) (PEM) to verify
     /// them against. Default: the system's roots.
-    pub witness_ca_file: Option<PathBuf>,
+    witness_ca_file: Option<PathBuf> = None => Text,
     /// Where to send OpenTelemetry traces (OTLP over HTTP, protobuf): a
     /// collector's base URL, `/v1/traces` appended. Unset: the standard
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// and with neither, no tracing.
-    pub otel_endpoint: Option<String>,
+    otel_endpoint: Option<String> = None => Text,
     /// Where to POST an event when an approval request opens: URLs,
     /// comma-separated (`webhooks.rs`). Unset: no notifications.
-    pub approval_webhooks: Option<String>,
+    approval_webhooks: Option<String> = None => Text,
     /// The shared secret the events are signed with (HMAC-SHA256). Default:
     /// `<data_dir>/webhook.secret`, generated (0600) on first use.
-    pub approval_webhook_secret_file: Option<PathBuf>,
+    approval_webhook_secret_file: Option<PathBuf> = None => Text,
     /// This gate's URL as people reach it (links in webhook events to the
     /// portal). Default: the listen address, with https when `tls_cert` is set.
-    pub public_url: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            mode: Mode::Sidecar,
-            listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            unix_socket_group: None,
-            unix_socket: None,
-            unix_callers: std::collections::BTreeMap::new(),
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_callers: std::collections::BTreeMap::new(),
-            data_dir: PathBuf::from("data"),
-            log_store: None,
-            origin: None,
-            gate_key_name: "tollgate.local/gate".into(),
-            log_key_file: None,
-            gate_key_file: None,
-            admin_token: None,
-            batch_max: 256,
-            batch_wait_us: 200,
-            hash_cache_mb: 256,
-            eval_timeout_ms: 50,
-            eval_threads: 0,
-            eval_memory_mb: 256,
-            eval_worker: None,
-            max_pending_decisions: 1024,
-            example_policy: true,
-            public_read: false,
-            max_connections: 4096,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 10_000,
-            log_format: LogFormat::Text,
-            witness_policy: None,
-            witness_interval_ms: 1000,
-            witness_refresh_s: 60,
-            witness_ca_file: None,
-            otel_endpoint: None,
-            approval_webhooks: None,
-            approval_webhook_secret_file: None,
-            public_url: None,
-        }
-    }
+    public_url: Option<String> = None => Text,
 }
 
 /// The longest `eval_timeout_ms` accepted: an evaluation holds one of the
@@ -267,69 +255,6 @@ enum Kind {
     Boolean,
     /// `key=value,key=value`, a TOML table of strings.
     Map,
-}
-
-/// Every setting, by its TOML name; each has the environment override
-/// `TOLLGATE_<NAME>` (upper case). A test holds this table to the fields of
-/// [`Config`] and to `tollgate.example.toml`.
-pub const SETTINGS: &[&str] = &[
-    "mode",
-    "listen",
-    "unix_socket_group",
-    "unix_socket",
-    "unix_callers",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "tls_callers",
-    "data_dir",
-    "log_store",
-    "origin",
-    "gate_key_name",
-    "log_key_file",
-    "gate_key_file",
-    "admin_token",
-    "batch_max",
-    "batch_wait_us",
-    "hash_cache_mb",
-    "eval_timeout_ms",
-    "eval_threads",
-    "eval_memory_mb",
-    "max_pending_decisions",
-    "example_policy",
-    "public_read",
-    "max_connections",
-    "header_read_timeout_ms",
-    "body_read_timeout_ms",
-    "log_format",
-    "witness_policy",
-    "witness_interval_ms",
-    "witness_refresh_s",
-    "witness_ca_file",
-    "otel_endpoint",
-    "approval_webhooks",
-    "approval_webhook_secret_file",
-    "public_url",
-];
-
-fn kind(setting: &str) -> Kind {
-    match setting {
-        "batch_max"
-        | "batch_wait_us"
-        | "hash_cache_mb"
-        | "eval_timeout_ms"
-        | "eval_threads"
-        | "eval_memory_mb"
-        | "max_pending_decisions"
-        | "witness_interval_ms"
-        | "witness_refresh_s"
-        | "max_connections"
-        | "header_read_timeout_ms"
-        | "body_read_timeout_ms" => Kind::Integer,
-        "example_policy" | "public_read" => Kind::Boolean,
-        "unix_callers" | "tls_callers" => Kind::Map,
-        _ => Kind::Text,
-    }
 }
 
 /// The environment variable that overrides `setting`.
