@@ -27,6 +27,9 @@
  * app as `req.body`, so the app acts on exactly the value the permit was
  * checked for; anything else is 403 with a JSON body naming the reason, and
  * the app never sees the request. Do not put a body parser in front of it.
+ * `permitHandler` does the same for Fetch-API handlers (`Request` in,
+ * `Response` out: Hono's `c.req.raw`, Next.js route handlers, Bun, Deno,
+ * Cloudflare Workers): the handler gets the request and the checked body.
  */
 
 import { Permit, type Trust } from "./client.js";
@@ -335,5 +338,49 @@ export function permitMiddleware<Req extends NodeRequest>(
     }
     req.body = body;
     next();
+  };
+}
+
+/**
+ * A Fetch-API handler that runs `handler` only on a request carrying a
+ * permit for the call `callOf(request, body)` names (`body`: the
+ * strict-JSON body, null if empty); `handler` gets that body, the value the
+ * permit was checked for. Anything else is 403 `{"error": "refused",
+ * "message": …}`. For Hono: `app.post("/pay", (c) => pay(c.req.raw))`.
+ */
+export function permitHandler(
+  verifier: SurfaceVerifier,
+  callOf: (request: Request, body: Json | null) => Call,
+  handler: (request: Request, body: Json | null, receipt: Receipt) => Response | Promise<Response>,
+  options: MiddlewareOptions = {},
+): (request: Request) => Promise<Response> {
+  const limit = options.bodyLimit ?? 64 << 10;
+  const refuse = (message: string): Response =>
+    new Response(JSON.stringify({ error: "refused", message }), {
+      status: 403,
+      headers: { "content-type": "application/json" },
+    });
+  return async (request) => {
+    const declared = Number(request.headers.get("content-length") ?? "0");
+    if (declared > limit) return refuse(`the body exceeds ${limit} bytes`);
+    const raw = new Uint8Array(await request.arrayBuffer());
+    if (raw.length > limit) return refuse(`the body exceeds ${limit} bytes`);
+    let body: Json | null;
+    try {
+      body = raw.length > 0 ? strictJson(raw) : null;
+    } catch (e) {
+      return refuse(`the body is not strict JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    let receipt: Receipt;
+    try {
+      receipt = await verifier.verifyPermit(request.headers.get(PERMIT_HEADER), callOf(request, body));
+    } catch (e) {
+      if (e instanceof Refused) return refuse(e.message);
+      if (e instanceof VerificationError || e instanceof TypeError) {
+        return refuse(`the call does not verify: ${e.message}`);
+      }
+      throw e;
+    }
+    return await handler(request, body, receipt);
   };
 }

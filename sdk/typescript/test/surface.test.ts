@@ -30,6 +30,7 @@ import {
   Unredeemed,
   Used,
   headerValue,
+  permitHandler,
   permitMiddleware,
 } from "../src/surface.js";
 import { BIN, type Decisions, type Gate, payment, startGate, vectors } from "./helpers.js";
@@ -156,4 +157,39 @@ test("redeemed at the gate, a permit runs once across replicas; a gate that cann
   await assert.rejects(demo.verifyPermit(headerValue(await decide(500, "ts-r3")), call(500)), /redeem role/);
   const gone = verifier({ redeemer: new AtGate("http://127.0.0.1:9", token, { retries: 0 }) });
   await assert.rejects(gone.verifyPermit(headerValue(await decide(500, "ts-r4")), call(500)), Unredeemed);
+});
+
+test("a Fetch-API handler (Hono, Next.js, Bun, Deno) runs only on a valid permit, with the checked body", async () => {
+  const served: unknown[] = [];
+  const pay = permitHandler(
+    verifier(),
+    (_request, body) => ({ surface: "payments", action: "transfer", target: body }),
+    (_request, body, receipt) => {
+      served.push(body);
+      return Response.json({ paid: true, receipt: receipt.receipt_id });
+    },
+  );
+  const post = (body: string, header?: string): Promise<Response> =>
+    pay(
+      new Request("http://service.local/pay", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(header ? { [PERMIT_HEADER]: header } : {}) },
+        body,
+      }),
+    );
+  const permit = await decide(800, "ts-f1");
+  const header = headerValue(permit);
+  const target = '{"amount":800,"currency":"EUR","to":"acct-1"}';
+  const refused = async (r: Response, why: RegExp): Promise<void> => {
+    assert.equal(r.status, 403);
+    assert.match(((await r.json()) as { message: string }).message, why);
+  };
+  await refused(await post(target), /no permit/);
+  await refused(await post('{"amount":801,"currency":"EUR","to":"acct-1"}', header), /another call/);
+  await refused(await post('{"amount":800,"amount":8000,"currency":"EUR","to":"acct-1"}', header), /strict JSON/);
+  const ok = await post(target, header);
+  assert.equal(ok.status, 200);
+  assert.deepEqual(await ok.json(), { paid: true, receipt: permit.receiptId });
+  await refused(await post(target, header), /used before/);
+  assert.deepEqual(served, [{ amount: 800, currency: "EUR", to: "acct-1" }]);
 });
