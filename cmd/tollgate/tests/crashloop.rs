@@ -17,7 +17,8 @@ use protocol::{verify_receipt, DecisionResponse};
 use testkit::Proc;
 
 mod common;
-use common::{consistent, decide, intent};
+use common::intent;
+use testkit::{consistent, decide};
 
 const CLIENTS: usize = 8;
 

@@ -19,7 +19,8 @@ use serde_json::Value;
 use testkit::Proc;
 
 mod common;
-use common::{consistent, decide, intent};
+use common::intent;
+use testkit::{consistent, decide};
 
 const GATES: usize = 3;
 const CLIENTS: usize = 6;

@@ -7,6 +7,9 @@
 //! scope: anything about what the binaries serve.
 
 pub mod otlp;
+mod server;
+
+pub use server::{consistent, decide, intent, response, transfer, Server};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

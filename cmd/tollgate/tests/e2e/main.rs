@@ -2,15 +2,16 @@
 //! RocksDB directory, real engines and real signatures. Every receipt and
 //! checkpoint is verified with the note, tlog and protocol crates.
 //!
-//! One test binary, by concern: this file is the harness (`Server`) and the
-//! helpers every concern shares; each module holds one concern's tests.
+//! One test binary, by concern: this file holds the helpers every concern
+//! shares (the harness, `testkit::Server`, is the test kit's); each module
+//! holds one concern's tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use testkit::Proc;
+use testkit::{intent, response, transfer, Proc, Server};
 
-use note::{Checkpoint, Policy, ProofBundle, SignerKey, VerifierKey};
+use note::{Checkpoint, Policy, ProofBundle};
 use protocol::{verify_receipt, Decision, DecisionResponse, ReceiptBody, ReplayResponse};
 use serde_json::{json, Value};
 
@@ -22,149 +23,6 @@ mod one_permit;
 mod overload;
 mod traces;
 mod transport;
-
-struct Server {
-    proc: Proc,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        Server::start_with(dir, &[])
-    }
-
-    fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        Server::start_with_args_env(dir, extra, &[])
-    }
-
-    fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
-        Server::start_with_args_env(dir, &[], env)
-    }
-
-    fn start_with_args_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = testkit::tollgate_serve(&dir.join("data"));
-        cmd.args(extra)
-            .envs(env.iter().copied())
-            .stderr(Stdio::inherit());
-        let proc = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
-        Server {
-            url: proc.url.clone(),
-            proc,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// SIGTERM and wait: the graceful path.
-    fn stop(self) {
-        let status = self.proc.terminate();
-        assert!(status.success(), "tollgate exited with {status}");
-    }
-
-    fn key(&self, file: &str) -> VerifierKey {
-        let skey = std::fs::read_to_string(self.dir.join("data").join(file)).unwrap();
-        SignerKey::parse(skey.trim()).unwrap().verifier().clone()
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("data/admin.token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    /// The `demo` caller's token, made on first start.
-    fn demo(&self) -> String {
-        std::fs::read_to_string(self.dir.join("data/demo.token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    /// A POST as the `demo` caller.
-    fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
-        let r = ureq::post(&format!("{}{path}", self.url))
-            .set("content-type", "application/json")
-            .set("authorization", &format!("Bearer {}", self.demo()))
-            .send_bytes(body);
-        response(r)
-    }
-
-    fn decide(&self, request: &Value) -> DecisionResponse {
-        let (status, body) = self.post("/v1/decisions", request.to_string().as_bytes());
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_value(body).unwrap()
-    }
-
-    fn get_text(&self, path: &str) -> String {
-        ureq::get(&format!("{}{path}", self.url))
-            .set("authorization", &format!("Bearer {}", self.demo()))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap()
-    }
-
-    fn get_bytes(&self, path: &str) -> Result<Vec<u8>, u16> {
-        match ureq::get(&format!("{}{path}", self.url))
-            .set("authorization", &format!("Bearer {}", self.demo()))
-            .call()
-        {
-            Ok(r) => {
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut r.into_reader(), &mut v).unwrap();
-                Ok(v)
-            }
-            Err(ureq::Error::Status(code, _)) => Err(code),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    fn checkpoint(&self) -> Checkpoint {
-        let text = self.get_text("/log/checkpoint");
-        let (cp, _) = Policy::for_log(self.key("log.skey"))
-            .verify_checkpoint(text.as_bytes())
-            .unwrap();
-        cp
-    }
-
-    /// `proofcheck audit` of the whole log this gate serves.
-    fn audit(&self) {
-        testkit::audit(
-            &self.url,
-            &self.dir.join("data"),
-            &self.dir.join("audit.state"),
-        );
-    }
-
-    /// `tollgate caller add NAME` with `roles`, for `actor`; the file its
-    /// token was written to.
-    fn add_caller(&self, name: &str, roles: &[&str], actor: &str) -> PathBuf {
-        let file = self.dir.join(format!("{name}.token"));
-        let mut args = vec!["caller", "add", name, "--actor", actor, "--token-out"];
-        args.push(file.to_str().unwrap());
-        for r in roles {
-            args.extend(["--role", r]);
-        }
-        let (ok, out) = self.tollgate(&args);
-        assert!(ok, "{out}");
-        file
-    }
-
-    fn tollgate(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(args)
-            .args(["--url", &self.url, "--token-file"])
-            .arg(self.dir.join("data/admin.token"))
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    }
-}
 
 /// POST /v1/decisions over a Unix socket (with a bearer token, or none):
 /// the whole raw HTTP answer.
@@ -197,33 +55,6 @@ fn unix_decide(sock: &Path, token: Option<&str>, body: &str) -> String {
         assert!(closed(&e), "reading the answer: {e}");
     }
     String::from_utf8(answer).unwrap()
-}
-
-fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    match r {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// The demo's usual request: `agent-treasury` transfers `amount`.
-fn transfer(amount: u64, key: &str) -> Value {
-    intent(
-        "agent-treasury",
-        "payments",
-        "transfer",
-        json!({ "amount": amount }),
-        key,
-    )
-}
-
-fn intent(actor: &str, surface: &str, action: &str, target: Value, key: &str) -> Value {
-    json!({
-        "actor": {"id": actor, "kind": "agent"},
-        "surface": surface, "action": action, "target": target,
-        "idempotency_key": key,
-    })
 }
 
 /// Verifies a decision response completely: the receipt's gate signature and
