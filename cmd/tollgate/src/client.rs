@@ -47,3 +47,8 @@ pub(crate) fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<Value> 
             .call(),
     )
 }
+
+/// `value` (an answer read as JSON) as the type the API answers with.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
+    Ok(serde_json::from_value(value)?)
+}

@@ -762,15 +762,16 @@ fn caller(command: CallerCommand) -> Result<()> {
                 &format!("{}/v1/admin/callers", admin.url),
                 &admin.token()?,
             )?;
-            for c in r["callers"].as_array().into_iter().flatten() {
+            let r: gate::callers::CallerList = client::typed(r)?;
+            for c in &r.callers {
                 println!(
                     "{:<24} roles {}  actors {}  created {}{}",
-                    c["name"].as_str().unwrap_or("?"),
-                    c["roles"],
-                    c["actors"],
-                    c["created_at"].as_str().unwrap_or("?"),
-                    c["revoked_at"]
-                        .as_str()
+                    c.name,
+                    serde_json::to_string(&c.roles)?,
+                    serde_json::to_string(&c.actors)?,
+                    c.created_at,
+                    c.revoked_at
+                        .as_ref()
                         .map(|t| format!("  REVOKED {t}"))
                         .unwrap_or_default()
                 );
@@ -863,21 +864,18 @@ fn policy(command: PolicyCommand) -> Result<()> {
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?
             };
             let token = admin.token()?;
-            let published = client::post(
+            let published: protocol::Published = client::typed(client::post(
                 &admin.agent()?,
                 &format!("{}/v1/admin/policies", admin.url),
                 &token,
                 "application/gzip",
                 &bytes,
-            )?;
-            let version = published["version"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            )?)?;
+            let version = published.version;
             println!(
                 "{version} ({}{})",
-                published["engine"].as_str().unwrap_or("?"),
-                if published["created"] == true {
+                published.engine,
+                if published.created {
                     ", new"
                 } else {
                     ", already published"
@@ -895,16 +893,17 @@ fn policy(command: PolicyCommand) -> Result<()> {
             }
         }
         PolicyCommand::Activate { version, admin } => {
-            let r = client::post(
+            let r: protocol::Activation = client::typed(client::post(
                 &admin.agent()?,
                 &format!("{}/v1/admin/policies/{version}/activate", admin.url),
                 &admin.token()?,
                 "application/json",
                 b"",
-            )?;
+            )?)?;
             println!(
-                "activated {version} (was {})",
-                r["previous"].as_str().unwrap_or("none")
+                "activated {} (was {})",
+                r.active,
+                r.previous.as_deref().unwrap_or("none")
             );
         }
         PolicyCommand::Shadow {
@@ -913,38 +912,34 @@ fn policy(command: PolicyCommand) -> Result<()> {
             admin,
         } => {
             let body = serde_json::json!({ "version": version }).to_string();
-            let r = client::post(
+            let r: protocol::ShadowChange = client::typed(client::post(
                 &admin.agent()?,
                 &format!("{}/v1/admin/policies/shadow", admin.url),
                 &admin.token()?,
                 "application/json",
                 body.as_bytes(),
-            )?;
+            )?)?;
             println!(
                 "shadow {} (was {})",
-                version.as_deref().unwrap_or("off"),
-                r["previous"].as_str().unwrap_or("none")
+                r.shadow.as_deref().unwrap_or("off"),
+                r.previous.as_deref().unwrap_or("none")
             );
         }
         PolicyCommand::List { admin } => {
-            let r = client::get(
+            let r: protocol::PolicyList = client::typed(client::get(
                 &admin.agent()?,
                 &format!("{}/v1/admin/policies", admin.url),
                 &admin.token()?,
-            )?;
-            for v in r["versions"].as_array().into_iter().flatten() {
-                let mark = if v["active"] == true {
+            )?)?;
+            for v in &r.versions {
+                let mark = if v.active {
                     "*"
-                } else if r["shadow"] == v["version"] {
+                } else if r.shadow.as_deref() == Some(v.version.as_str()) {
                     "s"
                 } else {
                     " "
                 };
-                println!(
-                    "{mark} {}  published {}",
-                    v["version"].as_str().unwrap_or("?"),
-                    v["published_at"].as_str().unwrap_or("?")
-                );
+                println!("{mark} {}  published {}", v.version, v.published_at);
             }
         }
     }

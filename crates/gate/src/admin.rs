@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::Json;
 use policy::{Bundle, CompiledPolicy};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use std::collections::BTreeSet;
@@ -86,9 +86,11 @@ pub(crate) async fn add_caller(
 pub(crate) async fn list_callers(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<crate::callers::CallerList>, GateError> {
     authorize(&gate, &creds)?;
-    Ok(Json(json!({ "callers": gate.list_callers() })))
+    Ok(Json(crate::callers::CallerList {
+        callers: gate.list_callers(),
+    }))
 }
 
 /// `POST /v1/admin/callers/{name}/revoke`: the caller authenticates no more.
@@ -121,17 +123,6 @@ pub(crate) async fn rotate_caller(
     Ok(Json(CallerToken { caller, token }))
 }
 
-/// The answer to a publish.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Published {
-    /// The bundle's version.
-    pub version: String,
-    /// `rego` or `cedar`.
-    pub engine: String,
-    /// False if this version was already published.
-    pub created: bool,
-}
-
 #[derive(Deserialize)]
 pub(crate) struct PublishQuery {
     /// Rego entrypoint for an OPA bundle without `metadata.tollgate_entrypoint`.
@@ -146,7 +137,7 @@ pub(crate) async fn publish(
     creds: Credentials,
     Query(q): Query<PublishQuery>,
     body: Body,
-) -> Result<Json<Published>, GateError> {
+) -> Result<Json<protocol::Published>, GateError> {
     let by = authorize(&gate, &creds)?;
     let bytes = gate.read_body(body, MAX_BUNDLE_UPLOAD).await?;
     let g = gate.clone();
@@ -175,7 +166,7 @@ pub(crate) async fn publish(
             .state()
             .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)?;
     tracing::info!(%version, engine, created, "policy published");
-    Ok(Json(Published {
+    Ok(Json(protocol::Published {
         version,
         engine: engine.into(),
         created,
@@ -188,7 +179,7 @@ pub(crate) async fn activate(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
     UrlPath(version): UrlPath<String>,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::Activation>, GateError> {
     let by = authorize(&gate, &creds)?;
     if !protocol::is_policy_version(&version) {
         return Err(GateError::BadInput(format!(
@@ -211,7 +202,10 @@ pub(crate) async fn activate(
         )
         .await?;
     tracing::info!(%version, ?previous, "policy activated");
-    Ok(Json(json!({ "active": version, "previous": previous })))
+    Ok(Json(protocol::Activation {
+        active: version,
+        previous,
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -229,7 +223,7 @@ pub(crate) async fn shadow(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
     body: axum::body::Body,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::ShadowChange>, GateError> {
     let by = authorize(&gate, &creds)?;
     let bytes = gate.read_body(body, 64 * 1024).await?;
     let body: ShadowBody = json_body(&bytes, "shadow")?;
@@ -255,33 +249,34 @@ pub(crate) async fn shadow(
         )
         .await?;
     tracing::info!(version = ?body.version, ?previous, "shadow policy set");
-    Ok(Json(
-        json!({ "shadow": body.version, "previous": previous }),
-    ))
+    Ok(Json(protocol::ShadowChange {
+        shadow: body.version,
+        previous,
+    }))
 }
 
 /// `GET /v1/admin/policies`: every published version, which one is active.
 pub(crate) async fn list(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::PolicyList>, GateError> {
     authorize(&gate, &creds)?;
     let active = gate.active_policy().map(|a| a.version.clone());
     let shadow = gate.policies.shadow().map(|s| s.version.clone());
-    let versions: Vec<Value> = gate
+    let versions = gate
         .ledger
         .state()
         .policy_versions()?
         .into_iter()
-        .map(|(version, at)| {
-            json!({
-                "version": version,
-                "published_at": protocol::format_rfc3339_ns(at as i64),
-                "active": active.as_deref() == Some(version.as_str()),
-            })
+        .map(|(version, at)| protocol::PolicyVersion {
+            active: active.as_deref() == Some(version.as_str()),
+            published_at: protocol::format_rfc3339_ns(at as i64),
+            version,
         })
         .collect();
-    Ok(Json(
-        json!({ "active": active, "shadow": shadow, "versions": versions }),
-    ))
+    Ok(Json(protocol::PolicyList {
+        active,
+        shadow,
+        versions,
+    }))
 }

@@ -75,6 +75,14 @@ pub struct Caller {
     pub revoked_at: Option<String>,
 }
 
+/// `GET /v1/admin/callers`: every caller, revoked ones included, without
+/// their token digests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallerList {
+    /// The callers.
+    pub callers: Vec<Caller>,
+}
+
 impl Caller {
     /// Whether it holds `role`.
     #[must_use]

@@ -12,6 +12,7 @@
 //!
 //! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
 
+mod admin;
 mod governance;
 mod jcs;
 mod receipt;
@@ -22,6 +23,7 @@ mod time;
 
 use serde::{Deserialize, Serialize};
 
+pub use admin::{Activation, PolicyList, PolicyVersion, Published, ShadowChange};
 pub use governance::{
     parse_entry, parse_governance, Action as GovernanceAction, Entry, GovernanceEntry,
     GOVERNANCE_FORMAT,
