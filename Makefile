@@ -36,7 +36,9 @@ run: deps
 ## demo: a gate, a witness and a payments service behind the surface
 ## verifier; a scripted agent calls tools through the SDK's guard, a buggy
 ## fallback is refused, then proofcheck verifies every receipt and audits
-## the log. Exit 0 only if every step did what it claims.
+## the log; a 20,000 transfer is left waiting for approval. Exit 0 only if
+## every step did what it claims. On a terminal the gate then stays up (until
+## Enter) to try the portal: approve that transfer, verify a saved answer.
 demo: deps
 	$(CARGO) test --release --workspace --no-run --quiet
 	$(CARGO_TARGET_DIR)/release/tollgate-demo
