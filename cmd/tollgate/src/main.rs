@@ -361,7 +361,7 @@ fn main() -> std::process::ExitCode {
 fn approvals(command: ApprovalsCommand) -> Result<()> {
     let (id, vote, note, admin) = match command {
         ApprovalsCommand::List { all, admin } => {
-            let r = client::get(
+            let r: protocol::ApprovalList = client::typed(client::get(
                 &admin.agent()?,
                 &format!(
                     "{}/v1/approvals{}",
@@ -369,21 +369,21 @@ fn approvals(command: ApprovalsCommand) -> Result<()> {
                     if all { "?all=true" } else { "" }
                 ),
                 &admin.token()?,
-            )?;
-            for a in r["approvals"].as_array().into_iter().flatten() {
-                let q = &a["request"];
+            )?)?;
+            for a in &r.approvals {
+                let q = &a.request;
                 println!(
                     "{} {:8} {}/{} asked by {} for {} {}.{} {} (expires {})",
-                    a["id"].as_str().unwrap_or("?"),
-                    a["state"].as_str().unwrap_or("?"),
-                    a["approvals"].as_array().map_or(0, Vec::len),
-                    a["count"],
-                    a["requested_by"].as_str().unwrap_or("?"),
+                    a.id,
+                    a.state,
+                    a.approvals.len(),
+                    a.count,
+                    a.requested_by,
                     q["actor"]["id"].as_str().unwrap_or("?"),
                     q["surface"].as_str().unwrap_or("?"),
                     q["action"].as_str().unwrap_or("?"),
                     q["target"],
-                    a["expires_at"].as_str().unwrap_or("?"),
+                    a.expires_at,
                 );
             }
             return Ok(());
@@ -392,18 +392,18 @@ fn approvals(command: ApprovalsCommand) -> Result<()> {
         ApprovalsCommand::Reject { id, note, admin } => (id, "reject", note, admin),
     };
     let body = serde_json::json!({ "vote": vote, "note": note });
-    let r = client::post(
+    let r: protocol::ApprovalView = client::typed(client::post(
         &admin.agent()?,
         &format!("{}/v1/approvals/{id}", admin.url),
         &admin.token()?,
         "application/json",
         body.to_string().as_bytes(),
-    )?;
+    )?)?;
     println!(
         "{id}: {} ({} of {} approvals)",
-        r["state"].as_str().unwrap_or("?"),
-        r["approvals"].as_array().map_or(0, Vec::len),
-        r["count"]
+        r.state,
+        r.approvals.len(),
+        r.count
     );
     Ok(())
 }

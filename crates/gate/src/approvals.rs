@@ -30,18 +30,7 @@ use crate::http::{json_body, Credentials};
 use crate::{now_ns, Gate, GateError};
 
 /// One vote on an approval request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Vote {
-    /// The approver (a caller's name).
-    pub by: String,
-    /// The index of its governance entry in the log.
-    pub entry: u64,
-    /// When (RFC 3339).
-    pub at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
+pub(crate) type Vote = protocol::ApprovalVote;
 
 /// An approval request and its votes, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +82,22 @@ impl Request {
     }
 
     /// The record as answered: with its state.
-    pub(crate) fn answer(&self, now_ns: i64) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        v["state"] = json!(self.state(now_ns));
-        v
+    pub(crate) fn answer(&self, now_ns: i64) -> protocol::ApprovalView {
+        protocol::ApprovalView {
+            id: self.id.clone(),
+            digest: self.digest.clone(),
+            request: self.request.clone(),
+            requested_by: self.requested_by.clone(),
+            receipt_id: self.receipt_id.clone(),
+            count: self.count,
+            requested_at: self.requested_at.clone(),
+            expires_at: self.expires_at.clone(),
+            expires_at_ns: self.expires_at_ns,
+            approvals: self.approvals.clone(),
+            rejected: self.rejected.clone(),
+            used_by: self.used_by.clone(),
+            state: self.state(now_ns).to_string(),
+        }
     }
 
     /// The approval request as a decision response carries it.
@@ -326,7 +327,7 @@ impl Gate {
         id: &str,
         approve: bool,
         note: Option<String>,
-    ) -> Result<Value, GateError> {
+    ) -> Result<protocol::ApprovalView, GateError> {
         let _one = self.approval_writes.lock().expect("approval lock");
         let now = now_ns();
         let r = self
@@ -419,7 +420,7 @@ pub(crate) async fn vote(
     creds: Credentials,
     UrlPath(id): UrlPath<String>,
     body: Body,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::ApprovalView>, GateError> {
     let (caller, _) = gate.authenticate(&creds, Role::Approve)?;
     let bytes = gate.read_body(body, 16 * 1024).await?;
     let body: VoteBody = json_body(&bytes, "vote")?;
@@ -454,7 +455,7 @@ pub(crate) async fn get(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::ApprovalView>, GateError> {
     let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
     let r = gate
         .approval(&id)?
@@ -480,7 +481,7 @@ pub(crate) async fn list(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, GateError> {
+) -> Result<Json<protocol::ApprovalList>, GateError> {
     let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
     if !(caller.has(Role::Approve) || caller.has(Role::Admin)) {
         return Err(GateError::Forbidden(format!(
@@ -497,5 +498,5 @@ pub(crate) async fn list(
             out.push(r.answer(now));
         }
     }
-    Ok(Json(json!({ "approvals": out })))
+    Ok(Json(protocol::ApprovalList { approvals: out }))
 }

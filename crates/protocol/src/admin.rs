@@ -54,3 +54,60 @@ pub struct PolicyVersion {
     /// Whether it is the active one.
     pub active: bool,
 }
+
+/// One vote on an approval request, as the gate keeps and shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalVote {
+    /// The approver (a caller's name).
+    pub by: String,
+    /// The index of its governance entry in the log.
+    pub entry: u64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The approver's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `GET /v1/approvals/{id}` and a vote's answer: an approval request, its
+/// votes and its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// `ap-` and 32 hex digits.
+    pub id: String,
+    /// `sha256:` of the approved request.
+    pub digest: String,
+    /// The request as approved (no idempotency key, no pinned version).
+    pub request: serde_json::Value,
+    /// The caller that asked for the decision; it may not approve.
+    pub requested_by: String,
+    /// The SILENCE receipt that opened it.
+    pub receipt_id: String,
+    /// Approvals needed.
+    pub count: u32,
+    /// When it was opened (RFC 3339).
+    pub requested_at: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// The same, in UNIX nanoseconds.
+    pub expires_at_ns: i64,
+    /// The approvals given.
+    #[serde(default)]
+    pub approvals: Vec<ApprovalVote>,
+    /// The rejection, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<ApprovalVote>,
+    /// The PERMIT receipt that used the approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<String>,
+    /// `open`, `approved`, `rejected`, `used` or `expired`.
+    pub state: String,
+}
+
+/// `GET /v1/approvals`: the requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalList {
+    /// The live requests (all with `?all=true`).
+    pub approvals: Vec<ApprovalView>,
+}

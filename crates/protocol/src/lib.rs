@@ -23,7 +23,10 @@ mod time;
 
 use serde::{Deserialize, Serialize};
 
-pub use admin::{Activation, PolicyList, PolicyVersion, Published, ShadowChange};
+pub use admin::{
+    Activation, ApprovalList, ApprovalView, ApprovalVote, PolicyList, PolicyVersion, Published,
+    ShadowChange,
+};
 pub use governance::{
     parse_entry, parse_governance, Action as GovernanceAction, Entry, GovernanceEntry,
     GOVERNANCE_FORMAT,
