@@ -72,15 +72,14 @@ pub(crate) async fn evaluate(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
     body: Body,
-) -> Result<Json<serde_json::Value>, GateError> {
+) -> Result<Json<protocol::EvaluationResponse>, GateError> {
     let who = gate.authorize(&creds, Role::Decide)?;
     let bytes = gate.read_body(body, MAX_BODY_BYTES).await?;
     gate.evaluate(&who, &bytes).await.map(Json)
 }
 
 impl Gate {
-    /// An unlogged evaluation (see `POST /v1/evaluations`): `decision`,
-    /// `reason`, `policy_version` and `"logged": false`.
+    /// An unlogged evaluation (see `POST /v1/evaluations`).
     ///
     /// # Errors
     ///
@@ -90,7 +89,7 @@ impl Gate {
         self: &Arc<Self>,
         who: &Authorized,
         body: &[u8],
-    ) -> Result<serde_json::Value, GateError> {
+    ) -> Result<protocol::EvaluationResponse, GateError> {
         who.require(Role::Decide)?;
         let (caller, via) = (who.caller(), who.via());
         let _admitted = self.admit()?;
@@ -118,12 +117,12 @@ impl Gate {
         )
         .await;
         span.record("tollgate.decision", bound.evaluation.decision.as_str());
-        Ok(serde_json::json!({
-            "decision": bound.evaluation.decision,
-            "reason": bound.evaluation.reason,
-            "policy_version": bound.active.map(|a| a.version.clone()),
-            "logged": false,
-        }))
+        Ok(protocol::EvaluationResponse {
+            decision: bound.evaluation.decision,
+            reason: bound.evaluation.reason,
+            policy_version: bound.active.map(|a| a.version.clone()),
+            logged: false,
+        })
     }
 
     /// The pipeline for one request body from an authenticated `caller`

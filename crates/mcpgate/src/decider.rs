@@ -141,7 +141,7 @@ impl Decider {
                 Ok(who) => gate
                     .evaluate(&who, intent.to_string().as_bytes())
                     .await
-                    .is_ok_and(|e| e["decision"] == "DENY"),
+                    .is_ok_and(|e| e.decision == protocol::Decision::Deny),
             },
         }
     }
@@ -239,7 +239,9 @@ fn remote_decide(
 
 /// Whether a remote gate's unlogged evaluation of `intent` is DENY.
 fn remote_denies(client: &sdk::Client, intent: &Value) -> bool {
-    client.evaluate(intent).is_ok_and(|e| e.decision == "DENY")
+    client
+        .evaluate(intent)
+        .is_ok_and(|e| e.decision == protocol::Decision::Deny)
 }
 
 /// The outcome, its decision recorded in the call's span.

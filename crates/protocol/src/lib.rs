@@ -41,7 +41,7 @@ pub use request::{
     MAX_BODY_BYTES, MAX_DEPTH, MAX_ID_CHARS, MAX_ITEMS, MAX_KEY_CHARS, MAX_NAME_CHARS,
     MAX_SAFE_INTEGER, MAX_STRING_CHARS,
 };
-pub use response::{DecisionResponse, ErrorBody, ReplayResponse};
+pub use response::{DecisionResponse, ErrorBody, EvaluationResponse, ReplayResponse};
 pub use time::{format_rfc3339_ns, parse_rfc3339_ns};
 
 /// The three decisions. Nothing else exists.

@@ -85,3 +85,17 @@ impl ReplayResponse {
         }
     }
 }
+
+/// `POST /v1/evaluations`: what the active policy would decide, neither
+/// signed nor logged (advice, never a permit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluationResponse {
+    /// `PERMIT`, `DENY` or `SILENCE`.
+    pub decision: Decision,
+    /// The policy's reason.
+    pub reason: String,
+    /// The policy version that was evaluated, if one was.
+    pub policy_version: Option<String>,
+    /// Always false: nothing was logged.
+    pub logged: bool,
+}

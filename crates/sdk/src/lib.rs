@@ -378,15 +378,7 @@ fn approved_intent(intent: &serde_json::Value) -> serde_json::Value {
 
 /// What the active policy would decide, unsigned and unlogged
 /// (`POST /v1/evaluations`): advice, never a permit.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-pub struct Evaluation {
-    /// `PERMIT`, `DENY` or `SILENCE`.
-    pub decision: String,
-    /// The policy's reason.
-    pub reason: String,
-    /// The policy version that was evaluated, if one was.
-    pub policy_version: Option<String>,
-}
+pub use protocol::EvaluationResponse as Evaluation;
 
 impl Client {
     /// What the active policy would decide on `intent`, neither signed nor
