@@ -558,11 +558,19 @@ async function approvalsView(): Promise<void> {
       result,
     );
   });
+  // A link to one request (`#/approvals/<id>`, as the webhook events carry).
+  const focus = /^#\/approvals\/(ap-[0-9a-f]{32})$/.exec(location.hash)?.[1];
+  const focused = focus ? cards.find((c) => c.getAttribute("data-id") === focus) : undefined;
   show(
     h("h1", {}, "Approvals"),
     h("p", {}, `${open.length} open request(s). `, h("button", { id: "refresh", click: () => void approvalsView() }, "Refresh")),
+    focus && !focused ? h("p", { class: "muted", id: "not-open" }, `Request ${focus} is not open: approved, rejected, used or expired.`) : null,
     ...cards,
   );
+  if (focused) {
+    focused.classList.add("focused");
+    focused.scrollIntoView();
+  }
 }
 
 // ---------------------------------------------------------------- decisions view

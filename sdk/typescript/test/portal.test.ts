@@ -197,6 +197,9 @@ test("an approver approves the request the agent opened; the agent's wait gets a
   assert.equal(event.type, "approval.requested");
   assert.match(event.text, /payments\.transfer .*30000/);
   assert.ok(event.url.startsWith(`${gate.url}/portal/#/approvals/ap-`), event.url);
+  // The event's link opens the portal on that request (now used: not open).
+  await page.goto(event.url);
+  await page.waitForSelector("#not-open");
 });
 
 test("after more decisions, the log health view shows a consistency check that passed", async () => {
