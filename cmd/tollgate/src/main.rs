@@ -371,19 +371,19 @@ fn approvals(command: ApprovalsCommand) -> Result<()> {
                 &admin.token()?,
             )?)?;
             for a in &r.approvals {
-                let q = &a.request;
+                let (r, q) = (&a.record, &a.record.request);
                 println!(
                     "{} {:8} {}/{} asked by {} for {} {}.{} {} (expires {})",
-                    a.id,
+                    r.id,
                     a.state,
-                    a.approvals.len(),
-                    a.count,
-                    a.requested_by,
+                    r.approvals.len(),
+                    r.count,
+                    r.requested_by,
                     q["actor"]["id"].as_str().unwrap_or("?"),
                     q["surface"].as_str().unwrap_or("?"),
                     q["action"].as_str().unwrap_or("?"),
                     q["target"],
-                    a.expires_at,
+                    r.expires_at,
                 );
             }
             return Ok(());
@@ -402,8 +402,8 @@ fn approvals(command: ApprovalsCommand) -> Result<()> {
     println!(
         "{id}: {} ({} of {} approvals)",
         r.state,
-        r.approvals.len(),
-        r.count
+        r.record.approvals.len(),
+        r.record.count
     );
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::callers::{Caller, Role};
@@ -33,75 +33,40 @@ use crate::{now_ns, Gate, GateError};
 pub(crate) type Vote = protocol::ApprovalVote;
 
 /// An approval request and its votes, as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Request {
-    pub id: String,
-    /// `sha256:` of the approved request ([`protocol::approval_subject`]).
-    pub digest: String,
-    /// The request as approved (no idempotency key, no pinned version).
-    pub request: Value,
-    /// The caller that asked for the decision; it may not approve.
-    pub requested_by: String,
-    /// The SILENCE receipt that opened it.
-    pub receipt_id: String,
-    /// Approvals needed.
-    pub count: u32,
-    pub requested_at: String,
-    pub expires_at: String,
-    pub expires_at_ns: i64,
-    #[serde(default)]
-    pub approvals: Vec<Vote>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<Vote>,
-    /// The PERMIT receipt that used the approvals.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub used_by: Option<String>,
+pub(crate) type Request = protocol::ApprovalRecord;
+
+/// What the gate does with a request over its life: whether it takes votes,
+/// how a decision answer and a receipt show it.
+pub(crate) trait Lifecycle {
+    /// Whether it still takes votes and lends its approvals.
+    fn live(&self, now_ns: i64) -> bool;
+    /// The record as answered: with its state.
+    fn answer(&self, now_ns: i64) -> protocol::ApprovalView;
+    /// The approval request as a decision response carries it.
+    fn summary(&self, now_ns: i64) -> Value;
+    /// The approvals a decision asked by `asker` on this request may rely
+    /// on (`derived.approvals`): never the asker's own votes (a caller that
+    /// approved another's request cannot then ask it itself and count its
+    /// own approval; the auditor refuses such a receipt). `None` if no vote
+    /// is left to attach.
+    fn attachable(&self, now_ns: i64, asker: &str) -> Option<Value>;
+    /// Whether any vote may be attached to someone's decision.
+    fn holds_votes(&self, now_ns: i64) -> bool;
 }
 
-impl Request {
-    /// `open` (collecting), `approved` (enough approvals, unused),
-    /// `rejected`, `used` or `expired`.
-    pub(crate) fn state(&self, now_ns: i64) -> &'static str {
-        if self.used_by.is_some() {
-            "used"
-        } else if self.rejected.is_some() {
-            "rejected"
-        } else if now_ns >= self.expires_at_ns {
-            "expired"
-        } else if self.approvals.len() >= self.count as usize {
-            "approved"
-        } else {
-            "open"
-        }
-    }
-
-    /// Whether it still takes votes and lends its approvals.
+impl Lifecycle for Request {
     fn live(&self, now_ns: i64) -> bool {
         matches!(self.state(now_ns), "open" | "approved")
     }
 
-    /// The record as answered: with its state.
-    pub(crate) fn answer(&self, now_ns: i64) -> protocol::ApprovalView {
+    fn answer(&self, now_ns: i64) -> protocol::ApprovalView {
         protocol::ApprovalView {
-            id: self.id.clone(),
-            digest: self.digest.clone(),
-            request: self.request.clone(),
-            requested_by: self.requested_by.clone(),
-            receipt_id: self.receipt_id.clone(),
-            count: self.count,
-            requested_at: self.requested_at.clone(),
-            expires_at: self.expires_at.clone(),
-            expires_at_ns: self.expires_at_ns,
-            approvals: self.approvals.clone(),
-            rejected: self.rejected.clone(),
-            used_by: self.used_by.clone(),
             state: self.state(now_ns).to_string(),
+            record: self.clone(),
         }
     }
 
-    /// The approval request as a decision response carries it.
-    pub(crate) fn summary(&self, now_ns: i64) -> Value {
+    fn summary(&self, now_ns: i64) -> Value {
         json!({
             "id": self.id,
             "approvals": self.count,
@@ -112,12 +77,7 @@ impl Request {
         })
     }
 
-    /// The approvals a decision asked by `asker` on this request may rely
-    /// on (`derived.approvals`): never the asker's own votes (a caller that
-    /// approved another's request cannot then ask it itself and count its
-    /// own approval; the auditor refuses such a receipt). `None` if no vote
-    /// is left to attach.
-    pub(crate) fn attachable(&self, now_ns: i64, asker: &str) -> Option<Value> {
+    fn attachable(&self, now_ns: i64, asker: &str) -> Option<Value> {
         let votes: Vec<Value> = self
             .approvals
             .iter()
@@ -127,7 +87,6 @@ impl Request {
         (self.live(now_ns) && !votes.is_empty()).then_some(Value::Array(votes))
     }
 
-    /// Whether any vote may be attached to someone's decision.
     fn holds_votes(&self, now_ns: i64) -> bool {
         self.live(now_ns) && !self.approvals.is_empty()
     }

@@ -22,6 +22,7 @@ use protocol::{
 };
 
 use crate::active::engine_name;
+use crate::approvals::Lifecycle as _;
 use crate::callers::{Authorized, Caller, Role};
 use crate::http::Credentials;
 use crate::metrics::Outcome;

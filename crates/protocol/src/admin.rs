@@ -70,13 +70,13 @@ pub struct ApprovalVote {
     pub note: Option<String>,
 }
 
-/// `GET /v1/approvals/{id}` and a vote's answer: an approval request, its
-/// votes and its state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalView {
+/// An approval request and its votes, as the gate stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRecord {
     /// `ap-` and 32 hex digits.
     pub id: String,
-    /// `sha256:` of the approved request.
+    /// `sha256:` of the approved request ([`crate::approval_subject`]).
     pub digest: String,
     /// The request as approved (no idempotency key, no pinned version).
     pub request: serde_json::Value,
@@ -101,6 +101,33 @@ pub struct ApprovalView {
     /// The PERMIT receipt that used the approvals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<String>,
+}
+
+impl ApprovalRecord {
+    /// `open` (collecting), `approved` (enough approvals, unused),
+    /// `rejected`, `used` or `expired`, at `now_ns`.
+    #[must_use]
+    pub fn state(&self, now_ns: i64) -> &'static str {
+        if self.used_by.is_some() {
+            "used"
+        } else if self.rejected.is_some() {
+            "rejected"
+        } else if now_ns >= self.expires_at_ns {
+            "expired"
+        } else if self.approvals.len() >= self.count as usize {
+            "approved"
+        } else {
+            "open"
+        }
+    }
+}
+
+/// `GET /v1/approvals/{id}` and a vote's answer: the record and its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// The request, its votes, its use.
+    #[serde(flatten)]
+    pub record: ApprovalRecord,
     /// `open`, `approved`, `rejected`, `used` or `expired`.
     pub state: String,
 }
@@ -110,4 +137,45 @@ pub struct ApprovalView {
 pub struct ApprovalList {
     /// The live requests (all with `?all=true`).
     pub approvals: Vec<ApprovalView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_view_is_its_record_and_its_state_on_the_wire() {
+        let record = ApprovalRecord {
+            id: "ap-1".into(),
+            digest: "sha256:00".into(),
+            request: serde_json::json!({"surface": "payments"}),
+            requested_by: "demo".into(),
+            receipt_id: "r".into(),
+            count: 1,
+            requested_at: "t0".into(),
+            expires_at: "t1".into(),
+            expires_at_ns: 10,
+            approvals: vec![ApprovalVote {
+                by: "lead".into(),
+                entry: 7,
+                at: "t".into(),
+                note: None,
+            }],
+            rejected: None,
+            used_by: None,
+        };
+        let view = ApprovalView {
+            state: record.state(5).into(),
+            record: record.clone(),
+        };
+        assert_eq!(view.state, "approved");
+        let wire = serde_json::to_value(&view).unwrap();
+        assert_eq!(wire["state"], "approved");
+        assert_eq!(wire["approvals"][0]["entry"], 7);
+        assert_eq!(serde_json::from_value::<ApprovalView>(wire).unwrap(), view);
+        // The stored record itself takes no member it does not know.
+        let mut stored = serde_json::to_value(&record).unwrap();
+        stored["state"] = "open".into();
+        assert!(serde_json::from_value::<ApprovalRecord>(stored).is_err());
+    }
 }

@@ -24,8 +24,8 @@ mod time;
 use serde::{Deserialize, Serialize};
 
 pub use admin::{
-    Activation, ApprovalList, ApprovalView, ApprovalVote, PolicyList, PolicyVersion, Published,
-    ShadowChange,
+    Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, PolicyList,
+    PolicyVersion, Published, ShadowChange,
 };
 pub use governance::{
     parse_entry, parse_governance, Action as GovernanceAction, Entry, GovernanceEntry,
