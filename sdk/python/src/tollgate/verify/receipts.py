@@ -123,11 +123,7 @@ def verify_receipt(receipt: bytes, gate_key: Verifier) -> dict[str, Any]:
     body = strict_json(text)
     if not isinstance(body, dict):
         raise VerificationError("receipt body is not an object")
-    unknown, missing = set(body) - _RECEIPT_MEMBERS, _RECEIPT_REQUIRED - set(body)
-    if unknown or missing:
-        raise VerificationError(
-            f"receipt members {sorted(unknown)} unknown, or {sorted(missing)} missing"
-        )
+    _members("receipt", body, _RECEIPT_MEMBERS, _RECEIPT_REQUIRED)
     policy = body.get("policy")
     if policy is not None and (
         not isinstance(policy, dict) or set(policy) != {"version", "engine"}
@@ -170,6 +166,15 @@ _RESPONSE_REQUIRED = {
 _RESPONSE_MEMBERS = _RESPONSE_REQUIRED | {"approval"}
 
 
+def _members(what: str, obj: dict[str, Any], known: set[str], required: set[str]) -> None:
+    """`obj` has every `required` member and none but the `known` ones."""
+    unknown, missing = set(obj) - known, required - set(obj)
+    if unknown or missing:
+        raise VerificationError(
+            f"{what} members {sorted(unknown)} unknown, or {sorted(missing)} missing"
+        )
+
+
 def verify_decision(
     response: dict[str, Any],
     log_key: Verifier,
@@ -184,11 +189,7 @@ def verify_decision(
     proof = response.get("proof")
     if not isinstance(receipt, str) or not isinstance(proof, str):
         raise VerificationError("the response lacks a receipt or a proof")
-    unknown, missing = set(response) - _RESPONSE_MEMBERS, _RESPONSE_REQUIRED - set(response)
-    if unknown or missing:
-        raise VerificationError(
-            f"response members {sorted(unknown)} unknown, or {sorted(missing)} missing"
-        )
+    _members("response", response, _RESPONSE_MEMBERS, _RESPONSE_REQUIRED)
     index = response.get("log_index")
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise VerificationError("the response's log_index is not a non-negative integer")
