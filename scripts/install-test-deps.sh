@@ -4,7 +4,8 @@
 #     packages of tests/requirements.txt under tests/constraints.txt: the
 #     official MCP SDK (client and a test server), pytest, ruff, mypy;
 #   - the npm packages of tests/mcp/npm (package-lock.json: the reference MCP
-#     server, server-everything) into ~/.cache/tollgate/npm, with `npm ci`;
+#     server, server-everything, and the official MCP conformance suite) into
+#     ~/.cache/tollgate/npm, with `npm ci`;
 #   - the TypeScript SDK's pinned dependencies (sdk/typescript/package-lock.json:
 #     the noble libraries, and for its tests TypeScript, ESLint, Express and
 #     the Vercel AI SDK) into sdk/typescript/node_modules, with `npm ci`;

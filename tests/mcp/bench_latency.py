@@ -19,9 +19,9 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
-from conftest import EVERYTHING, start_gate
+from conftest import EVERYTHING, free_port, start_gate, start_server
 from mcp import Client, StdioServerParameters
-from test_http import Proxy, connect, free_port, start_server
+from test_http import Proxy, connect
 
 Connect = Callable[[], AbstractAsyncContextManager[Client]]
 

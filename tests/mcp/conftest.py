@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,3 +117,44 @@ def notes(tmp_path: Path) -> tuple[list[str], Path]:
     log.touch()
     command = ["env", f"NOTES_LOG={log}", sys.executable, str(ROOT / "tests/mcp/notes_server.py")]
     return command, log
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def start_server(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process
+
+
+@pytest.fixture
+def everything_http() -> Iterator[str]:
+    """The reference server over streamable HTTP: its endpoint."""
+    assert EVERYTHING.exists(), f"{EVERYTHING} is missing: run make test (it installs it)"
+    port = free_port()
+    process = start_server(["node", str(EVERYTHING), "streamableHttp"], port, {"PORT": str(port)})
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.kill()
+    process.wait()

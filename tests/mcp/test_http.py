@@ -10,7 +10,6 @@ import datetime
 import ipaddress
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,52 +22,11 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from conftest import BIN, EVERYTHING, ROOT, Gate
+from conftest import BIN, ROOT, Gate, free_port, start_server
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from test_stdio import META, decision, proofcheck, text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
-def start_server(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command,
-        env=dict(os.environ, **env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, process)
-    return process
-
-
-@pytest.fixture
-def everything_http() -> Iterator[str]:
-    """The reference server over streamable HTTP: its endpoint."""
-    assert EVERYTHING.exists(), f"{EVERYTHING} is missing: run make test (it installs it)"
-    port = free_port()
-    process = start_server(["node", str(EVERYTHING), "streamableHttp"], port, {"PORT": str(port)})
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.kill()
-    process.wait()
 
 
 def notes_http(tmp_path: Path, *mode: str) -> tuple[subprocess.Popen[bytes], str, Path]:
