@@ -113,6 +113,22 @@ pub(crate) struct HttpArgs {
     /// `context.listing = true`, never logged); calls are decided as always.
     #[arg(long)]
     hide_denied: bool,
+    /// Also accept OAuth 2.1 access tokens (JWTs) as this TOML file says:
+    /// the authorization server (`issuer`, `jwks_uri`, `ca_file`), this
+    /// resource's URL (`resource`: tokens' audience), required `scopes`, and
+    /// `[[principal]]` rules mapping tokens (by `client_id`, `sub` or a
+    /// claim) to the actors they may speak for. Serves the RFC 9728 metadata
+    /// at /.well-known/oauth-protected-resource. Callers' tokens keep working.
+    #[arg(long, value_name = "FILE")]
+    oauth: Option<PathBuf>,
+    /// With --oauth and a gate at --url: the file holding the gateway's own
+    /// caller's token (decide, bound to the actors the principals speak
+    /// for); OAuth clients' decisions are asked as it, on their behalf.
+    #[arg(long, requires = "oauth", conflicts_with = "data_dir")]
+    token_file: Option<PathBuf>,
+    /// With --oauth and --data-dir: the gateway's own caller, by name.
+    #[arg(long, requires = "data_dir", default_value = "mcp")]
+    caller: String,
 }
 
 impl From<HttpArgs> for mcpgate::HttpOptions {
@@ -129,6 +145,9 @@ impl From<HttpArgs> for mcpgate::HttpOptions {
             ca_file: a.remote.ca_file,
             data_dir: a.data_dir,
             hide_denied: a.hide_denied,
+            oauth: a.oauth,
+            token_file: a.token_file,
+            caller: a.caller,
         }
     }
 }

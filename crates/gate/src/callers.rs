@@ -120,6 +120,9 @@ pub struct Authorized {
     caller: Arc<Caller>,
     via: &'static str,
     role: Role,
+    /// The principal the caller says it acts for (recorded, granting
+    /// nothing: the caller still speaks only for its own actors).
+    on_behalf_of: Option<Arc<protocol::OnBehalfOf>>,
 }
 
 impl Authorized {
@@ -130,7 +133,12 @@ impl Authorized {
         role: Role,
     ) -> Result<Authorized, GateError> {
         if caller.has(role) {
-            Ok(Authorized { caller, via, role })
+            Ok(Authorized {
+                caller,
+                via,
+                role,
+                on_behalf_of: None,
+            })
         } else {
             Err(GateError::Forbidden(format!(
                 "caller {} lacks the {role} role",
@@ -155,6 +163,24 @@ impl Authorized {
     #[must_use]
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The same caller, saying it acts for `principal`, which it
+    /// authenticated itself (the MCP gateway, for an OAuth client):
+    /// receipts record it as `derived.caller.on_behalf_of`. It grants
+    /// nothing, so anyone may say it; what it is worth is the caller's word.
+    #[must_use]
+    pub fn on_behalf_of(self, principal: protocol::OnBehalfOf) -> Authorized {
+        Authorized {
+            on_behalf_of: Some(Arc::new(principal)),
+            ..self
+        }
+    }
+
+    /// The principal the caller says it acts for, if any.
+    #[must_use]
+    pub fn principal(&self) -> Option<&protocol::OnBehalfOf> {
+        self.on_behalf_of.as_deref()
     }
 
     /// The caller and how it authenticated.

@@ -23,7 +23,7 @@ use protocol::{
 
 use crate::active::engine_name;
 use crate::approvals::Lifecycle as _;
-use crate::callers::{Authorized, Caller, Role};
+use crate::callers::{Authorized, Role};
 use crate::http::Credentials;
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
@@ -113,7 +113,7 @@ impl Gate {
             None => None,
         };
         let bound = tracing::Instrument::instrument(
-            self.bind_and_evaluate(caller, via, &request, &value, &counters, approvals),
+            self.bind_and_evaluate(who, &request, &value, &counters, approvals),
             span.clone(),
         )
         .await;
@@ -168,11 +168,10 @@ impl Gate {
             // admission: a client that goes away cannot leave work queued
             // beyond the bound.
             Ok(admitted) => {
-                let (gate, caller, via, body) =
-                    (self.clone(), caller.clone(), via.to_string(), body.to_vec());
+                let (gate, who, body) = (self.clone(), who.clone(), body.to_vec());
                 let pipeline = async move {
                     let _admitted = admitted;
-                    gate.decide_once(&caller, &via, &body).await
+                    gate.decide_once(&who, &body).await
                 };
                 tokio::spawn(tracing::Instrument::instrument(pipeline, span.clone()))
                     .await
@@ -221,10 +220,10 @@ impl Gate {
     /// The pipeline: the response and its outcome for the metrics.
     async fn decide_once(
         self: &Arc<Self>,
-        caller: &Caller,
-        via: &str,
+        who: &Authorized,
         body: &[u8],
     ) -> Result<(DecisionResponse, Outcome), GateError> {
+        let caller = who.caller();
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = tracing::info_span!(target: telemetry::TARGET, "validate")
             .in_scope(|| DecisionRequest::parse(body))?;
@@ -279,7 +278,7 @@ impl Gate {
             evaluation,
             shadowed,
         } = tracing::Instrument::instrument(
-            self.bind_and_evaluate(caller, via, &request, &request_value, &counters, approvals),
+            self.bind_and_evaluate(who, &request, &request_value, &counters, approvals),
             tracing::info_span!(target: telemetry::TARGET, "evaluate"),
         )
         .await;
@@ -408,8 +407,7 @@ impl Gate {
     /// evaluated, and the decision is SILENCE [`ACTOR_NOT_BOUND`].
     async fn bind_and_evaluate(
         &self,
-        caller: &Caller,
-        via: &str,
+        who: &Authorized,
         request: &DecisionRequest,
         request_value: &serde_json::Value,
         counters: &crate::history::Counters,
@@ -418,6 +416,7 @@ impl Gate {
         // 3. Bind the active policy and the decision time; derive context. A
         //    caller claiming an actor it may not speak for binds no policy:
         //    the attempt is logged as evidence, nothing is evaluated.
+        let caller = who.caller();
         let bound = caller.may_speak_for(request.actor().id());
         let active = self.active_policy().filter(|_| bound);
         let decided_at_ns = now_ns();
@@ -425,7 +424,10 @@ impl Gate {
         let actor = active.as_ref().map_or(serde_json::Value::Null, |a| {
             a.compiled.actor_attributes(request.actor().id())
         });
-        let mut derived = receipt_derived(actor, &caller.name, via);
+        let mut derived = receipt_derived(actor, &caller.name, who.via());
+        if let Some(principal) = who.principal() {
+            derived["caller"]["on_behalf_of"] = serde_json::to_value(principal).unwrap_or_default();
+        }
         // The counters' values before this request (recorded in the receipt).
         let history = match (&active, counters.any()) {
             (Some(_), true) => Some(counters.values(request.actor().id(), decided_at_ns)),

@@ -79,6 +79,9 @@ pub struct Credentials {
     pub peer_uid: Option<u32>,
     /// The subject common name of a verified TLS client certificate.
     pub tls_subject: Option<String>,
+    /// The `Tollgate-On-Behalf-Of` header, as sent: the principal the
+    /// caller says it acts for (checked when authorized).
+    pub on_behalf_of: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Credentials {
@@ -95,6 +98,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
                 .extensions
                 .get::<ConnectInfo<crate::serve::TlsPeer>>()
                 .map(|c| c.0.subject_cn.clone()),
+            on_behalf_of: parts
+                .headers
+                .get(protocol::ON_BEHALF_OF_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         })
     }
 }

@@ -230,7 +230,13 @@ impl Gate {
         role: callers::Role,
     ) -> Result<callers::Authorized, GateError> {
         let (caller, via) = self.identify(creds, Some(role))?;
-        callers::Authorized::new(caller, via, role)
+        let who = callers::Authorized::new(caller, via, role)?;
+        match &creds.on_behalf_of {
+            None => Ok(who),
+            Some(header) => protocol::OnBehalfOf::parse_header(header)
+                .map(|p| who.on_behalf_of(p))
+                .map_err(GateError::BadInput),
+        }
     }
 
     /// For a gateway running the gate in its own process: caller `name` as

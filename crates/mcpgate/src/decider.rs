@@ -13,13 +13,28 @@ use gate::callers::Role;
 use mcp::Outcome;
 use serde_json::Value;
 
-/// Who asks: a caller by its token, or (in this process) by its name.
-#[derive(Clone, Debug)]
+/// Who asks: a caller by its token, or (in this process) by its name, or
+/// either on behalf of a principal the gateway authenticated (OAuth).
+#[derive(Clone)]
 pub(crate) enum Asker {
     /// A bearer token.
     Token(String),
     /// A caller name (`tollgate mcp stdio --data-dir --caller`).
     Named(String),
+    /// The gateway's own caller, for this principal (receipts record it).
+    OnBehalf(Arc<Asker>, Arc<protocol::OnBehalfOf>),
+}
+
+impl Asker {
+    /// The caller's token, and the principal it speaks for, if the caller
+    /// is known by a token.
+    fn token(&self) -> Option<(&str, Option<&protocol::OnBehalfOf>)> {
+        match self {
+            Asker::Token(t) => Some((t, None)),
+            Asker::Named(_) => None,
+            Asker::OnBehalf(by, p) => by.token().map(|(t, _)| (t, Some(&**p))),
+        }
+    }
 }
 
 /// Where decisions come from.
@@ -93,6 +108,17 @@ impl Decider {
         }
     }
 
+    /// An SDK client of the remote gate as `asker`: `None` in this process,
+    /// or for an asker known by name only.
+    fn client_as(&self, asker: &Asker) -> Option<sdk::Client> {
+        let (token, principal) = asker.token()?;
+        let client = self.client(token)?;
+        Some(match principal {
+            Some(p) => client.on_behalf_of(p),
+            None => client,
+        })
+    }
+
     /// Who `token` is; `Err` says why it is not a caller.
     pub(crate) async fn identify(&self, token: &str) -> Result<sdk::Identity, String> {
         match self {
@@ -115,11 +141,29 @@ impl Decider {
         }
     }
 
+    /// `Ok` if `asker` (the gateway's own caller) is live with `decide`.
+    pub(crate) async fn check_own(&self, asker: &Asker) -> Result<(), String> {
+        match (self, asker) {
+            (Decider::InProcess { gate, .. }, _) => Decider::authorize(gate, asker).map(drop),
+            (Decider::Remote { .. }, Asker::Token(token)) => {
+                let id = self.identify(token).await?;
+                match id.roles.iter().any(|r| r == "decide") {
+                    true => Ok(()),
+                    false => Err(format!("caller {} lacks the decide role", id.name)),
+                }
+            }
+            (Decider::Remote { .. }, _) => Err("a remote gate is asked with a token".into()),
+        }
+    }
+
     /// `asker` authorized to decide in this process.
     fn authorize(gate: &gate::Gate, asker: &Asker) -> Result<gate::callers::Authorized, String> {
         match asker {
             Asker::Token(t) => gate.authorize_token(t, Role::Decide),
             Asker::Named(n) => gate.authorize_in_process(n, Role::Decide),
+            Asker::OnBehalf(by, p) => {
+                return Decider::authorize(gate, by).map(|who| who.on_behalf_of((**p).clone()));
+            }
         }
         .map_err(|e| e.to_string())
     }
@@ -127,16 +171,17 @@ impl Decider {
     /// Whether the active policy denies `intent` outright, asked as `asker`
     /// (an unlogged evaluation; one that fails denies nothing).
     pub(crate) async fn denies(&self, asker: &Asker, intent: &Value) -> bool {
-        match (self, asker) {
-            (Decider::Remote { .. }, Asker::Token(token)) => {
-                let client = self.client(token).expect("remote");
-                let intent = intent.clone();
-                tokio::task::spawn_blocking(move || remote_denies(&client, &intent))
-                    .await
-                    .unwrap_or(false)
-            }
-            (Decider::Remote { .. }, Asker::Named(_)) => false,
-            (Decider::InProcess { gate, .. }, _) => match Decider::authorize(gate, asker) {
+        match self {
+            Decider::Remote { .. } => match self.client_as(asker) {
+                Some(client) => {
+                    let intent = intent.clone();
+                    tokio::task::spawn_blocking(move || remote_denies(&client, &intent))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            },
+            Decider::InProcess { gate, .. } => match Decider::authorize(gate, asker) {
                 Err(_) => false,
                 Ok(who) => gate
                     .evaluate(&who, intent.to_string().as_bytes())
@@ -155,18 +200,19 @@ impl Decider {
         intent: Value,
         span: &tracing::Span,
     ) -> Outcome {
-        let verified = match (self, asker) {
-            (Decider::Remote { .. }, Asker::Token(token)) => {
-                let client = self.client(token).expect("remote");
-                let cx = telemetry::context_of(span);
-                tokio::task::spawn_blocking(move || remote_decide(&client, &intent, cx))
-                    .await
-                    .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
-            }
-            (Decider::Remote { .. }, Asker::Named(name)) => Err(sdk::Refusal::Unavailable(
-                format!("caller {name:?}: a remote gate is asked with a token"),
-            )),
-            (Decider::InProcess { gate, trust }, _) => {
+        let verified = match self {
+            Decider::Remote { .. } => match self.client_as(asker) {
+                Some(client) => {
+                    let cx = telemetry::context_of(span);
+                    tokio::task::spawn_blocking(move || remote_decide(&client, &intent, cx))
+                        .await
+                        .unwrap_or_else(|e| Err(sdk::Refusal::Unavailable(e.to_string())))
+                }
+                None => Err(sdk::Refusal::Unavailable(
+                    "a remote gate is asked with a token, not a caller's name".into(),
+                )),
+            },
+            Decider::InProcess { gate, trust } => {
                 let body = intent.to_string();
                 match (
                     protocol::DecisionRequest::parse(body.as_bytes()),
@@ -201,13 +247,12 @@ impl Decider {
         intent: Value,
         span: &tracing::Span,
     ) -> Outcome {
-        match (self, asker) {
-            (Decider::Remote { .. }, Asker::Token(token)) => {
-                let client = self.client(token).expect("remote");
+        match self.client_as(asker) {
+            Some(client) => {
                 let verified = remote_decide(&client, &intent, telemetry::context_of(span));
                 traced(span, outcome(verified))
             }
-            _ => runtime.block_on(self.decide(asker, intent, span)),
+            None => runtime.block_on(self.decide(asker, intent, span)),
         }
     }
 
@@ -218,11 +263,9 @@ impl Decider {
         asker: &Asker,
         intent: &Value,
     ) -> bool {
-        match (self, asker) {
-            (Decider::Remote { .. }, Asker::Token(token)) => {
-                remote_denies(&self.client(token).expect("remote"), intent)
-            }
-            _ => runtime.block_on(self.denies(asker, intent)),
+        match self.client_as(asker) {
+            Some(client) => remote_denies(&client, intent),
+            None => runtime.block_on(self.denies(asker, intent)),
         }
     }
 }

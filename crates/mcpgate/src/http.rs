@@ -4,10 +4,19 @@
 //!
 //! - Every request needs `Authorization: Bearer <token>` of a live caller
 //!   with `decide`: the caller whose decisions the client's calls become
-//!   (checked with the gate's `GET /v1/whoami`, again after 10 s). The token
+//!   (checked with the gate's `GET /v1/whoami`, again after 1 s). The token
 //!   is never sent upstream.
+//! - Or, with `--oauth FILE`, an OAuth 2.1 access token (a JWT) of the
+//!   configured authorization server for this resource ([`crate::oauth`]):
+//!   its principal's calls are decided as the gateway's own caller
+//!   (`--token-file`, or `--caller` in this process) on the principal's
+//!   behalf, for the actors its `[[principal]]` rule names. The metadata
+//!   clients discover this from is served at
+//!   `/.well-known/oauth-protected-resource[/path]`.
 //! - The actor: the client's `Tollgate-Actor` header, else `--actor`, else
-//!   the caller's one actor when it is bound to exactly one exact id.
+//!   the caller's one actor when it is bound to exactly one exact id (an
+//!   OAuth principal: the header or `--actor` if its rule names it, else
+//!   the rule's first).
 //! - A session (the upstream's `Mcp-Session-Id`) has one [`Gateway`]: the
 //!   tools it learnt, the calls being decided. It belongs to the token and
 //!   actor that opened it: a request from any other, or naming a session id
@@ -48,6 +57,7 @@ use mcp::sse::{Decoder, Item};
 use mcp::{Action, Call, Gateway};
 
 use crate::decider::{Asker, Decider};
+use crate::oauth::{Refused, Validator};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -84,6 +94,14 @@ pub struct HttpOptions {
     /// actor outright (each evaluated with the arguments unknown and
     /// `context.listing = true`, never logged); calls are decided as always.
     pub hide_denied: bool,
+    /// Accept OAuth 2.1 access tokens as this file configures
+    /// ([`crate::oauth::OAuthConfig`]), beside callers' tokens.
+    pub oauth: Option<PathBuf>,
+    /// With `oauth` and a remote gate: the file holding the gateway's own
+    /// caller's token, which OAuth principals' decisions are asked as.
+    pub token_file: Option<PathBuf>,
+    /// With `oauth` and `data_dir`: the gateway's own caller, by name.
+    pub caller: String,
 }
 
 /// The largest body taken from a client or an upstream JSON answer.
@@ -139,10 +157,14 @@ pub fn run(args: HttpOptions) -> Result<()> {
             }
             _ => anyhow::bail!("--log-key and --gate-key are needed without --data-dir"),
         };
+        let path = upstream.path().to_string();
+        let oauth = match &args.oauth {
+            Some(file) => Some(OAuth::open(file, &args, &gate, &path).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let path = upstream.path().to_string();
         let proxy = Arc::new(Proxy {
             server: args.server.clone(),
             upstream,
@@ -150,12 +172,16 @@ pub fn run(args: HttpOptions) -> Result<()> {
             default_actor: args.actor.clone(),
             hide_denied: args.hide_denied,
             gate,
+            oauth,
             sessions: Mutex::new(HashMap::new()),
             identities: Mutex::new(HashMap::new()),
             idle: Mutex::new(Vec::new()),
         });
+        let metadata = axum::routing::get(protected_resource);
         let app = axum::Router::new()
             .route(&path, axum::routing::post(post).get(get).delete(delete))
+            .route(WELL_KNOWN, metadata.clone())
+            .route(&format!("{WELL_KNOWN}{path}"), metadata)
             .with_state(proxy);
         println!(
             "tollgate mcp http listening on http://{}{path} for {}",
@@ -174,17 +200,122 @@ pub fn run(args: HttpOptions) -> Result<()> {
     })
 }
 
-/// An authenticated client: its token and the actor it speaks for.
+/// RFC 9728 §3: where a resource's metadata is (its path appended).
+const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// An authenticated client: who the gate is asked as, and the actor.
 #[derive(Clone)]
 struct Who {
-    token: String,
+    asker: Asker,
+    /// What its sessions are bound to: its token's digest, or its OAuth
+    /// principal's (tokens are refreshed; the principal stays).
+    principal: [u8; 32],
     actor: String,
+    /// An OAuth principal's: when its token expires (UNIX seconds).
+    expires_at: Option<u64>,
 }
 
 impl Who {
-    /// What a session is bound to: the token's digest and the actor.
+    /// A caller, by its bearer token.
+    fn caller(token: &str, actor: String) -> Who {
+        Who {
+            asker: Asker::Token(token.to_string()),
+            principal: Sha256::digest(token.as_bytes()).into(),
+            actor,
+            expires_at: None,
+        }
+    }
+
+    /// What a session is bound to: the principal and the actor.
     fn owner(&self) -> ([u8; 32], &str) {
-        (Sha256::digest(self.token.as_bytes()).into(), &self.actor)
+        (self.principal, &self.actor)
+    }
+}
+
+/// `--oauth`: the validator, and the gateway's own caller that OAuth
+/// principals' decisions are asked as.
+struct OAuth {
+    validator: Validator,
+    own: Arc<Asker>,
+    /// The metadata's URL, for the challenges.
+    metadata_url: String,
+    /// The scopes, space-separated, for the challenges.
+    scope: String,
+}
+
+impl OAuth {
+    async fn open(
+        file: &std::path::Path,
+        args: &HttpOptions,
+        gate: &Decider,
+        path: &str,
+    ) -> Result<OAuth> {
+        let config = crate::oauth::OAuthConfig::load(file)?;
+        let resource: Uri = config
+            .resource
+            .parse()
+            .context("the --oauth file's resource")?;
+        anyhow::ensure!(
+            resource.path() == path,
+            "{}: resource {} must be this gateway's endpoint (path {path})",
+            file.display(),
+            config.resource
+        );
+        let authority = resource
+            .authority()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let metadata_url = format!(
+            "{}://{authority}{WELL_KNOWN}{path}",
+            resource.scheme_str().unwrap_or("http")
+        );
+        // The gateway's own caller: live, with decide, before anyone asks.
+        let own = match (gate, &args.token_file) {
+            (Decider::InProcess { .. }, _) => Asker::Named(args.caller.clone()),
+            (Decider::Remote { .. }, Some(f)) => Asker::Token(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --token-file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (Decider::Remote { .. }, None) => anyhow::bail!(
+                "--oauth with a remote gate needs --token-file: the gateway's own caller, which \
+                 OAuth clients' decisions are asked as"
+            ),
+        };
+        gate.check_own(&own).await.map_err(anyhow::Error::msg)?;
+        let scope = config.scopes.join(" ");
+        Ok(OAuth {
+            validator: Validator::new(config)?,
+            own: Arc::new(own),
+            metadata_url,
+            scope,
+        })
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1), with
+    /// `error` if a token was refused.
+    fn challenge(&self, error: Option<(&str, &str)>) -> HeaderValue {
+        let mut c = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
+        if !self.scope.is_empty() {
+            c.push_str(&format!(", scope=\"{}\"", self.scope));
+        }
+        if let Some((code, description)) = error {
+            let clean: String = description
+                .chars()
+                .map(|c| {
+                    if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
+                        '\''
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            c.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{clean}\""
+            ));
+        }
+        HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
 }
 
@@ -236,6 +367,7 @@ struct Proxy {
     default_actor: Option<String>,
     hide_denied: bool,
     gate: Decider,
+    oauth: Option<OAuth>,
     /// Sessions by the upstream's session id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Checked tokens by digest: who, and when checked.
@@ -343,21 +475,31 @@ fn id_of(line: &str) -> (String, bool) {
 impl Proxy {
     /// The client's caller and actor, or the error to answer.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Who, Response> {
-        let unauthorized = |m: &str| rpc_error(StatusCode::UNAUTHORIZED, &Value::Null, -32001, m);
-        let token = headers
+        let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(protocol::bearer_token)
-            .ok_or_else(|| {
-                unauthorized(
-                    "tollgate: no bearer token: send Authorization: Bearer <token> of a \
-                     caller with the decide role",
-                )
-            })?;
-        let identity = self
-            .identity(token)
-            .await
-            .map_err(|e| unauthorized(&format!("tollgate: {e}")))?;
+        else {
+            let what = match self.oauth {
+                Some(_) => "an OAuth access token for this resource, or the token of a caller",
+                None => "the token of a caller",
+            };
+            return Err(self.unauthorized(
+                None,
+                &format!(
+                    "tollgate: no bearer token: send Authorization: Bearer <token>: {what} \
+                     with the decide role"
+                ),
+            ));
+        };
+        if let Some(oauth) = &self.oauth {
+            if Validator::is_jwt(token) {
+                return self.authenticate_oauth(oauth, token, headers).await;
+            }
+        }
+        let identity = self.identity(token).await.map_err(|e| {
+            self.unauthorized(Some(("invalid_token", &e)), &format!("tollgate: {e}"))
+        })?;
         if !identity.roles.iter().any(|r| r == "decide") {
             return Err(rpc_error(
                 StatusCode::FORBIDDEN,
@@ -387,9 +529,95 @@ impl Proxy {
                     ),
                 )
             })?;
+        Ok(Who::caller(token, actor))
+    }
+
+    /// A 401 with `message`; under `--oauth`, its challenge names the
+    /// metadata (and `error`, when a token was refused).
+    fn unauthorized(&self, error: Option<(&str, &str)>, message: &str) -> Response {
+        let mut r = rpc_error(StatusCode::UNAUTHORIZED, &Value::Null, -32001, message);
+        if let Some(oauth) = &self.oauth {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, oauth.challenge(error));
+        }
+        r
+    }
+
+    /// The client with an OAuth access token: its principal and actor.
+    async fn authenticate_oauth(
+        &self,
+        oauth: &OAuth,
+        token: &str,
+        headers: &HeaderMap,
+    ) -> Result<Who, Response> {
+        let principal = match oauth.validator.principal(token).await {
+            Ok(p) => p,
+            Err(Refused::Invalid(why)) => {
+                return Err(
+                    self.unauthorized(Some(("invalid_token", &why)), &format!("tollgate: {why}"))
+                )
+            }
+            Err(Refused::InsufficientScope) => {
+                let why = format!("the token lacks the scopes {:?}", oauth.scope);
+                let mut r = rpc_error(
+                    StatusCode::FORBIDDEN,
+                    &Value::Null,
+                    -32001,
+                    &format!("tollgate: {why}"),
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    oauth.challenge(Some(("insufficient_scope", &why))),
+                );
+                return Err(r);
+            }
+            Err(Refused::Unmapped(why)) => {
+                return Err(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    &Value::Null,
+                    -32001,
+                    &format!("tollgate: {why}"),
+                ))
+            }
+            Err(Refused::Unavailable(why)) => {
+                return Err(rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &Value::Null,
+                    -32001,
+                    &format!("tollgate: {why}"),
+                ))
+            }
+        };
+        let asked = headers
+            .get(ACTOR)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                self.default_actor
+                    .clone()
+                    .filter(|a| principal.actors.contains(a))
+            });
+        let actor = match asked {
+            None => principal.actors[0].clone(),
+            Some(a) if principal.actors.contains(&a) => a,
+            Some(a) => {
+                return Err(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    &Value::Null,
+                    -32001,
+                    &format!(
+                        "tollgate: subject {:?} may speak for {:?}, not {a:?}",
+                        principal.on_behalf_of.subject, principal.actors
+                    ),
+                ))
+            }
+        };
+        let who = principal.on_behalf_of.header_value();
         Ok(Who {
-            token: token.to_string(),
+            asker: Asker::OnBehalf(oauth.own.clone(), Arc::new(principal.on_behalf_of)),
+            principal: Sha256::digest(format!("oauth\n{who}").as_bytes()).into(),
             actor,
+            expires_at: Some(principal.expires_at),
         })
     }
 
@@ -415,9 +643,14 @@ impl Proxy {
     /// Whether `who` is still a live caller with `decide` (checked again
     /// every [`IDENTITY_TTL`]); a stream of one that is not is closed.
     async fn still_live(&self, who: &Who) -> bool {
-        self.identity(&who.token)
-            .await
-            .is_ok_and(|id| id.roles.iter().any(|r| r == "decide"))
+        match (&who.asker, who.expires_at) {
+            (_, Some(expires_at)) => jsonwebtoken::get_current_timestamp() < expires_at,
+            (Asker::Token(token), None) => self
+                .identity(token)
+                .await
+                .is_ok_and(|id| id.roles.iter().any(|r| r == "decide")),
+            _ => false,
+        }
     }
 
     /// The session a request belongs to: the one its session id names, if
@@ -537,8 +770,10 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let span = telemetry::tool_call_span(&call.tool, session_id.as_deref(), &call.trace);
-        let asker = Asker::Token(session.who.token.clone());
-        let outcome = self.gate.decide(&asker, call.intent.clone(), &span).await;
+        let outcome = self
+            .gate
+            .decide(&session.who.asker, call.intent.clone(), &span)
+            .await;
         let actions = session
             .gateway
             .lock()
@@ -851,11 +1086,7 @@ impl Proxy {
                 Action::Screen(listing) => {
                     let mut denied = HashSet::new();
                     for (name, intent) in &listing.intents {
-                        if self
-                            .gate
-                            .denies(&Asker::Token(session.who.token.clone()), intent)
-                            .await
-                        {
+                        if self.gate.denies(&session.who.asker, intent).await {
                             denied.insert(name.clone());
                         }
                     }
@@ -978,6 +1209,23 @@ impl http_body::Body for ChannelBody {
         self.0
             .poll_recv(cx)
             .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// `GET /.well-known/oauth-protected-resource[/path]`: the RFC 9728
+/// metadata, under `--oauth` (else 404).
+async fn protected_resource(State(proxy): State<Arc<Proxy>>) -> Response {
+    match &proxy.oauth {
+        Some(oauth) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            oauth
+                .validator
+                .config()
+                .metadata(&format!("tollgate mcp http: {}", proxy.server))
+                .to_string(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -1169,11 +1417,7 @@ mod tests {
     use super::*;
 
     fn session(token: &str, used: Instant) -> Arc<Session> {
-        let who = Who {
-            token: token.into(),
-            actor: "agent-1".into(),
-        };
-        let s = Session::serving("crm", false, who);
+        let s = Session::serving("crm", false, Who::caller(token, "agent-1".into()));
         *s.used.lock().unwrap() = used;
         Arc::new(s)
     }
@@ -1214,10 +1458,7 @@ mod tests {
     #[test]
     fn a_session_belongs_to_its_token_and_actor() {
         let one = session("a", Instant::now());
-        let same_token_other_actor = Who {
-            token: "a".into(),
-            actor: "agent-2".into(),
-        };
+        let same_token_other_actor = Who::caller("a", "agent-2".into());
         assert_ne!(one.who.owner(), same_token_other_actor.owner());
         assert_eq!(one.who.owner(), session("a", Instant::now()).who.owner());
         assert_ne!(one.who.owner(), session("b", Instant::now()).who.owner());

@@ -13,6 +13,7 @@
 //! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
 
 mod admin;
+mod delegation;
 mod governance;
 mod jcs;
 mod receipt;
@@ -27,6 +28,7 @@ pub use admin::{
     Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, PolicyList,
     PolicyVersion, Published, ShadowChange,
 };
+pub use delegation::{OnBehalfOf, MAX_PRINCIPAL_CHARS, ON_BEHALF_OF_HEADER, VIA_OAUTH};
 pub use governance::{
     parse_entry, parse_governance, Action as GovernanceAction, Entry, GovernanceEntry,
     GOVERNANCE_FORMAT,

@@ -167,6 +167,8 @@ pub struct Client {
     unix_timeout: Duration,
     /// How long `decide` waits for approvals a policy asks for.
     approval_wait: Option<Duration>,
+    /// The principal this caller says it acts for (`Tollgate-On-Behalf-Of`).
+    on_behalf_of: Option<String>,
 }
 
 impl Client {
@@ -190,7 +192,17 @@ impl Client {
             retries: 2,
             unix_timeout: Duration::from_secs(10),
             approval_wait: None,
+            on_behalf_of: None,
         }
+    }
+
+    /// Say, with every request, that the caller acts for `principal`, whom
+    /// it authenticated itself (the MCP gateway, for an OAuth client): the
+    /// gate records it in receipts as `derived.caller.on_behalf_of`.
+    #[must_use]
+    pub fn on_behalf_of(mut self, principal: &protocol::OnBehalfOf) -> Client {
+        self.on_behalf_of = Some(principal.header_value());
+        self
     }
 
     /// Authenticate as the caller whose bearer token this is.
@@ -545,6 +557,9 @@ impl Client {
         if let Some(t) = &self.token {
             r = r.set("authorization", &format!("Bearer {t}"));
         }
+        if let Some(p) = &self.on_behalf_of {
+            r = r.set(protocol::ON_BEHALF_OF_HEADER, p);
+        }
         for (k, v) in trace_context() {
             r = r.set(k, &v);
         }
@@ -587,6 +602,9 @@ impl Client {
             .as_ref()
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        if let Some(p) = &self.on_behalf_of {
+            auth.push_str(&format!("{}: {p}\r\n", protocol::ON_BEHALF_OF_HEADER));
+        }
         for (k, v) in trace_context() {
             auth.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -149,3 +149,48 @@ fn unix_socket_peer_uid_maps_to_a_caller() {
     assert_eq!(status, 401);
     s.stop();
 }
+
+/// `Tollgate-On-Behalf-Of` (the MCP gateway's OAuth clients): the receipt
+/// records the principal beside the caller that asked, which it grants
+/// nothing (an actor the caller may not speak for is still not bound); a
+/// malformed header is 400 and nothing is written.
+#[test]
+fn a_principal_the_caller_acts_for_is_recorded_and_grants_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let principal = protocol::OnBehalfOf::oauth("https://as.example", "user-7", Some("desk"))
+        .unwrap()
+        .header_value();
+    let ask = |header: &str, body: &Value| {
+        response(
+            ureq::post(&format!("{}/v1/decisions", s.url))
+                .set("authorization", &format!("Bearer {}", s.demo()))
+                .set(protocol::ON_BEHALF_OF_HEADER, header)
+                .send_string(&body.to_string()),
+        )
+    };
+    let (status, answer) = ask(&principal, &transfer(5, "obo-1"));
+    assert_eq!(status, 200, "{answer}");
+    let r: DecisionResponse = serde_json::from_value(answer).unwrap();
+    assert_eq!(r.decision, Decision::Permit);
+    let (body, _) = verify(&s, &r);
+    assert_eq!(
+        body.derived["caller"],
+        json!({"name": "demo", "via": "token", "on_behalf_of": {
+            "via": "oauth", "issuer": "https://as.example", "subject": "user-7", "client": "desk"
+        }})
+    );
+    // The demo caller speaks for agent-* only: a principal changes nothing.
+    let mut other = transfer(5, "obo-2");
+    other["actor"]["id"] = json!("human-1");
+    let (status, answer) = ask(&principal, &other);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "SILENCE", "{answer}");
+    let before = s.checkpoint().size;
+    for bad in [r#"{"via":"oauth"}"#, r#"{"via":"saml","issuer":"i","subject":"s"}"#, "x"] {
+        let (status, answer) = ask(bad, &transfer(5, "obo-3"));
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+    assert_eq!(s.checkpoint().size, before);
+    s.stop();
+}
