@@ -53,10 +53,16 @@ class OAuthGateway:
     auth: AuthorizationServer
     ca: Path
     process: subprocess.Popen[bytes]
+    #: How the gateway's own caller (demo) authenticates to the gate.
+    via: str
 
 
-@pytest.fixture
-def oauth_gateway(gate: Gate, everything_http: str, tmp_path: Path) -> Iterator[OAuthGateway]:
+@pytest.fixture(params=["token", "in_process"])
+def oauth_gateway(
+    gate: Gate, everything_http: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OAuthGateway]:
+    """The gateway asking the gate at its URL as the demo caller's token, or
+    running it in its own process (`--data-dir`, `--caller demo`)."""
     ca, cert, key = tls_files(tmp_path)
     auth = AuthorizationServer(cert, key, {"agent-app": SECRET, "stranger": "x"})
     port = free_port()
@@ -67,18 +73,24 @@ def oauth_gateway(gate: Gate, everything_http: str, tmp_path: Path) -> Iterator[
         'scopes = ["mcp:tools"]\njwks_min_refetch_seconds = 1\n'
         '[[principal]]\nclient_id = "agent-app"\nactors = ["agent-mcp"]\n'
     )
+    if request.param == "token":
+        asks = ["--url", gate.url, "--log-key", gate.log_key, "--gate-key", gate.gate_key,
+                "--token-file", str(gate.token_file)]  # fmt: skip
+    else:
+        gate.process.terminate()
+        assert gate.process.wait(timeout=30) == 0
+        asks = ["--data-dir", str(gate.token_file.parent), "--caller", "demo"]
     process = subprocess.Popen(
         [
             str(BIN / "tollgate"), "mcp", "http", "--server", "everything",
             "--upstream", everything_http, "--listen", f"127.0.0.1:{port}",
-            "--url", gate.url, "--log-key", gate.log_key, "--gate-key", gate.gate_key,
-            "--oauth", str(config), "--token-file", str(gate.token_file),
+            "--oauth", str(config), *asks,
         ],
         env=dict(os.environ, TOLLGATE_LOG="warn"),
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for_port(port, process)
-    yield OAuthGateway(url, auth, ca, process)
+    yield OAuthGateway(url, auth, ca, process, request.param)
     process.kill()
     process.wait()
     auth.stop()
@@ -135,7 +147,7 @@ def test_an_oauth_client_follows_the_challenge_and_is_decided_for_on_its_behalf(
             caller = receipt_body(d)["derived"]["caller"]
             assert caller == {
                 "name": "demo",
-                "via": "token",
+                "via": g.via,
                 "on_behalf_of": {
                     "via": "oauth",
                     "issuer": g.auth.issuer,
@@ -150,7 +162,7 @@ def test_an_oauth_client_follows_the_challenge_and_is_decided_for_on_its_behalf(
             result = await client.call_tool("echo", {"message": "as a caller"})
             d = decision(result)
             assert d["decision"] == "PERMIT"
-            assert receipt_body(d)["derived"]["caller"] == {"name": "demo", "via": "token"}
+            assert receipt_body(d)["derived"]["caller"] == {"name": "demo", "via": g.via}
 
     anyio.run(run)
     assert g.auth.tokens_issued == 1
