@@ -1,6 +1,5 @@
 //! `tollgate`: the gate binary. Thin: arguments, configuration, wiring.
 
-mod client;
 mod mcp;
 
 use std::path::{Path, PathBuf};
@@ -8,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gate::{Config, Gate};
+use sdk::admin::{AdminClient, Vote};
 
 // Decisions allocate a lot of short-lived values (JSON, Rego values, notes)
 // from every worker thread; under load glibc malloc spent ~18% of the gate's
@@ -149,8 +149,11 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
-    fn agent(&self) -> Result<ureq::Agent> {
-        client::agent(self.ca_file.as_deref())
+    /// The typed admin client (the SDK's), https verified against
+    /// --ca-file or the system's roots.
+    fn client(&self) -> Result<AdminClient> {
+        let agent = tls::agent(self.ca_file.as_deref(), std::time::Duration::from_secs(60))?;
+        Ok(AdminClient::new(&self.url, &self.token()?).with_agent(agent))
     }
 
     fn token(&self) -> Result<String> {
@@ -257,8 +260,8 @@ enum CallerCommand {
         /// The caller's name (a-z 0-9 _ . -).
         name: String,
         /// A role: decide, read, approve, admin or redeem (repeat for several).
-        #[arg(long = "role", required = true)]
-        roles: Vec<String>,
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<protocol::Role>,
         /// An actor it may speak for: an id, or a prefix ending in * (repeat).
         #[arg(long = "actor")]
         actors: Vec<String>,
@@ -361,15 +364,7 @@ fn main() -> std::process::ExitCode {
 fn approvals(command: ApprovalsCommand) -> Result<()> {
     let (id, vote, note, admin) = match command {
         ApprovalsCommand::List { all, admin } => {
-            let r: protocol::ApprovalList = client::typed(client::get(
-                &admin.agent()?,
-                &format!(
-                    "{}/v1/approvals{}",
-                    admin.url,
-                    if all { "?all=true" } else { "" }
-                ),
-                &admin.token()?,
-            )?)?;
+            let r = admin.client()?.approvals(all)?;
             for a in &r.approvals {
                 let (r, q) = (&a.record, &a.record.request);
                 println!(
@@ -388,17 +383,10 @@ fn approvals(command: ApprovalsCommand) -> Result<()> {
             }
             return Ok(());
         }
-        ApprovalsCommand::Approve { id, note, admin } => (id, "approve", note, admin),
-        ApprovalsCommand::Reject { id, note, admin } => (id, "reject", note, admin),
+        ApprovalsCommand::Approve { id, note, admin } => (id, Vote::Approve, note, admin),
+        ApprovalsCommand::Reject { id, note, admin } => (id, Vote::Reject, note, admin),
     };
-    let body = serde_json::json!({ "vote": vote, "note": note });
-    let r: protocol::ApprovalView = client::typed(client::post(
-        &admin.agent()?,
-        &format!("{}/v1/approvals/{id}", admin.url),
-        &admin.token()?,
-        "application/json",
-        body.to_string().as_bytes(),
-    )?)?;
+    let r = admin.client()?.vote(&id, vote, note.as_deref())?;
     println!(
         "{id}: {} ({} of {} approvals)",
         r.state,
@@ -729,6 +717,12 @@ fn show_token(name: &str, token: &str, out: Option<&std::path::Path>) -> Result<
     Ok(())
 }
 
+/// A `--role` value.
+fn parse_role(s: &str) -> Result<protocol::Role, String> {
+    serde_json::from_value(serde_json::json!(s))
+        .map_err(|_| format!("{s:?}: the roles are decide, read, approve, admin and redeem"))
+}
+
 fn caller(command: CallerCommand) -> Result<()> {
     match command {
         CallerCommand::Add {
@@ -738,31 +732,21 @@ fn caller(command: CallerCommand) -> Result<()> {
             token_out,
             admin,
         } => {
-            let body = serde_json::json!({"name": name, "roles": roles, "actors": actors});
-            let r = client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/callers", admin.url),
-                &admin.token()?,
-                "application/json",
-                body.to_string().as_bytes(),
-            )?;
+            let new = protocol::NewCaller {
+                name: name.clone(),
+                roles: roles.into_iter().collect(),
+                actors,
+            };
+            let r = admin.client()?.add_caller(&new)?;
             eprintln!(
                 "added caller {name}: roles {}, actors {}",
-                r["caller"]["roles"], r["caller"]["actors"]
+                serde_json::to_string(&r.caller.roles)?,
+                serde_json::to_string(&r.caller.actors)?
             );
-            show_token(
-                &name,
-                r["token"].as_str().unwrap_or_default(),
-                token_out.as_deref(),
-            )?;
+            show_token(&name, &r.token, token_out.as_deref())?;
         }
         CallerCommand::List { admin } => {
-            let r = client::get(
-                &admin.agent()?,
-                &format!("{}/v1/admin/callers", admin.url),
-                &admin.token()?,
-            )?;
-            let r: gate::callers::CallerList = client::typed(r)?;
+            let r = admin.client()?.callers()?;
             for c in &r.callers {
                 println!(
                     "{:<24} roles {}  actors {}  created {}{}",
@@ -778,16 +762,10 @@ fn caller(command: CallerCommand) -> Result<()> {
             }
         }
         CallerCommand::Revoke { name, admin } => {
-            let r = client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/callers/{name}/revoke", admin.url),
-                &admin.token()?,
-                "application/json",
-                b"",
-            )?;
+            let r = admin.client()?.revoke_caller(&name)?;
             println!(
                 "revoked {name} at {}",
-                r["revoked_at"].as_str().unwrap_or("?")
+                r.revoked_at.as_deref().unwrap_or("?")
             );
         }
         CallerCommand::Rotate {
@@ -795,19 +773,9 @@ fn caller(command: CallerCommand) -> Result<()> {
             token_out,
             admin,
         } => {
-            let r = client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/callers/{name}/rotate", admin.url),
-                &admin.token()?,
-                "application/json",
-                b"",
-            )?;
+            let r = admin.client()?.rotate_caller(&name)?;
             eprintln!("rotated the token of {name}; the old one no longer works");
-            show_token(
-                &name,
-                r["token"].as_str().unwrap_or_default(),
-                token_out.as_deref(),
-            )?;
+            show_token(&name, &r.token, token_out.as_deref())?;
         }
     }
     Ok(())
@@ -863,14 +831,8 @@ fn policy(command: PolicyCommand) -> Result<()> {
             } else {
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?
             };
-            let token = admin.token()?;
-            let published: protocol::Published = client::typed(client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/policies", admin.url),
-                &token,
-                "application/gzip",
-                &bytes,
-            )?)?;
+            let client = admin.client()?;
+            let published = client.publish_policy(&bytes)?;
             let version = published.version;
             println!(
                 "{version} ({}{})",
@@ -882,24 +844,12 @@ fn policy(command: PolicyCommand) -> Result<()> {
                 }
             );
             if activate {
-                client::post(
-                    &admin.agent()?,
-                    &format!("{}/v1/admin/policies/{version}/activate", admin.url),
-                    &token,
-                    "application/json",
-                    b"",
-                )?;
+                client.activate_policy(&version)?;
                 println!("activated {version}");
             }
         }
         PolicyCommand::Activate { version, admin } => {
-            let r: protocol::Activation = client::typed(client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/policies/{version}/activate", admin.url),
-                &admin.token()?,
-                "application/json",
-                b"",
-            )?)?;
+            let r = admin.client()?.activate_policy(&version)?;
             println!(
                 "activated {} (was {})",
                 r.active,
@@ -911,14 +861,7 @@ fn policy(command: PolicyCommand) -> Result<()> {
             off: _,
             admin,
         } => {
-            let body = serde_json::json!({ "version": version }).to_string();
-            let r: protocol::ShadowChange = client::typed(client::post(
-                &admin.agent()?,
-                &format!("{}/v1/admin/policies/shadow", admin.url),
-                &admin.token()?,
-                "application/json",
-                body.as_bytes(),
-            )?)?;
+            let r = admin.client()?.set_shadow(version.as_deref())?;
             println!(
                 "shadow {} (was {})",
                 r.shadow.as_deref().unwrap_or("off"),
@@ -926,11 +869,7 @@ fn policy(command: PolicyCommand) -> Result<()> {
             );
         }
         PolicyCommand::List { admin } => {
-            let r: protocol::PolicyList = client::typed(client::get(
-                &admin.agent()?,
-                &format!("{}/v1/admin/policies", admin.url),
-                &admin.token()?,
-            )?)?;
+            let r = admin.client()?.policies()?;
             for v in &r.versions {
                 let mark = if v.active {
                     "*"

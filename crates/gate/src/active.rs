@@ -1,14 +1,14 @@
 //! The active policy, in one place: the compiled version decisions bind,
 //! how a published version is loaded (digest checked, compiled, time limit
-//! set), how activation swaps it (durable first, then in memory), and where
-//! evaluations run ([`Evaluators`]).
+//! set), and how activation swaps it (durable first, then in memory). Where
+//! evaluations run is `evaluators.rs`.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ledger::Ledger;
-use policy::{Bundle, CompiledPolicy, EvalInput, Evaluation};
-use tokio::sync::Semaphore;
+use policy::{Bundle, CompiledPolicy};
 
 use crate::GateError;
 
@@ -72,14 +72,15 @@ impl Policies {
     }
 
     /// Makes `version` the shadow policy (`None`: none) as [`Policies::activate`]
-    /// makes one active: loaded and compiled first, `record` awaited, stored
-    /// durably, then swapped in memory. Returns the previous shadow version.
-    pub(crate) async fn shadow_with(
+    /// makes one active: loaded and compiled first (and `loads` where it
+    /// will be evaluated), `record` awaited, stored durably, then swapped in
+    /// memory. Returns the previous shadow version.
+    pub(crate) async fn shadow_with<L: Future<Output = Result<Arc<ActivePolicy>, GateError>>>(
         &self,
         ledger: &Ledger,
-        evaluators: &Evaluators,
+        loads: impl FnOnce(Arc<ActivePolicy>) -> L,
         version: Option<&str>,
-        record: impl std::future::Future<Output = Result<u64, GateError>>,
+        record: impl Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
         let _one_at_a_time = self.activation.lock().await;
         let loaded = match version {
@@ -89,7 +90,7 @@ impl Policies {
                 let loaded = tokio::task::spawn_blocking(move || load(&l, &v, limit))
                     .await
                     .map_err(|e| GateError::Internal(e.to_string()))??;
-                Some(evaluators.loads(Arc::new(loaded)).await?)
+                Some(loads(Arc::new(loaded)).await?)
             }
         };
         record.await?;
@@ -104,25 +105,26 @@ impl Policies {
         *self.active.write().expect("active lock") = Some(active.into());
     }
 
-    /// Makes `version` active: loads it (off the async workers), awaits
+    /// Makes `version` active: loads it (off the async workers, then
+    /// `loads` where it will be evaluated: `Evaluators::loads`), awaits
     /// `record` (the governance entry in the log), stores it durably, then
     /// swaps it in memory; one activation at a time. A crash between the
     /// last two restarts on the new version. Returns the previous active
     /// version.
-    pub(crate) async fn activate(
+    pub(crate) async fn activate<L: Future<Output = Result<Arc<ActivePolicy>, GateError>>>(
         &self,
         ledger: &Ledger,
         history: &crate::history::History,
-        evaluators: &Evaluators,
+        loads: impl FnOnce(Arc<ActivePolicy>) -> L,
         version: &str,
-        record: impl std::future::Future<Output = Result<u64, GateError>>,
+        record: impl Future<Output = Result<u64, GateError>>,
     ) -> Result<Option<String>, GateError> {
         let _one_at_a_time = self.activation.lock().await;
         let (l, v, limit) = (ledger.clone(), version.to_string(), self.eval_timeout);
         let active = tokio::task::spawn_blocking(move || load(&l, &v, limit))
             .await
             .map_err(|e| GateError::Internal(e.to_string()))??;
-        let active = evaluators.loads(Arc::new(active)).await?;
+        let active = loads(Arc::new(active)).await?;
         record.await?;
         let previous = self.active().map(|a| a.version.clone());
         ledger.state().activate_policy(version)?;
@@ -245,83 +247,5 @@ pub(crate) fn engine_name(p: &CompiledPolicy) -> &'static str {
     match p.engine() {
         policy::Engine::Rego => "rego",
         policy::Engine::Cedar => "cedar",
-    }
-}
-
-/// How long an evaluation may run on a thread that serves HTTP before it is
-/// stopped and run again, from the start, on an evaluation thread. Policies
-/// take tens of µs; handing every one to another thread would cost about as
-/// much again (measured: 8.6k → 6.6k decisions/s at 64 connections).
-pub(crate) const INLINE_SLICE: Duration = Duration::from_millis(1);
-
-/// Where evaluations run. First on the calling thread for at most
-/// [`INLINE_SLICE`]; one that needs longer runs again on one of at most
-/// `eval_threads` blocking threads, so a policy that runs to its time limit
-/// stalls neither `/healthz` nor reads. Waiting evaluations queue on the
-/// semaphore; how many may wait is bounded by admission (`Gate::admit`).
-pub(crate) struct Evaluators {
-    slots: Arc<Semaphore>,
-    /// Where Rego evaluates when `eval_memory_mb` bounds it.
-    pub(crate) workers: Option<Arc<crate::workers::Workers>>,
-    /// Where slow evaluations are counted.
-    metrics: Arc<crate::Metrics>,
-}
-
-impl Evaluators {
-    pub(crate) fn new(
-        threads: usize,
-        workers: Option<crate::workers::Workers>,
-        metrics: Arc<crate::Metrics>,
-    ) -> Evaluators {
-        Evaluators {
-            slots: Arc::new(Semaphore::new(threads)),
-            workers: workers.map(Arc::new),
-            metrics,
-        }
-    }
-
-    /// `policy`, once it has loaded where it will be evaluated: activation
-    /// refuses a Rego policy that does not compile within `eval_memory_mb`
-    /// (its decisions would all be SILENCE).
-    pub(crate) async fn loads(
-        &self,
-        policy: Arc<ActivePolicy>,
-    ) -> Result<Arc<ActivePolicy>, GateError> {
-        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
-            workers.load(policy.clone()).await.map_err(|why| {
-                GateError::InvalidPolicy(format!(
-                    "policy {} does not load in an evaluation process: {why}",
-                    policy.version
-                ))
-            })?;
-        }
-        Ok(policy)
-    }
-
-    /// `policy`'s decision on `input` (see [`CompiledPolicy::decide`]). The
-    /// thread's slot is held until the evaluation ends, even if the caller
-    /// stops waiting.
-    pub(crate) async fn decide(&self, policy: Arc<ActivePolicy>, input: EvalInput) -> Evaluation {
-        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
-            return workers.decide(policy, input).await;
-        }
-        if let Some(done) =
-            policy
-                .compiled
-                .decide_within(&policy.version, &input, Some(INLINE_SLICE))
-        {
-            return done;
-        }
-        self.metrics.slow_evaluation();
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return Evaluation::silence("the evaluators are shut down");
-        };
-        let run = move || {
-            let _slot = slot;
-            policy.compiled.decide(&policy.version, &input)
-        };
-        tokio::task::spawn_blocking(run)
-            .await
-            .unwrap_or_else(|e| Evaluation::silence(format!("the evaluation thread failed: {e}")))
     }
 }

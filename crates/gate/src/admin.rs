@@ -9,16 +9,15 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::Json;
 use policy::{Bundle, CompiledPolicy};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
-
-use std::collections::BTreeSet;
 
 use crate::active::engine_name;
 use crate::callers::{Caller, Role};
 use crate::http::{json_body, Credentials};
 use crate::{now_ns, Gate, GateError};
+use protocol::{CallerToken, NewCaller};
 
 /// Largest bundle upload, in bytes.
 const MAX_BUNDLE_UPLOAD: usize = 16 << 20;
@@ -39,29 +38,6 @@ fn authorize(gate: &Gate, creds: &Credentials) -> Result<String, GateError> {
             Err(e)
         }
     }
-}
-
-/// `POST /v1/admin/callers` body.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewCaller {
-    /// The caller's name.
-    pub name: String,
-    /// Its roles.
-    pub roles: BTreeSet<Role>,
-    /// The actors it may speak for (exact ids, `prefix*`).
-    #[serde(default)]
-    pub actors: Vec<String>,
-}
-
-/// The answer to adding a caller or rotating its token: the only time the
-/// token is shown.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CallerToken {
-    /// The caller (without its token digest).
-    pub caller: Caller,
-    /// Its bearer token.
-    pub token: String,
 }
 
 /// `POST /v1/admin/callers`: adds a caller; answers its token once.
@@ -196,7 +172,7 @@ pub(crate) async fn activate(
         .activate(
             &gate.ledger,
             &gate.history,
-            &gate.evaluators,
+            |p| gate.evaluators.loads(p),
             &version,
             record,
         )
@@ -243,7 +219,7 @@ pub(crate) async fn shadow(
         .policies
         .shadow_with(
             &gate.ledger,
-            &gate.evaluators,
+            |p| gate.evaluators.loads(p),
             body.version.as_deref(),
             record,
         )

@@ -17,98 +17,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{Gate, GateError};
 
-/// What a caller may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Ask for decisions (`POST /v1/decisions`).
-    Decide,
-    /// Read receipts, entry bundles, policy bundles; replay.
-    Read,
-    /// Approve or reject approval requests.
-    Approve,
-    /// The admin API: policies and callers.
-    Admin,
-    /// Redeem PERMITs at a tool's surface (`POST /v1/permits/{id}/redeem`).
-    Redeem,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Decide => "decide",
-            Role::Read => "read",
-            Role::Approve => "approve",
-            Role::Admin => "admin",
-            Role::Redeem => "redeem",
-        })
-    }
-}
-
-/// A caller as stored (in the ledger's state) and listed (without the
-/// token digest).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Caller {
-    /// Its name: `^[a-z0-9][a-z0-9_.-]{0,63}$`.
-    pub name: String,
-    /// What it may do.
-    pub roles: BTreeSet<Role>,
-    /// The actors it may speak for: exact ids, or `prefix*`.
-    pub actors: Vec<String>,
-    /// Hex SHA-256 of its current token.
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    pub token_sha256: String,
-    /// When it was added (RFC 3339).
-    pub created_at: String,
-    /// When its token was last rotated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotated_at: Option<String>,
-    /// When it was revoked; a revoked caller authenticates no more.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-}
-
-/// `GET /v1/admin/callers`: every caller, revoked ones included, without
-/// their token digests.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CallerList {
-    /// The callers.
-    pub callers: Vec<Caller>,
-}
-
-impl Caller {
-    /// Whether it holds `role`.
-    #[must_use]
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    /// Whether it may speak for `actor`: an exact id, or a `prefix*` pattern
-    /// whose prefix `actor` starts with.
-    #[must_use]
-    pub fn may_speak_for(&self, actor: &str) -> bool {
-        self.actors.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => actor.starts_with(prefix),
-            None => p == actor,
-        })
-    }
-
-    /// The record without its token digest, for listing.
-    #[must_use]
-    pub fn public(&self) -> Caller {
-        Caller {
-            token_sha256: String::new(),
-            ..self.clone()
-        }
-    }
-}
+pub use protocol::{Caller, CallerList, Role};
 
 /// A caller authorized for one role, and how it authenticated (receipts
 /// record it). Only the gate's authentication makes one (there is no public

@@ -69,6 +69,13 @@ pub struct UnixPeer {
     pub uid: Option<u32>,
 }
 
+/// The verified client certificate of a TLS connection (mTLS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsPeer {
+    /// Its subject common name.
+    pub subject_cn: String,
+}
+
 /// What a request presents to authenticate: a bearer token, and on a Unix
 /// socket the peer's uid.
 #[derive(Clone, Debug, Default)]
@@ -96,7 +103,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
                 .and_then(|c| c.0.uid),
             tls_subject: parts
                 .extensions
-                .get::<ConnectInfo<crate::serve::TlsPeer>>()
+                .get::<ConnectInfo<TlsPeer>>()
                 .map(|c| c.0.subject_cn.clone()),
             on_behalf_of: parts
                 .headers

@@ -19,6 +19,7 @@ pub mod callers;
 pub mod config;
 mod decide;
 mod error;
+mod evaluators;
 mod follow;
 mod governance;
 mod governed;
@@ -43,11 +44,11 @@ use ledger::Ledger;
 use note::{SignerKey, VerifierKey};
 
 pub use active::ActivePolicy;
-pub use admin::NewCaller;
 pub use config::{Config, ConfigError, ListenAddr, LogFormat, Mode};
 pub use error::GateError;
-pub use http::{Credentials, UnixPeer};
+pub use http::{Credentials, TlsPeer, UnixPeer};
 pub use metrics::Metrics;
+pub use protocol::NewCaller;
 pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError, DEMO_ACTORS};
 pub use witnessing::WitnessingError;
 
@@ -113,7 +114,7 @@ pub struct Gate {
     approval_writes: std::sync::Mutex<()>,
     /// The ids of live approval requests that hold approvals.
     voted: std::sync::RwLock<std::collections::HashSet<String>>,
-    evaluators: active::Evaluators,
+    evaluators: evaluators::Evaluators,
     /// Decision (and replay) requests admitted at once:
     /// `max_pending_decisions`.
     admission: Arc<tokio::sync::Semaphore>,

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::ServiceExt as _;
 
-use crate::http::UnixPeer;
+use crate::http::{TlsPeer, UnixPeer};
 
 /// Connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -128,13 +128,6 @@ pub async fn serve<L: Listen>(
     }
     graceful.shutdown().await;
     Ok(())
-}
-
-/// The verified client certificate of a TLS connection (mTLS).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsPeer {
-    /// Its subject common name.
-    pub subject_cn: String,
 }
 
 /// Serves one connection's requests, each carrying what is known of the peer.

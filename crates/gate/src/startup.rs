@@ -10,8 +10,9 @@ use ledger::Ledger;
 use note::KeyType;
 use policy::Bundle;
 
-use crate::active::{Evaluators, Policies};
+use crate::active::Policies;
 use crate::callers::{Callers, Role};
+use crate::evaluators::Evaluators;
 use crate::governed::Governance;
 use crate::{now_ns, witnessing, Config, Gate, GateError, Metrics};
 

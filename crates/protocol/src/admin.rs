@@ -1,6 +1,8 @@
-//! The admin API's answers about policies (`/v1/admin/policies…`), as
-//! types: the gate writes them and the CLI reads them with the same
-//! definitions.
+//! The admin API's requests and answers (`/v1/admin/…`) and the approval
+//! views, as types: the gate writes them and the SDK's admin client and
+//! the CLI read them with the same definitions.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -178,4 +180,114 @@ mod tests {
         stored["state"] = "open".into();
         assert!(serde_json::from_value::<ApprovalRecord>(stored).is_err());
     }
+}
+
+/// What a caller may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Ask for decisions (`POST /v1/decisions`).
+    Decide,
+    /// Read receipts, entry bundles, policy bundles; replay.
+    Read,
+    /// Approve or reject approval requests.
+    Approve,
+    /// The admin API: policies and callers.
+    Admin,
+    /// Redeem PERMITs at a tool's surface (`POST /v1/permits/{id}/redeem`).
+    Redeem,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Decide => "decide",
+            Role::Read => "read",
+            Role::Approve => "approve",
+            Role::Admin => "admin",
+            Role::Redeem => "redeem",
+        })
+    }
+}
+
+/// A caller as stored (in the ledger's state) and listed (without the
+/// token digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caller {
+    /// Its name: `^[a-z0-9][a-z0-9_.-]{0,63}$`.
+    pub name: String,
+    /// What it may do.
+    pub roles: BTreeSet<Role>,
+    /// The actors it may speak for: exact ids, or `prefix*`.
+    pub actors: Vec<String>,
+    /// Hex SHA-256 of its current token.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub token_sha256: String,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+    /// When its token was last rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    /// When it was revoked; a revoked caller authenticates no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// `GET /v1/admin/callers`: every caller, revoked ones included, without
+/// their token digests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallerList {
+    /// The callers.
+    pub callers: Vec<Caller>,
+}
+
+impl Caller {
+    /// Whether it holds `role`.
+    #[must_use]
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether it may speak for `actor`: an exact id, or a `prefix*` pattern
+    /// whose prefix `actor` starts with.
+    #[must_use]
+    pub fn may_speak_for(&self, actor: &str) -> bool {
+        self.actors.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => actor.starts_with(prefix),
+            None => p == actor,
+        })
+    }
+
+    /// The record without its token digest, for listing.
+    #[must_use]
+    pub fn public(&self) -> Caller {
+        Caller {
+            token_sha256: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// `POST /v1/admin/callers` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCaller {
+    /// The caller's name.
+    pub name: String,
+    /// Its roles.
+    pub roles: BTreeSet<Role>,
+    /// The actors it may speak for (exact ids, `prefix*`).
+    #[serde(default)]
+    pub actors: Vec<String>,
+}
+
+/// The answer to adding a caller or rotating its token: the only time the
+/// token is shown.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CallerToken {
+    /// The caller (without its token digest).
+    pub caller: Caller,
+    /// Its bearer token.
+    pub token: String,
 }

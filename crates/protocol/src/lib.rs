@@ -25,8 +25,8 @@ mod time;
 use serde::{Deserialize, Serialize};
 
 pub use admin::{
-    Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, PolicyList,
-    PolicyVersion, Published, ShadowChange,
+    Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, Caller, CallerList,
+    CallerToken, NewCaller, PolicyList, PolicyVersion, Published, Role, ShadowChange,
 };
 pub use delegation::{OnBehalfOf, MAX_PRINCIPAL_CHARS, ON_BEHALF_OF_HEADER, VIA_OAUTH};
 pub use governance::{

@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod surface;
 
 use std::time::Duration;

@@ -187,7 +187,11 @@ fn a_principal_the_caller_acts_for_is_recorded_and_grants_nothing() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["decision"], "SILENCE", "{answer}");
     let before = s.checkpoint().size;
-    for bad in [r#"{"via":"oauth"}"#, r#"{"via":"saml","issuer":"i","subject":"s"}"#, "x"] {
+    for bad in [
+        r#"{"via":"oauth"}"#,
+        r#"{"via":"saml","issuer":"i","subject":"s"}"#,
+        "x",
+    ] {
         let (status, answer) = ask(bad, &transfer(5, "obo-3"));
         assert_eq!(status, 400, "{bad}: {answer}");
     }
