@@ -10,6 +10,7 @@ use std::time::Duration;
 use ledger::Ledger;
 use policy::{Bundle, CompiledPolicy};
 
+use crate::records::Records;
 use crate::GateError;
 
 /// The compiled active policy and its version.
@@ -95,7 +96,7 @@ impl Policies {
         };
         record.await?;
         let previous = self.shadow().map(|s| s.version.clone());
-        ledger.state().shadow_policy_set(version)?;
+        Records(ledger.state()).set_shadow_policy(version)?;
         self.set_shadow(loaded);
         Ok(previous)
     }
@@ -127,7 +128,7 @@ impl Policies {
         let active = loads(Arc::new(active)).await?;
         record.await?;
         let previous = self.active().map(|a| a.version.clone());
-        ledger.state().activate_policy(version)?;
+        Records(ledger.state()).activate_policy(version)?;
         // The counters the new version declares, read back from the log,
         // and the version itself take effect together.
         let counters = active.counters.clone();
@@ -227,8 +228,7 @@ fn load(ledger: &Ledger, version: &str, limit: Duration) -> Result<ActivePolicy,
 /// A published bundle by version, checked against its digest, and its
 /// archive.
 fn bundle_and_archive(ledger: &Ledger, version: &str) -> Result<(Bundle, Vec<u8>), GateError> {
-    let stored = ledger
-        .state()
+    let stored = Records(ledger.state())
         .policy(version)?
         .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
     let bundle = Bundle::from_tar_gz(&stored.bytes, None)

@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use crate::active::engine_name;
 use crate::callers::{Caller, Role};
 use crate::http::{json_body, Credentials};
+use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 use protocol::{CallerToken, NewCaller};
 
@@ -129,7 +130,7 @@ pub(crate) async fn publish(
     let version = bundle.version();
     // A new version is recorded in the log before it is stored; publishing
     // a version again changes nothing and records nothing.
-    if g.ledger.state().policy(&version)?.is_none() {
+    if Records(g.ledger.state()).policy(&version)?.is_none() {
         g.record(
             protocol::GovernanceAction::PolicyPublish,
             &by,
@@ -138,9 +139,7 @@ pub(crate) async fn publish(
         .await?;
     }
     let created =
-        g.ledger
-            .state()
-            .publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)?;
+        Records(g.ledger.state()).publish_policy(&version, &bundle.to_tar_gz(), now_ns() as u64)?;
     tracing::info!(%version, engine, created, "policy published");
     Ok(Json(protocol::Published {
         version,
@@ -239,9 +238,7 @@ pub(crate) async fn list(
     authorize(&gate, &creds)?;
     let active = gate.active_policy().map(|a| a.version.clone());
     let shadow = gate.policies.shadow().map(|s| s.version.clone());
-    let versions = gate
-        .ledger
-        .state()
+    let versions = Records(gate.ledger.state())
         .policy_versions()?
         .into_iter()
         .map(|(version, at)| protocol::PolicyVersion {

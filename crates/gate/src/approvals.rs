@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::callers::{Caller, Role};
 use crate::http::{json_body, Credentials};
+use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
 /// One vote on an approval request.
@@ -155,7 +156,7 @@ impl Gate {
         let _one_at_a_time = self.approval_writes.lock().expect("approvals lock");
         let now = now_ns();
         let mut fresh = std::collections::HashSet::new();
-        for bytes in self.ledger.state().approvals()? {
+        for bytes in Records(self.ledger.state()).approvals()? {
             let r: Request = serde_json::from_slice(&bytes)
                 .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
             if r.holds_votes(now) {
@@ -168,7 +169,7 @@ impl Gate {
 
     /// Approval request `id`, if there is one.
     pub(crate) fn approval(&self, id: &str) -> Result<Option<Request>, GateError> {
-        match self.ledger.state().approval(id)? {
+        match Records(self.ledger.state()).approval(id)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -188,7 +189,7 @@ impl Gate {
         mut change: impl FnMut(Option<Request>) -> Result<(Option<Request>, T), GateError>,
     ) -> Result<T, GateError> {
         for _ in 0..64 {
-            let stored = self.ledger.state().approval(id)?;
+            let stored = Records(self.ledger.state()).approval(id)?;
             let current = stored
                 .as_deref()
                 .map(serde_json::from_slice::<Request>)
@@ -199,11 +200,7 @@ impl Gate {
                 return Ok(out);
             };
             let bytes = serde_json::to_vec(&new).expect("serializable");
-            if self
-                .ledger
-                .state()
-                .swap_approval(id, stored.as_deref(), &bytes)?
-            {
+            if Records(self.ledger.state()).swap_approval(id, stored.as_deref(), &bytes)? {
                 return Ok(out);
             }
         }
@@ -450,7 +447,7 @@ pub(crate) async fn list(
     }
     let now = now_ns();
     let mut out = Vec::new();
-    for bytes in gate.ledger.state().approvals()? {
+    for bytes in Records(gate.ledger.state()).approvals()? {
         let r: Request = serde_json::from_slice(&bytes)
             .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
         if q.all || r.live(now) {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::records::Records;
 use crate::{Gate, GateError};
 
 pub use protocol::{Caller, CallerList, Role};
@@ -326,7 +327,7 @@ impl Gate {
     /// Writes the store's record of `caller` (what the log says).
     fn mirror(&self, caller: &Caller) -> Result<(), GateError> {
         let bytes = serde_json::to_vec(caller).expect("serializable");
-        let state = self.ledger.state();
+        let state = Records(self.ledger.state());
         if !state.put_caller(&caller.name, &bytes, true)? {
             state.put_caller(&caller.name, &bytes, false)?;
         }

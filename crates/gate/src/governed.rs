@@ -46,6 +46,7 @@ use serde_json::Value;
 
 use crate::callers::Caller;
 use crate::metrics::Refused;
+use crate::records::Records;
 use crate::{Gate, GateError};
 
 /// Every governance entry's note text starts so: RFC 8785 sorts its members
@@ -424,7 +425,7 @@ impl Governance {
         metrics: &crate::Metrics,
     ) -> Governance {
         let log = ledger.verifier().name();
-        let fold = match ledger.state().governed() {
+        let fold = match Records(ledger.state()).governed() {
             Ok(Some(bytes)) => Snapshot::open(&bytes, log, gate).unwrap_or_else(|why| {
                 metrics.record_refused(Refused::Snapshot);
                 tracing::error!("the governance snapshot in the store is refused ({why}); reading the log from its start");
@@ -490,8 +491,7 @@ impl Governance {
             return;
         };
         let written = snapshot.seal(key).and_then(|bytes| {
-            ledger
-                .state()
+            Records(ledger.state())
                 .set_governed(&bytes)
                 .map_err(|e| e.to_string())
         });
@@ -561,9 +561,7 @@ impl Gate {
             if c.revoked_at.is_some() || !c.token_sha256.is_empty() {
                 continue;
             }
-            let record = self
-                .ledger
-                .state()
+            let record = Records(self.ledger.state())
                 .caller(name)?
                 .and_then(|b| serde_json::from_slice::<Caller>(&b).ok());
             match record {
@@ -597,7 +595,7 @@ impl Gate {
     /// anyway), counted and logged. Blocking.
     pub(crate) fn check_records(&self) -> Result<(), GateError> {
         self.read_log()?;
-        let records = self.ledger.state().callers()?;
+        let records = Records(self.ledger.state()).callers()?;
         let mut wrong = BTreeSet::new();
         self.governance.with(|fold| {
             for (name, bytes) in &records {
@@ -613,7 +611,7 @@ impl Gate {
         let (active, shadow) = self.governance.policies();
         // A pointer the store holds that the log does not (a missing one is
         // the store's loss, and changes nothing either).
-        let state = self.ledger.state();
+        let state = Records(self.ledger.state());
         if state
             .active_policy()?
             .is_some_and(|v| active.as_ref() != Some(&v))
@@ -651,6 +649,7 @@ mod tests {
 
     use super::{Governed, Refused};
     use crate::callers::{Caller, Role};
+    use crate::records::Records;
     use crate::{Config, Gate, GateError};
 
     fn open(dir: &std::path::Path) -> Arc<Gate> {
@@ -702,7 +701,7 @@ mod tests {
                 vec!["agent-*".into()],
             )
             .unwrap();
-        let before_revoke = gate.ledger.state().caller("sdk").unwrap().unwrap();
+        let before_revoke = Records(gate.ledger.state()).caller("sdk").unwrap().unwrap();
         gate.revoke_caller("admin-token", "sdk").unwrap();
         assert!(gate.caller_by_token(&revoked_token).is_none());
 
@@ -719,7 +718,7 @@ mod tests {
             revoked_at: None,
         };
         use sha2::Digest;
-        let state = gate.ledger.state();
+        let state = Records(gate.ledger.state());
         state
             .put_caller("mallory", &serde_json::to_vec(&mallory).unwrap(), true)
             .unwrap();
@@ -788,7 +787,7 @@ mod tests {
             )
             .unwrap();
         gate.governance.save(&gate.ledger, &gate.gate_key, true);
-        let old = gate.ledger.state().governed().unwrap().unwrap();
+        let old = Records(gate.ledger.state()).governed().unwrap().unwrap();
         gate.revoke_caller("admin-token", "a").unwrap();
         let (_, b) = gate
             .add_caller("admin-token", "b", [Role::Read].into(), vec![])
@@ -798,7 +797,7 @@ mod tests {
         let expected = gate.governance.now();
         assert_eq!(expected.through(), size);
 
-        gate.ledger.state().set_governed(&old).unwrap();
+        Records(gate.ledger.state()).set_governed(&old).unwrap();
         drop(gate);
         let mut gate = open(dir.path());
         assert!(
@@ -813,7 +812,7 @@ mod tests {
         // snapshot at all.
         let other =
             note::SignerKey::generate("gate.example/other", note::KeyType::Ed25519).unwrap();
-        let newest = gate.ledger.state().governed().unwrap().unwrap();
+        let newest = Records(gate.ledger.state()).governed().unwrap().unwrap();
         let split = |b: &[u8]| {
             let at = b
                 .iter()
@@ -836,7 +835,7 @@ mod tests {
         };
         let swapped = [old_note, newest_body].concat();
         for bad in [forged, swapped, b"not a note".to_vec()] {
-            gate.ledger.state().set_governed(&bad).unwrap();
+            Records(gate.ledger.state()).set_governed(&bad).unwrap();
             drop(gate);
             let reopened = open(dir.path());
             assert_eq!(refused(&reopened, Refused::Snapshot), 1);
@@ -921,8 +920,7 @@ mod tests {
             rotated_at: None,
             revoked_at: None,
         };
-        gate.ledger
-            .state()
+        Records(gate.ledger.state())
             .put_caller("old", &serde_json::to_vec(&record).unwrap(), true)
             .unwrap();
         gate.read_log().unwrap();

@@ -29,6 +29,7 @@ mod metrics;
 mod permits;
 mod portal;
 mod read;
+pub mod records;
 pub mod serve;
 mod startup;
 mod webhooks;

@@ -18,6 +18,7 @@ use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
 use serde::Deserialize;
 
 use crate::http::{json_body, text, Credentials};
+use crate::records::Records;
 use crate::{Gate, GateError};
 
 /// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
@@ -146,10 +147,9 @@ pub(crate) async fn policy_bundle(
     Path(version): Path<String>,
 ) -> Result<Response, GateError> {
     gate.may_read(&creds)?;
-    let p =
-        gate.ledger.state().policy(&version)?.ok_or_else(|| {
-            GateError::NotFound(format!("policy version {version} is not published"))
-        })?;
+    let p = Records(gate.ledger.state())
+        .policy(&version)?
+        .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
 }
 

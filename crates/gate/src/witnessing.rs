@@ -12,6 +12,7 @@
 //! dies). The holder records each checkpoint cosigned to the quorum in the
 //! shared state; the other gates serve that one.
 
+use crate::records::Records;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -205,8 +206,10 @@ impl Witnessing {
                     }
                     if ledger.shared() {
                         let (l, n) = (ledger.clone(), note.clone());
-                        let shared =
-                            tokio::task::spawn_blocking(move || l.state().set_cosigned(&n)).await;
+                        let shared = tokio::task::spawn_blocking(move || {
+                            Records(l.state()).set_cosigned(&n)
+                        })
+                        .await;
                         if !matches!(shared, Ok(Ok(()))) {
                             tracing::warn!("recording the cosigned checkpoint for the other gates");
                         }
@@ -246,7 +249,8 @@ impl Witnessing {
     /// verifies under the quorum and is newer.
     async fn follow(&self, ledger: &Ledger) {
         let l = ledger.clone();
-        let Ok(Ok(Some(note))) = tokio::task::spawn_blocking(move || l.state().cosigned()).await
+        let Ok(Ok(Some(note))) =
+            tokio::task::spawn_blocking(move || Records(l.state()).cosigned()).await
         else {
             return;
         };

@@ -128,8 +128,8 @@ pub fn copy_to_postgres(
         )));
     }
 
-    for prefix in crate::state::PREFIXES {
-        let pairs = src.state_scan(prefix)?;
+    for ns in crate::state::Namespace::all() {
+        let pairs = src.state_scan(&[ns.prefix()])?;
         let refs: Vec<(&[u8], &[u8])> = pairs
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))

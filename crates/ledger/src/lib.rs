@@ -16,8 +16,9 @@
 //! hands them, as plain data, to a storage backend through the `LogStore`
 //! trait (`store.rs`: reads, an atomic insert, a sync); the hash caches sit
 //! above whichever backend is used, and recovery is the same code for all of
-//! them. State that is not the log (policy bundles, the active version) is
-//! behind [`State`] (`state.rs`), in the same backend.
+//! them. State that is not the log — a namespaced key-value space with
+//! compare-and-swap, whose values mean what its user says (the gate's
+//! records) — is behind [`State`] (`state.rs`), in the same backend.
 //!
 //! Layout on disk (one RocksDB key space, one-byte prefixes, big-endian u64s):
 //!
@@ -28,12 +29,7 @@
 //! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
 //! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
-//! | `p` ‖ policy version     | state: a published bundle ([`State`])   |
-//! | `a`                      | state: the active policy version        |
-//! | `s`                      | state: the shadow policy version (empty: none) |
-//! | `r` ‖ approval id        | state: an approval request and its votes |
-//! | `k` ‖ caller name        | state: a caller's record                |
-//! | `g`                      | state: the gate's signed governance snapshot |
+//! | any other letter ‖ key   | state: a [`Namespace`] of [`State`] (the gate's: `gate/src/records.rs`) |
 //!
 //! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL
 //! one at a time and in order, and nothing is answered or served before an
@@ -58,7 +54,7 @@ use tlog::{Hash, Tile};
 
 pub use copy::{copy_to_postgres, Copied};
 pub use sequencer::{SyncFault, WriteFault};
-pub use state::{PublishedPolicy, State};
+pub use state::{Exclusive, Namespace, State};
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
 pub const MAX_LEAF_SIZE: usize = tlog::MAX_ENTRY_SIZE;

@@ -1,65 +1,66 @@
-//! State that is not the log: what the gate keeps beside it, durably, in the
-//! backend's small key-value space (today the policy bundles and the active
-//! version, the callers; approvals and counters are to join them here).
+//! State that is not the log: a small key-value space beside it, in the same
+//! backend, for whatever its user keeps there (the gate: its records —
+//! policy bundles, callers, approval requests, snapshots; `gate/src/records.rs`).
+//! What the values mean is the user's, as what the leaves mean is.
 //!
-//! Keys, one-byte prefixes that no log key uses (see the crate docs):
-//!
-//! | key                | value                                              |
-//! |--------------------|----------------------------------------------------|
-//! | `p` ‖ version      | published-at (u64 BE UNIX ns) ‖ bundle bytes       |
-//! | `a`                | the active policy version                          |
-//! | `s`                | the shadow policy version (empty: none)            |
-//! | `r` ‖ approval id  | an approval request and its votes (the gate's JSON) |
-//! | `k` ‖ caller name  | the caller's record (opaque bytes; the gate's JSON) |
-//! | `w`                | the newest checkpoint cosigned to the witness quorum (note text) |
-//! | `g`                | the gate's signed snapshot of what the log's governance entries say (note text) |
-//!
-//! Bundles are opaque bytes here; the gate parses them (the `policy` crate)
-//! and names them by content digest before storing. Every write is durable
-//! when it returns, and writes are serialized, so a check and the write it
-//! guards cannot interleave with another writer's.
+//! Keys are a [`Namespace`] (a one-byte prefix: a lowercase ASCII letter the
+//! log's own keys do not use, see the crate docs) and the user's key bytes.
+//! Every write is durable when it returns. Writes through one `State` are
+//! serialized, and [`State::exclusive`] holds that order across a read and
+//! the write it guards; [`State::swap`] is a compare-and-swap in the store
+//! itself, atomic across every process sharing it (PostgreSQL).
 
 use std::sync::{Arc, Mutex};
 
 use crate::store::LogStore;
 use crate::Error;
 
-/// Policy bundles: `p` ‖ version.
-/// Every state key starts with one of these (for copying the state).
-pub(crate) const PREFIXES: [&[u8]; 7] = [b"p", b"a", b"s", b"r", b"k", b"w", b"g"];
+/// The prefixes of the log's own keys (`h`, `e`, `l`, `i`, `c`).
+const LOG_PREFIXES: &[u8] = b"heilc";
 
-const POLICY: u8 = b'p';
+/// A namespace of the state: a one-byte key prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Namespace(u8);
 
-const COSIGNED: &[u8] = b"w";
-/// The gate's snapshot of the governance entries folded: the single key `g`.
-const GOVERNED: &[u8] = b"g";
-/// The active policy version: the single key `a`.
-const ACTIVE_POLICY: &[u8] = b"a";
-/// The shadow policy version (evaluated beside the active one, never
-/// enforced): the single key `s`, empty when there is none.
-const SHADOW_POLICY: &[u8] = b"s";
+impl Namespace {
+    /// The namespace with this prefix.
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` is not a lowercase ASCII letter, or is one of the log's
+    /// (in a `const`, at compile time).
+    #[must_use]
+    pub const fn new(prefix: u8) -> Namespace {
+        assert!(
+            prefix.is_ascii_lowercase(),
+            "a namespace is a lowercase ASCII letter"
+        );
+        let mut i = 0;
+        while i < LOG_PREFIXES.len() {
+            assert!(prefix != LOG_PREFIXES[i], "the log's keys use this prefix");
+            i += 1;
+        }
+        Namespace(prefix)
+    }
 
-/// Callers: `k` ‖ name.
-const CALLER: u8 = b'k';
+    /// Every namespace there can be (copying the whole state).
+    pub(crate) fn all() -> impl Iterator<Item = Namespace> {
+        (b'a'..=b'z')
+            .filter(|p| !LOG_PREFIXES.contains(p))
+            .map(Namespace)
+    }
 
-/// Approval requests: `r` ‖ id.
-const APPROVAL: u8 = b'r';
+    /// Its prefix byte.
+    pub(crate) fn prefix(self) -> u8 {
+        self.0
+    }
 
-fn approval_key(id: &str) -> Vec<u8> {
-    let mut k = vec![APPROVAL];
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-/// A published policy bundle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublishedPolicy {
-    /// Its version (content digest).
-    pub version: String,
-    /// When it was first published, UNIX nanoseconds.
-    pub published_at_ns: u64,
-    /// The bundle's bytes.
-    pub bytes: Vec<u8>,
+    fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + key.len());
+        k.push(self.0);
+        k.extend_from_slice(key);
+        k
+    }
 }
 
 /// The state beside the log. Get it from [`crate::Ledger::state`].
@@ -69,27 +70,29 @@ pub struct State {
     lock: Mutex<()>,
 }
 
-fn policy_key(version: &str) -> Vec<u8> {
-    let mut k = vec![POLICY];
-    k.extend_from_slice(version.as_bytes());
-    k
+/// The state while [`State::exclusive`] holds its writers' lock.
+pub struct Exclusive<'a> {
+    store: &'a dyn LogStore,
 }
 
-fn caller_key(name: &str) -> Vec<u8> {
-    let mut k = vec![CALLER];
-    k.extend_from_slice(name.as_bytes());
-    k
-}
+impl Exclusive<'_> {
+    /// The value of `key` in `ns`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn get(&self, ns: Namespace, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.store.state_get(&ns.key(key))
+    }
 
-fn decode(version: &[u8], value: &[u8]) -> Result<PublishedPolicy, Error> {
-    let corrupt = || Error::Corrupt("malformed policy record".into());
-    let version = String::from_utf8(version.to_vec()).map_err(|_| corrupt())?;
-    let at = value.get(..8).ok_or_else(corrupt)?;
-    Ok(PublishedPolicy {
-        version,
-        published_at_ns: u64::from_be_bytes(at.try_into().expect("8 bytes")),
-        bytes: value[8..].to_vec(),
-    })
+    /// Writes `value` under `key` in `ns`, durably.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put(&self, ns: Namespace, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.store.state_put(&[(&ns.key(key), value)])
+    }
 }
 
 impl State {
@@ -100,247 +103,86 @@ impl State {
         }
     }
 
-    /// Stores bundle `bytes` as `version`, durably. Publishing a version that
-    /// exists keeps the original (versions are content digests, so the bytes
-    /// mean the same policy) and returns false.
+    /// The value of `key` in `ns`.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn publish_policy(&self, version: &str, bytes: &[u8], now_ns: u64) -> Result<bool, Error> {
-        let key = policy_key(version);
-        let _guard = self.lock.lock().expect("state lock");
-        if self.store.state_get(&key)?.is_some() {
-            return Ok(false);
-        }
-        let mut value = now_ns.to_be_bytes().to_vec();
-        value.extend_from_slice(bytes);
-        self.store.state_put(&[(&key, &value)])?;
-        Ok(true)
+    pub fn get(&self, ns: Namespace, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.store.state_get(&ns.key(key))
     }
 
-    /// The bundle published as `version`.
+    /// Every key (without the prefix) and value in `ns`, in key order.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn policy(&self, version: &str) -> Result<Option<PublishedPolicy>, Error> {
-        self.store
-            .state_get(&policy_key(version))?
-            .map(|v| decode(version.as_bytes(), &v))
-            .transpose()
-    }
-
-    /// Every published bundle's version and publication time, by version.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn policy_versions(&self) -> Result<Vec<(String, u64)>, Error> {
-        self.store
-            .state_scan(&[POLICY])?
-            .into_iter()
-            .map(|(k, v)| {
-                let p = decode(&k[1..], v.get(..8).unwrap_or(&[]))?;
-                Ok((p.version, p.published_at_ns))
-            })
-            .collect()
-    }
-
-    /// Makes `version` the active policy, durably and atomically.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] if it was never published; a storage error.
-    pub fn activate_policy(&self, version: &str) -> Result<(), Error> {
-        let _guard = self.lock.lock().expect("state lock");
-        if self.store.state_get(&policy_key(version))?.is_none() {
-            return Err(Error::NotFound(format!(
-                "policy version {version} is not published"
-            )));
-        }
-        self.store.state_put(&[(ACTIVE_POLICY, version.as_bytes())])
-    }
-
-    /// Makes `version` the shadow policy (`None`: no shadow), durably.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] if it was never published; a storage error.
-    pub fn shadow_policy_set(&self, version: Option<&str>) -> Result<(), Error> {
-        let _guard = self.lock.lock().expect("state lock");
-        if let Some(v) = version {
-            if self.store.state_get(&policy_key(v))?.is_none() {
-                return Err(Error::NotFound(format!(
-                    "policy version {v} is not published"
-                )));
-            }
-        }
-        self.store
-            .state_put(&[(SHADOW_POLICY, version.unwrap_or("").as_bytes())])
-    }
-
-    /// Replaces approval request `id`'s record with `record`, durably, only
-    /// if it is still `expected` (`None`: there is none): whether it did.
-    /// Atomic across every gate of a shared log (compare-and-swap in the
-    /// store), so two votes on two gates never overwrite each other.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn swap_approval(
-        &self,
-        id: &str,
-        expected: Option<&[u8]>,
-        record: &[u8],
-    ) -> Result<bool, Error> {
-        let _guard = self.lock.lock().expect("state lock");
-        self.store.state_swap(&approval_key(id), expected, record)
-    }
-
-    /// Approval request `id`'s record.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn approval(&self, id: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.store.state_get(&approval_key(id))
-    }
-
-    /// Every approval request's record, by id.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn approvals(&self) -> Result<Vec<Vec<u8>>, Error> {
+    pub fn scan(&self, ns: Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
         Ok(self
             .store
-            .state_scan(&[APPROVAL])?
+            .state_scan(&[ns.0])?
             .into_iter()
-            .map(|(_, v)| v)
+            .map(|(mut k, v)| {
+                k.remove(0);
+                (k, v)
+            })
             .collect())
     }
 
-    /// The shadow policy version, if one is set.
+    /// Writes `value` under `key` in `ns`, durably.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn shadow_policy(&self) -> Result<Option<String>, Error> {
-        match self.store.state_get(SHADOW_POLICY)? {
-            Some(v) if !v.is_empty() => String::from_utf8(v)
-                .map(Some)
-                .map_err(|_| Error::Corrupt("shadow policy is not UTF-8".into())),
-            _ => Ok(None),
-        }
+    pub fn put(&self, ns: Namespace, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.exclusive(|s| s.put(ns, key, value))
     }
 
-    /// Stores the record of caller `name`, durably. With `create`, a caller
-    /// of that name must not exist yet (returns false and writes nothing if
-    /// it does); without, it must exist.
+    /// Runs `f` with the writers' lock held: a read in it and the write it
+    /// guards cannot interleave with another write through this `State`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] updating a caller that does not exist; a storage error.
-    pub fn put_caller(&self, name: &str, record: &[u8], create: bool) -> Result<bool, Error> {
-        let key = caller_key(name);
+    /// `f`'s.
+    pub fn exclusive<T>(
+        &self,
+        f: impl FnOnce(&Exclusive<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let _guard = self.lock.lock().expect("state lock");
-        let exists = self.store.state_get(&key)?.is_some();
-        if create && exists {
-            return Ok(false);
-        }
-        if !create && !exists {
-            return Err(Error::NotFound(format!("no caller {name:?}")));
-        }
-        self.store.state_put(&[(&key, record)])?;
-        Ok(true)
+        f(&Exclusive {
+            store: self.store.as_ref(),
+        })
     }
 
-    /// The record of caller `name`.
+    /// Compare-and-swap: writes `new` under `key` in `ns`, durably, only if
+    /// the value is `expected` (`None`: absent); whether it wrote. Atomic in
+    /// the store, across every process that shares it.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn caller(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.store.state_get(&caller_key(name))
-    }
-
-    /// Every caller's name and record, by name.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or a name that is not UTF-8.
-    pub fn callers(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        self.store
-            .state_scan(&[CALLER])?
-            .into_iter()
-            .map(|(k, v)| {
-                let name = String::from_utf8(k[1..].to_vec())
-                    .map_err(|_| Error::Corrupt("a caller name is not UTF-8".into()))?;
-                Ok((name, v))
-            })
-            .collect()
-    }
-
-    /// The active policy version, if one was activated.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn active_policy(&self) -> Result<Option<String>, Error> {
-        self.store
-            .state_get(ACTIVE_POLICY)?
-            .map(|v| {
-                String::from_utf8(v)
-                    .map_err(|_| Error::Corrupt("active policy is not UTF-8".into()))
-            })
-            .transpose()
-    }
-
-    /// Records `note`, a checkpoint cosigned to the witness quorum, for the
-    /// other gates on a shared log to serve.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_cosigned(&self, note: &str) -> Result<(), Error> {
+    pub fn swap(
+        &self,
+        ns: Namespace,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, Error> {
         let _guard = self.lock.lock().expect("state lock");
-        self.store.state_put(&[(COSIGNED, note.as_bytes())])
+        self.store.state_swap(&ns.key(key), expected, new)
     }
+}
 
-    /// The newest cosigned checkpoint recorded (see [`State::set_cosigned`]).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn cosigned(&self) -> Result<Option<String>, Error> {
-        self.store
-            .state_get(COSIGNED)?
-            .map(|v| {
-                String::from_utf8(v)
-                    .map_err(|_| Error::Corrupt("cosigned checkpoint is not UTF-8".into()))
-            })
-            .transpose()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Records the gate's signed snapshot of what the log's governance
-    /// entries say up to some size (opaque here; the gate signs and checks
-    /// it), so a restart folds only the entries after it.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_governed(&self, note: &[u8]) -> Result<(), Error> {
-        let _guard = self.lock.lock().expect("state lock");
-        self.store.state_put(&[(GOVERNED, note)])
-    }
-
-    /// The snapshot recorded by [`State::set_governed`], if any.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn governed(&self) -> Result<Option<Vec<u8>>, Error> {
-        self.store.state_get(GOVERNED)
+    #[test]
+    fn every_namespace_is_a_letter_the_log_does_not_use() {
+        let all: Vec<u8> = Namespace::all().map(|n| n.0).collect();
+        assert_eq!(all.len(), 26 - LOG_PREFIXES.len());
+        assert!(all.iter().all(|p| !LOG_PREFIXES.contains(p)));
+        assert!(std::panic::catch_unwind(|| Namespace::new(b'e')).is_err());
+        assert!(std::panic::catch_unwind(|| Namespace::new(b'P')).is_err());
     }
 }

@@ -580,53 +580,52 @@ fn recovery_refuses_a_wrong_key_and_a_tampered_log() {
     assert!(err.to_string().contains("root recomputed"), "{err}");
 }
 
+/// The state beside the log: namespaced values, written durably, read back
+/// after a reopen; compare-and-swap writes only over the expected value; a
+/// scan sees one namespace only; the log is untouched by state writes.
 #[test]
-fn policy_store_publishes_activates_and_survives_reopen() {
+fn state_is_namespaced_swappable_and_survives_reopen() {
+    use ledger::Namespace;
+    const A: Namespace = Namespace::new(b'p');
+    const B: Namespace = Namespace::new(b'k');
     let dir = tempfile::tempdir().unwrap();
     let k = key();
     {
         let l = Ledger::open(dir.path(), k.clone(), opts(16)).unwrap();
-        assert_eq!(l.state().active_policy().unwrap(), None);
-        assert!(l
-            .state()
-            .publish_policy("sha256:aa", b"bundle a", 5)
-            .unwrap());
-        assert!(
-            !l.state()
-                .publish_policy("sha256:aa", b"other bytes", 6)
-                .unwrap(),
-            "first publication wins"
-        );
-        assert!(l
-            .state()
-            .publish_policy("sha256:bb", b"bundle b", 7)
-            .unwrap());
-        assert!(matches!(
-            l.state().activate_policy("sha256:cc"),
-            Err(Error::NotFound(_))
-        ));
-        l.state().activate_policy("sha256:aa").unwrap();
-        l.state().activate_policy("sha256:bb").unwrap();
-        // The log itself is untouched by policy writes.
+        let s = l.state();
+        assert_eq!(s.get(A, b"x").unwrap(), None);
+        s.put(A, b"x", b"one").unwrap();
+        s.put(A, b"y", b"two").unwrap();
+        s.put(B, b"x", b"other namespace").unwrap();
+        assert!(!s.swap(A, b"x", Some(b"stale"), b"lost").unwrap());
+        assert!(s.swap(A, b"x", Some(b"one"), b"three").unwrap());
+        assert!(!s.swap(A, b"z", Some(b"one"), b"lost").unwrap());
+        assert!(s.swap(A, b"z", None, b"new").unwrap());
+        let wrote = s
+            .exclusive(|e| match e.get(B, b"x")? {
+                Some(_) => Ok(false),
+                None => e.put(B, b"x", b"never").map(|()| true),
+            })
+            .unwrap();
+        assert!(!wrote);
+        // The log itself is untouched by state writes.
         l.append_blocking(leaf("x"), b"x".to_vec()).unwrap();
         assert_eq!(l.lookup(b"x").unwrap().map(|(i, _)| i), Some(0));
-        assert_eq!(l.lookup(b"y").unwrap(), None);
     }
     let l = Ledger::open(dir.path(), k, opts(16)).unwrap();
+    let s = l.state();
     assert_eq!(
-        l.state().active_policy().unwrap().as_deref(),
-        Some("sha256:bb")
+        s.scan(A).unwrap(),
+        vec![
+            (b"x".to_vec(), b"three".to_vec()),
+            (b"y".to_vec(), b"two".to_vec()),
+            (b"z".to_vec(), b"new".to_vec()),
+        ]
     );
     assert_eq!(
-        l.state().policy_versions().unwrap(),
-        vec![("sha256:aa".to_string(), 5), ("sha256:bb".to_string(), 7)]
+        s.get(B, b"x").unwrap().as_deref(),
+        Some(&b"other namespace"[..])
     );
-    let a = l.state().policy("sha256:aa").unwrap().unwrap();
-    assert_eq!(
-        (a.bytes.as_slice(), a.published_at_ns),
-        (&b"bundle a"[..], 5)
-    );
-    assert_eq!(l.state().policy("sha256:zz").unwrap(), None);
     check_whole_log(&l);
 }
 
