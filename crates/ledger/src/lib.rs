@@ -54,7 +54,7 @@ use tlog::{Hash, Tile};
 
 pub use copy::{copy_to_postgres, Copied};
 pub use sequencer::{SyncFault, WriteFault};
-pub use state::{Exclusive, Namespace, State};
+pub use state::{Exclusive, Namespace, Pairs, State};
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
 pub const MAX_LEAF_SIZE: usize = tlog::MAX_ENTRY_SIZE;

@@ -63,6 +63,9 @@ impl Namespace {
     }
 }
 
+/// Keys and values, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The state beside the log. Get it from [`crate::Ledger::state`].
 pub struct State {
     store: Arc<dyn LogStore>,
@@ -117,7 +120,7 @@ impl State {
     /// # Errors
     ///
     /// A storage error.
-    pub fn scan(&self, ns: Namespace) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn scan(&self, ns: Namespace) -> Result<Pairs, Error> {
         Ok(self
             .store
             .state_scan(&[ns.0])?
