@@ -19,14 +19,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::callers::{Caller, Role};
-use crate::http::{json_body, Credentials};
 use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
@@ -360,99 +355,71 @@ impl Gate {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct VoteBody {
-    /// `approve` or `reject`.
-    vote: String,
-    #[serde(default)]
-    note: Option<String>,
-}
+impl Gate {
+    /// `caller`'s vote on request `id` ([`Gate::vote`]) under the request's
+    /// actor lock, here and across gates, so a vote and a decision that
+    /// would use the approvals never interleave.
+    pub(crate) async fn cast_vote(
+        self: &Arc<Self>,
+        caller: Arc<Caller>,
+        id: String,
+        approve: bool,
+        note: Option<String>,
+    ) -> Result<protocol::ApprovalView, GateError> {
+        let actor = self
+            .approval(&id)?
+            .and_then(|r| r.request["actor"]["id"].as_str().map(str::to_string))
+            .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+        let _local = self.history.actor(&actor).lock_owned().await;
+        let _held = self.hold(&format!("actor/{actor}")).await?;
+        let gate = self.clone();
+        tokio::task::spawn_blocking(move || gate.vote(&caller, &id, approve, note))
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))?
+    }
 
-/// `POST /v1/approvals/{id}` `{"vote": "approve"|"reject", "note"?}`: a
-/// caller with `approve` (never the one that asked) votes.
-pub(crate) async fn vote(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    UrlPath(id): UrlPath<String>,
-    body: Body,
-) -> Result<Json<protocol::ApprovalView>, GateError> {
-    let (caller, _) = gate.authenticate(&creds, Role::Approve)?;
-    let bytes = gate.read_body(body, 16 * 1024).await?;
-    let body: VoteBody = json_body(&bytes, "vote")?;
-    let approve = match body.vote.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(GateError::BadInput(format!(
-                "vote {other:?}: approve or reject"
-            )))
+    /// Request `id` and its votes, for a caller with `approve` or `admin`,
+    /// or the caller that asked.
+    pub(crate) fn approval_view(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<protocol::ApprovalView, GateError> {
+        let r = self
+            .approval(id)?
+            .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
+        if !(caller.has(Role::Approve) || caller.has(Role::Admin) || caller.name == r.requested_by)
+        {
+            return Err(GateError::Forbidden(format!(
+                "caller {} neither approves nor asked for {id}",
+                caller.name
+            )));
         }
-    };
-    if body.note.as_ref().is_some_and(|n| n.len() > 1024) {
-        return Err(GateError::BadInput("note: at most 1024 bytes".into()));
+        Ok(r.answer(now_ns()))
     }
-    // The request's actor lock, here and across gates (see `Gate::vote`).
-    let actor = gate
-        .approval(&id)?
-        .and_then(|r| r.request["actor"]["id"].as_str().map(str::to_string))
-        .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
-    let _local = gate.history.actor(&actor).lock_owned().await;
-    let _held = gate.hold(&format!("actor/{actor}")).await?;
-    tokio::task::spawn_blocking(move || gate.vote(&caller, &id, approve, body.note))
-        .await
-        .map_err(|e| GateError::Internal(e.to_string()))?
-        .map(Json)
-}
 
-/// `GET /v1/approvals/{id}`: the request and its votes, for a caller with
-/// `approve` or `admin`, or the caller that asked.
-pub(crate) async fn get(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<protocol::ApprovalView>, GateError> {
-    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
-    let r = gate
-        .approval(&id)?
-        .ok_or_else(|| GateError::NotFound(format!("no approval request {id}")))?;
-    if !(caller.has(Role::Approve) || caller.has(Role::Admin) || caller.name == r.requested_by) {
-        return Err(GateError::Forbidden(format!(
-            "caller {} neither approves nor asked for {id}",
-            caller.name
-        )));
-    }
-    Ok(Json(r.answer(now_ns())))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ListQuery {
-    #[serde(default)]
-    all: bool,
-}
-
-/// `GET /v1/approvals[?all=true]`: the live requests (all with `all`), for a
-/// caller with `approve` or `admin`.
-pub(crate) async fn list(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<protocol::ApprovalList>, GateError> {
-    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
-    if !(caller.has(Role::Approve) || caller.has(Role::Admin)) {
-        return Err(GateError::Forbidden(format!(
-            "caller {} lacks the approve role",
-            caller.name
-        )));
-    }
-    let now = now_ns();
-    let mut out = Vec::new();
-    for bytes in Records(gate.ledger.state()).approvals()? {
-        let r: Request = serde_json::from_slice(&bytes)
-            .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
-        if q.all || r.live(now) {
-            out.push(r.answer(now));
+    /// The live requests (all of them with `all`), for a caller with
+    /// `approve` or `admin`.
+    pub(crate) fn approval_list(
+        &self,
+        caller: &Caller,
+        all: bool,
+    ) -> Result<protocol::ApprovalList, GateError> {
+        if !(caller.has(Role::Approve) || caller.has(Role::Admin)) {
+            return Err(GateError::Forbidden(format!(
+                "caller {} lacks the approve role",
+                caller.name
+            )));
         }
+        let now = now_ns();
+        let mut out = Vec::new();
+        for bytes in Records(self.ledger.state()).approvals()? {
+            let r: Request = serde_json::from_slice(&bytes)
+                .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
+            if all || r.live(now) {
+                out.push(r.answer(now));
+            }
+        }
+        Ok(protocol::ApprovalList { approvals: out })
     }
-    Ok(Json(protocol::ApprovalList { approvals: out }))
 }

@@ -11,20 +11,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::Json;
 use note::ProofBundle;
 use policy::{EvalInput, Evaluation};
 use protocol::{
     format_rfc3339_ns, parse_receipt, policy_derived, receipt_derived, Decision, DecisionRequest,
-    DecisionResponse, PolicyRef, ReceiptBody, MAX_BODY_BYTES, RECEIPT_FORMAT,
+    DecisionResponse, PolicyRef, ReceiptBody, RECEIPT_FORMAT,
 };
 
 use crate::active::engine_name;
 use crate::approvals::Lifecycle as _;
 use crate::callers::{Authorized, Role};
-use crate::http::Credentials;
 use crate::metrics::Outcome;
 use crate::{now_ns, Gate, GateError};
 
@@ -42,41 +38,6 @@ struct Bound {
     /// With a shadow policy: its decision beside the enforced one, for the
     /// metrics of decisions (not of unlogged evaluations).
     shadowed: Option<(Decision, Decision)>,
-}
-
-pub(crate) async fn decide(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    body: Body,
-) -> Result<Json<DecisionResponse>, GateError> {
-    let who = match gate.authorize(&creds, Role::Decide) {
-        Ok(who) => who,
-        Err(e) => {
-            gate.metrics.record(&Outcome::Unauthorized, 0.0);
-            return Err(e);
-        }
-    };
-    match gate.read_body(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gate.decide(&who, &bytes).await.map(Json),
-        Err(e) => {
-            gate.metrics.record(&Outcome::of_error(&e), 0.0);
-            Err(e)
-        }
-    }
-}
-
-/// `POST /v1/evaluations`: what the active policy would decide on a
-/// request, evaluated exactly as a decision is (the contract, the caller's
-/// binding, the derived context) but neither signed nor logged: advice, never
-/// a permit. The MCP gateway's `--hide-denied` lists tools with it.
-pub(crate) async fn evaluate(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    body: Body,
-) -> Result<Json<protocol::EvaluationResponse>, GateError> {
-    let who = gate.authorize(&creds, Role::Decide)?;
-    let bytes = gate.read_body(body, MAX_BODY_BYTES).await?;
-    gate.evaluate(&who, &bytes).await.map(Json)
 }
 
 impl Gate {

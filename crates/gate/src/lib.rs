@@ -14,7 +14,6 @@
 mod active;
 mod admin;
 mod approvals;
-mod authzen;
 pub mod callers;
 pub mod config;
 mod decide;
@@ -27,9 +26,8 @@ mod history;
 pub mod http;
 mod metrics;
 mod permits;
-mod portal;
-mod read;
 pub mod records;
+mod replay;
 pub mod serve;
 mod startup;
 mod webhooks;
@@ -39,15 +37,13 @@ pub mod workers;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::routing::{get, post};
-use axum::Router;
 use ledger::Ledger;
 use note::{SignerKey, VerifierKey};
 
 pub use active::ActivePolicy;
 pub use config::{Config, ConfigError, ListenAddr, LogFormat, Mode};
 pub use error::GateError;
-pub use http::{Credentials, TlsPeer, UnixPeer};
+pub use http::{router, Credentials, TlsPeer, UnixPeer};
 pub use metrics::Metrics;
 pub use protocol::NewCaller;
 pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError, DEMO_ACTORS};
@@ -386,99 +382,4 @@ pub(crate) fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970");
     i64::try_from(d.as_nanos()).expect("clock before 2262")
-}
-
-/// The whole HTTP API.
-pub fn router(gate: Arc<Gate>) -> Router {
-    Router::new()
-        .route("/v1/decisions", post(decide::decide))
-        .route("/v1/replay", post(read::replay))
-        .route("/v1/whoami", get(read::whoami))
-        .route("/v1/approvals", get(approvals::list))
-        .route(
-            "/v1/approvals/{id}",
-            get(approvals::get).post(approvals::vote),
-        )
-        .route("/v1/evaluations", post(decide::evaluate))
-        .route("/v1/receipts/{receipt_id}", get(read::receipt))
-        .route("/v1/permits/{receipt_id}/redeem", post(permits::redeem))
-        .route("/v1/proofs/inclusion", get(read::inclusion))
-        .route("/v1/proofs/consistency", get(read::consistency))
-        .route("/v1/checkpoints/{size}", get(read::checkpoint))
-        .route("/v1/policies/{version}", get(read::policy_bundle))
-        .route(
-            "/v1/admin/callers",
-            get(admin::list_callers).post(admin::add_caller),
-        )
-        .route(
-            "/v1/admin/callers/{name}/revoke",
-            post(admin::revoke_caller),
-        )
-        .route(
-            "/v1/admin/callers/{name}/rotate",
-            post(admin::rotate_caller),
-        )
-        .route("/v1/admin/policies", get(admin::list).post(admin::publish))
-        .route("/v1/admin/policies/shadow", post(admin::shadow))
-        .route(
-            "/v1/admin/policies/{version}/activate",
-            post(admin::activate),
-        )
-        .route("/log/checkpoint", get(read::latest_checkpoint))
-        .route("/log/tile/{*path}", get(read::tile))
-        .route("/healthz", get(read::healthz))
-        .route("/readyz", get(read::readyz))
-        .route("/metrics", get(read::metrics))
-        .route(authzen::EVALUATION, post(authzen::evaluation))
-        .route(authzen::EVALUATIONS, post(authzen::evaluations))
-        .route(authzen::CONFIGURATION, get(authzen::configuration))
-        .merge(portal::routes())
-        .route_layer(axum::middleware::from_fn(traced))
-        .with_state(gate)
-}
-
-/// Every request in a server span (target `telemetry::TARGET`: exported
-/// only when tracing is on, else disabled at its callsite) named after its
-/// route, continuing the trace its `traceparent` names; the decision,
-/// evaluation and admin spans are its children.
-async fn traced(
-    route: axum::extract::MatchedPath,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let span = tracing::info_span!(
-        target: telemetry::TARGET,
-        "request",
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        http.route = route.as_str(),
-        http.response.status_code = tracing::field::Empty,
-    );
-    if span.is_disabled() {
-        return next.run(request).await;
-    }
-    span.record(
-        "otel.name",
-        format!("{} {}", request.method(), route.as_str()).as_str(),
-    );
-    let headers = request.headers();
-    telemetry::continue_trace(&span, &|k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
-    // The log lines of this request carry its trace and span ids (a span
-    // at the highest level, so every log level shows it).
-    let logged = match telemetry::ids(&span) {
-        Some((trace_id, span_id)) => {
-            tracing::error_span!("traced", trace_id = %trace_id, span_id = %span_id)
-        }
-        None => tracing::Span::none(),
-    };
-    let run = tracing::Instrument::instrument(next.run(request), span.clone());
-    let response = tracing::Instrument::instrument(run, logged).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    response
 }

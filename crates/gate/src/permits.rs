@@ -15,28 +15,12 @@
 //! (recorded in the entry), and the same key is answered with the
 //! redemption it made.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::Json;
 use protocol::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::callers::{Caller, Role};
-use crate::http::{json_body, Credentials};
+use crate::callers::Caller;
 use crate::{Gate, GateError};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RedeemBody {
-    /// The surface the permit is honoured at.
-    surface: String,
-    /// The redeemer's own key for this redemption (its retries send it again).
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
 
 /// A redemption, as answered (and, for a second one, as the first is named).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +49,7 @@ fn redeem_key(receipt_id: &str) -> Vec<u8> {
 
 impl Gate {
     /// Redeems the PERMIT `receipt_id` at `surface` for `caller`.
-    async fn redeem(
+    pub(crate) async fn redeem(
         &self,
         caller: &Caller,
         receipt_id: &str,
@@ -150,25 +134,4 @@ impl Gate {
             idempotency_key: g.subject["idempotency_key"].as_str().map(str::to_string),
         })
     }
-}
-
-/// `POST /v1/permits/{receipt_id}/redeem` `{"surface"}`: a caller with
-/// `redeem` marks a PERMIT used, exactly once.
-pub(crate) async fn redeem(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    UrlPath(receipt_id): UrlPath<String>,
-    body: Body,
-) -> Result<Json<Redemption>, GateError> {
-    let (caller, _) = gate.authenticate(&creds, Role::Redeem)?;
-    let bytes = gate.read_body(body, 4 * 1024).await?;
-    let body: RedeemBody = json_body(&bytes, "redemption")?;
-    gate.redeem(
-        &caller,
-        &receipt_id,
-        &body.surface,
-        body.idempotency_key.as_deref(),
-    )
-    .await
-    .map(Json)
 }

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-const INDEX: &str = include_str!("../portal/index.html");
-const APP: &str = include_str!("../portal/app.js");
-const CSS: &str = include_str!("../portal/portal.css");
+const INDEX: &str = include_str!("../../portal/index.html");
+const APP: &str = include_str!("../../portal/app.js");
+const CSS: &str = include_str!("../../portal/portal.css");
 
 /// No inline script or style, nothing from elsewhere, never in a frame.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

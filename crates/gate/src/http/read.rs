@@ -1,5 +1,5 @@
-//! The read/portal API: receipts, proofs, checkpoints, C2SP tlog-tiles,
-//! policy bundles for replay, replay itself; and the ops endpoints.
+//! The read API: receipts, proofs, checkpoints, C2SP tlog-tiles, policy
+//! bundles for replay, and who a caller is.
 //!
 //! Checkpoints, hash tiles and proofs by index are public (witnesses and
 //! monitors need them). What reveals decisions — receipts by id, proofs by
@@ -8,16 +8,15 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use protocol::{verify_receipt, DecisionResponse, ReplayResponse};
+use protocol::DecisionResponse;
 use serde::Deserialize;
 
-use crate::http::{json_body, text, Credentials};
+use crate::http::{text, Credentials};
 use crate::records::Records;
 use crate::{Gate, GateError};
 
@@ -151,95 +150,4 @@ pub(crate) async fn policy_bundle(
         .policy(&version)?
         .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
-}
-
-/// `POST /v1/replay`: body is a receipt (the signed note) or a saved decision
-/// response. Verifies it with the gate key, re-evaluates its recorded request
-/// and derived context under its recorded policy version, and says whether
-/// the decision is the same.
-pub(crate) async fn replay(
-    State(gate): State<Arc<Gate>>,
-    creds: Credentials,
-    body: Body,
-) -> Result<Json<ReplayResponse>, GateError> {
-    gate.may_read(&creds)?;
-    let bytes = gate.read_body(body, 256 * 1024).await?;
-    let receipt = match json_body::<DecisionResponse>(&bytes, "decision response") {
-        Ok(r) => r.receipt.into_bytes(),
-        Err(_) => bytes.to_vec(),
-    };
-    let body = verify_receipt(&receipt, gate.gate_verifier())
-        .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
-    // Admitted like a decision, evaluated like one (on an evaluation thread).
-    let _admitted = gate.admit()?;
-    let replayed = match &body.policy {
-        None => policy::replay_receipt(&body, None)
-            .map_err(|e| GateError::Internal(format!("replaying: {e}")))?,
-        Some(p) => {
-            // The recorded version, compiled once and kept (bounded); the
-            // recorded request and derived context, decision time included.
-            let (g, version) = (gate.clone(), p.version.clone());
-            let compiled =
-                tokio::task::spawn_blocking(move || g.policies.for_replay(&g.ledger, &version))
-                    .await
-                    .map_err(|e| GateError::Internal(e.to_string()))??;
-            let input = policy::EvalInput {
-                request: body.request.clone(),
-                derived: body
-                    .policy_derived()
-                    .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?,
-            };
-            gate.evaluators.decide(compiled, input).await
-        }
-    };
-    Ok(Json(ReplayResponse::compare(
-        &body,
-        replayed.decision,
-        replayed.reason,
-    )))
-}
-
-/// `GET /healthz`: the process is up.
-pub(crate) async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// `GET /readyz`: ready to decide: the log can commit and a policy is
-/// active. A log that cannot commit (disk full, failed fsync) stays not
-/// ready until the gate is restarted with the cause fixed.
-pub(crate) async fn readyz(State(gate): State<Arc<Gate>>) -> Response {
-    if let Err(why) = gate.ledger.writable() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        )
-            .into_response();
-    }
-    match gate.active_policy() {
-        Some(a) => text(format!("ready: policy {}\n", a.version)),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no policy is active\n",
-        )
-            .into_response(),
-    }
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
-    let body = gate.metrics.render(&crate::metrics::Gauges {
-        log_size: gate.ledger.latest().checkpoint.size,
-        pending: gate.admission_limit - gate.admission.available_permits(),
-        workers: gate.evaluators.workers.is_some(),
-        witness_pusher: gate
-            .witnessing
-            .as_ref()
-            .map(|w| w.leader.load(std::sync::atomic::Ordering::Relaxed)),
-        webhooks: gate.webhooks.as_ref().map(|w| {
-            let c = &w.counts;
-            [&c.delivered, &c.failed, &c.dropped]
-                .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
-        }),
-    });
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
