@@ -1,45 +1,19 @@
-//! The admin operations on policies — publish, activate, shadow, list —
-//! and who may call them: the admin token (compared in constant time) or
-//! a caller with the `admin` role. Callers are `callers.rs`'s; the HTTP
-//! routes are `http/admin.rs`. Every change is a governance entry in the
+//! The admin operations on policies — publish, activate, shadow, list.
+//! Who may call them (the admin token, or a caller with the `admin` role)
+//! is `auth.rs`'s; callers are `callers.rs`'s; the HTTP routes are
+//! `http/admin.rs`. Every change is a governance entry in the
 //! log first.
 
 use std::sync::Arc;
 
 use policy::{Bundle, CompiledPolicy};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::active::engine_name;
-use crate::callers::Role;
-use crate::http::Credentials;
 use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
 impl Gate {
-    /// Who makes an admin call (`admin-token`, or `caller:<name>` with the
-    /// `admin` role), for the log's governance entries.
-    ///
-    /// # Errors
-    ///
-    /// [`GateError::Unauthorized`] or [`GateError::Forbidden`].
-    pub(crate) fn authorize_admin(&self, creds: &Credentials) -> Result<String, GateError> {
-        if creds
-            .bearer
-            .as_ref()
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.admin_token.as_bytes())))
-        {
-            return Ok("admin-token".into());
-        }
-        match self.authenticate(creds, Role::Admin) {
-            Ok((caller, _)) => Ok(format!("caller:{}", caller.name)),
-            Err(e) => {
-                tracing::warn!("admin call refused: {e}");
-                Err(e)
-            }
-        }
-    }
-
     /// Publishes a bundle (`.tar.gz`: a Tollgate bundle with `tollgate.json`,
     /// or an OPA bundle, `entrypoint` naming its Rego entrypoint if its
     /// metadata does not): compiled first (refusing what would fail or be

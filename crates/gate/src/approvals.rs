@@ -25,6 +25,27 @@ use crate::callers::{Caller, Role};
 use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
+/// The approval requests' service state: writes one at a time, the live
+/// requests that hold approvals, and where their events are announced.
+pub(crate) struct Approvals {
+    /// Serializes changes to approval requests (votes, opening, using up).
+    writes: std::sync::Mutex<()>,
+    /// The ids of live approval requests that hold approvals.
+    voted: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// With `approval_webhooks`: notifications of approval requests.
+    pub(crate) webhooks: Option<crate::webhooks::Webhooks>,
+}
+
+impl Approvals {
+    pub(crate) fn new(webhooks: Option<crate::webhooks::Webhooks>) -> Approvals {
+        Approvals {
+            writes: std::sync::Mutex::new(()),
+            voted: std::sync::RwLock::new(std::collections::HashSet::new()),
+            webhooks,
+        }
+    }
+}
+
 /// One vote on an approval request.
 pub(crate) type Vote = protocol::ApprovalVote;
 
@@ -93,7 +114,7 @@ impl Gate {
     /// may hold approvals. While none does, nothing is computed: the
     /// decision path pays one read of an empty set.
     pub(crate) fn voted_request(&self, request: &Value) -> Option<String> {
-        let voted = self.voted.read().expect("voted lock");
+        let voted = self.approvals.voted.read().expect("voted lock");
         if voted.is_empty() {
             return None;
         }
@@ -148,7 +169,7 @@ impl Gate {
     /// start-up, and on a shared log whenever the gate follows it (votes
     /// cast on other gates).
     pub(crate) fn load_votes(&self) -> Result<(), GateError> {
-        let _one_at_a_time = self.approval_writes.lock().expect("approvals lock");
+        let _one_at_a_time = self.approvals.writes.lock().expect("approvals lock");
         let now = now_ns();
         let mut fresh = std::collections::HashSet::new();
         for bytes in Records(self.ledger.state()).approvals()? {
@@ -158,7 +179,7 @@ impl Gate {
                 fresh.insert(r.id);
             }
         }
-        *self.voted.write().expect("voted lock") = fresh;
+        *self.approvals.voted.write().expect("voted lock") = fresh;
         Ok(())
     }
 
@@ -213,7 +234,7 @@ impl Gate {
         caller: &str,
         receipt_id: &str,
     ) -> Result<Value, GateError> {
-        let _one = self.approval_writes.lock().expect("approval lock");
+        let _one = self.approvals.writes.lock().expect("approval lock");
         let now = now_ns();
         let (id, digest) = protocol::approval_id(request);
         let expires = now.saturating_add(
@@ -242,7 +263,7 @@ impl Gate {
             })?;
         if opened {
             tracing::info!(%id, count = fresh.count, "approval requested");
-            if let Some(w) = &self.webhooks {
+            if let Some(w) = &self.approvals.webhooks {
                 w.approval_opened(&serde_json::to_value(&fresh).expect("serializable"));
             }
         }
@@ -252,7 +273,7 @@ impl Gate {
     /// After a durable PERMIT that relied on request `id`'s approvals: they
     /// are used up.
     pub(crate) fn use_approval(&self, id: &str, receipt_id: &str) -> Result<(), GateError> {
-        let _one = self.approval_writes.lock().expect("approval lock");
+        let _one = self.approvals.writes.lock().expect("approval lock");
         self.change_approval(id, |current| {
             Ok((
                 current.map(|mut r| {
@@ -262,7 +283,7 @@ impl Gate {
                 (),
             ))
         })?;
-        self.voted.write().expect("voted lock").remove(id);
+        self.approvals.voted.write().expect("voted lock").remove(id);
         Ok(())
     }
 
@@ -279,7 +300,7 @@ impl Gate {
         approve: bool,
         note: Option<String>,
     ) -> Result<protocol::ApprovalView, GateError> {
-        let _one = self.approval_writes.lock().expect("approval lock");
+        let _one = self.approvals.writes.lock().expect("approval lock");
         let now = now_ns();
         let r = self
             .approval(id)?
@@ -343,7 +364,7 @@ impl Gate {
             }
             Ok((Some(r.clone()), r))
         })?;
-        let mut voted = self.voted.write().expect("voted lock");
+        let mut voted = self.approvals.voted.write().expect("voted lock");
         if approve {
             voted.insert(r.id.clone());
         } else {

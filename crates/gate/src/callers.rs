@@ -235,7 +235,7 @@ impl Gate {
         }
         let token = keyfile::new_token();
         let token_sha256 = hex::encode(digest(&token));
-        let _one_at_a_time = self.callers.changes.lock().expect("callers lock");
+        let _one_at_a_time = self.auth.callers.changes.lock().expect("callers lock");
         self.read_log()?;
         if self.governance.with(|g| g.callers.contains_key(name)) {
             return Err(GateError::BadInput(format!(
@@ -305,7 +305,7 @@ impl Gate {
         name: &str,
         subject: serde_json::Value,
     ) -> Result<Caller, GateError> {
-        let _one_at_a_time = self.callers.changes.lock().expect("callers lock");
+        let _one_at_a_time = self.auth.callers.changes.lock().expect("callers lock");
         let caller = self.caller_logged(name)?;
         if caller.revoked_at.is_some() {
             return Ok(caller);

@@ -544,7 +544,8 @@ impl Gate {
             .governance
             .read(&self.ledger, self.gate_key.verifier())?;
         if changed {
-            self.governance.with(|fold| self.callers.set(&fold.callers));
+            self.governance
+                .with(|fold| self.auth.callers.set(&fold.callers));
         }
         Ok(changed)
     }
@@ -584,7 +585,7 @@ impl Gate {
         }
         // Every caller indexed even if nothing changed since the snapshot.
         let fold = self.governance.now();
-        self.callers.set(&fold.callers);
+        self.auth.callers.set(&fold.callers);
         self.governance.save(&self.ledger, &self.gate_key, true);
         Ok(fold)
     }

@@ -14,6 +14,7 @@
 mod active;
 mod admin;
 mod approvals;
+mod auth;
 pub mod callers;
 pub mod config;
 mod decide;
@@ -88,17 +89,12 @@ pub struct Gate {
     gate_key: SignerKey,
     /// How long a request body may take to arrive (`body_read_timeout_ms`).
     body_read_timeout: std::time::Duration,
-    admin_token: String,
-    public_read: bool,
+    /// Credentials → caller: tokens, mTLS subjects, Unix peers, the
+    /// admin token, `public_read`.
+    pub(crate) auth: auth::Authentication,
     /// Whether it serves HTTPS (`tls_cert`): the scheme of the URLs it
     /// publishes about itself.
     serves_tls: bool,
-    /// Client certificate subjects (common names) and the callers they
-    /// authenticate as.
-    tls_callers: std::collections::BTreeMap<String, String>,
-    /// Unix-socket peer uids and the callers they authenticate as.
-    unix_callers: std::collections::HashMap<u32, String>,
-    callers: callers::Callers,
     /// What the log's governance entries say (callers, policy versions).
     governance: governed::Governance,
     policies: active::Policies,
@@ -107,10 +103,8 @@ pub struct Gate {
     /// On a shared log: the tree size up to which other gates' PERMITs
     /// have been counted (`follow.rs`).
     followed: tokio::sync::Mutex<u64>,
-    /// Serializes changes to approval requests (votes, opening, using up).
-    approval_writes: std::sync::Mutex<()>,
-    /// The ids of live approval requests that hold approvals.
-    voted: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Approval requests: writes, the ones holding votes, webhooks.
+    approvals: approvals::Approvals,
     evaluators: evaluators::Evaluators,
     /// Decision (and replay) requests admitted at once:
     /// `max_pending_decisions`.
@@ -119,8 +113,6 @@ pub struct Gate {
     /// Every family of `/metrics` (the parts that count share it).
     metrics: Arc<Metrics>,
     witnessing: Option<Arc<witnessing::Witnessing>>,
-    /// With `approval_webhooks`: notifications of approval requests.
-    webhooks: Option<webhooks::Webhooks>,
 }
 
 impl Gate {
@@ -181,7 +173,7 @@ impl Gate {
     /// credential crosses a boundary.
     #[must_use]
     pub fn caller(&self, name: &str) -> Option<Arc<callers::Caller>> {
-        self.callers.live(name)
+        self.auth.callers.live(name)
     }
 
     /// The active policy, if any.
@@ -198,45 +190,6 @@ impl Gate {
 }
 
 impl Gate {
-    /// The caller a request authenticates as, if it holds `role`, and how
-    /// (receipts record it): the caller whose bearer token it carries, or
-    /// without a token, on the Unix socket, the caller its peer's uid is
-    /// mapped to (`unix_callers`).
-    ///
-    /// # Errors
-    ///
-    /// [`GateError::Unauthorized`] saying what is missing: no credential, a
-    /// token that is no live caller's, an unmapped uid, or a caller without
-    /// `role`.
-    pub(crate) fn authenticate(
-        &self,
-        creds: &http::Credentials,
-        role: callers::Role,
-    ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
-        Ok(self.authorize(creds, role)?.into_parts())
-    }
-
-    /// [`Gate::authenticate`], as the value the entry points that decide
-    /// or evaluate take.
-    ///
-    /// # Errors
-    ///
-    /// As [`Gate::authenticate`].
-    pub(crate) fn authorize(
-        &self,
-        creds: &http::Credentials,
-        role: callers::Role,
-    ) -> Result<callers::Authorized, GateError> {
-        let (caller, via) = self.identify(creds, Some(role))?;
-        let who = callers::Authorized::new(caller, via, role)?;
-        match &creds.on_behalf_of {
-            None => Ok(who),
-            Some(header) => protocol::OnBehalfOf::parse_header(header)
-                .map(|p| who.on_behalf_of(p))
-                .map_err(GateError::BadInput),
-        }
-    }
-
     /// For a gateway running the gate in its own process: caller `name` as
     /// it is now (a revocation or a role taken away binds the next call),
     /// authorized for `role`.
@@ -250,10 +203,7 @@ impl Gate {
         name: &str,
         role: callers::Role,
     ) -> Result<callers::Authorized, GateError> {
-        let caller = self.callers.live(name).ok_or_else(|| {
-            GateError::Unauthorized(format!("caller {name:?} is no longer live (revoked)"))
-        })?;
-        callers::Authorized::new(caller, protocol::VIA_IN_PROCESS, role)
+        self.auth.in_process(name, role)
     }
 
     /// For a gateway in this process that authenticates its own clients by
@@ -268,82 +218,16 @@ impl Gate {
         token: &str,
         role: callers::Role,
     ) -> Result<callers::Authorized, GateError> {
-        let caller = self.callers.authenticate(token).ok_or_else(|| {
-            GateError::Unauthorized("the token is no longer a live caller's".into())
-        })?;
-        callers::Authorized::new(caller, protocol::VIA_IN_PROCESS, role)
+        self.auth.by_token(token, role)
     }
 
     /// The live caller whose bearer token this is, if any (for a gateway
     /// in this process that authenticates its own clients by their tokens).
     #[must_use]
     pub fn caller_by_token(&self, token: &str) -> Option<Arc<callers::Caller>> {
-        self.callers.authenticate(token)
+        self.auth.callers.authenticate(token)
     }
 
-    /// The caller a request authenticates as, whatever its roles, and how;
-    /// `role` is the one the route needs, for the error without a credential.
-    pub(crate) fn identify(
-        &self,
-        creds: &http::Credentials,
-        role: Option<callers::Role>,
-    ) -> Result<(Arc<callers::Caller>, &'static str), GateError> {
-        Ok(match (&creds.bearer, creds.peer_uid) {
-            (Some(token), _) => {
-                let caller = self.callers.authenticate(token).ok_or_else(|| {
-                    GateError::Unauthorized(
-                        "the token is not a live caller's (wrong, rotated or revoked)".into(),
-                    )
-                })?;
-                (caller, protocol::VIA_TOKEN)
-            }
-            (None, _) if creds.tls_subject.is_some() => {
-                let cn = creds.tls_subject.as_deref().unwrap_or_default();
-                let name = self.tls_callers.get(cn).ok_or_else(|| {
-                    GateError::Unauthorized(format!(
-                        "no bearer token, and the client certificate's subject {cn:?} is \
-                         mapped to no caller (tls_callers)"
-                    ))
-                })?;
-                let caller = self.callers.live(name).ok_or_else(|| {
-                    GateError::Unauthorized(format!(
-                        "subject {cn:?} is mapped to caller {name:?}, which does not exist or is revoked"
-                    ))
-                })?;
-                (caller, protocol::VIA_MTLS)
-            }
-            (None, Some(uid)) => {
-                let name = self.unix_callers.get(&uid).ok_or_else(|| {
-                    GateError::Unauthorized(format!(
-                        "no bearer token, and the socket peer's uid {uid} is mapped to no \
-                         caller (unix_callers)"
-                    ))
-                })?;
-                let caller = self.callers.live(name).ok_or_else(|| {
-                    GateError::Unauthorized(format!(
-                        "uid {uid} is mapped to caller {name:?}, which does not exist or is revoked"
-                    ))
-                })?;
-                (caller, protocol::VIA_PEER_UID)
-            }
-            (None, None) => {
-                let needed = role.map_or_else(String::new, |r| format!(" with the {r} role"));
-                return Err(GateError::Unauthorized(format!(
-                    "no bearer token: this route needs a caller{needed} \
-                     (Authorization: Bearer <token>)"
-                )));
-            }
-        })
-    }
-}
-
-impl Gate {
-    /// Whether the request may read what reveals decisions: a caller with
-    /// `read`, or anyone with `public_read = true`.
-    ///
-    /// # Errors
-    ///
-    /// [`GateError::Unauthorized`] as [`Gate::authenticate`].
     /// Reads a request body of at most `limit` bytes within this gate's
     /// `body_read_timeout_ms` (408 past it; nothing evaluated).
     pub(crate) async fn read_body(
@@ -357,7 +241,7 @@ impl Gate {
     /// The URL the gate listens on (after binding): the base of the links
     /// it sends (approval webhooks) unless `public_url` is configured.
     pub fn listening_at(&self, url: &str) {
-        if let Some(w) = &self.webhooks {
+        if let Some(w) = &self.approvals.webhooks {
             w.listening_at(url);
         }
     }
@@ -365,14 +249,7 @@ impl Gate {
     /// Where approval webhook events go, if anywhere.
     #[must_use]
     pub fn notifies(&self) -> bool {
-        self.webhooks.is_some()
-    }
-
-    pub(crate) fn may_read(&self, creds: &http::Credentials) -> Result<(), GateError> {
-        if self.public_read {
-            return Ok(());
-        }
-        self.authenticate(creds, callers::Role::Read).map(|_| ())
+        self.approvals.webhooks.is_some()
     }
 }
 

@@ -11,6 +11,7 @@ use note::KeyType;
 use policy::Bundle;
 
 use crate::active::Policies;
+use crate::auth::Authentication;
 use crate::callers::{Callers, Role};
 use crate::evaluators::Evaluators;
 use crate::governed::Governance;
@@ -310,22 +311,22 @@ impl Gate {
         let governance = Governance::open(&ledger, gate_key.verifier(), &metrics);
         let gate = Gate {
             body_read_timeout,
-            callers: Callers::new(),
+            auth: Authentication::new(
+                admin_token,
+                config.public_read,
+                config.tls_callers.clone(),
+                config.unix_caller_uids()?,
+                Callers::new(),
+            ),
             governance,
-            public_read: config.public_read,
             serves_tls: config.tls_cert.is_some(),
-            unix_callers: config.unix_caller_uids()?,
-            tls_callers: config.tls_callers.clone(),
             witnessing,
-            webhooks,
+            approvals: crate::approvals::Approvals::new(webhooks),
             ledger,
             gate_key,
-            admin_token,
             policies: Policies::new(config.eval_timeout(), metrics.clone()),
             history: crate::history::History::new(),
             followed: tokio::sync::Mutex::new(followed),
-            approval_writes: std::sync::Mutex::new(()),
-            voted: std::sync::RwLock::new(std::collections::HashSet::new()),
             evaluators: Evaluators::new(
                 config.eval_threads(),
                 config.eval_workers(metrics.clone()),

@@ -31,7 +31,7 @@ pub(crate) async fn add_caller(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<CallerToken>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     let bytes = gate.read_body(body, 64 * 1024).await?;
     let new: NewCaller = json_body(&bytes, "caller")?;
     let (g, who) = (gate.clone(), by.clone());
@@ -46,7 +46,7 @@ pub(crate) async fn list_callers(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
 ) -> Result<Json<CallerList>, GateError> {
-    gate.authorize_admin(&creds)?;
+    gate.auth.admin(&creds)?;
     Ok(Json(CallerList {
         callers: gate.list_callers(),
     }))
@@ -58,7 +58,7 @@ pub(crate) async fn revoke_caller(
     creds: Credentials,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Caller>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
     let caller = blocking(move || g.revoke_caller(&who, &n)).await?;
     tracing::info!(caller = %name, %by, "caller revoked");
@@ -71,7 +71,7 @@ pub(crate) async fn rotate_caller(
     creds: Credentials,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<CallerToken>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     let (g, who, n) = (gate.clone(), by.clone(), name.clone());
     let (caller, token) = blocking(move || g.rotate_caller(&who, &n)).await?;
     tracing::info!(caller = %name, %by, "caller token rotated");
@@ -92,7 +92,7 @@ pub(crate) async fn publish(
     Query(q): Query<PublishQuery>,
     body: Body,
 ) -> Result<Json<protocol::Published>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     let bytes = gate.read_body(body, MAX_BUNDLE_UPLOAD).await?;
     gate.publish_policy(&by, bytes, q.entrypoint)
         .await
@@ -105,7 +105,7 @@ pub(crate) async fn activate(
     creds: Credentials,
     UrlPath(version): UrlPath<String>,
 ) -> Result<Json<protocol::Activation>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     gate.activate_policy(&by, &version).await.map(Json)
 }
 
@@ -123,7 +123,7 @@ pub(crate) async fn shadow(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<protocol::ShadowChange>, GateError> {
-    let by = gate.authorize_admin(&creds)?;
+    let by = gate.auth.admin(&creds)?;
     let bytes = gate.read_body(body, 64 * 1024).await?;
     let body: ShadowBody = json_body(&bytes, "shadow")?;
     gate.set_shadow_policy(&by, body.version).await.map(Json)
@@ -134,6 +134,6 @@ pub(crate) async fn list(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
 ) -> Result<Json<protocol::PolicyList>, GateError> {
-    gate.authorize_admin(&creds)?;
+    gate.auth.admin(&creds)?;
     gate.policy_list().map(Json)
 }

@@ -29,7 +29,7 @@ pub(crate) async fn vote(
     UrlPath(id): UrlPath<String>,
     body: Body,
 ) -> Result<Json<protocol::ApprovalView>, GateError> {
-    let (caller, _) = gate.authenticate(&creds, Role::Approve)?;
+    let (caller, _) = gate.auth.authenticate(&creds, Role::Approve)?;
     let bytes = gate.read_body(body, 16 * 1024).await?;
     let body: VoteBody = json_body(&bytes, "vote")?;
     let approve = match body.vote.as_str() {
@@ -56,7 +56,7 @@ pub(crate) async fn get(
     creds: Credentials,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<protocol::ApprovalView>, GateError> {
-    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
+    let (caller, _) = gate.auth.identify(&creds, Some(Role::Approve))?;
     gate.approval_view(&caller, &id).map(Json)
 }
 
@@ -73,6 +73,6 @@ pub(crate) async fn list(
     creds: Credentials,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<protocol::ApprovalList>, GateError> {
-    let (caller, _) = gate.identify(&creds, Some(Role::Approve))?;
+    let (caller, _) = gate.auth.identify(&creds, Some(Role::Approve))?;
     gate.approval_list(&caller, q.all).map(Json)
 }

@@ -265,7 +265,7 @@ async fn admit(
     creds: &Credentials,
     body: Body,
 ) -> Result<(Authorized, Value), Refused> {
-    let who = gate.authorize(creds, Role::Decide)?;
+    let who = gate.auth.authorize(creds, Role::Decide)?;
     let bytes = gate.read_body(body, MAX_BODY).await?;
     let request = protocol::strict::from_slice(&bytes).map_err(|e| Refused::bad(e.to_string()))?;
     if !request.is_object() {

@@ -22,7 +22,7 @@ pub(crate) async fn decide(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    let who = match gate.authorize(&creds, Role::Decide) {
+    let who = match gate.auth.authorize(&creds, Role::Decide) {
         Ok(who) => who,
         Err(e) => {
             gate.metrics.record(&Outcome::Unauthorized, 0.0);
@@ -47,7 +47,7 @@ pub(crate) async fn evaluate(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<protocol::EvaluationResponse>, GateError> {
-    let who = gate.authorize(&creds, Role::Decide)?;
+    let who = gate.auth.authorize(&creds, Role::Decide)?;
     let bytes = gate.read_body(body, MAX_BODY_BYTES).await?;
     gate.evaluate(&who, &bytes).await.map(Json)
 }
@@ -59,7 +59,7 @@ pub(crate) async fn replay(
     creds: Credentials,
     body: Body,
 ) -> Result<Json<ReplayResponse>, GateError> {
-    gate.may_read(&creds)?;
+    gate.auth.may_read(&creds)?;
     let bytes = gate.read_body(body, 256 * 1024).await?;
     gate.replay(&bytes).await.map(Json)
 }
@@ -82,7 +82,7 @@ pub(crate) async fn redeem(
     UrlPath(receipt_id): UrlPath<String>,
     body: Body,
 ) -> Result<Json<Redemption>, GateError> {
-    let (caller, _) = gate.authenticate(&creds, Role::Redeem)?;
+    let (caller, _) = gate.auth.authenticate(&creds, Role::Redeem)?;
     let bytes = gate.read_body(body, 4 * 1024).await?;
     let body: RedeemBody = json_body(&bytes, "redemption")?;
     gate.redeem(

@@ -45,7 +45,7 @@ pub(crate) async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
             .witnessing
             .as_ref()
             .map(|w| w.leader.load(std::sync::atomic::Ordering::Relaxed)),
-        webhooks: gate.webhooks.as_ref().map(|w| {
+        webhooks: gate.approvals.webhooks.as_ref().map(|w| {
             let c = &w.counts;
             [&c.delivered, &c.failed, &c.dropped]
                 .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))

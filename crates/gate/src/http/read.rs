@@ -26,7 +26,7 @@ pub(crate) async fn receipt(
     creds: Credentials,
     Path(receipt_id): Path<String>,
 ) -> Result<Json<DecisionResponse>, GateError> {
-    gate.may_read(&creds)?;
+    gate.auth.may_read(&creds)?;
     gate.receipt(&receipt_id)?
         .map(Json)
         .ok_or_else(|| GateError::NotFound(format!("no receipt {receipt_id}")))
@@ -39,7 +39,7 @@ pub(crate) async fn whoami(
     State(gate): State<Arc<Gate>>,
     creds: Credentials,
 ) -> Result<Json<crate::callers::Caller>, GateError> {
-    let (caller, _) = gate.identify(&creds, None)?;
+    let (caller, _) = gate.auth.identify(&creds, None)?;
     Ok(Json(caller.public()))
 }
 
@@ -60,7 +60,7 @@ pub(crate) async fn inclusion(
     let index = match (q.index, q.receipt_id) {
         (Some(i), None) => i,
         (None, Some(id)) => {
-            gate.may_read(&creds)?;
+            gate.auth.may_read(&creds)?;
             gate.ledger
                 .lookup(id.as_bytes())?
                 .ok_or_else(|| GateError::NotFound(format!("no receipt {id}")))?
@@ -122,7 +122,7 @@ pub(crate) async fn tile(
     let tile = tlog::Tile::parse_path(&format!("tile/{path}"))
         .map_err(|e| GateError::NotFound(format!("tile/{path}: {e}")))?;
     if tile.entries {
-        gate.may_read(&creds)?;
+        gate.auth.may_read(&creds)?;
     }
     let g = gate.clone();
     let bytes = tokio::task::spawn_blocking(move || g.ledger.tile(&tile))
@@ -145,7 +145,7 @@ pub(crate) async fn policy_bundle(
     creds: Credentials,
     Path(version): Path<String>,
 ) -> Result<Response, GateError> {
-    gate.may_read(&creds)?;
+    gate.auth.may_read(&creds)?;
     let p = Records(gate.ledger.state())
         .policy(&version)?
         .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
