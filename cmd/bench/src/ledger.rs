@@ -235,9 +235,6 @@ fn run_proofs(dir: &Path, max: u64, samples: usize) {
     let options = Options {
         batch_max: 4096,
         batch_wait: Duration::from_millis(2),
-        write_fault: None,
-        write_fault_after: None,
-        sync_fault: None,
         // Every stored hash of a 10M-leaf log (20M hashes, 640 MB) stays in memory.
         recent_hashes: 1 << 25,
     };

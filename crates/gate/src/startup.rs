@@ -186,18 +186,34 @@ impl Gate {
     /// files, the log's recovery, the witness policy, a stored policy that no
     /// longer compiles.
     pub fn open(config: &Config) -> Result<Started, StartupError> {
-        Gate::open_with_fault(config, None)
+        Gate::open_on(config, Ledger::open)
     }
 
-    /// [`Gate::open`] with a ledger write-fault hook: tests use it to make
-    /// appends fail and check that the gate answers 503 and claims nothing.
+    /// [`Gate::open`] on a RocksDB log that fails as `faults` say (the
+    /// `faults` feature, for tests: appends that fail must be 503 and
+    /// claim nothing).
     ///
     /// # Errors
     ///
     /// As [`Gate::open`].
-    pub fn open_with_fault(
+    #[cfg(feature = "faults")]
+    pub fn open_with_faults(
         config: &Config,
-        write_fault: Option<ledger::WriteFault>,
+        faults: ledger::faults::Faults,
+    ) -> Result<Started, StartupError> {
+        Gate::open_on(config, move |path, key, options| {
+            Ledger::open_with_faults(path, key, options, faults)
+        })
+    }
+
+    /// [`Gate::open`], the embedded log opened by `open_log`.
+    fn open_on(
+        config: &Config,
+        open_log: impl FnOnce(
+            &std::path::Path,
+            note::SignerKey,
+            ledger::Options,
+        ) -> Result<Ledger, ledger::Error>,
     ) -> Result<Started, StartupError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -242,26 +258,22 @@ impl Gate {
         let options = ledger::Options {
             batch_max: config.batch_max,
             batch_wait: std::time::Duration::from_micros(config.batch_wait_us),
-            write_fault,
-            write_fault_after: None,
-            sync_fault: None,
             recent_hashes: config.hash_cache_mb << 15, // 2^20 bytes / 32 per hash
         };
-        let ledger =
-            match &config.log_store {
-                Some(url) => Ledger::open_postgres(url, log_key, options).map_err(|source| {
-                    StartupError::Log {
-                        path: std::path::PathBuf::from("log_store (PostgreSQL)"),
-                        source,
-                    }
-                })?,
-                None => Ledger::open(&config.data_dir.join("log"), log_key, options).map_err(
-                    |source| StartupError::Log {
-                        path: config.data_dir.clone(),
-                        source,
-                    },
-                )?,
-            };
+        let ledger = match &config.log_store {
+            Some(url) => Ledger::open_postgres(url, log_key, options).map_err(|source| {
+                StartupError::Log {
+                    path: std::path::PathBuf::from("log_store (PostgreSQL)"),
+                    source,
+                }
+            })?,
+            None => open_log(&config.data_dir.join("log"), log_key, options).map_err(|source| {
+                StartupError::Log {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?,
+        };
         let witnessing = match &config.witness_policy {
             Some(path) => Some(Arc::new(witnessing::Witnessing::open(
                 path,

@@ -97,9 +97,13 @@ async fn a_failed_append_is_503_and_claims_nothing() {
     };
     let failing = Arc::new(AtomicBool::new(false));
     let f = failing.clone();
-    let fault: ledger::WriteFault =
-        Arc::new(move |_, _| f.load(Ordering::SeqCst).then(|| "disk on fire".to_string()));
-    let gate = Gate::open_with_fault(&config, Some(fault)).unwrap().gate;
+    let faults = ledger::faults::Faults {
+        write: Some(Arc::new(move |_, _| {
+            f.load(Ordering::SeqCst).then(|| "disk on fire".to_string())
+        })),
+        ..Default::default()
+    };
+    let gate = Gate::open_with_faults(&config, faults).unwrap().gate;
     failing.store(true, Ordering::SeqCst);
     let base = gate.ledger().latest().checkpoint.size;
     let app = gate::router(gate.clone());

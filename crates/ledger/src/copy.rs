@@ -20,7 +20,7 @@ use tlog::Hash;
 use crate::pg::PgStore;
 use crate::rocks::RocksStore;
 use crate::sequencer::BatchReader;
-use crate::store::{Batch, LogStore, NewLeaf, Store};
+use crate::store::{Backend, Batch, LogStore, NewLeaf, Store};
 use crate::Error;
 
 /// What a copy moved.
@@ -56,29 +56,30 @@ pub fn copy_to_postgres(
     key: &SignerKey,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Copied, Error> {
-    if !from.join("CURRENT").exists() {
-        return Err(Error::NotFound(format!(
-            "{} holds no RocksDB log (a gate's is its data directory's log/)",
-            from.display()
-        )));
-    }
-    let src = Arc::new(RocksStore::open(from).map_err(|e| match e {
-        Error::Storage(why) if why.contains("lock") => Error::Storage(format!(
-            "{why}: is the gate that owns {} still running? Stop it first",
-            from.display()
-        )),
+    let src = Arc::new(RocksStore::open_existing(from)?);
+    let dst = Arc::new(PgStore::connect(to, 2)?);
+    copy(&src, &dst, key, progress).map_err(|e| match e {
+        Error::NotFound(why) if why.starts_with("the log has no checkpoint") => {
+            Error::NotFound(format!("the log in {} has no checkpoint", from.display()))
+        }
         other => other,
-    })?);
+    })
+}
+
+/// Copies the log and its state from one backend into another, empty one,
+/// whatever the two are (as `copy_to_postgres` says).
+pub(crate) fn copy(
+    src: &Arc<impl Backend + 'static>,
+    dst: &Arc<impl Backend + 'static>,
+    key: &SignerKey,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Copied, Error> {
     let Some((last_size, last_text)) = src.last_checkpoint()? else {
-        return Err(Error::NotFound(format!(
-            "the log in {} has no checkpoint",
-            from.display()
-        )));
+        return Err(Error::NotFound("the log has no checkpoint".into()));
     };
     let src_store = Store::new(src.clone(), 0);
     src_store.verified(key.verifier(), last_size, last_text)?;
 
-    let dst = Arc::new(PgStore::connect(to, 2)?);
     if dst.last_checkpoint()?.is_some() || dst.has_entry(0)? {
         return Err(Error::InvalidAppend(
             "the database already holds a log: copy into an empty one".into(),
@@ -106,8 +107,8 @@ pub fn copy_to_postgres(
         };
         for (size, text) in checkpoints {
             copy_one(
-                &src,
-                &dst,
+                src.as_ref(),
+                dst.as_ref(),
                 &dst_store,
                 key,
                 &mut keys,
@@ -153,8 +154,8 @@ pub fn copy_to_postgres(
 /// checkpoint, in one transaction, once its root is reproduced.
 #[allow(clippy::too_many_arguments)]
 fn copy_one(
-    src: &RocksStore,
-    dst: &PgStore,
+    src: &dyn LogStore,
+    dst: &dyn LogStore,
     dst_store: &Store,
     key: &SignerKey,
     keys: &mut HashMap<u64, (Vec<u8>, Hash)>,
@@ -212,4 +213,51 @@ fn copy_one(
     })?;
     dst_store.remember(base, &hashes);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use note::{KeyType, SignerKey};
+
+    use crate::faults::MemStore;
+    use crate::state::Namespace;
+    use crate::store::StateStore;
+    use crate::{Ledger, Options};
+
+    /// The copy takes any backend to any other: here memory to memory, the
+    /// entries, every checkpoint (each root reproduced) and the state.
+    #[test]
+    fn a_log_copies_between_any_two_backends() {
+        let key = SignerKey::generate("example.com/copy", KeyType::Ed25519).unwrap();
+        let src = Arc::new(MemStore::default());
+        let ledger = Ledger::open_on(src.clone(), key.clone(), Options::default()).unwrap();
+        for i in 0..300 {
+            ledger
+                .append_blocking(
+                    format!("leaf {i}").into_bytes(),
+                    format!("k{i}").into_bytes(),
+                )
+                .unwrap();
+        }
+        ledger
+            .state()
+            .put(Namespace::new(b'p'), b"v1", b"a bundle")
+            .unwrap();
+        let dst = Arc::new(MemStore::default());
+        let mut seen = 0;
+        let copied = super::copy(&src, &dst, &key, &mut |size, _| seen = size).unwrap();
+        assert_eq!((copied.entries, seen, copied.state), (300, 300, 1));
+        assert!(copied.checkpoints >= 2, "{copied:?}");
+        assert_eq!(
+            dst.state_get(b"pv1").unwrap().as_deref(),
+            Some(&b"a bundle"[..])
+        );
+        let copy = Ledger::open_on(dst.clone(), key.clone(), Options::default()).unwrap();
+        assert_eq!(copy.latest().checkpoint, ledger.latest().checkpoint);
+        assert_eq!(copy.lookup(b"k7").unwrap(), ledger.lookup(b"k7").unwrap());
+        // Into a store that holds a log already: refused.
+        assert!(super::copy(&src, &dst, &key, &mut |_, _| ()).is_err());
+    }
 }

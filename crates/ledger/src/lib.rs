@@ -20,23 +20,16 @@
 //! compare-and-swap, whose values mean what its user says (the gate's
 //! records) — is behind [`State`] (`state.rs`), in the same backend.
 //!
-//! Layout on disk (one RocksDB key space, one-byte prefixes, big-endian u64s):
-//!
-//! | key                      | value                                   |
-//! |--------------------------|-----------------------------------------|
-//! | `h` ‖ stored index       | 32-byte stored hash ([`tlog::stored_hash_index`]) |
-//! | `e` ‖ leaf index         | the leaf (entry) bytes                  |
-//! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
-//! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
-//! | `c` ‖ tree size          | the signed checkpoint note of that size |
-//! | any other letter ‖ key   | state: a [`Namespace`] of [`State`] (the gate's: `gate/src/records.rs`) |
-//!
-//! Every batch writes all of the log's keys in one `WriteBatch`, batches enter the WAL
-//! one at a time and in order, and nothing is answered or served before an
-//! fsync of the WAL covers it: the state on disk is always exactly some
-//! batch, and never one before an acknowledged batch.
+//! The backends: RocksDB (`rocks.rs`, the embedded default, whose docs give
+//! its key layout: the log's keys under `h e l i c`, the state's under any
+//! other letter) and PostgreSQL (`pg.rs`, its tables in its docs), each
+//! through the narrow traits of `store.rs`. Whichever: nothing is answered
+//! or served before the batch that holds it is durable, and what is stored
+//! is always exactly some batch, never one before an acknowledged batch.
 
 mod copy;
+#[cfg(feature = "faults")]
+pub mod faults;
 mod pg;
 mod pg_tls;
 mod recent;
@@ -53,7 +46,6 @@ use note::{Checkpoint, SignerKey, VerifierKey};
 use tlog::{Hash, Tile};
 
 pub use copy::{copy_to_postgres, Copied};
-pub use sequencer::{SyncFault, WriteFault};
 pub use state::{Exclusive, Namespace, Pairs, State};
 
 /// Largest leaf the ledger accepts: tlog-tiles entry bundles carry a u16 length.
@@ -110,7 +102,7 @@ impl std::fmt::Debug for Held {
 }
 
 /// Group-commit settings.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// A batch closes when it holds this many appends.
     pub batch_max: usize,
@@ -118,31 +110,10 @@ pub struct Options {
     /// batch is still on its way to the disk; when everything before it is
     /// durable, a batch closes at once with whatever is queued.
     pub batch_wait: Duration,
-    /// Test hook: decides, before each batch write, whether it fails.
-    pub write_fault: Option<WriteFault>,
-    /// Test hook: decides, after each batch write that succeeded, whether
-    /// to report it failed anyway: a write the WAL accepted whose caller saw
-    /// an error.
-    pub write_fault_after: Option<WriteFault>,
-    /// Test hook: decides, before each fsync of the WAL, whether it fails.
-    pub sync_fault: Option<SyncFault>,
     /// How many of the newest stored hashes to keep in memory (32 bytes
     /// each; a log of n leaves has about 2n). Proofs that need only those are
     /// computed without reading RocksDB. 0 keeps none.
     pub recent_hashes: usize,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("batch_max", &self.batch_max)
-            .field("batch_wait", &self.batch_wait)
-            .field("write_fault", &self.write_fault.is_some())
-            .field("write_fault_after", &self.write_fault_after.is_some())
-            .field("sync_fault", &self.sync_fault.is_some())
-            .field("recent_hashes", &self.recent_hashes)
-            .finish()
-    }
 }
 
 impl Default for Options {
@@ -150,9 +121,6 @@ impl Default for Options {
         Options {
             batch_max: 256,
             batch_wait: Duration::from_micros(500),
-            write_fault: None,
-            write_fault_after: None,
-            sync_fault: None,
             recent_hashes: DEFAULT_RECENT_HASHES,
         }
     }
@@ -196,6 +164,9 @@ pub struct Ledger {
     shared: Arc<Shared>,
     sequencer: Arc<sequencer::Handle>,
     state: Arc<State>,
+    /// On RocksDB: the store, for its one engine-specific hook
+    /// ([`Ledger::wait_for_compaction`]).
+    rocks: Option<Arc<rocks::RocksStore>>,
 }
 
 /// What readers and the sequencer share.
@@ -221,7 +192,10 @@ impl Ledger {
     ///
     /// [`Error::Corrupt`] if recovery finds the log inconsistent, or a storage error.
     pub fn open(path: &Path, key: SignerKey, options: Options) -> Result<Ledger, Error> {
-        Ledger::open_on(Arc::new(rocks::RocksStore::open(path)?), key, options)
+        let rocks = Arc::new(rocks::RocksStore::open(path)?);
+        let mut ledger = Ledger::open_on(rocks.clone(), key, options)?;
+        ledger.rocks = Some(rocks);
+        Ok(ledger)
     }
 
     /// Opens the log in the PostgreSQL database at `url` (a libpq connection
@@ -238,7 +212,7 @@ impl Ledger {
     }
 
     fn open_on(
-        backend: Arc<dyn store::LogStore>,
+        backend: Arc<impl store::Backend + 'static>,
         key: SignerKey,
         options: Options,
     ) -> Result<Ledger, Error> {
@@ -256,6 +230,7 @@ impl Ledger {
             shared,
             sequencer,
             state: Arc::new(State::new(backend)),
+            rocks: None,
         })
     }
 
@@ -303,13 +278,17 @@ impl Ledger {
     }
 
     /// Waits until RocksDB has flushed and finished its background
-    /// compactions, so a benchmark measures reads, not compaction beside them.
+    /// compactions, so a benchmark measures reads, not compaction beside
+    /// them (other backends have none).
     ///
     /// # Errors
     ///
     /// A storage error.
     pub fn wait_for_compaction(&self) -> Result<(), Error> {
-        self.shared.store.backend().wait_for_compaction()
+        match &self.rocks {
+            Some(rocks) => rocks.wait_for_compaction(),
+            None => Ok(()),
+        }
     }
 
     /// Whether appends can commit: `Err` with the reason if the sequencer
@@ -381,7 +360,10 @@ impl Ledger {
     ///
     /// A storage error (nothing is held).
     pub fn hold(&self, name: &[u8]) -> Result<Option<Held>, Error> {
-        Ok(self.shared.store.backend().hold(name)?.map(Held))
+        match self.shared.store.backend().coordination() {
+            Some(c) => Ok(Some(Held(c.hold(name)?))),
+            None => Ok(None),
+        }
     }
 
     /// Takes or renews lease `name` for `holder` for `ttl`: whether
@@ -392,7 +374,10 @@ impl Ledger {
     ///
     /// A storage error.
     pub fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error> {
-        self.shared.store.backend().lease(name, holder, ttl)
+        match self.shared.store.backend().coordination() {
+            Some(c) => c.lease(name, holder, ttl),
+            None => Ok(true),
+        }
     }
 
     /// Whether other writers may share the store (PostgreSQL).

@@ -31,7 +31,9 @@ use postgres::{Client, Row, Statement};
 use tlog::Hash;
 
 use crate::pg_tls::Connector;
-use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs, Turn};
+use crate::store::{
+    Batch, Coordination, IdempotencyRecord, LogStore, StatePairs, StateStore, Turn,
+};
 use crate::Error;
 
 const SCHEMA: &str = "
@@ -533,6 +535,38 @@ impl LogStore for PgStore {
         })
     }
 
+    fn idempotency_records(&self) -> Result<Vec<(Vec<u8>, IdempotencyRecord)>, Error> {
+        self.run(|c| {
+            c.query("SELECT key, idx, leaf_hash FROM tollgate_idempotency", &[])
+                .map_err(storage)?
+                .into_iter()
+                .map(|r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0),
+                        IdempotencyRecord {
+                            index: r.get::<_, i64>(1) as u64,
+                            leaf_hash: hash_of(r.get::<_, &[u8]>(2))?,
+                        },
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, Error> {
+        let (from, limit) = (i64_of(from)?, i64::try_from(limit).unwrap_or(i64::MAX));
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT size, note FROM tollgate_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",
+                &[&from, &limit],
+            )
+            .map_err(storage)?
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
+            .collect())
+        })
+    }
+
     fn checkpoint(&self, size: u64) -> Result<Option<String>, Error> {
         let s = i64_of(size)?;
         self.run(move |c| {
@@ -578,7 +612,18 @@ impl LogStore for PgStore {
         })
     }
 
-    fn turn(&self) -> Result<Option<Box<dyn Turn>>, Error> {
+    fn sync(&self) -> Result<(), Error> {
+        // Every insert committed synchronously: durable already.
+        Ok(())
+    }
+
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        Some(self)
+    }
+}
+
+impl Coordination for PgStore {
+    fn turn(&self) -> Result<Box<dyn Turn>, Error> {
         // The transaction stays open on its connection's thread, holding
         // the head row, until the batch arrives (then it is written and
         // committed) or the turn is dropped (then it is rolled back).
@@ -603,17 +648,13 @@ impl LogStore for PgStore {
             .map_err(|_| Error::Storage("postgres: a connection thread failed".into()))??;
         let head = u64::try_from(head)
             .map_err(|_| Error::Corrupt("the shared log has no first checkpoint".into()))?;
-        Ok(Some(Box::new(PgTurn {
+        Ok(Box::new(PgTurn {
             head,
             batch: batch_tx,
-        })))
+        }))
     }
 
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn hold(&self, name: &[u8]) -> Result<Option<Box<dyn Send>>, Error> {
+    fn hold(&self, name: &[u8]) -> Result<Box<dyn Send>, Error> {
         // The row is made on first use and locked for the transaction; the
         // name goes in as a hex bytea literal (hex digits only), so the three
         // statements travel in one round trip.
@@ -656,7 +697,7 @@ impl LogStore for PgStore {
         }
         held.recv()
             .map_err(|_| Error::Storage("postgres: a lock connection failed".into()))??;
-        Ok(Some(Box::new(release)))
+        Ok(Box::new(release))
     }
 
     fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error> {
@@ -676,12 +717,9 @@ impl LogStore for PgStore {
             .is_some())
         })
     }
+}
 
-    fn sync(&self) -> Result<(), Error> {
-        // Every insert committed synchronously: durable already.
-        Ok(())
-    }
-
+impl StateStore for PgStore {
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let k = key.to_vec();
         self.run(move |c| {

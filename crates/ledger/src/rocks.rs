@@ -1,12 +1,28 @@
-//! The RocksDB backend: the crate's key layout (see the crate docs), batch
-//! writes through the WAL, and reads. The only file that names RocksDB.
+//! The RocksDB backend (the embedded default): batch writes through the
+//! WAL, reads, the state beside the log. The only file that names RocksDB.
+//!
+//! One key space, one-byte prefixes, big-endian u64s:
+//!
+//! | key                      | value                                   |
+//! |--------------------------|-----------------------------------------|
+//! | `h` ‖ stored index       | 32-byte stored hash ([`tlog::stored_hash_index`]) |
+//! | `e` ‖ leaf index         | the leaf (entry) bytes                  |
+//! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
+//! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
+//! | `c` ‖ tree size          | the signed checkpoint note of that size |
+//! | any other letter ‖ key   | state: a `Namespace` of `State` (`state.rs`) |
+//!
+//! Every batch writes all of the log's keys in one `WriteBatch`, batches
+//! enter the WAL one at a time and in order, and nothing is answered or
+//! served before an fsync of the WAL covers it: the state on disk is always
+//! exactly some batch, and never one before an acknowledged batch.
 
 use std::path::Path;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use tlog::Hash;
 
-use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs};
+use crate::store::{Batch, IdempotencyRecord, LogStore, StatePairs, StateStore};
 use crate::Error;
 
 const HASH: u8 = b'h';
@@ -43,6 +59,25 @@ pub(crate) struct RocksStore {
 }
 
 impl RocksStore {
+    /// Opens the database a gate wrote in directory `path` (copying it
+    /// elsewhere): not created if missing; a database another process holds
+    /// open is refused naming the likely cause.
+    pub(crate) fn open_existing(path: &Path) -> Result<RocksStore, Error> {
+        if !path.join("CURRENT").exists() {
+            return Err(Error::NotFound(format!(
+                "{} holds no RocksDB log (a gate's is its data directory's log/)",
+                path.display()
+            )));
+        }
+        RocksStore::open(path).map_err(|e| match e {
+            Error::Storage(why) if why.contains("lock") => Error::Storage(format!(
+                "{why}: is the gate that owns {} still running? Stop it first",
+                path.display()
+            )),
+            other => other,
+        })
+    }
+
     /// Opens (or creates) the database in directory `path`.
     pub(crate) fn open(path: &Path) -> Result<RocksStore, Error> {
         let mut opts = rocksdb::Options::default();
@@ -67,54 +102,12 @@ impl RocksStore {
         })
     }
 
-    /// Up to `limit` stored checkpoints of size `from` or more, by size
-    /// (for copying the log elsewhere).
-    pub(crate) fn checkpoints_from(
-        &self,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, String)>, Error> {
-        let start = key_u64(CHECKPOINT, from);
-        let mut out = Vec::new();
-        for kv in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = kv.map_err(storage)?;
-            if k.first() != Some(&CHECKPOINT) || k.len() != 9 || out.len() == limit {
-                break;
-            }
-            let size = u64_at(&k[1..]).expect("9-byte key");
-            let note = String::from_utf8(v.to_vec())
-                .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
-            out.push((size, note));
-        }
-        Ok(out)
-    }
-
-    /// Every idempotency record (for copying the log elsewhere).
-    pub(crate) fn idempotency_records(&self) -> Result<Vec<(Vec<u8>, IdempotencyRecord)>, Error> {
-        let mut out = Vec::new();
-        for kv in self
-            .db
-            .iterator(IteratorMode::From(&[IDEMPOTENCY], Direction::Forward))
-        {
-            let (k, v) = kv.map_err(storage)?;
-            if k.first() != Some(&IDEMPOTENCY) {
-                break;
-            }
-            if v.len() != 40 {
-                return Err(Error::Corrupt("malformed idempotency record".into()));
-            }
-            out.push((
-                k[1..].to_vec(),
-                IdempotencyRecord {
-                    index: u64_at(&v).expect("40 bytes"),
-                    leaf_hash: Hash::from_slice(&v[8..]).expect("32 bytes"),
-                },
-            ));
-        }
-        Ok(out)
+    /// Waits until RocksDB has flushed and finished its background
+    /// compactions (benchmarks measure reads, not compaction beside them).
+    pub(crate) fn wait_for_compaction(&self) -> Result<(), Error> {
+        let mut opts = rocksdb::WaitForCompactOptions::default();
+        opts.set_flush(true);
+        self.db.wait_for_compact(&opts).map_err(storage)
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, Error> {
@@ -256,6 +249,49 @@ impl LogStore for RocksStore {
         }
     }
 
+    fn idempotency_records(&self) -> Result<Vec<(Vec<u8>, IdempotencyRecord)>, Error> {
+        let mut out = Vec::new();
+        for kv in self
+            .db
+            .iterator(IteratorMode::From(&[IDEMPOTENCY], Direction::Forward))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            if k.first() != Some(&IDEMPOTENCY) {
+                break;
+            }
+            if v.len() != 40 {
+                return Err(Error::Corrupt("malformed idempotency record".into()));
+            }
+            out.push((
+                k[1..].to_vec(),
+                IdempotencyRecord {
+                    index: u64_at(&v).expect("40 bytes"),
+                    leaf_hash: Hash::from_slice(&v[8..]).expect("32 bytes"),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, Error> {
+        let start = key_u64(CHECKPOINT, from);
+        let mut out = Vec::new();
+        for kv in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            if k.first() != Some(&CHECKPOINT) || k.len() != 9 || out.len() == limit {
+                break;
+            }
+            let size = u64_at(&k[1..]).expect("9-byte key");
+            let note = String::from_utf8(v.to_vec())
+                .map_err(|_| Error::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+            out.push((size, note));
+        }
+        Ok(out)
+    }
+
     /// One `WriteBatch` into the WAL and the memtable, unsynced: RocksDB
     /// applies all of it or none of it, and batches enter the one WAL in
     /// order, so its point-in-time recovery yields a prefix of them.
@@ -271,13 +307,9 @@ impl LogStore for RocksStore {
     fn sync(&self) -> Result<(), Error> {
         self.db.flush_wal(true).map_err(storage)
     }
+}
 
-    fn wait_for_compaction(&self) -> Result<(), Error> {
-        let mut opts = rocksdb::WaitForCompactOptions::default();
-        opts.set_flush(true);
-        self.db.wait_for_compact(&opts).map_err(storage)
-    }
-
+impl StateStore for RocksStore {
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.db.get(key).map_err(storage)
     }

@@ -52,15 +52,6 @@ use tokio::sync::oneshot;
 use crate::store::{Batch, CachedHashes, IdempotencyRecord, NewLeaf, Turn};
 use crate::{Appended, Error, Options, Shared, SignedCheckpoint, MAX_KEY_SIZE, MAX_LEAF_SIZE};
 
-/// Fault injection for tests: called before each batch write with the tree
-/// size before the batch and the number of new leaves; returning `Some(reason)`
-/// makes that write fail as a storage error would, without writing.
-pub type WriteFault = Arc<dyn Fn(u64, usize) -> Option<String> + Send + Sync>;
-
-/// Fault injection for tests: called before each fsync of the WAL; returning
-/// `Some(reason)` makes that fsync fail, which stops the ledger.
-pub type SyncFault = Arc<dyn Fn() -> Option<String> + Send + Sync>;
-
 type Reply = oneshot::Sender<Result<Appended, Error>>;
 
 struct Request {
@@ -88,14 +79,11 @@ impl Handle {
             let (inserted_tx, inserted) = mpsc::channel();
             let syncer = Syncer {
                 shared: shared.clone(),
-                sync_fault: options.sync_fault.clone(),
                 stopped: stop.clone(),
             };
             let syncer = spawn("ledger-syncer", move || syncer.run(&syncer_rx));
             let inserter = Inserter {
                 shared: shared.clone(),
-                write_fault: options.write_fault.clone(),
-                write_fault_after: options.write_fault_after.clone(),
                 stopped: stop.clone(),
             };
             let inserter = spawn("ledger-inserter", move || {
@@ -360,7 +348,14 @@ impl Sequencer {
     fn sequence_shared(&mut self, requests: Vec<Request>) -> Result<(), String> {
         // The batch in flight holds the head until it is written.
         self.settle()?;
-        let turn = match self.shared.store.backend().turn() {
+        let turn = match self
+            .shared
+            .store
+            .backend()
+            .coordination()
+            .map(|c| c.turn())
+            .transpose()
+        {
             Ok(Some(turn)) => turn,
             Ok(None) => return Err("a shared store that hands out no turns".into()),
             Err(e) => {
@@ -562,8 +557,6 @@ fn fail(requests: Vec<Request>, reason: &str) {
 /// without waiting for the disk.
 struct Inserter {
     shared: Arc<Shared>,
-    write_fault: Option<WriteFault>,
-    write_fault_after: Option<WriteFault>,
     stopped: Arc<Mutex<Option<String>>>,
 }
 
@@ -615,28 +608,10 @@ impl Inserter {
         let Some(batch) = prepared.write.take() else {
             return Ok(());
         };
-        if let Some(reason) = self
-            .write_fault
-            .as_ref()
-            .and_then(|f| f(prepared.old_size, prepared.new_leaves))
-        {
-            return Err(Error::NotCommitted(format!(
-                "injected write failure: {reason}"
-            )));
-        }
         prepared.write_started = Some(Instant::now());
         match turn {
             Some(turn) => turn.insert(&batch)?,
             None => self.shared.store.backend().insert(&batch)?,
-        }
-        if let Some(reason) = self
-            .write_fault_after
-            .as_ref()
-            .and_then(|f| f(prepared.old_size, prepared.new_leaves))
-        {
-            return Err(Error::NotCommitted(format!(
-                "injected failure after the write: {reason}"
-            )));
         }
         Ok(())
     }
@@ -646,7 +621,6 @@ impl Inserter {
 /// publishes and answers.
 struct Syncer {
     shared: Arc<Shared>,
-    sync_fault: Option<SyncFault>,
     stopped: Arc<Mutex<Option<String>>>,
 }
 
@@ -709,9 +683,6 @@ impl Syncer {
     fn sync(&self, writes: bool) -> Result<(), String> {
         if !writes {
             return Ok(());
-        }
-        if let Some(reason) = self.sync_fault.as_ref().and_then(|f| f()) {
-            return Err(format!("injected sync failure: {reason}"));
         }
         self.shared
             .store

@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::store::LogStore;
+use crate::store::StateStore;
 use crate::Error;
 
 /// The prefixes of the log's own keys (`h`, `e`, `l`, `i`, `c`).
@@ -68,14 +68,14 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The state beside the log. Get it from [`crate::Ledger::state`].
 pub struct State {
-    store: Arc<dyn LogStore>,
+    store: Arc<dyn StateStore>,
     /// Serializes writers.
     lock: Mutex<()>,
 }
 
 /// The state while [`State::exclusive`] holds its writers' lock.
 pub struct Exclusive<'a> {
-    store: &'a dyn LogStore,
+    store: &'a dyn StateStore,
 }
 
 impl Exclusive<'_> {
@@ -99,7 +99,7 @@ impl Exclusive<'_> {
 }
 
 impl State {
-    pub(crate) fn new(store: Arc<dyn LogStore>) -> State {
+    pub(crate) fn new(store: Arc<dyn StateStore>) -> State {
         State {
             store,
             lock: Mutex::new(()),

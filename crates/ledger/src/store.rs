@@ -1,10 +1,13 @@
 //! The storage seam under the sequencer, and what sits above any store.
 //!
-//! [`LogStore`] is what a backend implements: point reads of stored hashes,
-//! entries, the two indexes and checkpoints; an atomic insert of a prepared
-//! [`Batch`] (plain data); a sync that makes every earlier insert durable;
-//! and the small key-value space of state that is not the log (`state.rs`).
-//! RocksDB (`rocks.rs`) is the first backend.
+//! A backend implements three narrow traits: [`LogStore`] — point reads of
+//! stored hashes, entries, the two indexes and checkpoints (and the scans a
+//! copy needs); an atomic insert of a prepared [`Batch`] (plain data); a
+//! sync that makes every earlier insert durable; [`StateStore`] — the small
+//! key-value space of state that is not the log (`state.rs`); and, only a
+//! store other writers share, [`Coordination`] — the head's turn, leases,
+//! named locks — reached through [`LogStore::coordination`]. RocksDB
+//! (`rocks.rs`) and PostgreSQL (`pg.rs`, with coordination) implement them.
 //!
 //! [`Store`] holds a backend with the in-memory hash caches above it (the
 //! ring of recent hashes and the upper-level cache, both filled only with
@@ -78,47 +81,54 @@ pub(crate) trait LogStore: Send + Sync {
     fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error>;
     /// The idempotency records of `keys`, one answer per key, in order.
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error>;
+    /// Every idempotency record, with its key (copying the log elsewhere).
+    fn idempotency_records(&self) -> Result<Vec<(Vec<u8>, IdempotencyRecord)>, Error>;
     /// The checkpoint note stored for tree size `size`.
     fn checkpoint(&self, size: u64) -> Result<Option<String>, Error>;
     /// The stored checkpoint with the largest size.
     fn last_checkpoint(&self) -> Result<Option<(u64, String)>, Error>;
+    /// Up to `limit` stored checkpoints of size `from` or more, by size
+    /// (copying the log elsewhere).
+    fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, Error>;
     /// Writes a batch atomically: all of it or none of it. Readable when
     /// this returns; durable after the next [`LogStore::sync`].
     fn insert(&self, batch: &Batch) -> Result<(), Error>;
     /// Makes every insert that returned before this call durable.
     fn sync(&self) -> Result<(), Error>;
-    /// On a store other writers share: waits until this writer holds the
-    /// log's head (see [`Turn`]). `None` on a store of one writer.
-    fn turn(&self) -> Result<Option<Box<dyn Turn>>, Error> {
-        Ok(None)
+    /// How the writers of a store other writers share (PostgreSQL) take
+    /// turns; `None` on a store of one writer, which has nothing to share.
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        None
     }
+    /// Whether other writers may append to the same store at the same time
+    /// (it has [`LogStore::coordination`]). Recovery then does not require
+    /// that nothing is stored beyond the last checkpoint it read: another
+    /// writer's batch, committed with its own checkpoint, may have landed
+    /// since.
+    fn shared(&self) -> bool {
+        self.coordination().is_some()
+    }
+}
+
+/// The writers of one shared store taking turns: the log's head for each
+/// batch, leases for duties one of them performs, and named locks.
+pub(crate) trait Coordination: Send + Sync {
+    /// Waits until this writer holds the log's head (see [`Turn`]).
+    fn turn(&self) -> Result<Box<dyn Turn>, Error>;
     /// Takes or renews the lease `name` for `holder` for `ttl` (a duty one
     /// writer at a time performs, such as pushing checkpoints to witnesses):
     /// true if `holder` holds it now. A lease its holder stops renewing
-    /// passes to the next writer that asks once `ttl` is over. On a store of
-    /// one writer, always true.
-    fn lease(&self, _name: &str, _holder: &str, _ttl: std::time::Duration) -> Result<bool, Error> {
-        Ok(true)
-    }
-    /// On a store other writers share: waits until this writer holds the
-    /// lock named `name` across all of them, and holds it until the returned
-    /// guard is dropped. `None` on a store of one writer (nothing to hold).
-    fn hold(&self, _name: &[u8]) -> Result<Option<Box<dyn Send>>, Error> {
-        Ok(None)
-    }
-    /// Whether other writers may append to the same store at the same time
-    /// (a shared database). Recovery then does not require that nothing is
-    /// stored beyond the last checkpoint it read: another writer's batch,
-    /// committed with its own checkpoint, may have landed since.
-    fn shared(&self) -> bool {
-        false
-    }
-    /// Waits for background work (flushes, compactions) to finish, for
-    /// benchmarks; a no-op where there is none.
-    fn wait_for_compaction(&self) -> Result<(), Error> {
-        Ok(())
-    }
-    /// A state value (see `state.rs` for the keys).
+    /// passes to the next writer that asks once `ttl` is over.
+    fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, Error>;
+    /// Waits until this writer holds the lock named `name` across all of
+    /// them, and holds it until the returned guard is dropped.
+    fn hold(&self, name: &[u8]) -> Result<Box<dyn Send>, Error>;
+}
+
+/// The small key-value space beside the log, in the same backend (see
+/// `state.rs`, which namespaces it).
+pub(crate) trait StateStore: Send + Sync {
+    /// A state value.
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
     /// Writes state values atomically and durably.
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error>;
@@ -137,6 +147,11 @@ pub(crate) trait LogStore: Send + Sync {
         Ok(true)
     }
 }
+
+/// A whole backend: the log and the state beside it.
+pub(crate) trait Backend: LogStore + StateStore {}
+
+impl<T: LogStore + StateStore> Backend for T {}
 
 /// The head of a log other writers share, held by one writer for one batch:
 /// nobody else appends until the batch is written or the turn is dropped

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{append_from_threads, check_appended, check_whole_log, leaf, verified};
+use ledger::faults::Faults;
 use ledger::{Error, Ledger, Options};
 use note::{KeyType, SignerKey};
 
@@ -21,9 +22,6 @@ fn opts(batch_max: usize) -> Options {
     Options {
         batch_max,
         batch_wait: Duration::from_micros(300),
-        write_fault: None,
-        write_fault_after: None,
-        sync_fault: None,
         // Smaller than most logs here, so proofs read both memory and RocksDB.
         recent_hashes: 1000,
     }
@@ -175,16 +173,17 @@ fn a_failed_write_fails_only_its_batch() {
     let options = Options {
         batch_max: 16,
         batch_wait: Duration::from_millis(2),
-        write_fault: Some(Arc::new(move |_, _| {
+        recent_hashes: 1000,
+    };
+    let faults = Faults {
+        write: Some(Arc::new(move |_, _| {
             trigger
                 .swap(false, Ordering::SeqCst)
                 .then(|| "disk on fire".to_string())
         })),
-        write_fault_after: None,
-        sync_fault: None,
-        recent_hashes: 1000,
+        ..Faults::default()
     };
-    let ledger = Ledger::open(dir.path(), key(), options).unwrap();
+    let ledger = Ledger::open_with_faults(dir.path(), key(), options, faults).unwrap();
     for i in 0..20 {
         ledger
             .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
@@ -250,7 +249,10 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
     let options = Options {
         batch_max: 4,
         batch_wait: Duration::from_millis(1),
-        write_fault: Some(Arc::new(move |_, n| {
+        recent_hashes: 1000,
+    };
+    let faults = Faults {
+        write: Some(Arc::new(move |_, n| {
             if !trigger.swap(false, Ordering::SeqCst) {
                 return None;
             }
@@ -260,11 +262,9 @@ fn a_failed_write_does_not_fail_the_batch_prepared_on_top_of_it() {
             record.store(n, Ordering::SeqCst);
             Some("disk on fire".to_string())
         })),
-        write_fault_after: None,
-        sync_fault: None,
-        recent_hashes: 1000,
+        ..Faults::default()
     };
-    let ledger = Ledger::open(dir.path(), key(), options).unwrap();
+    let ledger = Ledger::open_with_faults(dir.path(), key(), options, faults).unwrap();
     for i in 0..3 {
         ledger
             .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
@@ -328,8 +328,10 @@ fn a_write_that_landed_but_failed_reuses_no_index() {
     let options = || Options {
         batch_max: 4,
         batch_wait: Duration::from_millis(1),
-        write_fault: None,
-        write_fault_after: Some(Arc::new({
+        recent_hashes: 1000,
+    };
+    let faults = Faults {
+        write_after: Some(Arc::new({
             let (trigger, record) = (trigger.clone(), record.clone());
             move |_, n| {
                 if !trigger.swap(false, Ordering::SeqCst) {
@@ -340,11 +342,10 @@ fn a_write_that_landed_but_failed_reuses_no_index() {
                 Some("reported after the WAL took it".to_string())
             }
         })),
-        sync_fault: None,
-        recent_hashes: 1000,
+        ..Faults::default()
     };
     let log_key = key();
-    let ledger = Ledger::open(dir.path(), log_key.clone(), options()).unwrap();
+    let ledger = Ledger::open_with_faults(dir.path(), log_key.clone(), options(), faults).unwrap();
     for i in 0..3 {
         ledger
             .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
@@ -417,16 +418,15 @@ fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
     let k = key();
     let armed = Arc::new(AtomicBool::new(false));
     let trigger = armed.clone();
-    let options = Options {
-        write_fault_after: None,
-        sync_fault: Some(Arc::new(move || {
+    let faults = Faults {
+        sync: Some(Arc::new(move || {
             trigger
                 .swap(false, Ordering::SeqCst)
                 .then(|| "disk gone".to_string())
         })),
-        ..opts(8)
+        ..Faults::default()
     };
-    let ledger = Ledger::open(dir.path(), k.clone(), options).unwrap();
+    let ledger = Ledger::open_with_faults(dir.path(), k.clone(), opts(8), faults).unwrap();
     let acked: Vec<(u32, ledger::Appended)> = (0..20)
         .map(|i| {
             let a = ledger
@@ -662,4 +662,33 @@ fn the_leaf_hash_index_names_the_latest_of_equal_leaves() {
     });
     let latest = a.index.max(b.index);
     assert_eq!(ledger.index_of(&hash).unwrap(), Some(latest));
+}
+
+/// The sequencer needs no disk: on the in-memory store (tests only) appends
+/// are acknowledged, a retry under the same key is the same leaf, proofs
+/// verify; a sync the store fails stops the ledger, as on RocksDB.
+#[test]
+fn the_sequencer_runs_on_the_in_memory_store() {
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = armed.clone();
+    let faults = Faults {
+        sync: Some(Arc::new(move || {
+            trigger
+                .load(Ordering::SeqCst)
+                .then(|| "memory gone".to_string())
+        })),
+        ..Faults::default()
+    };
+    let ledger = Ledger::in_memory(key(), opts(8), faults).unwrap();
+    for i in 0..50 {
+        ledger
+            .append_blocking(leaf(&i.to_string()), format!("k{i}").into_bytes())
+            .unwrap();
+    }
+    let again = ledger.append_blocking(leaf("7"), b"k7".to_vec()).unwrap();
+    assert_eq!(again.index, 7);
+    check_whole_log(&ledger);
+    armed.store(true, Ordering::SeqCst);
+    assert!(ledger.append_blocking(leaf("x"), b"kx".to_vec()).is_err());
+    assert!(ledger.writable().is_err());
 }

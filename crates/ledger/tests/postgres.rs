@@ -19,9 +19,6 @@ fn opts() -> Options {
     Options {
         batch_max: 64,
         batch_wait: Duration::from_micros(300),
-        write_fault: None,
-        write_fault_after: None,
-        sync_fault: None,
         recent_hashes: 1000,
     }
 }
