@@ -204,4 +204,15 @@ fn receipt_bodies_match_the_receipt_schema() {
     assert!(validator.is_valid(&counted));
     counted["derived"]["history"]["transferred_24h"] = json!("a lot");
     assert!(!validator.is_valid(&counted));
+    // With the principal the caller acts for, as the gate records it.
+    let principal =
+        protocol::OnBehalfOf::oauth("https://as.example", "user-7", Some("desk")).unwrap();
+    let mut delegated = v.clone();
+    delegated["derived"]["caller"]["on_behalf_of"] = serde_json::to_value(&principal).unwrap();
+    assert!(validator.is_valid(&delegated));
+    delegated["derived"]["caller"]["on_behalf_of"]["subject"] = json!("a\"b");
+    assert!(!validator.is_valid(&delegated));
+    delegated["derived"]["caller"]["on_behalf_of"] =
+        json!({"via": "saml", "issuer": "i", "subject": "s"});
+    assert!(!validator.is_valid(&delegated));
 }
