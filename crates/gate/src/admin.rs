@@ -10,7 +10,6 @@ use policy::{Bundle, CompiledPolicy};
 use serde_json::json;
 
 use crate::active::engine_name;
-use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
 impl Gate {
@@ -35,7 +34,7 @@ impl Gate {
         .await
         .map_err(|e| GateError::Internal(e.to_string()))??;
         let version = bundle.version();
-        let records = Records(self.ledger.state());
+        let records = self.records();
         if records.policy(&version)?.is_none() {
             self.record(
                 protocol::GovernanceAction::PolicyPublish,
@@ -60,11 +59,7 @@ impl Gate {
         by: &str,
         version: &str,
     ) -> Result<protocol::Activation, GateError> {
-        if !protocol::is_policy_version(version) {
-            return Err(GateError::BadInput(format!(
-                "{version:?} is not a policy version (sha256:<64 hex>)"
-            )));
-        }
+        policy_version(version)?;
         let record = self.record(
             protocol::GovernanceAction::PolicyActivate,
             by,
@@ -96,11 +91,7 @@ impl Gate {
         version: Option<String>,
     ) -> Result<protocol::ShadowChange, GateError> {
         if let Some(v) = &version {
-            if !protocol::is_policy_version(v) {
-                return Err(GateError::BadInput(format!(
-                    "{v:?} is not a policy version (sha256:<64 hex>)"
-                )));
-            }
+            policy_version(v)?;
         }
         let record = self.record(
             protocol::GovernanceAction::PolicyShadow,
@@ -127,7 +118,8 @@ impl Gate {
     pub(crate) fn policy_list(&self) -> Result<protocol::PolicyList, GateError> {
         let active = self.active_policy().map(|a| a.version.clone());
         let shadow = self.policies.shadow().map(|s| s.version.clone());
-        let versions = Records(self.ledger.state())
+        let versions = self
+            .records()
             .policy_versions()?
             .into_iter()
             .map(|(version, at)| protocol::PolicyVersion {
@@ -141,5 +133,16 @@ impl Gate {
             shadow,
             versions,
         })
+    }
+}
+
+/// `Ok` if `v` names a policy version (`sha256:<64 hex>`), else 400.
+fn policy_version(v: &str) -> Result<(), GateError> {
+    if protocol::is_policy_version(v) {
+        Ok(())
+    } else {
+        Err(GateError::BadInput(format!(
+            "{v:?} is not a policy version (sha256:<64 hex>)"
+        )))
     }
 }

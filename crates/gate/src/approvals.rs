@@ -22,7 +22,6 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::callers::{Caller, Role};
-use crate::records::Records;
 use crate::{now_ns, Gate, GateError};
 
 /// The approval requests' service state: writes one at a time, the live
@@ -172,7 +171,7 @@ impl Gate {
         let _one_at_a_time = self.approvals.writes.lock().expect("approvals lock");
         let now = now_ns();
         let mut fresh = std::collections::HashSet::new();
-        for bytes in Records(self.ledger.state()).approvals()? {
+        for bytes in self.records().approvals()? {
             let r: Request = serde_json::from_slice(&bytes)
                 .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
             if r.holds_votes(now) {
@@ -185,7 +184,7 @@ impl Gate {
 
     /// Approval request `id`, if there is one.
     pub(crate) fn approval(&self, id: &str) -> Result<Option<Request>, GateError> {
-        match Records(self.ledger.state()).approval(id)? {
+        match self.records().approval(id)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -205,7 +204,7 @@ impl Gate {
         mut change: impl FnMut(Option<Request>) -> Result<(Option<Request>, T), GateError>,
     ) -> Result<T, GateError> {
         for _ in 0..64 {
-            let stored = Records(self.ledger.state()).approval(id)?;
+            let stored = self.records().approval(id)?;
             let current = stored
                 .as_deref()
                 .map(serde_json::from_slice::<Request>)
@@ -216,7 +215,10 @@ impl Gate {
                 return Ok(out);
             };
             let bytes = serde_json::to_vec(&new).expect("serializable");
-            if Records(self.ledger.state()).swap_approval(id, stored.as_deref(), &bytes)? {
+            if self
+                .records()
+                .swap_approval(id, stored.as_deref(), &bytes)?
+            {
                 return Ok(out);
             }
         }
@@ -434,7 +436,7 @@ impl Gate {
         }
         let now = now_ns();
         let mut out = Vec::new();
-        for bytes in Records(self.ledger.state()).approvals()? {
+        for bytes in self.records().approvals()? {
             let r: Request = serde_json::from_slice(&bytes)
                 .map_err(|e| GateError::Internal(format!("an approval record: {e}")))?;
             if all || r.live(now) {

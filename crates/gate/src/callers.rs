@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::records::Records;
 use crate::{Gate, GateError};
 
 pub use protocol::{Caller, CallerList, Role};
@@ -327,7 +326,7 @@ impl Gate {
     /// Writes the store's record of `caller` (what the log says).
     fn mirror(&self, caller: &Caller) -> Result<(), GateError> {
         let bytes = serde_json::to_vec(caller).expect("serializable");
-        let state = Records(self.ledger.state());
+        let state = self.records();
         if !state.put_caller(&caller.name, &bytes, true)? {
             state.put_caller(&caller.name, &bytes, false)?;
         }

@@ -562,7 +562,8 @@ impl Gate {
             if c.revoked_at.is_some() || !c.token_sha256.is_empty() {
                 continue;
             }
-            let record = Records(self.ledger.state())
+            let record = self
+                .records()
                 .caller(name)?
                 .and_then(|b| serde_json::from_slice::<Caller>(&b).ok());
             match record {
@@ -596,7 +597,7 @@ impl Gate {
     /// anyway), counted and logged. Blocking.
     pub(crate) fn check_records(&self) -> Result<(), GateError> {
         self.read_log()?;
-        let records = Records(self.ledger.state()).callers()?;
+        let records = self.records().callers()?;
         let mut wrong = BTreeSet::new();
         self.governance.with(|fold| {
             for (name, bytes) in &records {
@@ -612,7 +613,7 @@ impl Gate {
         let (active, shadow) = self.governance.policies();
         // A pointer the store holds that the log does not (a missing one is
         // the store's loss, and changes nothing either).
-        let state = Records(self.ledger.state());
+        let state = self.records();
         if state
             .active_policy()?
             .is_some_and(|v| active.as_ref() != Some(&v))
@@ -650,7 +651,6 @@ mod tests {
 
     use super::{Governed, Refused};
     use crate::callers::{Caller, Role};
-    use crate::records::Records;
     use crate::{Config, Gate, GateError};
 
     fn open(dir: &std::path::Path) -> Arc<Gate> {
@@ -702,7 +702,7 @@ mod tests {
                 vec!["agent-*".into()],
             )
             .unwrap();
-        let before_revoke = Records(gate.ledger.state()).caller("sdk").unwrap().unwrap();
+        let before_revoke = gate.records().caller("sdk").unwrap().unwrap();
         gate.revoke_caller("admin-token", "sdk").unwrap();
         assert!(gate.caller_by_token(&revoked_token).is_none());
 
@@ -719,7 +719,7 @@ mod tests {
             revoked_at: None,
         };
         use sha2::Digest;
-        let state = Records(gate.ledger.state());
+        let state = gate.records();
         state
             .put_caller("mallory", &serde_json::to_vec(&mallory).unwrap(), true)
             .unwrap();
@@ -788,7 +788,7 @@ mod tests {
             )
             .unwrap();
         gate.governance.save(&gate.ledger, &gate.gate_key, true);
-        let old = Records(gate.ledger.state()).governed().unwrap().unwrap();
+        let old = gate.records().governed().unwrap().unwrap();
         gate.revoke_caller("admin-token", "a").unwrap();
         let (_, b) = gate
             .add_caller("admin-token", "b", [Role::Read].into(), vec![])
@@ -798,7 +798,7 @@ mod tests {
         let expected = gate.governance.now();
         assert_eq!(expected.through(), size);
 
-        Records(gate.ledger.state()).set_governed(&old).unwrap();
+        gate.records().set_governed(&old).unwrap();
         drop(gate);
         let mut gate = open(dir.path());
         assert!(
@@ -813,7 +813,7 @@ mod tests {
         // snapshot at all.
         let other =
             note::SignerKey::generate("gate.example/other", note::KeyType::Ed25519).unwrap();
-        let newest = Records(gate.ledger.state()).governed().unwrap().unwrap();
+        let newest = gate.records().governed().unwrap().unwrap();
         let split = |b: &[u8]| {
             let at = b
                 .iter()
@@ -836,7 +836,7 @@ mod tests {
         };
         let swapped = [old_note, newest_body].concat();
         for bad in [forged, swapped, b"not a note".to_vec()] {
-            Records(gate.ledger.state()).set_governed(&bad).unwrap();
+            gate.records().set_governed(&bad).unwrap();
             drop(gate);
             let reopened = open(dir.path());
             assert_eq!(refused(&reopened, Refused::Snapshot), 1);
@@ -921,7 +921,7 @@ mod tests {
             rotated_at: None,
             revoked_at: None,
         };
-        Records(gate.ledger.state())
+        gate.records()
             .put_caller("old", &serde_json::to_vec(&record).unwrap(), true)
             .unwrap();
         gate.read_log().unwrap();

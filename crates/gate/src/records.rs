@@ -56,6 +56,13 @@ fn utf8(v: Vec<u8>, what: &str) -> Result<String, Error> {
 #[derive(Clone, Copy)]
 pub struct Records<'a>(pub &'a State);
 
+impl crate::Gate {
+    /// This gate's records (in its ledger's state).
+    pub(crate) fn records(&self) -> Records<'_> {
+        Records(self.ledger.state())
+    }
+}
+
 impl Records<'_> {
     /// Stores bundle `bytes` as `version`, durably. Publishing a version that
     /// exists keeps the original (versions are content digests, so the bytes

@@ -15,7 +15,6 @@ use crate::auth::Authentication;
 use crate::callers::{Callers, Role};
 use crate::evaluators::Evaluators;
 use crate::governed::Governance;
-use crate::records::Records;
 use crate::{now_ns, witnessing, Config, Gate, GateError, Metrics};
 
 /// Why the gate could not start. Each names the file or setting at fault.
@@ -360,12 +359,12 @@ impl Gate {
                     gate.record_blocking(action, "startup", subject)
                         .map_err(|e| StartupError::Governance(e.to_string()))
                 };
-                if Records(gate.ledger.state()).policy(&version)?.is_none() {
+                if gate.records().policy(&version)?.is_none() {
                     record(
                         protocol::GovernanceAction::PolicyPublish,
                         serde_json::json!({"version": version, "engine": "rego"}),
                     )?;
-                    Records(gate.ledger.state()).publish_policy(
+                    gate.records().publish_policy(
                         &version,
                         &bundle.to_tar_gz(),
                         now_ns() as u64,
@@ -375,7 +374,7 @@ impl Gate {
                     protocol::GovernanceAction::PolicyActivate,
                     serde_json::json!({ "version": version }),
                 )?;
-                Records(gate.ledger.state()).activate_policy(&version)?;
+                gate.records().activate_policy(&version)?;
                 example_activated = Some(version.clone());
                 Some(version)
             }

@@ -308,7 +308,7 @@ pub struct Validator {
     algorithms: Vec<Algorithm>,
     agent: ureq::Agent,
     /// The JWKS URL, once known (configured or discovered).
-    jwks_uri: tokio::sync::Mutex<Option<String>>,
+    jwks_uri: tokio::sync::OnceCell<String>,
     keys: RwLock<Option<Arc<Keys>>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
@@ -325,7 +325,7 @@ impl Validator {
         let agent = tls::agent(config.ca_file.as_deref(), Duration::from_secs(10))
             .context("the --oauth file's ca_file")?;
         Ok(Validator {
-            jwks_uri: tokio::sync::Mutex::new(config.jwks_uri.clone()),
+            jwks_uri: tokio::sync::OnceCell::new_with(config.jwks_uri.clone()),
             config,
             algorithms,
             agent,
@@ -463,13 +463,8 @@ impl Validator {
 
     /// Fetches the key set (discovering its URL first if need be).
     async fn fetch(&self) -> Result<Keys> {
-        let mut uri = self.jwks_uri.lock().await;
-        if uri.is_none() {
-            *uri = Some(self.discover().await?);
-        }
-        let url = uri.clone().expect("set");
-        drop(uri);
-        let set: JwkSet = serde_json::from_value(self.get(&url).await?)
+        let url = self.jwks_uri.get_or_try_init(|| self.discover()).await?;
+        let set: JwkSet = serde_json::from_value(self.get(url).await?)
             .with_context(|| format!("{url}: not a JWK set"))?;
         let mut keys = Keys {
             by_kid: HashMap::new(),

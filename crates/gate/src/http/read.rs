@@ -17,7 +17,6 @@ use protocol::DecisionResponse;
 use serde::Deserialize;
 
 use crate::http::{text, Credentials};
-use crate::records::Records;
 use crate::{Gate, GateError};
 
 /// `GET /v1/receipts/{receipt_id}`: the receipt with a proof to the latest checkpoint.
@@ -146,7 +145,8 @@ pub(crate) async fn policy_bundle(
     Path(version): Path<String>,
 ) -> Result<Response, GateError> {
     gate.auth.may_read(&creds)?;
-    let p = Records(gate.ledger.state())
+    let p = gate
+        .records()
         .policy(&version)?
         .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
