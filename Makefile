@@ -25,13 +25,14 @@ test-deps:
 
 ## run: build and start the gate on its embedded default (./data, keys,
 ## admin token and the demo caller generated on first start, the example
-## Rego policy active, http://127.0.0.1:8080). Ctrl-C stops it gracefully.
+## Rego policy and surface contract active, http://127.0.0.1:8080). Ctrl-C
+## stops it gracefully.
 ## It builds as `make test` does (tests included, not run), so the two share
 ## one build: cargo resolves dependency features differently for a plain
 ## build, which would recompile much of the workspace between them.
 run: deps
 	$(CARGO) test --release --workspace --no-run --quiet
-	$(CARGO_TARGET_DIR)/release/tollgate serve
+	TOLLGATE_EXAMPLE_CONTRACT=true $(CARGO_TARGET_DIR)/release/tollgate serve
 
 ## demo: a gate, a witness and a payments service behind the surface
 ## verifier; a scripted agent calls tools through the SDK's guard, a buggy

@@ -146,6 +146,10 @@ pub struct ReplayReport {
     pub replay: ReplayResponse,
     /// Whether the receipt's gate signature was checked.
     pub signature_checked: bool,
+    /// The surface contract the receipt names when it could not be checked
+    /// (no `--contract` file, and the policy not fetched from the gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract_unchecked: Option<String>,
 }
 
 /// Where the policy bundle comes from.
@@ -169,6 +173,7 @@ pub fn replay(
     saved: &[u8],
     gate_key: Option<&VerifierKey>,
     source: PolicySource<'_>,
+    contract: Option<&std::path::Path>,
 ) -> Result<ReplayReport, Error> {
     let receipt = match serde_json::from_slice::<DecisionResponse>(saved) {
         Ok(r) => r.receipt.into_bytes(),
@@ -199,8 +204,39 @@ pub fn replay(
     };
     let evaluation =
         policy::replay_receipt(&body, bundle.as_ref()).or_else(|e| failed(e.to_string()))?;
+    // The surface contract the receipt names: from --contract, or the gate.
+    let named = body.derived["contract"].as_str().map(str::to_string);
+    let contract_bytes = match (&named, contract, &source) {
+        (None, _, _) => None,
+        (Some(_), Some(f), _) => {
+            Some(std::fs::read(f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?)
+        }
+        (Some(v), None, PolicySource::Url(log)) => {
+            Some(log.must_get(&format!("v1/contracts/{v}"))?)
+        }
+        (Some(_), None, _) => None,
+    };
+    let checked = match (&named, contract_bytes) {
+        (Some(v), Some(bytes)) => {
+            let c = protocol::Contract::parse(&bytes)
+                .map_err(|e| Error::Io(format!("surface contract: {e}")))?;
+            if c.version() != *v {
+                return failed(format!(
+                    "the surface contract given is {}, the receipt names {v}",
+                    c.version()
+                ));
+            }
+            let compiled = c
+                .compile()
+                .map_err(|e| Error::Io(format!("surface contract: {e}")))?;
+            Some(compiled.replay(&body.request))
+        }
+        _ => None,
+    };
     Ok(ReplayReport {
-        replay: ReplayResponse::compare(&body, evaluation.decision, evaluation.reason),
+        contract_unchecked: named.filter(|_| checked.is_none()),
+        replay: ReplayResponse::compare(&body, evaluation.decision, evaluation.reason)
+            .with_contract(checked),
         signature_checked: gate_key.is_some(),
     })
 }

@@ -93,6 +93,12 @@ enum Command {
         /// The gate's receipt key; without it the signature is not checked.
         #[arg(long)]
         gate_key: Option<String>,
+        /// The surface contract the receipt names (`derived.contract`), a
+        /// JSON file: the recorded request is checked against it again. Its
+        /// digest must equal the recorded version. With --policy URL it is
+        /// fetched from the gate (/v1/contracts/{version}) unless given.
+        #[arg(long)]
+        contract: Option<PathBuf>,
     },
     /// Walk the whole log through tlog-tiles: recompute the root, verify every
     /// receipt and governance entry, and check the log extends what was
@@ -327,6 +333,7 @@ fn run(cli: Cli) -> Result<bool, Error> {
             file,
             policy,
             gate_key,
+            contract,
         } => {
             let gate_key = gate_key.as_deref().map(key).transpose()?;
             let log;
@@ -338,9 +345,26 @@ fn run(cli: Cli) -> Result<bool, Error> {
             } else {
                 proofcheck::PolicySource::File(Path::new(&policy))
             };
-            let r = proofcheck::replay(&read(&file)?, gate_key.as_ref(), source)?;
+            let r = proofcheck::replay(
+                &read(&file)?,
+                gate_key.as_ref(),
+                source,
+                contract.as_deref(),
+            )?;
+            let contract_line = match (&r.replay.contract, &r.contract_unchecked) {
+                (Some(c), _) if c.met => format!("\nthe request meets surface contract {}", c.version),
+                (Some(c), _) => format!(
+                    "\nthe request BREAKS surface contract {}: {}",
+                    c.version,
+                    c.problem.as_deref().unwrap_or_default()
+                ),
+                (None, Some(v)) => format!(
+                    "\nwarning: the receipt names surface contract {v}; it was not checked (--contract FILE)"
+                ),
+                (None, None) => String::new(),
+            };
             let human = format!(
-                "{}: receipt {} recorded {}, replay under {} gives {} ({}){}",
+                "{}: receipt {} recorded {}, replay under {} gives {} ({}){}{contract_line}",
                 if r.replay.same { "same" } else { "DIFFERENT" },
                 r.replay.receipt_id,
                 r.replay.recorded.as_str(),

@@ -41,6 +41,13 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Surface contracts: per surface (and action), JSON Schemas the
+    /// decision's target and context must meet before policy sees them.
+    /// Publish, activate and list them through the admin API.
+    Surface {
+        #[command(subcommand)]
+        command: SurfaceCommand,
+    },
     /// Add, list, revoke and rotate callers (who may ask for decisions, for
     /// which actors) through the admin API.
     Caller {
@@ -253,6 +260,35 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum SurfaceCommand {
+    /// Publish a surface contract (a JSON file, `"format":
+    /// "tollgate.contract/v1"`; examples/contracts/example.json is one).
+    /// Every schema is compiled first; prints its version.
+    Publish {
+        /// The contract file.
+        file: PathBuf,
+        /// Also activate it.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a published contract the active one (`none`: no contract).
+    /// Every decision after it is checked against it before policy.
+    Activate {
+        /// The version (sha256:<hex>), or `none`.
+        version: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List published contracts; the active one is marked `*`.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum CallerCommand {
     /// Add a caller. Prints its token once (to stdout, or to --token-out);
     /// the gate keeps only its SHA-256.
@@ -326,6 +362,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
+        Command::Surface { command } => surface(command),
         Command::Caller { command } => caller(command),
         Command::Approvals { command } => approvals(command),
         Command::Log {
@@ -656,6 +693,20 @@ fn banner(config: &Config, started: &gate::Started, listening: &str) {
             "  policy        none active: every decision is SILENCE until one is activated"
         ),
     }
+    match gate.active_contract() {
+        Some(v) => println!(
+            "  contract      {v}{}",
+            if started.example_contract_activated.is_some() {
+                "  (example surface contract, activated now: payments, deploy, crm)"
+            } else {
+                ""
+            }
+        ),
+        None if config.require_surface_contracts => println!(
+            "  contract      none active, and require_surface_contracts: every decision is refused (400)"
+        ),
+        None => println!("  contract      none active: targets are not checked beyond the request contract"),
+    }
     if let Some(f) = &started.admin_token_file {
         println!("  admin token   in {}", f.display());
     }
@@ -789,6 +840,52 @@ fn read_bundle(path: &std::path::Path) -> Result<policy::Bundle> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     policy::Bundle::from_tar_gz(&bytes, None).with_context(|| format!("reading {}", path.display()))
+}
+
+fn surface(command: SurfaceCommand) -> Result<()> {
+    match command {
+        SurfaceCommand::Publish {
+            file,
+            activate,
+            admin,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let client = admin.client()?;
+            let published = client.publish_contract(&bytes)?;
+            let version = published.version;
+            println!(
+                "{version} (surfaces {}{})",
+                published.surfaces.join(", "),
+                if published.created {
+                    "; new"
+                } else {
+                    "; already published"
+                }
+            );
+            if activate {
+                client.activate_contract(Some(&version))?;
+                println!("activated {version}");
+            }
+        }
+        SurfaceCommand::Activate { version, admin } => {
+            let version = (version != "none").then_some(version);
+            let r = admin.client()?.activate_contract(version.as_deref())?;
+            println!(
+                "activated {} (was {})",
+                r.active.as_deref().unwrap_or("none"),
+                r.previous.as_deref().unwrap_or("none")
+            );
+        }
+        SurfaceCommand::List { admin } => {
+            let r = admin.client()?.contracts()?;
+            for v in &r.versions {
+                let mark = if v.active { "*" } else { " " };
+                println!("{mark} {}  published {}", v.version, v.published_at);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn policy(command: PolicyCommand) -> Result<()> {

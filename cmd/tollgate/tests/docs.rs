@@ -33,7 +33,7 @@ fn every_command_of_every_binary_is_in_the_architecture_map() {
     let doc = architecture();
     let tollgate = Path::new(env!("CARGO_BIN_EXE_tollgate")).to_path_buf();
     let mut lists = vec![("tollgate".to_string(), commands(&tollgate, &[]))];
-    for group in ["policy", "caller", "approvals", "mcp", "log"] {
+    for group in ["policy", "surface", "caller", "approvals", "mcp", "log"] {
         lists.push((format!("tollgate {group}"), commands(&tollgate, &[group])));
     }
     for bin in ["proofcheck", "witness"] {

@@ -198,6 +198,14 @@ settings! {
     /// and on a log with no callers create the `demo` caller (decide and read
     /// for the example actors `agent-*`), its token in `<data_dir>/demo.token`.
     example_policy: bool = true => Boolean,
+    /// With `example_policy`: also publish and activate the example surface
+    /// contract (`examples/contracts/example.json`: payments, deploy, crm)
+    /// when no contract is active. `make run` turns it on.
+    example_contract: bool = false => Boolean,
+    /// Refuse (400) a decision on a surface the active surface contract
+    /// does not cover, or any decision while no contract is active. Default
+    /// false: such surfaces are decided without a contract check.
+    require_surface_contracts: bool = false => Boolean,
     /// Most connections open at once (TCP and Unix socket each); beyond it
     /// a new connection is closed at once.
     max_connections: usize = 4096 => Integer,

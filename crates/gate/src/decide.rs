@@ -1,6 +1,6 @@
 //! `POST /v1/decisions`: the decision pipeline.
 //!
-//! admit → validate → idempotency → bind the active policy and derive
+//! admit → validate → idempotency → surface contract → bind the active policy and derive
 //! context → evaluate (on an evaluation thread; the engine stops at the
 //! wall-clock limit) → sign the receipt → append to the log → answer with the
 //! receipt and a tlog-proof. Fail closed: anything that goes wrong before the
@@ -68,13 +68,14 @@ impl Gate {
             tollgate.logged = false,
         );
         let value = request.to_value();
+        let contract = self.contracts.check(&value)?;
         let counters = self.history.gate.read().await;
         let approvals = match self.voted_request(&value) {
             Some(id) => self.attachable(&id, &caller.name)?,
             None => None,
         };
         let bound = tracing::Instrument::instrument(
-            self.bind_and_evaluate(who, &request, &value, &counters, approvals),
+            self.bind_and_evaluate(who, &request, &value, contract, &counters, approvals),
             span.clone(),
         )
         .await;
@@ -210,6 +211,11 @@ impl Gate {
             return Ok((found, Outcome::Replayed));
         }
 
+        // 2b. The surface contract: the target and context meet the active
+        //     contract's schemas for this surface and action, or 400 naming
+        //     the value and the rule; nothing evaluated or logged.
+        let contract = self.contracts.check(&request_value)?;
+
         // 3.–4. Bind, derive, evaluate. Under counters, or with approvals to
         //    attach, this actor's decisions are one at a time from reading
         //    them to the commit (history.rs, approvals.rs), so none passes a
@@ -239,7 +245,14 @@ impl Gate {
             evaluation,
             shadowed,
         } = tracing::Instrument::instrument(
-            self.bind_and_evaluate(who, &request, &request_value, &counters, approvals),
+            self.bind_and_evaluate(
+                who,
+                &request,
+                &request_value,
+                contract,
+                &counters,
+                approvals,
+            ),
             tracing::info_span!(target: telemetry::TARGET, "evaluate"),
         )
         .await;
@@ -371,6 +384,7 @@ impl Gate {
         who: &Authorized,
         request: &DecisionRequest,
         request_value: &serde_json::Value,
+        contract: Option<String>,
         counters: &crate::history::Counters,
         approvals: Option<serde_json::Value>,
     ) -> Bound {
@@ -388,6 +402,9 @@ impl Gate {
         let mut derived = receipt_derived(actor, &caller.name, who.via());
         if let Some(principal) = who.principal() {
             derived["caller"]["on_behalf_of"] = serde_json::to_value(principal).unwrap_or_default();
+        }
+        if let Some(version) = contract {
+            derived["contract"] = version.into();
         }
         // The counters' values before this request (recorded in the receipt).
         let history = match (&active, counters.any()) {

@@ -82,6 +82,8 @@ pub(crate) struct Governed {
     pub(crate) active: Option<String>,
     /// The shadow policy version.
     pub(crate) shadow: Option<String>,
+    /// The active surface contract's version.
+    pub(crate) contract: Option<String>,
     /// The open approval requests, by digest ([`protocol::approval_id`]).
     pub(crate) asked: BTreeMap<String, Asked>,
 }
@@ -179,6 +181,13 @@ impl Governed {
             Action::PolicyShadow => match &s["version"] {
                 Value::Null => self.shadow = None,
                 Value::String(v) if protocol::is_policy_version(v) => self.shadow = Some(v.clone()),
+                _ => {}
+            },
+            Action::ContractActivate => match &s["version"] {
+                Value::Null => self.contract = None,
+                Value::String(v) if protocol::is_policy_version(v) => {
+                    self.contract = Some(v.clone());
+                }
                 _ => {}
             },
             Action::ApprovalApprove => {
@@ -323,6 +332,9 @@ struct Snapshot {
     callers: Vec<Caller>,
     active: Option<String>,
     shadow: Option<String>,
+    /// Absent in snapshots written before surface contracts.
+    #[serde(default)]
+    contract: Option<String>,
     asked: BTreeMap<String, Asked>,
 }
 
@@ -361,6 +373,7 @@ impl Snapshot {
             callers: g.callers.values().cloned().collect(),
             active: g.active.clone(),
             shadow: g.shadow.clone(),
+            contract: g.contract.clone(),
             asked: g.asked.clone(),
         }
     }
@@ -399,6 +412,7 @@ impl Snapshot {
             callers: s.callers.into_iter().map(|c| (c.name.clone(), c)).collect(),
             active: s.active,
             shadow: s.shadow,
+            contract: s.contract,
             asked: s.asked,
         })
     }
@@ -528,6 +542,7 @@ impl Gate {
         self.policies
             .follow(&self.ledger, &self.history, active, shadow)
             .await?;
+        self.follow_contract().await?;
         let gate = self.clone();
         tokio::task::spawn_blocking(move || {
             gate.governance.save(&gate.ledger, &gate.gate_key, changed);

@@ -17,6 +17,7 @@ mod approvals;
 mod auth;
 pub mod callers;
 pub mod config;
+mod contracts;
 mod decide;
 mod error;
 mod evaluators;
@@ -47,7 +48,9 @@ pub use error::GateError;
 pub use http::{router, Credentials, TlsPeer, UnixPeer};
 pub use metrics::Metrics;
 pub use protocol::NewCaller;
-pub use startup::{example_bundle, example_cedar_bundle, Started, StartupError, DEMO_ACTORS};
+pub use startup::{
+    example_bundle, example_cedar_bundle, example_contract, Started, StartupError, DEMO_ACTORS,
+};
 pub use witnessing::WitnessingError;
 
 /// Every route: (method, path in axum syntax).
@@ -73,6 +76,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/policies"),
     ("POST", "/v1/admin/policies/{version}/activate"),
     ("POST", "/v1/admin/policies/shadow"),
+    ("GET", "/v1/admin/contracts"),
+    ("POST", "/v1/admin/contracts"),
+    ("POST", "/v1/admin/contracts/{version}/activate"),
+    ("GET", "/v1/contracts/{version}"),
     ("GET", "/log/checkpoint"),
     ("GET", "/log/tile/{*path}"),
     ("GET", "/healthz"),
@@ -98,6 +105,8 @@ pub struct Gate {
     /// What the log's governance entries say (callers, policy versions).
     governance: governed::Governance,
     policies: active::Policies,
+    /// The active surface contract: target and context checked before policy.
+    contracts: contracts::Contracts,
     /// The active policy's counters over the log (`derived.history`).
     history: history::History,
     /// On a shared log: the tree size up to which other gates' PERMITs
@@ -180,6 +189,12 @@ impl Gate {
     #[must_use]
     pub fn active_policy(&self) -> Option<Arc<ActivePolicy>> {
         self.policies.active()
+    }
+
+    /// The active surface contract's version, if any.
+    #[must_use]
+    pub fn active_contract(&self) -> Option<String> {
+        self.contracts.active().map(|c| c.version().to_string())
     }
 
     /// The ledger.

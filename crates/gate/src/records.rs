@@ -12,9 +12,11 @@
 //! | `k` ‖ caller name | the caller's record (`protocol::Caller` JSON)      |
 //! | `w`               | the newest checkpoint cosigned to the witness quorum (note text) |
 //! | `g`               | the gate's signed snapshot of what the log's governance entries say (note text) |
+//! | `t` ‖ version     | published-at (u64 BE UNIX ns) ‖ a surface contract's canonical JSON |
 //!
-//! The keys and values are those the ledger kept itself before (a data
-//! directory or database written then reads the same).
+//! The keys and values up to `g` are those the ledger kept itself before (a
+//! data directory or database written then reads the same). Which surface
+//! contract is active has no record: only the log says it (`governed.rs`).
 
 use ledger::{Error, Namespace, State};
 
@@ -25,15 +27,16 @@ const APPROVAL: Namespace = Namespace::new(b'r');
 const CALLER: Namespace = Namespace::new(b'k');
 const COSIGNED: Namespace = Namespace::new(b'w');
 const GOVERNED: Namespace = Namespace::new(b'g');
+const CONTRACT: Namespace = Namespace::new(b't');
 
-/// A published policy bundle.
+/// A published policy bundle (or surface contract).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishedPolicy {
     /// Its version (content digest).
     pub version: String,
     /// When it was first published, UNIX nanoseconds.
     pub published_at_ns: u64,
-    /// The bundle's bytes.
+    /// The bundle's (contract's) bytes.
     pub bytes: Vec<u8>,
 }
 
@@ -167,6 +170,57 @@ impl Records<'_> {
             Some(v) if !v.is_empty() => utf8(v, "the shadow policy").map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// Stores a surface contract's canonical bytes as `version`, durably;
+    /// false (and the original kept) if that version exists.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn publish_contract(
+        &self,
+        version: &str,
+        bytes: &[u8],
+        now_ns: u64,
+    ) -> Result<bool, Error> {
+        self.0.exclusive(|s| {
+            if s.get(CONTRACT, version.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            let mut value = now_ns.to_be_bytes().to_vec();
+            value.extend_from_slice(bytes);
+            s.put(CONTRACT, version.as_bytes(), &value)?;
+            Ok(true)
+        })
+    }
+
+    /// The surface contract published as `version` (bytes and publication time).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn contract(&self, version: &str) -> Result<Option<PublishedPolicy>, Error> {
+        self.0
+            .get(CONTRACT, version.as_bytes())?
+            .map(|v| decode(version.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Every published surface contract's version and publication time.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn contract_versions(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.0
+            .scan(CONTRACT)?
+            .into_iter()
+            .map(|(k, v)| {
+                let p = decode(&k, v.get(..8).unwrap_or(&[]))?;
+                Ok((p.version, p.published_at_ns))
+            })
+            .collect()
     }
 
     /// Replaces approval request `id`'s record with `record`, durably, only

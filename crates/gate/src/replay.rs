@@ -1,6 +1,6 @@
 //! Replay: a receipt's recorded request and derived context evaluated
-//! again under its recorded policy version, and whether the decision is
-//! the same (`POST /v1/replay`, `http/decisions.rs`).
+//! again under its recorded policy version (and checked again against the
+//! surface contract it names), and whether the decision is the same (`POST /v1/replay`, `http/decisions.rs`).
 
 use std::sync::Arc;
 
@@ -49,10 +49,22 @@ impl Gate {
                 self.evaluators.decide(compiled, input).await
             }
         };
-        Ok(ReplayResponse::compare(
-            &body,
-            replayed.decision,
-            replayed.reason,
-        ))
+        // The surface contract it names, checked again on the recorded request.
+        let contract = match body.derived["contract"].as_str() {
+            None => None,
+            Some(version) => {
+                let (g, version) = (self.clone(), version.to_string());
+                let compiled = tokio::task::spawn_blocking(move || {
+                    crate::contracts::load(g.records(), &version)
+                })
+                .await
+                .map_err(|e| GateError::Internal(e.to_string()))??;
+                Some(compiled.replay(&body.request))
+            }
+        };
+        Ok(
+            ReplayResponse::compare(&body, replayed.decision, replayed.reason)
+                .with_contract(contract),
+        )
     }
 }

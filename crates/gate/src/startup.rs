@@ -112,6 +112,8 @@ pub struct Started {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// The example policy was published and activated now.
     pub example_activated: Option<String>,
+    /// The example surface contract was published and activated now.
+    pub example_contract_activated: Option<String>,
 }
 
 /// The example Rego bundle (examples/policies/rego), compiled into the binary
@@ -135,6 +137,14 @@ pub fn example_bundle() -> Bundle {
             ),
         ],
     )
+}
+
+/// The example surface contract (examples/contracts/example.json), compiled
+/// into the binary.
+#[must_use]
+pub fn example_contract() -> protocol::Contract {
+    protocol::Contract::parse(include_bytes!("../../../examples/contracts/example.json"))
+        .expect("example contract")
 }
 
 /// The example Cedar bundle (examples/policies/cedar), same meaning as the
@@ -336,6 +346,7 @@ impl Gate {
             ledger,
             gate_key,
             policies: Policies::new(config.eval_timeout(), metrics.clone()),
+            contracts: crate::contracts::Contracts::new(config.require_surface_contracts),
             history: crate::history::History::new(),
             followed: tokio::sync::Mutex::new(followed),
             evaluators: Evaluators::new(
@@ -350,6 +361,7 @@ impl Gate {
         let governance_error = |e: GateError| StartupError::Governance(e.to_string());
         let logged = gate.read_log_at_start().map_err(governance_error)?;
         let mut example_activated = None;
+        let mut example_activated_contract = None;
         let active = match logged.active {
             Some(version) => Some(version),
             None if config.example_policy => {
@@ -401,6 +413,13 @@ impl Gate {
             })?;
             gate.policies.set_shadow(Some(Arc::new(shadow)));
         }
+        if logged.contract.is_none() && config.example_policy && config.example_contract {
+            let published = gate.publish_example_contract().map_err(governance_error)?;
+            example_activated_contract = Some(published);
+        }
+        gate.read_log().map_err(governance_error)?;
+        gate.take_logged_contract()
+            .map_err(|e| StartupError::Governance(format!("the active surface contract: {e}")))?;
         let demo_token_file = if config.example_policy && logged.callers.is_empty() {
             Some(gate.add_demo_caller(&config.demo_token_path())?)
         } else {
@@ -418,7 +437,36 @@ impl Gate {
             gate_key_generated,
             admin_token_file,
             example_activated,
+            example_contract_activated: example_activated_contract,
         })
+    }
+}
+
+impl Gate {
+    /// Publishes and activates the example surface contract, logged as
+    /// `startup`. Blocking.
+    fn publish_example_contract(&self) -> Result<String, GateError> {
+        let contract = example_contract();
+        let version = contract.version();
+        if self.records().contract(&version)?.is_none() {
+            let surfaces: Vec<&String> = contract.surfaces.keys().collect();
+            self.record_blocking(
+                protocol::GovernanceAction::ContractPublish,
+                "startup",
+                serde_json::json!({"version": version, "surfaces": surfaces}),
+            )?;
+            self.records().publish_contract(
+                &version,
+                contract.canonical().as_bytes(),
+                now_ns() as u64,
+            )?;
+        }
+        self.record_blocking(
+            protocol::GovernanceAction::ContractActivate,
+            "startup",
+            serde_json::json!({ "version": version }),
+        )?;
+        Ok(version)
     }
 }
 

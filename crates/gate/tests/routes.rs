@@ -647,6 +647,7 @@ async fn every_protected_route_refuses_missing_wrong_revoked_and_roleless_creden
         } else if path.starts_with("/v1/admin/")
             || is("/v1/receipts/{receipt_id}")
             || is("/v1/policies/{version}")
+            || is("/v1/contracts/{version}")
             || is("/v1/replay")
         {
             // Admin and read routes: the decider has neither role.

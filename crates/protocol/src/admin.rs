@@ -57,6 +57,35 @@ pub struct PolicyVersion {
     pub active: bool,
 }
 
+/// `POST /v1/admin/contracts`: the surface contract published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractPublished {
+    /// The contract's version (`sha256:…` of its canonical JSON).
+    pub version: String,
+    /// The surfaces it covers.
+    pub surfaces: Vec<String>,
+    /// False if this version was already published.
+    pub created: bool,
+}
+
+/// `POST /v1/admin/contracts/{version}/activate` (`none`: no contract).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractActivation {
+    /// The version now active; `None`: none.
+    pub active: Option<String>,
+    /// The one active before, if any.
+    pub previous: Option<String>,
+}
+
+/// `GET /v1/admin/contracts`: every published surface contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractList {
+    /// The active version, if any.
+    pub active: Option<String>,
+    /// Every published version, by version.
+    pub versions: Vec<PolicyVersion>,
+}
+
 /// One vote on an approval request, as the gate keeps and shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -54,11 +54,17 @@ pub enum Action {
     /// A PERMIT redeemed at a surface: `{receipt_id, index, surface, idempotency_key?}`.
     #[serde(rename = "permit.redeem")]
     PermitRedeem,
+    /// A surface contract published: `{version, surfaces}`.
+    #[serde(rename = "contract.publish")]
+    ContractPublish,
+    /// A published surface contract made active: `{version}` (null: none).
+    #[serde(rename = "contract.activate")]
+    ContractActivate,
 }
 
 impl Action {
     /// Every action, in the order of the schema's enum.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::PolicyPublish,
         Action::PolicyActivate,
         Action::PolicyShadow,
@@ -69,6 +75,8 @@ impl Action {
         Action::ApprovalApprove,
         Action::ApprovalReject,
         Action::PermitRedeem,
+        Action::ContractPublish,
+        Action::ContractActivate,
     ];
 
     /// The dotted name the entry carries.
@@ -85,6 +93,8 @@ impl Action {
             Action::ApprovalApprove => "approval.approve",
             Action::ApprovalReject => "approval.reject",
             Action::PermitRedeem => "permit.redeem",
+            Action::ContractPublish => "contract.publish",
+            Action::ContractActivate => "contract.activate",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
 
 mod admin;
+mod contract;
 mod delegation;
 mod governance;
 mod jcs;
@@ -26,7 +27,12 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::{
     Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, Caller, CallerList,
-    CallerToken, NewCaller, PolicyList, PolicyVersion, Published, Role, ShadowChange,
+    CallerToken, ContractActivation, ContractList, ContractPublished, NewCaller, PolicyList,
+    PolicyVersion, Published, Role, ShadowChange,
+};
+pub use contract::{
+    ActionRules, CompiledContract, Contract, ContractError, SurfaceRules, CONTRACT_FORMAT,
+    MAX_CONTRACT_BYTES,
 };
 pub use delegation::{OnBehalfOf, MAX_PRINCIPAL_CHARS, ON_BEHALF_OF_HEADER, VIA_OAUTH};
 pub use governance::{
@@ -43,7 +49,9 @@ pub use request::{
     MAX_BODY_BYTES, MAX_DEPTH, MAX_ID_CHARS, MAX_ITEMS, MAX_KEY_CHARS, MAX_NAME_CHARS,
     MAX_SAFE_INTEGER, MAX_STRING_CHARS,
 };
-pub use response::{DecisionResponse, ErrorBody, EvaluationResponse, ReplayResponse};
+pub use response::{
+    ContractReplay, DecisionResponse, ErrorBody, EvaluationResponse, ReplayResponse,
+};
 pub use time::{format_rfc3339_ns, parse_rfc3339_ns};
 
 /// The three decisions. Nothing else exists.

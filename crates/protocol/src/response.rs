@@ -63,8 +63,26 @@ pub struct ReplayResponse {
     pub replayed: Decision,
     /// The replay's reason.
     pub reason: String,
-    /// Whether the two decisions are the same.
+    /// Whether the two decisions are the same (and, when the receipt names
+    /// a surface contract that was checked, the request still meets it).
     pub same: bool,
+    /// The recorded request checked again against the surface contract the
+    /// receipt names (`derived.contract`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractReplay>,
+}
+
+/// A receipt's request checked again against its recorded surface contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractReplay {
+    /// The contract version the receipt names.
+    pub version: String,
+    /// Whether the recorded request meets it.
+    pub met: bool,
+    /// If not, the first value that breaks it and the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl ReplayResponse {
@@ -82,7 +100,19 @@ impl ReplayResponse {
             replayed,
             reason,
             same: replayed == receipt.decision,
+            contract: None,
         }
+    }
+
+    /// With the recorded request checked against its contract (`same`
+    /// only if it still meets it).
+    #[must_use]
+    pub fn with_contract(mut self, contract: Option<ContractReplay>) -> ReplayResponse {
+        if let Some(c) = &contract {
+            self.same &= c.met;
+        }
+        self.contract = contract;
+        self
     }
 }
 

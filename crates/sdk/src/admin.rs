@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use protocol::{
-    Activation, ApprovalList, ApprovalView, Caller, CallerList, CallerToken, NewCaller, PolicyList,
-    Published, ShadowChange,
+    Activation, ApprovalList, ApprovalView, Caller, CallerList, CallerToken, ContractActivation,
+    ContractList, ContractPublished, NewCaller, PolicyList, Published, ShadowChange,
 };
 use serde::de::DeserializeOwned;
 
@@ -162,6 +162,41 @@ impl AdminClient {
     /// [`AdminError`].
     pub fn policies(&self) -> Result<PolicyList, AdminError> {
         self.get("/v1/admin/policies")
+    }
+
+    /// `POST /v1/admin/contracts`: publishes a surface contract (JSON).
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`].
+    pub fn publish_contract(&self, json: &[u8]) -> Result<ContractPublished, AdminError> {
+        self.post("/v1/admin/contracts", "application/json", json)
+    }
+
+    /// `POST /v1/admin/contracts/{version}/activate` (`None`: no contract).
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`].
+    pub fn activate_contract(
+        &self,
+        version: Option<&str>,
+    ) -> Result<ContractActivation, AdminError> {
+        let version = version.unwrap_or("none");
+        self.post(
+            &format!("/v1/admin/contracts/{version}/activate"),
+            "application/json",
+            b"",
+        )
+    }
+
+    /// `GET /v1/admin/contracts`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`].
+    pub fn contracts(&self) -> Result<ContractList, AdminError> {
+        self.get("/v1/admin/contracts")
     }
 
     /// `GET /v1/approvals` (with `all`, closed ones too).

@@ -166,10 +166,19 @@ fn the_tool_runs_only_on_a_verified_permit() {
     let first = if lines[at].starts_with('A') { "B" } else { "A" };
     lines[at].replace_range(0..1, first);
     bad_proof["proof"] = lines.join("\n").into();
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A port bound but not listening: connections are refused, and no
+    // other listener (the fake gates below) can be given it meanwhile.
+    let unlistened =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    unlistened
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
         .unwrap();
+    let closed = unlistened.local_addr().unwrap().as_socket().unwrap();
     let fast = ureq::AgentBuilder::new()
         .timeout(Duration::from_millis(500))
         .build();

@@ -16,6 +16,7 @@ use protocol::{verify_receipt, Decision, DecisionResponse, ReceiptBody, ReplayRe
 use serde_json::{json, Value};
 
 mod callers;
+mod contracts;
 mod decisions;
 mod evaluation;
 mod many_gates;

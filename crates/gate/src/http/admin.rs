@@ -1,4 +1,4 @@
-//! `/v1/admin/…`: callers and policies. Every route needs the admin token
+//! `/v1/admin/…`: callers, policies and surface contracts. Every route needs the admin token
 //! or a caller with `admin` (`Gate::authorize_admin`); the operations are
 //! `admin.rs`'s and `callers.rs`'s.
 
@@ -136,4 +136,39 @@ pub(crate) async fn list(
 ) -> Result<Json<protocol::PolicyList>, GateError> {
     gate.auth.admin(&creds)?;
     gate.policy_list().map(Json)
+}
+
+/// `POST /v1/admin/contracts`: body is a surface contract (JSON,
+/// `Gate::publish_contract`).
+pub(crate) async fn publish_contract(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    body: Body,
+) -> Result<Json<protocol::ContractPublished>, GateError> {
+    let by = gate.auth.admin(&creds)?;
+    let bytes = gate.read_body(body, protocol::MAX_CONTRACT_BYTES).await?;
+    gate.publish_contract(&by, &bytes).await.map(Json)
+}
+
+/// `POST /v1/admin/contracts/{version}/activate`; `none` deactivates
+/// (`Gate::activate_contract`).
+pub(crate) async fn activate_contract(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    UrlPath(version): UrlPath<String>,
+) -> Result<Json<protocol::ContractActivation>, GateError> {
+    let by = gate.auth.admin(&creds)?;
+    let version = (version != "none").then_some(version);
+    gate.activate_contract(&by, version.as_deref())
+        .await
+        .map(Json)
+}
+
+/// `GET /v1/admin/contracts`: every published contract, which one is active.
+pub(crate) async fn list_contracts(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+) -> Result<Json<protocol::ContractList>, GateError> {
+    gate.auth.admin(&creds)?;
+    gate.contract_list().map(Json)
 }

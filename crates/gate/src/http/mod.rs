@@ -149,6 +149,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/v1/proofs/consistency", get(read::consistency))
         .route("/v1/checkpoints/{size}", get(read::checkpoint))
         .route("/v1/policies/{version}", get(read::policy_bundle))
+        .route("/v1/contracts/{version}", get(read::contract))
         .route(
             "/v1/admin/callers",
             get(admin::list_callers).post(admin::add_caller),
@@ -166,6 +167,14 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route(
             "/v1/admin/policies/{version}/activate",
             post(admin::activate),
+        )
+        .route(
+            "/v1/admin/contracts",
+            get(admin::list_contracts).post(admin::publish_contract),
+        )
+        .route(
+            "/v1/admin/contracts/{version}/activate",
+            post(admin::activate_contract),
         )
         .route("/log/checkpoint", get(read::latest_checkpoint))
         .route("/log/tile/{*path}", get(read::tile))

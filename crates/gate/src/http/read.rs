@@ -151,3 +151,15 @@ pub(crate) async fn policy_bundle(
         .ok_or_else(|| GateError::NotFound(format!("policy version {version} is not published")))?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], p.bytes).into_response())
 }
+
+/// `GET /v1/contracts/{version}`: a published surface contract (its
+/// canonical JSON, whose SHA-256 is the version).
+pub(crate) async fn contract(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    Path(version): Path<String>,
+) -> Result<Response, GateError> {
+    gate.auth.may_read(&creds)?;
+    let bytes = gate.contract_json(&version)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}

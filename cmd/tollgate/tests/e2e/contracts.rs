@@ -1,0 +1,294 @@
+//! Surface contracts: the active contract's schemas checked before policy
+//! (400 naming the value and the rule, nothing logged), recorded in the
+//! receipt, published and activated as governance entries, taken from the
+//! log at restart, checked again by replay and proofcheck.
+
+use super::*;
+
+/// The example contract, activated at start (`example_contract`).
+fn with_example(dir: &Path) -> Server {
+    Server::start_with_env(dir, &[("TOLLGATE_EXAMPLE_CONTRACT", "true")])
+}
+
+/// A refused decision: 400 `invalid_request` naming `field`, its message
+/// naming `rule`; and nothing was logged.
+fn refused(s: &Server, request: &Value, field: &str, rule: &str) {
+    let before = s.checkpoint().size;
+    let (status, body) = s.post("/v1/decisions", request.to_string().as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert_eq!(body["field"], field, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(&format!("rule \"{rule}\"")), "{message}");
+    assert_eq!(s.checkpoint().size, before, "nothing logged");
+}
+
+#[test]
+fn the_active_contract_checks_targets_before_policy_and_receipts_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_example(dir.path());
+    let (ok, out) = s.tollgate(&["surface", "list"]);
+    assert!(ok, "{out}");
+    let example = out
+        .lines()
+        .find_map(|l| l.strip_prefix("* "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an active contract")
+        .to_string();
+
+    // Met: decided, and the receipt names the contract.
+    let r = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 500, "currency": "EUR", "to": "acct-9"}),
+        "c-ok",
+    ));
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    let (body, _) = verify(&s, &r);
+    assert_eq!(body.derived["contract"], example.as_str());
+
+    // Broken: 400 naming the value and the rule, nothing evaluated or logged.
+    let pay = |target: Value| intent("agent-treasury", "payments", "transfer", target, "c-bad");
+    refused(&s, &pay(json!({"amount": "5"})), "/target/amount", "type");
+    refused(&s, &pay(json!({"amount": 0})), "/target/amount", "minimum");
+    refused(&s, &pay(json!({"amount": 12.5})), "/target/amount", "type");
+    refused(
+        &s,
+        &pay(json!({"amount": 5, "to": "bob"})),
+        "/target/to",
+        "pattern",
+    );
+    refused(&s, &pay(json!({"to": "acct-1"})), "/target", "required");
+    refused(
+        &s,
+        &pay(json!({"amount": 5, "bcc": "x"})),
+        "/target",
+        "additionalProperties",
+    );
+    let mut ticket = pay(json!({"amount": 5}));
+    ticket["context"] = json!({"ticket": "not a ticket"});
+    refused(&s, &ticket, "/context/ticket", "pattern");
+    refused(
+        &s,
+        &intent(
+            "agent-deployer",
+            "deploy",
+            "release",
+            json!({"service": "API!"}),
+            "c-d",
+        ),
+        "/target/service",
+        "pattern",
+    );
+    // The unlogged evaluation is held to the same contract.
+    let (status, body) = s.post(
+        "/v1/evaluations",
+        pay(json!({"amount": "5"})).to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("/target/amount")),
+        "{body}"
+    );
+
+    // A surface the contract does not list is decided as before, unnamed.
+    let r = s.decide(&intent(
+        "agent-treasury",
+        "email",
+        "send",
+        json!({"to": 1}),
+        "c-free",
+    ));
+    let (body, _) = verify(&s, &r);
+    assert!(body.derived.get("contract").is_none(), "{:?}", body.derived);
+
+    // Replay checks the recorded request against the recorded contract.
+    let permit = s.decide(&intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 500, "to": "acct-9"}),
+        "c-ok2",
+    ));
+    let saved = dir.path().join("permit.json");
+    std::fs::write(&saved, serde_json::to_vec(&permit).unwrap()).unwrap();
+    let (status, replay) = s.post("/v1/replay", permit.receipt.as_bytes());
+    assert_eq!(status, 200, "{replay}");
+    let replay: ReplayResponse = serde_json::from_value(replay).unwrap();
+    assert!(replay.same);
+    let checked = replay.contract.expect("the contract checked");
+    assert_eq!(
+        (checked.version.as_str(), checked.met),
+        (example.as_str(), true)
+    );
+    // proofcheck: fetched from the gate, or from a file (whose digest must
+    // be the recorded version).
+    let gate_key = s.key("gate.skey").to_string();
+    let demo = dir.path().join("data/demo.token");
+    let proofcheck = |extra: &[&str]| {
+        let out = Command::new(testkit::bin("proofcheck"))
+            .args(["--token-file", demo.to_str().unwrap(), "replay"])
+            .arg(&saved)
+            .args(["--gate-key", &gate_key])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = proofcheck(&["--policy", &s.url]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("meets surface contract {example}")),
+        "{out}"
+    );
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let bundle = examples.join("policies/rego");
+    let file = examples.join("contracts/example.json");
+    let (code, out) = proofcheck(&[
+        "--policy",
+        bundle.to_str().unwrap(),
+        "--contract",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("meets surface contract"), "{out}");
+    let (code, out) = proofcheck(&["--policy", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("was not checked"), "{out}");
+
+    // A stricter contract published and activated through the CLI: every
+    // decision after it is held to it.
+    let strict = dir.path().join("strict.json");
+    let mut c = gate::example_contract();
+    c.surfaces
+        .get_mut("payments")
+        .unwrap()
+        .target
+        .as_mut()
+        .unwrap()["properties"]["amount"]["maximum"] = json!(100);
+    std::fs::write(&strict, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let (ok, out) = s.tollgate(&["surface", "publish", strict.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let strict_version = c.version();
+    assert!(
+        out.contains(&format!("activated {strict_version}")),
+        "{out}"
+    );
+    refused(
+        &s,
+        &pay(json!({"amount": 500})),
+        "/target/amount",
+        "maximum",
+    );
+    let (ok, out) = s.tollgate(&["surface", "list"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("* {strict_version}")) && out.contains(&format!("  {example}")),
+        "{out}"
+    );
+    // Published contracts are served by version, canonical.
+    let served = s
+        .get_bytes(&format!("/v1/contracts/{strict_version}"))
+        .unwrap();
+    assert_eq!(protocol::Contract::parse(&served).unwrap(), c);
+    // None active: the string reaches the policy again (which must defend).
+    let (ok, out) = s.tollgate(&["surface", "activate", "none"]);
+    assert!(ok, "{out}");
+    let r = s.decide(&pay(json!({"amount": "5"})));
+    assert_eq!(r.decision, Decision::Silence);
+    // A version never published is refused, naming it.
+    let (ok, out) = s.tollgate(&["surface", "activate", &format!("sha256:{}", "0".repeat(64))]);
+    assert!(!ok && out.contains("not published"), "{out}");
+
+    // What the log says survives a restart (without the example setting).
+    let (ok, out) = s.tollgate(&["surface", "activate", &strict_version]);
+    assert!(ok, "{out}");
+    s.stop();
+    let s = Server::start(dir.path());
+    let after = intent(
+        "agent-treasury",
+        "payments",
+        "transfer",
+        json!({"amount": 500}),
+        "c-after",
+    );
+    refused(&s, &after, "/target/amount", "maximum");
+    s.audit();
+    let history = Command::new(testkit::bin("proofcheck"))
+        .args(["history", "--log", &s.url, "--log-key"])
+        .arg(s.key("log.skey").to_string())
+        .args(["--gate-key", &gate_key])
+        .args(["--token-file", demo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert_eq!(history.matches("contract.publish").count(), 2, "{history}");
+    assert_eq!(history.matches("contract.activate").count(), 4, "{history}");
+}
+
+#[test]
+fn contracts_can_be_required_and_bad_ones_are_refused_at_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[("TOLLGATE_REQUIRE_SURFACE_CONTRACTS", "true")],
+    );
+    // None active: every decision refused, nothing logged.
+    let before = s.checkpoint().size;
+    let (status, body) = s.post("/v1/decisions", transfer(5, "r-1").to_string().as_bytes());
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("/surface")),
+        "{body}"
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("require_surface_contracts"));
+
+    // A schema that is not one, a look-ahead pattern, an unknown member:
+    // refused at publish, naming where; nothing logged.
+    for (bad, names) in [
+        (
+            json!({"format": "tollgate.contract/v1", "surfaces": {"payments": {"target": {"type": "nope"}}}}),
+            "surfaces/payments/target",
+        ),
+        (
+            json!({"format": "tollgate.contract/v1", "surfaces": {"p": {"target": {"pattern": "(?=a)"}}}}),
+            "surfaces/p/target",
+        ),
+        (
+            json!({"format": "tollgate.contract/v1", "surfaces": {"p": {"targets": {}}}}),
+            "unknown field",
+        ),
+    ] {
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let (ok, out) = s.tollgate(&["surface", "publish", file.to_str().unwrap()]);
+        assert!(!ok && out.contains(names), "{out}");
+    }
+    assert_eq!(s.checkpoint().size, before, "nothing logged");
+
+    let file = dir.path().join("example.json");
+    std::fs::write(&file, gate::example_contract().canonical()).unwrap();
+    let (ok, out) = s.tollgate(&["surface", "publish", file.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    assert_eq!(s.decide(&transfer(5, "r-2")).decision, Decision::Permit);
+    // Covered surfaces only.
+    let (status, body) = s.post(
+        "/v1/decisions",
+        intent("agent-treasury", "email", "send", json!({}), "r-3")
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("/surface")),
+        "{body}"
+    );
+}
