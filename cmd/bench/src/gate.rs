@@ -37,6 +37,11 @@ pub(crate) struct BenchArgs {
     /// Engine of the policy the started gate runs: rego (the example) or cedar.
     #[arg(long, default_value = "rego")]
     policy: String,
+    /// Surface contract of the started gate: `example` (the example
+    /// contract active: every decision's target and context checked
+    /// against its payments schema) or `none`.
+    #[arg(long, default_value = "none", value_parser = ["none", "example"])]
+    contract: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     duration: u64,
@@ -90,6 +95,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 let s = Server::start(
                     args.gate_bin.as_deref(),
                     &args.policy,
+                    args.contract == "example",
                     log_store.as_deref(),
                     like.as_deref(),
                 )
@@ -126,9 +132,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         (None, None) => "RocksDB",
     };
     println!(
-        "tollgate-bench gate against {} ({} policy, {} gate(s), log in {store}), {} s per row",
+        "tollgate-bench gate against {} ({} policy, contract {}, {} gate(s), log in {store}), {} s per row",
         urls.join(" "),
         args.policy,
+        args.contract,
         urls.len(),
         args.duration
     );
@@ -528,6 +535,7 @@ impl Server {
     fn start(
         gate_bin: Option<&std::path::Path>,
         policy: &str,
+        contract: bool,
         log_store: Option<&str>,
         like: Option<&std::path::Path>,
     ) -> Result<Server> {
@@ -543,7 +551,8 @@ impl Server {
         let mut cmd = Command::new(&exe);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
-            .env("TOLLGATE_LOG", "warn");
+            .env("TOLLGATE_LOG", "warn")
+            .env("TOLLGATE_EXAMPLE_CONTRACT", contract.to_string());
         if let Some(url) = log_store {
             cmd.env("TOLLGATE_LOG_STORE", url);
         }

@@ -28,6 +28,10 @@ pub struct ReceiptReport {
     pub checkpoint_root: String,
     /// Witness cosignatures that verified (when a witness policy was given).
     pub witnesses: Vec<String>,
+    /// The committed fields: `opened` (the saved response's opening opens
+    /// the commitment) or `erased` (no opening: committed, opening erased).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub committed: Vec<(String, protocol::FieldStatus)>,
 }
 
 /// The receipt bytes in a saved decision response (`{"receipt": …, "proof": …}`).
@@ -74,6 +78,7 @@ pub fn check_receipt(
         checkpoint_size: v.checkpoint.size,
         checkpoint_root: B64.encode(v.checkpoint.root.0),
         witnesses: v.cosigners,
+        committed: v.committed,
     })
 }
 
@@ -175,15 +180,21 @@ pub fn replay(
     source: PolicySource<'_>,
     contract: Option<&std::path::Path>,
 ) -> Result<ReplayReport, Error> {
-    let receipt = match serde_json::from_slice::<DecisionResponse>(saved) {
-        Ok(r) => r.receipt.into_bytes(),
-        Err(_) => saved.to_vec(),
+    let (receipt, openings) = match serde_json::from_slice::<DecisionResponse>(saved) {
+        Ok(r) => (r.receipt.into_bytes(), r.openings.unwrap_or_default()),
+        Err(_) => (saved.to_vec(), protocol::Openings::new()),
     };
-    let body: ReceiptBody = match gate_key {
+    let mut body: ReceiptBody = match gate_key {
         Some(k) => verify_receipt(&receipt, k),
         None => parse_receipt(&receipt).map(|(_, b)| b),
     }
     .or_else(|e| failed(format!("receipt: {e}")))?;
+    // Committed fields: opened with the saved response's openings (each
+    // checked against its commitment); the rest cannot be checked.
+    let committed = protocol::committed_fields(&body.derived);
+    protocol::check_openings(&body.request, &committed, &openings).or_else(failed)?;
+    let (opened, unopened) = protocol::open_request(&body.request, &committed, &openings);
+    body.request = opened;
     let bundle = match &body.policy {
         None => None,
         Some(p) => Some(
@@ -229,14 +240,17 @@ pub fn replay(
             let compiled = c
                 .compile()
                 .map_err(|e| Error::Io(format!("surface contract: {e}")))?;
-            Some(compiled.replay(&body.request))
+            Some(compiled.replay(&body.request, &unopened))
         }
         _ => None,
     };
     Ok(ReplayReport {
         contract_unchecked: named.filter(|_| checked.is_none()),
-        replay: ReplayResponse::compare(&body, evaluation.decision, evaluation.reason)
-            .with_contract(checked),
+        replay: ReplayResponse {
+            unopened,
+            ..ReplayResponse::compare(&body, evaluation.decision, evaluation.reason)
+                .with_contract(checked)
+        },
         signature_checked: gate_key.is_some(),
     })
 }

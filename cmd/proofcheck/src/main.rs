@@ -297,7 +297,14 @@ fn run(cli: Cli) -> Result<bool, Error> {
                 } else {
                     String::new()
                 }
-            );
+            ) + &r
+                .committed
+                .iter()
+                .map(|(field, status)| match status {
+                    protocol::FieldStatus::Opened => format!("\n{field}: committed, opening verified"),
+                    protocol::FieldStatus::Erased => format!("\n{field}: committed, opening erased"),
+                })
+                .collect::<String>();
             output(cli.json, &r, human);
             Ok(true)
         }
@@ -362,7 +369,12 @@ fn run(cli: Cli) -> Result<bool, Error> {
                     "\nwarning: the receipt names surface contract {v}; it was not checked (--contract FILE)"
                 ),
                 (None, None) => String::new(),
-            };
+            } + &r
+                .replay
+                .unopened
+                .iter()
+                .map(|f| format!("\n{f}: committed, opening erased: the policy saw it, this replay cannot"))
+                .collect::<String>();
             let human = format!(
                 "{}: receipt {} recorded {}, replay under {} gives {} ({}){}{contract_line}",
                 if r.replay.same { "same" } else { "DIFFERENT" },

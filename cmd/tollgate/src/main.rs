@@ -48,6 +48,22 @@ enum Command {
         #[command(subcommand)]
         command: SurfaceCommand,
     },
+    /// Erase the opening of a field a receipt commits (a field the surface
+    /// contract marks sensitive): a signed `receipt.erase` entry (who,
+    /// which receipt, which field, why) is logged, then the value is
+    /// deleted from the store's files. The log and every proof stay valid.
+    Erase {
+        /// The receipt's id.
+        receipt_id: String,
+        /// The committed field, a JSON Pointer (`/target/name`).
+        #[arg(long)]
+        field: String,
+        /// Why (logged in the entry).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Add, list, revoke and rotate callers (who may ask for decisions, for
     /// which actors) through the admin API.
     Caller {
@@ -363,6 +379,12 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args),
         Command::Policy { command } => policy(command),
         Command::Surface { command } => surface(command),
+        Command::Erase {
+            receipt_id,
+            field,
+            reason,
+            admin,
+        } => erase(&receipt_id, &field, &reason, &admin),
         Command::Caller { command } => caller(command),
         Command::Approvals { command } => approvals(command),
         Command::Log {
@@ -840,6 +862,15 @@ fn read_bundle(path: &std::path::Path) -> Result<policy::Bundle> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     policy::Bundle::from_tar_gz(&bytes, None).with_context(|| format!("reading {}", path.display()))
+}
+
+fn erase(receipt_id: &str, field: &str, reason: &str, admin: &AdminArgs) -> Result<()> {
+    let e = admin.client()?.erase(receipt_id, field, reason)?;
+    println!(
+        "erased the opening of {} of receipt {} (logged as entry {})",
+        e.field, e.receipt_id, e.entry
+    );
+    Ok(())
 }
 
 fn surface(command: SurfaceCommand) -> Result<()> {

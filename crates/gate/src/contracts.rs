@@ -45,17 +45,20 @@ impl Contracts {
     }
 
     /// Checks a normalized request against the active contract: the
-    /// version it was checked against if its surface is covered.
+    /// contract it was checked against if its surface is covered.
     ///
     /// # Errors
     ///
     /// [`GateError::InvalidRequest`] naming the value and the rule it
     /// breaks, or `/surface` if no contract covers it and contracts are
     /// required.
-    pub(crate) fn check(&self, request: &Value) -> Result<Option<String>, GateError> {
-        let active = self.active.read().expect("contract lock");
-        let covered = match active.as_deref() {
-            Some(c) => c.check(request)?.then(|| c.version().to_string()),
+    pub(crate) fn check(
+        &self,
+        request: &Value,
+    ) -> Result<Option<Arc<CompiledContract>>, GateError> {
+        let active = self.active();
+        let covered = match active {
+            Some(c) => c.check(request)?.then_some(c),
             None => None,
         };
         if covered.is_none() && self.require {
@@ -210,5 +213,62 @@ impl Gate {
         tracing::info!(?version, "the log names another active surface contract");
         self.contracts.set(loaded);
         Ok(())
+    }
+}
+
+impl Gate {
+    /// Erases the opening of committed `field` of receipt `receipt_id`: a
+    /// `receipt.erase` entry (who, which receipt, which field, why) is
+    /// logged first, then the opening is erased from the store's files. The
+    /// log and every proof stay valid; the value is gone. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::NotFound`] for an unknown receipt or a field it does
+    /// not commit or whose opening is gone; [`GateError::BadInput`] without
+    /// a reason; [`GateError::Unavailable`] if the log cannot commit the
+    /// entry (nothing is erased then).
+    pub(crate) fn erase(
+        &self,
+        by: &str,
+        receipt_id: &str,
+        field: &str,
+        reason: &str,
+    ) -> Result<protocol::Erasure, GateError> {
+        if reason.trim().is_empty() || reason.len() > 1024 {
+            return Err(GateError::BadInput(
+                "an erasure needs a reason (1 to 1024 bytes): it is logged".into(),
+            ));
+        }
+        let (index, _) = self
+            .ledger
+            .lookup(receipt_id.as_bytes())?
+            .ok_or_else(|| GateError::NotFound(format!("no receipt {receipt_id}")))?;
+        let (_, body) = protocol::parse_receipt(&self.ledger.entry(index)?)
+            .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
+        let committed = protocol::committed_fields(&body.derived);
+        if !committed.iter().any(|f| f == field) {
+            return Err(GateError::NotFound(format!(
+                "receipt {receipt_id} commits no field {field:?} (it commits {committed:?})"
+            )));
+        }
+        let held = self.records().openings(receipt_id, &[field.to_string()])?;
+        if held.is_empty() {
+            return Err(GateError::NotFound(format!(
+                "the opening of {field} of receipt {receipt_id} was erased before"
+            )));
+        }
+        let entry = self.record_blocking(
+            Action::ReceiptErase,
+            by,
+            json!({"receipt_id": receipt_id, "index": index, "field": field, "reason": reason}),
+        )?;
+        self.records().erase_opening(receipt_id, field)?;
+        tracing::info!(%receipt_id, field, by, entry, "opening erased");
+        Ok(protocol::Erasure {
+            receipt_id: receipt_id.to_string(),
+            field: field.to_string(),
+            entry,
+        })
     }
 }

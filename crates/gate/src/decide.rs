@@ -75,7 +75,14 @@ impl Gate {
             None => None,
         };
         let bound = tracing::Instrument::instrument(
-            self.bind_and_evaluate(who, &request, &value, contract, &counters, approvals),
+            self.bind_and_evaluate(
+                who,
+                &request,
+                &value,
+                (contract.map(|c| c.version().to_string()), &[]),
+                &counters,
+                approvals,
+            ),
             span.clone(),
         )
         .await;
@@ -197,15 +204,17 @@ impl Gate {
         }
         let receipt_id = request.receipt_id(&caller.name);
         let request_value = request.to_value();
-        let request_digest = protocol::digest_of(&request_value);
 
         // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this
         //    caller, actor and key answers again if the request is the same,
         //    else 409.
-        if let Some(mut found) = self.existing(&receipt_id, &request_digest)? {
+        if let Some(mut found) = self.existing(&receipt_id, &request_value)? {
             // A SILENCE that asked for approvals: how they stand now.
             if found.decision == Decision::Silence {
-                let (id, _) = protocol::approval_id(&request_value);
+                let (_, body) = parse_receipt(found.receipt.as_bytes()).map_err(|e| {
+                    GateError::Internal(format!("stored receipt {receipt_id}: {e}"))
+                })?;
+                let (id, _) = protocol::approval_id(&body.request);
                 found.approval = self.approval(&id)?.map(|r| r.summary(now_ns()));
             }
             return Ok((found, Outcome::Replayed));
@@ -213,15 +222,27 @@ impl Gate {
 
         // 2b. The surface contract: the target and context meet the active
         //     contract's schemas for this surface and action, or 400 naming
-        //     the value and the rule; nothing evaluated or logged.
+        //     the value and the rule; nothing evaluated or logged. The
+        //     fields it marks sensitive are committed in the receipt's
+        //     request (the policy sees them in clear).
         let contract = self.contracts.check(&request_value)?;
+        let sensitive = contract.as_deref().map_or(&[][..], |c| {
+            c.sensitive(request.surface(), request.action())
+        });
+        let (receipt_request, committed, openings) = if sensitive.is_empty() {
+            (request_value.clone(), Vec::new(), protocol::Openings::new())
+        } else {
+            self.commit(&request_value, sensitive)
+        };
+        let contract = contract.map(|c| c.version().to_string());
+        let request_digest = protocol::digest_of(&receipt_request);
 
         // 3.–4. Bind, derive, evaluate. Under counters, or with approvals to
         //    attach, this actor's decisions are one at a time from reading
         //    them to the commit (history.rs, approvals.rs), so none passes a
         //    limit another already used, and no approval is used twice.
         let counters = self.history.gate.read().await;
-        let approval_id = self.voted_request(&request_value);
+        let approval_id = self.voted_request(&receipt_request);
         let _one_at_a_time = match counters.any() || approval_id.is_some() {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
@@ -249,7 +270,7 @@ impl Gate {
                 who,
                 &request,
                 &request_value,
-                contract,
+                (contract, &committed),
                 &counters,
                 approvals,
             ),
@@ -266,7 +287,7 @@ impl Gate {
             format: RECEIPT_FORMAT.into(),
             receipt_id: receipt_id.clone(),
             log: self.ledger.verifier().name().to_string(),
-            request: request_value,
+            request: receipt_request,
             request_digest: request_digest.clone(),
             decision: evaluation.decision,
             reason: evaluation.reason,
@@ -284,6 +305,16 @@ impl Gate {
             .in_scope(|| body.sign(&self.gate_key))
             .map_err(|e| GateError::Internal(format!("signing the receipt: {e}")))?;
 
+        // The openings first, so none of a committed receipt is lost (an
+        // append that then fails leaves them for its retry, which commits
+        // the same way).
+        if !openings.is_empty() {
+            let (g, rid, o) = (self.clone(), receipt_id.clone(), openings.clone());
+            tokio::task::spawn_blocking(move || g.records().put_openings(&rid, &o))
+                .await
+                .map_err(|e| GateError::Internal(e.to_string()))??;
+        }
+
         // 6. Append; answered only once durable. The receipt id is the log's
         //    idempotency key, so a concurrent retry with the same key cannot
         //    add a second leaf.
@@ -300,7 +331,7 @@ impl Gate {
             Err(ledger::Error::Conflict { .. }) => {
                 // A concurrent request with this key committed first.
                 return self
-                    .existing(&receipt_id, &request_digest)?
+                    .existing(&receipt_id, &request_value)?
                     .map(|r| (r, Outcome::Replayed))
                     .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
             }
@@ -362,6 +393,7 @@ impl Gate {
                 proof: proof.to_text(),
                 replayed: appended.duplicate,
                 approval,
+                openings: (!openings.is_empty()).then_some(openings),
             },
             if appended.duplicate {
                 Outcome::Replayed
@@ -384,7 +416,7 @@ impl Gate {
         who: &Authorized,
         request: &DecisionRequest,
         request_value: &serde_json::Value,
-        contract: Option<String>,
+        (contract, committed): (Option<String>, &[String]),
         counters: &crate::history::Counters,
         approvals: Option<serde_json::Value>,
     ) -> Bound {
@@ -405,6 +437,9 @@ impl Gate {
         }
         if let Some(version) = contract {
             derived["contract"] = version.into();
+        }
+        if !committed.is_empty() {
+            derived["committed"] = committed.into();
         }
         // The counters' values before this request (recorded in the receipt).
         let history = match (&active, counters.any()) {
@@ -466,7 +501,8 @@ impl Gate {
     }
 
     /// The committed receipt for `receipt_id`, as a response with a proof to
-    /// the latest checkpoint, if it exists and records `request_digest`.
+    /// the latest checkpoint, if it exists and records `request` (committed
+    /// as the receipt commits it).
     ///
     /// # Errors
     ///
@@ -474,19 +510,44 @@ impl Gate {
     fn existing(
         &self,
         receipt_id: &str,
-        request_digest: &str,
+        request: &serde_json::Value,
     ) -> Result<Option<DecisionResponse>, GateError> {
         let Some(found) = self.receipt(receipt_id)? else {
             return Ok(None);
         };
         let (_, body) = parse_receipt(found.receipt.as_bytes())
             .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
-        if body.request_digest != request_digest {
+        let committed = protocol::committed_fields(&body.derived);
+        let digest = if committed.is_empty() {
+            protocol::digest_of(request)
+        } else {
+            protocol::digest_of(&self.commit(request, &committed).0)
+        };
+        if body.request_digest != digest {
             return Err(GateError::Conflict {
                 receipt_id: receipt_id.to_string(),
             });
         }
         Ok(Some(found))
+    }
+
+    /// `request` with the values at `fields` committed: the receipt's
+    /// request, the fields committed and their openings. Each salt is
+    /// HMAC-SHA256 under the gate's commitment key of the field and the
+    /// request's approval digest (without idempotency key or pinned
+    /// version), so the same request commits the same way.
+    pub(crate) fn commit(
+        &self,
+        request: &serde_json::Value,
+        fields: &[String],
+    ) -> (serde_json::Value, Vec<String>, protocol::Openings) {
+        let (_, digest) = protocol::approval_id(request);
+        protocol::commit_request(request, fields, |field| {
+            crate::webhooks::hmac_sha256(
+                &self.commit_key,
+                &[field.as_bytes(), b"\0", digest.as_bytes()].concat(),
+            )
+        })
     }
 
     /// A committed receipt by id, with an inclusion proof to the latest checkpoint.
@@ -498,6 +559,11 @@ impl Gate {
         let (_, body) = parse_receipt(&leaf)
             .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
         let proof = self.proof_bundle(index, None)?;
+        let committed = protocol::committed_fields(&body.derived);
+        let openings = match committed.is_empty() {
+            true => None,
+            false => Some(self.records().openings(&body.receipt_id, &committed)?),
+        };
         Ok(Some(DecisionResponse {
             decision: body.decision,
             reason: body.reason,
@@ -509,6 +575,7 @@ impl Gate {
             proof: proof.to_text(),
             replayed: true,
             approval: None,
+            openings,
         }))
     }
 

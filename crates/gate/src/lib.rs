@@ -79,6 +79,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/contracts"),
     ("POST", "/v1/admin/contracts"),
     ("POST", "/v1/admin/contracts/{version}/activate"),
+    ("POST", "/v1/admin/receipts/{receipt_id}/erase"),
     ("GET", "/v1/contracts/{version}"),
     ("GET", "/log/checkpoint"),
     ("GET", "/log/tile/{*path}"),
@@ -94,6 +95,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Gate {
     ledger: Ledger,
     gate_key: SignerKey,
+    /// The key of committed fields' salts (`Gate::commit`), derived from
+    /// the gate key: every gate of a log commits a request the same way.
+    commit_key: [u8; 32],
     /// How long a request body may take to arrive (`body_read_timeout_ms`).
     body_read_timeout: std::time::Duration,
     /// Credentials → caller: tokens, mTLS subjects, Unix peers, the

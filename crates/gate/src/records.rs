@@ -13,6 +13,7 @@
 //! | `w`               | the newest checkpoint cosigned to the witness quorum (note text) |
 //! | `g`               | the gate's signed snapshot of what the log's governance entries say (note text) |
 //! | `t` ‖ version     | published-at (u64 BE UNIX ns) ‖ a surface contract's canonical JSON |
+//! | `o` ‖ receipt id ‖ 0x00 ‖ field | the opening of a committed field (`protocol::Opening` JSON) |
 //!
 //! The keys and values up to `g` are those the ledger kept itself before (a
 //! data directory or database written then reads the same). Which surface
@@ -28,6 +29,11 @@ const CALLER: Namespace = Namespace::new(b'k');
 const COSIGNED: Namespace = Namespace::new(b'w');
 const GOVERNED: Namespace = Namespace::new(b'g');
 const CONTRACT: Namespace = Namespace::new(b't');
+const OPENING: Namespace = Namespace::new(b'o');
+
+fn opening_key(receipt_id: &str, field: &str) -> Vec<u8> {
+    [receipt_id.as_bytes(), b"\0", field.as_bytes()].concat()
+}
 
 /// A published policy bundle (or surface contract).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +227,57 @@ impl Records<'_> {
                 Ok((p.version, p.published_at_ns))
             })
             .collect()
+    }
+
+    /// Stores the openings of a receipt's committed fields, durably.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_openings(
+        &self,
+        receipt_id: &str,
+        openings: &protocol::Openings,
+    ) -> Result<(), Error> {
+        self.0.exclusive(|s| {
+            for (field, o) in openings {
+                let value = serde_json::to_vec(o).expect("serializable");
+                s.put(OPENING, &opening_key(receipt_id, field), &value)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The openings the store still holds of `fields` of a receipt.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or a stored opening that does not parse.
+    pub fn openings(
+        &self,
+        receipt_id: &str,
+        fields: &[String],
+    ) -> Result<protocol::Openings, Error> {
+        let mut out = protocol::Openings::new();
+        for field in fields {
+            if let Some(v) = self.0.get(OPENING, &opening_key(receipt_id, field))? {
+                let o = serde_json::from_slice(&v).map_err(|e| {
+                    Error::Corrupt(format!("the opening of {field} of {receipt_id}: {e}"))
+                })?;
+                out.insert(field.clone(), o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Erases the opening of `field` of a receipt: gone from the store's
+    /// files, not only unreachable ([`State::erase`]).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn erase_opening(&self, receipt_id: &str, field: &str) -> Result<(), Error> {
+        self.0.erase(OPENING, &opening_key(receipt_id, field))
     }
 
     /// Replaces approval request `id`'s record with `record`, durably, only

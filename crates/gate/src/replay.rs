@@ -29,6 +29,20 @@ impl Gate {
             .map_err(|e| GateError::BadInput(format!("receipt: {e}")))?;
         // Admitted like a decision, evaluated like one (on an evaluation thread).
         let _admitted = self.admit()?;
+        // Committed fields: opened with the openings still held; the rest
+        // are named as what the replay cannot check.
+        let committed = protocol::committed_fields(&body.derived);
+        let mut body = body;
+        let mut unopened = Vec::new();
+        if !committed.is_empty() {
+            let (g, rid, fields) = (self.clone(), body.receipt_id.clone(), committed.clone());
+            let openings = tokio::task::spawn_blocking(move || g.records().openings(&rid, &fields))
+                .await
+                .map_err(|e| GateError::Internal(e.to_string()))??;
+            let (opened, left) = protocol::open_request(&body.request, &committed, &openings);
+            body.request = opened;
+            unopened = left;
+        }
         let replayed = match &body.policy {
             None => policy::replay_receipt(&body, None)
                 .map_err(|e| GateError::Internal(format!("replaying: {e}")))?,
@@ -59,12 +73,12 @@ impl Gate {
                 })
                 .await
                 .map_err(|e| GateError::Internal(e.to_string()))??;
-                Some(compiled.replay(&body.request))
+                Some(compiled.replay(&body.request, &unopened))
             }
         };
-        Ok(
-            ReplayResponse::compare(&body, replayed.decision, replayed.reason)
-                .with_contract(contract),
-        )
+        let mut response = ReplayResponse::compare(&body, replayed.decision, replayed.reason)
+            .with_contract(contract);
+        response.unopened = unopened;
+        Ok(response)
     }
 }

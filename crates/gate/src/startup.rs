@@ -344,6 +344,7 @@ impl Gate {
             witnessing,
             approvals: crate::approvals::Approvals::new(webhooks),
             ledger,
+            commit_key: commit_key(&gate_key),
             gate_key,
             policies: Policies::new(config.eval_timeout(), metrics.clone()),
             contracts: crate::contracts::Contracts::new(config.require_surface_contracts),
@@ -468,6 +469,17 @@ impl Gate {
         )?;
         Ok(version)
     }
+}
+
+/// The key of committed fields' salts: SHA-256 over a domain tag and the
+/// gate's secret key, so it is as secret as the key and the same on every
+/// gate that signs for the log.
+fn commit_key(gate_key: &note::SignerKey) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"tollgate commitment salt key v1\0");
+    h.update(gate_key.to_skey().as_bytes());
+    h.finalize().into()
 }
 
 /// The actors the `demo` caller may speak for: the example policy's.

@@ -112,6 +112,9 @@ impl<B: Backend> StateStore for Faulty<B> {
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error> {
         self.inner.state_put(pairs)
     }
+    fn state_erase(&self, key: &[u8]) -> Result<(), Error> {
+        self.inner.state_erase(key)
+    }
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error> {
         self.inner.state_scan(prefix)
     }
@@ -280,6 +283,10 @@ impl LogStore for MemStore {
 impl StateStore for MemStore {
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.state.read().expect("mem lock").get(key).cloned())
+    }
+    fn state_erase(&self, key: &[u8]) -> Result<(), Error> {
+        self.state.write().expect("mem lock").remove(key);
+        Ok(())
     }
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error> {
         let mut state = self.state.write().expect("mem lock");

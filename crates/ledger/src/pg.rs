@@ -750,6 +750,23 @@ impl StateStore for PgStore {
         })
     }
 
+    /// Deleted, then the state table vacuumed so the dead row's space is
+    /// reclaimed for reuse (VACUUM cannot run in a transaction; if it
+    /// fails, the error says the row is deleted all the same). The server's WAL and
+    /// backups are the operator's: PostgreSQL keeps them as configured.
+    fn state_erase(&self, key: &[u8]) -> Result<(), Error> {
+        let k = key.to_vec();
+        self.run(move |c| {
+            c.execute("DELETE FROM tollgate_state WHERE key = $1", &[&k])
+                .map_err(storage)?;
+            c.batch_execute("VACUUM tollgate_state").map_err(|e| {
+                Error::Storage(format!(
+                    "the row is deleted, but vacuuming tollgate_state after it failed: {e}"
+                ))
+            })
+        })
+    }
+
     fn state_swap(&self, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, Error> {
         let (k, e, n) = (key.to_vec(), expected.map(<[u8]>::to_vec), new.to_vec());
         // One statement each: the row's value is compared and replaced

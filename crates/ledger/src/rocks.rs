@@ -324,6 +324,23 @@ impl StateStore for RocksStore {
         self.db.write_opt(wb, &wo).map_err(storage)
     }
 
+    /// Deleted (synced), then the memtable flushed (so the WAL that held
+    /// the value is retired and deleted) and the key's range compacted
+    /// through the last level (so no table keeps the old value).
+    fn state_erase(&self, key: &[u8]) -> Result<(), Error> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.delete_opt(key, &wo).map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        let mut end = key.to_vec();
+        end.push(0);
+        let mut co = rocksdb::CompactOptions::default();
+        co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_opt(Some(key), Some(end.as_slice()), &co);
+        Ok(())
+    }
+
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error> {
         let mut out = Vec::new();
         for kv in self

@@ -157,6 +157,18 @@ impl State {
         })
     }
 
+    /// Deletes `key` in `ns` durably and as far as the backend can: its
+    /// bytes gone from the store's files (RocksDB: flushed and compacted),
+    /// not only unreachable. For erasing personal data.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn erase(&self, ns: Namespace, key: &[u8]) -> Result<(), Error> {
+        let _guard = self.lock.lock().expect("state lock");
+        self.store.state_erase(&ns.key(key))
+    }
+
     /// Compare-and-swap: writes `new` under `key` in `ns`, durably, only if
     /// the value is `expected` (`None`: absent); whether it wrote. Atomic in
     /// the store, across every process that shares it.

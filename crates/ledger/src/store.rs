@@ -134,6 +134,10 @@ pub(crate) trait StateStore: Send + Sync {
     fn state_put(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), Error>;
     /// Every state pair whose key starts with `prefix`, in key order.
     fn state_scan(&self, prefix: &[u8]) -> Result<StatePairs, Error>;
+    /// Deletes a state value durably and as far as the backend can, so
+    /// its bytes are gone from its files, not only unreachable (erasure of
+    /// personal data).
+    fn state_erase(&self, key: &[u8]) -> Result<(), Error>;
     /// Compare-and-swap of one state value, durably: writes `new` only if
     /// the value is `expected` (`None`: absent); whether it wrote. The
     /// default reads then writes, which is atomic only where one process

@@ -86,6 +86,27 @@ pub struct ContractList {
     pub versions: Vec<PolicyVersion>,
 }
 
+/// `POST /v1/admin/receipts/{receipt_id}/erase` `{field, reason}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// The committed field (`/target/name`).
+    pub field: String,
+    /// Why (logged).
+    pub reason: String,
+}
+
+/// The answer to an erasure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    /// The receipt.
+    pub receipt_id: String,
+    /// The field whose opening is gone.
+    pub field: String,
+    /// The log index of the `receipt.erase` entry.
+    pub entry: u64,
+}
+
 /// One vote on an approval request, as the gate keeps and shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -59,6 +59,10 @@ pub struct SurfaceRules {
     /// The schema of `context` for every action without its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+    /// Fields (JSON Pointers under `/target` or `/context`) written into
+    /// receipts as salted commitments, never in clear, for every action.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
     /// Per action, schemas that replace the surface's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<String, ActionRules>,
@@ -74,6 +78,16 @@ pub struct ActionRules {
     /// The schema of `context`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+    /// Sensitive fields of this action, besides the surface's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
+}
+
+/// Whether `field` may be marked sensitive: a JSON Pointer to a member
+/// inside `/target` or `/context`.
+fn sensitive_field(field: &str) -> bool {
+    (field.starts_with("/target/") || field.starts_with("/context/"))
+        && field.split('/').skip(2).all(|t| !t.is_empty())
 }
 
 /// A contract that cannot be published, naming where and why.
@@ -131,14 +145,38 @@ impl Contract {
         let mut surfaces = HashMap::with_capacity(self.surfaces.len());
         for (surface, rules) in &self.surfaces {
             let at = |part: &str| format!("surfaces/{surface}/{part}");
+            let lists = std::iter::once((at("sensitive"), &rules.sensitive)).chain(
+                rules.actions.iter().map(|(a, r)| {
+                    (
+                        format!("surfaces/{surface}/actions/{a}/sensitive"),
+                        &r.sensitive,
+                    )
+                }),
+            );
+            for (where_, list) in lists {
+                if let Some(bad) = list.iter().find(|f| !sensitive_field(f)) {
+                    return Err(ContractError(format!(
+                        "{where_}: {bad:?} is not a JSON Pointer to a member of /target or /context"
+                    )));
+                }
+            }
             let mut actions = HashMap::with_capacity(rules.actions.len());
             for (action, a) in &rules.actions {
                 let at = |part: &str| format!("surfaces/{surface}/actions/{action}/{part}");
+                let mut sensitive: Vec<String> = rules
+                    .sensitive
+                    .iter()
+                    .chain(&a.sensitive)
+                    .cloned()
+                    .collect();
+                sensitive.sort();
+                sensitive.dedup();
                 actions.insert(
                     action.clone(),
                     Pair {
                         target: compile(a.target.as_ref(), &at("target"))?,
                         context: compile(a.context.as_ref(), &at("context"))?,
+                        sensitive,
                     },
                 );
             }
@@ -148,6 +186,12 @@ impl Contract {
                     all: Pair {
                         target: compile(rules.target.as_ref(), &at("target"))?,
                         context: compile(rules.context.as_ref(), &at("context"))?,
+                        sensitive: {
+                            let mut s = rules.sensitive.clone();
+                            s.sort();
+                            s.dedup();
+                            s
+                        },
                     },
                     actions,
                 },
@@ -178,6 +222,8 @@ fn compile(
 struct Pair {
     target: Option<jsonschema::Validator>,
     context: Option<jsonschema::Validator>,
+    /// The surface's sensitive fields, and the action's.
+    sensitive: Vec<String>,
 }
 
 impl Pair {
@@ -221,15 +267,53 @@ impl CompiledContract {
         self.surfaces.contains_key(surface)
     }
 
-    /// A receipt's recorded request checked again (replay).
+    /// The sensitive fields of `surface`/`action` (none if not covered).
     #[must_use]
-    pub fn replay(&self, request: &Value) -> crate::ContractReplay {
-        let checked = self.check(request);
+    pub fn sensitive(&self, surface: &str, action: &str) -> &[String] {
+        self.surfaces
+            .get(surface)
+            .map_or(&[], |c| &c.actions.get(action).unwrap_or(&c.all).sensitive)
+    }
+
+    /// A receipt's recorded request (its committed fields opened where
+    /// they could be) checked again (replay). Breaks found at or under an
+    /// `unopened` field are not counted: a commitment stands there, not
+    /// the value the contract was checked on.
+    #[must_use]
+    pub fn replay(&self, request: &Value, unopened: &[String]) -> crate::ContractReplay {
+        let problem = match self.check(request) {
+            Ok(_) => None,
+            Err(_) => self.first_break(request, unopened),
+        };
         crate::ContractReplay {
             version: self.version.clone(),
-            met: checked.is_ok(),
-            problem: checked.err().map(|e| e.to_string()),
+            met: problem.is_none(),
+            problem,
         }
+    }
+
+    /// Every break of `request`'s rules, the first not at or under an
+    /// `unopened` field, as text.
+    fn first_break(&self, request: &Value, unopened: &[String]) -> Option<String> {
+        let surface = request["surface"].as_str().unwrap_or_default();
+        let rules = self.surfaces.get(surface)?;
+        let own = rules
+            .actions
+            .get(request["action"].as_str().unwrap_or_default());
+        let empty = Value::Object(serde_json::Map::new());
+        ["target", "context"].into_iter().find_map(|part| {
+            let validator = own
+                .and_then(|p| p.part(part))
+                .or_else(|| rules.all.part(part))?;
+            let value = request.get(part).unwrap_or(&empty);
+            validator.iter_errors(value).find_map(|e| {
+                let field = format!("/{part}{}", e.instance_path.as_str());
+                let hidden = unopened
+                    .iter()
+                    .any(|u| field == *u || field.starts_with(&format!("{u}/")));
+                (!hidden).then(|| format!("{field}: {e}"))
+            })
+        })
     }
 
     /// Checks a request (its normalized form, `DecisionRequest::to_value`

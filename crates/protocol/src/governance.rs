@@ -60,11 +60,14 @@ pub enum Action {
     /// A published surface contract made active: `{version}` (null: none).
     #[serde(rename = "contract.activate")]
     ContractActivate,
+    /// A committed field's opening erased: `{receipt_id, index, field, reason}`.
+    #[serde(rename = "receipt.erase")]
+    ReceiptErase,
 }
 
 impl Action {
     /// Every action, in the order of the schema's enum.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::PolicyPublish,
         Action::PolicyActivate,
         Action::PolicyShadow,
@@ -77,6 +80,7 @@ impl Action {
         Action::PermitRedeem,
         Action::ContractPublish,
         Action::ContractActivate,
+        Action::ReceiptErase,
     ];
 
     /// The dotted name the entry carries.
@@ -95,6 +99,7 @@ impl Action {
             Action::PermitRedeem => "permit.redeem",
             Action::ContractPublish => "contract.publish",
             Action::ContractActivate => "contract.activate",
+            Action::ReceiptErase => "receipt.erase",
         }
     }
 }

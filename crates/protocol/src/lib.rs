@@ -13,6 +13,7 @@
 //! Specs: RFC 8785 (JCS), C2SP signed-note, RFC 3339, RFC 6901 (field paths).
 
 mod admin;
+mod commit;
 mod contract;
 mod delegation;
 mod governance;
@@ -27,8 +28,12 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::{
     Activation, ApprovalList, ApprovalRecord, ApprovalView, ApprovalVote, Caller, CallerList,
-    CallerToken, ContractActivation, ContractList, ContractPublished, NewCaller, PolicyList,
-    PolicyVersion, Published, Role, ShadowChange,
+    CallerToken, ContractActivation, ContractList, ContractPublished, EraseRequest, Erasure,
+    NewCaller, PolicyList, PolicyVersion, Published, Role, ShadowChange,
+};
+pub use commit::{
+    check_openings, commit_request, commitment, committed_fields, open_request, FieldStatus,
+    Opening, Openings,
 };
 pub use contract::{
     ActionRules, CompiledContract, Contract, ContractError, SurfaceRules, CONTRACT_FORMAT,

@@ -33,6 +33,11 @@ pub struct DecisionResponse {
     /// client can compute itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<serde_json::Value>,
+    /// The openings (salt and value) of the fields the receipt commits
+    /// (`derived.committed`) that the gate still holds: absent ones were
+    /// erased. Not signed: each is checked against its commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openings: Option<crate::Openings>,
 }
 
 /// The body of every error response.
@@ -70,6 +75,10 @@ pub struct ReplayResponse {
     /// receipt names (`derived.contract`), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<ContractReplay>,
+    /// Committed fields whose openings were erased: the policy saw their
+    /// values, the replay only their commitments, so it cannot check them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unopened: Vec<String>,
 }
 
 /// A receipt's request checked again against its recorded surface contract.
@@ -101,6 +110,7 @@ impl ReplayResponse {
             reason,
             same: replayed == receipt.decision,
             contract: None,
+            unopened: Vec::new(),
         }
     }
 

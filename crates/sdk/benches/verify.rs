@@ -75,6 +75,7 @@ fn answer() -> (Trust, DecisionRequest, Vec<u8>, Call) {
         proof: bundle.to_text(),
         replayed: false,
         approval: None,
+        openings: None,
     };
     let trust = Trust::new(log_key.verifier().clone(), gate_key.verifier().clone());
     let call = Call {

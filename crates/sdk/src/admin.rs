@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use protocol::{
     Activation, ApprovalList, ApprovalView, Caller, CallerList, CallerToken, ContractActivation,
-    ContractList, ContractPublished, NewCaller, PolicyList, Published, ShadowChange,
+    ContractList, ContractPublished, EraseRequest, Erasure, NewCaller, PolicyList, Published,
+    ShadowChange,
 };
 use serde::de::DeserializeOwned;
 
@@ -197,6 +198,30 @@ impl AdminClient {
     /// [`AdminError`].
     pub fn contracts(&self) -> Result<ContractList, AdminError> {
         self.get("/v1/admin/contracts")
+    }
+
+    /// `POST /v1/admin/receipts/{receipt_id}/erase`: erases the opening of
+    /// a committed field, logging who, which and why.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`].
+    pub fn erase(
+        &self,
+        receipt_id: &str,
+        field: &str,
+        reason: &str,
+    ) -> Result<Erasure, AdminError> {
+        let body = serde_json::to_vec(&EraseRequest {
+            field: field.into(),
+            reason: reason.into(),
+        })
+        .expect("serializable");
+        self.post(
+            &format!("/v1/admin/receipts/{receipt_id}/erase"),
+            "application/json",
+            &body,
+        )
     }
 
     /// `GET /v1/approvals` (with `all`, closed ones too).

@@ -443,7 +443,8 @@ impl Client {
 /// Verifies a gate's answer to `request` (what [`Client::decide`] does once
 /// the answer is in): the receipt's signature and body, the tlog-proof to a
 /// checkpoint signed by the log key (and the witness quorum if `trust` asks),
-/// and that the receipt's request is `request`.
+/// and that the receipt's request is `request` (fields it commits through
+/// their verified openings).
 ///
 /// # Errors
 ///
@@ -462,7 +463,17 @@ pub fn verify_answer(
         trust.witnesses.as_ref(),
     )
     .map_err(|e| Refusal::Unverified(e.to_string()))?;
-    if verified.receipt.request != request.to_value() {
+    // Fields the receipt commits are compared through their openings
+    // (checked by `verify_decision`); one without an opening cannot be.
+    let (opened, unopened) = protocol::open_request(
+        &verified.receipt.request,
+        &protocol::committed_fields(&verified.receipt.derived),
+        response
+            .openings
+            .as_ref()
+            .unwrap_or(&protocol::Openings::new()),
+    );
+    if opened != request.to_value() || !unopened.is_empty() {
         return Err(Refusal::Unverified(
             "the receipt is for another request than the one sent".into(),
         ));

@@ -10,7 +10,8 @@
 //!   signed by the log key (and a witness quorum if the trust asks);
 //! - says PERMIT;
 //! - is for this call: the receipt's surface, action and target equal what
-//!   the service is asked to do (targets compared in RFC 8785 form);
+//!   the service is asked to do (targets compared in RFC 8785 form; a field
+//!   the receipt commits through the permit's verified opening of it);
 //! - is fresh: decided at most `max_age` ago (and not in the future);
 //! - was not used before: its [`Redeemer`] records it used, once. The
 //!   default, [`InProcess`], remembers receipt ids in this process only
@@ -254,7 +255,24 @@ impl SurfaceVerifier {
         if receipt.decision != Decision::Permit {
             return Err(Refused::NotPermit(receipt.decision.as_str().into()));
         }
-        let r = &receipt.request;
+        // Committed fields (sensitive in the surface contract) are compared
+        // through their openings, which `verify_decision` checked: a field
+        // whose opening is missing cannot show the call is the one permitted.
+        let committed = protocol::committed_fields(&receipt.derived);
+        let (opened, unopened) = protocol::open_request(
+            &receipt.request,
+            &committed,
+            response
+                .openings
+                .as_ref()
+                .unwrap_or(&protocol::Openings::new()),
+        );
+        if let Some(field) = unopened.first() {
+            return Err(Refused::Mismatch(format!(
+                "the receipt commits {field} and the permit carries no opening of it"
+            )));
+        }
+        let r = &opened;
         for (what, got, want) in [
             (
                 "surface",

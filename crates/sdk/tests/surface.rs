@@ -379,3 +379,60 @@ async fn gate_size(url: &str) -> u64 {
     .await
     .unwrap()
 }
+
+/// A surface whose contract marks fields sensitive: the receipt holds only
+/// commitments, the permit carries their openings, and the call is held
+/// to the opened values.
+#[tokio::test]
+async fn a_permit_for_committed_fields_is_held_to_their_openings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = testkit::tollgate_serve(&data);
+    cmd.env("TOLLGATE_EXAMPLE_CONTRACT", "true");
+    let gate = Proc::start(cmd, testkit::TOLLGATE_READY, 0);
+    let trust = Trust::new(key(&data, "log.skey"), key(&data, "gate.skey"));
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let client = Client::new(&gate.url, trust.clone()).with_token(&token);
+    let target = json!({"record": "acme", "customer": "Ada Lovelace"});
+    let request = json!({
+        "actor": {"id": "agent-deployer", "kind": "agent"}, "surface": "crm",
+        "action": "update", "target": target, "idempotency_key": "crm-1",
+    });
+    let permit = tokio::task::spawn_blocking(move || client.decide(&request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!permit.response().receipt.contains("Lovelace"));
+    let verifier = SurfaceVerifier::new(trust);
+    let call = |target: Value| Call {
+        surface: "crm".into(),
+        action: "update".into(),
+        target,
+    };
+    let now = std::time::SystemTime::now();
+    // Another customer than the one committed: refused.
+    let other = verifier.check(
+        Some(&permit.header_value()),
+        &call(json!({"record": "acme", "customer": "Grace Hopper"})),
+        now,
+    );
+    assert!(
+        matches!(&other, Err(sdk::surface::Refused::Mismatch(m)) if m.contains("Grace Hopper")),
+        "{other:?}"
+    );
+    // Without the opening the permit cannot show it names this call.
+    let mut stripped = permit.response().clone();
+    stripped.openings = None;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&stripped).unwrap());
+    let bare = verifier.check(Some(&header), &call(target.clone()), now);
+    assert!(
+        matches!(&bare, Err(sdk::surface::Refused::Mismatch(m)) if m.contains("no opening")),
+        "{bare:?}"
+    );
+    // The call it names: served.
+    let receipt = verifier
+        .check(Some(&permit.header_value()), &call(target), now)
+        .unwrap();
+    assert_eq!(receipt.derived["committed"], json!(["/target/customer"]));
+}

@@ -110,11 +110,17 @@ pub struct VerifiedDecision {
     /// Names of the witnesses whose cosignatures verified (with a witness
     /// policy; empty without).
     pub cosigners: Vec<String>,
+    /// The committed fields (`derived.committed`): each opened by a
+    /// verified opening of the response, or committed with its opening
+    /// erased.
+    pub committed: Vec<(String, protocol::FieldStatus)>,
 }
 
 /// Verifies a decision response: the receipt's gate signature and body, that
 /// every field the response repeats from the receipt (`receipt_id`,
-/// `decision`, `reason`, `policy_version`) is the receipt's, the tlog-proof of the receipt's leaf to its checkpoint, the
+/// `decision`, `reason`, `policy_version`) is the receipt's, that every
+/// opening given opens its committed field (a committed field without one
+/// is reported erased), the tlog-proof of the receipt's leaf to its checkpoint, the
 /// checkpoint's signature by `log_key` (and with `witnesses`, a C2SP
 /// tlog-policy naming `log_key`, its cosignature quorum), and that the
 /// receipt names that log.
@@ -185,6 +191,13 @@ pub fn verify_decision(
             body.log, checkpoint.origin
         )));
     }
+    // Openings are not signed: each must open the receipt's commitment.
+    let committed = protocol::check_openings(
+        &body.request,
+        &protocol::committed_fields(&body.derived),
+        r.openings.as_ref().unwrap_or(&protocol::Openings::new()),
+    )
+    .map_err(Error::Mismatch)?;
     let cosigners = match witnesses {
         Some(p) => {
             let note = Note::parse(bundle.checkpoint.as_bytes()).map_err(|e| Error::Proof {
@@ -203,6 +216,7 @@ pub fn verify_decision(
         index: bundle.index,
         checkpoint,
         cosigners,
+        committed,
     })
 }
 

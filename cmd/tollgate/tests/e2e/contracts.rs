@@ -292,3 +292,172 @@ fn contracts_can_be_required_and_bad_ones_are_refused_at_publish() {
         "{body}"
     );
 }
+
+/// Whether any file under `dir` holds `needle`.
+fn found_in_files(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(found_in_files(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(path);
+        }
+    }
+    hits
+}
+
+#[test]
+fn sensitive_fields_are_committed_verified_and_erasable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_example(dir.path());
+    let (customer, email) = ("Ada Lovelace 7f3a9c", "ada.7f3a9c@example.org");
+    let update = |customer: &str, key: &str| {
+        intent(
+            "agent-deployer",
+            "crm",
+            "update",
+            json!({"record": "acme", "customer": customer, "email": email}),
+            key,
+        )
+    };
+    let r = s.decide(&update(customer, "pii-1"));
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    // The receipt commits both fields, holds neither in clear; the policy
+    // decided on the values.
+    assert!(!r.receipt.contains(customer) && !r.receipt.contains(email));
+    let (body, _) = verify(&s, &r);
+    assert_eq!(
+        body.derived["committed"],
+        json!(["/target/customer", "/target/email"])
+    );
+    let (log_key, gate_key) = (s.key("log.skey"), s.key("gate.skey"));
+    let v = verify::verify_decision(&r, &log_key, &gate_key, None).unwrap();
+    let opened = protocol::FieldStatus::Opened;
+    assert_eq!(
+        v.committed,
+        vec![
+            ("/target/customer".into(), opened.clone()),
+            ("/target/email".into(), opened.clone())
+        ]
+    );
+    assert_eq!(
+        r.openings.as_ref().unwrap()["/target/customer"].value,
+        customer
+    );
+    // A wrong opening is refused, naming the field.
+    let mut wrong = r.clone();
+    wrong
+        .openings
+        .as_mut()
+        .unwrap()
+        .get_mut("/target/customer")
+        .unwrap()
+        .value = json!("Grace Hopper");
+    let e = verify::verify_decision(&wrong, &log_key, &gate_key, None).unwrap_err();
+    assert!(e.to_string().contains("/target/customer"), "{e}");
+    // Idempotency binds the real values: the same request is answered
+    // again, another customer under the same key is a conflict.
+    let again = s.decide(&update(customer, "pii-1"));
+    assert_eq!(
+        (again.receipt_id.as_str(), again.replayed),
+        (r.receipt_id.as_str(), true)
+    );
+    let (status, _) = s.post(
+        "/v1/decisions",
+        update("Grace Hopper", "pii-1").to_string().as_bytes(),
+    );
+    assert_eq!(status, 409);
+
+    // Erased: logged with who, which and why; the opening gone.
+    let reason = "erasure request 12 (GDPR art. 17)";
+    let (ok, out) = s.tollgate(&[
+        "erase",
+        &r.receipt_id,
+        "--field",
+        "/target/customer",
+        "--reason",
+        reason,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = s.tollgate(&[
+        "erase",
+        &r.receipt_id,
+        "--field",
+        "/target/customer",
+        "--reason",
+        reason,
+    ]);
+    assert!(!ok && out.contains("erased before"), "{out}");
+    let (ok, out) = s.tollgate(&[
+        "erase",
+        &r.receipt_id,
+        "--field",
+        "/target/record",
+        "--reason",
+        reason,
+    ]);
+    assert!(!ok && out.contains("commits no field"), "{out}");
+    let saved: DecisionResponse = serde_json::from_slice(
+        &s.get_bytes(&format!("/v1/receipts/{}", r.receipt_id))
+            .unwrap(),
+    )
+    .unwrap();
+    let v = verify::verify_decision(&saved, &log_key, &gate_key, None).unwrap();
+    assert_eq!(
+        v.committed,
+        vec![
+            ("/target/customer".into(), protocol::FieldStatus::Erased),
+            ("/target/email".into(), opened)
+        ]
+    );
+    // proofcheck says the same of the saved answer.
+    let file = dir.path().join("saved.json");
+    std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let out = Command::new(testkit::bin("proofcheck"))
+        .arg("receipt")
+        .arg(&file)
+        .args([
+            "--log-key",
+            &log_key.to_string(),
+            "--gate-key",
+            &gate_key.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("/target/customer: committed, opening erased"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/target/email: committed, opening verified"),
+        "{text}"
+    );
+    // Replay says what it can no longer check.
+    let (status, replay) = s.post("/v1/replay", r.receipt.as_bytes());
+    assert_eq!(status, 200, "{replay}");
+    let replay: ReplayResponse = serde_json::from_value(replay).unwrap();
+    assert_eq!(replay.unopened, vec!["/target/customer".to_string()]);
+    assert!(
+        replay.contract.unwrap().met,
+        "the unopened field is not held against the contract"
+    );
+
+    // The log still audits; the erasure is in its history.
+    s.audit();
+    let data = dir.path().join("data");
+    s.stop();
+    // The erased value is nowhere in the data directory; the one not
+    // erased is (so the scan can find what is there).
+    assert_eq!(
+        found_in_files(&data, customer.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    assert!(!found_in_files(&data, email.as_bytes()).is_empty());
+}

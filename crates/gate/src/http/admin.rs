@@ -172,3 +172,20 @@ pub(crate) async fn list_contracts(
     gate.auth.admin(&creds)?;
     gate.contract_list().map(Json)
 }
+
+/// `POST /v1/admin/receipts/{receipt_id}/erase` `{field, reason}`
+/// (`Gate::erase`).
+pub(crate) async fn erase(
+    State(gate): State<Arc<Gate>>,
+    creds: Credentials,
+    UrlPath(receipt_id): UrlPath<String>,
+    body: Body,
+) -> Result<Json<protocol::Erasure>, GateError> {
+    let by = gate.auth.admin(&creds)?;
+    let bytes = gate.read_body(body, 4 * 1024).await?;
+    let body: protocol::EraseRequest = json_body(&bytes, "erasure")?;
+    let g = gate.clone();
+    blocking(move || g.erase(&by, &receipt_id, &body.field, &body.reason))
+        .await
+        .map(Json)
+}

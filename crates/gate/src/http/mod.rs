@@ -176,6 +176,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
             "/v1/admin/contracts/{version}/activate",
             post(admin::activate_contract),
         )
+        .route("/v1/admin/receipts/{receipt_id}/erase", post(admin::erase))
         .route("/log/checkpoint", get(read::latest_checkpoint))
         .route("/log/tile/{*path}", get(read::tile))
         .route("/healthz", get(ops::healthz))
