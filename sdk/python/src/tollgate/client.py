@@ -45,6 +45,7 @@ from tollgate.verify import (
     Verifier,
     approval_id,
     canonical_json,
+    open_request,
     verify_decision,
     verify_receipt,
 )
@@ -135,7 +136,11 @@ def outcome(trust: Trust, intent: Mapping[str, Any], answer: bytes) -> Permit:
         receipt = verify_decision(response, trust.log_key, trust.gate_key, trust.witnesses)
     except (VerificationError, ValueError, KeyError, TypeError) as e:
         raise Unverified(f"the answer does not verify: {e}") from e
-    recorded = receipt["request"]
+    # Fields the receipt commits are compared through their (checked)
+    # openings; one without an opening cannot be.
+    recorded, unopened = open_request(receipt, response.get("openings"))
+    if unopened:
+        raise Unverified(f"the receipt commits {unopened[0]} and the answer carries no opening")
     same = all(
         k in recorded and canonical_json(recorded[k]) == canonical_json(v)
         for k, v in intent.items()

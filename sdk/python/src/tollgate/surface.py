@@ -47,7 +47,13 @@ import httpx
 
 from tollgate.client import Permit, Trust
 from tollgate.errors import TollgateError
-from tollgate.verify import VerificationError, canonical_json, strict_json, verify_decision
+from tollgate.verify import (
+    VerificationError,
+    canonical_json,
+    open_request,
+    strict_json,
+    verify_decision,
+)
 
 PERMIT_HEADER = "tollgate-permit"
 DEFAULT_MAX_AGE = 60.0
@@ -245,7 +251,12 @@ class SurfaceVerifier:
             raise PermitUnverified(f"the permit does not verify: {e}") from e
         if receipt["decision"] != "PERMIT":
             raise NotPermit(f"the permit records {receipt['decision']}, not PERMIT")
-        r = receipt["request"]
+        # Committed fields through the permit's (checked) openings.
+        r, unopened = open_request(receipt, response.get("openings"))
+        if unopened:
+            raise Mismatch(
+                f"the receipt commits {unopened[0]} and the permit carries no opening of it"
+            )
         for what, got, want in [
             ("surface", r.get("surface"), call.surface),
             ("action", r.get("action"), call.action),

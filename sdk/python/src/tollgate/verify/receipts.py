@@ -5,6 +5,7 @@ newline; the request rules; `verify_decision`, as `proofcheck receipt`."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any, Literal
 
@@ -163,7 +164,84 @@ _RESPONSE_REQUIRED = {
     "decision", "reason", "receipt_id", "policy_version", "log_index", "receipt", "proof",
     "replayed",
 }  # fmt: skip
-_RESPONSE_MEMBERS = _RESPONSE_REQUIRED | {"approval"}
+_RESPONSE_MEMBERS = _RESPONSE_REQUIRED | {"approval", "openings"}
+
+_COMMITMENT_TAG = b"tollgate commitment v1\x00"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def commitment(salt: bytes, value: Any) -> str:
+    """The commitment to `value` under `salt` (32 bytes): `sha256:` and the
+    hex SHA-256 of the tag, the salt and the RFC 8785 form of the value."""
+    digest = hashlib.sha256(_COMMITMENT_TAG + salt + canonical_json(value).encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def committed_fields(body: dict[str, Any]) -> list[str]:
+    """The fields a receipt commits (`derived.committed`): JSON Pointers."""
+    fields = (body.get("derived") or {}).get("committed") or []
+    return [f for f in fields if isinstance(f, str)]
+
+
+def _pointer(doc: Any, field: str) -> tuple[Any, str] | None:
+    """The object holding `field` (an RFC 6901 pointer) and its last name."""
+    names = [t.replace("~1", "/").replace("~0", "~") for t in field.split("/")[1:]]
+    if not names:
+        return None
+    for name in names[:-1]:
+        if not isinstance(doc, dict) or name not in doc:
+            return None
+        doc = doc[name]
+    return (doc, names[-1]) if isinstance(doc, dict) and names[-1] in doc else None
+
+
+def _opens(opening: Any, text: Any) -> bool:
+    if not isinstance(opening, dict) or set(opening) != {"salt", "value"}:
+        return False
+    salt = opening["salt"]
+    if not isinstance(salt, str) or not _HEX64.fullmatch(salt):
+        return False
+    return bool(commitment(bytes.fromhex(salt), opening["value"]) == text)
+
+
+def check_openings(body: dict[str, Any], openings: Any) -> dict[str, str]:
+    """Each committed field of the receipt `body`: `"opened"` if `openings`
+    (field → {salt, value}) holds one that opens its commitment, `"erased"`
+    if it holds none. A wrong opening, or one for a field the receipt does
+    not commit, is a `VerificationError` naming the field."""
+    openings = openings or {}
+    if not isinstance(openings, dict):
+        raise VerificationError("the response's openings are not an object")
+    committed = committed_fields(body)
+    extra = sorted(set(openings) - set(committed))
+    if extra:
+        raise VerificationError(f"an opening for {extra[0]}, which the receipt does not commit")
+    status = {}
+    for field in committed:
+        at = _pointer(body["request"], field)
+        if at is None or not isinstance(at[0][at[1]], str):
+            raise VerificationError(f"the receipt commits {field} but holds no commitment there")
+        if field not in openings:
+            status[field] = "erased"
+        elif _opens(openings[field], at[0][at[1]]):
+            status[field] = "opened"
+        else:
+            raise VerificationError(f"the opening of {field} does not open its commitment")
+    return status
+
+
+def open_request(body: dict[str, Any], openings: Any) -> tuple[dict[str, Any], list[str]]:
+    """The receipt's request with its committed fields opened by
+    `openings` (each checked), and the fields left unopened."""
+    request = json.loads(json.dumps(body["request"]))
+    unopened = []
+    for field, state in check_openings(body, openings).items():
+        at = _pointer(request, field)
+        if state == "opened" and at is not None:
+            at[0][at[1]] = openings[field]["value"]
+        else:
+            unopened.append(field)
+    return request, unopened
 
 
 def _members(what: str, obj: dict[str, Any], known: set[str], required: set[str]) -> None:
@@ -183,8 +261,9 @@ def verify_decision(
 ) -> dict[str, Any]:
     """A decision response (`POST /v1/decisions`), checked as `proofcheck
     receipt` does: the receipt (signature and body), its inclusion proof to a
-    checkpoint signed by the log key, and every field the response repeats.
-    Returns the receipt body."""
+    checkpoint signed by the log key, every field the response repeats, and
+    that each opening opens its committed field (`check_openings` says
+    which are opened and which erased). Returns the receipt body."""
     receipt = response.get("receipt")
     proof = response.get("proof")
     if not isinstance(receipt, str) or not isinstance(proof, str):
@@ -212,4 +291,6 @@ def verify_decision(
     for field, want in repeated.items():
         if response.get(field) != want:
             raise VerificationError(f"the response's {field} differs from the receipt")
+    # Openings are not signed: each must open its committed field.
+    check_openings(body, response.get("openings"))
     return body
