@@ -19,6 +19,7 @@ import {
   b64decode,
   b64encode,
   canonicalJson,
+  checkOpenings,
   hex,
   isObject,
   noteSigners,
@@ -308,6 +309,26 @@ function checkInput(input: string, k: Keys): { checks: Check[]; receipt: Receipt
   if (response) {
     const r = response;
     attempt(checks, "The answer says what the receipt says (decision, reason, ids, log index)", () => void verifyDecision(r, k.log, k.gate));
+  }
+  if (body !== null) {
+    // Fields the receipt commits (sensitive in the surface contract): each
+    // opening given is checked against its commitment here.
+    const b: Receipt = body;
+    const openings = response ? response["openings"] : undefined;
+    let status: Record<string, string> = {};
+    try {
+      status = checkOpenings(b, openings);
+    } catch (e) {
+      checks.push({ name: "Openings of committed fields", ok: false, detail: message(e) });
+    }
+    for (const [field, state] of Object.entries(status)) {
+      const value = isObject(openings) && isObject(openings[field]) ? canonicalJson(openings[field]["value"] ?? null) : "";
+      checks.push(
+        state === "opened"
+          ? { name: `${field}: committed, opening verified`, ok: true, detail: value }
+          : { name: `${field}: committed, opening erased`, ok: null, detail: response ? "the gate no longer holds its value" : "no opening given" },
+      );
+    }
   }
   return { checks, receipt: body, response };
 }

@@ -29,6 +29,7 @@ import {
   approvalId,
   canonicalJson,
   jsonText,
+  openRequest,
   strictJson,
   verifyDecision,
   verifyReceipt,
@@ -128,7 +129,13 @@ export function outcome(trust: Trust, intent: Intent, answer: string | Uint8Arra
     }
     throw e;
   }
-  if (!recordsIntent(receipt.request, intent)) {
+  // Fields the receipt commits are compared through their (checked)
+  // openings; one without an opening cannot be.
+  const [recorded, unopened] = openRequest(receipt, (response as JsonObject)["openings"]);
+  if (unopened.length > 0) {
+    throw new Unverified(`the receipt commits ${unopened[0]} and the answer carries no opening`);
+  }
+  if (!recordsIntent(recorded, intent)) {
     throw new Unverified("the receipt is for another request than the one sent");
   }
   const answerObject = response as JsonObject;

@@ -36,12 +36,14 @@ import { Permit, type Trust } from "./client.js";
 import { TollgateError } from "./errors.js";
 import {
   type Json,
+  type JsonObject,
   type Receipt,
   VerificationError,
   b64decode,
   b64encode,
   canonicalJson,
   jsonText,
+  openRequest,
   strictJson,
   verifyDecision,
 } from "./verify/index.js";
@@ -231,7 +233,11 @@ export class SurfaceVerifier {
       throw new PermitUnverified(`the permit does not verify: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (receipt.decision !== "PERMIT") throw new NotPermit(`the permit records ${receipt.decision}, not PERMIT`);
-    const r = receipt.request;
+    // Committed fields through the permit's (checked) openings.
+    const [r, unopened] = openRequest(receipt, (response as JsonObject)["openings"]);
+    if (unopened.length > 0) {
+      throw new Mismatch(`the receipt commits ${unopened[0]} and the permit carries no opening of it`);
+    }
     const pairs: [string, Json | undefined, Json][] = [
       ["surface", r["surface"], call.surface],
       ["action", r["action"], call.action],

@@ -1,7 +1,7 @@
 /** What the tests share: the repository's paths and vectors, and a real gate on port 0. */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { accessSync, constants, mkdtempSync, readFileSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -66,6 +66,8 @@ export async function startGate(env: Record<string, string> = {}): Promise<Gate>
     async stop() {
       child.kill("SIGKILL");
       await exited;
+      // A gate's data directory is large (RocksDB preallocates): never left behind.
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -39,7 +39,7 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   await new Promise<void>((done) => receiver.listen(0, "127.0.0.1", done));
   const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-  gate = await startGate({ TOLLGATE_APPROVAL_WEBHOOKS: hook });
+  gate = await startGate({ TOLLGATE_APPROVAL_WEBHOOKS: hook, TOLLGATE_EXAMPLE_CONTRACT: "true" });
   browser = await puppeteer.launch({ executablePath: chromium(), headless: true, args: ["--no-sandbox", "--disable-gpu"] });
   page = await browser.newPage();
   await page.setViewport({ width: 1200, height: 900 });
@@ -152,6 +152,43 @@ test("a receipt verifies with ✓ on every check; a changed byte or another gate
   assert.match(await page.$eval("#verdict", (e) => e.textContent ?? ""), /✓/);
   await page.waitForFunction(() => document.getElementById("claim")?.textContent?.includes("same"));
   await shot("verify-by-id");
+});
+
+test("a committed field shows its opening verified, erased once the gate erased it, and a wrong opening is ✗", async () => {
+  await pin(gate.gateKey);
+  const customer = "Ada Lovelace portal-5c";
+  const permit = await client().decide({
+    actor: { id: "agent-deployer", kind: "agent" },
+    surface: "crm",
+    action: "update",
+    target: { record: "acme", customer },
+    idempotency_key: "portal-c1",
+  });
+  const answer = JSON.stringify(permit.response, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v));
+  const rows = () => page.$$eval("#checks tr", (trs) => trs.map((r) => r.textContent ?? ""));
+  const ok = await verify(answer);
+  assert.match(ok.verdict, /✓ Verified in this browser/, ok.failed.join(" | "));
+  assert.ok((await rows()).some((r) => r.includes("/target/customer: committed, opening verified") && r.includes(customer)));
+  await shot("verify-committed");
+
+  const wrong = answer.replace(customer, "Grace Hopper");
+  const bad = await verify(wrong);
+  assert.match(bad.verdict, /✗ Does not verify/);
+  assert.ok(bad.failed.some((f) => /does not open its commitment/.test(f)), bad.failed.join(" | "));
+
+  const erased = await fetch(`${gate.url}/v1/admin/receipts/${permit.receiptId}/erase`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin()}`, "content-type": "application/json" },
+    body: JSON.stringify({ field: "/target/customer", reason: "portal test" }),
+  });
+  assert.equal(erased.status, 200, await erased.text());
+  const saved = await fetch(`${gate.url}/v1/receipts/${permit.receiptId}`, { headers: { authorization: `Bearer ${gate.token}` } });
+  const after = await verify(await saved.text());
+  assert.match(after.verdict, /✓ Verified in this browser/);
+  const shown = await rows();
+  assert.ok(shown.some((r) => r.includes("/target/customer: committed, opening erased")), shown.join(" | "));
+  assert.ok(!shown.some((r) => r.includes(customer)));
+  await shot("verify-erased");
 });
 
 test("an approver approves the request the agent opened; the agent's wait gets a PERMIT recording that vote; the webhook is signed", async () => {

@@ -149,7 +149,90 @@ const RECEIPT_MEMBERS = new Set([...RECEIPT_REQUIRED, "policy"]);
 const RESPONSE_REQUIRED = [
   "decision", "reason", "receipt_id", "policy_version", "log_index", "receipt", "proof", "replayed",
 ];
-const RESPONSE_MEMBERS = new Set([...RESPONSE_REQUIRED, "approval"]);
+const RESPONSE_MEMBERS = new Set([...RESPONSE_REQUIRED, "approval", "openings"]);
+
+const COMMITMENT_TAG = utf8("tollgate commitment v1\0");
+
+/**
+ * The commitment to `value` under `salt` (32 bytes): `sha256:` and the hex
+ * SHA-256 of the tag, the salt and the RFC 8785 form of the value.
+ */
+export function commitment(salt: Uint8Array, value: Json): string {
+  return "sha256:" + hex(sha256(COMMITMENT_TAG, salt, utf8(canonicalJson(value))));
+}
+
+/** The fields a receipt commits (`derived.committed`): JSON Pointers. */
+export function committedFields(body: JsonObject): string[] {
+  const fields = get(body, "derived", "committed");
+  return Array.isArray(fields) ? fields.filter((f): f is string => typeof f === "string") : [];
+}
+
+/** The object holding `field` (an RFC 6901 pointer) and its last name. */
+function pointer(doc: Json | undefined, field: string): [JsonObject, string] | undefined {
+  const names = field.split("/").slice(1).map((t) => t.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const last = names.pop();
+  if (last === undefined) return undefined;
+  let at = doc;
+  for (const name of names) {
+    if (!isObject(at) || !(name in at)) return undefined;
+    at = at[name];
+  }
+  return isObject(at) && last in at ? [at, last] : undefined;
+}
+
+function opens(opening: Json | undefined, text: Json | undefined): boolean {
+  if (!isObject(opening) || Object.keys(opening).sort().join(",") !== "salt,value") return false;
+  const salt = opening["salt"];
+  if (typeof salt !== "string" || !/^[0-9a-f]{64}$/.test(salt)) return false;
+  const bytes = Uint8Array.from(salt.match(/../g) ?? [], (b) => parseInt(b, 16));
+  return commitment(bytes, opening["value"] as Json) === text;
+}
+
+/** How a committed field stands: opened by a verified opening, or erased. */
+export type FieldStatus = "opened" | "erased";
+
+/**
+ * Each committed field of the receipt `body`: `opened` if `openings` (field
+ * → {salt, value}) holds one that opens its commitment, `erased` if it
+ * holds none. A wrong opening, or one for a field the receipt does not
+ * commit, is a `VerificationError` naming the field.
+ */
+export function checkOpenings(body: JsonObject, openings: Json | undefined): Record<string, FieldStatus> {
+  const given = openings ?? {};
+  if (!isObject(given)) throw new VerificationError("the response's openings are not an object");
+  const committed = committedFields(body);
+  const extra = Object.keys(given).filter((f) => !committed.includes(f)).sort();
+  if (extra.length > 0) throw new VerificationError(`an opening for ${extra[0]}, which the receipt does not commit`);
+  const status: Record<string, FieldStatus> = {};
+  for (const field of committed) {
+    const at = pointer(body["request"], field);
+    if (at === undefined || typeof at[0][at[1]] !== "string") {
+      throw new VerificationError(`the receipt commits ${field} but holds no commitment there`);
+    }
+    if (!(field in given)) status[field] = "erased";
+    else if (opens(given[field], at[0][at[1]])) status[field] = "opened";
+    else throw new VerificationError(`the opening of ${field} does not open its commitment`);
+  }
+  return status;
+}
+
+/**
+ * The receipt's request with its committed fields opened by `openings`
+ * (each checked), and the fields left unopened.
+ */
+export function openRequest(body: JsonObject, openings: Json | undefined): [JsonObject, string[]] {
+  const request = structuredClone(body["request"]) as JsonObject;
+  const unopened: string[] = [];
+  for (const [field, state] of Object.entries(checkOpenings(body, openings))) {
+    const at = pointer(request, field);
+    if (state === "opened" && at !== undefined && isObject(openings)) {
+      at[0][at[1]] = get(openings, field, "value") as Json;
+    } else {
+      unopened.push(field);
+    }
+  }
+  return [request, unopened];
+}
 
 function members(what: string, o: JsonObject, known: Set<string>, required: string[]): void {
   const unknown = Object.keys(o).filter((k) => !known.has(k)).sort();
@@ -227,8 +310,10 @@ function same(a: Json | undefined, b: Json | undefined): boolean {
  * A decision response (`POST /v1/decisions`, read with `strictJson`),
  * checked as `proofcheck receipt` does: the receipt (signature and body),
  * its inclusion proof to a checkpoint signed by the log key (and, with
- * `witnesses`, cosigned to that tlog-policy's quorum), and every field the
- * response repeats. Returns the receipt body.
+ * `witnesses`, cosigned to that tlog-policy's quorum), every field the
+ * response repeats, and that each opening opens its committed field
+ * (`checkOpenings` says which are opened and which erased). Returns the
+ * receipt body.
  */
 export function verifyDecision(
   response: Json,
@@ -273,5 +358,7 @@ export function verifyDecision(
   if (BigInt(index as number | bigint) !== bundle.index) {
     throw new VerificationError("the response's log_index differs from the receipt");
   }
+  // Openings are not signed: each must open its committed field.
+  checkOpenings(body, response["openings"]);
   return body;
 }
