@@ -692,3 +692,38 @@ fn the_sequencer_runs_on_the_in_memory_store() {
     assert!(ledger.append_blocking(leaf("x"), b"kx".to_vec()).is_err());
     assert!(ledger.writable().is_err());
 }
+
+/// Erasing a state value: gone from reads, and its bytes gone from every
+/// file of the store (flushed and compacted away), while the log still
+/// checks out and other values stay.
+#[test]
+fn an_erased_state_value_is_nowhere_in_the_directory() {
+    use ledger::Namespace;
+    const O: Namespace = Namespace::new(b'o');
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(dir.path(), key(), opts(16)).unwrap();
+    let s = l.state();
+    s.put(O, b"gone", b"secret-value-5e1b").unwrap();
+    s.put(O, b"kept", b"kept-value-5e1b").unwrap();
+    l.append_blocking(leaf("x"), b"x".to_vec()).unwrap();
+    // Flushed to a table first, so erasure must reach the tables too.
+    s.erase(O, b"nothing-there").unwrap();
+    s.erase(O, b"gone").unwrap();
+    assert_eq!(s.get(O, b"gone").unwrap(), None);
+    assert_eq!(
+        s.get(O, b"kept").unwrap().as_deref(),
+        Some(&b"kept-value-5e1b"[..])
+    );
+    let found = |needle: &[u8]| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default())
+            .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(
+        !found(b"secret-value-5e1b"),
+        "the erased value is still in a file"
+    );
+    assert!(found(b"kept-value-5e1b"), "the scan finds what is there");
+    check_whole_log(&l);
+}

@@ -248,3 +248,28 @@ fn connections_use_tls_as_sslmode_asks() {
         "sslmode=require spoke to a server without TLS"
     );
 }
+
+/// Erasing a state value on PostgreSQL: the row is deleted and the table
+/// vacuumed; reads see it gone and other values stay.
+#[test]
+fn an_erased_state_value_is_deleted_on_postgres() {
+    use ledger::Namespace;
+    const O: Namespace = Namespace::new(b'o');
+    let pg = testkit::Postgres::start();
+    let ledger = Ledger::open_postgres(&pg.url, key(), opts()).unwrap();
+    let s = ledger.state();
+    s.put(O, b"gone", b"secret").unwrap();
+    s.put(O, b"kept", b"kept").unwrap();
+    s.erase(O, b"gone").unwrap();
+    assert_eq!(s.get(O, b"gone").unwrap(), None);
+    assert_eq!(s.get(O, b"kept").unwrap().as_deref(), Some(&b"kept"[..]));
+    let mut c = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    let rows: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tollgate_state WHERE value = $1",
+            &[&b"secret".to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}

@@ -461,3 +461,65 @@ fn sensitive_fields_are_committed_verified_and_erasable() {
     );
     assert!(!found_in_files(&data, email.as_bytes()).is_empty());
 }
+
+/// Approvals bind the real values of committed fields: the SILENCE that
+/// asks and the PERMIT that relies on the vote commit the same request the
+/// same way, another value is another request, and the audit agrees.
+#[test]
+fn approvals_of_requests_with_committed_fields_bind_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_example(dir.path());
+    let mut c = gate::example_contract();
+    c.surfaces.get_mut("payments").unwrap().sensitive = vec!["/target/memo".into()];
+    let file = dir.path().join("memo.json");
+    std::fs::write(&file, serde_json::to_vec(&c).unwrap()).unwrap();
+    let (ok, out) = s.tollgate(&["surface", "publish", file.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let alice = s.add_caller("alice", &["approve"], "agent-*");
+    let pay = |memo: &str, key: &str| {
+        intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({"amount": 20000, "to": "acct-9", "memo": memo}),
+            key,
+        )
+    };
+    // Over the example policy's threshold: SILENCE asking for an approval.
+    let asked = s.decide(&pay("rent for Ada 11aa", "a1"));
+    assert_eq!(asked.decision, Decision::Silence, "{}", asked.reason);
+    assert!(!asked.receipt.contains("11aa"));
+    let id = asked.approval.clone().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id, protocol::approval_id(&verify(&s, &asked).0.request).0);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args([
+            "approvals",
+            "approve",
+            &id,
+            "--token-file",
+            alice.to_str().unwrap(),
+            "--url",
+            &s.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another memo is another request.
+    let other = s.decide(&pay("rent for Grace 22bb", "a2"));
+    assert_eq!(other.decision, Decision::Silence);
+    assert_ne!(other.approval.unwrap()["id"], id.as_str());
+    // The same request under another key: PERMIT, relying on alice's vote.
+    let permitted = s.decide(&pay("rent for Ada 11aa", "a3"));
+    assert_eq!(permitted.decision, Decision::Permit, "{}", permitted.reason);
+    let (body, _) = verify(&s, &permitted);
+    assert_eq!(body.derived["approvals"][0]["by"], "alice");
+    assert_eq!(body.derived["committed"], json!(["/target/memo"]));
+    s.audit();
+}
