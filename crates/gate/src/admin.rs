@@ -118,22 +118,29 @@ impl Gate {
     pub(crate) fn policy_list(&self) -> Result<protocol::PolicyList, GateError> {
         let active = self.active_policy().map(|a| a.version.clone());
         let shadow = self.policies.shadow().map(|s| s.version.clone());
-        let versions = self
-            .records()
-            .policy_versions()?
-            .into_iter()
-            .map(|(version, at)| protocol::PolicyVersion {
-                active: active.as_deref() == Some(version.as_str()),
-                published_at: protocol::format_rfc3339_ns(at as i64),
-                version,
-            })
-            .collect();
+        let versions = listed(self.records().policy_versions()?, active.as_deref());
         Ok(protocol::PolicyList {
             active,
             shadow,
             versions,
         })
     }
+}
+
+/// Published versions (and when) as the admin API lists them, the active
+/// one marked: policies' and surface contracts'.
+pub(crate) fn listed(
+    versions: Vec<(String, u64)>,
+    active: Option<&str>,
+) -> Vec<protocol::PolicyVersion> {
+    versions
+        .into_iter()
+        .map(|(version, at)| protocol::PolicyVersion {
+            active: active == Some(version.as_str()),
+            published_at: protocol::format_rfc3339_ns(at as i64),
+            version,
+        })
+        .collect()
 }
 
 /// `Ok` if `v` names a policy version (`sha256:<64 hex>`), else 400.

@@ -160,16 +160,7 @@ impl Gate {
     /// Every published contract, and which one is active.
     pub(crate) fn contract_list(&self) -> Result<protocol::ContractList, GateError> {
         let active = self.contracts.active().map(|c| c.version().to_string());
-        let versions = self
-            .records()
-            .contract_versions()?
-            .into_iter()
-            .map(|(version, at)| protocol::PolicyVersion {
-                active: active.as_deref() == Some(version.as_str()),
-                published_at: protocol::format_rfc3339_ns(at as i64),
-                version,
-            })
-            .collect();
+        let versions = crate::admin::listed(self.records().contract_versions()?, active.as_deref());
         Ok(protocol::ContractList { active, versions })
     }
 

@@ -81,15 +81,7 @@ impl Records<'_> {
     ///
     /// A storage error.
     pub fn publish_policy(&self, version: &str, bytes: &[u8], now_ns: u64) -> Result<bool, Error> {
-        self.0.exclusive(|s| {
-            if s.get(POLICY, version.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            let mut value = now_ns.to_be_bytes().to_vec();
-            value.extend_from_slice(bytes);
-            s.put(POLICY, version.as_bytes(), &value)?;
-            Ok(true)
-        })
+        self.publish(POLICY, version, bytes, now_ns)
     }
 
     /// The bundle published as `version`.
@@ -98,10 +90,7 @@ impl Records<'_> {
     ///
     /// A storage error.
     pub fn policy(&self, version: &str) -> Result<Option<PublishedPolicy>, Error> {
-        self.0
-            .get(POLICY, version.as_bytes())?
-            .map(|v| decode(version.as_bytes(), &v))
-            .transpose()
+        self.published(POLICY, version)
     }
 
     /// Every published bundle's version and publication time, by version.
@@ -110,8 +99,42 @@ impl Records<'_> {
     ///
     /// A storage error.
     pub fn policy_versions(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.versions(POLICY)
+    }
+
+    /// Stores `bytes` as `version` in `ns` (published-at ‖ bytes), durably;
+    /// false (and the original kept) if that version exists: versions are
+    /// content digests.
+    fn publish(
+        &self,
+        ns: Namespace,
+        version: &str,
+        bytes: &[u8],
+        now_ns: u64,
+    ) -> Result<bool, Error> {
+        self.0.exclusive(|s| {
+            if s.get(ns, version.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            let mut value = now_ns.to_be_bytes().to_vec();
+            value.extend_from_slice(bytes);
+            s.put(ns, version.as_bytes(), &value)?;
+            Ok(true)
+        })
+    }
+
+    /// What was published as `version` in `ns`.
+    fn published(&self, ns: Namespace, version: &str) -> Result<Option<PublishedPolicy>, Error> {
         self.0
-            .scan(POLICY)?
+            .get(ns, version.as_bytes())?
+            .map(|v| decode(version.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Every version published in `ns` and when, by version.
+    fn versions(&self, ns: Namespace) -> Result<Vec<(String, u64)>, Error> {
+        self.0
+            .scan(ns)?
             .into_iter()
             .map(|(k, v)| {
                 let p = decode(&k, v.get(..8).unwrap_or(&[]))?;
@@ -190,15 +213,7 @@ impl Records<'_> {
         bytes: &[u8],
         now_ns: u64,
     ) -> Result<bool, Error> {
-        self.0.exclusive(|s| {
-            if s.get(CONTRACT, version.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            let mut value = now_ns.to_be_bytes().to_vec();
-            value.extend_from_slice(bytes);
-            s.put(CONTRACT, version.as_bytes(), &value)?;
-            Ok(true)
-        })
+        self.publish(CONTRACT, version, bytes, now_ns)
     }
 
     /// The surface contract published as `version` (bytes and publication time).
@@ -207,10 +222,7 @@ impl Records<'_> {
     ///
     /// A storage error.
     pub fn contract(&self, version: &str) -> Result<Option<PublishedPolicy>, Error> {
-        self.0
-            .get(CONTRACT, version.as_bytes())?
-            .map(|v| decode(version.as_bytes(), &v))
-            .transpose()
+        self.published(CONTRACT, version)
     }
 
     /// Every published surface contract's version and publication time.
@@ -219,14 +231,7 @@ impl Records<'_> {
     ///
     /// A storage error.
     pub fn contract_versions(&self) -> Result<Vec<(String, u64)>, Error> {
-        self.0
-            .scan(CONTRACT)?
-            .into_iter()
-            .map(|(k, v)| {
-                let p = decode(&k, v.get(..8).unwrap_or(&[]))?;
-                Ok((p.version, p.published_at_ns))
-            })
-            .collect()
+        self.versions(CONTRACT)
     }
 
     /// Stores the openings of a receipt's committed fields, durably.
