@@ -140,15 +140,19 @@ impl Policies {
     /// `governed.rs`: set by another gate on a shared log, or by this one
     /// when its activation failed after its entry was logged), as
     /// [`Policies::activate`] does but recording nothing: the gate that
-    /// changed them recorded it.
+    /// changed them recorded it. `logged` reads the log and says them; it is
+    /// called holding the activation lock, so an activation this gate just
+    /// logged is never undone by a reading made before it.
     pub(crate) async fn follow(
         &self,
         ledger: &Ledger,
         history: &crate::history::History,
-        active: Option<String>,
-        shadow: Option<String>,
+        logged: impl FnOnce() -> Result<(Option<String>, Option<String>), GateError> + Send + 'static,
     ) -> Result<(), GateError> {
         let _one_at_a_time = self.activation.lock().await;
+        let (active, shadow) = tokio::task::spawn_blocking(logged)
+            .await
+            .map_err(|e| GateError::Internal(e.to_string()))??;
         let load_off = |version: String| {
             let (l, limit) = (ledger.clone(), self.eval_timeout);
             async move {

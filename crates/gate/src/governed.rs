@@ -537,10 +537,14 @@ impl Gate {
             .await
             .map_err(|e| GateError::Internal(e.to_string()))??;
         // Every time, not only when the log changed: a version that failed
-        // to load is tried again.
-        let (active, shadow) = self.governance.policies();
+        // to load is tried again. The log is read again under the
+        // activation lock (see `Policies::follow`).
+        let gate = self.clone();
         self.policies
-            .follow(&self.ledger, &self.history, active, shadow)
+            .follow(&self.ledger, &self.history, move || {
+                gate.read_log()?;
+                Ok(gate.governance.policies())
+            })
             .await?;
         self.follow_contract().await?;
         let gate = self.clone();
