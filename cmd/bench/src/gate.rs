@@ -194,9 +194,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "slow fsync %: decisions committed in a batch that took over 2 ms from its log insert to\n\
          the fsync covering it (the gate's tollgate_log_write_seconds). write µs: the mean of\n\
          that time per decision (PostgreSQL: the batch's insert and commit, holding the head).\n\
-         gate cpu µs: the gate processes' CPU time (user + system) per decision answered, when\n\
-         this run started them (the database's own CPU not included). steal %: of the machine's CPU time, what the hypervisor\n\
-         took for others (/proc/stat); on a VM it comes in stalls that show up in the tail."
+         gate cpu µs: the gate processes' CPU time (user + system; their Rego evaluation\n\
+         processes included) per decision answered, when this run started them (the\n\
+         database's own CPU not included). steal %: of the machine's CPU time, what the\n\
+         hypervisor took for others (/proc/stat); on a VM it comes in stalls that show up in\n\
+         the tail."
     );
     drop(servers);
     drop(pg);
@@ -316,23 +318,45 @@ struct Cpu {
 
 impl Cpu {
     fn sample(gate_pids: &[u32]) -> Cpu {
-        let one = |pid: u32| -> Option<u64> {
+        // Fields after the parenthesised command name: state is field 3,
+        // ppid 4, utime and stime 14 and 15, cutime and cstime (children
+        // reaped) 16 and 17.
+        let fields = |pid: &str| -> Option<Vec<u64>> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Fields after the parenthesised command name: state is field 3,
-            // utime and stime are fields 14 and 15.
             let rest = &stat[stat.rfind(')')? + 2..];
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .map(|x| x.parse().ok())
-                .collect::<Option<_>>()?;
-            Some(f.iter().sum())
+            // Signed: tpgid (field 8) is -1 without a terminal.
+            rest.split_whitespace()
+                .skip(1)
+                .take(14)
+                .map(|x| x.parse::<i64>().ok().map(|v| v.max(0).unsigned_abs()))
+                .collect()
         };
+        // The gate's own time and its reaped children's, and the time of
+        // its live children (the Rego evaluation processes): a worker
+        // replaced during the run moves from one to the other.
+        let own = |pid: u32| -> Option<u64> {
+            let f = fields(&pid.to_string())?;
+            Some(f.get(10)? + f.get(11)? + f.get(12)? + f.get(13)?)
+        };
+        let children: u64 = std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                    .filter_map(|name| fields(&name))
+                    .filter(|f| gate_pids.iter().any(|&p| f.first() == Some(&u64::from(p))))
+                    .map(|f| f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0);
         let gate = if gate_pids.is_empty() {
             None
         } else {
-            gate_pids.iter().map(|&p| one(p)).sum()
+            gate_pids
+                .iter()
+                .map(|&p| own(p))
+                .sum::<Option<u64>>()
+                .map(|g| g + children)
         };
         let machine = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
             // cpu user nice system idle iowait irq softirq steal guest guest_nice

@@ -180,7 +180,7 @@ settings! {
     /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads),
     /// or in its own process (see `eval_memory_mb`). 0: two per CPU when
     /// Rego evaluates in worker processes (a thread mostly waits for its
-    /// process's answer: measured +17% decisions/s at 64 connections on
+    /// process's answer: measured +13% decisions/s at 64 connections on
     /// 2 cores over one per CPU), else one per CPU.
     eval_threads: usize = 0 => Integer,
     /// Memory one Rego evaluation may use, in MiB. Rego evaluates in worker
