@@ -229,20 +229,24 @@ impl Gate {
         let sensitive = contract.as_deref().map_or(&[][..], |c| {
             c.sensitive(request.surface(), request.action())
         });
-        let (receipt_request, committed, openings) = if sensitive.is_empty() {
-            (request_value.clone(), Vec::new(), protocol::Openings::new())
+        // `Some` only with committed fields: the common case moves the
+        // request into the receipt without a copy.
+        let (committed_request, committed, openings) = if sensitive.is_empty() {
+            (None, Vec::new(), protocol::Openings::new())
         } else {
-            self.commit(&request_value, sensitive)
+            let (r, fields, openings) = self.commit(&request_value, sensitive);
+            (Some(r), fields, openings)
         };
         let contract = contract.map(|c| c.version().to_string());
-        let request_digest = protocol::digest_of(&receipt_request);
+        let receipt_request = committed_request.as_ref().unwrap_or(&request_value);
+        let request_digest = protocol::digest_of(receipt_request);
 
         // 3.–4. Bind, derive, evaluate. Under counters, or with approvals to
         //    attach, this actor's decisions are one at a time from reading
         //    them to the commit (history.rs, approvals.rs), so none passes a
         //    limit another already used, and no approval is used twice.
         let counters = self.history.gate.read().await;
-        let approval_id = self.voted_request(&receipt_request);
+        let approval_id = self.voted_request(receipt_request);
         let _one_at_a_time = match counters.any() || approval_id.is_some() {
             true => Some(self.history.actor(request.actor().id()).lock_owned().await),
             false => None,
@@ -282,7 +286,12 @@ impl Gate {
         }
         let ask = evaluation.approval;
 
-        // 5. Sign the receipt.
+        // 5. Sign the receipt: its request the committed one if any (the
+        //    one in clear is then kept for the conflict path below).
+        let (receipt_request, request_value) = match committed_request {
+            Some(c) => (c, Some(request_value)),
+            None => (request_value, None),
+        };
         let body = ReceiptBody {
             format: RECEIPT_FORMAT.into(),
             receipt_id: receipt_id.clone(),
@@ -331,7 +340,7 @@ impl Gate {
             Err(ledger::Error::Conflict { .. }) => {
                 // A concurrent request with this key committed first.
                 return self
-                    .existing(&receipt_id, &request_value)?
+                    .existing(&receipt_id, request_value.as_ref().unwrap_or(&body.request))?
                     .map(|r| (r, Outcome::Replayed))
                     .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
             }
