@@ -47,13 +47,14 @@ demo: deps
 ## test: the whole suite: every crate's tests, the Python SDK against the
 ## real gate, the MCP gateway driven by the official Python SDK against
 ## real MCP servers (pytest), then the TypeScript SDK (node --test: the
-## real gate, Express, the Vercel AI SDK, headless Chromium)
+## real gate, Express, the Vercel AI SDK, headless Chromium). pytest keeps
+## the temporary directories (gates' data, GBs) of failed tests only.
 test: deps test-deps
 	$(CARGO) test --release --workspace
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release PYTHONPATH=sdk/python/src \
-	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider sdk/python/tests
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider -o tmp_path_retention_policy=failed sdk/python/tests
 	TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release TOLLGATE_NPM_DIR=$(NPM_DIR) \
-	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/mcp
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider -o tmp_path_retention_policy=failed tests/mcp
 	cd sdk/typescript && TOLLGATE_BIN_DIR=$(CARGO_TARGET_DIR)/release npm test --silent
 
 ## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
