@@ -208,12 +208,9 @@ impl Gate {
         // 2. Idempotency (ARCHITECTURE.md): a committed receipt for this
         //    caller, actor and key answers again if the request is the same,
         //    else 409.
-        if let Some(mut found) = self.existing(&receipt_id, &request_value)? {
+        if let Some((mut found, body)) = self.existing(&receipt_id, &request_value)? {
             // A SILENCE that asked for approvals: how they stand now.
             if found.decision == Decision::Silence {
-                let (_, body) = parse_receipt(found.receipt.as_bytes()).map_err(|e| {
-                    GateError::Internal(format!("stored receipt {receipt_id}: {e}"))
-                })?;
                 let (id, _) = protocol::approval_id(&body.request);
                 found.approval = self.approval(&id)?.map(|r| r.summary(now_ns()));
             }
@@ -341,7 +338,7 @@ impl Gate {
                 // A concurrent request with this key committed first.
                 return self
                     .existing(&receipt_id, request_value.as_ref().unwrap_or(&body.request))?
-                    .map(|r| (r, Outcome::Replayed))
+                    .map(|(r, _)| (r, Outcome::Replayed))
                     .ok_or_else(|| GateError::Internal("conflicting receipt not found".into()));
             }
             Err(e @ ledger::Error::InvalidAppend(_)) => {
@@ -510,8 +507,8 @@ impl Gate {
     }
 
     /// The committed receipt for `receipt_id`, as a response with a proof to
-    /// the latest checkpoint, if it exists and records `request` (committed
-    /// as the receipt commits it).
+    /// the latest checkpoint, and its body, if it exists and records
+    /// `request` (committed as the receipt commits it).
     ///
     /// # Errors
     ///
@@ -520,12 +517,10 @@ impl Gate {
         &self,
         receipt_id: &str,
         request: &serde_json::Value,
-    ) -> Result<Option<DecisionResponse>, GateError> {
-        let Some(found) = self.receipt(receipt_id)? else {
+    ) -> Result<Option<(DecisionResponse, ReceiptBody)>, GateError> {
+        let Some((found, body)) = self.stored(receipt_id)? else {
             return Ok(None);
         };
-        let (_, body) = parse_receipt(found.receipt.as_bytes())
-            .map_err(|e| GateError::Internal(format!("stored receipt {receipt_id}: {e}")))?;
         let committed = protocol::committed_fields(&body.derived);
         let digest = if committed.is_empty() {
             protocol::digest_of(request)
@@ -537,7 +532,7 @@ impl Gate {
                 receipt_id: receipt_id.to_string(),
             });
         }
-        Ok(Some(found))
+        Ok(Some((found, body)))
     }
 
     /// `request` with the values at `fields` committed: the receipt's
@@ -561,6 +556,14 @@ impl Gate {
 
     /// A committed receipt by id, with an inclusion proof to the latest checkpoint.
     pub(crate) fn receipt(&self, receipt_id: &str) -> Result<Option<DecisionResponse>, GateError> {
+        Ok(self.stored(receipt_id)?.map(|(response, _)| response))
+    }
+
+    /// [`Gate::receipt`], and the receipt's body, parsed once.
+    fn stored(
+        &self,
+        receipt_id: &str,
+    ) -> Result<Option<(DecisionResponse, ReceiptBody)>, GateError> {
         let Some((index, _)) = self.ledger.lookup(receipt_id.as_bytes())? else {
             return Ok(None);
         };
@@ -573,11 +576,11 @@ impl Gate {
             true => None,
             false => Some(self.records().openings(&body.receipt_id, &committed)?),
         };
-        Ok(Some(DecisionResponse {
+        let response = DecisionResponse {
             decision: body.decision,
-            reason: body.reason,
-            receipt_id: body.receipt_id,
-            policy_version: body.policy.map(|p| p.version),
+            reason: body.reason.clone(),
+            receipt_id: body.receipt_id.clone(),
+            policy_version: body.policy.as_ref().map(|p| p.version.clone()),
             log_index: index,
             receipt: String::from_utf8(leaf)
                 .map_err(|_| GateError::Internal("stored receipt is not UTF-8".into()))?,
@@ -585,7 +588,8 @@ impl Gate {
             replayed: true,
             approval: None,
             openings,
-        }))
+        };
+        Ok(Some((response, body)))
     }
 
     /// A tlog-proof bundle for `index` in the checkpoint of `size` (latest if `None`).

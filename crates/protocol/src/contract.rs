@@ -235,6 +235,15 @@ impl Pair {
     }
 }
 
+/// The rules that apply to one request (`CompiledContract::applied`).
+struct Applied<'a> {
+    surface: &'a str,
+    /// The action, when it has rules of its own.
+    action: Option<&'a str>,
+    /// `target`'s and `context`'s validator and value, where there is one.
+    parts: [Option<(&'static str, &'a jsonschema::Validator, &'a Value)>; 2],
+}
+
 struct Compiled {
     all: Pair,
     actions: HashMap<String, Pair>,
@@ -295,24 +304,41 @@ impl CompiledContract {
     /// Every break of `request`'s rules, the first not at or under an
     /// `unopened` field, as text.
     fn first_break(&self, request: &Value, unopened: &[String]) -> Option<String> {
+        self.applied(request)?
+            .parts
+            .into_iter()
+            .flatten()
+            .find_map(|(part, validator, value)| {
+                validator.iter_errors(value).find_map(|e| {
+                    let field = format!("/{part}{}", e.instance_path.as_str());
+                    let hidden = unopened
+                        .iter()
+                        .any(|u| field == *u || field.starts_with(&format!("{u}/")));
+                    (!hidden).then(|| format!("{field}: {e}"))
+                })
+            })
+    }
+
+    /// The rules that apply to `request` (`None`: its surface is not
+    /// covered): for `target` and `context`, the action's validator if it
+    /// has one, else the surface's, with the value it checks.
+    fn applied<'a>(&'a self, request: &'a Value) -> Option<Applied<'a>> {
+        static EMPTY: std::sync::LazyLock<Value> =
+            std::sync::LazyLock::new(|| Value::Object(serde_json::Map::new()));
         let surface = request["surface"].as_str().unwrap_or_default();
         let rules = self.surfaces.get(surface)?;
-        let own = rules
-            .actions
-            .get(request["action"].as_str().unwrap_or_default());
-        let empty = Value::Object(serde_json::Map::new());
-        ["target", "context"].into_iter().find_map(|part| {
+        let action = request["action"].as_str().unwrap_or_default();
+        let own = rules.actions.get(action);
+        let part = |name: &'static str| {
             let validator = own
-                .and_then(|p| p.part(part))
-                .or_else(|| rules.all.part(part))?;
-            let value = request.get(part).unwrap_or(&empty);
-            validator.iter_errors(value).find_map(|e| {
-                let field = format!("/{part}{}", e.instance_path.as_str());
-                let hidden = unopened
-                    .iter()
-                    .any(|u| field == *u || field.starts_with(&format!("{u}/")));
-                (!hidden).then(|| format!("{field}: {e}"))
-            })
+                .and_then(|p| p.part(name))
+                .or_else(|| rules.all.part(name))?;
+            Some((name, validator, request.get(name).unwrap_or(&EMPTY)))
+        };
+        Some(Applied {
+            surface,
+            action: own.map(|_| action),
+            parts: [part("target"), part("context")],
         })
     }
 
@@ -327,21 +353,10 @@ impl CompiledContract {
     /// JSON Pointer in the request, e.g. `/target/amount`), the rule's
     /// keyword and what it says.
     pub fn check(&self, request: &Value) -> Result<bool, RequestError> {
-        let surface = request["surface"].as_str().unwrap_or_default();
-        let Some(rules) = self.surfaces.get(surface) else {
+        let Some(applied) = self.applied(request) else {
             return Ok(false);
         };
-        let action = request["action"].as_str().unwrap_or_default();
-        let own = rules.actions.get(action);
-        let empty = Value::Object(serde_json::Map::new());
-        for part in ["target", "context"] {
-            let Some(validator) = own
-                .and_then(|p| p.part(part))
-                .or_else(|| rules.all.part(part))
-            else {
-                continue;
-            };
-            let value = request.get(part).unwrap_or(&empty);
+        for (part, validator, value) in applied.parts.into_iter().flatten() {
             if let Err(e) = validator.validate(value) {
                 let rule = e
                     .schema_path
@@ -353,9 +368,10 @@ impl CompiledContract {
                 return Err(RequestError {
                     field: format!("/{part}{}", e.instance_path.as_str()),
                     problem: format!(
-                        "breaks the surface contract ({} {surface}{}, rule {rule:?}): {e}",
+                        "breaks the surface contract ({} {}{}, rule {rule:?}): {e}",
                         self.version,
-                        own.map(|_| format!("/{action}")).unwrap_or_default(),
+                        applied.surface,
+                        applied.action.map(|a| format!("/{a}")).unwrap_or_default(),
                     ),
                 });
             }
