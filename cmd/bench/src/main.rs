@@ -14,9 +14,9 @@ mod ledger;
 
 use clap::{Parser, Subcommand};
 
-// The same allocator as the gate, so the in-process floor is comparable.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc, counting (regorus's `allocator-memory-limits`
+// declares it for every binary that links `policy`): the same as the gate's, so
+// the in-process floor is comparable.
 
 #[derive(Parser)]
 #[command(

@@ -9,11 +9,12 @@ use clap::{Parser, Subcommand};
 use gate::{Config, Gate};
 use sdk::admin::{AdminClient, Vote};
 
-// Decisions allocate a lot of short-lived values (JSON, Rego values, notes)
-// from every worker thread; under load glibc malloc spent ~18% of the gate's
-// CPU in malloc/free and arena contention (perf, `tollgate-bench gate`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc, counting what it allocates: regorus's
+// `allocator-memory-limits` declares it for every binary that links `policy`,
+// and the gate's heap limit on Rego evaluation reads its count
+// (`policy::heap_bytes`). Decisions allocate a lot of short-lived values from
+// every worker thread; under glibc malloc, malloc/free and arena contention
+// were ~18% of the gate's CPU (perf, `tollgate-bench gate`).
 
 #[derive(Parser)]
 #[command(

@@ -61,6 +61,18 @@ pub enum Mode {
     Central,
 }
 
+/// Where Rego evaluates (`eval_isolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In the gate, under a heap limit, unless the bundle refers to a
+    /// builtin one call of which can build a large value or run long
+    /// (`policy::AMPLIFYING`): those bundles evaluate in worker processes.
+    Auto,
+    /// Every Rego evaluation in a worker process.
+    Process,
+}
+
 /// How the gate writes its own log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,22 +188,38 @@ settings! {
     /// between units of work (a single long builtin call finishes first),
     /// Cedar always terminates in time linear in the policies.
     eval_timeout_ms: u64 = 50 => Integer,
-    /// Evaluations that run at once, each on its own thread beside the ones
-    /// that serve HTTP (so a slow policy cannot stall `/healthz` or reads),
-    /// or in its own process (see `eval_memory_mb`). 0: two per CPU when
-    /// Rego evaluates in worker processes (a thread mostly waits for its
-    /// process's answer: measured +13% decisions/s at 64 connections on
-    /// 2 cores over one per CPU), else one per CPU.
+    /// Evaluations that run at once past the first millisecond, each on its
+    /// own thread beside the ones that serve HTTP (so a slow policy cannot
+    /// stall `/healthz` or reads), or in its own process (see
+    /// `eval_isolation`). 0: two per CPU when Rego may evaluate in worker
+    /// processes (a thread mostly waits for its process's answer: measured
+    /// +13% decisions/s at 64 connections on 2 cores over one per CPU),
+    /// else one per CPU.
     eval_threads: usize = 0 => Integer,
-    /// Memory one Rego evaluation may use, in MiB. Rego evaluates in worker
-    /// processes (`tollgate eval-worker`, at most `eval_threads`) whose
-    /// writable memory is capped at this above what they use at start; an
-    /// evaluation past it, or past `eval_timeout_ms` inside one builtin
-    /// call, is SILENCE and its worker is replaced. 0: evaluate in the
-    /// gate's own process, faster and unbounded (for policies you trust
-    /// as you trust the gate's code). Cedar always evaluates in the gate:
-    /// its time and memory are linear in the policies and the input.
+    /// Memory one Rego evaluation may use, in MiB. In the gate
+    /// (`eval_isolation = "auto"`): Rego evaluations stop, SILENCE, once the
+    /// gate's heap is more than `eval_threads` times this above what it was
+    /// at start (one limit for the process, checked between units of work;
+    /// no single builtin call of a bundle evaluated in the gate can pass it
+    /// by much). In a worker process (`tollgate eval-worker`, at most
+    /// `eval_threads`): the process's writable memory is capped at this
+    /// above what it uses at start; an evaluation past it, or past
+    /// `eval_timeout_ms` inside one builtin call, is SILENCE and its worker
+    /// is replaced. 0: no bound, every evaluation in the gate (for
+    /// policies you trust as you trust the gate's code). Cedar always
+    /// evaluates in the gate: its time and memory are linear in the
+    /// policies and the input.
     eval_memory_mb: u64 = 256 => Integer,
+    /// Where Rego evaluates under `eval_memory_mb`. `auto` (default): in the
+    /// gate, unless the bundle refers to a builtin one call of which can
+    /// build a large value or run past the time limit (`sprintf`,
+    /// `json.marshal`, `replace`, `walk`, …: `policy::AMPLIFYING`), whose
+    /// bundles evaluate in worker processes. `process`: every Rego
+    /// evaluation in a worker process, which the gate stops at the time
+    /// limit whatever runs in it — for deployments whose policy authors are
+    /// not trusted (a policy can make one comparison of two deeply shared
+    /// values run long, which only stopping a process ends).
+    eval_isolation: Isolation = Isolation::Auto => Text,
     /// Decision requests admitted at once, from validation to the answer
     /// (waiting for an evaluation thread or the log included). Beyond it a
     /// request is answered 503 `overloaded` with `Retry-After`, before
@@ -545,8 +573,10 @@ impl Config {
         Duration::from_millis(self.eval_timeout_ms)
     }
 
-    /// The evaluation processes Rego runs in: `None` if evaluation is
-    /// unbounded (`eval_memory_mb` = 0 or no `eval_worker`).
+    /// The evaluation processes Rego runs in (all of it under
+    /// `eval_isolation = "process"`, else bundles that refer to an amplifying
+    /// builtin): `None` if evaluation is unbounded (`eval_memory_mb` = 0 or
+    /// no `eval_worker`).
     pub(crate) fn eval_workers(
         &self,
         metrics: std::sync::Arc<crate::Metrics>,
@@ -565,7 +595,7 @@ impl Config {
     }
 
     /// Evaluation threads: `eval_threads`, or if 0 one per CPU, two per
-    /// CPU when Rego evaluates in worker processes (each thread waits on its
+    /// CPU when Rego may evaluate in worker processes (each thread waits on its
     /// process's pipe most of the time, so one per CPU leaves CPUs idle).
     #[must_use]
     pub fn eval_threads(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Where evaluations run: on the calling thread for a slice, then on a
-//! bounded pool of blocking threads, or (Rego under `eval_memory_mb`) in the
-//! evaluation worker processes of `workers.rs`.
+//! bounded pool of blocking threads, or (a Rego bundle that refers to an
+//! amplifying builtin, or every Rego bundle under `eval_isolation =
+//! "process"`) in the evaluation worker processes of `workers.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,12 @@ pub(crate) const INLINE_SLICE: Duration = Duration::from_millis(1);
 /// semaphore; how many may wait is bounded by admission (`Gate::admit`).
 pub(crate) struct Evaluators {
     slots: Arc<Semaphore>,
-    /// Where Rego evaluates when `eval_memory_mb` bounds it.
+    /// Where Rego evaluates when `eval_memory_mb` bounds it and the gate
+    /// does not (see [`Evaluators::isolates`]).
     pub(crate) workers: Option<Arc<crate::workers::Workers>>,
+    /// Whether a Rego bundle that refers to no amplifying builtin evaluates
+    /// in the gate (under the heap limit, or unbounded without workers).
+    rego_in_gate: bool,
     /// Where slow evaluations are counted.
     metrics: Arc<crate::Metrics>,
 }
@@ -34,13 +39,24 @@ impl Evaluators {
     pub(crate) fn new(
         threads: usize,
         workers: Option<crate::workers::Workers>,
+        rego_in_gate: bool,
         metrics: Arc<crate::Metrics>,
     ) -> Evaluators {
         Evaluators {
             slots: Arc::new(Semaphore::new(threads)),
             workers: workers.map(Arc::new),
+            rego_in_gate,
             metrics,
         }
+    }
+
+    /// The worker processes `policy` evaluates in, if it does not evaluate
+    /// in the gate: Rego, with workers, and either every Rego bundle goes
+    /// to them or this one refers to an amplifying builtin.
+    pub(crate) fn isolates(&self, policy: &ActivePolicy) -> Option<&Arc<crate::workers::Workers>> {
+        let workers = self.workers.as_ref()?;
+        let rego = policy.compiled.engine() == policy::Engine::Rego;
+        (rego && (!self.rego_in_gate || policy.compiled.amplifying().is_some())).then_some(workers)
     }
 
     /// `policy`, once it has loaded where it will be evaluated: activation
@@ -50,7 +66,12 @@ impl Evaluators {
         &self,
         policy: Arc<ActivePolicy>,
     ) -> Result<Arc<ActivePolicy>, GateError> {
-        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
+        if let Some(workers) = self.isolates(&policy) {
+            tracing::info!(
+                version = %policy.version,
+                why = policy.compiled.amplifying().unwrap_or("eval_isolation = \"process\""),
+                "the policy evaluates in worker processes"
+            );
             workers.load(policy.clone()).await.map_err(|why| {
                 GateError::InvalidPolicy(format!(
                     "policy {} does not load in an evaluation process: {why}",
@@ -65,7 +86,7 @@ impl Evaluators {
     /// thread's slot is held until the evaluation ends, even if the caller
     /// stops waiting.
     pub(crate) async fn decide(&self, policy: Arc<ActivePolicy>, input: EvalInput) -> Evaluation {
-        if let (Some(workers), policy::Engine::Rego) = (&self.workers, policy.compiled.engine()) {
+        if let Some(workers) = self.isolates(&policy) {
             return workers.decide(policy, input).await;
         }
         if let Some(done) =

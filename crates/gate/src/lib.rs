@@ -43,7 +43,7 @@ use ledger::Ledger;
 use note::{SignerKey, VerifierKey};
 
 pub use active::ActivePolicy;
-pub use config::{Config, ConfigError, ListenAddr, LogFormat, Mode};
+pub use config::{Config, ConfigError, Isolation, ListenAddr, LogFormat, Mode};
 pub use error::GateError;
 pub use http::{router, Credentials, TlsPeer, UnixPeer};
 pub use metrics::Metrics;

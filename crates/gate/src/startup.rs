@@ -350,11 +350,7 @@ impl Gate {
             contracts: crate::contracts::Contracts::new(config.require_surface_contracts),
             history: crate::history::History::new(),
             followed: tokio::sync::Mutex::new(followed),
-            evaluators: Evaluators::new(
-                config.eval_threads(),
-                config.eval_workers(metrics.clone()),
-                metrics.clone(),
-            ),
+            evaluators: rego_placement(config, &metrics),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_pending_decisions)),
             admission_limit: config.max_pending_decisions,
             metrics,
@@ -564,4 +560,34 @@ fn new_origin() -> String {
     };
     let id = &keyfile::new_token()[..8];
     format!("{host}/tollgate-{id}")
+}
+
+/// The evaluators, and where Rego evaluates: in the gate under the heap
+/// limit (`eval_isolation = "auto"`, the allocator counting), in worker
+/// processes, or in the gate unbounded (`eval_memory_mb = 0`, or a gate
+/// embedded as a library without `eval_worker`). The heap limit is set here,
+/// once: `eval_threads` × `eval_memory_mb` above the heap now.
+fn rego_placement(config: &Config, metrics: &Arc<crate::Metrics>) -> Evaluators {
+    let threads = config.eval_threads();
+    let workers = config.eval_workers(metrics.clone());
+    let in_gate = match &workers {
+        None => true,
+        Some(_) => config.eval_isolation == crate::Isolation::Auto && policy::heap_accounted(),
+    };
+    if workers.is_some() && in_gate {
+        let heap = policy::heap_bytes().unwrap_or(0);
+        let room = (config.eval_memory_mb << 20).saturating_mul(threads as u64);
+        let limit = heap.saturating_add(room);
+        policy::set_heap_limit(Some(limit));
+        tracing::info!(
+            heap_mib = heap >> 20,
+            limit_mib = limit >> 20,
+            "Rego evaluates in the gate under a heap limit (bundles that refer to an amplifying builtin: in worker processes)"
+        );
+    } else if workers.is_some() && config.eval_isolation == crate::Isolation::Auto {
+        tracing::warn!(
+            "the global allocator does not count allocations: every Rego evaluation runs in a worker process"
+        );
+    }
+    Evaluators::new(threads, workers, in_gate, metrics.clone())
 }

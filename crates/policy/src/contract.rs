@@ -22,6 +22,10 @@ pub use protocol::Decision;
 /// Longest a single evaluation may run before it is SILENCE.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
 
+/// The most bytes one call of a guarded builtin (`concat`) may build; past
+/// it the call fails and the evaluation is SILENCE (see `bounds.rs`).
+pub const EVAL_BUILT_BYTES: usize = 16 << 20;
+
 /// Every SILENCE that asks for approvals says so in its reason with this
 /// mark (both engines' reasons carry it; a test holds them to it), so an
 /// auditor sees from the receipt alone that it opened an approval request.

@@ -103,6 +103,17 @@ impl CompiledPolicy {
         }
     }
 
+    /// Why this policy must be evaluated in a process of its own, if it must:
+    /// the first reference to an amplifying builtin (a Rego bundle; see
+    /// `bounds.rs`), as "`name` (file line N)". Cedar: never.
+    #[must_use]
+    pub fn amplifying(&self) -> Option<&str> {
+        match self {
+            CompiledPolicy::Rego(p) => p.amplifying(),
+            CompiledPolicy::Cedar(_) => None,
+        }
+    }
+
     /// The attributes the bundle holds for an actor (Rego: `data.actors[id]`;
     /// Cedar: the attributes of entity `Actor::"id"`), for the derived context.
     #[must_use]

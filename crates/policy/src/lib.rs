@@ -14,6 +14,7 @@
 //! The contract both engines implement is in `contract.rs` ([`EvalInput`] in,
 //! [`Evaluation`] out).
 
+mod bounds;
 mod bundle;
 mod cases;
 mod cedar;
@@ -21,11 +22,12 @@ mod contract;
 mod engine;
 mod rego;
 
+pub use bounds::{heap_accounted, heap_bytes, set_heap_limit, AMPLIFYING, BOUNDED, GUARDED};
 pub use bundle::{Bundle, Counter, Engine, Manifest, MANIFEST_FILE, MAX_COUNTER_WINDOW_SECONDS};
 pub use cases::{run_cases, CaseResult};
 pub use contract::{
     ApprovalAsk, Decision, EvalInput, Evaluation, APPROVAL_COUNT_MAX, APPROVAL_REASON_MARK,
-    APPROVAL_TTL_RANGE, APPROVAL_TTL_SECONDS, EVAL_TIME_LIMIT, MAX_REASON_BYTES,
+    APPROVAL_TTL_RANGE, APPROVAL_TTL_SECONDS, EVAL_BUILT_BYTES, EVAL_TIME_LIMIT, MAX_REASON_BYTES,
 };
 pub use engine::{replay, replay_receipt, CompiledPolicy};
 

@@ -57,6 +57,8 @@ pub struct RegoPolicy {
     template: regorus::Engine,
     pool: Mutex<Vec<regorus::Engine>>,
     actors: serde_json::Value,
+    /// The first reference to an amplifying builtin (`bounds.rs`).
+    amplifying: Option<String>,
 }
 
 impl RegoPolicy {
@@ -80,7 +82,13 @@ impl RegoPolicy {
                 "a Rego bundle needs at least one .rego file".into(),
             ));
         }
-        check_deterministic(&engine)?;
+        let ast = engine
+            .get_ast_as_json()
+            .map_err(|e| Error::InvalidBundle(format!("reading the parsed modules: {e}")))?;
+        let ast: serde_json::Value = serde_json::from_str(&ast)
+            .map_err(|e| Error::InvalidBundle(format!("reading the parsed modules: {e}")))?;
+        check_deterministic(&ast)?;
+        let amplifying = crate::bounds::first_amplifying(&ast);
         let data = bundle_data(bundle)?;
         let actors = data
             .get("actors")
@@ -127,6 +135,7 @@ impl RegoPolicy {
             template: engine,
             pool: Mutex::new(Vec::new()),
             actors,
+            amplifying,
         })
     }
 
@@ -135,6 +144,10 @@ impl RegoPolicy {
         self.limit = limit;
         self.template.set_execution_timer_config(timer(limit));
         self.pool.get_mut().expect("pool").clear();
+    }
+
+    pub(crate) fn amplifying(&self) -> Option<&str> {
+        self.amplifying.as_deref()
     }
 
     pub(crate) fn actor_attributes(&self, actor_id: &str) -> serde_json::Value {
@@ -198,7 +211,19 @@ impl RegoPolicy {
             {
                 return None
             }
-            Err(e) => return Some(Evaluation::silence(format!("rego evaluation error: {e}"))),
+            Err(e) => {
+                if let Some(LimitError::MemoryLimitExceeded { usage, limit }) =
+                    e.downcast_ref::<LimitError>()
+                {
+                    return Some(Evaluation::silence(format!(
+                        "the gate's heap ({} MiB) is past the evaluation memory limit ({} MiB): \
+                         stopped (eval_memory_mb)",
+                        usage >> 20,
+                        limit >> 20
+                    )));
+                }
+                return Some(Evaluation::silence(format!("rego evaluation error: {e}")));
+            }
         };
         Some(self.interpret(&value))
     }
@@ -289,6 +314,12 @@ fn compile_error(file: &str, e: &dyn std::fmt::Display) -> Error {
     }
 }
 
+/// Whether `name` is a builtin refused as non-deterministic.
+#[cfg(test)]
+pub(crate) fn is_refused(name: &str) -> bool {
+    NON_DETERMINISTIC.iter().any(|(b, _)| *b == name)
+}
+
 /// Most elements `numbers.range` and `numbers.range_step` may produce. A
 /// builtin runs to its end before the evaluation timer is looked at, so
 /// `numbers.range(1, input.target.n)` let a caller choose how much memory and
@@ -300,7 +331,7 @@ pub const MAX_RANGE_ELEMENTS: i64 = 1_000_000;
 /// bound decision time, `numbers.range`/`numbers.range_step` bounded
 /// ([`MAX_RANGE_ELEMENTS`]), and every non-deterministic builtin replaced by
 /// an extension that fails (extensions are looked up before builtins).
-fn new_engine() -> Result<regorus::Engine, Error> {
+pub(crate) fn new_engine() -> Result<regorus::Engine, Error> {
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(timer(EVAL_TIME_LIMIT));
     engine
@@ -331,6 +362,13 @@ fn new_engine() -> Result<regorus::Engine, Error> {
             }),
         )
         .map_err(|e| Error::InvalidBundle(format!("bounding numbers.range_step: {e}")))?;
+    engine
+        .add_extension(
+            "concat".into(),
+            2,
+            Box::new(|args| crate::bounds::bounded_concat(&args[0], &args[1])),
+        )
+        .map_err(|e| Error::InvalidBundle(format!("bounding concat: {e}")))?;
     for &(name, arity) in NON_DETERMINISTIC {
         engine
             .add_extension(
@@ -375,12 +413,7 @@ fn bounded_range(builtin: &str, from: &Value, to: &Value, step: i64) -> anyhow::
 /// Refuses a call to a non-deterministic builtin, naming file and line,
 /// found in the parsed modules (regorus's syntax tree): a name in a string or
 /// a comment is not a call, and no layout of the source hides one.
-fn check_deterministic(engine: &regorus::Engine) -> Result<(), Error> {
-    let ast = engine
-        .get_ast_as_json()
-        .map_err(|e| Error::InvalidBundle(format!("reading the parsed modules: {e}")))?;
-    let ast: serde_json::Value = serde_json::from_str(&ast)
-        .map_err(|e| Error::InvalidBundle(format!("reading the parsed modules: {e}")))?;
+fn check_deterministic(ast: &serde_json::Value) -> Result<(), Error> {
     for module in ast.as_array().into_iter().flatten() {
         if let Some((line, builtin)) = find_call(&module["ast"]) {
             return Err(Error::NonDeterministic {
@@ -413,7 +446,7 @@ fn find_call(node: &serde_json::Value) -> Option<(usize, String)> {
 
 /// The dotted name a call's function expression refers to (`rand.intn`,
 /// `rand["intn"]`), if it is a plain reference.
-fn call_path(fcn: &serde_json::Value) -> Option<String> {
+pub(crate) fn call_path(fcn: &serde_json::Value) -> Option<String> {
     if let Some(var) = fcn.get("Var") {
         return var["value"].as_str().map(str::to_string);
     }
@@ -485,6 +518,20 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) -> Result<(), St
     }
 }
 
+/// `x := call` evaluated by this crate's engine and by regorus's own.
+#[cfg(test)]
+pub(crate) fn ours_and_regorus(call: &str) -> (anyhow::Result<Value>, anyhow::Result<Value>) {
+    let src = format!("package t\nx := {call}\n");
+    let mut ours = new_engine().unwrap();
+    ours.add_policy("p.rego".into(), src.clone()).unwrap();
+    let mut theirs = regorus::Engine::new();
+    theirs.add_policy("p.rego".into(), src).unwrap();
+    (
+        ours.eval_rule("data.t.x".into()),
+        theirs.eval_rule("data.t.x".into()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,16 +551,8 @@ mod tests {
             "numbers.range_step(2, 2, 5)",
         ];
         for call in cases {
-            let src = format!("package t\nx := {call}\n");
-            let mut ours = new_engine().unwrap();
-            ours.add_policy("p.rego".into(), src.clone()).unwrap();
-            let mut theirs = regorus::Engine::new();
-            theirs.add_policy("p.rego".into(), src).unwrap();
-            assert_eq!(
-                ours.eval_rule("data.t.x".into()).unwrap(),
-                theirs.eval_rule("data.t.x".into()).unwrap(),
-                "{call}"
-            );
+            let (ours, theirs) = ours_and_regorus(call);
+            assert_eq!(ours.unwrap(), theirs.unwrap(), "{call}");
         }
         for call in [
             "numbers.range(1, 1000001)",

@@ -94,13 +94,101 @@ fn a_slow_policy_stalls_neither_healthz_nor_reads() {
         assert!(r.reason.contains("limit=2000000000ns"), "{}", r.reason);
         assert!(reads_done < answered, "a read waited for a slow evaluation");
     }
-    // Rego ran in one evaluation process (`eval_threads` = 1), which the
-    // time limit (regorus's own timer) ended each time without stopping it.
+    // The policy refers to no amplifying builtin: it ran in the gate, on
+    // its one evaluation thread, and no worker process was started.
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_processes_started_total 0"),
+        "{metrics}"
+    );
+}
+
+/// The same slow policy under `eval_isolation = "process"`: it runs in one
+/// evaluation process (`eval_threads` = 1), which the time limit (regorus's
+/// own timer) ends each time without stopping the process.
+#[test]
+fn under_process_isolation_a_slow_policy_runs_in_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "200"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+            ("TOLLGATE_EVAL_ISOLATION", "process"),
+        ],
+    );
+    activate_runaway(&s, 20_000);
+    for key in ["p1", "p2"] {
+        let r = s.decide(&intent(
+            "agent-treasury",
+            "payments",
+            "transfer",
+            json!({}),
+            key,
+        ));
+        assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+        assert!(r.reason.contains("limit=200000000ns"), "{}", r.reason);
+    }
     let metrics = s.get_text("/metrics");
     assert!(
         metrics.contains("tollgate_eval_processes_started_total 1"),
         "{metrics}"
     );
+    s.stop();
+}
+
+/// A policy that refers to no amplifying builtin evaluates in the gate, and
+/// one that grows a value step by step (here a set of pairs, as large as
+/// the request asks) is stopped at the gate's heap limit — `eval_threads` ×
+/// `eval_memory_mb` above the heap at start — long before its time limit:
+/// SILENCE naming the limit, the gate's memory stays small, and the next
+/// decision is decided.
+#[test]
+fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_MEMORY_MB", "16"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
+        ],
+    );
+    activate_rego(
+        &s,
+        "grower",
+        "count({[i, j] | some i in numbers.range(1, input.context.n); some j in numbers.range(1, 1000)}) > 0",
+    );
+    let at = |n: u64, key: &str| {
+        let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
+        i["context"] = json!({ "n": n });
+        s.decide(&i)
+    };
+    let started = std::time::Instant::now();
+    let r = at(1_000_000, "large");
+    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+    assert!(
+        r.reason.contains("past the evaluation memory limit"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("eval_memory_mb"), "{}", r.reason);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    verify(&s, &r);
+    let r = at(2, "small");
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    verify(&s, &r);
+    let peak = peak_rss_mb(s.proc.id());
+    eprintln!("gate peak RSS {peak} MiB");
+    assert!(peak < 256, "the gate's peak RSS is {peak} MiB");
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_processes_started_total 0"),
+        "{metrics}"
+    );
+    assert!(children(s.proc.id()).is_empty());
+    s.audit();
+    s.stop();
 }
 
 /// One builtin call can build a large value from a short policy: a format
@@ -157,13 +245,18 @@ fn a_policy_past_eval_memory_mb_is_silence_and_the_gate_stays_small() {
     s.stop();
 }
 
-/// A Rego policy that compiles in the gate but not within `eval_memory_mb`
-/// (here: 6 MB of data) would make every decision SILENCE; activation
-/// refuses it, naming the cause, and the active policy stays.
+/// Under `eval_isolation = "process"`, a Rego policy that compiles in the
+/// gate but not within `eval_memory_mb` (here: 6 MB of data) would make every
+/// decision SILENCE; activation refuses it, naming the cause, and the active
+/// policy stays.
 #[test]
 fn activation_refuses_a_policy_that_does_not_load_within_eval_memory_mb() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_MEMORY_MB", "16")]);
+    let isolated = [
+        ("TOLLGATE_EVAL_MEMORY_MB", "16"),
+        ("TOLLGATE_EVAL_ISOLATION", "process"),
+    ];
+    let s = Server::start_with_env(dir.path(), &isolated);
     let before = s.decide(&intent(
         "agent-treasury",
         "payments",
@@ -209,7 +302,7 @@ fn activation_refuses_a_policy_that_does_not_load_within_eval_memory_mb() {
     assert!(ok, "{out}");
     s.stop();
     let out = testkit::tollgate_serve(&dir.path().join("data"))
-        .env("TOLLGATE_EVAL_MEMORY_MB", "16")
+        .envs(isolated)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
