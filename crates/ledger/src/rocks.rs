@@ -88,6 +88,12 @@ impl RocksStore {
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(128 << 20);
         opts.set_enable_pipelined_write(true);
+        // A bloom filter over the memtable's whole keys: the idempotency
+        // lookup every decision makes is almost always a miss, which then
+        // skips the skip list's search (3% of all CPU samples at 64
+        // connections before, `perf`).
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.05);
         // RocksDB's default, set because the sequencer relies on it: batches
         // are written unsynced and fsynced later, so after a machine crash the
         // WAL may end in a torn record; recovery must stop there and keep the
