@@ -199,9 +199,10 @@ settings! {
     /// Memory one Rego evaluation may use, in MiB. In the gate
     /// (`eval_isolation = "auto"`): Rego evaluations stop, SILENCE, once the
     /// gate's heap is more than `eval_threads` times this above what it was
-    /// at start (one limit for the process, checked between units of work;
+    /// at start plus what the gate's own work may add (`hash_cache_mb`, 64
+    /// KiB per `max_pending_decisions`, 64 MiB) — one limit for the process, checked between units of work;
     /// no single builtin call of a bundle evaluated in the gate can pass it
-    /// by much). In a worker process (`tollgate eval-worker`, at most
+    /// by much. In a worker process (`tollgate eval-worker`, at most
     /// `eval_threads`): the process's writable memory is capped at this
     /// above what it uses at start; an evaluation past it, or past
     /// `eval_timeout_ms` inside one builtin call, is SILENCE and its worker

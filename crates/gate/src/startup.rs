@@ -562,11 +562,23 @@ fn new_origin() -> String {
     format!("{host}/tollgate-{id}")
 }
 
+/// Heap the gate may grow by beside its evaluations, its hash cache and
+/// its pending decisions: connections' buffers, the upper hash cache (at
+/// most ~43 MB).
+const GATE_HEAP_ALLOWANCE: u64 = 64 << 20;
+
+/// Heap one admitted decision may hold: a request of at most 16 KiB, parsed,
+/// its receipt and its answer.
+const PENDING_DECISION_HEAP: u64 = 64 << 10;
+
 /// The evaluators, and where Rego evaluates: in the gate under the heap
 /// limit (`eval_isolation = "auto"`, the allocator counting), in worker
 /// processes, or in the gate unbounded (`eval_memory_mb = 0`, or a gate
 /// embedded as a library without `eval_worker`). The heap limit is set here,
-/// once: `eval_threads` × `eval_memory_mb` above the heap now.
+/// once: the heap now, plus what the gate's own work may add
+/// (`hash_cache_mb`, [`PENDING_DECISION_HEAP`] per `max_pending_decisions`,
+/// [`GATE_HEAP_ALLOWANCE`]), plus `eval_threads` ×
+/// `eval_memory_mb` for the evaluations.
 fn rego_placement(config: &Config, metrics: &Arc<crate::Metrics>) -> Evaluators {
     let threads = config.eval_threads();
     let workers = config.eval_workers(metrics.clone());
@@ -577,7 +589,12 @@ fn rego_placement(config: &Config, metrics: &Arc<crate::Metrics>) -> Evaluators 
     if workers.is_some() && in_gate {
         let heap = policy::heap_bytes().unwrap_or(0);
         let room = (config.eval_memory_mb << 20).saturating_mul(threads as u64);
-        let limit = heap.saturating_add(room);
+        let gate = ((config.hash_cache_mb as u64) << 20)
+            .saturating_add(
+                PENDING_DECISION_HEAP.saturating_mul(config.max_pending_decisions as u64),
+            )
+            .saturating_add(GATE_HEAP_ALLOWANCE);
+        let limit = heap.saturating_add(gate).saturating_add(room);
         policy::set_heap_limit(Some(limit));
         tracing::info!(
             heap_mib = heap >> 20,

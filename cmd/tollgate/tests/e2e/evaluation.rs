@@ -140,7 +140,8 @@ fn under_process_isolation_a_slow_policy_runs_in_one_worker() {
 /// A policy that refers to no amplifying builtin evaluates in the gate, and
 /// one that grows a value step by step (here a set of pairs, as large as
 /// the request asks) is stopped at the gate's heap limit — `eval_threads` ×
-/// `eval_memory_mb` above the heap at start — long before its time limit:
+/// `eval_memory_mb` above the heap at start and the gate's own allowance —
+/// long before its time limit:
 /// SILENCE naming the limit, the gate's memory stays small, and the next
 /// decision is decided.
 #[test]
@@ -152,6 +153,9 @@ fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
             ("TOLLGATE_EVAL_MEMORY_MB", "16"),
             ("TOLLGATE_EVAL_THREADS", "1"),
             ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
+            // The limit: the heap at start + 16 MiB + 64 MiB + 16 × 64 KiB.
+            ("TOLLGATE_HASH_CACHE_MB", "0"),
+            ("TOLLGATE_MAX_PENDING_DECISIONS", "16"),
         ],
     );
     activate_rego(
