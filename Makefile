@@ -59,18 +59,23 @@ test: deps test-deps
 
 ## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
 ## and PostgreSQL), the gate load generator (one gate on RocksDB, again with
-## Rego evaluated in the gate's own process (eval_memory_mb = 0), then one,
+## Rego unbounded (eval_memory_mb = 0) and all in worker processes
+## (eval_isolation = process), Cerbos 0.51 under the same load, then one,
 ## two and three gates sharing a PostgreSQL log), proofcheck's audit
 ## throughput, then the latency the MCP gateway adds per tools/call
 bench: deps test-deps
+	@./scripts/install-bench-deps.sh
 	$(CARGO) bench --workspace
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger
 	$(CARGO_TARGET_DIR)/release/tollgate-bench ledger --store postgres --count 20000 --appenders 1,16,256
 	$(CARGO_TARGET_DIR)/release/tollgate-bench proofs
 	$(CARGO_TARGET_DIR)/release/tollgate-bench gate
-	@echo "the same gate evaluating Rego in its own process (eval_memory_mb = 0, no memory bound):"
+	@echo "the same gate evaluating Rego in its own process, unbounded (eval_memory_mb = 0):"
 	TOLLGATE_EVAL_MEMORY_MB=0 $(CARGO_TARGET_DIR)/release/tollgate-bench gate --connections 64 --rate 0
+	@echo "the same gate evaluating all of Rego in worker processes (eval_isolation = process):"
+	TOLLGATE_EVAL_ISOLATION=process $(CARGO_TARGET_DIR)/release/tollgate-bench gate --connections 64 --rate 0
+	$(CARGO_TARGET_DIR)/release/tollgate-bench cerbos
 	for n in 1 2 3; do \
 	  $(CARGO_TARGET_DIR)/release/tollgate-bench gate --log-store postgres --gates $$n \
 	    --connections 64 --rate 0 || exit 1; \

@@ -116,7 +116,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     };
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading the token in {}", token_file.display()))?;
-    let auth: Arc<str> = format!("Bearer {}", token.trim()).into();
+    let target = Target {
+        path: "/v1/decisions",
+        auth: Some(format!("Bearer {}", token.trim()).into()),
+        body,
+    };
     let addrs = urls
         .iter()
         .map(|u| {
@@ -147,22 +151,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         1e6 / (floor.0 + floor.1)
     );
     println!();
-    println!(
-        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>8} {:>11} {:>7}",
-        "mode",
-        "conns",
-        "rate",
-        "decisions/s",
-        "p50 µs",
-        "p90 µs",
-        "p99 µs",
-        "p99.9 µs",
-        "errors",
-        "slow fsync %",
-        "write µs",
-        "gate cpu µs",
-        "steal %"
-    );
+    print_header("gate cpu µs");
     let gate_pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -178,14 +167,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     for (mode, conns, rate) in rows {
         let before = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
-        let r = rt.block_on(load(&addrs, &auth, conns, rate, duration, run_id))?;
+        let r = rt.block_on(load(&addrs, &target, conns, rate, duration, run_id))?;
         let after = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
         let decisions = r.latencies_us.len() as u64;
         r.print(
             mode,
             conns,
             rate,
-            after.0.since(before.0),
+            Some(after.0.since(before.0)),
             after.1.since(&before.1, decisions),
         );
     }
@@ -203,6 +192,26 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     drop(servers);
     drop(pg);
     Ok(())
+}
+
+/// The table's header; `cpu` names the CPU column.
+pub(crate) fn print_header(cpu: &str) {
+    println!(
+        "{:<7} {:>5} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>8} {:>11} {:>7}",
+        "mode",
+        "conns",
+        "rate",
+        "decisions/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "errors",
+        "slow fsync %",
+        "write µs",
+        cpu,
+        "steal %"
+    );
 }
 
 /// µs per evaluation and per receipt signature, one thread.
@@ -264,19 +273,21 @@ fn body(run: u32, n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-struct Results {
-    latencies_us: Vec<u32>,
+pub(crate) struct Results {
+    pub(crate) latencies_us: Vec<u32>,
     errors: u64,
     elapsed: Duration,
 }
 
 impl Results {
-    fn print(
+    /// One row of the table [`print_header`] starts; `writes` is the log's
+    /// (slow fsync %, write µs), if the server has one.
+    pub(crate) fn print(
         mut self,
         mode: &str,
         conns: usize,
         rate: Option<u64>,
-        writes: (f64, f64),
+        writes: Option<(f64, f64)>,
         cpu: (Option<f64>, Option<f64>),
     ) {
         self.latencies_us.sort_unstable();
@@ -290,7 +301,7 @@ impl Results {
         let show =
             |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
         println!(
-            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12.2} {:>8.0} {:>11} {:>7}",
+            "{:<7} {:>5} {:>7} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>12} {:>8} {:>11} {:>7}",
             mode,
             conns,
             rate.map_or("-".into(), |r| r.to_string()),
@@ -300,8 +311,8 @@ impl Results {
             q(0.99),
             q(0.999),
             self.errors,
-            writes.0,
-            writes.1,
+            show(writes.map(|w| w.0), 2),
+            show(writes.map(|w| w.1), 0),
             show(cpu.0, 0),
             show(cpu.1, 2),
         );
@@ -311,13 +322,13 @@ impl Results {
 /// CPU time counters from /proc, in USER_HZ ticks (100 per second on Linux):
 /// the gate process's user + system time, and the machine's total and stolen
 /// time. `None` where /proc cannot tell (another OS, or no gate process).
-struct Cpu {
+pub(crate) struct Cpu {
     gate: Option<u64>,
     machine: Option<(u64, u64)>,
 }
 
 impl Cpu {
-    fn sample(gate_pids: &[u32]) -> Cpu {
+    pub(crate) fn sample(gate_pids: &[u32]) -> Cpu {
         // Fields after the parenthesised command name: state is field 3,
         // ppid 4, utime and stime 14 and 15, cutime and cstime (children
         // reaped) 16 and 17.
@@ -374,7 +385,7 @@ impl Cpu {
     }
 
     /// The gate's CPU µs per decision and the steal percentage since `before`.
-    fn since(&self, before: &Cpu, decisions: u64) -> (Option<f64>, Option<f64>) {
+    pub(crate) fn since(&self, before: &Cpu, decisions: u64) -> (Option<f64>, Option<f64>) {
         let gate = match (self.gate, before.gate) {
             (Some(a), Some(b)) if decisions > 0 => {
                 Some(a.saturating_sub(b) as f64 * 10_000.0 / decisions as f64)
@@ -445,10 +456,19 @@ async fn connect(addr: &str) -> Result<hyper::client::conn::http1::SendRequest<F
     Ok(sender)
 }
 
+/// What the load generator sends: `POST path` with `body(run, n)` for the
+/// n-th request, and `authorization` if given. A request is answered when
+/// the status is 200 and the body is read.
+pub(crate) struct Target {
+    pub(crate) path: &'static str,
+    pub(crate) auth: Option<Arc<str>>,
+    pub(crate) body: fn(u32, u64) -> Vec<u8>,
+}
+
 /// Runs `conns` connections for `duration`: closed loop, or `rate` per second.
-async fn load(
+pub(crate) async fn load(
     addrs: &[String],
-    auth: &Arc<str>,
+    target: &Target,
     conns: usize,
     rate: Option<u64>,
     duration: Duration,
@@ -485,12 +505,14 @@ async fn load(
     for c in 0..conns {
         let addr = &addrs[c % addrs.len()];
         let mut sender = connect(addr).await?;
-        let (next, errors, addr, paced, auth) = (
+        let (next, errors, addr, paced, auth, path, body) = (
             next.clone(),
             errors.clone(),
             addr.clone(),
             paced.clone(),
-            auth.clone(),
+            target.auth.clone(),
+            target.path,
+            target.body,
         );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -504,10 +526,13 @@ async fn load(
                     None => Instant::now(),
                 };
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let request = hyper::Request::post("/v1/decisions")
+                let mut request = hyper::Request::post(path)
                     .header("host", &addr)
-                    .header("content-type", "application/json")
-                    .header("authorization", &*auth)
+                    .header("content-type", "application/json");
+                if let Some(auth) = &auth {
+                    request = request.header("authorization", &**auth);
+                }
+                let request = request
                     .body(Full::new(Bytes::from(body(run_id, n))))
                     .expect("request");
                 let ok = match sender.send_request(request).await {

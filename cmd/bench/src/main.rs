@@ -8,7 +8,9 @@
 //!   batch sizes and concurrent appenders, with fsync, and disk bytes per leaf.
 //! - `tollgate-bench proofs`: grows one log to 10M leaves and measures
 //!   inclusion and consistency proof latency at 1k, 1M and 10M leaves.
+//! - `tollgate-bench cerbos`: the same load against Cerbos, the peer.
 
+mod cerbos;
 mod gate;
 mod ledger;
 
@@ -39,11 +41,16 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger proof latency at 1k, 1M and 10M leaves.
     Proofs(ledger::ProofsArgs),
+    /// The same closed loop against Cerbos 0.51 (started here, its decision
+    /// log on) deciding the same transfer: the peer the gate is measured
+    /// against.
+    Cerbos(cerbos::CerbosArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Gate(args) => gate::run(args),
+        Command::Cerbos(args) => cerbos::run(args),
         Command::Ledger(args) => {
             ledger::bench(args);
             Ok(())
