@@ -173,11 +173,7 @@ impl RegoPolicy {
             .pop()
             .unwrap_or_else(|| self.template.clone());
         engine.set_execution_timer_config(timer(slice.unwrap_or(self.limit)));
-        let mut doc = input.request.clone();
-        if let Some(obj) = doc.as_object_mut() {
-            obj.insert("derived".into(), input.derived.clone());
-        }
-        engine.set_input(Value::from(doc));
+        engine.set_input(input_document(input));
         DECIDED_AT_NS.with(|c| c.set(input.decided_at_ns()));
         let result = engine.eval_rule(self.entrypoint.clone());
         let asked = match &result {
@@ -284,6 +280,49 @@ impl RegoPolicy {
             }
             other => Evaluation::silence(format!("{} = {other}, not a string", self.entrypoint)),
         }
+    }
+}
+
+/// `input`: the request with `derived` beside its members, converted
+/// straight from the JSON the gate holds, as regorus's own conversion from
+/// `serde_json::Value` would (a test holds them equal) without first
+/// copying that JSON.
+fn input_document(input: &EvalInput) -> Value {
+    match &input.request {
+        serde_json::Value::Object(members) => {
+            let mut object: std::collections::BTreeMap<Value, Value> = members
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), to_value(v)))
+                .collect();
+            object.insert(Value::from("derived"), to_value(&input.derived));
+            Value::from(object)
+        }
+        other => to_value(other),
+    }
+}
+
+/// A JSON value as regorus's `Value::from(serde_json::Value)` makes it
+/// (integers as integers, other numbers as floats; the JSON the gate holds
+/// has no non-finite numbers).
+fn to_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Value::from(u),
+            (None, Some(i)) => Value::from(i),
+            (None, None) => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => {
+            Value::from(items.iter().map(to_value).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(members) => Value::from(
+            members
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), to_value(v)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
     }
 }
 
@@ -577,6 +616,26 @@ mod tests {
             ours.eval_rule("data.t.x".into()).unwrap(),
             Value::from(1_000_000_i64)
         );
+    }
+
+    /// The input document is what regorus makes of the same JSON.
+    #[test]
+    fn the_input_document_is_regorus_conversion_of_the_request() {
+        let request = serde_json::json!({
+            "actor": {"id": "agent-1", "kind": "agent"},
+            "surface": "payments",
+            "target": {"amount": 500, "neg": -3, "big": 18446744073709551615u64, "f": 2.5,
+                       "exp": 1e300, "list": [1, "a", null, true, {"x": []}], "empty": {}},
+            "context": {},
+        });
+        let derived = serde_json::json!({"decided_at_ns": 1, "approvals": [{"by": "p"}]});
+        let input = EvalInput {
+            request: request.clone(),
+            derived: derived.clone(),
+        };
+        let mut expected = request;
+        expected["derived"] = derived;
+        assert_eq!(input_document(&input), Value::from(expected));
     }
 
     /// Past the publish-time check, a non-deterministic builtin still cannot
