@@ -165,6 +165,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             .filter(|&&r| r > 0)
             .map(|&r| ("rate", args.rate_connections, Some(r))),
     );
+    let mut stages = Vec::new();
     for (mode, conns, rate) in rows {
         let before = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
         let r = rt.block_on(load(&addrs, &target, conns, rate, duration, run_id))?;
@@ -176,6 +177,24 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             rate,
             Some(after.0.since(before.0)),
             after.1.since(&before.1, decisions),
+        );
+        stages.push((mode, conns, rate, after.0.stages_since(&before.0)));
+    }
+    println!();
+    println!(
+        "{:<7} {:>5} {:>7}  wall-clock µs per new decision in each stage of the gate's pipeline",
+        "mode", "conns", "rate"
+    );
+    for (mode, conns, rate, per_stage) in stages {
+        let cells: Vec<String> = STAGES
+            .iter()
+            .zip(per_stage)
+            .map(|(name, us)| format!("{name} {us:.0}"))
+            .collect();
+        println!(
+            "{mode:<7} {conns:>5} {:>7}  {}",
+            rate.map_or("-".into(), |r| r.to_string()),
+            cells.join(", ")
         );
     }
     println!();
@@ -410,7 +429,14 @@ struct LogWrites {
     count: u64,
     within_2ms: u64,
     seconds: f64,
+    /// `tollgate_decision_stage_seconds_total`, by [`STAGES`].
+    stages: [f64; STAGES.len()],
+    /// `tollgate_decisions_total`, summed over decisions.
+    decided: f64,
 }
+
+/// The stages of `tollgate_decision_stage_seconds_total`, in pipeline order.
+const STAGES: [&str; 6] = ["validate", "lookup", "evaluate", "sign", "commit", "answer"];
 
 impl LogWrites {
     fn scrape(urls: &[String]) -> Result<LogWrites> {
@@ -418,6 +444,8 @@ impl LogWrites {
             count: 0,
             within_2ms: 0,
             seconds: 0.0,
+            stages: [0.0; STAGES.len()],
+            decided: 0.0,
         };
         for url in urls {
             let text = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
@@ -429,8 +457,30 @@ impl LogWrites {
             sum.count += value("tollgate_log_write_seconds_count")? as u64;
             sum.within_2ms += value("tollgate_log_write_seconds_bucket{le=\"0.002\"}")? as u64;
             sum.seconds += value("tollgate_log_write_seconds_sum")?;
+            for (i, stage) in STAGES.iter().enumerate() {
+                sum.stages[i] += value(&format!(
+                    "tollgate_decision_stage_seconds_total{{stage=\"{stage}\"}}"
+                ))?;
+            }
+            sum.decided += text
+                .lines()
+                .filter(|l| l.starts_with("tollgate_decisions_total{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>();
         }
         Ok(sum)
+    }
+
+    /// Since `before`: µs per new decision in each stage.
+    fn stages_since(&self, before: &LogWrites) -> [f64; STAGES.len()] {
+        let n = self.decided - before.decided;
+        std::array::from_fn(|i| {
+            if n > 0.0 {
+                (self.stages[i] - before.stages[i]) * 1e6 / n
+            } else {
+                0.0
+            }
+        })
     }
 
     /// Since `before`: the percent of decisions whose write took over 2 ms,

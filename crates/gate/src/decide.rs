@@ -21,7 +21,7 @@ use protocol::{
 use crate::active::engine_name;
 use crate::approvals::Lifecycle as _;
 use crate::callers::{Authorized, Role};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, Stage};
 use crate::{now_ns, Gate, GateError};
 
 /// The reason of the SILENCE receipt for a caller claiming an actor it may
@@ -193,9 +193,11 @@ impl Gate {
         body: &[u8],
     ) -> Result<(DecisionResponse, Outcome), GateError> {
         let caller = who.caller();
+        let mut laps = Laps::start();
         // 1. Validate: parse into the contract's types, or 400 with the field.
         let request = tracing::info_span!(target: telemetry::TARGET, "validate")
             .in_scope(|| DecisionRequest::parse(body))?;
+        laps.lap(Stage::Validate);
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("tollgate.actor.id", request.actor().id());
@@ -237,6 +239,7 @@ impl Gate {
         let contract = contract.map(|c| c.version().to_string());
         let receipt_request = committed_request.as_ref().unwrap_or(&request_value);
         let request_digest = protocol::digest_of(receipt_request);
+        laps.lap(Stage::Lookup);
 
         // 3.–4. Bind, derive, evaluate. Under counters, or with approvals to
         //    attach, this actor's decisions are one at a time from reading
@@ -278,6 +281,7 @@ impl Gate {
             tracing::info_span!(target: telemetry::TARGET, "evaluate"),
         )
         .await;
+        laps.lap(Stage::Evaluate);
         if let Some((enforced, shadow)) = shadowed {
             self.metrics.shadow(enforced, shadow);
         }
@@ -321,6 +325,8 @@ impl Gate {
                 .map_err(|e| GateError::Internal(e.to_string()))??;
         }
 
+        laps.lap(Stage::Sign);
+
         // 6. Append; answered only once durable. The receipt id is the log's
         //    idempotency key, so a concurrent retry with the same key cannot
         //    add a second leaf.
@@ -346,6 +352,7 @@ impl Gate {
             }
             Err(e) => return Err(GateError::Unavailable(e.to_string())),
         };
+        laps.lap(Stage::Commit);
         if body.decision == Decision::Permit && !appended.duplicate && counters.any() {
             counters.record(
                 request.actor().id(),
@@ -387,7 +394,12 @@ impl Gate {
             index: appended.index,
             proof: appended.proof,
             checkpoint: appended.checkpoint.note.clone(),
-        };
+        }
+        .to_text();
+        laps.lap(Stage::Answer);
+        if !appended.duplicate {
+            laps.record(&self.metrics);
+        }
         Ok((
             DecisionResponse {
                 decision: body.decision,
@@ -396,7 +408,7 @@ impl Gate {
                 policy_version: body.policy.map(|p| p.version),
                 log_index: appended.index,
                 receipt: String::from_utf8(leaf).expect("receipts are UTF-8"),
-                proof: proof.to_text(),
+                proof,
                 replayed: appended.duplicate,
                 approval,
                 openings: (!openings.is_empty()).then_some(openings),
@@ -620,5 +632,34 @@ impl Gate {
             proof: self.ledger.inclusion_proof(index, size)?,
             checkpoint,
         })
+    }
+}
+
+/// The time a new decision spends in each [`Stage`], recorded once it is
+/// decided (a retry answered from the log is not a new decision).
+struct Laps {
+    last: Instant,
+    spent: [std::time::Duration; Stage::ALL.len()],
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            last: Instant::now(),
+            spent: Default::default(),
+        }
+    }
+
+    /// The time since the last lap was spent in `stage`.
+    fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.spent[stage as usize] += now - self.last;
+        self.last = now;
+    }
+
+    fn record(&self, metrics: &crate::Metrics) {
+        for stage in Stage::ALL {
+            metrics.stage(stage, self.spent[stage as usize]);
+        }
     }
 }

@@ -80,6 +80,51 @@ pub struct Metrics {
     eval_processes_started: AtomicU64,
     /// Evaluations that ended their process, by cause.
     eval_process_failures: [AtomicU64; 3],
+    /// Wall-clock nanoseconds new decisions spent in each [`Stage`].
+    stage_nanos: [AtomicU64; Stage::ALL.len()],
+}
+
+/// A stage of a new decision's pipeline, timed for
+/// `tollgate_decision_stage_seconds_total{stage}` (wall clock: waiting
+/// included, so the stages of one decision add up to its latency inside the
+/// pipeline).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stage {
+    /// Strict parse and validation of the request.
+    Validate,
+    /// The idempotency lookup and the surface contract's check.
+    Lookup,
+    /// Binding the policy and derived context, and the evaluation.
+    Evaluate,
+    /// Building and signing the receipt.
+    Sign,
+    /// The log append, until the entry is durable and its proof is made.
+    Commit,
+    /// Counters, approvals and the answer.
+    Answer,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub(crate) const ALL: [Stage; 6] = [
+        Stage::Validate,
+        Stage::Lookup,
+        Stage::Evaluate,
+        Stage::Sign,
+        Stage::Commit,
+        Stage::Answer,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Lookup => "lookup",
+            Stage::Evaluate => "evaluate",
+            Stage::Sign => "sign",
+            Stage::Commit => "commit",
+            Stage::Answer => "answer",
+        }
+    }
 }
 
 /// What kind of state record was refused because the log does not back it
@@ -172,6 +217,7 @@ impl Default for Metrics {
             slow_evaluations: AtomicU64::new(0),
             eval_processes_started: AtomicU64::new(0),
             eval_process_failures: Default::default(),
+            stage_nanos: Default::default(),
         }
     }
 }
@@ -247,6 +293,12 @@ impl Metrics {
     /// An evaluation needed more than the inline slice.
     pub(crate) fn slow_evaluation(&self) {
         self.slow_evaluations.fetch_add(1, Relaxed);
+    }
+
+    /// A new decision spent `elapsed` in `stage`.
+    pub(crate) fn stage(&self, stage: Stage, elapsed: std::time::Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.stage_nanos[stage as usize].fetch_add(nanos, Relaxed);
     }
 
     /// A Rego evaluation process was started.
@@ -395,6 +447,19 @@ impl Metrics {
              # TYPE tollgate_slow_evaluations_total counter\ntollgate_slow_evaluations_total {}",
             self.slow_evaluations.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_decision_stage_seconds_total Wall-clock time new decisions spent in each stage of the pipeline (waiting included).\n\
+             # TYPE tollgate_decision_stage_seconds_total counter"
+        );
+        for stage in Stage::ALL {
+            let _ = writeln!(
+                out,
+                "tollgate_decision_stage_seconds_total{{stage=\"{}\"}} {}",
+                stage.label(),
+                self.stage_nanos[stage as usize].load(Relaxed) as f64 / 1e9
+            );
+        }
         if gauges.workers {
             let _ = writeln!(
                 out,

@@ -75,6 +75,19 @@ fn permit_deny_silence_and_replay() {
     let decided = count("tollgate_log_batch_size_count");
     assert!(decided >= 4, "{metrics}");
     assert_eq!(count("tollgate_log_write_seconds_count"), decided);
+    // Each stage of the new decisions' pipeline took some time, and the
+    // commit (an fsync each) more than validation.
+    let seconds = |stage: &str| -> f64 {
+        let name = format!("tollgate_decision_stage_seconds_total{{stage=\"{stage}\"}}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name.as_str())?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    for stage in ["validate", "lookup", "evaluate", "sign", "commit", "answer"] {
+        assert!(seconds(stage) > 0.0, "{stage}: {metrics}");
+    }
+    assert!(seconds("commit") > seconds("validate"), "{metrics}");
     s.stop();
 }
 
