@@ -10,7 +10,12 @@
 //!   (RocksDB: one fsync of the WAL), publishes the newest checkpoint and
 //!   answers the callers.
 //!
-//! Batch k+1 is prepared on top of batch k while k is inserted, and handed
+//! At low load the hand-offs are most of a decision's wait (each wakes a
+//! sleeping thread): a batch of at most [`INLINE_BATCH_MAX`] requests that
+//! finds the inserter and the syncer idle is inserted, synced, published and
+//! answered by the sequencer itself, in the same order of steps. Larger
+//! batches (load) take the pipeline:
+//! batch k+1 is prepared on top of batch k while k is inserted, and handed
 //! over once k is inserted; while the syncer waits for the disk, the next
 //! batches are inserted, and one fsync covers all of them. Batches are
 //! inserted one at a time, in order, so whatever a crash leaves is a prefix
@@ -40,6 +45,7 @@
 //! stops, and reopening it recovers whatever prefix is on disk.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +59,12 @@ use crate::store::{Batch, CachedHashes, IdempotencyRecord, NewLeaf, Turn};
 use crate::{Appended, Error, Options, Shared, SignedCheckpoint, MAX_KEY_SIZE, MAX_LEAF_SIZE};
 
 type Reply = oneshot::Sender<Result<Appended, Error>>;
+
+/// The largest batch the sequencer commits itself when the later stages are
+/// idle. A batch this small means the log is barely loaded; larger ones go
+/// through the pipeline, whose overlap of inserts and fsyncs is what carries
+/// load.
+const INLINE_BATCH_MAX: usize = 4;
 
 struct Request {
     leaf: Vec<u8>,
@@ -77,14 +89,18 @@ impl Handle {
             let (to_inserter, inserter_rx) = mpsc::channel();
             let (to_syncer, syncer_rx) = mpsc::channel();
             let (inserted_tx, inserted) = mpsc::channel();
+            let syncing = Arc::new(AtomicUsize::new(0));
             let syncer = Syncer {
                 shared: shared.clone(),
                 stopped: stop.clone(),
+                syncing: syncing.clone(),
             };
+            let own = syncer.clone();
             let syncer = spawn("ledger-syncer", move || syncer.run(&syncer_rx));
             let inserter = Inserter {
                 shared: shared.clone(),
                 stopped: stop.clone(),
+                syncing,
             };
             let inserter = spawn("ledger-inserter", move || {
                 inserter.run(&inserter_rx, &to_syncer, &inserted_tx);
@@ -97,6 +113,7 @@ impl Handle {
                 rx,
                 inserter: Some(to_inserter),
                 inserted,
+                syncer: own,
                 tip,
                 in_flight: None,
                 stale: false,
@@ -221,6 +238,8 @@ struct Sequencer {
     inserter: Option<mpsc::Sender<Job>>,
     /// One outcome per job, in order.
     inserted: mpsc::Receiver<Inserted>,
+    /// The syncer's steps, for batches the sequencer commits itself.
+    syncer: Syncer,
     /// The checkpoint of the last batch handed to the inserter.
     tip: Arc<SignedCheckpoint>,
     /// That batch, while its outcome is unknown.
@@ -310,6 +329,9 @@ impl Sequencer {
             prepared = self.prepare(&requests);
         }
         match prepared {
+            Ok((prepared, _)) if self.later_stages_idle(requests.len()) => {
+                self.commit_inline(requests, prepared)
+            }
             Ok((prepared, pending)) => self.hand_over(requests, prepared, pending, None),
             Err(e) => {
                 // Nothing of this batch was handed over, so nothing is written.
@@ -318,6 +340,45 @@ impl Sequencer {
                 self.recover(&reason)
             }
         }
+    }
+
+    /// Whether a batch of `len` requests is committed by the sequencer
+    /// itself: small, and nothing in the later stages. Called after
+    /// `settle`, so the inserter holds nothing (the sequencer is its only
+    /// source, one job at a time); and the syncer answered every job the
+    /// inserter gave it (`syncing` counts them until answered), so nothing
+    /// can reach it while the sequencer commits.
+    fn later_stages_idle(&self, len: usize) -> bool {
+        len <= INLINE_BATCH_MAX && self.syncer.syncing.load(Ordering::Acquire) == 0
+    }
+
+    /// The inserter's and the syncer's steps for one batch, on this thread:
+    /// insert, sync, publish, answer. A failed insert is the inserter's
+    /// failure (the callers get `NotCommitted`, the state is recovered); a
+    /// failed sync is the syncer's (fatal).
+    fn commit_inline(
+        &mut self,
+        requests: Vec<Request>,
+        mut prepared: Prepared,
+    ) -> Result<(), String> {
+        if let Some(reason) = self.syncer.stopped.lock().expect("stop lock").clone() {
+            fail(requests, &reason);
+            return Err(reason);
+        }
+        self.tip = prepared.checkpoint.clone();
+        let written = insert(&self.shared, &mut prepared, None);
+        *self.shared.write_error.lock().expect("write error lock") =
+            written.as_ref().err().map(ToString::to_string);
+        if let Err(e) = written {
+            let reason = e.to_string();
+            fail(requests, &reason);
+            return self.recover(&reason);
+        }
+        self.syncer.complete(vec![Job {
+            requests,
+            prepared,
+            turn: None,
+        }])
     }
 
     /// Hands a prepared batch to the inserter; it becomes the tip and the
@@ -558,6 +619,8 @@ fn fail(requests: Vec<Request>, reason: &str) {
 struct Inserter {
     shared: Arc<Shared>,
     stopped: Arc<Mutex<Option<String>>>,
+    /// Jobs given to the syncer and not yet answered.
+    syncing: Arc<AtomicUsize>,
 }
 
 impl Inserter {
@@ -573,18 +636,24 @@ impl Inserter {
                 let _ = inserted.send(Inserted::Fatal(reason));
                 continue;
             }
-            let written = self.insert(&mut job.prepared, job.turn.take());
+            let turn = job.turn.take();
+            let written = insert(&self.shared, &mut job.prepared, turn);
             *self.shared.write_error.lock().expect("write error lock") =
                 written.as_ref().err().map(ToString::to_string);
             let outcome = match written {
-                Ok(()) => match to_syncer.send(job) {
-                    Ok(()) => Inserted::Written,
-                    Err(mpsc::SendError(job)) => {
-                        let reason = "the ledger syncer thread exited".to_string();
-                        fail(job.requests, &reason);
-                        Inserted::Fatal(reason)
+                Ok(()) => {
+                    // Counted before the syncer can see it, so the sequencer
+                    // never finds the syncer idle while it holds a job.
+                    self.syncing.fetch_add(1, Ordering::AcqRel);
+                    match to_syncer.send(job) {
+                        Ok(()) => Inserted::Written,
+                        Err(mpsc::SendError(job)) => {
+                            let reason = "the ledger syncer thread exited".to_string();
+                            fail(job.requests, &reason);
+                            Inserted::Fatal(reason)
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     let reason = e.to_string();
                     fail(job.requests, &reason);
@@ -594,34 +663,42 @@ impl Inserter {
             let _ = inserted.send(outcome);
         }
     }
+}
 
-    /// 4. One atomic insert: entries, stored hashes, leaf index, idempotency
-    ///    records and the checkpoint (RocksDB: one WriteBatch, appended to the
-    ///    WAL and the memtable). A crash during or after it: the store's
-    ///    recovery yields this whole batch or none of it (and never a later
-    ///    batch without this one), and open() re-checks the root of whichever
-    ///    state it finds against that state's own signed checkpoint. Nobody
-    ///    was answered yet.
-    ///    On a shared store, `turn` holds the head the batch was prepared on
-    ///    (dropping it unused, for a batch with nothing new, gives it up).
-    fn insert(&self, prepared: &mut Prepared, turn: Option<Box<dyn Turn>>) -> Result<(), Error> {
-        let Some(batch) = prepared.write.take() else {
-            return Ok(());
-        };
-        prepared.write_started = Some(Instant::now());
-        match turn {
-            Some(turn) => turn.insert(&batch)?,
-            None => self.shared.store.backend().insert(&batch)?,
-        }
-        Ok(())
+/// 4. One atomic insert: entries, stored hashes, leaf index, idempotency
+///    records and the checkpoint (RocksDB: one WriteBatch, appended to the
+///    WAL and the memtable). A crash during or after it: the store's
+///    recovery yields this whole batch or none of it (and never a later
+///    batch without this one), and open() re-checks the root of whichever
+///    state it finds against that state's own signed checkpoint. Nobody
+///    was answered yet.
+///    On a shared store, `turn` holds the head the batch was prepared on
+///    (dropping it unused, for a batch with nothing new, gives it up).
+fn insert(
+    shared: &Shared,
+    prepared: &mut Prepared,
+    turn: Option<Box<dyn Turn>>,
+) -> Result<(), Error> {
+    let Some(batch) = prepared.write.take() else {
+        return Ok(());
+    };
+    prepared.write_started = Some(Instant::now());
+    match turn {
+        Some(turn) => turn.insert(&batch)?,
+        None => shared.store.backend().insert(&batch)?,
     }
+    Ok(())
 }
 
 /// The syncer: makes inserted batches durable, a group per fsync, then
-/// publishes and answers.
+/// publishes and answers. The sequencer holds a copy, to take these steps
+/// itself for a batch it commits inline.
+#[derive(Clone)]
 struct Syncer {
     shared: Arc<Shared>,
     stopped: Arc<Mutex<Option<String>>>,
+    /// Jobs the inserter gave this syncer and it has not answered yet.
+    syncing: Arc<AtomicUsize>,
 }
 
 impl Syncer {
@@ -630,54 +707,71 @@ impl Syncer {
             // Everything inserted by now: one fsync covers it all.
             let mut group = vec![first];
             group.extend(jobs.try_iter());
-            let writes = group.iter().any(|j| j.prepared.new_leaves > 0);
-            if let Err(reason) = self.sync(writes) {
-                // What is on the disk is unknown until the log is reopened:
-                // answer nobody, stop everything.
-                let reason = format!("syncing the log failed, the ledger stopped: {reason}");
-                self.stopped
-                    .lock()
-                    .expect("stop lock")
-                    .get_or_insert(reason.clone());
-                for job in group.into_iter().chain(jobs.iter()) {
+            let len = group.len();
+            let done = self.complete(group);
+            self.syncing.fetch_sub(len, Ordering::AcqRel);
+            if let Err(reason) = done {
+                // Answer nobody after a failed sync: every later job fails.
+                for job in jobs.iter() {
                     fail(job.requests, &reason);
+                    self.syncing.fetch_sub(1, Ordering::AcqRel);
                 }
                 return;
             }
-            // 5. Publish. The group is durable: a crash from here on loses
-            //    only the answers, and a retry with the same key gets the
-            //    original index. Jobs are in order, so the last checkpoint
-            //    is the newest. Its hashes go to the in-memory caches first
-            //    (here, off the inserter's critical path), so that readers of
-            //    the new checkpoint find them there.
-            for job in &group {
-                let p = &job.prepared;
-                let base = tlog::stored_hash_count(p.old_size);
-                self.shared.store.remember(base, &p.hashes);
-            }
-            let newest = group.last().expect("a group").prepared.checkpoint.clone();
-            let mut latest = self.shared.latest.write().expect("latest lock");
-            // Only forward: on a shared store, `Ledger::refresh` may have
-            // published another writer's newer checkpoint already.
-            if newest.checkpoint.size >= latest.checkpoint.size {
-                *latest = newest;
-            }
-            drop(latest);
-            // 6. Answer. Nothing after the fsync can fail, so no caller is
-            //    told "not committed" about a batch that was.
+        }
+    }
+
+    /// Syncs, publishes and answers `group` (inserted jobs, in order). Err
+    /// if the sync failed: what is on the disk is unknown until the log is
+    /// reopened, so the ledger is stopped and the group's callers are told
+    /// nothing was committed.
+    fn complete(&self, group: Vec<Job>) -> Result<(), String> {
+        let writes = group.iter().any(|j| j.prepared.new_leaves > 0);
+        if let Err(reason) = self.sync(writes) {
+            let reason = format!("syncing the log failed, the ledger stopped: {reason}");
+            self.stopped
+                .lock()
+                .expect("stop lock")
+                .get_or_insert(reason.clone());
             for job in group {
-                let write_time = job
-                    .prepared
-                    .write_started
-                    .map_or(Duration::ZERO, |t| t.elapsed());
-                for (req, mut answer) in job.requests.into_iter().zip(job.prepared.answers) {
-                    if let Ok(a) = &mut answer {
-                        a.write_time = write_time;
-                    }
-                    let _ = req.reply.send(answer);
+                fail(job.requests, &reason);
+            }
+            return Err(reason);
+        }
+        // 5. Publish. The group is durable: a crash from here on loses
+        //    only the answers, and a retry with the same key gets the
+        //    original index. Jobs are in order, so the last checkpoint
+        //    is the newest. Its hashes go to the in-memory caches first
+        //    (here, off the inserter's critical path), so that readers of
+        //    the new checkpoint find them there.
+        for job in &group {
+            let p = &job.prepared;
+            let base = tlog::stored_hash_count(p.old_size);
+            self.shared.store.remember(base, &p.hashes);
+        }
+        let newest = group.last().expect("a group").prepared.checkpoint.clone();
+        let mut latest = self.shared.latest.write().expect("latest lock");
+        // Only forward: on a shared store, `Ledger::refresh` may have
+        // published another writer's newer checkpoint already.
+        if newest.checkpoint.size >= latest.checkpoint.size {
+            *latest = newest;
+        }
+        drop(latest);
+        // 6. Answer. Nothing after the fsync can fail, so no caller is
+        //    told "not committed" about a batch that was.
+        for job in group {
+            let write_time = job
+                .prepared
+                .write_started
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            for (req, mut answer) in job.requests.into_iter().zip(job.prepared.answers) {
+                if let Ok(a) = &mut answer {
+                    a.write_time = write_time;
                 }
+                let _ = req.reply.send(answer);
             }
         }
+        Ok(())
     }
 
     fn sync(&self, writes: bool) -> Result<(), String> {

@@ -409,13 +409,8 @@ fn a_write_that_landed_but_failed_reuses_no_index() {
     assert_eq!(again, want);
 }
 
-/// A failed fsync leaves the disk's state unknown: the ledger answers nobody
-/// whose batch it did not cover, publishes nothing more and stops. Reopening
-/// recovers a consistent log that holds every acknowledged append.
-#[test]
-fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let k = key();
+/// Faults whose next sync fails ("disk gone") once the flag is set.
+fn failing_sync() -> (Arc<AtomicBool>, Faults) {
     let armed = Arc::new(AtomicBool::new(false));
     let trigger = armed.clone();
     let faults = Faults {
@@ -426,6 +421,17 @@ fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
         })),
         ..Faults::default()
     };
+    (armed, faults)
+}
+
+/// A failed fsync leaves the disk's state unknown: the ledger answers nobody
+/// whose batch it did not cover, publishes nothing more and stops. Reopening
+/// recovers a consistent log that holds every acknowledged append.
+#[test]
+fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let (armed, faults) = failing_sync();
     let ledger = Ledger::open_with_faults(dir.path(), k.clone(), opts(8), faults).unwrap();
     let acked: Vec<(u32, ledger::Appended)> = (0..20)
         .map(|i| {
@@ -480,6 +486,66 @@ fn a_failed_sync_stops_the_ledger_and_reopening_recovers() {
     // The append that was not acknowledged can be retried with its key.
     let again = ledger.append_blocking(leaf("20"), b"k20".to_vec()).unwrap();
     check_appended(&again, &leaf("20"), ledger.verifier());
+    check_whole_log(&ledger);
+}
+
+/// The same failure under load: 32 appenders make batches larger than the
+/// sequencer commits itself, so the sync that fails is the syncer thread's.
+/// Every append acknowledged before it is in the reopened log, nothing is
+/// acknowledged after it, and the ledger stops.
+#[test]
+fn a_failed_sync_under_load_stops_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let (armed, faults) = failing_sync();
+    let ledger =
+        Arc::new(Ledger::open_with_faults(dir.path(), k.clone(), opts(64), faults).unwrap());
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let largest_batch = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let (ledger, acked, largest) = (ledger.clone(), acked.clone(), largest_batch.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let name = format!("{t}-{i}");
+                    match ledger.append_blocking(leaf(&name), name.clone().into_bytes()) {
+                        Ok(a) => {
+                            largest.fetch_max(a.batch_len, Ordering::SeqCst);
+                            acked.lock().unwrap().push((name, a.index));
+                        }
+                        Err(Error::NotCommitted(m) | Error::Stopped(m)) => {
+                            assert!(m.contains("disk gone"), "{m}");
+                            return;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 2000 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    armed.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        largest_batch.load(Ordering::SeqCst) > 4,
+        "the batches were small enough to be committed by the sequencer itself"
+    );
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(ledger.writable().unwrap_err().contains("disk gone"));
+    drop(ledger);
+    let ledger = Ledger::open(dir.path(), k, opts(64)).unwrap();
+    let size = ledger.latest().checkpoint.size;
+    for (name, index) in &acked {
+        assert!(
+            *index < size,
+            "acknowledged {name} at {index}, log size {size}"
+        );
+        assert_eq!(ledger.entry(*index).unwrap(), leaf(name));
+    }
     check_whole_log(&ledger);
 }
 
