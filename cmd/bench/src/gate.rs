@@ -167,9 +167,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     let mut stages = Vec::new();
     for (mode, conns, rate) in rows {
-        let before = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
+        let before = (GateCounters::scrape(&urls)?, Cpu::sample(&gate_pids));
         let r = rt.block_on(load(&addrs, &target, conns, rate, duration, run_id))?;
-        let after = (LogWrites::scrape(&urls)?, Cpu::sample(&gate_pids));
+        let after = (GateCounters::scrape(&urls)?, Cpu::sample(&gate_pids));
         let decisions = r.latencies_us.len() as u64;
         r.print(
             mode,
@@ -421,11 +421,12 @@ impl Cpu {
     }
 }
 
-/// The gates' `tollgate_log_write_seconds` histograms, summed: decisions
-/// counted, those whose batch was durable within 2 ms of its insert, and the
-/// total time.
+/// The gates' counters a row reads, summed over the gates: the
+/// `tollgate_log_write_seconds` histogram (decisions counted, those whose
+/// batch was durable within 2 ms of its insert, the total time), the time
+/// per pipeline stage and the decisions made.
 #[derive(Clone, Copy)]
-struct LogWrites {
+struct GateCounters {
     count: u64,
     within_2ms: u64,
     seconds: f64,
@@ -438,9 +439,9 @@ struct LogWrites {
 /// The stages of `tollgate_decision_stage_seconds_total`, in pipeline order.
 const STAGES: [&str; 6] = ["validate", "lookup", "evaluate", "sign", "commit", "answer"];
 
-impl LogWrites {
-    fn scrape(urls: &[String]) -> Result<LogWrites> {
-        let mut sum = LogWrites {
+impl GateCounters {
+    fn scrape(urls: &[String]) -> Result<GateCounters> {
+        let mut sum = GateCounters {
             count: 0,
             within_2ms: 0,
             seconds: 0.0,
@@ -472,7 +473,7 @@ impl LogWrites {
     }
 
     /// Since `before`: µs per new decision in each stage.
-    fn stages_since(&self, before: &LogWrites) -> [f64; STAGES.len()] {
+    fn stages_since(&self, before: &GateCounters) -> [f64; STAGES.len()] {
         let n = self.decided - before.decided;
         std::array::from_fn(|i| {
             if n > 0.0 {
@@ -485,7 +486,7 @@ impl LogWrites {
 
     /// Since `before`: the percent of decisions whose write took over 2 ms,
     /// and the mean write time per decision in µs.
-    fn since(self, before: LogWrites) -> (f64, f64) {
+    fn since(self, before: GateCounters) -> (f64, f64) {
         let n = self.count.saturating_sub(before.count);
         let fast = self.within_2ms.saturating_sub(before.within_2ms);
         if n == 0 {

@@ -8,7 +8,15 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with_env(dir.path(), &[("TOLLGATE_EVAL_TIMEOUT_MS", "20")]);
     activate_runaway(&s, 3000);
-    for key in ["r1", "r2"] {
+    // The gate's limit, not the engine's default of 50 ms.
+    stopped_at(&s, &["r1", "r2"], "limit=20000000ns");
+    s.stop();
+}
+
+/// Decisions under the active runaway policy, one per key: each SILENCE,
+/// its reason naming `limit`, its receipt verified.
+fn stopped_at(s: &Server, keys: &[&str], limit: &str) {
+    for key in keys {
         let r = s.decide(&intent(
             "agent-treasury",
             "payments",
@@ -17,11 +25,9 @@ fn a_runaway_policy_is_stopped_at_the_configured_limit_and_is_silence() {
             key,
         ));
         assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
-        // The gate's limit, not the engine's default of 50 ms.
-        assert!(r.reason.contains("limit=20000000ns"), "{}", r.reason);
-        verify(&s, &r);
+        assert!(r.reason.contains(limit), "{}", r.reason);
+        verify(s, &r);
     }
-    s.stop();
 }
 
 /// Rego's "Local" time zone is UTC in the gate whatever the machine's
@@ -118,17 +124,7 @@ fn under_process_isolation_a_slow_policy_runs_in_one_worker() {
         ],
     );
     activate_runaway(&s, 20_000);
-    for key in ["p1", "p2"] {
-        let r = s.decide(&intent(
-            "agent-treasury",
-            "payments",
-            "transfer",
-            json!({}),
-            key,
-        ));
-        assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
-        assert!(r.reason.contains("limit=200000000ns"), "{}", r.reason);
-    }
+    stopped_at(&s, &["p1", "p2"], "limit=200000000ns");
     let metrics = s.get_text("/metrics");
     assert!(
         metrics.contains("tollgate_eval_processes_started_total 1"),
