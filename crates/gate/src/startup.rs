@@ -574,11 +574,12 @@ const PENDING_DECISION_HEAP: u64 = 64 << 10;
 /// The evaluators, and where Rego evaluates: in the gate under the heap
 /// limit (`eval_isolation = "auto"`, the allocator counting), in worker
 /// processes, or in the gate unbounded (`eval_memory_mb = 0`, or a gate
-/// embedded as a library without `eval_worker`). The heap limit is set here,
-/// once: the heap now, plus what the gate's own work may add
+/// embedded as a library without `eval_worker`). The heap limit is set here:
+/// the heap now, plus what the gate's own work may add
 /// (`hash_cache_mb`, [`PENDING_DECISION_HEAP`] per `max_pending_decisions`,
 /// [`GATE_HEAP_ALLOWANCE`]), plus `eval_threads` ×
-/// `eval_memory_mb` for the evaluations.
+/// `eval_memory_mb` for the evaluations; from then on it follows the
+/// compiled policies (`policy::set_heap_limit`).
 fn rego_placement(config: &Config, metrics: &Arc<crate::Metrics>) -> Evaluators {
     let threads = config.eval_threads();
     let workers = config.eval_workers(metrics.clone());

@@ -245,22 +245,99 @@ pub fn heap_bytes() -> Option<u64> {
 pub fn heap_accounted() -> bool {
     static ACCOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ACCOUNTED.get_or_init(|| {
-        regorus_mimalloc::mimalloc::flush_thread_counters();
-        let before = regorus_mimalloc::global_allocation_stats_snapshot().allocated;
+        // This thread's own count: other threads' frees do not move it.
+        let before = regorus_mimalloc::current_thread_live_bytes();
         let block = std::hint::black_box(vec![1u8; 4 << 20]);
-        regorus_mimalloc::mimalloc::flush_thread_counters();
-        let during = regorus_mimalloc::global_allocation_stats_snapshot().allocated;
+        let counted = regorus_mimalloc::current_thread_live_bytes() - before >= 4 << 20;
         drop(block);
-        regorus_mimalloc::mimalloc::flush_thread_counters();
-        during >= before.saturating_add(4 << 20)
+        counted
     })
 }
 
 /// Stops every Rego evaluation in this process at its next check once the
-/// heap ([`heap_bytes`]) passes `bytes` (`None`: no limit). The evaluation is
-/// SILENCE, naming the heap and the limit.
+/// heap ([`heap_bytes`]) passes the limit (`None`: no limit). The evaluation
+/// is SILENCE, naming the heap and the limit.
+///
+/// `bytes` is the limit for the heap as it is now, the policies compiled so
+/// far included. From then on the limit follows the compiled policies: a
+/// policy compiled later raises it by the heap its compilation kept (its
+/// modules, its data), and lowers it by as much once dropped, so a policy
+/// with large data activated later does not eat the room the evaluations
+/// were given, and a policy replaced gives its room back.
 pub fn set_heap_limit(bytes: Option<u64>) {
-    regorus::set_global_memory_limit(bytes);
+    let mut limit = HEAP_LIMIT.lock().expect("heap limit lock");
+    limit.base = bytes.map(|b| b.saturating_sub(limit.policies));
+    limit.apply();
+}
+
+/// The heap limit's two parts: the base [`set_heap_limit`] set, and the heap
+/// the compiled policies alive now hold.
+struct HeapLimit {
+    base: Option<u64>,
+    policies: u64,
+}
+
+static HEAP_LIMIT: std::sync::Mutex<HeapLimit> = std::sync::Mutex::new(HeapLimit {
+    base: None,
+    policies: 0,
+});
+
+impl HeapLimit {
+    fn apply(&self) {
+        regorus::set_global_memory_limit(self.base.map(|b| b.saturating_add(self.policies)));
+    }
+}
+
+/// The heap regorus may take, at most, to compile a bundle, per byte of the
+/// bundle: its text, parsed, then converted to regorus's values (measured:
+/// a 14 MB `data.json` of short strings peaks at about 11 times its size).
+pub const COMPILE_ROOM_PER_BUNDLE_BYTE: u64 = 32;
+
+/// The heap one compiled policy holds, counted into the heap limit while
+/// the policy lives (see [`set_heap_limit`]).
+#[derive(Debug)]
+pub(crate) struct HeapShare(u64);
+
+impl HeapShare {
+    /// Runs `compile` of a bundle of `bundle_bytes` and counts the heap it
+    /// kept: what the calling thread allocated and did not free meanwhile
+    /// (0 when the allocator does not count). regorus checks the limit
+    /// while it loads a bundle's data too, so the limit is raised by
+    /// [`COMPILE_ROOM_PER_BUNDLE_BYTE`] × `bundle_bytes` while it compiles
+    /// (at most 512 MiB, for the largest bundle), then by what it kept.
+    pub(crate) fn measure<T>(bundle_bytes: u64, compile: impl FnOnce() -> T) -> (T, HeapShare) {
+        if !heap_accounted() {
+            return (compile(), HeapShare(0));
+        }
+        let room = HeapShare::counted(bundle_bytes.saturating_mul(COMPILE_ROOM_PER_BUNDLE_BYTE));
+        let before = regorus_mimalloc::current_thread_live_bytes();
+        let compiled = compile();
+        let kept = regorus_mimalloc::current_thread_live_bytes().saturating_sub(before);
+        let share = HeapShare::counted(u64::try_from(kept).unwrap_or(0));
+        drop(room);
+        (compiled, share)
+    }
+
+    /// `bytes` counted into the limit until dropped.
+    fn counted(bytes: u64) -> HeapShare {
+        let mut limit = HEAP_LIMIT.lock().expect("heap limit lock");
+        limit.policies = limit.policies.saturating_add(bytes);
+        limit.apply();
+        HeapShare(bytes)
+    }
+
+    /// The bytes counted.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Drop for HeapShare {
+    fn drop(&mut self) {
+        let mut limit = HEAP_LIMIT.lock().expect("heap limit lock");
+        limit.policies = limit.policies.saturating_sub(self.0);
+        limit.apply();
+    }
 }
 
 #[cfg(test)]

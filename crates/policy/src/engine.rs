@@ -4,6 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::bounds::HeapShare;
 use crate::cedar::CedarPolicy;
 use crate::contract::{EvalInput, Evaluation};
 use crate::rego::RegoPolicy;
@@ -60,7 +61,13 @@ pub fn replay_receipt(
 }
 
 /// A compiled bundle, shareable across threads.
-pub enum CompiledPolicy {
+pub struct CompiledPolicy {
+    compiled: Compiled,
+    /// The heap it holds, in the evaluation heap limit while it lives.
+    heap: HeapShare,
+}
+
+enum Compiled {
     /// Rego via regorus.
     Rego(Box<RegoPolicy>),
     /// Cedar via cedar-policy.
@@ -76,10 +83,24 @@ impl CompiledPolicy {
     ///
     /// [`Error::Compile`], [`Error::NonDeterministic`], [`Error::InvalidBundle`].
     pub fn compile(bundle: &Bundle) -> Result<CompiledPolicy, Error> {
-        Ok(match bundle.manifest().engine {
-            Engine::Rego => CompiledPolicy::Rego(Box::new(RegoPolicy::compile(bundle)?)),
-            Engine::Cedar => CompiledPolicy::Cedar(Box::new(CedarPolicy::compile(bundle)?)),
+        let bytes = bundle.files().values().map(|f| f.len() as u64).sum();
+        let (compiled, heap) = HeapShare::measure(bytes, || -> Result<Compiled, Error> {
+            Ok(match bundle.manifest().engine {
+                Engine::Rego => Compiled::Rego(Box::new(RegoPolicy::compile(bundle)?)),
+                Engine::Cedar => Compiled::Cedar(Box::new(CedarPolicy::compile(bundle)?)),
+            })
+        });
+        Ok(CompiledPolicy {
+            compiled: compiled?,
+            heap,
         })
+    }
+
+    /// The heap its compilation kept (modules, data, entities), as the
+    /// evaluation heap limit counts it (0 when the allocator does not count).
+    #[must_use]
+    pub fn heap_bytes(&self) -> u64 {
+        self.heap.bytes()
     }
 
     /// Stops each evaluation at `limit` of wall-clock time instead of
@@ -88,7 +109,7 @@ impl CompiledPolicy {
     /// its evaluation always terminates in time linear in the policies.
     #[must_use]
     pub fn with_time_limit(mut self, limit: Duration) -> CompiledPolicy {
-        if let CompiledPolicy::Rego(p) = &mut self {
+        if let Compiled::Rego(p) = &mut self.compiled {
             p.set_time_limit(limit);
         }
         self
@@ -97,9 +118,9 @@ impl CompiledPolicy {
     /// The engine.
     #[must_use]
     pub fn engine(&self) -> Engine {
-        match self {
-            CompiledPolicy::Rego(_) => Engine::Rego,
-            CompiledPolicy::Cedar(_) => Engine::Cedar,
+        match &self.compiled {
+            Compiled::Rego(_) => Engine::Rego,
+            Compiled::Cedar(_) => Engine::Cedar,
         }
     }
 
@@ -108,9 +129,9 @@ impl CompiledPolicy {
     /// `bounds.rs`), as "`name` (file line N)". Cedar: never.
     #[must_use]
     pub fn amplifying(&self) -> Option<&str> {
-        match self {
-            CompiledPolicy::Rego(p) => p.amplifying(),
-            CompiledPolicy::Cedar(_) => None,
+        match &self.compiled {
+            Compiled::Rego(p) => p.amplifying(),
+            Compiled::Cedar(_) => None,
         }
     }
 
@@ -118,9 +139,9 @@ impl CompiledPolicy {
     /// Cedar: the attributes of entity `Actor::"id"`), for the derived context.
     #[must_use]
     pub fn actor_attributes(&self, actor_id: &str) -> serde_json::Value {
-        match self {
-            CompiledPolicy::Rego(p) => p.actor_attributes(actor_id),
-            CompiledPolicy::Cedar(p) => p.actor_attributes(actor_id),
+        match &self.compiled {
+            Compiled::Rego(p) => p.actor_attributes(actor_id),
+            Compiled::Cedar(p) => p.actor_attributes(actor_id),
         }
     }
 
@@ -173,9 +194,9 @@ impl CompiledPolicy {
     }
 
     fn evaluate_unbounded(&self, input: &EvalInput, slice: Option<Duration>) -> Option<Evaluation> {
-        let run = AssertUnwindSafe(|| match self {
-            CompiledPolicy::Rego(p) => p.evaluate_within(input, slice),
-            CompiledPolicy::Cedar(p) => Some(p.evaluate(input)),
+        let run = AssertUnwindSafe(|| match &self.compiled {
+            Compiled::Rego(p) => p.evaluate_within(input, slice),
+            Compiled::Cedar(p) => Some(p.evaluate(input)),
         });
         catch_unwind(run).unwrap_or_else(|panic| {
             let what = panic
