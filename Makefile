@@ -60,7 +60,8 @@ test: deps test-deps
 ## bench: criterion benchmarks, the ledger's append and proof tables (RocksDB
 ## and PostgreSQL), the gate load generator (one gate on RocksDB, again with
 ## Rego unbounded (eval_memory_mb = 0) and all in worker processes
-## (eval_isolation = process), Cerbos 0.51 under the same load, then one,
+## (eval_isolation = process), Cerbos 0.51 under the same load, the
+## side by side with wrk (the gate three ways and Cerbos, three rounds), then one,
 ## two and three gates sharing a PostgreSQL log), proofcheck's audit
 ## throughput, then the latency the MCP gateway adds per tools/call
 bench: deps test-deps
@@ -76,6 +77,7 @@ bench: deps test-deps
 	@echo "the same gate evaluating all of Rego in worker processes (eval_isolation = process):"
 	TOLLGATE_EVAL_ISOLATION=process $(CARGO_TARGET_DIR)/release/tollgate-bench gate --connections 64 --rate 0
 	$(CARGO_TARGET_DIR)/release/tollgate-bench cerbos
+	$(CARGO_TARGET_DIR)/release/tollgate-bench wrk --rounds 3
 	for n in 1 2 3; do \
 	  $(CARGO_TARGET_DIR)/release/tollgate-bench gate --log-store postgres --gates $$n \
 	    --connections 64 --rate 0 || exit 1; \

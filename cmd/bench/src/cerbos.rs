@@ -69,8 +69,7 @@ fn check(run: u32, n: u64, amount: u64) -> Vec<u8> {
 pub(crate) fn run(args: CerbosArgs) -> Result<()> {
     let bin = match args.cerbos_bin {
         Some(b) => b,
-        None => std::path::PathBuf::from(std::env::var("HOME").context("HOME")?)
-            .join(".cache/tollgate/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"),
+        None => default_bin()?,
     };
     let server = Cerbos::start(&bin)?;
     let addr = server.addr.clone();
@@ -126,15 +125,23 @@ pub(crate) fn run(args: CerbosArgs) -> Result<()> {
     Ok(())
 }
 
+/// The Cerbos binary `make bench` installs (scripts/install-bench-deps.sh).
+pub(crate) fn default_bin() -> Result<std::path::PathBuf> {
+    Ok(
+        std::path::PathBuf::from(std::env::var("HOME").context("HOME")?)
+            .join(".cache/tollgate/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"),
+    )
+}
+
 /// Cerbos on a fresh directory; killed on drop.
-struct Cerbos {
-    child: Child,
-    addr: String,
+pub(crate) struct Cerbos {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Cerbos {
-    fn start(bin: &std::path::Path) -> Result<Cerbos> {
+    pub(crate) fn start(bin: &std::path::Path) -> Result<Cerbos> {
         if !bin.exists() {
             bail!(
                 "no Cerbos at {} (make bench installs it: scripts/install-bench-deps.sh)",

@@ -98,6 +98,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                     args.contract == "example",
                     log_store.as_deref(),
                     like.as_deref(),
+                    &[],
                 )
                 .with_context(|| format!("starting gate {i}"))?;
                 servers.push(s);
@@ -620,11 +621,11 @@ pub(crate) async fn load(
 }
 
 /// A gate started for the benchmark; killed and its data removed on drop.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     /// Its data directory.
-    data: std::path::PathBuf,
+    pub(crate) data: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -632,12 +633,13 @@ impl Server {
     /// Starts a gate on a fresh data directory: its log in `log_store` if
     /// given, with the keys, origin and tokens of the gate whose data
     /// directory is `like` if given (another gate on the same log).
-    fn start(
+    pub(crate) fn start(
         gate_bin: Option<&std::path::Path>,
         policy: &str,
         contract: bool,
         log_store: Option<&str>,
         like: Option<&std::path::Path>,
+        env: &[(&str, &str)],
     ) -> Result<Server> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
@@ -652,7 +654,8 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env("TOLLGATE_LOG", "warn")
-            .env("TOLLGATE_EXAMPLE_CONTRACT", contract.to_string());
+            .env("TOLLGATE_EXAMPLE_CONTRACT", contract.to_string())
+            .envs(env.iter().copied());
         if let Some(url) = log_store {
             cmd.env("TOLLGATE_LOG_STORE", url);
         }

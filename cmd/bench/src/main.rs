@@ -9,10 +9,13 @@
 //! - `tollgate-bench proofs`: grows one log to 10M leaves and measures
 //!   inclusion and consistency proof latency at 1k, 1M and 10M leaves.
 //! - `tollgate-bench cerbos`: the same load against Cerbos, the peer.
+//! - `tollgate-bench wrk`: the gate (three ways) and Cerbos side by side in
+//!   one run, driven by `wrk`.
 
 mod cerbos;
 mod gate;
 mod ledger;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 
@@ -45,12 +48,17 @@ enum Command {
     /// log on) deciding the same transfer: the peer the gate is measured
     /// against.
     Cerbos(cerbos::CerbosArgs),
+    /// The gate (Rego in the gate, Rego in worker processes, Cedar) and
+    /// Cerbos 0.51 side by side in one run, driven by `wrk`
+    /// (bench/wrk/*.lua): decisions/s, latency, server CPU per decision.
+    Wrk(wrk::WrkArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Gate(args) => gate::run(args),
         Command::Cerbos(args) => cerbos::run(args),
+        Command::Wrk(args) => wrk::run(args),
         Command::Ledger(args) => {
             ledger::bench(args);
             Ok(())
