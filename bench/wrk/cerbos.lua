@@ -23,10 +23,3 @@ function request()
     .. '"resource":{"kind":"payments","id":"' .. rid .. '","attr":{"amount":500,"to":"acct-9","ticket":"OPS-1"}}}]}'
   return wrk.format(nil, nil, nil, body)
 end
-
-function response(status, headers, body)
-  if status ~= 200 then
-    errors = (errors or 0) + 1
-    if errors <= 3 then io.stderr:write("status " .. status .. ": " .. body .. "\n") end
-  end
-end

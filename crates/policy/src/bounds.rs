@@ -290,7 +290,8 @@ impl HeapLimit {
 
 /// The heap regorus may take, at most, to compile a bundle, per byte of the
 /// bundle: its text, parsed, then converted to regorus's values (measured:
-/// a 14 MB `data.json` of short strings peaks at about 11 times its size).
+/// a 13 MB `data.json` of short strings peaks at about 19 times its size and
+/// keeps about 6.5 times; `tests/heap_limit.rs` prints both).
 pub const COMPILE_ROOM_PER_BUNDLE_BYTE: u64 = 32;
 
 /// The heap one compiled policy holds, counted into the heap limit while
