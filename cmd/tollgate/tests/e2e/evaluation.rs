@@ -191,6 +191,67 @@ fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
     s.stop();
 }
 
+/// A policy with large data, activated after the gate set its heap limit:
+/// the limit rises by what the compiled policy holds, so the bundle loads
+/// in the gate (regorus checks the limit while it loads data) and its
+/// decisions keep the evaluations' room — a small one is PERMIT, one that
+/// grows past `eval_memory_mb` is still stopped at the limit.
+#[test]
+fn a_policy_with_large_data_activated_later_keeps_the_evaluations_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        dir.path(),
+        &[
+            ("TOLLGATE_EVAL_MEMORY_MB", "16"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
+            // The limit at start: the heap + 16 MiB + 64 MiB + 16 × 64 KiB.
+            ("TOLLGATE_HASH_CACHE_MB", "0"),
+            ("TOLLGATE_MAX_PENDING_DECISIONS", "16"),
+        ],
+    );
+    let bundle = rego_bundle(
+        &s,
+        "large",
+        "package large\nimport rego.v1\ndecision := \"permit\" if {\n  count(data.blob) > 0\n  count({[i, j] | some i in numbers.range(1, input.context.n); some j in numbers.range(1, 1000)}) > 0\n}\n",
+    );
+    // 13 MB of short strings: ~84 MiB in regorus's memory, more than the
+    // 81 MiB of room the limit had at start.
+    let blob: Vec<String> = (0..1_600_000).map(|i| format!("{i:x}")).collect();
+    std::fs::write(
+        bundle.join("data.json"),
+        serde_json::to_vec(&json!({ "blob": blob })).unwrap(),
+    )
+    .unwrap();
+    let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
+    assert!(ok, "{out}");
+    let at = |n: u64, key: &str| {
+        let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
+        i["context"] = json!({ "n": n });
+        s.decide(&i)
+    };
+    let r = at(2, "small");
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    verify(&s, &r);
+    let r = at(1_000_000, "large");
+    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+    assert!(
+        r.reason.contains("past the evaluation memory limit"),
+        "{}",
+        r.reason
+    );
+    verify(&s, &r);
+    let r = at(3, "small-again");
+    assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("tollgate_eval_processes_started_total 0"),
+        "{metrics}"
+    );
+    s.audit();
+    s.stop();
+}
+
 /// One builtin call can build a large value from a short policy: a format
 /// width of 500,000,000 asks `sprintf` for half a gigabyte at once, which
 /// no timer interrupts. Rego evaluates in a process capped at
