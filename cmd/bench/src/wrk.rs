@@ -116,18 +116,22 @@ fn parse(out: &str) -> Result<Row> {
                 .sum()
         })
         .unwrap_or(0);
+    let failed = non_2xx + socket_errors;
+    let all_per_second: f64 = field("Requests/sec:")
+        .and_then(|n| n.parse().ok())
+        .context("wrk printed no Requests/sec")?;
     Ok(Row {
         requests,
-        per_second: field("Requests/sec:")
-            .and_then(|n| n.parse().ok())
-            .context("wrk printed no Requests/sec")?,
+        // Decisions: answers that were not failures.
+        per_second: all_per_second * requests.saturating_sub(failed) as f64
+            / requests.max(1) as f64,
         p50_us: field("50%")
             .and_then(micros)
             .context("no 50th percentile")?,
         p99_us: field("99%")
             .and_then(micros)
             .context("no 99th percentile")?,
-        failed: non_2xx + socket_errors,
+        failed,
     })
 }
 
@@ -233,7 +237,7 @@ pub(crate) fn run(args: WrkArgs) -> Result<()> {
                 };
                 let (row, before, after) =
                     wrk(&peer.url, script, conns, args.duration, &env, &[peer.pid])?;
-                let (cpu, steal) = after.since(&before, row.requests);
+                let (cpu, steal) = after.since(&before, row.requests.saturating_sub(row.failed));
                 rows.push((peer.name, row, cpu, steal));
             }
             let peer = rows.last().map_or(0.0, |r| r.1.per_second);
@@ -269,7 +273,8 @@ mod tests {
         let out = "Running 2s test @ http://127.0.0.1:1\n  2 threads and 4 connections\n  Latency Distribution\n     50%  812.00us\n     75%    1.20ms\n     90%    2.00ms\n     99%    1.01s\n  9349 requests in 2.00s, 18.2MB read\n  Socket errors: connect 0, read 1, write 0, timeout 2\n  Non-2xx or 3xx responses: 3\nRequests/sec:   4674.50\nTransfer/sec:      9.1MB\n";
         let r = parse(out).unwrap();
         assert_eq!(r.requests, 9349);
-        assert!((r.per_second - 4674.5).abs() < 1e-9);
+        // Requests/sec less the six failed of 9349.
+        assert!((r.per_second - 4674.5 * 9343.0 / 9349.0).abs() < 1e-9);
         assert!((r.p50_us - 812.0).abs() < 1e-9);
         assert!((r.p99_us - 1.01e6).abs() < 1e-3);
         assert_eq!(r.failed, 6);
