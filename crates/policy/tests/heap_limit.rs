@@ -45,6 +45,20 @@ fn input(n: u64) -> EvalInput {
 /// builtin): its evaluation holds heap in proportion to the request.
 const GROWS: &str = "package t\nimport rego.v1\ndecision := \"permit\" if {\n  s := {[i, j] | some i in numbers.range(1, 1000); some j in numbers.range(1, input.n)}\n  count(s) > 0\n}\n";
 
+/// The room the limit leaves the evaluations of [`GROWS`]: growing by a
+/// few MiB runs, by far more than 48 MiB is stopped at the limit.
+fn keeps_room(grows: &CompiledPolicy) {
+    let got = grows.evaluate(&input(10));
+    assert_eq!(got.decision, Decision::Permit, "{}", got.reason);
+    let got = grows.evaluate(&input(1_000));
+    assert_eq!(got.decision, Decision::Silence);
+    assert!(
+        got.reason.contains("evaluation memory limit"),
+        "{}",
+        got.reason
+    );
+}
+
 #[test]
 fn the_heap_limit_follows_the_compiled_policies() {
     assert!(
@@ -83,29 +97,12 @@ fn the_heap_limit_follows_the_compiled_policies() {
         "the policy's data is counted: {} MiB",
         big.heap_bytes() / MIB
     );
-    // The evaluations have the room they had: one that grows by a few MiB
-    // runs, one that grows by far more than 48 MiB is stopped at the limit.
-    let got = grows.evaluate(&input(10));
-    assert_eq!(got.decision, Decision::Permit, "{}", got.reason);
-    let got = grows.evaluate(&input(1_000));
-    assert_eq!(got.decision, Decision::Silence);
-    assert!(
-        got.reason.contains("evaluation memory limit"),
-        "{}",
-        got.reason
-    );
+    // The evaluations have the room they had.
+    keeps_room(&grows);
 
     // Dropped, the large policy gives its room back: the limit is the one
     // set again, so the same growth is stopped again.
     drop(big);
-    let got = grows.evaluate(&input(10));
-    assert_eq!(got.decision, Decision::Permit, "{}", got.reason);
-    let got = grows.evaluate(&input(1_000));
-    assert_eq!(got.decision, Decision::Silence);
-    assert!(
-        got.reason.contains("evaluation memory limit"),
-        "{}",
-        got.reason
-    );
+    keeps_room(&grows);
     policy::set_heap_limit(None);
 }

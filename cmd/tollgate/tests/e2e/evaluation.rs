@@ -133,6 +133,32 @@ fn under_process_isolation_a_slow_policy_runs_in_one_worker() {
     s.stop();
 }
 
+/// A gate whose Rego evaluates in it under a small heap limit: one
+/// evaluation thread of `eval_memory_mb = 16`, no hash cache, 16 pending
+/// decisions, so the limit is the heap at start + 16 MiB + 64 MiB (the
+/// gate's allowance) + 16 × 64 KiB; a 10 s time limit, so only the heap
+/// limit stops an evaluation in these tests.
+fn heap_limited_gate(dir: &Path) -> Server {
+    Server::start_with_env(
+        dir,
+        &[
+            ("TOLLGATE_EVAL_MEMORY_MB", "16"),
+            ("TOLLGATE_EVAL_THREADS", "1"),
+            ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
+            ("TOLLGATE_HASH_CACHE_MB", "0"),
+            ("TOLLGATE_MAX_PENDING_DECISIONS", "16"),
+        ],
+    )
+}
+
+/// A transfer decided with `context.n = n` (how large the growing policies
+/// of these tests grow).
+fn decide_with_n(s: &Server, n: u64, key: &str) -> DecisionResponse {
+    let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
+    i["context"] = json!({ "n": n });
+    s.decide(&i)
+}
+
 /// A policy that refers to no amplifying builtin evaluates in the gate, and
 /// one that grows a value step by step (here a set of pairs, as large as
 /// the request asks) is stopped at the gate's heap limit — `eval_threads` ×
@@ -143,27 +169,13 @@ fn under_process_isolation_a_slow_policy_runs_in_one_worker() {
 #[test]
 fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with_env(
-        dir.path(),
-        &[
-            ("TOLLGATE_EVAL_MEMORY_MB", "16"),
-            ("TOLLGATE_EVAL_THREADS", "1"),
-            ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
-            // The limit: the heap at start + 16 MiB + 64 MiB + 16 × 64 KiB.
-            ("TOLLGATE_HASH_CACHE_MB", "0"),
-            ("TOLLGATE_MAX_PENDING_DECISIONS", "16"),
-        ],
-    );
+    let s = heap_limited_gate(dir.path());
     activate_rego(
         &s,
         "grower",
         "count({[i, j] | some i in numbers.range(1, input.context.n); some j in numbers.range(1, 1000)}) > 0",
     );
-    let at = |n: u64, key: &str| {
-        let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
-        i["context"] = json!({ "n": n });
-        s.decide(&i)
-    };
+    let at = |n: u64, key: &str| decide_with_n(&s, n, key);
     let started = std::time::Instant::now();
     let r = at(1_000_000, "large");
     assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
@@ -199,17 +211,7 @@ fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
 #[test]
 fn a_policy_with_large_data_activated_later_keeps_the_evaluations_room() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with_env(
-        dir.path(),
-        &[
-            ("TOLLGATE_EVAL_MEMORY_MB", "16"),
-            ("TOLLGATE_EVAL_THREADS", "1"),
-            ("TOLLGATE_EVAL_TIMEOUT_MS", "10000"),
-            // The limit at start: the heap + 16 MiB + 64 MiB + 16 × 64 KiB.
-            ("TOLLGATE_HASH_CACHE_MB", "0"),
-            ("TOLLGATE_MAX_PENDING_DECISIONS", "16"),
-        ],
-    );
+    let s = heap_limited_gate(dir.path());
     let bundle = rego_bundle(
         &s,
         "large",
@@ -225,11 +227,7 @@ fn a_policy_with_large_data_activated_later_keeps_the_evaluations_room() {
     .unwrap();
     let (ok, out) = s.tollgate(&["policy", "publish", bundle.to_str().unwrap(), "--activate"]);
     assert!(ok, "{out}");
-    let at = |n: u64, key: &str| {
-        let mut i = intent("agent-treasury", "payments", "transfer", json!({}), key);
-        i["context"] = json!({ "n": n });
-        s.decide(&i)
-    };
+    let at = |n: u64, key: &str| decide_with_n(&s, n, key);
     let r = at(2, "small");
     assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
     verify(&s, &r);
