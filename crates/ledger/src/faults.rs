@@ -61,9 +61,6 @@ impl<B: Backend> LogStore for Faulty<B> {
     fn has_hash(&self, index: u64) -> Result<bool, Error> {
         self.inner.has_hash(index)
     }
-    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        self.inner.index_of(leaf_hash)
-    }
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {
         self.inner.idempotency(keys)
     }
@@ -161,7 +158,6 @@ pub struct MemStore {
 struct Mem {
     hashes: BTreeMap<u64, Hash>,
     entries: BTreeMap<u64, Vec<u8>>,
-    leaves: BTreeMap<Hash, u64>,
     idempotency: BTreeMap<Vec<u8>, IdempotencyRecord>,
     checkpoints: BTreeMap<u64, String>,
 }
@@ -205,15 +201,6 @@ impl LogStore for MemStore {
             .expect("mem lock")
             .hashes
             .contains_key(&index))
-    }
-    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        Ok(self
-            .log
-            .read()
-            .expect("mem lock")
-            .leaves
-            .get(leaf_hash)
-            .copied())
     }
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {
         let log = self.log.read().expect("mem lock");
@@ -263,7 +250,6 @@ impl LogStore for MemStore {
         }
         for (index, leaf) in (batch.old_size..).zip(&batch.leaves) {
             log.entries.insert(index, leaf.leaf.clone());
-            log.leaves.insert(leaf.leaf_hash, index);
             log.idempotency
                 .entry(leaf.key.clone())
                 .or_insert(IdempotencyRecord {

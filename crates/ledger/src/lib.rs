@@ -442,23 +442,6 @@ impl Ledger {
         Ok(Some(edge))
     }
 
-    /// The index of a leaf whose leaf hash is `leaf_hash`: the latest one
-    /// appended, if the same bytes were appended under several idempotency
-    /// keys (an inclusion proof for any of them proves the leaf is logged).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        let size = self.committed_size();
-        Ok(self
-            .shared
-            .store
-            .backend()
-            .index_of(leaf_hash)?
-            .filter(|&index| index < size))
-    }
-
     /// The committed leaf first appended under `idempotency_key`: its index
     /// and leaf hash. `None` if the key is unused, or its batch is being
     /// committed right now (its append will answer).

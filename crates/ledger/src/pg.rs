@@ -39,7 +39,6 @@ use crate::Error;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tollgate_hashes (idx BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS tollgate_entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL);
-CREATE TABLE IF NOT EXISTS tollgate_leaves (leaf_hash BYTEA PRIMARY KEY, idx BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS tollgate_idempotency (
     key BYTEA PRIMARY KEY, idx BIGINT NOT NULL, leaf_hash BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS tollgate_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL);
@@ -141,8 +140,6 @@ impl Conn {
                         &rows.leaves,
                         &rows.hash_idx,
                         &rows.hashes,
-                        &rows.leaf_hashes,
-                        &rows.leaf_idx,
                         &rows.keys,
                         &rows.key_hashes,
                         &rows.new_size,
@@ -165,22 +162,20 @@ impl Conn {
     }
 }
 
-/// A batch's rows, one statement: entries, stored hashes, the leaf-hash
-/// index (latest index per hash), idempotency records, the checkpoint and
-/// the new head.
+/// A batch's rows, one statement: entries, stored hashes, idempotency
+/// records, the checkpoint and the new head. (Logs created before
+/// 2026-12-08 also have a `tollgate_leaves` table, a leaf-hash index nothing
+/// read; it is left as it is and no longer written.)
 const WRITE: &str = "WITH \
     e AS (INSERT INTO tollgate_entries (idx, leaf) \
           SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])), \
     h AS (INSERT INTO tollgate_hashes (idx, hash) \
           SELECT * FROM UNNEST($3::BIGINT[], $4::BYTEA[])), \
-    l AS (INSERT INTO tollgate_leaves (leaf_hash, idx) \
-          SELECT * FROM UNNEST($5::BYTEA[], $6::BIGINT[]) \
-          ON CONFLICT (leaf_hash) DO UPDATE SET idx = EXCLUDED.idx), \
     i AS (INSERT INTO tollgate_idempotency (key, idx, leaf_hash) \
-          SELECT * FROM UNNEST($7::BYTEA[], $1::BIGINT[], $8::BYTEA[])), \
-    c AS (INSERT INTO tollgate_checkpoints (size, note) VALUES ($9, $10) \
+          SELECT * FROM UNNEST($5::BYTEA[], $1::BIGINT[], $6::BYTEA[])), \
+    c AS (INSERT INTO tollgate_checkpoints (size, note) VALUES ($7, $8) \
           ON CONFLICT (size) DO UPDATE SET note = EXCLUDED.note) \
-    UPDATE tollgate_head SET size = $9 WHERE id = 1";
+    UPDATE tollgate_head SET size = $7 WHERE id = 1";
 
 /// A session idle this long inside a transaction (a writer holding the head
 /// that stopped) is ended by the server, which releases the head.
@@ -234,8 +229,6 @@ struct Rows {
     leaves: Vec<Vec<u8>>,
     keys: Vec<Vec<u8>>,
     key_hashes: Vec<Vec<u8>>,
-    leaf_hashes: Vec<Vec<u8>>,
-    leaf_idx: Vec<i64>,
     hash_idx: Vec<i64>,
     hashes: Vec<Vec<u8>>,
     new_size: i64,
@@ -250,24 +243,18 @@ impl Rows {
         let n = batch.leaves.len();
         let (mut idx, mut leaves) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut keys, mut key_hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        // The leaf-hash index keeps the latest index of each hash.
-        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
         for (k, l) in batch.leaves.iter().enumerate() {
             let i = first + k as i64;
             idx.push(i);
             leaves.push(l.leaf.clone());
             keys.push(l.key.clone());
             key_hashes.push(l.leaf_hash.0.to_vec());
-            latest.insert(l.leaf_hash.0.to_vec(), i);
         }
-        let (leaf_hashes, leaf_idx) = latest.into_iter().unzip();
         Ok(Rows {
             idx,
             leaves,
             keys,
             key_hashes,
-            leaf_hashes,
-            leaf_idx,
             hash_idx: (0..batch.hashes.len() as i64)
                 .map(|k| first_hash + k)
                 .collect(),
@@ -498,18 +485,6 @@ impl LogStore for PgStore {
 
     fn has_hash(&self, index: u64) -> Result<bool, Error> {
         self.has_row("SELECT 1 FROM tollgate_hashes WHERE idx = $1", index)
-    }
-
-    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        let h = leaf_hash.0.to_vec();
-        self.run(move |c| {
-            Ok(c.query_opt(
-                "SELECT idx FROM tollgate_leaves WHERE leaf_hash = $1",
-                &[&h],
-            )
-            .map_err(storage)?
-            .map(|r| r.get::<_, i64>(0) as u64))
-        })
     }
 
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {

@@ -7,7 +7,7 @@
 //! |--------------------------|-----------------------------------------|
 //! | `h` ‖ stored index       | 32-byte stored hash ([`tlog::stored_hash_index`]) |
 //! | `e` ‖ leaf index         | the leaf (entry) bytes                  |
-//! | `l` ‖ leaf hash          | leaf index of the latest leaf with that hash |
+//! | `l` ‖ leaf hash          | reserved: logs written before 2026-12-08 hold a leaf-hash index here that nothing read; left as it is, no longer written |
 //! | `i` ‖ idempotency key    | leaf index ‖ leaf hash                  |
 //! | `c` ‖ tree size          | the signed checkpoint note of that size |
 //! | any other letter ‖ key   | state: a `Namespace` of `State` (`state.rs`) |
@@ -27,7 +27,6 @@ use crate::Error;
 
 const HASH: u8 = b'h';
 const ENTRY: u8 = b'e';
-const LEAF: u8 = b'l';
 const IDEMPOTENCY: u8 = b'i';
 const CHECKPOINT: u8 = b'c';
 
@@ -122,22 +121,17 @@ impl RocksStore {
 
     /// The batch as one `WriteBatch`.
     ///
-    /// Entries and hashes go in as they come (ascending keys); the two
-    /// random-key indexes are added last, each sorted. The memtable's skip
+    /// Entries and hashes go in as they come (ascending keys); the
+    /// random-key index (idempotency) is added last, sorted. The memtable's skip
     /// list reuses the previous insert's position when the next key is close
     /// to it, so runs of neighbouring keys are cheap to insert, and
     /// interleaving the random keys with the sequential ones would break every
     /// run (measured: inserting was most of the writer thread's time).
     fn write_batch(batch: &Batch) -> WriteBatch {
         let mut wb = WriteBatch::default();
-        let mut leaf_index = Vec::with_capacity(batch.leaves.len());
         let mut idempotency = Vec::with_capacity(batch.leaves.len());
         for (index, l) in (batch.old_size..).zip(&batch.leaves) {
             wb.put(key_u64(ENTRY, index), &l.leaf);
-            let mut k = [0u8; 33];
-            k[0] = LEAF;
-            k[1..].copy_from_slice(&l.leaf_hash.0);
-            leaf_index.push((k, index));
             let mut v = [0u8; 40];
             v[..8].copy_from_slice(&index.to_be_bytes());
             v[8..].copy_from_slice(&l.leaf_hash.0);
@@ -151,12 +145,6 @@ impl RocksStore {
             key_u64(CHECKPOINT, batch.new_size()),
             batch.checkpoint.as_bytes(),
         );
-        // Equal leaf hashes keep their order (a stable sort), so the last
-        // put, the latest leaf, is the one the index names.
-        leaf_index.sort_by_key(|a| a.0);
-        for (k, index) in &leaf_index {
-            wb.put(k, index.to_be_bytes());
-        }
         idempotency.sort_unstable();
         for (k, v) in &idempotency {
             wb.put(k, v);
@@ -199,15 +187,6 @@ impl LogStore for RocksStore {
 
     fn has_hash(&self, index: u64) -> Result<bool, Error> {
         self.exists(&key_u64(HASH, index))
-    }
-
-    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error> {
-        Ok(self
-            .db
-            .get(key_bytes(LEAF, &leaf_hash.0))
-            .map_err(storage)?
-            .as_deref()
-            .and_then(u64_at))
     }
 
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error> {

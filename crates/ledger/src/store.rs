@@ -40,7 +40,7 @@ pub(crate) struct NewLeaf {
 }
 
 /// Everything one commit writes, as plain data: the new leaves (entries,
-/// leaf-hash index, idempotency records), the new stored hashes and the
+/// idempotency records), the new stored hashes and the
 /// signed checkpoint of the new size. A backend writes all of it or none.
 pub(crate) struct Batch {
     /// Tree size before the batch: the index of the first new leaf.
@@ -77,8 +77,6 @@ pub(crate) trait LogStore: Send + Sync {
     fn has_entry(&self, index: u64) -> Result<bool, Error>;
     /// Whether stored hash `index` is stored.
     fn has_hash(&self, index: u64) -> Result<bool, Error>;
-    /// The index of the latest leaf with this leaf hash.
-    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, Error>;
     /// The idempotency records of `keys`, one answer per key, in order.
     fn idempotency(&self, keys: &[&[u8]]) -> Result<Vec<Option<IdempotencyRecord>>, Error>;
     /// Every idempotency record, with its key (copying the log elsewhere).

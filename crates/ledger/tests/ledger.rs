@@ -51,10 +51,6 @@ fn concurrent_appenders_get_gapless_indexes_and_verifiable_proofs() {
         assert!(!a.duplicate);
         check_appended(a, &leaf(k), &key);
         assert_eq!(ledger.entry(a.index).unwrap(), leaf(k));
-        assert_eq!(
-            ledger.index_of(&tlog::leaf_hash(&leaf(k))).unwrap(),
-            Some(a.index)
-        );
         checkpoints.insert(a.checkpoint.checkpoint.size, verified(&a.checkpoint, &key));
     }
     // Every checkpoint is consistent with every later one, and stored by size.
@@ -695,23 +691,20 @@ fn state_is_namespaced_swappable_and_survives_reopen() {
     check_whole_log(&l);
 }
 
-/// The same bytes under two idempotency keys are two leaves; the leaf-hash
-/// index names the latest, within one batch and across batches.
+/// The same bytes under different idempotency keys are different leaves,
+/// within one batch and across batches; each key answers with its own.
 #[test]
-fn the_leaf_hash_index_names_the_latest_of_equal_leaves() {
+fn equal_bytes_under_different_keys_are_different_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path(), key(), opts(8)).unwrap();
     let same = b"same bytes".to_vec();
-    let hash = tlog::leaf_hash(&same);
     let first = ledger
         .append_blocking(same.clone(), b"k1".to_vec())
         .unwrap();
-    assert_eq!(ledger.index_of(&hash).unwrap(), Some(first.index));
     let second = ledger
         .append_blocking(same.clone(), b"k2".to_vec())
         .unwrap();
     assert_ne!(first.index, second.index);
-    assert_eq!(ledger.index_of(&hash).unwrap(), Some(second.index));
     // Two in one batch.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| {
@@ -726,8 +719,20 @@ fn the_leaf_hash_index_names_the_latest_of_equal_leaves() {
         });
         (a.join().unwrap(), b.join().unwrap())
     });
-    let latest = a.index.max(b.index);
-    assert_eq!(ledger.index_of(&hash).unwrap(), Some(latest));
+    let indexes: std::collections::BTreeSet<u64> =
+        [first.index, second.index, a.index, b.index].into();
+    assert_eq!(indexes.len(), 4, "four leaves");
+    for (k, a) in [
+        (&b"k1"[..], &first),
+        (b"k2", &second),
+        (b"k3", &a),
+        (b"k4", &b),
+    ] {
+        assert_eq!(ledger.entry(a.index).unwrap(), same);
+        let (index, _) = ledger.lookup(k).unwrap().expect("committed");
+        assert_eq!(index, a.index);
+    }
+    check_whole_log(&ledger);
 }
 
 /// The sequencer needs no disk: on the in-memory store (tests only) appends
