@@ -111,9 +111,10 @@ crashloop: deps
 lint: deps test-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check tests sdk/python
-	$(VENV)/bin/ruff format --check tests sdk/python
+	$(VENV)/bin/ruff check tests sdk/python scripts
+	$(VENV)/bin/ruff format --check tests sdk/python scripts
 	cd tests/mcp && $(VENV)/bin/mypy --strict --cache-dir /dev/null .
+	$(VENV)/bin/mypy --strict --cache-dir /dev/null scripts/perf-stages.py
 	cd sdk/python && MYPYPATH=src $(VENV)/bin/mypy --strict --cache-dir /dev/null src tests
 	cd sdk/typescript && npx tsc -p tsconfig.test.json --noEmit && npx tsc -p tsconfig.verify.json \
 	  && npx eslint .
