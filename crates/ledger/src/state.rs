@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use crate::store::StateStore;
 use crate::Error;
 
-/// The prefixes of the log's own keys (`h`, `e`, `l`, `i`, `c`).
+/// The prefixes of the log's own keys (`h`, `e`, `i`, `c`; and `l`, which
+/// logs written before 2026-12-08 used for a leaf-hash index and still hold).
 const LOG_PREFIXES: &[u8] = b"heilc";
 
 /// A namespace of the state: a one-byte key prefix.
