@@ -159,6 +159,18 @@ fn decide_with_n(s: &Server, n: u64, key: &str) -> DecisionResponse {
     s.decide(&i)
 }
 
+/// `r` is a logged SILENCE that names the heap limit and its setting.
+fn stopped_at_the_heap_limit(s: &Server, r: &DecisionResponse) {
+    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
+    assert!(
+        r.reason.contains("past the evaluation memory limit"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("eval_memory_mb"), "{}", r.reason);
+    verify(s, r);
+}
+
 /// A policy that refers to no amplifying builtin evaluates in the gate, and
 /// one that grows a value step by step (here a set of pairs, as large as
 /// the request asks) is stopped at the gate's heap limit — `eval_threads` ×
@@ -177,16 +189,8 @@ fn a_policy_growing_in_the_gate_is_stopped_at_the_heap_limit() {
     );
     let at = |n: u64, key: &str| decide_with_n(&s, n, key);
     let started = std::time::Instant::now();
-    let r = at(1_000_000, "large");
-    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
-    assert!(
-        r.reason.contains("past the evaluation memory limit"),
-        "{}",
-        r.reason
-    );
-    assert!(r.reason.contains("eval_memory_mb"), "{}", r.reason);
+    stopped_at_the_heap_limit(&s, &at(1_000_000, "large"));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    verify(&s, &r);
     let r = at(2, "small");
     assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
     verify(&s, &r);
@@ -231,14 +235,7 @@ fn a_policy_with_large_data_activated_later_keeps_the_evaluations_room() {
     let r = at(2, "small");
     assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
     verify(&s, &r);
-    let r = at(1_000_000, "large");
-    assert_eq!(r.decision, Decision::Silence, "{}", r.reason);
-    assert!(
-        r.reason.contains("past the evaluation memory limit"),
-        "{}",
-        r.reason
-    );
-    verify(&s, &r);
+    stopped_at_the_heap_limit(&s, &at(1_000_000, "large"));
     let r = at(3, "small-again");
     assert_eq!(r.decision, Decision::Permit, "{}", r.reason);
     let metrics = s.get_text("/metrics");
